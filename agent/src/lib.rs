@@ -1,0 +1,17 @@
+//! lenscap: observe → judge → act → report.
+//!
+//! - [`observe`] answers questions about the machine and returns plain data
+//!   ([`model`]); it never decides anything.
+//! - [`judge`] is pure: `(policy, observations) → findings with verdicts`.
+//! - `act` and `report` (the daemon's stages) carry verdicts out and tell
+//!   the collector.
+//!
+//! [`scan`] runs observe → judge once; `lenscap scan` prints its result.
+
+pub mod config;
+pub mod judge;
+pub mod model;
+pub mod observe;
+pub mod parse;
+pub mod platform;
+pub mod scan;

@@ -1,0 +1,339 @@
+//! Plain data shared by the stages. No OS types, no I/O: observe produces
+//! these, judge reads them, the CLI serialises them. The serde shape of
+//! these types *is* the `lenscap scan --json` contract (docs/scan-json.md),
+//! so renaming a field is a breaking change.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of address a listener is bound to, from a browser's point of
+/// view: loopback and wildcard are reachable from a page on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddressScope {
+    Loopback,
+    Wildcard,
+    Specific,
+}
+
+impl AddressScope {
+    /// Classify an address. `::ffff:127.0.0.1` is loopback: `is_loopback`
+    /// on the raw IPv6 form says false, so canonicalise first.
+    pub fn of(addr: IpAddr) -> AddressScope {
+        let addr = addr.to_canonical();
+        if addr.is_loopback() {
+            AddressScope::Loopback
+        } else if addr.is_unspecified() {
+            AddressScope::Wildcard
+        } else {
+            AddressScope::Specific
+        }
+    }
+
+    /// Can a browser running on this machine open a connection to it?
+    pub fn browser_reachable(self) -> bool {
+        matches!(self, AddressScope::Loopback | AddressScope::Wildcard)
+    }
+}
+
+/// One listening TCP socket and every process holding it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listener {
+    pub address: IpAddr,
+    pub port: u16,
+    pub scope: AddressScope,
+    /// For an IPv6 wildcard: whether it refuses IPv4 (`IPV6_V6ONLY`).
+    /// `None` when the platform could not tell or the socket is IPv4.
+    pub v6only: Option<bool>,
+    /// Every PID that holds the socket, ascending. Empty when the owner is
+    /// invisible to us (another namespace, or we lack privilege).
+    pub pids: Vec<u32>,
+    /// Platform socket identity (Linux inode, macOS socket address) used to
+    /// notice new sockets between sweeps.
+    pub socket_id: u64,
+}
+
+/// Process start time at the platform's finest resolution, as microseconds
+/// since the Unix epoch. Linux measures in clock ticks (usually 10 ms), macOS
+/// in microseconds; `resolution_us` says which, so PID-reuse checks know how
+/// much to trust equality.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StartTime {
+    pub unix_us: u64,
+    pub resolution_us: u32,
+}
+
+/// What we know of an executable's code signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signature {
+    pub status: SignatureStatus,
+    /// Signing identifier (`Identifier=` from codesign).
+    pub identifier: Option<String>,
+    /// Team ID, only when validated against Apple's anchor with a designated
+    /// requirement. A Team ID merely read from the binary is never put here.
+    pub team_id: Option<String>,
+    /// `Platform identifier=` present: an Apple platform binary.
+    pub platform_binary: bool,
+    /// Leaf-first signing authorities, for display.
+    pub authorities: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureStatus {
+    /// The platform has no code signatures (Linux). Said honestly rather
+    /// than pretending "unsigned".
+    NotSupported,
+    /// Checking failed (codesign missing, timed out, file gone).
+    Unknown,
+    Unsigned,
+    AdHoc,
+    /// Signed and the signature validated.
+    Valid,
+    /// Signed but the signature did not validate.
+    Invalid,
+}
+
+impl Signature {
+    pub fn not_supported() -> Signature {
+        Signature {
+            status: SignatureStatus::NotSupported,
+            identifier: None,
+            team_id: None,
+            platform_binary: false,
+            authorities: Vec::new(),
+        }
+    }
+
+    pub fn unknown() -> Signature {
+        Signature {
+            status: SignatureStatus::Unknown,
+            ..Signature::not_supported()
+        }
+    }
+
+    /// An Apple platform binary whose signature validated.
+    pub fn is_apple_platform(&self) -> bool {
+        self.platform_binary && self.status == SignatureStatus::Valid
+    }
+}
+
+/// Who a process is. Enough to judge it and to re-verify it right before
+/// signalling (pid + start time + executable).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessIdentity {
+    pub pid: u32,
+    pub ppid: u32,
+    pub start_time: StartTime,
+    /// Executable path; `None` when unreadable (kernel thread, privilege).
+    pub path: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub uid: u32,
+    pub user: Option<String>,
+    /// Short process name (comm).
+    pub name: String,
+    /// Runs with a controlling terminal: a person started it from a shell.
+    pub interactive: bool,
+    /// The enclosing `*.app` when the executable is inside `*.app/Contents/`.
+    pub bundle: Option<PathBuf>,
+    pub signature: Signature,
+}
+
+/// Where a persistence item came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PersistenceKind {
+    LaunchAgent,
+    LaunchDaemon,
+    /// A login item from Background Task Management (`sfltool dumpbtm`).
+    LoginItem,
+}
+
+/// A launchd `Sockets` entry: launchd itself listens and hands the socket
+/// to the job on demand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchdSocket {
+    pub name: String,
+    pub service: Option<String>,
+    pub node: Option<String>,
+}
+
+/// One thing that starts a program by itself: a launchd plist or a login
+/// item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistenceItem {
+    pub kind: PersistenceKind,
+    /// The plist (launchd) or the item's URL/path (login item).
+    pub path: PathBuf,
+    pub label: Option<String>,
+    /// Resolved program: `Program`, else `ProgramArguments[0]`, else
+    /// `BundleProgram` joined to the enclosing bundle.
+    pub program: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub run_at_load: bool,
+    pub keep_alive: bool,
+    pub sockets: Vec<LaunchdSocket>,
+    pub associated_bundle_ids: Vec<String>,
+    /// uid owning the plist file (0 for system, the user for a home agent).
+    pub owner_uid: Option<u32>,
+    /// Login items: the BTM parent identifier / developer name, when shown.
+    pub parent_identifier: Option<String>,
+    pub developer: Option<String>,
+    /// Login items: BTM disposition flags (enabled 0x1, allowed 0x2,
+    /// visible 0x4, notified 0x8).
+    pub disposition: Option<u32>,
+}
+
+/// How a listener answers a cross-origin request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cors {
+    /// No `Access-Control-Allow-Origin`: a page may send but not read.
+    None,
+    /// `Access-Control-Allow-Origin: *`.
+    Wildcard,
+    /// Echoes the foreign `Origin` we sent.
+    Reflected,
+    /// Allows some other, fixed origin.
+    Specific,
+}
+
+/// What the safe HTTP probe learned about a listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpProbe {
+    /// Answered with a parseable HTTP response.
+    pub http: bool,
+    /// Accepted a WebSocket upgrade (101) or advertised one.
+    pub websocket: bool,
+    /// Status of `GET /`.
+    pub status: Option<u16>,
+    pub server: Option<String>,
+    pub content_type: Option<String>,
+    pub cors: Cors,
+    /// Answers with an image: the Zoom trick of encoding status in the
+    /// image's dimensions to get round CORS.
+    pub image: bool,
+    /// The reason the probe could not finish, if it could not.
+    pub error: Option<String>,
+}
+
+/// The judge's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Allow,
+    Report,
+    Remediate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    Listener,
+    Persistence,
+}
+
+/// The listener part of a finding, as the JSON contract names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerRef {
+    pub address: IpAddr,
+    pub port: u16,
+    pub scope: AddressScope,
+}
+
+/// The persistence part of a finding, as the JSON contract names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistenceRef {
+    pub kind: PersistenceKind,
+    pub path: PathBuf,
+    pub label: Option<String>,
+    pub program: Option<PathBuf>,
+}
+
+/// One judged observation. Every listener and every persistence item gives
+/// exactly one finding, allowed ones included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub verdict: Verdict,
+    pub severity: Severity,
+    /// Plain-words reasons, in the order the judge reached them. Never empty.
+    pub reasons: Vec<String>,
+    /// Catalog entry id (`catalog:…`) or admin rule id (`rule:…`) that
+    /// decided, if one did.
+    pub rule: Option<String>,
+    /// The primary process (first owner of a listener, or the running
+    /// program of a persistence item).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessIdentity>,
+    /// Every process holding the listener (a shared socket lists all).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub processes: Vec<ProcessIdentity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listener: Option<ListenerRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persistence: Option<PersistenceRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpProbe>,
+}
+
+/// The machine a scan ran on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    pub hostname: String,
+    pub os: String,
+    pub os_version: Option<String>,
+    pub agent_version: String,
+    /// Whether this platform can check code signatures (false on Linux).
+    pub signatures_supported: bool,
+}
+
+/// A per-item problem that did not stop the scan (unreadable plist,
+/// refused directory, probe failure).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanError {
+    pub source: String,
+    pub path: Option<PathBuf>,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_loopback_is_loopback() {
+        let a: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert!(!a.is_loopback(), "std says false on the raw form");
+        assert_eq!(AddressScope::of(a), AddressScope::Loopback);
+        assert_eq!(
+            AddressScope::of("::".parse().unwrap()),
+            AddressScope::Wildcard
+        );
+        assert_eq!(
+            AddressScope::of("0.0.0.0".parse().unwrap()),
+            AddressScope::Wildcard
+        );
+        assert_eq!(
+            AddressScope::of("::ffff:0.0.0.0".parse().unwrap()),
+            AddressScope::Wildcard
+        );
+        assert_eq!(
+            AddressScope::of("192.168.1.4".parse().unwrap()),
+            AddressScope::Specific
+        );
+        assert!(!AddressScope::Specific.browser_reachable());
+    }
+}

@@ -1,0 +1,3 @@
+//! Pure parsers of macOS formats: bytes or text in, typed data or a typed
+//! error out. No I/O, so every parser is tested on real-format fixtures
+//! here on Linux and fuzzed (`fuzz/`).

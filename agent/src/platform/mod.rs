@@ -1,0 +1,85 @@
+//! The platform boundary. This file is the ONLY place in the project where
+//! `cfg(target_os)` appears (DESIGN.md §4): it picks `linux.rs` or
+//! `macos.rs` as `native` and every other module talks to the [`Platform`]
+//! trait. The Linux implementation is real (procfs, real signals) so the
+//! end-to-end tests exercise real behaviour; the macOS one is type-checked
+//! in CI with `cargo check --target aarch64-apple-darwin` but cannot run here.
+
+use std::path::{Path, PathBuf};
+
+use crate::model::{HostInfo, Listener, PersistenceItem, ProcessIdentity, Signature};
+
+#[cfg(target_os = "linux")]
+#[path = "linux.rs"]
+mod native;
+
+#[cfg(target_os = "macos")]
+#[path = "macos.rs"]
+mod native;
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+compile_error!("lenscap runs on macOS; Linux is supported for development and tests");
+
+// `pub use native::Native;` is re-enabled once linux.rs and macos.rs define it.
+
+/// Paths of the outside tools the platform runs. Configuration keys with
+/// macOS defaults, so tests and admins can point them elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tools {
+    pub codesign: PathBuf,
+    pub sfltool: PathBuf,
+    pub launchctl: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("process {pid} is gone")]
+    NoSuchProcess { pid: u32 },
+    #[error("malformed {what} in {path}: {detail}")]
+    Malformed {
+        what: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
+    #[error("running {program}: {detail}")]
+    Command { program: PathBuf, detail: String },
+    #[error("{0} is not available on this platform")]
+    Unsupported(&'static str),
+}
+
+impl PlatformError {
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> PlatformError {
+        PlatformError::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// What the agent needs from the operating system. Implementations answer
+/// questions and return plain data; they never decide anything.
+pub trait Platform: Send + Sync {
+    /// Facts about this machine for reports.
+    fn host_info(&self) -> HostInfo;
+
+    /// Every listening TCP socket (IPv4 and IPv6) with every owning PID.
+    fn listeners(&self) -> Result<Vec<Listener>, PlatformError>;
+
+    /// The identity of one process. `signature` is left as
+    /// [`Signature::unknown`] (or `not_supported`); callers fill it through
+    /// the signature cache, which calls [`Platform::check_signature`].
+    fn process(&self, pid: u32) -> Result<ProcessIdentity, PlatformError>;
+
+    /// Check an executable's code signature, uncached (may run `codesign`).
+    fn check_signature(&self, path: &Path) -> Signature;
+
+    /// Login items from Background Task Management (macOS 13+). Platforms
+    /// without them return an empty list.
+    fn login_items(&self) -> Result<Vec<PersistenceItem>, PlatformError>;
+}

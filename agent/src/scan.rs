@@ -1,0 +1,1 @@
+//! One observe → judge pass, as `lenscap scan` runs it.

@@ -1,0 +1,2 @@
+//! Helpers for the end-to-end tests: spawning real processes and the
+//! `lenscap` binary against temporary trees.
