@@ -49,6 +49,9 @@ pub struct Config {
     /// `ApplicationDirs`: where installed apps live (to tell whether a
     /// helper's parent app still exists); globs allowed.
     pub application_dirs: Vec<String>,
+    /// `TempDirs`: user-writable temporary locations; a helper living in
+    /// one is undisclosed.
+    pub temp_dirs: Vec<String>,
     /// `Rules`: admin allow/deny rules.
     pub rules: Vec<Rule>,
     /// `StateDir`: journal, quarantine, outbox.
@@ -79,8 +82,16 @@ impl Default for Config {
                 "/Library/LaunchAgents".into(),
                 "/Library/LaunchDaemons".into(),
                 "/Users/*/Library/LaunchAgents".into(),
+                "/Applications/*.app/Contents/Library/LaunchAgents".into(),
+                "/Applications/*.app/Contents/Library/LaunchDaemons".into(),
             ],
             application_dirs: vec!["/Applications".into(), "/Users/*/Applications".into()],
+            temp_dirs: vec![
+                "/tmp".into(),
+                "/private/tmp".into(),
+                "/var/folders".into(),
+                "/private/var/folders".into(),
+            ],
             rules: Vec::new(),
             state_dir: PathBuf::from("/Library/Application Support/lenscap"),
             sweep_seconds: 2,

@@ -309,9 +309,60 @@ pub struct ScanError {
     pub message: String,
 }
 
+/// The enclosing `*.app` bundle of a path inside `*.app/Contents/…`: the
+/// outermost one, so a helper app nested in `Zoom.app/Contents/Frameworks/`
+/// belongs to `Zoom.app`.
+pub fn enclosing_bundle(path: &std::path::Path) -> Option<PathBuf> {
+    let mut prefix = PathBuf::new();
+    let mut components = path.components().peekable();
+    while let Some(c) = components.next() {
+        prefix.push(c);
+        let is_app = c
+            .as_os_str()
+            .to_str()
+            .is_some_and(|s| s.len() > 4 && s.ends_with(".app"));
+        if is_app
+            && components
+                .peek()
+                .is_some_and(|n| n.as_os_str() == "Contents")
+        {
+            return Some(prefix);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bundle_of_nested_helper_is_outer_app() {
+        let p = std::path::Path::new(
+            "/Applications/zoom.us.app/Contents/Frameworks/ZoomOpener.app/Contents/MacOS/ZoomOpener",
+        );
+        assert_eq!(
+            enclosing_bundle(p),
+            Some(PathBuf::from("/Applications/zoom.us.app"))
+        );
+        let p = std::path::Path::new("/Users/a/.zoomus/ZoomOpener.app/Contents/MacOS/ZoomOpener");
+        assert_eq!(
+            enclosing_bundle(p),
+            Some(PathBuf::from("/Users/a/.zoomus/ZoomOpener.app"))
+        );
+        assert_eq!(
+            enclosing_bundle(std::path::Path::new("/usr/bin/python3")),
+            None
+        );
+        assert_eq!(
+            enclosing_bundle(std::path::Path::new("/x/.app/Contents/y")),
+            None
+        );
+        assert_eq!(
+            enclosing_bundle(std::path::Path::new("/x/A.app/README")),
+            None
+        );
+    }
 
     #[test]
     fn mapped_loopback_is_loopback() {
