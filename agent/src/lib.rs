@@ -8,6 +8,7 @@
 //!
 //! [`scan`] runs observe → judge once; `lenscap scan` prints its result.
 
+pub mod act;
 pub mod config;
 pub mod judge;
 pub mod model;

@@ -2,12 +2,83 @@
 //! synchronous — no I/O, no clock reads — so every decision is
 //! reproducible in a unit test. DESIGN.md §2 is the definition this module
 //! implements.
+//!
+//! # How a verdict is reached
+//!
+//! Every listener and every persistence item gives exactly one [`Finding`],
+//! allowed ones included, each with plain-words reasons in the order the
+//! judge reached them:
+//!
+//! 1. **Web-reachable** (`heuristics::web_reach`): bound to loopback or all
+//!    addresses *and* the probe saw HTTP or WebSocket. Not probed or the
+//!    probe failed → unknown, which can at most be reported.
+//! 2. **Not trusted** (`heuristics::trust`): not an Apple platform binary
+//!    (an Apple interpreter running a script is not trusted: the script is
+//!    what runs). On Linux there are no signatures, and the reasons say so.
+//! 3. **A helper** (`heuristics::helper`): started by a persistence item
+//!    (`correlate`), by another app, or by launchd without being an app a
+//!    person opened. A process with a controlling terminal, or whose parent
+//!    has one, was started by a person and is never a helper.
+//! 4. **Undisclosed** (`locate`, `heuristics::item_facts`): a hidden folder
+//!    in its path, outside every installed app, in a temp location or a
+//!    home's `Library/Application Support`, its app gone, no visible app
+//!    associated. OS locations, package-manager prefixes (`/opt/homebrew`,
+//!    `/usr/local`, `/opt/local`, `/nix`) and toolchain folders (`~/.nvm`,
+//!    `.venv`) are places a person chose and count as disclosed.
+//!
+//! # Precedence (`verdict::decide`)
+//!
+//! 1. An admin **deny** rule → remediate. A deny beats an allow when both
+//!    match: a conflict resolves toward acting; narrow the deny to carve out
+//!    an exception.
+//! 2. An admin **allow** rule → allow. It beats the built-in catalog and the
+//!    heuristics: an admin knows their fleet.
+//! 3. A **catalog** match → remediate; a dormant copy embedded inside its
+//!    still-installed parent app (not serving) is reported instead. A port
+//!    alone never matches the catalog.
+//! 4. A persistence item takes the strongest verdict of the listeners it
+//!    starts. Not running: undisclosed + starts by itself → report ("no
+//!    HTTP evidence"); otherwise allow.
+//! 5. The heuristics: 1–4 hold → remediate; 1–2 hold → report; else allow.
+//! 6. **Never-list**, last and absolute: PID 0/1, the agent itself, Apple
+//!    platform binaries and anything under `/System` are never remediated —
+//!    a remediate verdict is lowered to report and the reasons say why.
+//!    A listener whose owner cannot be seen is likewise never remediated.
+//!
+//! Severity: allow → info; report → low, one step up per aggravating
+//! factor (max high); remediate → high, critical with any aggravating
+//! factor (CORS `*` or reflected Origin, image answers, KeepAlive /
+//! RunAtLoad / login item).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use crate::model::{HttpProbe, Listener, PersistenceItem, ProcessIdentity};
+use crate::model::{Finding, HttpProbe, Listener, PersistenceItem, ProcessIdentity};
+
+mod catalog;
+mod correlate;
+mod heuristics;
+mod listener;
+mod locate;
+mod persistence;
+mod policy;
+#[cfg(test)]
+mod props;
+mod rules;
+#[cfg(test)]
+mod scenarios_bad;
+#[cfg(test)]
+mod scenarios_benign;
+#[cfg(test)]
+mod scenarios_never;
+mod subject;
+#[cfg(test)]
+mod testkit;
+mod verdict;
+
+pub use catalog::{Catalog, CatalogEntry, CatalogFile, DisclosedLocations};
+pub use policy::Policy;
 
 /// Everything observe learned in one pass. Facts that need I/O to learn
 /// (does this path exist? which apps are installed?) are gathered by
@@ -31,4 +102,53 @@ pub struct Observations {
     /// The agent itself: never acted on.
     pub agent_pid: u32,
     pub agent_exe: Option<PathBuf>,
+}
+
+/// Why a [`Policy`] could not be built. Each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeError {
+    #[error("rule {rule_id}: Path {glob:?} is not a valid glob ({source}); fix that rule's Path")]
+    RuleGlob {
+        rule_id: String,
+        glob: String,
+        #[source]
+        source: globset::Error,
+    },
+    #[error(
+        "rule {rule_id} has no matcher; set at least one of TeamID, SigningID, BundleID, Label, \
+         Path, Port (a rule without one would match everything)"
+    )]
+    EmptyRule { rule_id: String },
+    #[error("{key} entry {glob:?} is not a valid glob ({source}); fix that entry")]
+    DirGlob {
+        key: &'static str,
+        glob: String,
+        #[source]
+        source: globset::Error,
+    },
+    #[error("catalog {origin} is not a valid catalog: {detail}")]
+    CatalogParse { origin: String, detail: String },
+    #[error("catalog entry {id}: {problem}")]
+    CatalogEntry { id: String, problem: String },
+}
+
+/// Judge one observation pass: exactly one finding per listener and one per
+/// persistence item, strongest verdict first, then listeners by port and
+/// persistence by path. Pure: the same inputs give the same output.
+pub fn judge(policy: &Policy, obs: &Observations) -> Vec<Finding> {
+    let links = correlate::link(obs);
+    let facts: Vec<heuristics::ItemFacts> = obs
+        .persistence
+        .iter()
+        .map(|item| heuristics::item_facts(item, policy, obs))
+        .collect();
+    let listeners: Vec<listener::Judged> = (0..obs.listeners.len())
+        .map(|li| listener::judge_listener(policy, obs, &links, &facts, li))
+        .collect();
+    let mut findings: Vec<Finding> = (0..obs.persistence.len())
+        .map(|ii| persistence::judge_item(policy, obs, &links, &facts[ii], &listeners, ii))
+        .collect();
+    findings.extend(listeners.into_iter().map(|j| j.finding));
+    verdict::sort(&mut findings);
+    findings
 }

@@ -1,3 +1,9 @@
 //! observe: answers questions about the machine and returns plain data
 //! ([`crate::model`]). It never decides anything.
+pub mod apps;
 pub mod command;
+pub mod inventory;
+pub mod login_items;
+pub mod persistence;
+pub mod probe;
+pub mod signing;

@@ -1,3 +1,11 @@
 //! Pure parsers of macOS formats: bytes or text in, typed data or a typed
 //! error out. No I/O, so every parser is tested on real-format fixtures
 //! here on Linux and fuzzed (`fuzz/`).
+pub mod codesign;
+
+pub mod btm;
+pub mod launchd;
+pub mod libproc_abi;
+pub mod proc_bsdinfo;
+pub mod procargs;
+pub mod sw_vers;

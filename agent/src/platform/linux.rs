@@ -1,1 +1,224 @@
+//! The real Linux platform: procfs and netlink, real signals. lenscap's
+//! target is macOS, but Linux is where the end-to-end tests run, so nothing
+//! here is a mock (DESIGN.md §4).
+//!
+//! - `listeners()`: LISTEN sockets from netlink `sock_diag` (fallback
+//!   `/proc/net/tcp{,6}`, [`sockets`]), owners from a parallel walk of
+//!   `/proc/*/fd` ([`owners`]).
+//! - `process()`: `/proc/<pid>/{stat,status,cmdline,exe}` read through one
+//!   directory fd ([`process`]).
+//! - Linux has no code signatures: `check_signature` says `NotSupported`
+//!   rather than pretending binaries are unsigned.
 
+#[path = "linux/owners.rs"]
+mod owners;
+#[path = "linux/process.rs"]
+mod process;
+#[path = "linux/procfs.rs"]
+mod procfs;
+#[path = "linux/sockets.rs"]
+mod sockets;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Mutex;
+
+use nix::unistd::{SysconfVar, Uid, User, sysconf};
+
+use self::process::{Clock, ProcDir};
+use crate::model::{
+    AddressScope, HostInfo, Listener, PersistenceItem, ProcessIdentity, Signature, StartTime,
+    enclosing_bundle,
+};
+use crate::platform::{Platform, PlatformError, SignalOutcome, Tools};
+
+/// Linux's `USER_HZ` when `sysconf` cannot say: it has been 100 on every
+/// mainstream architecture for decades.
+const DEFAULT_TICKS_PER_S: u64 = 100;
+
+/// The Linux implementation of [`Platform`].
+#[derive(Debug)]
+pub struct Native {
+    /// Boot time read once, so every start time this value computes uses
+    /// the same base: `/proc/stat`'s `btime` moves when the wall clock is
+    /// stepped, and a moving base would make one process look like two.
+    btime_s: Option<u64>,
+    ticks_per_s: u64,
+    /// uid → user name; `getpwuid_r` can be slow (NSS, LDAP).
+    users: Mutex<HashMap<u32, Option<String>>>,
+}
+
+impl Native {
+    /// Build the Linux platform. `tools` names macOS programs (`codesign`,
+    /// `sfltool`, `launchctl`) that Linux has no use for.
+    pub fn new(_tools: Tools) -> Native {
+        let ticks_per_s = sysconf(SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .and_then(|t| u64::try_from(t).ok())
+            .filter(|&t| t > 0)
+            .unwrap_or(DEFAULT_TICKS_PER_S);
+        Native {
+            btime_s: read_btime().ok(),
+            ticks_per_s,
+            users: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn clock(&self) -> Result<Clock, PlatformError> {
+        let btime_s = match self.btime_s {
+            Some(b) => b,
+            None => read_btime()?,
+        };
+        Ok(Clock {
+            btime_s,
+            ticks_per_s: self.ticks_per_s,
+        })
+    }
+
+    /// A process's start time (µs since the epoch, clock-tick resolution),
+    /// the cheap half of an identity check. Gone → `NoSuchProcess`.
+    pub fn process_start_time(&self, pid: u32) -> Result<StartTime, PlatformError> {
+        let stat = ProcDir::open(pid)?.stat()?;
+        Ok(self.clock()?.start_time(stat.starttime))
+    }
+
+    /// Send `signal` (e.g. `libc::SIGTERM`) to `expected.pid`, but only if
+    /// that PID still has `expected.start_time` and `expected.path`.
+    ///
+    /// A pidfd is opened first and the signal goes through it, so between
+    /// the check and the signal the PID cannot be recycled under us: PID
+    /// reuse can never make the agent signal a stranger. Returns `Gone` if
+    /// the process has exited (zombies included), `IdentityChanged` if the
+    /// PID now names a different process; neither sends anything.
+    pub fn signal_verified(
+        &self,
+        expected: &ProcessIdentity,
+        signal: i32,
+    ) -> Result<SignalOutcome, PlatformError> {
+        process::signal_verified(self.clock()?, expected, signal)
+    }
+
+    fn user_name(&self, uid: u32) -> Option<String> {
+        // A poisoned lock only means another thread panicked mid-insert;
+        // the map is still a valid cache.
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        users
+            .entry(uid)
+            .or_insert_with(|| {
+                User::from_uid(Uid::from_raw(uid))
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+            })
+            .clone()
+    }
+}
+
+fn read_btime() -> Result<u64, PlatformError> {
+    let text =
+        std::fs::read_to_string("/proc/stat").map_err(|e| PlatformError::io("/proc/stat", e))?;
+    procfs::parse_btime(&text).ok_or_else(|| PlatformError::Malformed {
+        what: "btime line",
+        path: "/proc/stat".into(),
+        detail: "no `btime <seconds>` line".into(),
+    })
+}
+
+fn os_version() -> Option<String> {
+    // os-release(5): /etc/os-release, else /usr/lib/os-release.
+    ["/etc/os-release", "/usr/lib/os-release"]
+        .iter()
+        .find_map(|p| procfs::parse_pretty_name(&std::fs::read_to_string(p).ok()?))
+        .or_else(|| {
+            let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+            let release = release.trim();
+            (!release.is_empty()).then(|| format!("Linux {release}"))
+        })
+}
+
+impl Platform for Native {
+    fn host_info(&self) -> HostInfo {
+        HostInfo {
+            hostname: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "unknown".into()),
+            os: "linux".into(),
+            os_version: os_version(),
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            signatures_supported: false,
+        }
+    }
+
+    fn listeners(&self) -> Result<Vec<Listener>, PlatformError> {
+        let raw = sockets::listening()?;
+        let inodes: Vec<u64> = raw.iter().map(|r| r.inode).collect();
+        let mut owners = owners::owners(&inodes)?;
+        let mut out: Vec<Listener> = raw
+            .into_iter()
+            .map(|r| {
+                let scope = AddressScope::of(r.address);
+                Listener {
+                    address: r.address,
+                    port: r.port,
+                    scope,
+                    // Only a wildcard IPv6 socket can also take IPv4.
+                    v6only: match r.address {
+                        IpAddr::V6(_) if scope == AddressScope::Wildcard => r.v6only,
+                        _ => None,
+                    },
+                    pids: owners.remove(&r.inode).unwrap_or_default(),
+                    socket_id: r.inode,
+                }
+            })
+            .collect();
+        out.sort_by_key(|l| (l.port, l.address, l.socket_id));
+        Ok(out)
+    }
+
+    /// `signature` is always [`Signature::not_supported`]: Linux has no
+    /// code signatures to check.
+    fn process(&self, pid: u32) -> Result<ProcessIdentity, PlatformError> {
+        let dir = ProcDir::open(pid)?;
+        let stat = dir.stat()?;
+        let status = dir.read("status")?;
+        let uid = procfs::parse_status_uid(&String::from_utf8_lossy(&status)).ok_or_else(|| {
+            PlatformError::Malformed {
+                what: "Uid line",
+                path: format!("/proc/{pid}/status").into(),
+                detail: "no `Uid:` line".into(),
+            }
+        })?;
+        let args = procfs::split_cmdline(&dir.read("cmdline")?);
+        let path = dir.exe();
+        Ok(ProcessIdentity {
+            pid,
+            ppid: stat.ppid,
+            start_time: self.clock()?.start_time(stat.starttime),
+            bundle: path.as_deref().and_then(enclosing_bundle),
+            path,
+            args,
+            uid,
+            user: self.user_name(uid),
+            name: stat.comm,
+            interactive: stat.tty_nr != 0,
+            signature: Signature::not_supported(),
+        })
+    }
+
+    /// Linux executables carry no code signature.
+    fn check_signature(&self, _path: &Path) -> Signature {
+        Signature::not_supported()
+    }
+
+    /// Linux has no Background Task Management login items.
+    fn login_items(&self) -> Result<Vec<PersistenceItem>, PlatformError> {
+        Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+#[path = "linux/tests.rs"]
+mod tests;

@@ -20,7 +20,7 @@ mod native;
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
 compile_error!("lenscap runs on macOS; Linux is supported for development and tests");
 
-// `pub use native::Native;` is re-enabled once linux.rs and macos.rs define it.
+pub use native::Native;
 
 /// Paths of the outside tools the platform runs. Configuration keys with
 /// macOS defaults, so tests and admins can point them elsewhere.
@@ -60,6 +60,20 @@ impl PlatformError {
             source,
         }
     }
+}
+
+/// What happened when the platform was asked to signal a process only if
+/// it is still the one we identified (`Native::signal_verified`). The
+/// identity check exists so PID reuse can never make us signal a stranger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SignalOutcome {
+    /// The process matched the expected identity and the signal was sent.
+    Sent,
+    /// No process has that PID any more (or it exited before the signal).
+    Gone,
+    /// The PID now belongs to a process with a different start time or
+    /// executable; nothing was sent.
+    IdentityChanged,
 }
 
 /// What the agent needs from the operating system. Implementations answer

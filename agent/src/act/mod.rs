@@ -1,0 +1,17 @@
+//! act: turn a `remediate` verdict into an ordered plan and carry it out —
+//! or, in monitor mode, record what it would do.
+//!
+//! The plan runs plan → stop (launchd bootout) → kill (identity re-verified
+//! before each signal) → quarantine → guard → restore (on request), and each
+//! step is journaled in `StateDir` before it runs, so the next start
+//! completes or rolls back whatever a crash interrupted.
+//!
+//! - [`fsops`]: file operations on descriptors that never follow a link a
+//!   user planted (the root daemon works in user-writable directories).
+//! - [`manifest`]: the on-disk record of one quarantine, written atomically.
+//! - [`quarantine`]: the root-only vault — move files in reversibly, restore
+//!   them exactly, recover half-done moves, block a hidden folder's return.
+
+pub mod fsops;
+pub mod manifest;
+pub mod quarantine;

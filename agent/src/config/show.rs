@@ -1,0 +1,283 @@
+//! `lenscap config show`: every key, its effective value and where it came
+//! from — as aligned text for a person, or as JSON (`--json`) for scripts.
+//!
+//! Values are shown the way an admin writes them in the plist (PascalCase
+//! rule fields, `monitor`/`remediate`), not as Rust field names, so what
+//! `config show` prints can be compared with the profile line by line.
+
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value, json};
+
+use super::{Config, KEYS, Loaded, Mode, Rule, RuleAction};
+
+const KEY_WIDTH: usize = 20;
+const VALUE_WIDTH: usize = 40;
+
+/// The effective value of one top-level key, plist-shaped. `None` when
+/// `key` is not one of [`KEYS`].
+pub fn effective_value(config: &Config, key: &str) -> Option<Value> {
+    let path = |p: &std::path::Path| Value::String(p.display().to_string());
+    Some(match key {
+        "Mode" => json!(mode_name(config.mode)),
+        "PersistenceDirs" => json!(config.persistence_dirs),
+        "ApplicationDirs" => json!(config.application_dirs),
+        "TempDirs" => json!(config.temp_dirs),
+        "Rules" => Value::Array(config.rules.iter().map(rule_json).collect()),
+        "StateDir" => path(&config.state_dir),
+        "SweepSeconds" => json!(config.sweep_seconds),
+        "LaunchctlPath" => path(&config.launchctl_path),
+        "CodesignPath" => path(&config.codesign_path),
+        "SfltoolPath" => path(&config.sfltool_path),
+        "LoginItems" => json!(config.login_items),
+        "Probe" => json!(config.probe),
+        "ProbeTimeoutMillis" => json!(config.probe_timeout_ms),
+        "MaxPlistBytes" => json!(config.max_plist_bytes),
+        _ => return None,
+    })
+}
+
+/// `config show --json`:
+/// `{"keys": {"Mode": {"value": "monitor", "origin": "default"}, "SweepSeconds":
+/// {"value": 5, "origin": "managed", "path": "/Library/Managed Preferences/…"}, …},
+/// "warnings": […]}`.
+pub fn to_json(loaded: &Loaded) -> Value {
+    let mut keys = Map::new();
+    for key in KEYS {
+        let mut entry = Map::new();
+        let value = effective_value(&loaded.config, key).unwrap_or(Value::Null);
+        entry.insert("value".into(), value);
+        if let Some(origin) = loaded.origins.get(key) {
+            entry.insert("origin".into(), json!(origin.kind()));
+            if let Some(p) = origin.path() {
+                entry.insert("path".into(), json!(p.display().to_string()));
+            }
+        }
+        keys.insert((*key).to_string(), Value::Object(entry));
+    }
+    json!({ "keys": keys, "warnings": loaded.warnings })
+}
+
+/// `config show`: one line per key (`Key  value  (origin)`), list items
+/// and rules indented below their key, then any warnings.
+pub fn render_show(loaded: &Loaded) -> String {
+    let mut out = String::new();
+    let pad = " ".repeat(KEY_WIDTH);
+    for key in KEYS {
+        let origin = loaded
+            .origins
+            .get(key)
+            .map_or_else(|| "unknown".to_string(), ToString::to_string);
+        let value = effective_value(&loaded.config, key).unwrap_or(Value::Null);
+        let (summary, items) = match (&value, *key) {
+            (Value::Array(_), "Rules") => (
+                count(loaded.config.rules.len(), "rule"),
+                rule_lines(&loaded.config.rules),
+            ),
+            (Value::Array(list), _) => (
+                count(list.len(), "entry"),
+                list.iter().map(scalar).collect(),
+            ),
+            _ => (scalar(&value), Vec::new()),
+        };
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, "{key:<KEY_WIDTH$}{summary:<VALUE_WIDTH$} ({origin})");
+        for item in items {
+            let _ = writeln!(out, "{pad}- {item}");
+        }
+    }
+    if !loaded.warnings.is_empty() {
+        out.push_str("\nwarnings:\n");
+        for warning in &loaded.warnings {
+            let _ = writeln!(out, "  {warning}");
+        }
+    }
+    out
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Monitor => "monitor",
+        Mode::Remediate => "remediate",
+    }
+}
+
+fn action_name(action: RuleAction) -> &'static str {
+    match action {
+        RuleAction::Allow => "allow",
+        RuleAction::Deny => "deny",
+    }
+}
+
+/// The rule's fields that are set, under their plist names.
+fn rule_fields(rule: &Rule) -> Vec<(&'static str, Value)> {
+    let mut fields = vec![
+        ("Id", json!(rule.id)),
+        ("Action", json!(action_name(rule.action))),
+    ];
+    let optional = [
+        ("TeamID", &rule.team_id),
+        ("SigningID", &rule.signing_id),
+        ("BundleID", &rule.bundle_id),
+        ("Label", &rule.label),
+        ("Path", &rule.path),
+    ];
+    for (name, value) in optional {
+        if let Some(v) = value {
+            fields.push((name, json!(v)));
+        }
+    }
+    if let Some(port) = rule.port {
+        fields.push(("Port", json!(port)));
+    }
+    if let Some(comment) = &rule.comment {
+        fields.push(("Comment", json!(comment)));
+    }
+    fields
+}
+
+fn rule_json(rule: &Rule) -> Value {
+    Value::Object(
+        rule_fields(rule)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
+}
+
+/// `deny  zoom-opener  Path=/Users/*/.zoomus/** Port=19421  # why`
+fn rule_lines(rules: &[Rule]) -> Vec<String> {
+    rules
+        .iter()
+        .map(|rule| {
+            let matchers: Vec<String> = rule_fields(rule)
+                .into_iter()
+                .filter(|(name, _)| !matches!(*name, "Id" | "Action" | "Comment"))
+                .map(|(name, value)| format!("{name}={}", scalar(&value)))
+                .collect();
+            let mut line = format!(
+                "{:<5} {}  {}",
+                action_name(rule.action),
+                rule.id,
+                matchers.join(" ")
+            );
+            if let Some(comment) = &rule.comment {
+                let _ = write!(line, "  # {comment}");
+            }
+            line
+        })
+        .collect()
+}
+
+fn count(n: usize, noun: &str) -> String {
+    match (n, noun) {
+        (0, _) => "(none)".to_string(),
+        (1, _) => format!("1 {noun}"),
+        (_, "entry") => format!("{n} entries"),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+mod tests {
+    use std::path::PathBuf;
+
+    use super::super::Origin;
+    use super::*;
+
+    fn loaded() -> Loaded {
+        let config = Config {
+            sweep_seconds: 5,
+            rules: vec![Rule {
+                id: "zoom-opener".into(),
+                action: RuleAction::Deny,
+                team_id: None,
+                signing_id: None,
+                bundle_id: None,
+                label: None,
+                path: Some("/Users/*/.zoomus/**".into()),
+                port: Some(19421),
+                comment: Some("ZoomOpener, CVE-2019-13450".into()),
+            }],
+            ..Config::default()
+        };
+        let managed = PathBuf::from("/m/io.lenscap.agent.plist");
+        let mut origins: std::collections::BTreeMap<_, _> =
+            KEYS.iter().map(|k| (*k, Origin::Default)).collect();
+        origins.insert("SweepSeconds", Origin::Managed(managed.clone()));
+        origins.insert("Rules", Origin::Managed(managed));
+        Loaded {
+            config,
+            origins,
+            warnings: vec!["w: unknown key \"X\" is ignored".into()],
+        }
+    }
+
+    #[test]
+    fn every_key_has_an_effective_value() {
+        let config = Config::default();
+        for key in KEYS {
+            assert!(effective_value(&config, key).is_some(), "{key}");
+        }
+        assert!(effective_value(&config, "Nope").is_none());
+    }
+
+    #[test]
+    fn text_shows_value_and_origin_per_key() {
+        let text = render_show(&loaded());
+        let line = |key: &str| {
+            text.lines()
+                .find(|l| l.starts_with(key))
+                .unwrap_or_else(|| panic!("{key} missing in\n{text}"))
+                .to_string()
+        };
+        assert!(line("Mode ").contains("monitor"));
+        assert!(line("Mode ").ends_with("(default)"));
+        assert!(line("SweepSeconds").contains(" 5 "));
+        assert!(line("SweepSeconds").ends_with("(managed: /m/io.lenscap.agent.plist)"));
+        assert!(line("PersistenceDirs").contains("5 entries"));
+        assert!(text.contains("- /Library/LaunchAgents\n"));
+        assert!(line("Rules").contains("1 rule "));
+        assert!(text.contains(
+            "- deny  zoom-opener  Path=/Users/*/.zoomus/** Port=19421  # ZoomOpener, CVE-2019-13450"
+        ));
+        assert!(text.contains("warnings:\n  w: unknown key"));
+        assert_eq!(
+            text.lines().filter(|l| !l.starts_with(' ')).count(),
+            KEYS.len() + 2
+        );
+    }
+
+    #[test]
+    fn json_has_plist_shaped_values_and_origins() {
+        let json = to_json(&loaded());
+        assert_eq!(
+            json["keys"]["Mode"],
+            json!({"value": "monitor", "origin": "default"})
+        );
+        assert_eq!(json["keys"]["SweepSeconds"]["value"], json!(5));
+        assert_eq!(json["keys"]["SweepSeconds"]["origin"], json!("managed"));
+        assert_eq!(
+            json["keys"]["SweepSeconds"]["path"],
+            json!("/m/io.lenscap.agent.plist")
+        );
+        assert_eq!(
+            json["keys"]["Rules"]["value"][0],
+            json!({"Id": "zoom-opener", "Action": "deny", "Path": "/Users/*/.zoomus/**",
+                   "Port": 19421, "Comment": "ZoomOpener, CVE-2019-13450"})
+        );
+        assert_eq!(json["keys"].as_object().map(Map::len), Some(KEYS.len()));
+        assert_eq!(
+            json["warnings"][0],
+            json!("w: unknown key \"X\" is ignored")
+        );
+    }
+}

@@ -1,0 +1,417 @@
+//! Interpreting one parsed preferences file: each top-level key becomes a
+//! typed [`Setting`] or a [`ConfigError`] naming the file, the key, the
+//! value found and what was expected.
+//!
+//! Every file that exists is validated whole, even keys another layer
+//! overrides: a file is either correct or it is an error, so what an admin
+//! sees from `lenscap config show` never depends on which layer happens to
+//! win today. Unknown top-level keys are only warnings (a newer profile on
+//! an older agent must not stop it); unknown fields inside a rule are
+//! errors (see [`super::rules`]).
+
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+
+use plist::Value;
+
+use super::rules::parse_rules;
+use super::values::{Ctx, describe, suggest};
+use super::{Config, ConfigError, KEYS, Mode, Rule};
+
+/// One validated top-level key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Setting {
+    Mode(Mode),
+    PersistenceDirs(Vec<String>),
+    ApplicationDirs(Vec<String>),
+    TempDirs(Vec<String>),
+    Rules(Vec<Rule>),
+    StateDir(PathBuf),
+    SweepSeconds(u64),
+    LaunchctlPath(PathBuf),
+    CodesignPath(PathBuf),
+    SfltoolPath(PathBuf),
+    LoginItems(bool),
+    Probe(bool),
+    ProbeTimeoutMillis(u64),
+    MaxPlistBytes(u64),
+}
+
+pub(crate) const SWEEP_SECONDS: RangeInclusive<u64> = 1..=3600;
+pub(crate) const PROBE_TIMEOUT_MILLIS: RangeInclusive<u64> = 10..=10_000;
+/// Below 1 KiB not even a minimal launchd plist fits; above 64 MiB no
+/// launchd plist is legitimate and reading it is a memory risk for a daemon.
+pub(crate) const MAX_PLIST_BYTES: RangeInclusive<u64> = 1024..=64 * 1024 * 1024;
+
+impl Setting {
+    /// The plist key this setting was read from (one of [`KEYS`]).
+    pub(crate) fn key(&self) -> &'static str {
+        match self {
+            Setting::Mode(_) => "Mode",
+            Setting::PersistenceDirs(_) => "PersistenceDirs",
+            Setting::ApplicationDirs(_) => "ApplicationDirs",
+            Setting::TempDirs(_) => "TempDirs",
+            Setting::Rules(_) => "Rules",
+            Setting::StateDir(_) => "StateDir",
+            Setting::SweepSeconds(_) => "SweepSeconds",
+            Setting::LaunchctlPath(_) => "LaunchctlPath",
+            Setting::CodesignPath(_) => "CodesignPath",
+            Setting::SfltoolPath(_) => "SfltoolPath",
+            Setting::LoginItems(_) => "LoginItems",
+            Setting::Probe(_) => "Probe",
+            Setting::ProbeTimeoutMillis(_) => "ProbeTimeoutMillis",
+            Setting::MaxPlistBytes(_) => "MaxPlistBytes",
+        }
+    }
+
+    pub(crate) fn apply(self, config: &mut Config) {
+        match self {
+            Setting::Mode(v) => config.mode = v,
+            Setting::PersistenceDirs(v) => config.persistence_dirs = v,
+            Setting::ApplicationDirs(v) => config.application_dirs = v,
+            Setting::TempDirs(v) => config.temp_dirs = v,
+            Setting::Rules(v) => config.rules = v,
+            Setting::StateDir(v) => config.state_dir = v,
+            Setting::SweepSeconds(v) => config.sweep_seconds = v,
+            Setting::LaunchctlPath(v) => config.launchctl_path = v,
+            Setting::CodesignPath(v) => config.codesign_path = v,
+            Setting::SfltoolPath(v) => config.sfltool_path = v,
+            Setting::LoginItems(v) => config.login_items = v,
+            Setting::Probe(v) => config.probe = v,
+            Setting::ProbeTimeoutMillis(v) => config.probe_timeout_ms = v,
+            Setting::MaxPlistBytes(v) => config.max_plist_bytes = v,
+        }
+    }
+}
+
+/// Validates a whole file. Unknown keys add a warning to `warnings`.
+pub(crate) fn parse_file(
+    path: &Path,
+    root: &Value,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Setting>, ConfigError> {
+    let ctx = Ctx { path };
+    let Some(dict) = root.as_dictionary() else {
+        return Err(ConfigError::NotADictionary {
+            path: path.to_path_buf(),
+            found: describe(root),
+        });
+    };
+    let mut settings = Vec::new();
+    for (key, value) in dict {
+        match parse_key(&ctx, key, value) {
+            Some(setting) => settings.push(setting?),
+            // A profile payload's bookkeeping keys (PayloadUUID, …) are not
+            // ours; admins who paste a payload dict should not get warnings.
+            None if key.starts_with("Payload") => {}
+            None => warnings.push(unknown_key_warning(path, key)),
+        }
+    }
+    Ok(settings)
+}
+
+fn unknown_key_warning(path: &Path, key: &str) -> String {
+    match suggest(key, KEYS) {
+        Some(known) => format!(
+            "{}: unknown key {key:?} is ignored; did you mean {known:?}?",
+            path.display()
+        ),
+        None => format!(
+            "{}: unknown key {key:?} is ignored; docs/configuration.md lists the keys lenscap reads",
+            path.display()
+        ),
+    }
+}
+
+/// `None` when `key` is not a lenscap key.
+pub(crate) fn parse_key(
+    ctx: &Ctx<'_>,
+    key: &str,
+    value: &Value,
+) -> Option<Result<Setting, ConfigError>> {
+    let setting = match key {
+        "Mode" => ctx.mode(key, value).map(Setting::Mode),
+        "PersistenceDirs" => ctx.path_globs(key, value).map(Setting::PersistenceDirs),
+        "ApplicationDirs" => ctx.path_globs(key, value).map(Setting::ApplicationDirs),
+        "TempDirs" => ctx.path_globs(key, value).map(Setting::TempDirs),
+        "Rules" => parse_rules(ctx, value).map(Setting::Rules),
+        "StateDir" => ctx.absolute_path(key, value).map(Setting::StateDir),
+        "SweepSeconds" => ctx
+            .integer(key, value, SWEEP_SECONDS)
+            .map(Setting::SweepSeconds),
+        "LaunchctlPath" => ctx.absolute_path(key, value).map(Setting::LaunchctlPath),
+        "CodesignPath" => ctx.absolute_path(key, value).map(Setting::CodesignPath),
+        "SfltoolPath" => ctx.absolute_path(key, value).map(Setting::SfltoolPath),
+        "LoginItems" => ctx.boolean(key, value).map(Setting::LoginItems),
+        "Probe" => ctx.boolean(key, value).map(Setting::Probe),
+        "ProbeTimeoutMillis" => ctx
+            .integer(key, value, PROBE_TIMEOUT_MILLIS)
+            .map(Setting::ProbeTimeoutMillis),
+        "MaxPlistBytes" => ctx
+            .integer(key, value, MAX_PLIST_BYTES)
+            .map(Setting::MaxPlistBytes),
+        _ => return None,
+    };
+    Some(setting)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+mod tests {
+    use plist::{Dictionary, Integer};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const FILE: &str = "/prefs/io.lenscap.agent.plist";
+
+    fn one(key: &str, value: Value) -> Result<Vec<Setting>, ConfigError> {
+        let mut dict = Dictionary::new();
+        dict.insert(key.to_string(), value);
+        parse_file(Path::new(FILE), &Value::Dictionary(dict), &mut Vec::new())
+    }
+
+    fn err(key: &str, value: Value) -> String {
+        match one(key, value) {
+            Ok(settings) => panic!("{key} accepted: {settings:?}"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    fn int(n: i64) -> Value {
+        Value::Integer(Integer::from(n))
+    }
+
+    fn s(text: &str) -> Value {
+        Value::String(text.to_string())
+    }
+
+    #[test]
+    fn keys_are_unique_and_all_recognised() {
+        let mut sorted = KEYS.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), KEYS.len());
+        let ctx = Ctx {
+            path: Path::new(FILE),
+        };
+        for key in KEYS {
+            // Data is the wrong type for every key, so each must answer Err.
+            let result = parse_key(&ctx, key, &Value::Data(vec![1]));
+            assert!(
+                matches!(result, Some(Err(ConfigError::Invalid { .. }))),
+                "{key}: {result:?}"
+            );
+        }
+        assert!(parse_key(&ctx, "Nope", &int(1)).is_none());
+    }
+
+    #[test]
+    fn valid_values_become_settings() {
+        assert_eq!(
+            one("Mode", s("remediate")).unwrap(),
+            vec![Setting::Mode(Mode::Remediate)]
+        );
+        assert_eq!(
+            one("Mode", s("Monitor")).unwrap(),
+            vec![Setting::Mode(Mode::Monitor)]
+        );
+        assert_eq!(
+            one("SweepSeconds", int(3600)).unwrap(),
+            vec![Setting::SweepSeconds(3600)]
+        );
+        assert_eq!(
+            one("Probe", Value::Boolean(false)).unwrap(),
+            vec![Setting::Probe(false)]
+        );
+        assert_eq!(
+            one("StateDir", s("/var/db/lenscap")).unwrap(),
+            vec![Setting::StateDir(PathBuf::from("/var/db/lenscap"))]
+        );
+        assert_eq!(
+            one(
+                "TempDirs",
+                Value::Array(vec![s("/tmp"), s("/Users/*/Library/Caches")])
+            )
+            .unwrap(),
+            vec![Setting::TempDirs(vec![
+                "/tmp".into(),
+                "/Users/*/Library/Caches".into()
+            ])]
+        );
+        assert_eq!(
+            one("PersistenceDirs", Value::Array(vec![])).unwrap(),
+            vec![Setting::PersistenceDirs(vec![])]
+        );
+    }
+
+    #[test]
+    fn wrong_mode_names_file_key_value_and_choices() {
+        assert_eq!(
+            err("Mode", s("fix")),
+            "/prefs/io.lenscap.agent.plist: Mode is \"fix\", expected one of monitor, remediate; \
+             fix the value, or remove the key to use the default"
+        );
+        assert!(
+            err("Mode", Value::Boolean(true))
+                .contains("Mode is true, expected one of monitor, remediate")
+        );
+    }
+
+    #[test]
+    fn integers_out_of_range_or_of_wrong_type() {
+        assert!(
+            err("SweepSeconds", int(0)).contains("SweepSeconds is 0, expected an integer 1..=3600")
+        );
+        assert!(
+            err("SweepSeconds", int(3601))
+                .contains("SweepSeconds is 3601, expected an integer 1..=3600")
+        );
+        assert!(
+            err("SweepSeconds", int(-5))
+                .contains("SweepSeconds is -5, expected an integer 1..=3600")
+        );
+        assert!(
+            err("SweepSeconds", s("5"))
+                .contains("SweepSeconds is \"5\", expected an integer 1..=3600")
+        );
+        assert!(err("SweepSeconds", Value::Real(2.5)).contains("is the real number 2.5, expected"));
+        assert!(
+            err("ProbeTimeoutMillis", int(9))
+                .contains("ProbeTimeoutMillis is 9, expected an integer 10..=10000")
+        );
+        assert!(err("ProbeTimeoutMillis", int(10_001)).contains("expected an integer 10..=10000"));
+        assert!(
+            err("MaxPlistBytes", int(1))
+                .contains("MaxPlistBytes is 1, expected an integer 1024..=67108864")
+        );
+    }
+
+    #[test]
+    fn booleans_must_be_booleans() {
+        assert!(
+            err("LoginItems", s("yes"))
+                .contains("LoginItems is \"yes\", expected a boolean (<true/> or <false/>)")
+        );
+        assert!(err("Probe", int(1)).contains("Probe is 1, expected a boolean"));
+    }
+
+    #[test]
+    fn relative_paths_are_errors() {
+        for key in ["StateDir", "LaunchctlPath", "CodesignPath", "SfltoolPath"] {
+            let text = err(key, s("bin/launchctl"));
+            assert!(
+                text.contains(&format!(
+                    "{key} is \"bin/launchctl\", expected an absolute path starting with /"
+                )),
+                "{text}"
+            );
+        }
+        assert!(err("StateDir", s("")).contains("StateDir is \"\", expected an absolute path"));
+        assert!(err("StateDir", s("/a\0b")).contains("expected an absolute path"));
+    }
+
+    #[test]
+    fn directory_lists_name_the_bad_item() {
+        let text = err(
+            "PersistenceDirs",
+            Value::Array(vec![s("/Library/LaunchAgents"), s("LaunchAgents")]),
+        );
+        assert!(
+            text.contains(
+                "PersistenceDirs[1] is \"LaunchAgents\", expected an absolute path or glob starting with /; fix the value"
+            ),
+            "{text}"
+        );
+        let text = err("ApplicationDirs", Value::Array(vec![s("/Applications/[")]));
+        assert!(
+            text.contains("ApplicationDirs[0] is \"/Applications/[\", expected a valid glob"),
+            "{text}"
+        );
+        let text = err("TempDirs", s("/tmp"));
+        assert!(
+            text.contains("TempDirs is \"/tmp\", expected an array of absolute paths or globs"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn top_level_must_be_a_dictionary() {
+        let result = parse_file(Path::new(FILE), &Value::Array(vec![]), &mut Vec::new());
+        let text = result.unwrap_err().to_string();
+        assert!(
+            text.contains("the top level is an array of 0 items, expected a dictionary"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_key_warns_with_a_suggestion() {
+        let mut warnings = Vec::new();
+        let mut dict = Dictionary::new();
+        dict.insert("SweepSecond".into(), int(5));
+        dict.insert("probeTimeoutMS".into(), int(5));
+        dict.insert("Colour".into(), s("blue"));
+        dict.insert("PayloadUUID".into(), s("5B0E…"));
+        let settings =
+            parse_file(Path::new(FILE), &Value::Dictionary(dict), &mut warnings).unwrap();
+        assert!(settings.is_empty());
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings.contains(&format!(
+            "{FILE}: unknown key \"SweepSecond\" is ignored; did you mean \"SweepSeconds\"?"
+        )));
+        assert!(warnings.iter().any(|w| {
+            w.contains("\"probeTimeoutMS\" is ignored; did you mean \"ProbeTimeoutMillis\"")
+        }));
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("\"Colour\" is ignored; docs/configuration.md"))
+        );
+    }
+
+    fn arb_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            any::<bool>().prop_map(Value::Boolean),
+            any::<i64>().prop_map(|n| Value::Integer(n.into())),
+            any::<u64>().prop_map(|n| Value::Integer(n.into())),
+            any::<f64>().prop_map(Value::Real),
+            ".{0,40}".prop_map(Value::String),
+            "/[a-zA-Z*?\\[\\]{}!/.]{0,30}".prop_map(Value::String),
+            prop::collection::vec(any::<u8>(), 0..8).prop_map(Value::Data),
+            any::<u64>().prop_map(|n| Value::Uid(plist::Uid::new(n))),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                prop::collection::vec(
+                    (
+                        prop_oneof![
+                            prop::sample::select(super::super::RULE_KEYS.to_vec())
+                                .prop_map(String::from),
+                            ".{0,12}"
+                        ],
+                        inner
+                    ),
+                    0..8
+                )
+                .prop_map(|entries| Value::Dictionary(entries.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        // Any value under any key (rule-shaped dictionaries included) is
+        // either a setting or an error whose text names the key; never a panic.
+        #[test]
+        fn arbitrary_values_never_panic(key in prop::sample::select(KEYS.to_vec()), value in arb_value()) {
+            match one(key, value) {
+                Ok(settings) => prop_assert_eq!(settings.len(), 1),
+                Err(err) => {
+                    prop_assert_eq!(err.path(), Path::new(FILE));
+                    prop_assert!(err.to_string().contains(key) || err.to_string().contains("Rules["));
+                }
+            }
+        }
+    }
+}

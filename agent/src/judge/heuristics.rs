@@ -1,0 +1,450 @@
+//! The four criteria of DESIGN.md §2 as separate, individually tested
+//! questions — web-reachable? trusted? a helper? undisclosed? — plus the
+//! never-list and the aggravating factors. Each answer comes with the
+//! plain-words reasons that go into the finding.
+
+use std::path::Path;
+
+use super::Observations;
+use super::Policy;
+use super::correlate::Link;
+use super::locate::{self, Place};
+use crate::model::{
+    Cors, HttpProbe, Listener, PersistenceItem, PersistenceKind, ProcessIdentity, SignatureStatus,
+    enclosing_bundle,
+};
+
+/// Criterion 1's answer. `Unknown` when no probe ran or it could not finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    Yes,
+    No,
+    Unknown,
+}
+
+/// Executables that run a script given as an argument: their own
+/// signature says nothing about the code they run.
+pub(crate) fn is_interpreter(exe: &Path) -> bool {
+    let Some(name) = exe.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let name = name.to_ascii_lowercase();
+    name.starts_with("python")
+        || name.starts_with("perl")
+        || name.starts_with("ruby")
+        || name.starts_with("php")
+        || matches!(
+            name.as_str(),
+            "node"
+                | "nodejs"
+                | "deno"
+                | "bun"
+                | "osascript"
+                | "sh"
+                | "bash"
+                | "zsh"
+                | "dash"
+                | "ksh"
+                | "fish"
+        )
+}
+
+/// The script file an interpreter was asked to run: the first argument
+/// after the options, when it is an absolute path. `-m`, `-c`, `-e` run a
+/// module or inline code — no script file.
+pub(crate) fn script_arg<'a>(exe: &Path, args: &'a [String]) -> Option<&'a Path> {
+    if !is_interpreter(exe) {
+        return None;
+    }
+    for arg in args.iter().skip(1) {
+        if matches!(
+            arg.as_str(),
+            "-m" | "-c" | "-e" | "--eval" | "-p" | "--print" | "-"
+        ) {
+            return None;
+        }
+        if arg.starts_with('-') {
+            continue;
+        }
+        let path = Path::new(arg);
+        return path.is_absolute().then_some(path);
+    }
+    None
+}
+
+/// Criterion 1: can a page in a browser on this machine talk HTTP to it?
+pub(crate) fn web_reach(l: &Listener, probe: Option<&HttpProbe>) -> (Reach, Vec<String>) {
+    let endpoint = match l.address {
+        std::net::IpAddr::V6(a) => format!("[{a}]:{}", l.port),
+        std::net::IpAddr::V4(a) => format!("{a}:{}", l.port),
+    };
+    if !l.scope.browser_reachable() {
+        return (
+            Reach::No,
+            vec![format!(
+                "it listens only on {endpoint}, a specific address rather than loopback or \
+                 all addresses, so it is not counted as reachable from a page on this machine"
+            )],
+        );
+    }
+    let scope = match l.scope {
+        crate::model::AddressScope::Loopback => "loopback",
+        _ => "all addresses",
+    };
+    let mut reasons = vec![format!(
+        "it listens on {endpoint} ({scope}), which any web page open in a browser on this \
+         machine can reach"
+    )];
+    let Some(probe) = probe else {
+        reasons.push("it was not probed, so whether it speaks HTTP is unknown".into());
+        return (Reach::Unknown, reasons);
+    };
+    if probe.http || probe.websocket {
+        let mut what = Vec::new();
+        if probe.http {
+            what.push(match probe.status {
+                Some(s) => format!("answers HTTP (GET / gave {s})"),
+                None => "answers HTTP".to_string(),
+            });
+        }
+        if probe.websocket {
+            what.push("accepts WebSocket connections".to_string());
+        }
+        reasons.push(format!("it {}", what.join(" and ")));
+        return (Reach::Yes, reasons);
+    }
+    match &probe.error {
+        Some(e) => {
+            reasons.push(format!(
+                "the probe could not finish ({e}), so whether it speaks HTTP is unknown"
+            ));
+            (Reach::Unknown, reasons)
+        }
+        None => {
+            reasons.push("it does not answer HTTP or WebSocket".into());
+            (Reach::No, reasons)
+        }
+    }
+}
+
+/// Criterion 2: is it trusted? (Admin allow rules are applied by the
+/// verdict, after this.) `script` is the script an interpreter runs.
+pub(crate) fn trust(p: Option<&ProcessIdentity>, script: Option<&Path>) -> (bool, String) {
+    let Some(p) = p else {
+        return (
+            false,
+            "the process holding the socket could not be seen, so nothing vouches for it".into(),
+        );
+    };
+    let what = p.path.as_deref().map_or_else(
+        || format!("{} (pid {})", p.name, p.pid),
+        |x| x.display().to_string(),
+    );
+    let sig = &p.signature;
+    if sig.is_apple_platform() {
+        return match script {
+            Some(s) => (
+                false,
+                format!(
+                    "{what} is an Apple platform binary, but it is an interpreter running {}: \
+                     Apple's signature covers the interpreter, not the script",
+                    s.display()
+                ),
+            ),
+            None => (
+                true,
+                format!("{what} is an Apple platform binary (its signature validated)"),
+            ),
+        };
+    }
+    let detail = match sig.status {
+        SignatureStatus::NotSupported => {
+            "code signatures are not available on this platform, so nothing vouches for it"
+                .to_string()
+        }
+        SignatureStatus::Valid => {
+            let who = match (&sig.team_id, &sig.identifier) {
+                (Some(t), Some(i)) => format!(" by team {t} as {i}"),
+                (Some(t), None) => format!(" by team {t}"),
+                (None, Some(i)) => format!(" as {i}"),
+                (None, None) => String::new(),
+            };
+            format!(
+                "it is validly signed{who}, but a valid signature alone does not make a local \
+                 web server trusted"
+            )
+        }
+        SignatureStatus::Unsigned => "it is not code-signed".into(),
+        SignatureStatus::AdHoc => "it is only ad-hoc signed, with no developer identity".into(),
+        SignatureStatus::Invalid => {
+            "its code signature does not validate (changed after signing?)".into()
+        }
+        SignatureStatus::Unknown => "its code signature could not be checked".into(),
+    };
+    let claim = if sig.platform_binary {
+        " (it claims to be a platform binary, but that signature did not validate)"
+    } else {
+        ""
+    };
+    (false, format!("{what}: {detail}{claim}"))
+}
+
+/// The main program of a top-level app (`X.app/Contents/MacOS/X`), not a
+/// helper nested inside one.
+fn is_app_main(exe: &Path) -> bool {
+    enclosing_bundle(exe).is_some_and(|b| exe.parent() == Some(&b.join("Contents/MacOS")))
+}
+
+/// Criterion 3: was it started by persistence or by another application,
+/// rather than by a person?
+pub(crate) fn helper(
+    p: &ProcessIdentity,
+    links: &[Link],
+    obs: &Observations,
+) -> (bool, Vec<String>) {
+    if p.interactive {
+        return (
+            false,
+            vec![
+                "it runs with a controlling terminal: a person started it from a shell, so it \
+                 is not a helper"
+                    .into(),
+            ],
+        );
+    }
+    let parent = obs.processes.get(&p.ppid).filter(|q| q.pid != p.pid);
+    if let Some(q) = parent.filter(|q| q.interactive) {
+        return (
+            false,
+            vec![format!(
+                "its parent {} (pid {}) runs in a terminal: a person started it, so it is not a \
+                 helper",
+                q.name, q.pid
+            )],
+        );
+    }
+    if !links.is_empty() {
+        return (
+            true,
+            links
+                .iter()
+                .map(|l| format!("it is a helper: {}", l.how))
+                .collect(),
+        );
+    }
+    if let Some(q) = parent.filter(|q| q.pid != 1)
+        && let Some(bundle) = &q.bundle
+    {
+        return (
+            true,
+            vec![format!(
+                "it is a helper: the app {} (pid {}) started it",
+                bundle.display(),
+                q.pid
+            )],
+        );
+    }
+    if p.ppid == 1 {
+        if p.path.as_deref().is_some_and(is_app_main) {
+            return (
+                false,
+                vec![
+                    "it is an app's main program whose parent is launchd, as for every app a \
+                     person opens from Finder or the Dock; no persistence item or other app \
+                     starts it, so it is not counted as a helper"
+                        .into(),
+                ],
+            );
+        }
+        return (
+            true,
+            vec![
+                "it is a helper: its parent is launchd (pid 1) and no terminal is involved, so \
+                 it was started on someone's behalf"
+                    .into(),
+            ],
+        );
+    }
+    let parent_name = parent.map_or_else(String::new, |q| format!(" {}", q.name));
+    (
+        false,
+        vec![format!(
+            "no persistence item starts it and its parent{parent_name} (pid {}) is neither \
+             launchd nor an app, so it is not counted as a helper",
+            p.ppid
+        )],
+    )
+}
+
+/// The never-list: things lenscap never acts on, whatever a rule says.
+pub(crate) fn protected(p: &ProcessIdentity, obs: &Observations) -> Option<String> {
+    let path = p.path.as_deref();
+    if p.pid == 0 {
+        Some("it is the kernel (pid 0)".into())
+    } else if p.pid == 1 {
+        Some("it is launchd (pid 1)".into())
+    } else if obs.agent_pid != 0 && p.pid == obs.agent_pid {
+        Some("it is lenscap itself".into())
+    } else if path.is_some() && path == obs.agent_exe.as_deref() {
+        Some("it is lenscap's own executable".into())
+    } else if p.signature.is_apple_platform() {
+        Some(format!("{} is an Apple platform binary", p.name))
+    } else if path.is_some_and(locate::is_system) {
+        Some("it lives under /System".into())
+    } else {
+        None
+    }
+}
+
+/// Aggravating factors of a probe result.
+pub(crate) fn aggravating_probe(probe: Option<&HttpProbe>) -> Vec<String> {
+    let Some(probe) = probe else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    match probe.cors {
+        Cors::Wildcard => out
+            .push("any web page may read its answers (Access-Control-Allow-Origin: *)".to_string()),
+        Cors::Reflected => out.push(
+            "it echoes any page's Origin back as allowed, so every web page may read its answers"
+                .to_string(),
+        ),
+        Cors::None | Cors::Specific => {}
+    }
+    if probe.image {
+        out.push(
+            "it answers with an image: the trick Zoom's helper used to tell any web page its \
+             status around CORS (the image's size encodes the answer)"
+                .to_string(),
+        );
+    }
+    out
+}
+
+/// The aggravating factor of a persistence item: it comes back by itself.
+pub(crate) fn aggravating_item(item: &PersistenceItem) -> Option<String> {
+    let mut how = Vec::new();
+    if item.keep_alive {
+        how.push("launchd restarts it whenever it exits (KeepAlive)");
+    }
+    if item.run_at_load {
+        how.push("it starts at every load (RunAtLoad)");
+    }
+    if item.kind == PersistenceKind::LoginItem {
+        how.push("it starts at every login (login item)");
+    }
+    (!how.is_empty()).then(|| how.join("; "))
+}
+
+/// What is known about a persistence item on its own.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ItemFacts {
+    /// Why it is associated with something a person chose.
+    pub disclosed: Vec<String>,
+    /// Its app is gone, or no visible app is associated with it.
+    pub association_traits: Vec<String>,
+    /// An installed app claims it (bundle ids, plist inside the app).
+    pub claimed_by_app: bool,
+    /// Where its program lives.
+    pub place: Option<Place>,
+    /// Traits of the script its interpreter runs.
+    pub script_traits: Vec<String>,
+    /// Its program does not exist (or it names none).
+    pub program_missing: Option<String>,
+}
+
+impl ItemFacts {
+    pub(crate) fn traits(&self) -> Vec<String> {
+        let mut t = self.association_traits.clone();
+        if let Some(place) = &self.place {
+            t.extend(
+                place
+                    .traits(self.claimed_by_app)
+                    .into_iter()
+                    .map(|t| format!("its program: {t}")),
+            );
+        }
+        t.extend(self.script_traits.iter().cloned());
+        t
+    }
+}
+
+pub(crate) fn item_facts(item: &PersistenceItem, policy: &Policy, obs: &Observations) -> ItemFacts {
+    let mut f = ItemFacts::default();
+    let mut ids: Vec<&str> = item
+        .associated_bundle_ids
+        .iter()
+        .map(String::as_str)
+        .chain(item.parent_identifier.as_deref())
+        .map(super::subject::strip_btm_type)
+        .filter(|s| !s.is_empty())
+        .collect();
+    ids.dedup();
+    if !ids.is_empty() {
+        let listed = ids.join(", ");
+        if obs.installed_bundle_ids.is_empty() {
+            f.disclosed.push(format!(
+                "it belongs to {listed}; installed apps were not observed, so lenscap assumes \
+                 that app is installed"
+            ));
+            f.claimed_by_app = true;
+        } else if let Some(id) = ids.iter().find(|id| {
+            obs.installed_bundle_ids
+                .iter()
+                .any(|i| i.eq_ignore_ascii_case(id))
+        }) {
+            f.disclosed
+                .push(format!("it belongs to the installed app {id}"));
+            f.claimed_by_app = true;
+        } else {
+            f.association_traits.push(format!(
+                "the app it belongs to ({listed}) is not installed: it outlived its app"
+            ));
+        }
+    }
+    if let Some(bundle) = enclosing_bundle(&item.path)
+        && let Some(dir) = policy.application_dirs.containing(&bundle)
+    {
+        f.disclosed.push(format!(
+            "its definition ships inside {}, installed in {dir}",
+            bundle.display()
+        ));
+        f.claimed_by_app = true;
+    }
+    match item.program.as_deref() {
+        None => f.program_missing = Some("it names no program".into()),
+        Some(program) => {
+            let known_missing =
+                !obs.existing_paths.is_empty() && !obs.existing_paths.contains(program);
+            if known_missing {
+                f.program_missing =
+                    Some(format!("its program {} does not exist", program.display()));
+            }
+            let place = locate::program_place(program, policy, &obs.home_dirs);
+            if let Some(why) = &place.disclosed {
+                let brew = item
+                    .label
+                    .as_deref()
+                    .is_some_and(|l| l.starts_with("homebrew.mxcl."));
+                if brew {
+                    f.disclosed
+                        .push("it is a Homebrew service: someone ran `brew services start`".into());
+                }
+                f.disclosed.push(why.clone());
+            }
+            if let Some(script) = script_arg(program, &item.args) {
+                f.script_traits = locate::script_traits(script, policy, &obs.home_dirs);
+            }
+            f.place = Some(place);
+        }
+    }
+    let place_disclosed = f.place.as_ref().is_some_and(|p| p.disclosed.is_some());
+    if ids.is_empty() && !f.claimed_by_app && !place_disclosed {
+        f.association_traits.push(
+            "no visible app is associated with it (no AssociatedBundleIdentifiers or parent \
+             app, and its program is not inside an installed app)"
+                .into(),
+        );
+    }
+    f
+}

@@ -1,0 +1,174 @@
+//! [`Policy`]: everything the judge decides with that is not an
+//! observation — compiled admin rules, the catalog, and the configured
+//! application and temp locations. Built once from [`Config`]; building is
+//! where every configuration mistake surfaces, so judging itself cannot
+//! fail.
+
+use std::path::Path;
+
+use globset::{GlobBuilder, GlobMatcher};
+
+use super::JudgeError;
+use super::catalog::{Catalog, CatalogEntry};
+use super::rules::{self, CompiledRule};
+use crate::config::Config;
+
+/// The compiled policy the judge applies.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub(crate) rules: Vec<CompiledRule>,
+    pub(crate) catalog: Catalog,
+    /// `ApplicationDirs`: where installed apps live.
+    pub(crate) application_dirs: DirSet,
+    /// `TempDirs`: user-writable scratch locations.
+    pub(crate) temp_dirs: DirSet,
+}
+
+impl Policy {
+    /// Compile `config.rules` (a bad glob is an error naming the rule and
+    /// the glob), load the built-in catalog, compile `ApplicationDirs` and
+    /// `TempDirs`.
+    pub fn new(config: &Config) -> Result<Policy, JudgeError> {
+        Ok(Policy {
+            rules: rules::compile(&config.rules)?,
+            catalog: Catalog::builtin()?,
+            application_dirs: DirSet::new("ApplicationDirs", &config.application_dirs)?,
+            temp_dirs: DirSet::new("TempDirs", &config.temp_dirs)?,
+        })
+    }
+
+    /// Add catalog entries (e.g. a fleet's own known-bad helpers). Each is
+    /// validated like the built-in ones; a duplicate id is refused.
+    pub fn with_catalog_additions(
+        mut self,
+        entries: Vec<CatalogEntry>,
+    ) -> Result<Policy, JudgeError> {
+        self.catalog = self.catalog.with_entries(entries)?;
+        Ok(self)
+    }
+
+    /// The catalog in force (built-in plus additions).
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+}
+
+/// A configured list of directory globs (`/Applications`,
+/// `/Users/*/Applications`). A path is "in" the set when it or one of its
+/// ancestors matches an entry: the entries name directories, not files.
+#[derive(Debug, Clone)]
+pub(crate) struct DirSet {
+    entries: Vec<(String, GlobMatcher)>,
+}
+
+impl DirSet {
+    pub(crate) fn new(key: &'static str, globs: &[String]) -> Result<DirSet, JudgeError> {
+        let mut entries = Vec::with_capacity(globs.len());
+        for glob in globs {
+            // `/tmp/` and `/tmp` name the same directory; an ancestor never
+            // has a trailing slash.
+            let trimmed = match glob.trim_end_matches('/') {
+                "" => "/",
+                t => t,
+            };
+            let matcher = GlobBuilder::new(trimmed)
+                .literal_separator(true)
+                .build()
+                .map_err(|source| JudgeError::DirGlob {
+                    key,
+                    glob: glob.clone(),
+                    source,
+                })?
+                .compile_matcher();
+            entries.push((glob.clone(), matcher));
+        }
+        Ok(DirSet { entries })
+    }
+
+    /// The configured entry containing `path`, if any.
+    pub(crate) fn containing(&self, path: &Path) -> Option<&str> {
+        path.ancestors().find_map(|a| {
+            self.entries
+                .iter()
+                .find(|(_, m)| m.is_match(a))
+                .map(|(g, _)| g.as_str())
+        })
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        let names: Vec<&str> = self.entries.iter().map(|(g, _)| g.as_str()).collect();
+        names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Rule, RuleAction};
+
+    #[test]
+    fn default_config_compiles() {
+        let policy = Policy::new(&Config::default()).unwrap();
+        assert_eq!(policy.catalog().entries.len(), 14);
+        assert!(policy.rules.is_empty());
+    }
+
+    #[test]
+    fn dir_sets_match_ancestors_with_globs() {
+        let apps = DirSet::new(
+            "ApplicationDirs",
+            &["/Applications/".into(), "/Users/*/Applications".into()],
+        )
+        .unwrap();
+        let p = Path::new("/Applications/Utilities/Foo.app");
+        assert_eq!(apps.containing(p), Some("/Applications/"));
+        let p = Path::new("/Users/ann/Applications/Bar.app/Contents/MacOS/Bar");
+        assert_eq!(apps.containing(p), Some("/Users/*/Applications"));
+        assert_eq!(
+            apps.containing(Path::new("/Users/ann/Downloads/Bar.app")),
+            None
+        );
+        assert_eq!(apps.containing(Path::new("/ApplicationsX/Foo.app")), None);
+    }
+
+    #[test]
+    fn bad_globs_name_the_key_or_rule() {
+        let mut config = Config {
+            temp_dirs: vec!["/tmp/[".into()],
+            ..Config::default()
+        };
+        let err = Policy::new(&config).unwrap_err().to_string();
+        assert!(err.contains("TempDirs") && err.contains("/tmp/["), "{err}");
+        config.temp_dirs = vec!["/tmp".into()];
+        config.rules = vec![Rule {
+            id: "zoom-deny".into(),
+            action: RuleAction::Deny,
+            team_id: None,
+            signing_id: None,
+            bundle_id: None,
+            label: None,
+            path: Some("/Users/*/.zoomus/{a".into()),
+            port: None,
+            comment: None,
+        }];
+        let err = Policy::new(&config).unwrap_err().to_string();
+        assert!(err.contains("zoom-deny") && err.contains("{a"), "{err}");
+    }
+
+    #[test]
+    fn catalog_additions_are_validated() {
+        let policy = Policy::new(&Config::default()).unwrap();
+        let mut extra = policy.catalog().entries[0].clone();
+        extra.id = "catalog:fleet-helper".into();
+        extra.sources = vec![];
+        assert!(
+            policy
+                .clone()
+                .with_catalog_additions(vec![extra.clone()])
+                .is_err()
+        );
+        extra.sources = vec!["https://example.com/advisory".into()];
+        let policy = policy.with_catalog_additions(vec![extra]).unwrap();
+        assert_eq!(policy.catalog().entries.len(), 15);
+    }
+}

@@ -1,0 +1,183 @@
+//! One observation pass: ask the platform and the file system everything
+//! the judge needs, and hand back plain [`Observations`]. Failures of one
+//! item (an unreadable plist, a process that exited mid-scan) become
+//! [`ScanError`]s and the pass goes on.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::judge::Observations;
+use crate::model::{ProcessIdentity, ScanError, enclosing_bundle};
+use crate::observe::signing::SignatureCache;
+use crate::observe::{apps, persistence, probe};
+use crate::platform::{Platform, PlatformError};
+
+/// How many probes run at once: enough to hide the latency of silent
+/// listeners, few enough not to look like a port scan.
+const PROBE_CONCURRENCY: usize = 16;
+
+/// Options that come from the command line rather than configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct GatherOptions {
+    pub probe: bool,
+}
+
+/// Everything observed, plus what went wrong on the way.
+#[derive(Debug, Clone, Default)]
+pub struct Gathered {
+    pub observations: Observations,
+    pub errors: Vec<ScanError>,
+}
+
+/// Run observe once. `cache` keeps code-signature checks between passes
+/// (the daemon keeps one for its lifetime).
+pub fn gather(
+    platform: &dyn Platform,
+    config: &Config,
+    cache: &SignatureCache,
+    opts: GatherOptions,
+) -> Gathered {
+    let mut errors = Vec::new();
+
+    let listeners = match platform.listeners() {
+        Ok(l) => l,
+        Err(e) => {
+            errors.push(err("listeners", None, &e));
+            Vec::new()
+        }
+    };
+
+    // Owners of every listener, and their parents: "started by another
+    // application" is a question about the parent.
+    let mut processes = BTreeMap::new();
+    let owners: BTreeSet<u32> = listeners
+        .iter()
+        .flat_map(|l| l.pids.iter().copied())
+        .collect();
+    for &pid in &owners {
+        read_process(platform, cache, pid, &mut processes, &mut errors);
+    }
+    let parents: BTreeSet<u32> = processes
+        .values()
+        .map(|p: &ProcessIdentity| p.ppid)
+        .filter(|ppid| *ppid != 0 && !processes.contains_key(ppid))
+        .collect();
+    for ppid in parents {
+        read_process(platform, cache, ppid, &mut processes, &mut errors);
+    }
+
+    let (mut items, persistence_errors) =
+        persistence::scan(&config.persistence_dirs, config.max_plist_bytes);
+    errors.extend(persistence_errors);
+    if config.login_items {
+        match platform.login_items() {
+            Ok(login) => items.extend(login),
+            Err(e) => errors.push(err("login_items", None, &e)),
+        }
+    }
+
+    let probes = if opts.probe && config.probe {
+        let targets: Vec<(IpAddr, u16)> = listeners
+            .iter()
+            .filter(|l| l.scope.browser_reachable())
+            .map(|l| (l.address, l.port))
+            .collect();
+        probe::probe_all(
+            &targets,
+            Duration::from_millis(config.probe_timeout_ms),
+            PROBE_CONCURRENCY,
+        )
+    } else {
+        BTreeMap::new()
+    };
+
+    let (installed_bundle_ids, app_errors) = apps::installed_bundle_ids(&config.application_dirs);
+    errors.extend(app_errors);
+
+    // Which of the paths the judge will ask about exist right now.
+    let mut referenced: BTreeSet<PathBuf> = BTreeSet::new();
+    for p in processes.values() {
+        referenced.extend(p.path.iter().cloned());
+        referenced.extend(p.bundle.iter().cloned());
+    }
+    for item in &items {
+        if let Some(program) = &item.program {
+            referenced.extend(enclosing_bundle(program));
+            referenced.insert(program.clone());
+        }
+    }
+    let existing_paths = referenced
+        .into_iter()
+        .filter(|p| p.symlink_metadata().is_ok())
+        .collect();
+
+    let home_dirs = home_dirs(
+        processes
+            .values()
+            .map(|p| p.uid)
+            .chain(items.iter().filter_map(|i| i.owner_uid)),
+    );
+
+    Gathered {
+        observations: Observations {
+            listeners,
+            processes,
+            persistence: items,
+            probes,
+            installed_bundle_ids,
+            existing_paths,
+            home_dirs,
+            agent_pid: std::process::id(),
+            agent_exe: std::env::current_exe().ok(),
+        },
+        errors,
+    }
+}
+
+fn read_process(
+    platform: &dyn Platform,
+    cache: &SignatureCache,
+    pid: u32,
+    into: &mut BTreeMap<u32, ProcessIdentity>,
+    errors: &mut Vec<ScanError>,
+) {
+    match platform.process(pid) {
+        Ok(mut identity) => {
+            if let Some(path) = identity.path.clone() {
+                identity.signature = cache.get_or_check(&path, |p| platform.check_signature(p));
+            }
+            into.insert(pid, identity);
+        }
+        // A process that exited between listing and reading is not an
+        // error worth reporting: the socket went with it.
+        Err(PlatformError::NoSuchProcess { .. }) => {}
+        Err(e) => errors.push(err("process", None, &e)),
+    }
+}
+
+/// Home directories of the given users, from the user database.
+fn home_dirs(uids: impl Iterator<Item = u32>) -> Vec<PathBuf> {
+    let uids: BTreeSet<u32> = uids.collect();
+    let mut homes: BTreeSet<PathBuf> = BTreeSet::new();
+    for uid in uids {
+        if let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+            // Root's and daemons' homes ("/", "/var/root", "/var/empty")
+            // are not user homes for the "hidden folder in a home" test.
+            if user.dir != Path::new("/") {
+                homes.insert(user.dir);
+            }
+        }
+    }
+    homes.into_iter().collect()
+}
+
+fn err(source: &str, path: Option<PathBuf>, e: &dyn std::fmt::Display) -> ScanError {
+    ScanError {
+        source: source.to_string(),
+        path,
+        message: e.to_string(),
+    }
+}

@@ -1,0 +1,300 @@
+//! Tests of the Linux platform against real processes and real sockets on
+//! 127.0.0.1 / ::1 (DESIGN.md §4: Linux is a real platform, not a mock).
+
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::model::SignatureStatus;
+
+fn native() -> Native {
+    Native::new(Tools {
+        codesign: "/usr/bin/codesign".into(),
+        sfltool: "/usr/bin/sfltool".into(),
+        launchctl: "/bin/launchctl".into(),
+    })
+}
+
+/// A child that is killed and reaped however the test ends.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(cmd: &mut Command) -> Reaped {
+    Reaped(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn sleeper() -> Reaped {
+    spawn(Command::new("sleep").arg("30"))
+}
+
+/// Poll until `f` gives a value (children take a moment to exec).
+fn eventually<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "condition not reached in 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn which(program: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(program))
+                .find(|p| p.is_file())
+        })
+        .map(|p| std::fs::canonicalize(p).unwrap())
+        .unwrap()
+}
+
+/// PIDs whose parent is `ppid`, from every `/proc/<pid>/stat`.
+fn children_of(ppid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|raw| procfs::parse_stat(&raw))
+                .is_some_and(|s| s.ppid == ppid)
+        })
+        .collect()
+}
+
+fn listener_for<'a>(list: &'a [Listener], l: &TcpListener) -> &'a Listener {
+    let addr = l.local_addr().unwrap();
+    list.iter()
+        .find(|x| x.address == addr.ip() && x.port == addr.port())
+        .unwrap()
+}
+
+#[test]
+fn listeners_v4_and_v6_with_owner() {
+    let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
+    let v6 = TcpListener::bind("[::1]:0").unwrap();
+    let list = native().listeners().unwrap();
+    let me = std::process::id();
+
+    let a = listener_for(&list, &v4);
+    assert_eq!(a.scope, AddressScope::Loopback);
+    assert_eq!(a.v6only, None);
+    assert_eq!(a.pids, vec![me]);
+    let b = listener_for(&list, &v6);
+    assert_eq!(b.scope, AddressScope::Loopback);
+    assert_eq!(b.v6only, None, "v6only is only reported for wildcards");
+    assert_eq!(b.pids, vec![me]);
+    assert_ne!(a.socket_id, b.socket_id);
+    assert!(list.windows(2).all(|w| w[0].port <= w[1].port));
+}
+
+#[test]
+fn shared_socket_lists_parent_and_child_ascending() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let fd = l.as_raw_fd();
+    let mut cmd = Command::new("sleep");
+    cmd.arg("30");
+    // SAFETY: runs in the forked child before exec; fcntl is
+    // async-signal-safe and touches only the child's fd table. Clearing
+    // FD_CLOEXEC there (not in the parent) means no other test's child can
+    // inherit the socket by accident.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = spawn(&mut cmd);
+    let child_pid = child.0.id();
+    let mut expected = vec![std::process::id(), child_pid];
+    expected.sort_unstable();
+    let p = native();
+    // The child holds the socket from fork on; wait until it has exec'd so
+    // the assertion is about `sleep`, not a half-started child.
+    eventually(|| (p.process(child_pid).ok()?.name == "sleep").then_some(()));
+    // Another test's child may hold a copy of every fd for the instant
+    // between its fork and exec; ask again until that passes.
+    eventually(|| {
+        let list = p.listeners().unwrap();
+        (listener_for(&list, &l).pids == expected).then_some(())
+    });
+}
+
+#[test]
+fn plain_child_identity() {
+    let child = sleeper();
+    let pid = child.0.id();
+    let p = native();
+    let id = eventually(|| p.process(pid).ok().filter(|id| id.name == "sleep"));
+    assert_eq!(id.pid, pid);
+    assert_eq!(id.ppid, std::process::id());
+    assert_eq!(id.path, Some(which("sleep")));
+    assert_eq!(id.args, vec!["sleep", "30"]);
+    assert_eq!(id.uid, nix::unistd::getuid().as_raw());
+    let name = User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .map(|u| u.name);
+    assert_eq!(id.user, name);
+    assert!(!id.interactive, "spawned without a controlling terminal");
+    assert_eq!(id.bundle, None);
+    assert_eq!(id.signature.status, SignatureStatus::NotSupported);
+
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    // btime is whole seconds, so allow a little more than that either way.
+    assert!(id.start_time.unix_us.abs_diff(now_us) < 15_000_000);
+    assert_eq!(
+        u64::from(id.start_time.resolution_us),
+        1_000_000 / p.ticks_per_s
+    );
+    assert_eq!(p.process_start_time(pid).unwrap(), id.start_time);
+}
+
+#[test]
+fn child_with_controlling_terminal_is_interactive() {
+    // util-linux `script` gives its child a new session with a pty as
+    // controlling terminal, like a login shell.
+    let script = spawn(Command::new("script").args(["-qc", "sleep 30", "/dev/null"]));
+    let p = native();
+    let tty_child = eventually(|| children_of(script.0.id()).into_iter().next());
+    let id = eventually(|| p.process(tty_child).ok().filter(|id| id.name == "sleep"));
+    assert!(id.interactive, "{id:?}");
+}
+
+#[test]
+fn gone_process_is_no_such_process() {
+    let mut child = sleeper();
+    let pid = child.0.id();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let p = native();
+    assert!(matches!(p.process(pid), Err(PlatformError::NoSuchProcess { pid: x }) if x == pid));
+    assert!(matches!(
+        p.process_start_time(pid),
+        Err(PlatformError::NoSuchProcess { .. })
+    ));
+    assert!(matches!(
+        p.process(0),
+        Err(PlatformError::NoSuchProcess { .. })
+    ));
+}
+
+#[test]
+fn deleted_executable_inside_a_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let macos = dir.path().join("Helper.app/Contents/MacOS");
+    std::fs::create_dir_all(&macos).unwrap();
+    let exe = macos.join("helper");
+    std::fs::copy(which("sleep"), &exe).unwrap();
+    // A concurrently forked child of another test can briefly hold our
+    // write fd to the copy, so exec may see ETXTBSY: retry.
+    let child = eventually(
+        || match Command::new(&exe).arg("30").stdin(Stdio::null()).spawn() {
+            Ok(c) => Some(Reaped(c)),
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => None,
+            Err(e) => panic!("spawning {}: {e}", exe.display()),
+        },
+    );
+    let p = native();
+    let id = eventually(|| p.process(child.0.id()).ok().filter(|id| id.path.is_some()));
+    let exe = std::fs::canonicalize(&exe).unwrap();
+    assert_eq!(id.path.as_deref(), Some(exe.as_path()));
+    let bundle = exe.ancestors().nth(3).map(Path::to_path_buf);
+    assert_eq!(id.bundle, bundle);
+    std::fs::remove_file(&exe).unwrap();
+    let after = p.process(child.0.id()).unwrap();
+    assert_eq!(after.path, id.path, "the ` (deleted)` suffix is stripped");
+}
+
+#[test]
+fn signal_verified_refuses_a_changed_identity_and_signals_the_right_one() {
+    let mut child = sleeper();
+    let pid = child.0.id();
+    let p = native();
+    let id = eventually(|| p.process(pid).ok().filter(|id| id.name == "sleep"));
+
+    let mut wrong_start = id.clone();
+    wrong_start.start_time.unix_us += 10_000;
+    assert_eq!(
+        p.signal_verified(&wrong_start, libc::SIGKILL).unwrap(),
+        SignalOutcome::IdentityChanged
+    );
+    let mut wrong_exe = id.clone();
+    wrong_exe.path = Some("/usr/bin/not-sleep".into());
+    assert_eq!(
+        p.signal_verified(&wrong_exe, libc::SIGKILL).unwrap(),
+        SignalOutcome::IdentityChanged
+    );
+    assert!(
+        p.signal_verified(&id, 0).is_err(),
+        "0 is not a signal to send"
+    );
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "refused means untouched"
+    );
+
+    assert_eq!(
+        p.signal_verified(&id, libc::SIGTERM).unwrap(),
+        SignalOutcome::Sent
+    );
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGTERM));
+    assert_eq!(
+        p.signal_verified(&id, libc::SIGTERM).unwrap(),
+        SignalOutcome::Gone
+    );
+}
+
+#[test]
+fn signal_verified_treats_a_zombie_as_gone() {
+    let child = sleeper();
+    let pid = child.0.id();
+    let p = native();
+    let id = eventually(|| p.process(pid).ok().filter(|id| id.name == "sleep"));
+    // SAFETY: plain kill(2) on our own unreaped child.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    eventually(|| (ProcDir::open(pid).ok()?.stat().ok()?.state == 'Z').then_some(()));
+    assert_eq!(
+        p.signal_verified(&id, libc::SIGTERM).unwrap(),
+        SignalOutcome::Gone
+    );
+}
+
+#[test]
+fn host_info_and_unsupported_features() {
+    let p = native();
+    let h = p.host_info();
+    assert_eq!(h.os, "linux");
+    assert!(!h.hostname.is_empty());
+    assert!(!h.signatures_supported);
+    assert_eq!(h.agent_version, env!("CARGO_PKG_VERSION"));
+    assert!(h.os_version.is_some());
+    assert_eq!(
+        p.check_signature(Path::new("/usr/bin/sleep")).status,
+        SignatureStatus::NotSupported
+    );
+    assert!(p.login_items().unwrap().is_empty());
+}

@@ -1,0 +1,82 @@
+//! The HTTP API. Each route group owns its `router()`; this file puts them
+//! together with the layers every response shares (timeout, request log,
+//! metrics, security headers). docs/api.md describes the routes.
+
+mod enroll;
+mod ingest;
+mod ops;
+mod policy;
+mod read;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Limits;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+pub use policy::policy_etag;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    /// Served over TLS: mark the dashboard cookie `Secure`.
+    pub tls: bool,
+}
+
+/// The whole application: API, dashboard, health and metrics.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(enroll::router())
+        .merge(ingest::router(state.limits))
+        .merge(read::router())
+        .merge(policy::router())
+        .merge(ops::router())
+        .merge(crate::web::router())
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_and_harden,
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(60),
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found() -> crate::error::ApiError {
+    crate::error::ApiError::NotFound("no such route; see docs/api.md".into())
+}
+
+/// Count every response by status and add headers that cost nothing and
+/// close off whole classes of browser attacks.
+async fn count_and_harden(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await.into_response();
+    state.metrics.response(resp.status().as_u16());
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    resp
+}

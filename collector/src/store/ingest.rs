@@ -1,0 +1,265 @@
+//! What ingest does on both databases, minus the locking and bulk-insert
+//! details each does its own way (`sqlite.rs`, `postgres.rs`):
+//!
+//! 1. begin a transaction that holds the host's lock;
+//! 2. read the host's chain state and which of the batch's uids are stored;
+//! 3. for late events (seq ≤ the host's highest), read the gaps they may
+//!    fill and their stored neighbours;
+//! 4. [`chain::plan`](super::chain::plan) works out gaps and breaks;
+//! 5. insert the new events, apply the plan, update the host and the
+//!    findings; commit.
+//!
+//! Everything here is SQL text shared by both databases and the pure
+//! preparation of a batch.
+
+use std::collections::HashSet;
+
+use super::chain::Link;
+use super::types::{HostMeta, IngestItem};
+
+pub(crate) const SELECT_GAPS: &str = "SELECT first_seq, last_seq FROM gaps
+     WHERE host_id = $1 AND last_seq >= $2 AND first_seq <= $3";
+pub(crate) const SELECT_NEIGHBOURS: &str = "SELECT seq, uid, hash, prev_hash FROM events
+     WHERE host_id = $1 AND seq BETWEEN $2 AND $3";
+pub(crate) const DELETE_GAP: &str = "DELETE FROM gaps WHERE host_id = $1 AND first_seq = $2";
+pub(crate) const INSERT_GAP: &str =
+    "INSERT INTO gaps (host_id, first_seq, last_seq, detected_at) VALUES ($1, $2, $3, $4)";
+pub(crate) const INSERT_BREAK: &str =
+    "INSERT INTO chain_breaks (host_id, seq, kind, uid, expected, actual, detected_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+pub(crate) const UPDATE_HOST: &str = "UPDATE hosts SET max_seq = $2, last_hash = $3, last_seen = $4,
+       event_count = event_count + $5,
+       hostname = COALESCE($6, hostname), agent_version = COALESCE($7, agent_version), mode = COALESCE($8, mode)
+     WHERE id = $1";
+/// A finding's row follows its newest event only: an older event that
+/// arrives late does not reopen or rewrite it.
+pub(crate) const UPSERT_FINDING: &str = "INSERT INTO findings (host_id, finding_uid, last_seq, is_open, verdict, severity, rule, title, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+     ON CONFLICT (host_id, finding_uid) DO UPDATE SET
+       last_seq = excluded.last_seq, is_open = excluded.is_open, verdict = excluded.verdict,
+       severity = excluded.severity, rule = excluded.rule, title = excluded.title, updated_at = excluded.updated_at
+     WHERE findings.last_seq < excluded.last_seq";
+
+/// Read the gaps and stored neighbours the late events need (step 3).
+/// A macro rather than a generic function: the same code runs on a SQLite
+/// and a PostgreSQL transaction, each type-checked against its own driver,
+/// without spelling out sqlx's executor bounds.
+macro_rules! load_late {
+    ($tx:expr, $host_id:expr, $new:expr, $max_seq:expr) => {{
+        use $crate::store::types::Ctx as _;
+        let mut gaps: Vec<$crate::store::chain::Gap> = Vec::new();
+        let mut stored: std::collections::BTreeMap<i64, Vec<$crate::store::chain::Link>> =
+            std::collections::BTreeMap::new();
+        if let Some((lo, hi)) = $crate::store::ingest::late_range($new, $max_seq) {
+            let rows: Vec<(i64, i64)> = sqlx::query_as($crate::store::ingest::SELECT_GAPS)
+                .bind($host_id)
+                .bind(lo)
+                .bind(hi)
+                .fetch_all(&mut *$tx)
+                .await
+                .ctx("reading gaps")?;
+            gaps = rows
+                .into_iter()
+                .map(|(first, last)| $crate::store::chain::Gap { first, last })
+                .collect();
+            for item in $new.iter().filter(|i| i.seq <= $max_seq) {
+                let rows: Vec<(i64, String, String, String)> =
+                    sqlx::query_as($crate::store::ingest::SELECT_NEIGHBOURS)
+                        .bind($host_id)
+                        .bind(item.seq - 1)
+                        .bind(item.seq + 1)
+                        .fetch_all(&mut *$tx)
+                        .await
+                        .ctx("reading neighbouring events")?;
+                for (seq, uid, hash, prev_hash) in rows {
+                    if seq != item.seq {
+                        let list = stored.entry(seq).or_default();
+                        if !list.iter().any(|l| l.uid == uid) {
+                            list.push($crate::store::chain::Link {
+                                seq,
+                                uid,
+                                hash,
+                                prev_hash,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        (gaps, stored)
+    }};
+}
+pub(super) use load_late;
+
+/// Apply the plan and update the host and findings (step 5, after the
+/// events are inserted). See [`load_late`] for why a macro.
+macro_rules! finish_batch {
+    ($tx:expr, $host_id:expr, $plan:expr, $new:expr, $max_seq:expr, $accepted:expr, $now:expr) => {{
+        use $crate::store::types::Ctx as _;
+        let plan: &$crate::store::chain::Plan = $plan;
+        for first in &plan.delete_gaps {
+            sqlx::query($crate::store::ingest::DELETE_GAP)
+                .bind($host_id)
+                .bind(*first)
+                .execute(&mut *$tx)
+                .await
+                .ctx("closing a gap")?;
+        }
+        for g in &plan.insert_gaps {
+            sqlx::query($crate::store::ingest::INSERT_GAP)
+                .bind($host_id)
+                .bind(g.first)
+                .bind(g.last)
+                .bind($now)
+                .execute(&mut *$tx)
+                .await
+                .ctx("recording a gap")?;
+        }
+        for b in &plan.breaks {
+            sqlx::query($crate::store::ingest::INSERT_BREAK)
+                .bind($host_id)
+                .bind(b.seq)
+                .bind(b.kind.as_str())
+                .bind(&b.uid)
+                .bind(&b.expected)
+                .bind(&b.actual)
+                .bind($now)
+                .execute(&mut *$tx)
+                .await
+                .ctx("recording a chain break")?;
+        }
+        let meta = $crate::store::ingest::newest_meta($new, $max_seq);
+        sqlx::query($crate::store::ingest::UPDATE_HOST)
+            .bind($host_id)
+            .bind(plan.state.max_seq)
+            .bind(&plan.state.last_hash)
+            .bind($now)
+            .bind($accepted as i64)
+            .bind(meta.map(|m| m.hostname.as_str()))
+            .bind(meta.map(|m| m.agent_version.as_str()))
+            .bind(meta.map(|m| m.mode))
+            .execute(&mut *$tx)
+            .await
+            .ctx("updating the host")?;
+        for item in $new.iter() {
+            if let Some(f) = &item.finding {
+                sqlx::query($crate::store::ingest::UPSERT_FINDING)
+                    .bind($host_id)
+                    .bind(&f.finding_uid)
+                    .bind(item.seq)
+                    .bind(f.open)
+                    .bind(f.verdict)
+                    .bind(f.severity)
+                    .bind(&f.rule)
+                    .bind(&f.title)
+                    .bind($now)
+                    .execute(&mut *$tx)
+                    .await
+                    .ctx("updating a finding")?;
+            }
+        }
+    }};
+}
+pub(super) use finish_batch;
+
+/// A batch with duplicate uids inside it removed, in seq order.
+#[derive(Debug)]
+pub(super) struct Batch {
+    pub items: Vec<IngestItem>,
+    /// Events whose uid appeared earlier in the same batch.
+    pub repeated: u64,
+}
+
+impl Batch {
+    pub fn new(items: Vec<IngestItem>) -> Batch {
+        let mut seen = HashSet::new();
+        let total = items.len();
+        let mut items: Vec<IngestItem> = items
+            .into_iter()
+            .filter(|i| seen.insert(i.uid.clone()))
+            .collect();
+        items.sort_by_key(|i| i.seq);
+        Batch {
+            repeated: (total - items.len()) as u64,
+            items,
+        }
+    }
+
+    pub fn uids(&self) -> Vec<String> {
+        self.items.iter().map(|i| i.uid.clone()).collect()
+    }
+}
+
+pub(super) fn link(item: &IngestItem) -> Link {
+    Link {
+        seq: item.seq,
+        uid: item.uid.clone(),
+        hash: item.hash.clone(),
+        prev_hash: item.prev_hash.clone(),
+    }
+}
+
+/// Seq range of the late events (seq ≤ `max_seq`), if any.
+pub(crate) fn late_range(new: &[&IngestItem], max_seq: i64) -> Option<(i64, i64)> {
+    let late: Vec<i64> = new
+        .iter()
+        .map(|i| i.seq)
+        .filter(|s| *s <= max_seq)
+        .collect();
+    Some((*late.iter().min()?, *late.iter().max()?))
+}
+
+/// The host fields to update: from the newest new event, if it is newer
+/// than anything stored.
+pub(crate) fn newest_meta<'a>(new: &[&'a IngestItem], max_seq: i64) -> Option<&'a HostMeta> {
+    new.iter()
+        .filter(|i| i.seq > max_seq)
+        .max_by_key(|i| i.seq)
+        .map(|i| &i.meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(uid: &str, seq: i64) -> IngestItem {
+        IngestItem {
+            uid: uid.into(),
+            seq,
+            time: 0,
+            kind: "agent_health",
+            verdict: None,
+            rule: None,
+            severity: None,
+            hash: format!("h{seq}"),
+            prev_hash: String::new(),
+            body: "{}".into(),
+            meta: HostMeta {
+                hostname: format!("host-at-{seq}"),
+                agent_version: "1".into(),
+                mode: "monitor",
+            },
+            finding: None,
+        }
+    }
+
+    #[test]
+    fn batch_drops_repeated_uids_and_sorts() {
+        let b = Batch::new(vec![item("a", 3), item("b", 1), item("a", 3), item("c", 2)]);
+        assert_eq!(b.repeated, 1);
+        assert_eq!(
+            b.items.iter().map(|i| i.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn late_range_and_newest_meta() {
+        let items = [item("a", 2), item("b", 5), item("c", 9), item("d", 7)];
+        let refs: Vec<&IngestItem> = items.iter().collect();
+        assert_eq!(late_range(&refs, 6), Some((2, 5)));
+        assert_eq!(late_range(&refs, 1), None);
+        assert_eq!(newest_meta(&refs, 6).unwrap().hostname, "host-at-9");
+        assert!(newest_meta(&refs, 9).is_none());
+    }
+}

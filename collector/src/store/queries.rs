@@ -1,0 +1,428 @@
+//! Queries both databases run with the same SQL: tokens, enrollment, the
+//! policy, and everything readers see. See [`dispatch!`](super::dispatch).
+
+use sqlx::{QueryBuilder, Row};
+
+use super::types::*;
+use super::{Store, dispatch};
+
+/// Like `dispatch!` but with SQLite's single writer connection, so writes
+/// never wait on a busy lock inside SQLite.
+macro_rules! dispatch_write {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            Store::Sqlite(s) => {
+                let $pool = &s.write;
+                $body
+            }
+            Store::Postgres(p) => {
+                let $pool = &p.pool;
+                $body
+            }
+        }
+    };
+}
+
+/// Rows per page when the caller does not say, and at most.
+pub const DEFAULT_PAGE: u32 = 100;
+pub const MAX_PAGE: u32 = 1000;
+
+impl Store {
+    /// Is the database answering?
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, pool => {
+            sqlx::query("SELECT 1").execute(pool).await.ctx("checking the database")?;
+        });
+        Ok(())
+    }
+
+    pub async fn insert_token(
+        &self,
+        hash: &str,
+        role: Role,
+        host_id: Option<i64>,
+        note: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        dispatch_write!(self, pool => {
+            sqlx::query("INSERT INTO tokens (hash, role, host_id, created_at, note) VALUES ($1, $2, $3, $4, $5)")
+                .bind(hash)
+                .bind(role.as_str())
+                .bind(host_id)
+                .bind(now)
+                .bind(note)
+                .execute(pool)
+                .await
+                .ctx("storing a token")?;
+        });
+        Ok(())
+    }
+
+    pub async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let row: Option<(String, Option<i64>)> = dispatch!(self, pool => {
+            sqlx::query_as("SELECT role, host_id FROM tokens WHERE hash = $1")
+                .bind(hash)
+                .fetch_optional(pool)
+                .await
+                .ctx("looking up a token")?
+        });
+        let Some((role, host_id)) = row else {
+            return Ok(None);
+        };
+        let role = Role::parse(&role).ok_or_else(|| StoreError::Corrupt {
+            what: "looking up a token",
+            detail: format!("unknown role {role:?}"),
+        })?;
+        Ok(Some(TokenRecord { role, host_id }))
+    }
+
+    /// Record (or find) the host with this identity and give it a new
+    /// token. Re-enrolling the same machine keeps its history and earlier
+    /// tokens.
+    pub async fn enroll(
+        &self,
+        identity: &lenscap_events::HostIdentity,
+        host: &lenscap_events::Host,
+        agent_version: &str,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        dispatch_write!(self, pool => {
+            let mut tx = pool.begin().await.ctx("enrolling a host")?;
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO hosts (identity_field, identity_value, hostname, hardware_uuid, serial, machine_id, enrolled_at, agent_version)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (identity_field, identity_value) DO UPDATE SET
+                   hostname = excluded.hostname, serial = excluded.serial, agent_version = excluded.agent_version
+                 RETURNING id",
+            )
+            .bind(identity.field)
+            .bind(&identity.value)
+            .bind(&host.hostname)
+            .bind(&host.hardware_uuid)
+            .bind(&host.serial)
+            .bind(&host.machine_id)
+            .bind(now)
+            .bind(agent_version)
+            .fetch_one(&mut *tx)
+            .await
+            .ctx("enrolling a host")?;
+            sqlx::query("INSERT INTO tokens (hash, role, host_id, created_at, note) VALUES ($1, 'host', $2, $3, NULL)")
+                .bind(token_hash)
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .ctx("storing a host token")?;
+            tx.commit().await.ctx("enrolling a host")?;
+            Ok(id)
+        })
+    }
+
+    pub async fn host_key(&self, host_id: i64) -> Result<Option<HostKey>, StoreError> {
+        let row: Option<(i64, String, String, String)> = dispatch!(self, pool => {
+            sqlx::query_as("SELECT id, identity_field, identity_value, hostname FROM hosts WHERE id = $1")
+                .bind(host_id)
+                .fetch_optional(pool)
+                .await
+                .ctx("looking up a host")?
+        });
+        Ok(
+            row.map(|(id, identity_field, identity_value, hostname)| HostKey {
+                id,
+                identity_field,
+                identity_value,
+                hostname,
+            }),
+        )
+    }
+
+    pub async fn hosts(&self) -> Result<Vec<HostSummary>, StoreError> {
+        dispatch!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT h.id, h.hostname, h.identity_field, h.identity_value, h.serial, h.enrolled_at,
+                        h.last_seen, h.agent_version, h.mode, h.max_seq, h.event_count,
+                        (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.id AND f.is_open) AS open_findings,
+                        (SELECT COUNT(*) FROM gaps g WHERE g.host_id = h.id) AS gap_count,
+                        (SELECT CAST(COALESCE(SUM(g.last_seq - g.first_seq + 1), 0) AS BIGINT)
+                           FROM gaps g WHERE g.host_id = h.id) AS missing,
+                        (SELECT COUNT(*) FROM chain_breaks b WHERE b.host_id = h.id) AS breaks
+                 FROM hosts h ORDER BY h.hostname, h.id",
+            )
+            .fetch_all(pool)
+            .await
+            .ctx("listing hosts")?;
+            rows.iter()
+                .map(|r| {
+                    Ok(HostSummary {
+                        id: r.try_get("id")?,
+                        hostname: r.try_get("hostname")?,
+                        identity_field: r.try_get("identity_field")?,
+                        identity_value: r.try_get("identity_value")?,
+                        serial: r.try_get("serial")?,
+                        enrolled_at: r.try_get("enrolled_at")?,
+                        last_seen: r.try_get("last_seen")?,
+                        agent_version: r.try_get("agent_version")?,
+                        mode: r.try_get("mode")?,
+                        max_seq: r.try_get("max_seq")?,
+                        event_count: r.try_get("event_count")?,
+                        open_findings: r.try_get("open_findings")?,
+                        gaps: r.try_get("gap_count")?,
+                        missing_events: r.try_get("missing")?,
+                        chain_breaks: r.try_get("breaks")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .ctx("reading hosts")
+        })
+    }
+
+    /// A page of events, newest first by event time. All filter values
+    /// are bound parameters.
+    pub async fn events(&self, filter: &EventFilter) -> Result<EventPage, StoreError> {
+        let limit = filter.limit.clamp(1, MAX_PAGE);
+        dispatch!(self, pool => {
+            let mut qb = QueryBuilder::new(
+                "SELECT e.id, e.host_id, h.hostname, e.seq, e.time, e.received_at, e.kind, e.verdict, e.rule, e.body
+                 FROM events e JOIN hosts h ON h.id = e.host_id WHERE 1 = 1",
+            );
+            if let Some(host) = &filter.host {
+                qb.push(" AND e.host_id IN (SELECT id FROM hosts WHERE hostname = ")
+                    .push_bind(host.clone())
+                    .push(" OR identity_value = ")
+                    .push_bind(host.clone())
+                    .push(" OR serial = ")
+                    .push_bind(host.clone())
+                    .push(")");
+            }
+            if let Some(id) = filter.host_id {
+                qb.push(" AND e.host_id = ").push_bind(id);
+            }
+            if !filter.kinds.is_empty() {
+                qb.push(" AND e.kind IN (");
+                let mut sep = qb.separated(", ");
+                for k in &filter.kinds {
+                    sep.push_bind(k.as_str());
+                }
+                qb.push(")");
+            }
+            if let Some(v) = filter.verdict {
+                qb.push(" AND e.verdict = ").push_bind(v.as_str());
+            }
+            if let Some(rule) = &filter.rule {
+                qb.push(" AND e.rule = ").push_bind(rule.clone());
+            }
+            if let Some(since) = filter.since {
+                qb.push(" AND e.time >= ").push_bind(since);
+            }
+            if let Some(until) = filter.until {
+                qb.push(" AND e.time < ").push_bind(until);
+            }
+            if let Some(c) = filter.cursor {
+                qb.push(" AND (e.time, e.id) < (")
+                    .push_bind(c.time)
+                    .push(", ")
+                    .push_bind(c.id)
+                    .push(")");
+            }
+            qb.push(" ORDER BY e.time DESC, e.id DESC LIMIT ")
+                .push_bind(i64::from(limit) + 1);
+            let rows = qb.build().fetch_all(pool).await.ctx("listing events")?;
+            let mut events = rows
+                .iter()
+                .map(|r| {
+                    Ok(StoredEvent {
+                        id: r.try_get("id")?,
+                        host_id: r.try_get("host_id")?,
+                        hostname: r.try_get("hostname")?,
+                        seq: r.try_get("seq")?,
+                        time: r.try_get("time")?,
+                        received_at: r.try_get("received_at")?,
+                        kind: r.try_get("kind")?,
+                        verdict: r.try_get("verdict")?,
+                        rule: r.try_get("rule")?,
+                        body: r.try_get("body")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .ctx("reading events")?;
+            let more = events.len() > limit as usize;
+            events.truncate(limit as usize);
+            let next = if more {
+                events.last().map(|e| Cursor { time: e.time, id: e.id })
+            } else {
+                None
+            };
+            Ok(EventPage { events, next })
+        })
+    }
+
+    /// Open sequence gaps, newest first; one host's or everyone's.
+    pub async fn gaps(&self, host_id: Option<i64>) -> Result<Vec<GapRecord>, StoreError> {
+        let rows: Vec<(i64, String, i64, i64, i64)> = dispatch!(self, pool => {
+            sqlx::query_as(
+                "SELECT g.host_id, h.hostname, g.first_seq, g.last_seq, g.detected_at
+                 FROM gaps g JOIN hosts h ON h.id = g.host_id
+                 WHERE ($1 IS NULL OR g.host_id = $1)
+                 ORDER BY g.detected_at DESC, g.host_id, g.first_seq LIMIT 1000",
+            )
+            .bind(host_id)
+            .fetch_all(pool)
+            .await
+            .ctx("listing gaps")?
+        });
+        Ok(rows
+            .into_iter()
+            .map(
+                |(host_id, hostname, first_seq, last_seq, detected_at)| GapRecord {
+                    host_id,
+                    hostname,
+                    first_seq,
+                    last_seq,
+                    detected_at,
+                },
+            )
+            .collect())
+    }
+
+    pub async fn chain_breaks(&self, host_id: Option<i64>) -> Result<Vec<BreakRecord>, StoreError> {
+        dispatch!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT b.host_id, h.hostname, b.seq, b.kind, b.uid, b.expected, b.actual, b.detected_at
+                 FROM chain_breaks b JOIN hosts h ON h.id = b.host_id
+                 WHERE ($1 IS NULL OR b.host_id = $1)
+                 ORDER BY b.detected_at DESC, b.id DESC LIMIT 1000",
+            )
+            .bind(host_id)
+            .fetch_all(pool)
+            .await
+            .ctx("listing chain breaks")?;
+            rows.iter()
+                .map(|r| {
+                    Ok(BreakRecord {
+                        host_id: r.try_get("host_id")?,
+                        hostname: r.try_get("hostname")?,
+                        seq: r.try_get("seq")?,
+                        kind: r.try_get("kind")?,
+                        uid: r.try_get("uid")?,
+                        expected: r.try_get("expected")?,
+                        actual: r.try_get("actual")?,
+                        detected_at: r.try_get("detected_at")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .ctx("reading chain breaks")
+        })
+    }
+
+    /// Findings grouped by deciding rule, most findings first.
+    pub async fn rules(&self) -> Result<Vec<RuleSummary>, StoreError> {
+        let rows: Vec<(Option<String>, i64, i64, i64, i64)> = dispatch!(self, pool => {
+            sqlx::query_as(
+                "SELECT rule, COUNT(*) AS findings,
+                        CAST(COALESCE(SUM(CASE WHEN is_open THEN 1 ELSE 0 END), 0) AS BIGINT) AS open,
+                        COUNT(DISTINCT host_id) AS hosts,
+                        CAST(MAX(CASE severity WHEN 'critical' THEN 5 WHEN 'high' THEN 4 WHEN 'medium' THEN 3
+                                               WHEN 'low' THEN 2 ELSE 1 END) AS BIGINT) AS worst
+                 FROM findings WHERE verdict <> 'allow'
+                 GROUP BY rule ORDER BY findings DESC, rule LIMIT 1000",
+            )
+            .fetch_all(pool)
+            .await
+            .ctx("summarising findings by rule")?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(rule, findings, open, hosts, worst)| RuleSummary {
+                rule,
+                findings,
+                open,
+                hosts,
+                worst_severity: match worst {
+                    5 => "critical",
+                    4 => "high",
+                    3 => "medium",
+                    2 => "low",
+                    _ => "info",
+                }
+                .to_string(),
+            })
+            .collect())
+    }
+
+    /// (hosts, stored events), cheaply: for /metrics.
+    pub async fn totals(&self) -> Result<(i64, i64), StoreError> {
+        dispatch!(self, pool => {
+            sqlx::query_as("SELECT COUNT(*), CAST(COALESCE(SUM(event_count), 0) AS BIGINT) FROM hosts")
+                .fetch_one(pool)
+                .await
+                .ctx("counting hosts and events")
+        })
+    }
+
+    pub async fn policy(&self) -> Result<Option<PolicyRecord>, StoreError> {
+        let row: Option<(String, String, i64)> = dispatch!(self, pool => {
+            sqlx::query_as("SELECT body, etag, updated_at FROM policy WHERE id = 1")
+                .fetch_optional(pool)
+                .await
+                .ctx("reading the policy")?
+        });
+        Ok(row.map(|(body, etag, updated_at)| PolicyRecord {
+            body,
+            etag,
+            updated_at,
+        }))
+    }
+
+    /// Store a new policy. With `if_match`, only when the stored policy's
+    /// ETag is that one (or there is none and `if_match` is the ETag of
+    /// the empty policy); returns false when that precondition failed.
+    pub async fn put_policy(
+        &self,
+        body: &str,
+        etag: &str,
+        if_match: Option<&str>,
+        empty_etag: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        dispatch_write!(self, pool => {
+            let mut tx = pool.begin().await.ctx("storing the policy")?;
+            let current: Option<String> = sqlx::query_scalar("SELECT etag FROM policy WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .ctx("storing the policy")?;
+            if let Some(want) = if_match {
+                let have = current.as_deref().unwrap_or(empty_etag);
+                if want != have && want != "*" {
+                    return Ok(false);
+                }
+            }
+            // The conditional UPDATE makes two writers racing on one
+            // PostgreSQL lose cleanly rather than overwrite each other.
+            let changed = match &current {
+                Some(old) => sqlx::query("UPDATE policy SET body = $1, etag = $2, updated_at = $3 WHERE id = 1 AND etag = $4")
+                    .bind(body)
+                    .bind(etag)
+                    .bind(now)
+                    .bind(old)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("storing the policy")?
+                    .rows_affected(),
+                None => sqlx::query("INSERT INTO policy (id, body, etag, updated_at) VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING")
+                    .bind(body)
+                    .bind(etag)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("storing the policy")?
+                    .rows_affected(),
+            };
+            if changed == 0 {
+                return Ok(false);
+            }
+            tx.commit().await.ctx("storing the policy")?;
+            Ok(true)
+        })
+    }
+}

@@ -1,0 +1,288 @@
+//! The plain data the store takes and gives, and its error type.
+
+use lenscap_events::{Kind, Verdict};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: &'static str },
+    #[error("cannot open database {url}: {source}")]
+    Open {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot bring database {url} up to date: {source}")]
+    Migrate {
+        url: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("database error while {what}: {source}")]
+    Query {
+        what: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("stored data does not make sense while {what}: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+}
+
+/// Attach what the store was doing to a driver error.
+pub(crate) trait Ctx<T> {
+    fn ctx(self, what: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Ctx<T> for Result<T, sqlx::Error> {
+    fn ctx(self, what: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Query { what, source })
+    }
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Enroll hosts (`POST /api/v1/enroll`); nothing else.
+    Enroll,
+    /// Read events, hosts, exports, the dashboard and the policy.
+    Reader,
+    /// Everything a reader may, and change the fleet policy.
+    Admin,
+    /// One host: write its own events, read the policy.
+    Host,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Enroll => "enroll",
+            Role::Reader => "reader",
+            Role::Admin => "admin",
+            Role::Host => "host",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Enroll, Role::Reader, Role::Admin, Role::Host]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+
+    /// May read fleet data (events, hosts, exports, dashboard).
+    pub fn reads_fleet(self) -> bool {
+        matches!(self, Role::Reader | Role::Admin)
+    }
+}
+
+/// A token found by its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub role: Role,
+    /// Set for host tokens.
+    pub host_id: Option<i64>,
+}
+
+/// A host's identity as enrollment recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostKey {
+    pub id: i64,
+    pub identity_field: String,
+    pub identity_value: String,
+    pub hostname: String,
+}
+
+/// A host as the fleet overview shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSummary {
+    pub id: i64,
+    pub hostname: String,
+    pub identity_field: String,
+    pub identity_value: String,
+    pub serial: Option<String>,
+    pub enrolled_at: i64,
+    /// When it last sent events (ms); `None` before its first upload.
+    pub last_seen: Option<i64>,
+    pub agent_version: Option<String>,
+    pub mode: Option<String>,
+    pub max_seq: i64,
+    pub event_count: i64,
+    pub open_findings: i64,
+    /// Number of gap ranges and the events missing in them.
+    pub gaps: i64,
+    pub missing_events: i64,
+    pub chain_breaks: i64,
+}
+
+/// The host snapshot from the newest event of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostMeta {
+    pub hostname: String,
+    pub agent_version: String,
+    pub mode: &'static str,
+}
+
+/// A finding's latest state, from a detection finding event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindingUpdate {
+    pub finding_uid: String,
+    pub open: bool,
+    pub verdict: &'static str,
+    pub severity: &'static str,
+    pub rule: Option<String>,
+    pub title: String,
+}
+
+/// One checked event, ready to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestItem {
+    pub uid: String,
+    pub seq: i64,
+    pub time: i64,
+    pub kind: &'static str,
+    pub verdict: Option<&'static str>,
+    pub rule: Option<String>,
+    pub severity: Option<&'static str>,
+    pub hash: String,
+    pub prev_hash: String,
+    /// Canonical JSON of the event as received.
+    pub body: String,
+    pub meta: HostMeta,
+    pub finding: Option<FindingUpdate>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    pub accepted: u64,
+    pub duplicate: u64,
+    pub gaps_opened: u64,
+    pub breaks: u64,
+}
+
+/// Position in the newest-first event order: `(time, id)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub time: i64,
+    pub id: i64,
+}
+
+impl Cursor {
+    /// The opaque text form handed to clients.
+    pub fn encode(self) -> String {
+        format!("{}_{}", self.time, self.id)
+    }
+
+    pub fn decode(s: &str) -> Option<Cursor> {
+        let (t, i) = s.split_once('_')?;
+        Some(Cursor {
+            time: t.parse().ok()?,
+            id: i.parse().ok()?,
+        })
+    }
+}
+
+/// Which events to list. Every field narrows the result.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Hostname, hardware UUID, machine-id or serial, exactly.
+    pub host: Option<String>,
+    pub host_id: Option<i64>,
+    /// Any of these kinds (empty: all).
+    pub kinds: Vec<Kind>,
+    pub verdict: Option<Verdict>,
+    pub rule: Option<String>,
+    /// `time >= since` (ms).
+    pub since: Option<i64>,
+    /// `time < until` (ms).
+    pub until: Option<i64>,
+    /// Events strictly after this position in newest-first order.
+    pub cursor: Option<Cursor>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub host_id: i64,
+    pub hostname: String,
+    pub seq: i64,
+    pub time: i64,
+    pub received_at: i64,
+    pub kind: String,
+    pub verdict: Option<String>,
+    pub rule: Option<String>,
+    /// Canonical JSON, exactly as hashed.
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPage {
+    pub events: Vec<StoredEvent>,
+    /// Set when there may be more: pass it back as `cursor`.
+    pub next: Option<Cursor>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GapRecord {
+    pub host_id: i64,
+    pub hostname: String,
+    pub first_seq: i64,
+    pub last_seq: i64,
+    pub detected_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakRecord {
+    pub host_id: i64,
+    pub hostname: String,
+    pub seq: i64,
+    pub kind: String,
+    pub uid: String,
+    pub expected: Option<String>,
+    pub actual: Option<String>,
+    pub detected_at: i64,
+}
+
+/// Findings grouped by the rule that decided them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSummary {
+    /// `None`: decided by heuristics, no rule.
+    pub rule: Option<String>,
+    pub findings: i64,
+    pub open: i64,
+    pub hosts: i64,
+    pub worst_severity: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRecord {
+    /// Canonical JSON of the policy.
+    pub body: String,
+    pub etag: String,
+    pub updated_at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_rejects_junk() {
+        let c = Cursor {
+            time: 1_764_312_005_000,
+            id: 42,
+        };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        for junk in ["", "1", "a_b", "1_", "_1", "1_2_3", "1' OR '1'='1"] {
+            assert_eq!(Cursor::decode(junk), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn roles() {
+        for r in [Role::Enroll, Role::Reader, Role::Admin, Role::Host] {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+        assert!(Role::Admin.reads_fleet() && Role::Reader.reads_fleet());
+        assert!(!Role::Host.reads_fleet() && !Role::Enroll.reads_fleet());
+    }
+}

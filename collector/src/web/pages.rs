@@ -1,0 +1,345 @@
+//! The dashboard's pages: fleet overview, one host's timeline, findings by
+//! rule, remediations, and gaps.
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use lenscap_events::{Kind, Verdict};
+use serde::Deserialize;
+
+use super::html::{badge, esc, page, table, tile, url_value};
+use super::summary::{describe, remediation_cells};
+use super::{Viewer, not_found};
+use crate::error::ApiError;
+use crate::http::AppState;
+use crate::store::{Cursor, EventFilter, EventPage};
+use crate::timefmt::human;
+
+const PAGE: u32 = 50;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ui/", get(fleet))
+        .route("/ui/hosts/{id}", get(host))
+        .route("/ui/rules", get(rules))
+        .route("/ui/remediations", get(remediations))
+        .route("/ui/gaps", get(gaps))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Paging {
+    cursor: Option<String>,
+}
+
+impl Paging {
+    /// A cursor that does not parse starts from the newest, as a fresh
+    /// page would.
+    fn cursor(&self) -> Option<Cursor> {
+        self.cursor.as_deref().and_then(Cursor::decode)
+    }
+}
+
+fn host_link(id: i64, name: &str) -> String {
+    format!("<a href=\"/ui/hosts/{id}\">{}</a>", esc(name))
+}
+
+fn more_link(base: &str, page: &EventPage) -> String {
+    match page.next {
+        Some(c) => format!(
+            "<p class=\"more\"><a href=\"{base}?cursor={}\">Older events →</a></p>",
+            url_value(&c.encode())
+        ),
+        None => String::new(),
+    }
+}
+
+async fn fleet(State(state): State<AppState>, _: Viewer) -> Result<Response, ApiError> {
+    let hosts = state.store.hosts().await?;
+    let open: i64 = hosts.iter().map(|h| h.open_findings).sum();
+    let missing: i64 = hosts.iter().map(|h| h.missing_events).sum();
+    let breaks: i64 = hosts.iter().map(|h| h.chain_breaks).sum();
+    let with_gaps = hosts.iter().filter(|h| h.gaps > 0).count();
+    let mut body = String::from(
+        "<h1>Fleet</h1><p class=\"lead\">Every enrolled Mac, what lenscap found on it and whether its events all arrived.</p><div class=\"tiles\">",
+    );
+    body.push_str(&tile(hosts.len(), "hosts"));
+    body.push_str(&tile(open, "open findings"));
+    body.push_str(&tile(with_gaps, "hosts with missing events"));
+    body.push_str(&tile(missing, "events missing"));
+    body.push_str(&tile(breaks, "chain breaks"));
+    body.push_str("</div>");
+    let rows: Vec<Vec<String>> = hosts
+        .iter()
+        .map(|h| {
+            let mode = h.mode.as_deref().unwrap_or("unknown");
+            let class = if mode == "remediate" { "ok" } else { "monitor" };
+            vec![
+                host_link(h.id, &h.hostname),
+                badge(class, mode),
+                esc(h.agent_version.as_deref().unwrap_or("—")),
+                esc(&h.last_seen.map(human).unwrap_or_else(|| "never".into())),
+                if h.open_findings > 0 {
+                    badge("remediate", &h.open_findings.to_string())
+                } else {
+                    "0".into()
+                },
+                h.event_count.to_string(),
+                if h.missing_events > 0 {
+                    badge("bad", &format!("{} in {} gap(s)", h.missing_events, h.gaps))
+                } else {
+                    badge("ok", "none")
+                },
+                if h.chain_breaks > 0 {
+                    badge("bad", &h.chain_breaks.to_string())
+                } else {
+                    "0".into()
+                },
+            ]
+        })
+        .collect();
+    body.push_str("<h2>Hosts</h2>");
+    body.push_str(&table(
+        &["Host", "Mode", "Agent", "Last seen", "Open findings", "Events", "Missing events", "Chain breaks"],
+        &rows,
+        "No host has enrolled yet. Agents enroll with an enroll token (lenscap-collector token create --role enroll).",
+    ));
+
+    let latest = state
+        .store
+        .events(&EventFilter {
+            kinds: vec![Kind::DetectionFinding],
+            verdict: Some(Verdict::Remediate),
+            limit: 15,
+            ..EventFilter::default()
+        })
+        .await?;
+    body.push_str("<h2>Latest findings to remediate</h2>");
+    body.push_str(&table(
+        &["Time", "Host", "Finding"],
+        &latest
+            .events
+            .iter()
+            .map(|e| {
+                vec![
+                    esc(&human(e.time)),
+                    host_link(e.host_id, &e.hostname),
+                    describe(&e.body),
+                ]
+            })
+            .collect::<Vec<_>>(),
+        "No finding has been judged `remediate` yet.",
+    ));
+    Ok(page("Fleet", "/ui/", &body))
+}
+
+async fn host(
+    State(state): State<AppState>,
+    _: Viewer,
+    Path(id): Path<String>,
+    Query(paging): Query<Paging>,
+) -> Result<Response, ApiError> {
+    let Ok(id) = id.parse::<i64>() else {
+        return Ok(not_found("There is no such host."));
+    };
+    let Some(h) = state.store.hosts().await?.into_iter().find(|h| h.id == id) else {
+        return Ok(not_found("There is no such host."));
+    };
+    let mut body = format!(
+        "<h1>{}</h1><p class=\"lead\">{} · {} · agent {} · enrolled {} · last seen {}</p>",
+        esc(&h.hostname),
+        esc(&format!("{}={}", h.identity_field, h.identity_value)),
+        badge(
+            if h.mode.as_deref() == Some("remediate") {
+                "ok"
+            } else {
+                "monitor"
+            },
+            h.mode.as_deref().unwrap_or("mode unknown")
+        ),
+        esc(h.agent_version.as_deref().unwrap_or("—")),
+        esc(&human(h.enrolled_at)),
+        esc(&h.last_seen.map(human).unwrap_or_else(|| "never".into())),
+    );
+    body.push_str("<div class=\"tiles\">");
+    body.push_str(&tile(h.event_count, "events"));
+    body.push_str(&tile(h.max_seq, "last sequence number"));
+    body.push_str(&tile(h.open_findings, "open findings"));
+    body.push_str(&tile(h.missing_events, "events missing"));
+    body.push_str(&tile(h.chain_breaks, "chain breaks"));
+    body.push_str("</div>");
+    if h.gaps > 0 || h.chain_breaks > 0 {
+        body.push_str(&gap_tables(&state, Some(id)).await?);
+    }
+    let events = state
+        .store
+        .events(&EventFilter {
+            host_id: Some(id),
+            cursor: paging.cursor(),
+            limit: PAGE,
+            ..EventFilter::default()
+        })
+        .await?;
+    body.push_str("<h2>Timeline</h2>");
+    body.push_str(&table(
+        &["Time", "Seq", "What happened"],
+        &events
+            .events
+            .iter()
+            .map(|e| vec![esc(&human(e.time)), e.seq.to_string(), describe(&e.body)])
+            .collect::<Vec<_>>(),
+        "No events from this host yet.",
+    ));
+    body.push_str(&more_link(&format!("/ui/hosts/{id}"), &events));
+    Ok(page(&h.hostname, "/ui/", &body))
+}
+
+async fn rules(State(state): State<AppState>, _: Viewer) -> Result<Response, ApiError> {
+    let rules = state.store.rules().await?;
+    let rows: Vec<Vec<String>> = rules
+        .iter()
+        .map(|r| {
+            vec![
+                match &r.rule {
+                    Some(rule) => format!("<code>{}</code>", esc(rule)),
+                    None => "<em>heuristics (no rule)</em>".into(),
+                },
+                r.findings.to_string(),
+                r.open.to_string(),
+                r.hosts.to_string(),
+                badge(&r.worst_severity, &r.worst_severity),
+            ]
+        })
+        .collect();
+    let body = format!(
+        "<h1>Findings by rule</h1><p class=\"lead\">Which catalog entry (<code>catalog:…</code>) or admin rule \
+         (<code>rule:…</code>) decided each finding that was not allowed. A finding is open until the agent \
+         reports it gone.</p>{}",
+        table(
+            &["Rule", "Findings", "Open", "Hosts", "Worst severity"],
+            &rows,
+            "No finding yet.",
+        )
+    );
+    Ok(page("Findings by rule", "/ui/rules", &body))
+}
+
+async fn remediations(
+    State(state): State<AppState>,
+    _: Viewer,
+    Query(paging): Query<Paging>,
+) -> Result<Response, ApiError> {
+    let events = state
+        .store
+        .events(&EventFilter {
+            kinds: vec![Kind::ProcessRemediation, Kind::FileRemediation],
+            cursor: paging.cursor(),
+            limit: PAGE,
+            ..EventFilter::default()
+        })
+        .await?;
+    let rows: Vec<Vec<String>> = events
+        .events
+        .iter()
+        .map(|e| {
+            let mut row = vec![esc(&human(e.time)), host_link(e.host_id, &e.hostname)];
+            match remediation_cells(&e.body) {
+                Some(cells) => row.extend(cells),
+                None => row.extend([
+                    describe(&e.body),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ]),
+            }
+            row
+        })
+        .collect();
+    let mut body = String::from(
+        "<h1>Remediations</h1><p class=\"lead\">Every step agents took — or, in monitor mode, would have \
+         taken — newest first.</p>",
+    );
+    body.push_str(&table(
+        &["Time", "Host", "Action", "Target", "Outcome", "Message"],
+        &rows,
+        "No remediation yet.",
+    ));
+    body.push_str(&more_link("/ui/remediations", &events));
+    Ok(page("Remediations", "/ui/remediations", &body))
+}
+
+async fn gap_tables(state: &AppState, host_id: Option<i64>) -> Result<String, ApiError> {
+    let gaps = state.store.gaps(host_id).await?;
+    let breaks = state.store.chain_breaks(host_id).await?;
+    let gap_rows: Vec<Vec<String>> = gaps
+        .iter()
+        .map(|g| {
+            vec![
+                host_link(g.host_id, &g.hostname),
+                if g.first_seq == g.last_seq {
+                    g.first_seq.to_string()
+                } else {
+                    format!("{} – {}", g.first_seq, g.last_seq)
+                },
+                (g.last_seq - g.first_seq + 1).to_string(),
+                esc(&human(g.detected_at)),
+            ]
+        })
+        .collect();
+    let short = |h: &Option<String>| {
+        h.as_deref()
+            .map(|s| {
+                format!(
+                    "<code>{}…</code>",
+                    esc(&s.chars().take(12).collect::<String>())
+                )
+            })
+            .unwrap_or_default()
+    };
+    let break_rows: Vec<Vec<String>> = breaks
+        .iter()
+        .map(|b| {
+            vec![
+                host_link(b.host_id, &b.hostname),
+                b.seq.to_string(),
+                badge("bad", &b.kind),
+                format!("<code>{}</code>", esc(&b.uid)),
+                short(&b.expected),
+                short(&b.actual),
+                esc(&human(b.detected_at)),
+            ]
+        })
+        .collect();
+    Ok(format!(
+        "<h2>Missing events</h2>{}<h2>Chain breaks</h2>{}",
+        table(
+            &["Host", "Missing sequence numbers", "Events", "Noticed"],
+            &gap_rows,
+            "No missing events: every sequence number up to each host's latest has arrived.",
+        ),
+        table(
+            &[
+                "Host",
+                "Seq",
+                "Kind",
+                "Event uid",
+                "Expected prev_hash",
+                "Received",
+                "Noticed"
+            ],
+            &break_rows,
+            "No chain breaks.",
+        )
+    ))
+}
+
+async fn gaps(State(state): State<AppState>, _: Viewer) -> Result<Response, ApiError> {
+    let body = format!(
+        "<h1>Gaps</h1><p class=\"lead\">Each agent numbers its events 1, 2, 3… and links each to the one \
+         before by hash. A <b>missing event</b> is a number that never arrived (it disappears from this \
+         list if it arrives late). A <b>chain break</b> is an event whose link does not match its \
+         predecessor — altered or substituted — or a number used twice (an agent reset).</p>{}",
+        gap_tables(&state, None).await?
+    );
+    Ok(page("Gaps", "/ui/gaps", &body))
+}

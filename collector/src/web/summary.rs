@@ -1,0 +1,130 @@
+//! One line of HTML saying what an event is about, for timelines.
+
+use lenscap_events::{Body, Event, HealthStatus, OutcomeStatus};
+
+use super::html::{badge, esc};
+
+/// The event's "what happened" cell. Unreadable bodies (a newer agent's
+/// kind) are shown as such rather than hidden.
+pub fn describe(body: &str) -> String {
+    let Ok(event) = serde_json::from_str::<Event>(body) else {
+        return "<em>an event this collector version cannot read</em>".into();
+    };
+    match &event.body {
+        Body::DetectionFinding(d) => {
+            let f = &d.finding;
+            let rule = f
+                .rule
+                .as_deref()
+                .map(|r| format!(" <code>{}</code>", esc(r)))
+                .unwrap_or_default();
+            format!(
+                "{} {} {}{rule}",
+                badge(f.verdict.as_str(), f.verdict.as_str()),
+                badge(f.severity.as_str(), f.severity.as_str()),
+                esc(&d.finding_info.title)
+            )
+        }
+        Body::ProcessRemediation(r) => remediation(
+            r.action.as_str(),
+            &format!("{} (pid {})", r.target.name, r.target.pid),
+            r.outcome.status,
+            r.would_do,
+            &r.message,
+        ),
+        Body::FileRemediation(r) => remediation(
+            r.action.as_str(),
+            &r.target.path,
+            r.outcome.status,
+            r.would_do,
+            &r.message,
+        ),
+        Body::AgentHealth(h) => {
+            let class = match &h.status {
+                HealthStatus::Started { .. } | HealthStatus::Stopped { .. } => "ok",
+                HealthStatus::ConfigChanged { .. } => "info",
+                _ => "bad",
+            };
+            format!("{} {}", badge(class, h.status.name()), esc(&h.message))
+        }
+    }
+}
+
+/// (action, target, outcome badge, message) cells for the remediation list.
+pub fn remediation_cells(body: &str) -> Option<[String; 4]> {
+    let event = serde_json::from_str::<Event>(body).ok()?;
+    let (action, target, status, would_do, message) = match &event.body {
+        Body::ProcessRemediation(r) => (
+            r.action.as_str(),
+            format!("{} (pid {})", r.target.name, r.target.pid),
+            r.outcome.status,
+            r.would_do,
+            r.message.clone(),
+        ),
+        Body::FileRemediation(r) => (
+            r.action.as_str(),
+            r.target.path.clone(),
+            r.outcome.status,
+            r.would_do,
+            r.message.clone(),
+        ),
+        _ => return None,
+    };
+    Some([
+        format!("<code>{}</code>", esc(action)),
+        format!("<code>{}</code>", esc(&target)),
+        outcome_badge(status, would_do),
+        esc(&message),
+    ])
+}
+
+fn outcome_badge(status: OutcomeStatus, would_do: bool) -> String {
+    match (status, would_do) {
+        (_, true) => badge("monitor", "would do (monitor mode)"),
+        (OutcomeStatus::Success, _) => badge("success", "done"),
+        (OutcomeStatus::Failure, _) => badge("failure", "failed"),
+        (OutcomeStatus::NotAttempted, _) => badge("not_attempted", "held back"),
+    }
+}
+
+fn remediation(
+    action: &str,
+    target: &str,
+    status: OutcomeStatus,
+    would_do: bool,
+    message: &str,
+) -> String {
+    format!(
+        "{} <code>{}</code> on <code>{}</code> — {}",
+        outcome_badge(status, would_do),
+        esc(action),
+        esc(target),
+        esc(message)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lenscap_events::samples;
+
+    #[test]
+    fn describes_each_kind_with_escaping() {
+        let mut chain = samples::docs_chain();
+        if let Body::DetectionFinding(d) = &mut chain[1].body {
+            d.finding_info.title = "<img src=x onerror=alert(1)>".into();
+        }
+        let texts: Vec<String> = chain
+            .iter()
+            .map(|e| describe(&serde_json::to_string(e).unwrap()))
+            .collect();
+        assert!(texts[0].contains("started"));
+        assert!(texts[1].contains("&lt;img src=x"), "{}", texts[1]);
+        assert!(!texts[1].contains("<img"));
+        assert!(texts[2].contains("kill_process") && texts[2].contains("done"));
+        assert!(texts[3].contains("quarantine_file"));
+        assert!(describe("{}").contains("cannot read"));
+        assert!(remediation_cells(&serde_json::to_string(&chain[3]).unwrap()).is_some());
+        assert!(remediation_cells(&serde_json::to_string(&chain[0]).unwrap()).is_none());
+    }
+}

@@ -1,0 +1,11 @@
+//! Fuzz the decoder of `proc_pidfdinfo(PROC_PIDFDSOCKETINFO)` buffers.
+#![no_main]
+
+use lenscap::parse::libproc_abi::decode_tcp_listener;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(Some(listener)) = decode_tcp_listener(data) {
+        assert_eq!(listener.v6only.is_some(), listener.address.is_ipv6());
+    }
+});
