@@ -621,3 +621,6 @@ pub fn sha256_of(file: &mut File, path: &Path) -> Result<String, FsError> {
         hasher.update(&buf[..n]);
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

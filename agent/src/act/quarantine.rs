@@ -443,3 +443,6 @@ fn abort(dir: &SafeDir, payload: &SafeDir, record: &mut QuarantineRecord, moved:
         tracing::error!(id = %record.id, error = %e, "cannot record a rolled-back quarantine");
     }
 }
+
+#[cfg(test)]
+mod tests;

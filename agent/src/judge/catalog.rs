@@ -12,15 +12,12 @@
 //!   prefixes, toolchain folders in a home). A program living there is not
 //!   "undisclosed" because of where it lives.
 //!
-//! Names are compared ASCII-case-insensitively: macOS volumes are
-//! case-insensitive by default, so `~/.ZoomUS` is the same folder.
-
-use std::path::{Component, Path};
+//! Matching lives in `catalog_match.rs`; this file is the schema, loading
+//! and validation.
 
 use serde::{Deserialize, Serialize};
 
 use super::JudgeError;
-use super::subject::Subject;
 
 /// The catalog file as shipped.
 const BUILTIN: &str = include_str!("catalog.json");

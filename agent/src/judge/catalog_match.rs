@@ -174,6 +174,157 @@ fn embedded_parent(path: &Path, entry: &CatalogEntry) -> Option<std::path::PathB
 mod tests {
     use super::*;
 
+    fn catalog() -> Catalog {
+        Catalog::builtin().unwrap()
+    }
+
+    fn nothing_installed(_: &Path, _: &CatalogEntry) -> bool {
+        false
+    }
+
+    fn everything_installed(_: &Path, _: &CatalogEntry) -> bool {
+        true
+    }
+
+    #[test]
+    fn each_identity_signal_matches_on_its_own() {
+        let table: Vec<(&str, Subject<'static>)> = vec![
+            (
+                "hidden folder, any case",
+                Subject {
+                    program: Some(Path::new("/Users/a/.ZoomUS/bin/x")),
+                    ..Subject::default()
+                },
+            ),
+            (
+                "bundle name",
+                Subject {
+                    program: Some(Path::new("/tmp/ZoomOpener.app/Contents/MacOS/x")),
+                    ..Subject::default()
+                },
+            ),
+            (
+                "process name",
+                Subject {
+                    process_names: vec!["zoomopener"],
+                    ..Subject::default()
+                },
+            ),
+            (
+                "signing id",
+                Subject {
+                    signing_id: Some("us.zoom.ZoomOpener"),
+                    ..Subject::default()
+                },
+            ),
+            (
+                "BTM identifier as label",
+                Subject {
+                    labels: vec!["2.us.zoom.ZoomOpener"],
+                    ..Subject::default()
+                },
+            ),
+            (
+                "login item name",
+                Subject {
+                    labels: vec!["ZoomOpener"],
+                    ..Subject::default()
+                },
+            ),
+        ];
+        for (what, s) in table {
+            let hit = catalog().find(&s, &nothing_installed);
+            assert_eq!(
+                hit.map(|h| h.id),
+                Some("catalog:zoomopener".to_string()),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn near_misses_do_not_match() {
+        let table: Vec<(&str, Subject<'static>)> = vec![
+            (
+                "port only",
+                Subject {
+                    program: Some(Path::new("/usr/local/bin/node")),
+                    process_names: vec!["node"],
+                    ports: vec![19421, 19424, 19433],
+                    ..Subject::default()
+                },
+            ),
+            (
+                "the Zoom app itself",
+                Subject {
+                    program: Some(Path::new(
+                        "/Applications/zoom.us.app/Contents/MacOS/zoom.us",
+                    )),
+                    process_names: vec!["zoom.us"],
+                    signing_id: Some("us.zoom.xos"),
+                    ..Subject::default()
+                },
+            ),
+            (
+                "folder named like it but not hidden",
+                Subject {
+                    program: Some(Path::new("/Users/a/zoomus/helper")),
+                    ..Subject::default()
+                },
+            ),
+            (
+                "hidden folder as the file name",
+                Subject {
+                    program: Some(Path::new("/Users/a/.zoomus")),
+                    ..Subject::default()
+                },
+            ),
+            (
+                "prefix of a name",
+                Subject {
+                    process_names: vec!["Zoom"],
+                    ..Subject::default()
+                },
+            ),
+        ];
+        for (what, s) in table {
+            assert_eq!(catalog().find(&s, &everything_installed), None, "{what}");
+        }
+        let note = catalog().port_only_note(&[19421]).unwrap_or_default();
+        assert!(note.contains("catalog:zoomopener"), "{note}");
+        assert_eq!(catalog().port_only_note(&[8080]), None);
+    }
+
+    #[test]
+    fn embedded_copy_is_recognised_only_inside_an_installed_parent() {
+        let nested = Subject {
+            program: Some(Path::new(
+                "/Applications/zoom.us.app/Contents/Frameworks/ZoomOpener.app/Contents/MacOS/ZoomOpener",
+            )),
+            ..Subject::default()
+        };
+        let hit = catalog().find(&nested, &everything_installed).unwrap();
+        assert_eq!(
+            hit.embedded_in.as_deref(),
+            Some(Path::new("/Applications/zoom.us.app"))
+        );
+        let hit = catalog().find(&nested, &nothing_installed).unwrap();
+        assert_eq!(hit.embedded_in, None, "parent gone: a leftover");
+        let own = Subject {
+            program: Some(Path::new(
+                "/Users/a/.zoomus/ZoomOpener.app/Contents/MacOS/ZoomOpener",
+            )),
+            ..Subject::default()
+        };
+        let hit = catalog().find(&own, &everything_installed).unwrap();
+        assert_eq!(hit.embedded_in, None, "its own bundle is not a parent");
+        assert!(
+            hit.reasons[0].contains("hidden folder .zoomus"),
+            "{:?}",
+            hit.reasons
+        );
+    }
+
     #[test]
     fn comm_truncation_still_matches() {
         assert!(name_matches("RingCentralOpen", "RingCentralOpener"));

@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use super::correlate::Links;
-use super::heuristics::{self, ItemFacts, Reach};
+use super::heuristics::{self, Reach};
+use super::items::ItemFacts;
 use super::locate;
 use super::subject::Subject;
 use super::verdict::{self, Facts};

@@ -57,8 +57,10 @@ use std::path::PathBuf;
 use crate::model::{Finding, HttpProbe, Listener, PersistenceItem, ProcessIdentity};
 
 mod catalog;
+mod catalog_match;
 mod correlate;
 mod heuristics;
+mod items;
 mod listener;
 mod locate;
 mod persistence;
@@ -137,10 +139,10 @@ pub enum JudgeError {
 /// persistence by path. Pure: the same inputs give the same output.
 pub fn judge(policy: &Policy, obs: &Observations) -> Vec<Finding> {
     let links = correlate::link(obs);
-    let facts: Vec<heuristics::ItemFacts> = obs
+    let facts: Vec<items::ItemFacts> = obs
         .persistence
         .iter()
-        .map(|item| heuristics::item_facts(item, policy, obs))
+        .map(|item| items::item_facts(item, policy, obs))
         .collect();
     let listeners: Vec<listener::Judged> = (0..obs.listeners.len())
         .map(|li| listener::judge_listener(policy, obs, &links, &facts, li))

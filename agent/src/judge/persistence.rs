@@ -8,7 +8,8 @@
 //! itself is reported, saying there is no HTTP evidence; otherwise allow.
 
 use super::correlate::{Links, describe_item};
-use super::heuristics::{self, ItemFacts, Reach};
+use super::heuristics::{self, Reach};
+use super::items::ItemFacts;
 use super::listener::{Judged, installed_app};
 use super::subject::Subject;
 use super::verdict::{self, Facts};

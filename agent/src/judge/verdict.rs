@@ -12,7 +12,7 @@
 
 use std::cmp::Reverse;
 
-use super::catalog::CatalogHit;
+use super::catalog_match::CatalogHit;
 use super::heuristics::Reach;
 use super::rules::RuleHit;
 use crate::config::RuleAction;

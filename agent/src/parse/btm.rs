@@ -120,8 +120,8 @@ impl BtmRecord {
     }
 }
 
-/// Parse the whole dump. Tolerant: unknown lines are skipped, nothing
-/// panics, and a record is kept as long as it has any field.
+/// Parse the whole dump. Tolerant: unknown lines are skipped and nothing
+/// panics; every `#n:` header starts a record, whatever follows it.
 pub fn parse_dumpbtm(text: &str) -> Vec<BtmRecord> {
     let mut records = Vec::new();
     let mut section_uid: Option<i64> = None;

@@ -364,18 +364,18 @@ pub fn all_events(c: &Collector, reader: &str, query: &str) -> Vec<serde_json::V
 /// configured, PostgreSQL.
 #[macro_export]
 macro_rules! on_both_databases {
-    ($($name:ident => $check:path;)*) => {
+    ($($name:ident => $check:ident;)*) => {
         mod sqlite {
             $(#[test]
             fn $name() {
-                $check(&$crate::common::Db::sqlite());
+                super::$check(&$crate::common::Db::sqlite());
             })*
         }
         mod postgres {
             $(#[test]
             fn $name() {
                 if let Some(db) = $crate::common::Db::postgres(stringify!($name)) {
-                    $check(&db);
+                    super::$check(&db);
                 }
             })*
         }
