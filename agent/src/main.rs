@@ -108,7 +108,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 GatherOptions { probe: !no_probe },
             )
             .context("the configured rules are invalid")?;
-            let mut stdout = std::io::stdout().lock();
+            // Stdout is line-buffered: unbuffered JSON would cost a write
+            // per line, which dominated the whole scan's time.
+            let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
             if json {
                 serde_json::to_writer_pretty(&mut stdout, &report)?;
                 writeln!(stdout)?;

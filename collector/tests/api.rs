@@ -2,6 +2,8 @@
 //! (with LENSCAP_TEST_POSTGRES_URL) PostgreSQL: who may do what, what bad
 //! input gets, idempotence, gaps, pagination, exports and policy.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{Collector, Db, all_events, chain, host, host_health};
@@ -31,7 +33,13 @@ fn auth_is_enforced(db: &Db) {
     let events_b = chain(&b, 3);
     let body = serde_json::to_vec(&events_b).unwrap();
     let post = |token: Option<&str>| {
-        c.http.post(&c.url("/api/v1/events"), token, "application/json", body.clone(), false)
+        c.http.post(
+            &c.url("/api/v1/events"),
+            token,
+            "application/json",
+            body.clone(),
+            false,
+        )
     };
 
     let (s, text) = post(None);
@@ -44,7 +52,10 @@ fn auth_is_enforced(db: &Db) {
         "POST",
         &c.url("/api/v1/events"),
         None,
-        &[("authorization", "Basic YTpi"), ("content-type", "application/json")],
+        &[
+            ("authorization", "Basic YTpi"),
+            ("content-type", "application/json"),
+        ],
         body.clone(),
         false,
     );
@@ -66,7 +77,12 @@ fn auth_is_enforced(db: &Db) {
     assert_eq!(c.http.get(&c.url("/api/v1/events"), None).0, 401);
     assert_eq!(c.http.get(&c.url("/api/v1/events"), Some(&token_a)).0, 403);
     assert_eq!(c.http.get(&c.url("/api/v1/hosts"), Some(&enroll)).0, 403);
-    assert_eq!(c.http.get(&c.url("/api/v1/export.ndjson"), Some(&token_a)).0, 403);
+    assert_eq!(
+        c.http
+            .get(&c.url("/api/v1/export.ndjson"), Some(&token_a))
+            .0,
+        403
+    );
     // Enrolling needs an enroll token.
     let (s, _) = c.http.post(
         &c.url("/api/v1/enroll"),
@@ -85,8 +101,14 @@ fn auth_is_enforced(db: &Db) {
     assert_eq!(c.http.get(&c.url("/healthz"), None).0, 200);
     let (s, metrics) = c.http.get(&c.url("/metrics"), None);
     assert_eq!(s, 200);
-    assert!(metrics.contains("lenscap_collector_http_responses_total{code=\"401\"}"), "{metrics}");
-    assert!(metrics.contains("lenscap_collector_events_accepted_total 3"), "{metrics}");
+    assert!(
+        metrics.contains("lenscap_collector_http_responses_total{code=\"401\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("lenscap_collector_events_accepted_total 3"),
+        "{metrics}"
+    );
 }
 
 fn bad_bodies(db: &Db) {
@@ -98,21 +120,31 @@ fn bad_bodies(db: &Db) {
     let h = host("mac-bad");
     let token = c.enroll(&h);
     let url = c.url("/api/v1/events");
-    let post = |ct: &str, body: Vec<u8>, gzip: bool| c.http.post(&url, Some(&token), ct, body, gzip);
+    let post =
+        |ct: &str, body: Vec<u8>, gzip: bool| c.http.post(&url, Some(&token), ct, body, gzip);
     let expect = |(s, text): (u16, String), status: u16, needle: &str| {
         assert_eq!(s, status, "{text}");
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        let v: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
         assert!(v["error"].as_str().unwrap().contains(needle), "{text}");
     };
 
     // Oversized raw (small enough to sit in the socket buffers, so the
     // client reads the answer), oversized after gunzip (a bomb), too many
     // events.
-    expect(post("application/json", vec![b' '; 100 * 1024], false), 413, "larger than 65536 bytes");
+    expect(
+        post("application/json", vec![b' '; 100 * 1024], false),
+        413,
+        "larger than 65536 bytes",
+    );
     let mut bomb = b"[".to_vec();
     bomb.extend(std::iter::repeat_n(b' ', 10 << 20));
     bomb.push(b']');
-    expect(post("application/json", bomb, true), 413, "after decompression");
+    expect(
+        post("application/json", bomb, true),
+        413,
+        "after decompression",
+    );
     let mut many: Vec<lenscap_events::Event> = (1..=51)
         .map(|seq| {
             lenscap_events::samples::event(
@@ -125,30 +157,84 @@ fn bad_bodies(db: &Db) {
         })
         .collect();
     lenscap_events::samples::link(&mut many, lenscap_events::Sha256Hex::genesis());
-    expect(post("application/json", serde_json::to_vec(&many).unwrap(), false), 413, "at most 50");
+    expect(
+        post(
+            "application/json",
+            serde_json::to_vec(&many).unwrap(),
+            false,
+        ),
+        413,
+        "at most 50",
+    );
     // Malformed.
-    expect(post("application/json", b"[{\"uid\": ".to_vec(), false), 400, "not JSON");
-    expect(post("application/json", b"\"hello\"".to_vec(), false), 400, "array of events");
-    expect(post("application/json", b"not gzip".to_vec(), true), 400, "gzip");
-    expect(post("text/plain", b"[]".to_vec(), false), 415, "application/json");
+    expect(
+        post("application/json", b"[{\"uid\": ".to_vec(), false),
+        400,
+        "not JSON",
+    );
+    expect(
+        post("application/json", b"\"hello\"".to_vec(), false),
+        400,
+        "array of events",
+    );
+    expect(
+        c.http.send(
+            "POST",
+            &url,
+            Some(&token),
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+            b"not gzip".to_vec(),
+            false,
+        ),
+        400,
+        "not valid gzip",
+    );
+    expect(
+        post("text/plain", b"[]".to_vec(), false),
+        415,
+        "application/json",
+    );
     // Wrong schema: named by index and field.
     let mut events = chain(&h, 3);
     let mut v = serde_json::to_value(&events).unwrap();
     v[1].as_object_mut().unwrap().remove("seq");
-    expect(post("application/json", serde_json::to_vec(&v).unwrap(), false), 400, "event 1");
+    expect(
+        post("application/json", serde_json::to_vec(&v).unwrap(), false),
+        400,
+        "event 1",
+    );
     let mut v = serde_json::to_value(&events).unwrap();
     v[2]["payload"]["class_uid"] = serde_json::json!(9999);
-    expect(post("application/json", serde_json::to_vec(&v).unwrap(), false), 400, "class_uid 9999");
+    expect(
+        post("application/json", serde_json::to_vec(&v).unwrap(), false),
+        400,
+        "class_uid 9999",
+    );
     let mut v = serde_json::to_value(&events).unwrap();
     v[0]["kind"] = serde_json::json!("rm -rf /");
-    expect(post("application/json", serde_json::to_vec(&v).unwrap(), false), 400, "unknown variant");
+    expect(
+        post("application/json", serde_json::to_vec(&v).unwrap(), false),
+        400,
+        "unknown variant",
+    );
     // Unknown route, in the same shape.
-    expect(c.http.get(&c.url("/api/v1/nope"), None), 404, "no such route");
+    expect(
+        c.http.get(&c.url("/api/v1/nope"), None),
+        404,
+        "no such route",
+    );
 
     // Still serving, and nothing half-stored: the good batch goes in whole.
     assert_eq!(c.http.get(&c.url("/healthz"), None).0, 200);
     events.truncate(3);
-    let (s, text) = post("application/json", serde_json::to_vec(&events).unwrap(), true);
+    let (s, text) = post(
+        "application/json",
+        serde_json::to_vec(&events).unwrap(),
+        true,
+    );
     assert_eq!(s, 200, "{text}");
     assert_eq!(text, r#"{"accepted":3,"duplicate":0}"#);
 }
@@ -179,11 +265,16 @@ fn sql_shaped_filters_are_inert(db: &Db) {
         "cursor=1_1%29%20OR%20%281%3D1",
         "drop=table",
     ] {
-        let (s, text) = c.http.get(&c.url(&format!("/api/v1/events?{q}")), Some(&reader));
+        let (s, text) = c
+            .http
+            .get(&c.url(&format!("/api/v1/events?{q}")), Some(&reader));
         assert_eq!(s, 400, "{q}: {text}");
     }
     // The odd hostname and serial match only themselves.
-    let by_name = c.get_json("/api/v1/events?host=mac%27)%3B%20DROP%20TABLE%20events%3B%20--", &reader);
+    let by_name = c.get_json(
+        "/api/v1/events?host=mac%27)%3B%20DROP%20TABLE%20events%3B%20--",
+        &reader,
+    );
     assert_eq!(by_name["events"].as_array().unwrap().len(), 8);
     let by_serial = c.get_json("/api/v1/events?host=%27%20OR%20%271%27%3D%271", &reader);
     assert_eq!(by_serial["events"].as_array().unwrap().len(), 8);
@@ -199,8 +290,14 @@ fn duplicates_are_stored_once(db: &Db) {
     let token = c.enroll(&h);
     let reader = c.token(Role::Reader);
     let events = chain(&h, 120);
-    assert_eq!(c.send(&token, &events[..100]).1, r#"{"accepted":100,"duplicate":0}"#);
-    assert_eq!(c.send(&token, &events[..100]).1, r#"{"accepted":0,"duplicate":100}"#);
+    assert_eq!(
+        c.send(&token, &events[..100]).1,
+        r#"{"accepted":100,"duplicate":0}"#
+    );
+    assert_eq!(
+        c.send(&token, &events[..100]).1,
+        r#"{"accepted":0,"duplicate":100}"#
+    );
     // Overlapping batch and a repeat inside one batch.
     let mut more = events[90..].to_vec();
     more.push(more[0].clone());
@@ -223,9 +320,8 @@ fn gaps_only_for_missing_seqs(db: &Db) {
     let token = c.enroll(&h);
     let reader = c.token(Role::Reader);
     let all = chain(&h, 20);
-    let pick = |seqs: &[u64]| -> Vec<_> {
-        seqs.iter().map(|s| all[*s as usize - 1].clone()).collect()
-    };
+    let pick =
+        |seqs: &[u64]| -> Vec<_> { seqs.iter().map(|s| all[*s as usize - 1].clone()).collect() };
     // 4, 5 and 9 are held back; batches arrive out of order.
     assert_eq!(c.send(&token, &pick(&[6, 7, 8])).0, 200);
     assert_eq!(host_health(&c, &reader, "mac-gaps"), (1, 5, 0));
@@ -237,7 +333,10 @@ fn gaps_only_for_missing_seqs(db: &Db) {
     assert_eq!(c.send(&token, &pick(&[9, 4])).0, 200);
     assert_eq!(host_health(&c, &reader, "mac-gaps"), (0, 0, 0));
     // A duplicate of a late event does not reopen anything.
-    assert_eq!(c.send(&token, &pick(&[4])).1, r#"{"accepted":0,"duplicate":1}"#);
+    assert_eq!(
+        c.send(&token, &pick(&[4])).1,
+        r#"{"accepted":0,"duplicate":1}"#
+    );
     assert_eq!(host_health(&c, &reader, "mac-gaps"), (0, 0, 0));
     // Events that truly never existed stay a gap.
     assert_eq!(c.send(&token, &pick(&[16, 17, 18, 19, 20])).0, 200);
@@ -282,7 +381,10 @@ fn pagination_and_filters(db: &Db) {
     let mut cursor = String::new();
     let mut pages = 0;
     loop {
-        let page = c.get_json(&format!("/api/v1/events?host=mac-pages&limit=100{cursor}"), &reader);
+        let page = c.get_json(
+            &format!("/api/v1/events?host=mac-pages&limit=100{cursor}"),
+            &reader,
+        );
         pages += 1;
         let list = page["events"].as_array().unwrap();
         seen.extend(list.iter().map(|e| e["seq"].as_u64().unwrap()));
@@ -297,16 +399,31 @@ fn pagination_and_filters(db: &Db) {
 
     let count = |q: &str| all_events(&c, &reader, q).len();
     assert_eq!(count("host=mac-pages&kind=agent_health"), 62);
-    assert_eq!(count("host=mac-pages&kind=detection_finding&verdict=remediate"), 63);
+    assert_eq!(
+        count("host=mac-pages&kind=detection_finding&verdict=remediate"),
+        63
+    );
     assert_eq!(count("verdict=report"), 63 + 3);
     assert_eq!(count("rule=catalog%3Azoom-opener&host=mac-other"), 3);
     // since/until bound event time: seq n happened at t0 + n s.
     let t0 = 1_764_312_000_000i64;
-    assert_eq!(count(&format!("host=mac-pages&since={}&until={}", t0 + 10_000, t0 + 20_000)), 10);
+    assert_eq!(
+        count(&format!(
+            "host=mac-pages&since={}&until={}",
+            t0 + 10_000,
+            t0 + 20_000
+        )),
+        10
+    );
     assert_eq!(count("since=2025-11-28T06:40:00Z&host=mac-pages"), 250);
     assert_eq!(count("until=2025-11-28T06:40:00Z"), 0);
     let hosts = c.get_json("/api/v1/hosts", &reader);
-    let ph = hosts.as_array().unwrap().iter().find(|x| x["hostname"] == "mac-pages").unwrap();
+    let ph = hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["hostname"] == "mac-pages")
+        .unwrap();
     assert_eq!(ph["events"], 250);
     assert_eq!(ph["last_seq"], 250);
     assert_eq!(ph["mode"], "remediate");
@@ -325,14 +442,25 @@ fn exports(db: &Db) {
     }
     let (s, ndjson) = c.http.get(&c.url("/api/v1/export.ndjson"), Some(&reader));
     assert_eq!(s, 200);
-    let lines: Vec<serde_json::Value> = ndjson.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2500);
-    let (s, csv) = c.http.get(&c.url("/api/v1/export.csv?kind=process_remediation"), Some(&reader));
+    let (s, csv) = c.http.get(
+        &c.url("/api/v1/export.csv?kind=process_remediation"),
+        Some(&reader),
+    );
     assert_eq!(s, 200);
     let mut rows = csv.lines();
-    assert_eq!(rows.next(), Some("time,host,seq,kind,verdict,severity,rule,uid,message"));
+    assert_eq!(
+        rows.next(),
+        Some("time,host,seq,kind,verdict,severity,rule,uid,message")
+    );
     assert_eq!(rows.count(), 625);
-    let (s, text) = c.http.get(&c.url("/api/v1/export.csv?limit=5"), Some(&reader));
+    let (s, text) = c
+        .http
+        .get(&c.url("/api/v1/export.csv?limit=5"), Some(&reader));
     assert_eq!(s, 400, "{text}");
 }
 
@@ -348,7 +476,9 @@ fn policy(db: &Db) {
     assert_eq!(s, 200);
     assert_eq!(body, r#"{"catalog":[],"rules":[]}"#);
     let etag = headers.iter().find(|(k, _)| k == "etag").unwrap().1.clone();
-    let (s, _, _) = c.http.get_with(&url, Some(&host_token), &[("if-none-match", &etag)]);
+    let (s, _, _) = c
+        .http
+        .get_with(&url, Some(&host_token), &[("if-none-match", &etag)]);
     assert_eq!(s, 304);
 
     let policy = serde_json::json!({
@@ -359,7 +489,14 @@ fn policy(db: &Db) {
     let put = |token: &str, headers: &[(&str, &str)], body: &serde_json::Value| {
         let mut hs = vec![("content-type", "application/json")];
         hs.extend_from_slice(headers);
-        c.http.send("PUT", &url, Some(token), &hs, serde_json::to_vec(body).unwrap(), false)
+        c.http.send(
+            "PUT",
+            &url,
+            Some(token),
+            &hs,
+            serde_json::to_vec(body).unwrap(),
+            false,
+        )
     };
     assert_eq!(put(&reader, &[], &policy).0, 403);
     assert_eq!(put(&host_token, &[], &policy).0, 403);
@@ -375,10 +512,17 @@ fn policy(db: &Db) {
     assert!(text.contains("rules[0]"), "{text}");
 
     // Agents see the change: a new ETag and the new body.
-    let (s, headers, body) = c.http.get_with(&url, Some(&host_token), &[("if-none-match", &etag)]);
+    let (s, headers, body) = c
+        .http
+        .get_with(&url, Some(&host_token), &[("if-none-match", &etag)]);
     assert_eq!(s, 200);
     assert!(body.contains("ringcentral-opener"));
     let new_etag = headers.iter().find(|(k, _)| k == "etag").unwrap().1.clone();
     assert_ne!(new_etag, etag);
-    assert_eq!(c.http.get_with(&url, Some(&reader), &[("if-none-match", &new_etag)]).0, 304);
+    assert_eq!(
+        c.http
+            .get_with(&url, Some(&reader), &[("if-none-match", &new_etag)])
+            .0,
+        304
+    );
 }

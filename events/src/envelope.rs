@@ -225,8 +225,9 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "payload", rename_all = "snake_case")]
 pub enum Body {
-    /// OCSF Detection Finding (class 2004).
-    DetectionFinding(DetectionFinding),
+    /// OCSF Detection Finding (class 2004). Boxed: a finding is several
+    /// times the size of the other payloads.
+    DetectionFinding(Box<DetectionFinding>),
     /// OCSF Process Remediation Activity (class 7003).
     ProcessRemediation(Remediation<ProcessTarget>),
     /// OCSF File Remediation Activity (class 7002).

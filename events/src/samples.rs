@@ -206,10 +206,10 @@ pub fn docs_chain() -> Vec<Event> {
     ];
     let bodies = [
         Body::AgentHealth(started()),
-        Body::DetectionFinding(zoom_finding(
+        Body::DetectionFinding(Box::new(zoom_finding(
             Verdict::Remediate,
             Some("catalog:zoom-opener"),
-        )),
+        ))),
         Body::ProcessRemediation(kill_zoom(false)),
         Body::FileRemediation(quarantine_zoom()),
     ];
@@ -340,7 +340,8 @@ mod tests {
     #[test]
     fn wrong_schema_is_refused_with_the_field_named() {
         let good = serde_json::to_value(&docs_chain()[0]).unwrap();
-        let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+        type Mutate = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Mutate, &str)> = vec![
             (
                 "no seq",
                 Box::new(|v| {

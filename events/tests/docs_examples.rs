@@ -4,6 +4,8 @@
 //! `LENSCAP_BLESS=1 cargo test -p lenscap-events --test docs_examples` to
 //! rewrite the blocks, and read the diff.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use lenscap_events::samples;

@@ -150,3 +150,226 @@ pub fn write_config(root: &Path, extra: &[(&str, plist::Value)]) -> PathBuf {
         .expect("write config");
     path
 }
+
+/// A binary of this package (`rogue-helper`, `launchd-standin`,
+/// `launchctl`), from the target directory this test binary runs in.
+/// Cargo builds a package's binaries before its integration tests, where
+/// `CARGO_BIN_EXE_<name>` names the same files; this library is compiled
+/// without those variables, so it finds them the way [`lenscap_bin`] does.
+pub fn fixture_bin(name: &str) -> PathBuf {
+    // target/<profile>/deps/<test-binary> → target/<profile>/<name>
+    let exe = std::env::current_exe().expect("current exe");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .join(name);
+    assert!(
+        bin.exists(),
+        "{} missing: cargo builds it only for lenscap-e2e's integration tests",
+        bin.display()
+    );
+    bin
+}
+
+/// The environment variable through which the `launchctl` shim (and so the
+/// daemon under test, which runs it as its `LaunchctlPath`) finds the
+/// launchd stand-in's control socket.
+pub const STANDIN_SOCK_ENV: &str = "LENSCAP_STANDIN_SOCK";
+
+/// What one `launchctl` command printed and the status it exited with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchctlReply {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Send one `launchctl` command line (its arguments, without the program
+/// name) to the launchd stand-in listening on `sock`, and read its answer.
+/// Returns errors instead of panicking: the `launchctl` shim uses it.
+///
+/// The protocol, one request per connection:
+/// - request: the arguments joined by tabs, then `\n` (so an argument may
+///   hold spaces but no tab or newline);
+/// - reply: lines `out <text>` (stdout) and `err <text>` (stderr) in any
+///   number, then `exit <code>`.
+pub fn standin_request(sock: &Path, args: &[String]) -> std::io::Result<LaunchctlReply> {
+    use std::io::{BufRead, Write};
+    if let Some(bad) = args.iter().find(|a| a.contains(['\t', '\n'])) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("argument {bad:?} holds a tab or newline, which the stand-in cannot carry"),
+        ));
+    }
+    let mut stream = std::os::unix::net::UnixStream::connect(sock)?;
+    stream.write_all(format!("{}\n", args.join("\t")).as_bytes())?;
+    let mut reply = LaunchctlReply {
+        code: -1,
+        stdout: String::new(),
+        stderr: String::new(),
+    };
+    for line in std::io::BufReader::new(stream).lines() {
+        let line = line?;
+        if let Some(text) = line.strip_prefix("out ") {
+            reply.stdout.push_str(text);
+            reply.stdout.push('\n');
+        } else if let Some(text) = line.strip_prefix("err ") {
+            reply.stderr.push_str(text);
+            reply.stderr.push('\n');
+        } else if let Some(code) = line.strip_prefix("exit ") {
+            reply.code = code.parse().map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad {line:?}"))
+            })?;
+            return Ok(reply);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "the stand-in closed the connection without an exit line",
+    ))
+}
+
+/// `reply` in the wire format [`standin_request`] reads (for the stand-in).
+pub fn encode_standin_reply(reply: &LaunchctlReply) -> String {
+    let mut wire = String::new();
+    for line in reply.stdout.lines() {
+        wire.push_str(&format!("out {line}\n"));
+    }
+    for line in reply.stderr.lines() {
+        wire.push_str(&format!("err {line}\n"));
+    }
+    wire.push_str(&format!("exit {}\n", reply.code));
+    wire
+}
+
+/// A running `launchd-standin` (the Linux tests' launchd), stopped with
+/// SIGTERM when dropped; it takes every job it started down with it.
+#[derive(Debug)]
+pub struct Standin {
+    child: Child,
+    state: PathBuf,
+}
+
+impl Standin {
+    /// Start the stand-in on the plists in `dirs` and wait until it has
+    /// loaded them and started the RunAtLoad jobs.
+    pub fn start(dirs: &[&Path], state: &Path) -> Standin {
+        Standin::start_with(dirs, state, &[])
+    }
+
+    /// [`Standin::start`] with more arguments, e.g. `["--throttle-ms", "50"]`.
+    pub fn start_with(dirs: &[&Path], state: &Path, extra: &[&str]) -> Standin {
+        std::fs::create_dir_all(state).expect("create the stand-in's state dir");
+        let ready = state.join("ready");
+        let _ = std::fs::remove_file(&ready);
+        let mut cmd = Command::new(fixture_bin("launchd-standin"));
+        for dir in dirs {
+            cmd.arg("--dir").arg(dir);
+        }
+        cmd.arg("--state").arg(state).args(extra);
+        let child = cmd
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let mut standin = Standin {
+            child,
+            state: state.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ready.exists() {
+            if let Some(status) = standin.child.try_wait().expect("try_wait") {
+                panic!("launchd-standin exited before it was ready: {status}");
+            }
+            assert!(Instant::now() < deadline, "launchd-standin not ready in 10 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        standin
+    }
+
+    /// The `launchctl` shim, for the daemon's `LaunchctlPath`. Whoever runs
+    /// it needs [`STANDIN_SOCK_ENV`] set to [`Standin::sock_path`].
+    pub fn launchctl_path() -> PathBuf {
+        fixture_bin("launchctl")
+    }
+
+    pub fn sock_path(&self) -> PathBuf {
+        self.state.join("control.sock")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Run the `launchctl` shim, as the daemon would (it is logged in
+    /// `calls.log`).
+    pub fn launchctl(&self, args: &[&str]) -> LaunchctlReply {
+        let out = Command::new(Standin::launchctl_path())
+            .args(args)
+            .env(STANDIN_SOCK_ENV, self.sock_path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the launchctl shim");
+        LaunchctlReply {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// A `launchctl` command sent straight to the socket: not in
+    /// `calls.log`, so a test's own looking does not mix with the daemon's
+    /// calls.
+    pub fn query(&self, args: &[&str]) -> LaunchctlReply {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_string()).collect();
+        standin_request(&self.sock_path(), &args).expect("ask the stand-in")
+    }
+
+    /// The pid of a running job, from `launchctl print <target>` (the
+    /// one-tab `pid = ` line; nested blocks are indented further).
+    pub fn job_pid(&self, target: &str) -> Option<u32> {
+        let reply = self.query(&["print", target]);
+        (reply.code == 0)
+            .then(|| {
+                reply
+                    .stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix("\tpid = ")?.parse().ok())
+            })
+            .flatten()
+    }
+
+    /// The shim's log: one line per call, its arguments joined by spaces.
+    pub fn calls(&self) -> Vec<String> {
+        self.log_lines("calls.log")
+    }
+
+    /// The stand-in's log: `load`, `spawn`, `exit`, `bootout` lines.
+    pub fn job_events(&self) -> Vec<String> {
+        self.log_lines("jobs.log")
+    }
+
+    fn log_lines(&self, name: &str) -> Vec<String> {
+        std::fs::read_to_string(self.state.join(name))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Standin {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid; no memory involved.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -15,3 +15,4 @@
 pub mod fsops;
 pub mod manifest;
 pub mod quarantine;
+pub mod stop;

@@ -171,7 +171,7 @@ impl Vault {
             match fsops::move_entry(&t.parent, &t.name, &payload, &name, &partial_name(&name)) {
                 Ok(moved) => note_leftovers(&mut record.notes, moved),
                 Err(err) => {
-                    abort(&dir, &payload, &mut record, &targets[..n]);
+                    abort(&dir, &payload, &mut record, &targets[..=n]);
                     return Err(err.into());
                 }
             }
@@ -416,22 +416,20 @@ fn refresh_from_payload(payload: &SafeDir, record: &mut QuarantineRecord) {
     }
 }
 
-/// Put back items `0..moved.len()` after a failed move, then mark the
-/// record `aborted` (or `failed` if something could not go back).
-fn abort(dir: &SafeDir, payload: &SafeDir, record: &mut QuarantineRecord, moved: &[Target]) {
+/// Undo a failed quarantine: every item in `tried` whose payload exists
+/// (the failing one too — it may have failed after its commit) goes back,
+/// then the record says `aborted`, or `failed` if something could not.
+fn abort(dir: &SafeDir, payload: &SafeDir, record: &mut QuarantineRecord, tried: &[Target]) {
     let mut ok = true;
-    for (n, t) in moved.iter().enumerate() {
+    for (n, t) in tried.iter().enumerate() {
         let name = record.items[n].payload_name().to_os_string();
         let partial = restore::restore_partial_name(&record.id, n);
-        match fsops::move_entry(payload, &name, &t.parent, &t.name, &partial) {
-            Ok(moved) => note_leftovers(&mut record.notes, moved),
-            Err(e) => {
-                ok = false;
-                record.notes.push(format!(
-                    "rollback could not put back {}: {e}",
-                    record.items[n].original.0.display()
-                ));
-            }
+        if let Err(e) = put_back(payload, &name, t, &partial) {
+            ok = false;
+            record.notes.push(format!(
+                "rollback could not put back {}: {e}",
+                record.items[n].original.0.display()
+            ));
         }
     }
     record.state = if ok {
@@ -442,6 +440,29 @@ fn abort(dir: &SafeDir, payload: &SafeDir, record: &mut QuarantineRecord, moved:
     if let Err(e) = manifest::write(dir, record) {
         tracing::error!(id = %record.id, error = %e, "cannot record a rolled-back quarantine");
     }
+}
+
+/// Move `payload/name` back to `t` if it is in the vault. Source entries
+/// still there (a cross-filesystem move stopped while removing them) are
+/// removed first where they equal the vault copy; anything different
+/// blocks the move back rather than being overwritten.
+fn put_back(
+    payload: &SafeDir,
+    name: &OsStr,
+    t: &Target,
+    partial: &OsStr,
+) -> Result<(), QuarantineError> {
+    if payload.lstat(name)?.is_none() {
+        return Ok(());
+    }
+    if t.parent.lstat(&t.name)?.is_some() {
+        let left = fsops::remove_matching(&t.parent, &t.name, payload, name)?;
+        if let Some(path) = left.into_iter().next() {
+            return Err(QuarantineError::Occupied { path });
+        }
+    }
+    fsops::move_entry(payload, name, &t.parent, &t.name, partial)?;
+    Ok(())
 }
 
 #[cfg(test)]

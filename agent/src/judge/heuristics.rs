@@ -335,3 +335,288 @@ pub(crate) fn aggravating_item(item: &PersistenceItem) -> Option<String> {
     }
     (!how.is_empty()).then(|| how.join("; "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge::correlate::Link;
+    use crate::judge::testkit::*;
+    use crate::model::Signature;
+
+    #[test]
+    fn scripts_of_interpreters() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let py = Path::new("/usr/bin/python3");
+        let table: &[(&Path, Vec<String>, Option<&str>)] = &[
+            (
+                py,
+                args(&["python3", "/Users/a/.x/s.py"]),
+                Some("/Users/a/.x/s.py"),
+            ),
+            (py, args(&["python3", "-u", "/srv/s.py"]), Some("/srv/s.py")),
+            (py, args(&["python3", "-m", "http.server"]), None),
+            (py, args(&["python3", "-c", "import os"]), None),
+            (py, args(&["python3", "relative.py"]), None),
+            (
+                Path::new("/opt/homebrew/bin/node"),
+                args(&["node", "--inspect", "/a/b.js"]),
+                Some("/a/b.js"),
+            ),
+            (Path::new("/bin/bash"), args(&["bash", "-c", "/x/y"]), None),
+            (
+                Path::new("/usr/bin/perl5.34"),
+                args(&["perl", "/x/y.pl"]),
+                Some("/x/y.pl"),
+            ),
+            (
+                Path::new("/usr/local/bin/helper"),
+                args(&["helper", "/x/y"]),
+                None,
+            ),
+        ];
+        for (exe, argv, want) in table {
+            assert_eq!(
+                script_arg(exe, argv),
+                want.map(Path::new),
+                "{exe:?} {argv:?}"
+            );
+        }
+        assert!(is_interpreter(Path::new(
+            "/opt/homebrew/Cellar/python@3.12/3.12.1/Frameworks/Python.framework/Versions/3.12/Resources/Python.app/Contents/MacOS/Python"
+        )));
+        assert!(!is_interpreter(Path::new("/usr/sbin/nginx")));
+    }
+
+    #[test]
+    fn reachability() {
+        let table = [
+            (
+                specific("192.168.1.20", 80, &[1]),
+                Some(http("")),
+                Reach::No,
+                "specific address",
+            ),
+            (loopback(80, &[1]), None, Reach::Unknown, "not probed"),
+            (
+                wildcard(80, &[1]),
+                Some(HttpProbe {
+                    error: Some("connection reset".into()),
+                    ..not_http()
+                }),
+                Reach::Unknown,
+                "connection reset",
+            ),
+            (
+                wildcard6(80, &[1]),
+                Some(not_http()),
+                Reach::No,
+                "does not answer HTTP",
+            ),
+            (
+                loopback(80, &[1]),
+                Some(websocket()),
+                Reach::Yes,
+                "WebSocket",
+            ),
+            (
+                specific("::ffff:127.0.0.1", 80, &[1]),
+                Some(http("")),
+                Reach::Yes,
+                "loopback",
+            ),
+            (
+                wildcard6(80, &[1]),
+                Some(http("")),
+                Reach::Yes,
+                "[::]:80 (all addresses)",
+            ),
+        ];
+        for (l, probe, want, words) in table {
+            let (reach, reasons) = web_reach(&l, probe.as_ref());
+            assert_eq!(reach, want, "{l:?}");
+            assert!(reasons.join(" ").contains(words), "{words}: {reasons:?}");
+        }
+    }
+
+    #[test]
+    fn trust_wording_per_signature() {
+        let base = process(10, 1, "/x/helper", "helper");
+        let with = |status, platform| {
+            let mut p = base.clone();
+            p.signature = Signature {
+                status,
+                platform_binary: platform,
+                ..Signature::not_supported()
+            };
+            p
+        };
+        let table = [
+            (
+                with(SignatureStatus::NotSupported, false),
+                false,
+                "not available on this platform",
+            ),
+            (
+                with(SignatureStatus::Unknown, false),
+                false,
+                "could not be checked",
+            ),
+            (
+                with(SignatureStatus::Unsigned, false),
+                false,
+                "not code-signed",
+            ),
+            (with(SignatureStatus::AdHoc, false), false, "ad-hoc"),
+            (
+                with(SignatureStatus::Invalid, true),
+                false,
+                "claims to be a platform binary",
+            ),
+            (
+                signed(base.clone(), "ABCDE12345", "com.x"),
+                false,
+                "by team ABCDE12345",
+            ),
+            (
+                apple(base.clone(), "com.apple.x"),
+                true,
+                "Apple platform binary",
+            ),
+        ];
+        for (p, want, words) in table {
+            let (trusted, why) = trust(Some(&p), None);
+            assert_eq!(trusted, want, "{words}");
+            assert!(why.contains(words), "{words}: {why}");
+        }
+        let (trusted, why) = trust(Some(&apple(base, "x")), Some(Path::new("/Users/a/.x/s.py")));
+        assert!(!trusted && why.contains("not the script"), "{why}");
+        assert!(!trust(None, None).0);
+    }
+
+    #[test]
+    fn helper_cases() {
+        let link = Link {
+            item: 0,
+            how: "started by LaunchAgent x".into(),
+        };
+        let mut obs = observations();
+        obs.processes.insert(
+            300,
+            process(300, 1, "/Applications/Acme.app/Contents/MacOS/Acme", "Acme"),
+        );
+        obs.processes
+            .insert(400, interactive(process(400, 1, "/bin/zsh", "zsh")));
+        obs.processes
+            .insert(500, process(500, 1, "/usr/sbin/cron", "cron"));
+        let table = [
+            (
+                interactive(process(10, 1, "/x/h", "h")),
+                vec![link.clone()],
+                false,
+                "controlling terminal",
+            ),
+            (
+                process(11, 400, "/x/h", "h"),
+                vec![],
+                false,
+                "runs in a terminal",
+            ),
+            (
+                process(12, 500, "/x/h", "h"),
+                vec![link],
+                true,
+                "LaunchAgent x",
+            ),
+            (
+                process(13, 300, "/x/h", "h"),
+                vec![],
+                true,
+                "the app /Applications/Acme.app",
+            ),
+            (process(14, 1, "/x/h", "h"), vec![], true, "launchd (pid 1)"),
+            (
+                process(15, 1, "/Applications/Foo.app/Contents/MacOS/Foo", "Foo"),
+                vec![],
+                false,
+                "Finder or the Dock",
+            ),
+            (
+                process(
+                    16,
+                    1,
+                    "/Applications/Foo.app/Contents/Helpers/foo-web",
+                    "foo-web",
+                ),
+                vec![],
+                true,
+                "launchd (pid 1)",
+            ),
+            (
+                process(17, 500, "/x/h", "h"),
+                vec![],
+                false,
+                "parent cron (pid 500)",
+            ),
+            (
+                process(18, 999, "/x/h", "h"),
+                vec![],
+                false,
+                "(pid 999) is neither",
+            ),
+        ];
+        for (p, links, want, words) in table {
+            let (is_helper, why) = helper(&p, &links, &obs);
+            assert_eq!(is_helper, want, "pid {}", p.pid);
+            assert!(why.join(" ").contains(words), "{words}: {why:?}");
+        }
+    }
+
+    #[test]
+    fn never_list() {
+        let obs = observations();
+        let table = [
+            (process(0, 0, "/kernel", "kernel_task"), Some("kernel")),
+            (process(1, 0, "/sbin/launchd", "launchd"), Some("launchd")),
+            (
+                process(AGENT_PID, 1, "/elsewhere", "lenscap"),
+                Some("lenscap itself"),
+            ),
+            (process(5, 1, AGENT_EXE, "lenscap"), Some("own executable")),
+            (
+                apple(process(6, 1, "/usr/libexec/x", "x"), "com.apple.x"),
+                Some("Apple platform"),
+            ),
+            (process(7, 1, "/System/Library/x", "x"), Some("/System")),
+            (process(8, 1, "/SystemX/x", "x"), None),
+            (
+                process(9, 1, "/Users/ann/.zoomus/ZoomOpener", "ZoomOpener"),
+                None,
+            ),
+        ];
+        for (p, want) in table {
+            let got = protected(&p, &obs);
+            match want {
+                Some(words) => assert!(got.as_deref().unwrap_or("").contains(words), "{p:?}"),
+                None => assert_eq!(got, None, "{p:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn aggravating_factors() {
+        let probe = HttpProbe {
+            cors: Cors::Reflected,
+            image: true,
+            ..http("")
+        };
+        assert_eq!(aggravating_probe(Some(&probe)).len(), 2);
+        assert!(aggravating_probe(Some(&http(""))).is_empty());
+        assert!(aggravating_probe(None).is_empty());
+        let mut agent = launch_agent("/p.plist", "l", "/x");
+        agent.run_at_load = false;
+        assert_eq!(aggravating_item(&agent), None);
+        agent.keep_alive = true;
+        assert!(aggravating_item(&agent).is_some_and(|a| a.contains("KeepAlive")));
+        assert!(aggravating_item(&zoom_login_item(HOME)).is_some_and(|a| a.contains("login")));
+    }
+}

@@ -92,8 +92,10 @@ pub(crate) fn item_facts(item: &PersistenceItem, policy: &Policy, obs: &Observat
     match item.program.as_deref() {
         None => f.program_missing = Some("it names no program".into()),
         Some(program) => {
-            let known_missing =
-                !obs.existing_paths.is_empty() && !obs.existing_paths.contains(program);
+            // A login item may name its bundle while observe recorded the
+            // executable inside it: anything under the program counts.
+            let known_missing = !obs.existing_paths.is_empty()
+                && !obs.existing_paths.iter().any(|e| e.starts_with(program));
             if known_missing {
                 f.program_missing =
                     Some(format!("its program {} does not exist", program.display()));
@@ -125,4 +127,119 @@ pub(crate) fn item_facts(item: &PersistenceItem, policy: &Policy, obs: &Observat
         );
     }
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge::testkit::*;
+
+    fn facts(item: &PersistenceItem, obs: &Observations) -> ItemFacts {
+        item_facts(item, &policy(), obs)
+    }
+
+    #[test]
+    fn privileged_helper_claimed_by_an_installed_app_is_disclosed() {
+        let mut item = launch_agent(
+            "/Library/LaunchDaemons/com.docker.vmnetd.plist",
+            "com.docker.vmnetd",
+            "/Library/PrivilegedHelperTools/com.docker.vmnetd",
+        );
+        item.associated_bundle_ids = vec!["com.docker.docker".into()];
+        let mut obs = observations();
+        obs.installed_bundle_ids.insert("com.docker.docker".into());
+        let f = facts(&item, &obs);
+        assert!(f.claimed_by_app);
+        assert!(f.traits().is_empty(), "{:?}", f.traits());
+
+        // The app is gone: the helper outlived it.
+        let f = facts(&item, &observations());
+        let traits = f.traits().join(" | ");
+        assert!(
+            traits.contains("(com.docker.docker) is not installed"),
+            "{traits}"
+        );
+        assert!(
+            traits.contains("outside every installed application"),
+            "{traits}"
+        );
+
+        // Installed apps not observed at all: assume installed, say so.
+        let mut obs = observations();
+        obs.installed_bundle_ids.clear();
+        let f = facts(&item, &obs);
+        assert!(f.traits().is_empty());
+        assert!(f.disclosed[0].contains("were not observed"));
+    }
+
+    #[test]
+    fn btm_parent_and_plist_inside_an_app_claim_the_item() {
+        let mut item = login_item(
+            "keepresso-helper",
+            "/Applications/Keepresso.app/Contents/Library/LaunchDaemons/sh.gyorgy.keepresso.helper.plist",
+            "/Applications/Keepresso.app/Contents/MacOS/keepresso-helper",
+        );
+        item.parent_identifier = Some("2.sh.gyorgy.keepresso".into());
+        let mut obs = observations();
+        obs.installed_bundle_ids
+            .insert("sh.gyorgy.keepresso".into());
+        let f = facts(&item, &obs);
+        assert!(f.claimed_by_app && f.traits().is_empty(), "{f:?}");
+        assert!(
+            f.disclosed
+                .iter()
+                .any(|d| d.contains("installed app sh.gyorgy.keepresso"))
+        );
+        assert!(
+            f.disclosed
+                .iter()
+                .any(|d| d.contains("ships inside /Applications/Keepresso.app"))
+        );
+    }
+
+    #[test]
+    fn unassociated_and_missing_programs() {
+        let item = launch_agent(
+            &home("Library/LaunchAgents/com.x.plist"),
+            "com.x",
+            &home(".x/agent"),
+        );
+        let f = facts(&item, &observations());
+        let traits = f.traits().join(" | ");
+        assert!(traits.contains("no visible app is associated"), "{traits}");
+        assert!(traits.contains("hidden folder .x"), "{traits}");
+        assert_eq!(
+            f.program_missing, None,
+            "nothing observed: not assumed missing"
+        );
+
+        let mut obs = observations();
+        obs.existing_paths.insert("/elsewhere".into());
+        assert!(facts(&item, &obs).program_missing.is_some());
+        obs.existing_paths.insert(home(".x/agent").into());
+        assert!(facts(&item, &obs).program_missing.is_none());
+
+        let mut no_program = item.clone();
+        no_program.program = None;
+        assert!(facts(&no_program, &obs).program_missing.is_some());
+    }
+
+    #[test]
+    fn homebrew_service_and_interpreter_script() {
+        let f = facts(&brew_nginx_agent(), &observations());
+        assert!(f.traits().is_empty(), "{:?}", f.traits());
+        assert!(f.disclosed[0].contains("Homebrew service"));
+
+        let mut item = launch_agent(
+            &home("Library/LaunchAgents/com.sync.plist"),
+            "com.sync",
+            "/opt/homebrew/bin/python3",
+        );
+        item.args = vec!["/opt/homebrew/bin/python3".into(), home(".sync/server.py")];
+        let traits = facts(&item, &observations()).traits().join(" | ");
+        assert!(
+            traits.contains("the script /Users/ann/.sync/server.py"),
+            "{traits}"
+        );
+    }
 }

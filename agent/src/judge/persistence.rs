@@ -150,6 +150,7 @@ pub(crate) fn judge_item(
         blocked,
         aggravating,
         persistence: true,
+        idle: facts.program_missing.clone(),
         ..Facts::new(Reach::No)
     });
     reasons.extend(outcome.reasons);

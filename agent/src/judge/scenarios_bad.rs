@@ -390,3 +390,38 @@ fn deny_rules_remediate_and_beat_allow_rules() {
     assert_eq!(f.rule.as_deref(), Some("rule:no-lan-sync"));
     assert!(said(f).contains("a deny rule wins over an allow rule"));
 }
+
+#[test]
+fn fleet_catalog_additions_are_matched_like_built_in_entries() {
+    let mut entry = policy().catalog().entries[0].clone();
+    entry.id = "catalog:acme-helper".into();
+    entry.name = "acme-helper".into();
+    entry.vendor = "Acme".into();
+    entry.hidden_dirs = vec![];
+    entry.bundle_names = vec![];
+    entry.process_names = vec![];
+    entry.login_item_names = vec![];
+    entry.ports = vec![];
+    entry.parent_bundle_ids = vec![];
+    entry.bundle_ids = vec!["com.acme.helper".into()];
+    entry.sources = vec!["https://example.com/acme-advisory".into()];
+    let policy = policy().with_catalog_additions(vec![entry]).unwrap();
+    // Disclosed and from a terminal: only the catalog can remediate it.
+    let p = interactive(signed(
+        process(
+            760,
+            500,
+            "/Applications/Acme.app/Contents/MacOS/acme-helper",
+            "acme-helper",
+        ),
+        "ACMETEAM01",
+        "com.acme.helper",
+    ));
+    let findings = Scene::new()
+        .process(p)
+        .listen(loopback(28090, &[760]), Some(http("")))
+        .judge(&policy);
+    let f = on_port(&findings, 28090);
+    assert_eq!(f.verdict, Verdict::Remediate, "{}", said(f));
+    assert_eq!(f.rule.as_deref(), Some("catalog:acme-helper"));
+}

@@ -439,6 +439,24 @@ fn an_interactive_undisclosed_server_is_reported_not_remediated() {
     );
 }
 
+#[test]
+fn an_app_a_person_opened_outside_applications_is_reported_not_remediated() {
+    // Opened from ~/Downloads, or translocated by Gatekeeper: launchd is the
+    // parent of every app opened from Finder, so that alone is no helper.
+    for exe in [
+        home("Downloads/Tool.app/Contents/MacOS/Tool"),
+        "/private/var/folders/x1/T/AppTranslocation/0A1B/d/Tool.app/Contents/MacOS/Tool".into(),
+    ] {
+        let tool = signed(process(1500, 1, &exe, "Tool"), "TOOLTEAM01", "com.tool.app");
+        let findings = Scene::new()
+            .process(tool)
+            .listen(loopback(4567, &[1500]), Some(http("")))
+            .judge(&policy());
+        let f = on_port(&findings, 4567);
+        assert_eq!(f.verdict, Verdict::Report, "{exe}: {}", said(f));
+    }
+}
+
 impl Scene {
     fn item_opt(self, item: Option<PersistenceItem>) -> Scene {
         match item {

@@ -39,6 +39,9 @@ pub(crate) struct Facts {
     pub aggravating: Vec<String>,
     /// Judging a persistence item rather than a listener (changes words only).
     pub persistence: bool,
+    /// A persistence item that starts nothing (its program is missing):
+    /// the words of its allow conclusion.
+    pub idle: Option<String>,
 }
 
 impl Facts {
@@ -56,6 +59,7 @@ impl Facts {
             blocked: Vec::new(),
             aggravating: Vec::new(),
             persistence: false,
+            idle: None,
         }
     }
 }
@@ -81,7 +85,7 @@ fn heuristic(f: &Facts) -> (Verdict, String) {
         return (
             Verdict::Remediate,
             "all four hold — reachable from web pages, not trusted, a helper, undisclosed — \
-             so it is an undisclosed helper web server"
+             so it is an undisclosed helper web server: remediate"
                 .into(),
         );
     }
@@ -107,6 +111,12 @@ fn heuristic(f: &Facts) -> (Verdict, String) {
     if let Some(why) = &f.dormant {
         return (Verdict::Report, why.clone());
     }
+    if let Some(idle) = &f.idle {
+        return (
+            Verdict::Allow,
+            format!("{idle}, so it starts nothing: allowed"),
+        );
+    }
     let why = if f.persistence {
         "nothing it starts was seen serving web pages, and nothing else marks it: allowed"
     } else if f.trusted {
@@ -119,19 +129,22 @@ fn heuristic(f: &Facts) -> (Verdict, String) {
     (Verdict::Allow, why.into())
 }
 
-/// Apply the precedence to the facts.
+/// Apply the precedence to the facts. The conclusion is always the last
+/// reason (the CLI shows only that line for allowed findings); details of
+/// the deciding rule or catalog entry and the aggravating factors come
+/// before it.
 pub(crate) fn decide(f: &Facts) -> Outcome {
     let mut reasons = Vec::new();
     let mut rule = None;
-    let mut verdict = match (&f.rule, &f.catalog) {
+    let (mut verdict, mut conclusion) = match (&f.rule, &f.catalog) {
         (Some(hit), catalog) => {
             reasons.extend(hit.reasons.iter().cloned());
             rule = Some(hit.id.clone());
             match hit.action {
-                RuleAction::Deny => {
-                    reasons.push("an admin deny rule remediates what it matches".into());
-                    Verdict::Remediate
-                }
+                RuleAction::Deny => (
+                    Verdict::Remediate,
+                    "an admin deny rule remediates what it matches: remediate".to_string(),
+                ),
                 RuleAction::Allow => {
                     if let Some(c) = catalog {
                         reasons.push(format!(
@@ -140,11 +153,11 @@ pub(crate) fn decide(f: &Facts) -> Outcome {
                             c.id
                         ));
                     }
-                    reasons.push(
+                    (
+                        Verdict::Allow,
                         "an admin allow rule wins over the catalog and the heuristics: allowed"
-                            .into(),
-                    );
-                    Verdict::Allow
+                            .to_string(),
+                    )
                 }
             }
         }
@@ -152,40 +165,34 @@ pub(crate) fn decide(f: &Facts) -> Outcome {
             reasons.extend(hit.reasons.iter().cloned());
             rule = Some(hit.id.clone());
             match (&hit.embedded_in, f.serving) {
-                (Some(outer), false) => {
-                    reasons.push(format!(
+                (Some(outer), false) => (
+                    Verdict::Report,
+                    format!(
                         "it is the copy embedded in {}, which is installed, and it is not \
                          serving HTTP: reported, not remediated (updating or removing that app \
                          removes it)",
                         outer.display()
-                    ));
-                    Verdict::Report
-                }
-                _ => {
-                    reasons.push(format!("{} is remediated on sight", hit.name));
-                    Verdict::Remediate
-                }
+                    ),
+                ),
+                _ => (
+                    Verdict::Remediate,
+                    format!("{} is remediated on sight: remediate", hit.name),
+                ),
             }
         }
         (None, None) => match &f.inherited {
-            Some((v, why)) if *v > Verdict::Allow => {
-                reasons.push(why.clone());
-                *v
-            }
-            _ => {
-                let (v, why) = heuristic(f);
-                reasons.push(why);
-                v
-            }
+            Some((v, why)) if *v > Verdict::Allow => (*v, why.clone()),
+            _ => heuristic(f),
         },
     };
     let wanted = verdict;
     let mut lowered = false;
     if verdict == Verdict::Remediate && !f.blocked.is_empty() {
-        reasons.push(format!(
+        reasons.push(conclusion);
+        conclusion = format!(
             "lenscap never acts on it — {} — so remediate is lowered to report",
             f.blocked.join("; ")
-        ));
+        );
         verdict = Verdict::Report;
         lowered = true;
     }
@@ -198,6 +205,7 @@ pub(crate) fn decide(f: &Facts) -> Outcome {
         "aggravating"
     };
     reasons.extend(f.aggravating.iter().map(|a| format!("{prefix}: {a}")));
+    reasons.push(conclusion);
     let severity = severity(verdict, f.aggravating.len(), lowered || embedded_report);
     Outcome {
         verdict,
@@ -380,6 +388,39 @@ mod tests {
                 .reasons
                 .iter()
                 .any(|r| r.contains("launchd (pid 1)"))
+        );
+    }
+
+    #[test]
+    fn the_conclusion_is_the_last_reason() {
+        let f = Facts {
+            trusted: true,
+            aggravating: vec!["launchd restarts it whenever it exits (KeepAlive)".into()],
+            ..Facts::new(Reach::Yes)
+        };
+        let out = decide(&f);
+        assert_eq!(out.verdict, Verdict::Allow);
+        assert_eq!(
+            out.reasons.last().map(String::as_str),
+            Some("it is trusted: allowed")
+        );
+        assert!(out.reasons[0].starts_with("note: "));
+        let f = Facts {
+            rule: Some(hit(RuleAction::Deny)),
+            blocked: vec!["it is launchd (pid 1)".into()],
+            aggravating: vec!["x".into()],
+            ..Facts::new(Reach::Yes)
+        };
+        let out = decide(&f);
+        assert!(
+            out.reasons
+                .last()
+                .is_some_and(|r| r.contains("lowered to report"))
+        );
+        assert!(
+            out.reasons
+                .iter()
+                .any(|r| r.contains("deny rule remediates"))
         );
     }
 

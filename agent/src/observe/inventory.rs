@@ -42,36 +42,53 @@ pub fn gather(
 ) -> Gathered {
     let mut errors = Vec::new();
 
-    let listeners = match platform.listeners() {
-        Ok(l) => l,
-        Err(e) => {
-            errors.push(err("listeners", None, &e));
-            Vec::new()
-        }
-    };
+    // Persistence and installed apps are independent of sockets: read them
+    // on a second thread while this one walks sockets and processes.
+    let (listeners, processes, mut items, installed_bundle_ids) = std::thread::scope(|scope| {
+        let files = scope.spawn(|| {
+            let (items, mut errs) =
+                persistence::scan(&config.persistence_dirs, config.max_plist_bytes);
+            let (apps, app_errs) = apps::installed_bundle_ids(&config.application_dirs);
+            errs.extend(app_errs);
+            (items, apps, errs)
+        });
 
-    // Owners of every listener, and their parents: "started by another
-    // application" is a question about the parent.
-    let mut processes = BTreeMap::new();
-    let owners: BTreeSet<u32> = listeners
-        .iter()
-        .flat_map(|l| l.pids.iter().copied())
-        .collect();
-    for &pid in &owners {
-        read_process(platform, cache, pid, &mut processes, &mut errors);
-    }
-    let parents: BTreeSet<u32> = processes
-        .values()
-        .map(|p: &ProcessIdentity| p.ppid)
-        .filter(|ppid| *ppid != 0 && !processes.contains_key(ppid))
-        .collect();
-    for ppid in parents {
-        read_process(platform, cache, ppid, &mut processes, &mut errors);
-    }
+        let listeners = match platform.listeners() {
+            Ok(l) => l,
+            Err(e) => {
+                errors.push(err("listeners", None, &e));
+                Vec::new()
+            }
+        };
+        // Owners of every listener, and their parents: "started by another
+        // application" is a question about the parent.
+        let owners: BTreeSet<u32> = listeners.iter().flat_map(|l| l.pids.iter().copied()).collect();
+        let mut processes = read_processes(platform, cache, &owners, &mut errors);
+        let parents: BTreeSet<u32> = processes
+            .values()
+            .map(|p: &ProcessIdentity| p.ppid)
+            .filter(|ppid| *ppid != 0 && !processes.contains_key(ppid))
+            .collect();
+        processes.extend(read_processes(platform, cache, &parents, &mut errors));
 
-    let (mut items, persistence_errors) =
-        persistence::scan(&config.persistence_dirs, config.max_plist_bytes);
-    errors.extend(persistence_errors);
+        let (items, apps, file_errors) = match files.join() {
+            Ok(r) => r,
+            // A panic in the scanner is a bug; report it and go on without
+            // persistence rather than losing the listener inventory.
+            Err(_) => (
+                Vec::new(),
+                BTreeSet::new(),
+                vec![ScanError {
+                    source: "persistence".into(),
+                    path: None,
+                    message: "the persistence scan failed unexpectedly".into(),
+                }],
+            ),
+        };
+        errors.extend(file_errors);
+        (listeners, processes, items, apps)
+    });
+
     if config.login_items {
         match platform.login_items() {
             Ok(login) => items.extend(login),
@@ -93,9 +110,6 @@ pub fn gather(
     } else {
         BTreeMap::new()
     };
-
-    let (installed_bundle_ids, app_errors) = apps::installed_bundle_ids(&config.application_dirs);
-    errors.extend(app_errors);
 
     // Which of the paths the judge will ask about exist right now.
     let mut referenced: BTreeSet<PathBuf> = BTreeSet::new();
@@ -137,25 +151,49 @@ pub fn gather(
     }
 }
 
-fn read_process(
+/// Identities of `pids`, read on up to two threads (the reads are
+/// independent syscalls; the machine's second core halves the wait).
+fn read_processes(
     platform: &dyn Platform,
     cache: &SignatureCache,
-    pid: u32,
-    into: &mut BTreeMap<u32, ProcessIdentity>,
+    pids: &BTreeSet<u32>,
     errors: &mut Vec<ScanError>,
-) {
-    match platform.process(pid) {
-        Ok(mut identity) => {
-            if let Some(path) = identity.path.clone() {
-                identity.signature = cache.get_or_check(&path, |p| platform.check_signature(p));
+) -> BTreeMap<u32, ProcessIdentity> {
+    let pids: Vec<u32> = pids.iter().copied().collect();
+    let read_chunk = |chunk: &[u32]| {
+        let mut found = Vec::with_capacity(chunk.len());
+        let mut errs = Vec::new();
+        for &pid in chunk {
+            match platform.process(pid) {
+                Ok(mut identity) => {
+                    if let Some(path) = identity.path.clone() {
+                        identity.signature =
+                            cache.get_or_check(&path, |p| platform.check_signature(p));
+                    }
+                    found.push((pid, identity));
+                }
+                // A process that exited between listing and reading is not
+                // an error worth reporting: its socket went with it.
+                Err(PlatformError::NoSuchProcess { .. }) => {}
+                Err(e) => errs.push(err("process", None, &e)),
             }
-            into.insert(pid, identity);
         }
-        // A process that exited between listing and reading is not an
-        // error worth reporting: the socket went with it.
-        Err(PlatformError::NoSuchProcess { .. }) => {}
-        Err(e) => errors.push(err("process", None, &e)),
-    }
+        (found, errs)
+    };
+    let (a, b) = pids.split_at(pids.len() / 2);
+    let ((mut found, mut errs), (found_b, errs_b)) = if a.len() >= 8 {
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| read_chunk(a));
+            let mine = read_chunk(b);
+            (other.join().unwrap_or_default(), mine)
+        })
+    } else {
+        (read_chunk(&pids), (Vec::new(), Vec::new()))
+    };
+    found.extend(found_b);
+    errs.extend(errs_b);
+    errors.extend(errs);
+    found.into_iter().collect()
 }
 
 /// Home directories of the given users, from the user database.

@@ -4,8 +4,10 @@
 pub mod codesign;
 
 pub mod btm;
+pub mod launchctl;
 pub mod launchd;
 pub mod libproc_abi;
 pub mod proc_bsdinfo;
 pub mod procargs;
 pub mod sw_vers;
+pub mod tcc;

@@ -22,14 +22,12 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 fn check_field(name: &str, value: Option<&str>) -> Result<(), ApiError> {
-    if let Some(v) = value {
-        if v.len() > MAX_FIELD || v.chars().any(char::is_control) {
-            return Err(ApiError::BadRequest(format!(
-                "{name}: at most {MAX_FIELD} bytes and no control characters"
-            )));
-        }
+    match value {
+        Some(v) if v.len() > MAX_FIELD || v.chars().any(char::is_control) => Err(
+            ApiError::BadRequest(format!("{name}: at most {MAX_FIELD} bytes and no control characters")),
+        ),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 async fn enroll(

@@ -7,6 +7,8 @@
 //! dropped at the end, so they can run in parallel.
 
 #![allow(dead_code)] // each test binary uses a different part
+// A harness whose setup fails should fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
 use std::time::Duration;
@@ -48,7 +50,11 @@ impl Db {
         };
         let mut rnd = [0u8; 6];
         getrandom::fill(&mut rnd).unwrap();
-        let schema = format!("lc_{}_{}", test.replace(|c: char| !c.is_ascii_alphanumeric(), "_"), hex::encode(rnd));
+        let schema = format!(
+            "lc_{}_{}",
+            test.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+            hex::encode(rnd)
+        );
         pg_exec(&base, &format!("CREATE SCHEMA {schema}"));
         let sep = if base.contains('?') { '&' } else { '?' };
         Some(Db {
@@ -217,7 +223,14 @@ impl Http {
         body: Vec<u8>,
         gzip: bool,
     ) -> (u16, String) {
-        self.send("POST", url, token, &[("content-type", content_type)], body, gzip)
+        self.send(
+            "POST",
+            url,
+            token,
+            &[("content-type", content_type)],
+            body,
+            gzip,
+        )
     }
 
     pub fn get(&self, url: &str, token: Option<&str>) -> (u16, String) {
@@ -245,7 +258,12 @@ impl Http {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
             .collect();
-        let text = resp.body_mut().with_config().limit(256 << 20).read_to_string().unwrap_or_default();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(256 << 20)
+            .read_to_string()
+            .unwrap_or_default();
         (resp.status().as_u16(), hs, text)
     }
 
@@ -312,11 +330,14 @@ pub fn chain(host: &Host, n: u64) -> Vec<Event> {
         .map(|seq| {
             let body = match seq % 4 {
                 0 => Body::AgentHealth(samples::started()),
-                1 => Body::DetectionFinding(samples::zoom_finding(
+                1 => Body::DetectionFinding(Box::new(samples::zoom_finding(
                     lenscap_events::Verdict::Remediate,
                     Some("catalog:zoom-opener"),
-                )),
-                2 => Body::DetectionFinding(samples::zoom_finding(lenscap_events::Verdict::Report, None)),
+                ))),
+                2 => Body::DetectionFinding(Box::new(samples::zoom_finding(
+                    lenscap_events::Verdict::Report,
+                    None,
+                ))),
                 _ => Body::ProcessRemediation(samples::kill_zoom(seq % 8 == 3)),
             };
             samples::event(host, seq, t0 + seq as i64 * 1000, Mode::Remediate, body)

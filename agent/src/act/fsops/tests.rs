@@ -4,6 +4,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,11 +36,35 @@ pub(crate) fn put(path: &Path, content: &[u8], uid: u32, gid: u32, mode: u32) {
 /// a link inside pointing out of the tree, a name that is not UTF-8.
 pub(crate) fn helper_tree(root: &Path, outside_target: &Path) -> PathBuf {
     let app = root.join("ZoomOpener.app");
-    put(&app.join("Contents/MacOS/ZoomOpener"), b"\x7fELF helper", 1234, 20, 0o755);
-    put(&app.join("Contents/Info.plist"), b"<plist/>", 1234, 20, 0o644);
-    put(&app.join("Contents/Resources/secret.db"), &[7u8; 100_000], 501, 20, 0o600);
+    put(
+        &app.join("Contents/MacOS/ZoomOpener"),
+        b"\x7fELF helper",
+        1234,
+        20,
+        0o755,
+    );
+    put(
+        &app.join("Contents/Info.plist"),
+        b"<plist/>",
+        1234,
+        20,
+        0o644,
+    );
+    put(
+        &app.join("Contents/Resources/secret.db"),
+        &[7u8; 100_000],
+        501,
+        20,
+        0o600,
+    );
     let odd = OsStr::from_bytes(b"odd-\xff-name");
-    put(&app.join("Contents/Resources").join(odd), b"x", 1234, 20, 0o640);
+    put(
+        &app.join("Contents/Resources").join(odd),
+        b"x",
+        1234,
+        20,
+        0o640,
+    );
     symlink(outside_target, app.join("Contents/Resources/escape")).unwrap();
     std::os::unix::fs::lchown(app.join("Contents/Resources/escape"), Some(1234), Some(20)).unwrap();
     for d in ["Contents/Resources", "Contents/MacOS", "Contents", ""] {
@@ -59,8 +84,19 @@ pub(crate) fn snapshot(path: &Path) -> Vec<Entry> {
 /// Metadata and content of a file outside every tree, to prove it untouched.
 pub(crate) fn fingerprint(path: &Path) -> (Vec<u8>, u32, u32, u32, i64, i64) {
     let m = fs::symlink_metadata(path).unwrap();
-    let content = if m.is_file() { fs::read(path).unwrap() } else { Vec::new() };
-    (content, m.uid(), m.gid(), m.mode(), m.mtime(), m.mtime_nsec())
+    let content = if m.is_file() {
+        fs::read(path).unwrap()
+    } else {
+        Vec::new()
+    };
+    (
+        content,
+        m.uid(),
+        m.gid(),
+        m.mode(),
+        m.mtime(),
+        m.mtime_nsec(),
+    )
 }
 
 /// A tiny tmpfs, unmounted on drop; `None` when mounting is not allowed.
@@ -70,7 +106,13 @@ impl TinyFs {
     pub(crate) fn mount(at: &Path, size: &str) -> Option<TinyFs> {
         fs::create_dir_all(at).unwrap();
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(at)
             .status()
             .is_ok_and(|s| s.success());
@@ -161,8 +203,17 @@ fn scan_records_metadata_hashes_and_links_without_following() {
     assert_eq!(tree[0].path.0, PathBuf::new());
     assert_eq!(tree[0].meta.kind, EntryKind::Dir);
     let secret = &by("Contents/Resources/secret.db").meta;
-    assert_eq!((secret.uid, secret.gid, secret.mode, secret.size), (501, 20, 0o600, 100_000));
-    assert_eq!(secret.mtime, Mtime { sec: 1_700_000_000, nsec: 123_456_789 });
+    assert_eq!(
+        (secret.uid, secret.gid, secret.mode, secret.size),
+        (501, 20, 0o600, 100_000)
+    );
+    assert_eq!(
+        secret.mtime,
+        Mtime {
+            sec: 1_700_000_000,
+            nsec: 123_456_789
+        }
+    );
     // sha256 of 100,000 bytes of 0x07 (python3 hashlib).
     assert_eq!(
         secret.sha256.as_deref(),
@@ -200,8 +251,17 @@ fn move_within_a_filesystem_renames_and_keeps_everything() {
     let before = snapshot(&app);
     let outside_before = fingerprint(&target);
     let src = SafeDir::open(app.parent().unwrap()).unwrap();
-    let vault = SafeDir::open(t.path()).unwrap().ensure_dir(OsStr::new("v"), 0o700).unwrap();
-    let moved = move_entry(&src, OsStr::new("ZoomOpener.app"), &vault, OsStr::new("0"), OsStr::new("0.partial"));
+    let vault = SafeDir::open(t.path())
+        .unwrap()
+        .ensure_dir(OsStr::new("v"), 0o700)
+        .unwrap();
+    let moved = move_entry(
+        &src,
+        OsStr::new("ZoomOpener.app"),
+        &vault,
+        OsStr::new("0"),
+        OsStr::new("0.partial"),
+    );
     assert_eq!(moved.unwrap(), Moved::Renamed);
     assert!(!app.exists());
     let after = scan(&vault, OsStr::new("0")).unwrap();
@@ -225,19 +285,45 @@ fn move_across_filesystems_copies_verifies_then_unlinks() {
     let outside_before = fingerprint(&target);
     let src = SafeDir::open(app.parent().unwrap()).unwrap();
     let dst = SafeDir::open(other.path()).unwrap();
-    let moved = move_entry(&src, OsStr::new("ZoomOpener.app"), &dst, OsStr::new("0"), OsStr::new("0.partial"));
-    assert_eq!(moved.unwrap(), Moved::Copied { left_in_place: vec![] });
+    let moved = move_entry(
+        &src,
+        OsStr::new("ZoomOpener.app"),
+        &dst,
+        OsStr::new("0"),
+        OsStr::new("0.partial"),
+    );
+    assert_eq!(
+        moved.unwrap(),
+        Moved::Copied {
+            left_in_place: vec![]
+        }
+    );
     assert!(!app.exists(), "source removed after the verified copy");
     assert!(!other.path().join("0.partial").exists());
     let after = scan(&dst, OsStr::new("0")).unwrap();
-    assert_eq!(diff(&before, &after), None, "owner, mode, mtime, bytes, links");
+    assert_eq!(
+        diff(&before, &after),
+        None,
+        "owner, mode, mtime, bytes, links"
+    );
     let link = other.path().join("0/Contents/Resources/escape");
-    assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     assert_eq!(fs::read_link(&link).unwrap(), target);
     assert_eq!(fingerprint(&target), outside_before);
 
     // And back again, the way a restore goes.
-    let moved = move_entry(&dst, OsStr::new("0"), &src, OsStr::new("ZoomOpener.app"), OsStr::new(".tmp"));
+    let moved = move_entry(
+        &dst,
+        OsStr::new("0"),
+        &src,
+        OsStr::new("ZoomOpener.app"),
+        OsStr::new(".tmp"),
+    );
     assert!(matches!(moved.unwrap(), Moved::Copied { .. }));
     assert_eq!(diff(&before, &snapshot(&app)), None);
 }
@@ -248,7 +334,11 @@ fn copy_refuses_a_fifo_and_leaves_no_partial_copy() {
     let src_root = t.path().join("src");
     fs::create_dir_all(src_root.join("tree/a")).unwrap();
     fs::write(src_root.join("tree/a/file"), b"data").unwrap();
-    nix::unistd::mkfifo(&src_root.join("tree/z-fifo"), Mode::from_bits_truncate(0o644)).unwrap();
+    nix::unistd::mkfifo(
+        &src_root.join("tree/z-fifo"),
+        Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
     let src = SafeDir::open(&src_root).unwrap();
     let dst = SafeDir::open(t.path()).unwrap();
     let err = copy_tree(&src, OsStr::new("tree"), &dst, OsStr::new("copy")).unwrap_err();
@@ -271,7 +361,10 @@ fn remove_matching_keeps_what_differs() {
     let left = remove_matching(&root, OsStr::new("rm"), &root, OsStr::new("keep")).unwrap();
     assert_eq!(
         left,
-        vec![t.path().join("rm/d/differs"), t.path().join("rm/d/only-here")]
+        vec![
+            t.path().join("rm/d/differs"),
+            t.path().join("rm/d/only-here")
+        ]
     );
     assert!(!t.path().join("rm/d/equal").exists());
     assert!(fs::symlink_metadata(t.path().join("rm/d/link")).is_err());
@@ -304,14 +397,30 @@ fn out_of_space_fails_cleanly_with_the_source_untouched() {
     };
     let home = t.path().join("home");
     put(&home.join("big/small"), b"fits", 1234, 20, 0o644);
-    put(&home.join("big/z-large"), &vec![0x5a; 512 * 1024], 1234, 20, 0o644);
+    put(
+        &home.join("big/z-large"),
+        &vec![0x5a; 512 * 1024],
+        1234,
+        20,
+        0o644,
+    );
     let before = snapshot(&home.join("big"));
     let src = SafeDir::open(&home).unwrap();
     let dst = SafeDir::open(&tiny.0).unwrap();
-    let err = move_entry(&src, OsStr::new("big"), &dst, OsStr::new("0"), OsStr::new("0.partial"))
-        .unwrap_err();
+    let err = move_entry(
+        &src,
+        OsStr::new("big"),
+        &dst,
+        OsStr::new("0"),
+        OsStr::new("0.partial"),
+    )
+    .unwrap_err();
     assert_eq!(err.errno(), Some(Errno::ENOSPC), "{err}");
     assert!(err.to_string().contains("z-large"), "{err}");
-    assert_eq!(dst.list().unwrap(), Vec::<std::ffi::OsString>::new(), "partial copy removed");
+    assert_eq!(
+        dst.list().unwrap(),
+        Vec::<std::ffi::OsString>::new(),
+        "partial copy removed"
+    );
     assert_eq!(diff(&before, &snapshot(&home.join("big"))), None);
 }

@@ -412,3 +412,6 @@ fn finish_restore(
         Some(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests;

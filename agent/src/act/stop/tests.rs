@@ -1,0 +1,374 @@
+//! Tests of the launchd stop step against a `launchctl` stand-in: a shell
+//! script in a temporary directory that records its argv and answers each
+//! verb with the exit code and text real launchctl gives (shapes in
+//! `tests/fixtures/launchctl/README.md`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use super::*;
+use crate::parse::launchctl::{FailureKind, JobState};
+
+const T: Duration = Duration::from_secs(10);
+
+/// A fake `launchctl`. Every run appends its arguments, one per line, then
+/// `--`, to `argv` beside it.
+struct Shim {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    log: PathBuf,
+}
+
+impl Shim {
+    /// `body` is shell run after the argv is recorded; `$1` is the verb.
+    fn new(body: &str) -> Shim {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("launchctl");
+        let log = dir.path().join("argv");
+        let script = format!(
+            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\" >> '{log}'; done\nprintf -- '--\\n' >> '{log}'\n{body}\n",
+            log = log.display()
+        );
+        // Written by a child process rather than by us: a file this process
+        // has open for writing can leak, for an instant, into a child
+        // another test is forking, and exec of the shim would then fail
+        // with ETXTBSY.
+        let mut writer = Command::new("/bin/sh")
+            .args(["-c", "cat > \"$1\" && chmod 700 \"$1\"", "sh"])
+            .arg(&path)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writer
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        assert!(writer.wait().unwrap().success());
+        Shim {
+            _dir: dir,
+            path,
+            log,
+        }
+    }
+
+    fn calls(&self) -> Vec<Vec<String>> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let mut calls = vec![];
+        let mut current = vec![];
+        for line in text.lines() {
+            if line == "--" {
+                calls.push(std::mem::take(&mut current));
+            } else {
+                current.push(line.to_string());
+            }
+        }
+        calls
+    }
+}
+
+fn label(s: &str) -> Label {
+    Label::parse(s).unwrap()
+}
+
+fn agent_target() -> Domain {
+    Domain::Gui {
+        uid: 501,
+        label: label("com.example.helper"),
+    }
+}
+
+fn item(kind: PersistenceKind, label: Option<&str>, owner: Option<u32>) -> PersistenceItem {
+    PersistenceItem {
+        kind,
+        path: "/Users/a/Library/LaunchAgents/com.example.helper.plist".into(),
+        label: label.map(str::to_string),
+        program: Some("/Users/a/.example/helper".into()),
+        args: vec![],
+        run_at_load: true,
+        keep_alive: true,
+        sockets: vec![],
+        associated_bundle_ids: vec![],
+        owner_uid: owner,
+        parent_identifier: None,
+        developer: None,
+        disposition: None,
+    }
+}
+
+#[test]
+fn labels_are_checked() {
+    for good in [
+        "com.example.helper",
+        "us.zoom.ZoomOpener",
+        "a",
+        "x-y_z@1",
+        &"a".repeat(255),
+    ] {
+        assert_eq!(label(good).as_str(), good);
+    }
+    for (bad, why) in [
+        ("", "empty"),
+        ("a/b", "'/'"),
+        ("../x", "'/'"),
+        ("a b", "whitespace"),
+        ("a\tb", "whitespace"),
+        ("a\nb", "whitespace"),
+        ("x;\u{a0}rm", "whitespace"),
+        ("a\u{7}", "control"),
+        ("a\0", "control"),
+    ] {
+        let err = Label::parse(bad).unwrap_err();
+        assert!(err.contains(why), "{bad:?}: {err}");
+    }
+    assert!(Label::parse(&"a".repeat(256)).unwrap_err().contains("255"));
+}
+
+#[test]
+fn domains_of_items() {
+    let daemon = item(
+        PersistenceKind::LaunchDaemon,
+        Some("com.example.d"),
+        Some(0),
+    );
+    assert_eq!(
+        domain_for(&daemon, None).unwrap().to_string(),
+        "system/com.example.d"
+    );
+
+    let agent = item(
+        PersistenceKind::LaunchAgent,
+        Some("com.example.helper"),
+        Some(501),
+    );
+    let d = domain_for(&agent, Some(777)).unwrap();
+    assert_eq!(
+        d.to_string(),
+        "gui/501/com.example.helper",
+        "the plist owner wins"
+    );
+    assert_eq!(d.label().as_str(), "com.example.helper");
+
+    let login = item(
+        PersistenceKind::LoginItem,
+        Some("com.example.login"),
+        Some(502),
+    );
+    assert_eq!(
+        domain_for(&login, None).unwrap().to_string(),
+        "gui/502/com.example.login"
+    );
+
+    // A root-owned global agent runs in the user's domain, not gui/0.
+    let global = item(PersistenceKind::LaunchAgent, Some("com.example.g"), Some(0));
+    assert_eq!(
+        domain_for(&global, Some(503)).unwrap().to_string(),
+        "gui/503/com.example.g"
+    );
+    let unknown = item(PersistenceKind::LaunchAgent, Some("com.example.g"), None);
+    assert_eq!(
+        domain_for(&unknown, Some(504)).unwrap().to_string(),
+        "gui/504/com.example.g"
+    );
+    for (it, uid) in [(&global, None), (&global, Some(0)), (&unknown, None)] {
+        let err = domain_for(it, uid).unwrap_err();
+        assert!(matches!(err, StopError::NoUserDomain { .. }), "{err}");
+        assert!(
+            err.to_string().contains("com.example.helper.plist"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn items_without_a_usable_label_are_refused() {
+    let none = item(PersistenceKind::LaunchAgent, None, Some(501));
+    assert!(matches!(
+        domain_for(&none, None),
+        Err(StopError::NoLabel { .. })
+    ));
+    let evil = item(PersistenceKind::LaunchAgent, Some("x; rm -rf /"), Some(501));
+    let err = domain_for(&evil, None).unwrap_err();
+    assert!(matches!(err, StopError::BadLabel { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("whitespace") && text.contains("com.example.helper.plist"),
+        "{text}"
+    );
+    let slash = item(PersistenceKind::LaunchDaemon, Some("a/../../b"), Some(0));
+    assert!(matches!(
+        domain_for(&slash, None),
+        Err(StopError::BadLabel { .. })
+    ));
+}
+
+#[test]
+fn bootout_success_passes_the_target_as_one_argument() {
+    let shim = Shim::new("exit 0");
+    assert_eq!(
+        bootout(&shim.path, &agent_target(), T).unwrap(),
+        BootoutOutcome::Unloaded
+    );
+    assert_eq!(
+        shim.calls(),
+        vec![vec!["bootout", "gui/501/com.example.helper"]]
+    );
+    let daemon = Domain::System {
+        label: label("com.example.d"),
+    };
+    bootout(&shim.path, &daemon, T).unwrap();
+    assert_eq!(shim.calls()[1], vec!["bootout", "system/com.example.d"]);
+}
+
+#[test]
+fn bootout_of_a_job_that_is_not_loaded_is_not_an_error() {
+    for body in [
+        r#"echo 'Could not find service "com.example.helper" in domain for user gui: 501' >&2; exit 113"#,
+        "echo 'Boot-out failed: 3: No such process' >&2; exit 3",
+        "echo 'Boot-out failed: 113: Could not find specified service' >&2; exit 113",
+        "echo 'Could not find domain for user gui: 501' >&2; exit 125",
+        "exit 113",
+    ] {
+        let shim = Shim::new(body);
+        let outcome = bootout(&shim.path, &agent_target(), T).unwrap();
+        assert!(
+            matches!(outcome, BootoutOutcome::NotLoaded { .. }),
+            "{body}: {outcome:?}"
+        );
+        assert_eq!(shim.calls().len(), 1, "{body}");
+    }
+}
+
+#[test]
+fn bootout_failure_is_a_typed_error_with_stderr() {
+    let shim = Shim::new("echo 'Boot-out failed: 1: Operation not permitted' >&2; exit 1");
+    let err = bootout(&shim.path, &agent_target(), T).unwrap_err();
+    match &err {
+        StopError::Launchctl {
+            verb,
+            target,
+            code,
+            failure,
+            stderr,
+            ..
+        } => {
+            assert_eq!(*verb, "bootout");
+            assert_eq!(target, "gui/501/com.example.helper");
+            assert_eq!(*code, Some(1));
+            assert!(matches!(
+                failure.kind,
+                FailureKind::Operation { errno: 1, .. }
+            ));
+            assert_eq!(stderr, "Boot-out failed: 1: Operation not permitted\n");
+        }
+        other => panic!("{other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("Operation not permitted") && text.contains("root"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bootout_io_error_is_settled_by_print() {
+    let gone = Shim::new(
+        r#"case "$1" in
+  bootout) echo 'Boot-out failed: 5: Input/output error' >&2; exit 5 ;;
+  print) echo 'Bad request.'; echo "Could not find service \"x\" in domain for user gui: 501" >&2; exit 113 ;;
+esac"#,
+    );
+    let outcome = bootout(&gone.path, &agent_target(), T).unwrap();
+    assert!(
+        matches!(outcome, BootoutOutcome::NotLoaded { ref detail } if detail.contains("5: Input/output"))
+    );
+    let calls = gone.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1], vec!["print", "gui/501/com.example.helper"]);
+
+    let still_loaded = Shim::new(
+        r#"case "$1" in
+  bootout) echo 'Boot-out failed: 5: Input/output error' >&2; exit 5 ;;
+  print) printf 'gui/501/com.example.helper = {\n\tstate = running\n\tpid = 4242\n}\n'; exit 0 ;;
+esac"#,
+    );
+    let err = bootout(&still_loaded.path, &agent_target(), T).unwrap_err();
+    assert!(
+        matches!(err, StopError::Launchctl { code: Some(5), .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn print_reports_the_job_or_none() {
+    let running = Shim::new(
+        r#"printf 'gui/501/com.example.helper = {\n\tstate = running\n\tprogram = /Users/a/.example/helper\n\targuments = {\n\t\tpid = 1\n\t}\n\tpid = 4242\n\tlast exit code = (never exited)\n}\n'"#,
+    );
+    let status = print(&running.path, &agent_target(), T).unwrap().unwrap();
+    assert_eq!(status.state, Some(JobState::Running));
+    assert_eq!(status.pid, Some(4242));
+    assert_eq!(status.target.as_deref(), Some("gui/501/com.example.helper"));
+    assert_eq!(
+        running.calls(),
+        vec![vec!["print", "gui/501/com.example.helper"]]
+    );
+
+    let missing = Shim::new(
+        r#"echo 'Bad request.'; echo 'Could not find service "com.example.helper" in domain for user gui: 501'; exit 113"#,
+    );
+    assert_eq!(print(&missing.path, &agent_target(), T).unwrap(), None);
+
+    let garbage = Shim::new("echo 'hello from a fake'; exit 0");
+    let err = print(&garbage.path, &agent_target(), T).unwrap_err();
+    assert!(matches!(err, StopError::Print { .. }), "{err}");
+
+    let denied =
+        Shim::new("echo 'Could not print service: 1: Operation not permitted' >&2; exit 1");
+    let err = print(&denied.path, &agent_target(), T).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StopError::Launchctl {
+                verb: "print",
+                code: Some(1),
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_or_hanging_launchctl_is_a_command_error() {
+    let missing = Path::new("/nonexistent/launchctl");
+    let err = bootout(missing, &agent_target(), T).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StopError::Command {
+                verb: "bootout",
+                source: CommandError::Spawn { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("/nonexistent/launchctl"), "{err}");
+
+    let hang = Shim::new("exec sleep 30");
+    let started = std::time::Instant::now();
+    let err = bootout(&hang.path, &agent_target(), Duration::from_millis(300)).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StopError::Command {
+                source: CommandError::Timeout { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

@@ -1,0 +1,312 @@
+//! Collector benchmark: ingest throughput in batches of 100 over HTTP, and
+//! `GET /api/v1/events` latency with a large stored set.
+//!
+//! ```text
+//! cargo run --release -p lenscap-collector --example bench -- --db sqlite
+//! LENSCAP_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test \
+//!   cargo run --release -p lenscap-collector --example bench -- --db postgres
+//! ```
+//!
+//! Everything runs on this machine: a real collector on 127.0.0.1:0 and
+//! client threads sending pre-built gzip-less JSON batches (building and
+//! hashing events is the agent's cost, so it is done before the clock
+//! starts). The PostgreSQL run uses a schema of its own and drops it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: fail loudly
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use lenscap_collector::auth::{new_token, token_hash};
+use lenscap_collector::config::{Limits, ServeConfig};
+use lenscap_collector::server;
+use lenscap_collector::store::{DbUrl, Role};
+use lenscap_events::samples;
+use lenscap_events::{Body, Event, Host, Mode, Sha256Hex, Verdict};
+use sqlx::Connection;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// sqlite or postgres (URL from LENSCAP_TEST_POSTGRES_URL).
+    #[arg(long, default_value = "sqlite")]
+    db: String,
+    /// Events stored in total before the query measurement.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Events in the timed ingest run (a prefix of the total).
+    #[arg(long, default_value_t = 200_000)]
+    ingest_events: u64,
+    /// Hosts the events are spread over.
+    #[arg(long, default_value_t = 50)]
+    hosts: u64,
+    /// Concurrent uploading clients.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Queries per query shape.
+    #[arg(long, default_value_t = 100)]
+    queries: usize,
+}
+
+const BATCH: u64 = 100;
+
+fn host(i: u64) -> Host {
+    Host {
+        hostname: format!("bench-mac-{i:03}"),
+        hardware_uuid: Some(format!("00000000-0000-4000-8000-{i:012}")),
+        serial: Some(format!("BENCH{i:07}")),
+        machine_id: None,
+    }
+}
+
+/// Batches of 100 events of host `h`, seqs `from..from+count`, chained
+/// after `prev`. Returns the JSON bodies and the last hash.
+fn batches(h: &Host, from: u64, count: u64, prev: Sha256Hex) -> (Vec<Vec<u8>>, Sha256Hex) {
+    let t0 = 1_764_312_000_000i64;
+    let mut events: Vec<Event> = (from..from + count)
+        .map(|seq| {
+            let body = match seq % 10 {
+                0 => Body::AgentHealth(samples::started()),
+                1..=3 => Body::DetectionFinding(Box::new(samples::zoom_finding(
+                    Verdict::Remediate,
+                    Some("catalog:zoom-opener"),
+                ))),
+                4..=7 => Body::DetectionFinding(Box::new(samples::zoom_finding(Verdict::Report, None))),
+                8 => Body::ProcessRemediation(samples::kill_zoom(false)),
+                _ => Body::FileRemediation(samples::quarantine_zoom()),
+            };
+            samples::event(h, seq, t0 + seq as i64 * 1000, Mode::Remediate, body)
+        })
+        .collect();
+    let last = samples::link(&mut events, prev);
+    let bodies = events
+        .chunks(BATCH as usize)
+        .map(|c| serde_json::to_vec(c).unwrap())
+        .collect();
+    (bodies, last)
+}
+
+struct Fleet {
+    hosts: Vec<(Host, String)>,
+    next_seq: Vec<u64>,
+    last_hash: Vec<Sha256Hex>,
+}
+
+impl Fleet {
+    /// Build `per_host` more events for every host, as (token, body) work.
+    fn work(&mut self, per_host: u64) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        for i in 0..self.hosts.len() {
+            let (h, token) = &self.hosts[i];
+            let (bodies, last) = batches(h, self.next_seq[i], per_host, self.last_hash[i].clone());
+            self.next_seq[i] += per_host;
+            self.last_hash[i] = last;
+            // Interleave hosts so concurrent clients hit different hosts.
+            out.push(bodies.into_iter().map(|b| (token.clone(), b)).collect::<Vec<_>>());
+        }
+        let mut interleaved = Vec::new();
+        let longest = out.iter().map(Vec::len).max().unwrap_or(0);
+        for k in 0..longest {
+            for per in &out {
+                if let Some(w) = per.get(k) {
+                    interleaved.push(w.clone());
+                }
+            }
+        }
+        interleaved
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+/// Send all work with `clients` threads; events per second.
+fn ingest(base: &str, work: &[(String, Vec<u8>)], clients: usize) -> f64 {
+    let next = AtomicUsize::new(0);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..clients {
+            s.spawn(|| {
+                let a = agent();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((token, body)) = work.get(i) else { break };
+                    let mut resp = a
+                        .post(format!("{base}/api/v1/events"))
+                        .header("authorization", format!("Bearer {token}"))
+                        .header("content-type", "application/json")
+                        .send(&body[..])
+                        .unwrap();
+                    let text = resp.body_mut().read_to_string().unwrap();
+                    assert_eq!(resp.status(), 200, "{text}");
+                }
+            });
+        }
+    });
+    (work.len() as u64 * BATCH) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+fn main() {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut pg_cleanup = None;
+    let url = match args.db.as_str() {
+        "sqlite" => format!("sqlite:{}", dir.path().join("bench.db").display()),
+        "postgres" => {
+            let base = std::env::var("LENSCAP_TEST_POSTGRES_URL")
+                .expect("set LENSCAP_TEST_POSTGRES_URL for --db postgres");
+            let schema = format!("lc_bench_{}", std::process::id());
+            rt.block_on(pg_exec(&base, &format!("CREATE SCHEMA {schema}")));
+            pg_cleanup = Some((base.clone(), schema.clone()));
+            let sep = if base.contains('?') { '&' } else { '?' };
+            format!("{base}{sep}options[search_path]={schema}")
+        }
+        other => panic!("--db sqlite|postgres, not {other}"),
+    };
+    let config = ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        db: DbUrl::parse(&url).unwrap(),
+        tls: None,
+        limits: Limits::default(),
+    };
+    let running = rt.block_on(server::start(config)).unwrap();
+    let base = running.base_url();
+    let store = running.store.clone();
+    let mk = |role| {
+        let t = new_token(role).unwrap();
+        rt.block_on(store.insert_token(&token_hash(&t), role, None, None, 0))
+            .unwrap();
+        t
+    };
+    let enroll = mk(Role::Enroll);
+    let reader = mk(Role::Reader);
+    let a = agent();
+    let hosts: Vec<(Host, String)> = (0..args.hosts)
+        .map(|i| {
+            let h = host(i);
+            let mut resp = a
+                .post(format!("{base}/api/v1/enroll"))
+                .header("authorization", format!("Bearer {enroll}"))
+                .header("content-type", "application/json")
+                .send(serde_json::json!({"host": h, "agent_version": "0.1.0"}).to_string())
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+            (h, v["token"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let n = args.hosts as usize;
+    let mut fleet = Fleet {
+        hosts,
+        next_seq: vec![1; n],
+        last_hash: vec![Sha256Hex::genesis(); n],
+    };
+
+    println!("backend: {}  hosts: {}  clients: {}", args.db, args.hosts, args.clients);
+    let per_host = args.ingest_events / args.hosts / BATCH * BATCH;
+    let work = fleet.work(per_host);
+    let rate = ingest(&base, &work, args.clients);
+    println!(
+        "ingest: {} events in batches of {BATCH}: {:.0} events/s",
+        work.len() as u64 * BATCH,
+        rate
+    );
+    drop(work);
+
+    // Fill up to the total in chunks, reporting the rate as it grows.
+    let mut stored = per_host * args.hosts;
+    while stored < args.events {
+        let chunk = (200_000u64).min(args.events - stored);
+        let per_host = (chunk / args.hosts / BATCH).max(1) * BATCH;
+        let work = fleet.work(per_host);
+        let rate = ingest(&base, &work, args.clients);
+        stored += per_host * args.hosts;
+        println!("fill: {stored} stored, last chunk {rate:.0} events/s");
+    }
+
+    let t0 = 1_764_312_000_000i64;
+    let mid = t0 + (fleet.next_seq[0] as i64 / 2) * 1000;
+    let shapes: Vec<(&str, String)> = vec![
+        ("newest 100", "limit=100".into()),
+        ("one host", "host=bench-mac-007&limit=100".into()),
+        ("kind", "kind=file_remediation&limit=100".into()),
+        ("verdict", "verdict=remediate&limit=100".into()),
+        ("rule", "rule=catalog%3Azoom-opener&limit=100".into()),
+        (
+            "time window",
+            format!("since={}&until={}&limit=100", mid, mid + 60_000),
+        ),
+        (
+            "host + kind + window",
+            format!("host=bench-mac-042&kind=detection_finding&since={}&until={}&limit=100", t0, mid),
+        ),
+    ];
+    let mut all = Vec::new();
+    println!("GET /api/v1/events with {stored} events stored ({} requests per shape):", args.queries);
+    for (name, q) in &shapes {
+        let mut times = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..args.queries {
+            // Walk pages: later requests go deeper via the cursor.
+            let url = match &cursor {
+                Some(c) => format!("{base}/api/v1/events?{q}&cursor={c}"),
+                None => format!("{base}/api/v1/events?{q}"),
+            };
+            let started = Instant::now();
+            let mut resp = a
+                .get(&url)
+                .header("authorization", format!("Bearer {reader}"))
+                .call()
+                .unwrap();
+            let text = resp.body_mut().with_config().limit(64 << 20).read_to_string().unwrap();
+            times.push(started.elapsed());
+            assert_eq!(resp.status(), 200, "{text}");
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            cursor = v["next_cursor"].as_str().map(str::to_string);
+        }
+        times.sort();
+        println!(
+            "  {name:<22} p50 {:>6.1} ms  p95 {:>6.1} ms  max {:>6.1} ms",
+            percentile(&times, 0.5).as_secs_f64() * 1e3,
+            percentile(&times, 0.95).as_secs_f64() * 1e3,
+            times.last().unwrap().as_secs_f64() * 1e3
+        );
+        all.extend(times);
+    }
+    all.sort();
+    println!(
+        "  {:<22} p50 {:>6.1} ms  p95 {:>6.1} ms  max {:>6.1} ms",
+        "all shapes",
+        percentile(&all, 0.5).as_secs_f64() * 1e3,
+        percentile(&all, 0.95).as_secs_f64() * 1e3,
+        all.last().unwrap().as_secs_f64() * 1e3
+    );
+
+    rt.block_on(running.shutdown()).unwrap();
+    if let Some((base, schema)) = pg_cleanup {
+        rt.block_on(pg_exec(&base, &format!("DROP SCHEMA {schema} CASCADE")));
+    }
+}
+
+async fn pg_exec(url: &str, sql: &str) {
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+}
