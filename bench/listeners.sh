@@ -6,15 +6,19 @@
 #
 #   bench/listeners.sh [RUNS] [EXTRA_PROCS] [EXTRA_LISTENERS]   (defaults 50 300 50)
 #
-# Needs: ss (iproute2), lsof. Run as root to let every tool see every owner.
+# Needs: ss (iproute2), lsof, hyperfine (installed from Debian's packages
+# when missing). Run as root to let every tool see every owner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-50}
 procs=${2:-300}
 listeners=${3:-50}
 
-for tool in ss lsof; do
-    command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install iproute2 lsof)" >&2; exit 1; }
+if ! command -v hyperfine >/dev/null && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq hyperfine iproute2 lsof >/dev/null
+fi
+for tool in ss lsof hyperfine; do
+    command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install iproute2 lsof hyperfine)" >&2; exit 1; }
 done
 
 cargo build --release -q -p lenscap --bin lenscap
@@ -51,24 +55,21 @@ cat >"$work/config.plist" <<PLIST
 </dict></plist>
 PLIST
 
-median_ms() { # runs a command $runs times, prints the median wall time in ms
-    local times=() t0 t1
-    for _ in $(seq "$runs"); do
-        t0=$(date +%s%N); "$@" >/dev/null 2>&1 || true; t1=$(date +%s%N)
-        times+=($(( (t1 - t0) / 1000 )))
-    done
-    printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {m=a[int((NR+1)/2)]; printf "%.2f", m/1000}'
-}
-
-nproc_now=$(ls -d /proc/[0-9]* | wc -l)
+nproc_now=$(find /proc -maxdepth 1 -name '[0-9]*' | wc -l)
 nsock=$(ss -ltnH | wc -l)
 echo "processes: $nproc_now, listening TCP sockets: $nsock, runs: $runs"
-l=$(median_ms "$lenscap" scan --json --no-probe --config "$work/config.plist")
-s=$(median_ms ss -ltnp)
-o=$(median_ms lsof -nP -iTCP -sTCP:LISTEN)
-full=$(median_ms "$lenscap" scan --json --config "$work/config.plist")
-echo "lenscap scan --json --no-probe : $l ms"
-echo "ss -ltnp                       : $s ms"
-echo "lsof -nP -iTCP -sTCP:LISTEN    : $o ms"
-echo "lenscap scan --json (probing)  : $full ms"
-awk -v l="$l" -v s="$s" -v o="$o" 'BEGIN {printf "ratio vs ss: %.2f×   ratio vs lsof: %.2f×\n", l/s, l/o}'
+# -N: no intermediate shell, so each number is the tool alone.
+hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/result.json" \
+    "$lenscap scan --json --no-probe --config $work/config.plist" \
+    "ss -ltnp" \
+    "lsof -nP -iTCP -sTCP:LISTEN" \
+    "$lenscap scan --json --config $work/config.plist" >/dev/null
+# Medians and ratios from hyperfine's JSON (jq-free: python3 is optional,
+# so parse with awk over the one-line-per-field JSON hyperfine writes).
+awk '
+    /"command":/ { gsub(/.*"command": "|",$/, ""); cmd = $0 }
+    /"median":/  { gsub(/.*"median": |,$/, ""); med[++n] = $0 * 1000; name[n] = cmd }
+    END {
+        for (i = 1; i <= n; i++) printf "%-60s median %7.2f ms\n", name[i], med[i]
+        printf "ratio lenscap/ss: %.2f×   lenscap/lsof: %.2f×\n", med[1] / med[2], med[1] / med[3]
+    }' "$work/result.json"

@@ -15,4 +15,5 @@ pub mod model;
 pub mod observe;
 pub mod parse;
 pub mod platform;
+pub mod report;
 pub mod scan;

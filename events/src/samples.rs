@@ -405,6 +405,56 @@ mod tests {
         assert_ne!(canonical_hash(&v), e.hash().unwrap());
     }
 
+    /// Every JSON pointer in a value, for mutation.
+    fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
+        out.push(at.clone());
+        match v {
+            Value::Object(m) => m.iter().for_each(|(k, c)| pointers(c, format!("{at}/{k}"), out)),
+            Value::Array(a) => a.iter().enumerate().for_each(|(i, c)| pointers(c, format!("{at}/{i}"), out)),
+            _ => {}
+        }
+    }
+
+    fn arb_leaf() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<u64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|f| json!(f)),
+            ".{0,40}".prop_map(Value::String),
+            Just(json!([])),
+            Just(json!({})),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Received events are outside input: whatever field is replaced
+        /// by whatever, reading never panics, and what reads also hashes.
+        #[test]
+        fn mutated_events_never_panic(
+            which in 0usize..5,
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            leaf in arb_leaf(),
+        ) {
+            let mut events = docs_chain();
+            events.push(event(&host(), 5, 1, Mode::Monitor, Body::ProcessRemediation(kill_zoom(true))));
+            let mut v = serde_json::to_value(&events[which]).unwrap();
+            let mut ps = Vec::new();
+            pointers(&v, String::new(), &mut ps);
+            let p = at.get(&ps).clone();
+            if p.is_empty() {
+                v = leaf;
+            } else if let Some(slot) = v.pointer_mut(&p) {
+                *slot = leaf;
+            }
+            if let Ok(e) = Event::from_value(v) {
+                proptest::prop_assert!(e.hash().is_ok());
+            }
+        }
+    }
+
     #[test]
     fn unknown_action_reads_as_other() {
         let mut v = serde_json::to_value(Body::ProcessRemediation(kill_zoom(false))).unwrap();

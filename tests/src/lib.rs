@@ -281,7 +281,10 @@ impl Standin {
             if let Some(status) = standin.child.try_wait().expect("try_wait") {
                 panic!("launchd-standin exited before it was ready: {status}");
             }
-            assert!(Instant::now() < deadline, "launchd-standin not ready in 10 s");
+            assert!(
+                Instant::now() < deadline,
+                "launchd-standin not ready in 10 s"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         standin

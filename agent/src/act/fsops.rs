@@ -18,7 +18,7 @@
 //!   changed through their descriptor (`fchown`, `fchmod`, `futimens`);
 //! - names are moved with `renameat`, removed with `unlinkat`.
 //!
-//! [`tree`] builds the tree operations on top: scanning with sha256, moving
+//! `tree` builds the tree operations on top: scanning with sha256, moving
 //! within a filesystem (`renameat`, atomic) or across filesystems (copy by
 //! descriptor, fsync, verify the hash, then remove the source), and removing
 //! only what provably equals a kept copy.

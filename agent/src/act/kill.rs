@@ -18,7 +18,8 @@
 //!
 //! Every signal goes through [`ProcessControl::signal_verified`], which
 //! re-checks pid + start time + executable immediately before sending (a
-//! pidfd on Linux). PID 0, PID 1, the agent's own PID and any process whose
+//! pidfd on Linux); a descendant that `exec`s after it was captured keeps
+//! its PID and start time and is followed to its new executable. PID 0, PID 1, the agent's own PID and any process whose
 //! identity could not be captured (or has no known executable) are never
 //! signalled.
 
@@ -164,7 +165,10 @@ pub fn terminate_tree(
         let found = descendants_of(ctl, &parent, me, &mut seen, &mut report);
         if members.len() + found.len() > MAX_TREE {
             report.truncated = true;
-            tracing::warn!(root = root.pid, "process tree over {MAX_TREE}; walk stopped");
+            tracing::warn!(
+                root = root.pid,
+                "process tree over {MAX_TREE}; walk stopped"
+            );
             members.extend(found.into_iter().take(MAX_TREE - members.len()));
             break;
         }
@@ -175,7 +179,8 @@ pub fn terminate_tree(
     let mut pending: Vec<(usize, ProcessIdentity)> = Vec::new();
     for id in members {
         let slot = report.processes.len();
-        let outcome = match ctl.signal_verified(&id, libc::SIGTERM) {
+        let mut id = id;
+        let outcome = match signal_following_exec(ctl, &mut id, libc::SIGTERM) {
             Ok(SignalOutcome::Sent) => {
                 pending.push((slot, id.clone()));
                 KillOutcome::Terminated // provisional: confirmed by the wait
@@ -200,8 +205,8 @@ pub fn terminate_tree(
         }
     }
     let mut killed = Vec::new();
-    for (slot, id) in survivors.into_iter().chain(late) {
-        report.processes[slot].outcome = match ctl.signal_verified(&id, libc::SIGKILL) {
+    for (slot, mut id) in survivors.into_iter().chain(late) {
+        report.processes[slot].outcome = match signal_following_exec(ctl, &mut id, libc::SIGKILL) {
             Ok(SignalOutcome::Sent) => {
                 killed.push((slot, id));
                 KillOutcome::Killed
@@ -216,6 +221,28 @@ pub fn terminate_tree(
         report.processes[slot].outcome = KillOutcome::Survived;
     }
     report
+}
+
+/// `signal_verified`, following an `exec`: a process captured between its
+/// fork and its exec shows the same PID and start time but a new
+/// executable. It is still the process we found (a PID is reused within
+/// one start-time tick only if the whole PID space cycles in 10 ms), so
+/// its new identity is adopted and the signal, verified again, is sent.
+fn signal_following_exec(
+    ctl: &dyn ProcessControl,
+    id: &mut ProcessIdentity,
+    signal: i32,
+) -> Result<SignalOutcome, PlatformError> {
+    match ctl.signal_verified(id, signal)? {
+        SignalOutcome::IdentityChanged => match ctl.process(id.pid) {
+            Ok(now) if now.start_time == id.start_time && now.path.is_some() => {
+                *id = now;
+                ctl.signal_verified(id, signal)
+            }
+            _ => Ok(SignalOutcome::IdentityChanged),
+        },
+        outcome => Ok(outcome),
+    }
 }
 
 /// Why the root may not be touched, or how it is gone; `Ok` when it is
@@ -233,9 +260,14 @@ fn check_root(
     }
     match ctl.process(root.pid) {
         Ok(now) if same_process(&now, root) => Ok(()),
+        Ok(now) if exited(&now) && now.start_time == root.start_time => {
+            Err(KillOutcome::AlreadyGone)
+        }
         Ok(_) => Err(KillOutcome::IdentityChanged),
         Err(PlatformError::NoSuchProcess { .. }) => Err(KillOutcome::AlreadyGone),
-        Err(e) => Err(KillOutcome::Refused(Refusal::IdentityUnknown(e.to_string()))),
+        Err(e) => Err(KillOutcome::Refused(Refusal::IdentityUnknown(
+            e.to_string(),
+        ))),
     }
 }
 
@@ -247,6 +279,13 @@ fn protected(pid: u32, me: u32) -> Option<Refusal> {
     } else {
         None
     }
+}
+
+/// A process that has exited but is not reaped yet (a zombie): the kernel
+/// has dropped its executable and arguments. (A live process with neither
+/// is a kernel thread, which is never anyone's child but kthreadd's.)
+fn exited(now: &ProcessIdentity) -> bool {
+    now.path.is_none() && now.args.is_empty()
 }
 
 /// The identity fields `signal_verified` checks.
@@ -290,6 +329,11 @@ fn descendants_of(
         match ctl.process(pid) {
             // Reused since the listing and no longer ours: not in the tree.
             Ok(id) if id.ppid != parent.pid => {}
+            Ok(id) if exited(&id) => {
+                report
+                    .processes
+                    .push(entry(pid, Some(&id), KillOutcome::AlreadyGone));
+            }
             Ok(id) if id.path.is_none() => report.processes.push(entry(
                 pid,
                 Some(&id),

@@ -32,13 +32,11 @@ const MAX_LABEL: usize = 255;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StopError {
-    #[error(
-        "launchd label {label:?} of {path} cannot be used: {reason}; the job is left loaded, remove it by hand"
-    )]
+    #[error("{source} (in {path}); the job is left loaded: unload it by hand")]
     BadLabel {
-        label: String,
         path: PathBuf,
-        reason: &'static str,
+        #[source]
+        source: LabelError,
     },
     #[error("{path} has no launchd label, so there is no job to unload")]
     NoLabel { path: PathBuf },
@@ -62,7 +60,8 @@ pub enum StopError {
         verb: &'static str,
         target: String,
         code: Option<i32>,
-        failure: Failure,
+        /// Boxed: it is large and errors should stay small.
+        failure: Box<Failure>,
         /// launchctl's standard error, capped, for the journal.
         stderr: String,
     },
@@ -74,6 +73,15 @@ pub enum StopError {
     },
 }
 
+/// A label [`Label::parse`] refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("launchd label {label:?} cannot be put into a launchctl command line: {reason}")]
+pub struct LabelError {
+    /// The label, cut to 255 characters.
+    pub label: String,
+    pub reason: &'static str,
+}
+
 /// A launchd label that is safe to put into a service target: non-empty,
 /// at most 255 bytes, no `/` (it would change the target's meaning), no
 /// whitespace or control characters (they would corrupt launchctl's
@@ -82,8 +90,15 @@ pub enum StopError {
 pub struct Label(String);
 
 impl Label {
-    /// Check `label`; `Err` names what is wrong with it.
-    pub fn parse(label: &str) -> Result<Label, &'static str> {
+    /// Check `label`; the error says what is wrong with it.
+    pub fn parse(label: &str) -> Result<Label, LabelError> {
+        Label::check(label).map_err(|reason| LabelError {
+            label: label.chars().take(MAX_LABEL).collect(),
+            reason,
+        })
+    }
+
+    fn check(label: &str) -> Result<Label, &'static str> {
         if label.is_empty() {
             Err("it is empty")
         } else if label.len() > MAX_LABEL {
@@ -149,10 +164,9 @@ pub fn domain_for(item: &PersistenceItem, process_uid: Option<u32>) -> Result<Do
     let raw = item.label.as_deref().ok_or_else(|| StopError::NoLabel {
         path: item.path.clone(),
     })?;
-    let label = Label::parse(raw).map_err(|reason| StopError::BadLabel {
-        label: raw.chars().take(MAX_LABEL).collect(),
+    let label = Label::parse(raw).map_err(|source| StopError::BadLabel {
         path: item.path.clone(),
-        reason,
+        source,
     })?;
     match item.kind {
         PersistenceKind::LaunchDaemon => Ok(Domain::System { label }),
@@ -284,7 +298,7 @@ fn launchctl_error(
         verb,
         target,
         code: out.code,
-        failure,
+        failure: Box::new(failure),
         stderr: out.stderr_lossy().chars().take(4096).collect(),
     }
 }

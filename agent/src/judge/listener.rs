@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use super::correlate::Links;
+use super::helper;
 use super::heuristics::{self, Reach};
 use super::items::ItemFacts;
 use super::locate;
@@ -82,7 +83,7 @@ pub(crate) fn judge_listener(
     reasons.push(why);
     // 3. A helper?
     let (helper, why) = match primary {
-        Some(p) => heuristics::helper(p, my_links, obs),
+        Some(p) => helper::helper(p, my_links, obs),
         None => (false, vec!["who started it is unknown".to_string()]),
     };
     reasons.extend(why);
@@ -141,9 +142,17 @@ pub(crate) fn judge_listener(
     }
 
     // The never-list, and "nothing to act on".
+    let primary_pid = primary.map(|p| p.pid);
     let mut blocked: Vec<String> = owners
         .iter()
-        .filter_map(|p| heuristics::protected(p, obs))
+        .filter_map(|p| {
+            let why = helper::protected(p, obs)?;
+            Some(if Some(p.pid) == primary_pid {
+                why
+            } else {
+                format!("{} (pid {}) holds the socket too: {why}", p.name, p.pid)
+            })
+        })
         .collect();
     // By pid alone, even when the identity could not be read.
     for &pid in &l.pids {

@@ -59,6 +59,7 @@ use crate::model::{Finding, HttpProbe, Listener, PersistenceItem, ProcessIdentit
 mod catalog;
 mod catalog_match;
 mod correlate;
+mod helper;
 mod heuristics;
 mod items;
 mod listener;
@@ -76,7 +77,7 @@ mod scenarios_benign;
 mod scenarios_never;
 mod subject;
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 mod verdict;
 
 pub use catalog::{Catalog, CatalogEntry, CatalogFile, DisclosedLocations};

@@ -8,6 +8,7 @@
 //! itself is reported, saying there is no HTTP evidence; otherwise allow.
 
 use super::correlate::{Links, describe_item};
+use super::helper;
 use super::heuristics::{self, Reach};
 use super::items::ItemFacts;
 use super::listener::{Judged, installed_app};
@@ -130,7 +131,7 @@ pub(crate) fn judge_item(
     // The never-list: Apple's own jobs, the agent's own daemon.
     let mut blocked: Vec<String> = running
         .iter()
-        .filter_map(|p| heuristics::protected(p, obs))
+        .filter_map(|p| helper::protected(p, obs))
         .collect();
     if locate::is_system(&item.path) || item.program.as_deref().is_some_and(locate::is_system) {
         blocked.push("it is part of macOS (/System)".into());

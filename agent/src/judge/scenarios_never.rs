@@ -245,14 +245,3 @@ fn input_order_does_not_change_the_output() {
     assert_eq!(reversed.judge(&policy), expected);
     assert_eq!(scene.judge(&policy), expected, "same input, same output");
 }
-#[test]
-fn zz_print3() {
-    let exe = "/Library/Application Support/Acme/sockd";
-    let mut daemon = launch_agent("/Library/LaunchDaemons/com.acme.sockd.plist", "com.acme.sockd", exe);
-    daemon.sockets = vec![LaunchdSocket { name: "Listeners".into(), service: Some("8765".into()), node: None }];
-    let launchd = apple(process(1, 0, "/sbin/launchd", "launchd"), "com.apple.xpc.launchd");
-    let s = Scene::new().process(launchd).process(process(1400, 1, exe, "sockd"))
-        .listen(loopback(8765, &[1, 1400]), Some(http(""))).item(daemon).exists(exe)
-        .item(launch_agent(&home("Library/LaunchAgents/x.plist"), "x", &home(".x/agent"))).exists("/nothing");
-    for f in &s.judge(&policy()) { println!("{:?} {:?} {:?} {:?}\n  {}", f.kind, f.verdict, f.severity, f.rule, f.reasons.join("\n  ")); }
-}

@@ -230,9 +230,7 @@ impl Failure {
             FailureKind::ServiceNotFound { .. } | FailureKind::DomainNotFound { .. } => true,
             FailureKind::Operation {
                 operation, errno, ..
-            } => {
-                *errno == EXIT_SERVICE_NOT_FOUND || (*errno == ESRCH && operation == "Boot-out")
-            }
+            } => *errno == EXIT_SERVICE_NOT_FOUND || (*errno == ESRCH && operation == "Boot-out"),
             FailureKind::Other => false,
         }
     }

@@ -100,6 +100,27 @@ impl Native {
         process::signal_verified(self.clock()?, expected, signal)
     }
 
+    /// The PIDs whose parent is `pid`, ascending, from the `ppid` field of
+    /// every `/proc/<n>/stat`. (`/proc/<pid>/task/<tid>/children` would be
+    /// cheaper but exists only with `CONFIG_PROC_CHILDREN`.) A process that
+    /// exits during the scan is left out; `NoSuchProcess` if `pid` itself
+    /// is gone.
+    pub fn child_pids(&self, pid: u32) -> Result<Vec<u32>, PlatformError> {
+        ProcDir::open(pid)?;
+        let entries = std::fs::read_dir("/proc").map_err(|e| PlatformError::io("/proc", e))?;
+        let mut children: Vec<u32> = entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|&candidate| {
+                std::fs::read(format!("/proc/{candidate}/stat"))
+                    .ok()
+                    .and_then(|raw| procfs::parse_stat(&raw))
+                    .is_some_and(|stat| stat.ppid == pid)
+            })
+            .collect();
+        children.sort_unstable();
+        Ok(children)
+    }
+
     fn user_name(&self, uid: u32) -> Option<String> {
         // A poisoned lock only means another thread panicked mid-insert;
         // the map is still a valid cache.
@@ -215,6 +236,13 @@ impl Platform for Native {
     /// Linux has no Background Task Management login items.
     fn login_items(&self) -> Result<Vec<PersistenceItem>, PlatformError> {
         Ok(Vec::new())
+    }
+
+    /// Linux has no desktop notification path a root daemon can rely on:
+    /// the notice goes to the log, where the operator reads it.
+    fn notify_user(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String> {
+        tracing::warn!(uid, "{title}: {message}");
+        Ok(())
     }
 }
 

@@ -41,6 +41,8 @@ const CODESIGN_TIMEOUT: Duration = Duration::from_secs(10);
 const SFLTOOL_TIMEOUT: Duration = Duration::from_secs(30);
 const SW_VERS: &str = "/usr/bin/sw_vers";
 const SW_VERS_TIMEOUT: Duration = Duration::from_secs(5);
+/// `launchctl asuser … osascript`: a notification either shows at once or not.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 /// `KERN_ARGMAX` is 1 MiB on current macOS; refuse anything absurd.
 const MAX_PROCARGS: usize = 16 * 1024 * 1024;
 
@@ -81,6 +83,16 @@ impl Native {
     /// handed out in increasing order and wrap at 99 999, so for a stranger
     /// to get the PID in that window the whole PID space would have to
     /// cycle through it.
+    /// Direct children of `pid` (libproc `PROC_PPID_ONLY`).
+    pub fn child_pids(&self, pid: u32) -> Result<Vec<u32>, PlatformError> {
+        pids_by_type(ProcFilter::ByParentProcess { ppid: pid }).map_err(|e| {
+            PlatformError::Command {
+                program: PathBuf::from("proc_listpids"),
+                detail: e.to_string(),
+            }
+        })
+    }
+
     pub fn signal_verified(
         &self,
         expected: &ProcessIdentity,
@@ -321,5 +333,36 @@ impl Platform for Native {
                 detail: err.to_string(),
             }
         })
+    }
+
+    /// `launchctl asuser <uid> sudo -u <user> osascript -e 'display
+    /// notification …'` for the given user, or for the console user (the
+    /// owner of /dev/console; root means nobody is logged in).
+    fn notify_user(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        let uid = match uid {
+            Some(u) => u,
+            None => std::fs::metadata("/dev/console")
+                .map(|m| m.uid())
+                .map_err(|e| format!("cannot tell who is logged in: {e}"))?,
+        };
+        if uid == 0 {
+            return Err("nobody is logged in at the console".into());
+        }
+        let user = self
+            .user_name(uid)
+            .ok_or_else(|| format!("uid {uid} has no user name"))?;
+        let args = crate::act::notify::macos_notification_args(uid, &user, title, message);
+        let out = command::run(&self.tools.launchctl, &args, NOTIFY_TIMEOUT, 4096)
+            .map_err(|e| e.to_string())?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "launchctl asuser exited {:?}: {}",
+                out.code,
+                out.stderr_lossy().trim()
+            ))
+        }
     }
 }

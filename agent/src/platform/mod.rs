@@ -96,4 +96,8 @@ pub trait Platform: Send + Sync {
     /// Login items from Background Task Management (macOS 13+). Platforms
     /// without them return an empty list.
     fn login_items(&self) -> Result<Vec<PersistenceItem>, PlatformError>;
+
+    /// Tell a user (`uid`, or whoever is logged in at the console) what
+    /// lenscap did. Best effort: the error says why nobody was told.
+    fn notify_user(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String>;
 }

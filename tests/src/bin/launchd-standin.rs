@@ -45,27 +45,27 @@
 //! Linux only (`setsid`, `prctl`, `/proc`): it stands in for launchd where
 //! there is none. Output formats: the project's macOS reference.
 
+#[path = "launchd-standin/control.rs"]
+mod control;
 #[path = "launchd-standin/job.rs"]
 mod job;
+#[path = "launchd-standin/print.rs"]
+mod print;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::Write;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::exit;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use job::{Exit, Job, Target};
-use lenscap_e2e::{LaunchctlReply, encode_standin_reply};
+use control::reply;
+use job::{Exit, Job};
+use lenscap_e2e::LaunchctlReply;
 
 /// How long a stop at shutdown waits after SIGTERM before SIGKILL.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-
-const BOOTOUT_USAGE: &str = "Unrecognized target specifier.\nUsage: launchctl bootout <domain-target> [service-path1, service-path2, ...] | <service-target>\n<service-target> takes a form of <domain-target>/<service-id>.\nPlease refer to `man launchctl` for explanation of the <domain-target> specifiers.\n";
-const PRINT_USAGE: &str = "Unrecognized target specifier.\nUsage: launchctl print <service-target> | <domain-target>\n";
-const BOOTSTRAP_USAGE: &str =
-    "Usage: launchctl bootstrap <domain-target> [service-path, service-path2, ...]\n";
 
 #[derive(Debug)]
 struct Options {
@@ -117,7 +117,7 @@ fn main() {
     let opts = parse_args(std::env::args().skip(1)).unwrap_or_else(|e| fail(&e));
     // Block the signals the main loop waits for, before any thread exists,
     // so every thread inherits the mask and only `sigtimedwait` sees them.
-    // (Jobs do not inherit it: std resets the mask in a spawned child.)
+    // (Jobs get a clean mask: see `Job::spawn`.)
     let signals = block_signals();
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
@@ -145,7 +145,7 @@ fn main() {
     let control = Arc::clone(&shared);
     // Spawning and reaping stay on the main thread: std's `spawn` waits for
     // a child whose exec failed, which a reaper on another thread could race.
-    std::thread::spawn(move || serve(&listener, &control));
+    std::thread::spawn(move || control::serve(&listener, &control));
     run(&shared, &signals);
     shutdown(&shared);
     let _ = std::fs::remove_file(&sock);
@@ -165,7 +165,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             "--dir" => opts.dirs.push(PathBuf::from(value()?)),
             "--state" => opts.state = PathBuf::from(value()?),
             "--throttle-ms" => {
-                let ms = value()?.parse().map_err(|e| format!("--throttle-ms: {e}"))?;
+                let ms = value()?
+                    .parse()
+                    .map_err(|e| format!("--throttle-ms: {e}"))?;
                 opts.throttle = Duration::from_millis(ms);
             }
             "--bootout-missing" => {
@@ -218,7 +220,7 @@ fn run(shared: &Shared, signals: &libc::sigset_t) {
         let timeout = job::next_due(&shared.lock().jobs).min(Duration::from_secs(1));
         let ts = libc::timespec {
             tv_sec: timeout.as_secs() as libc::time_t,
-            tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
         };
         // SAFETY: `signals` and `ts` outlive the call; siginfo may be null.
         let sig = unsafe { libc::sigtimedwait(signals, std::ptr::null_mut(), &ts) };
@@ -328,7 +330,12 @@ fn kill_descendants() {
 /// Parent pid from `/proc/<pid>/stat`: the second field after `(comm)`.
 fn parent_of(pid: i32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn load_dir(shared: &Shared, st: &mut State, dir: &Path) {
@@ -343,8 +350,8 @@ fn load_dir(shared: &Shared, st: &mut State, dir: &Path) {
         .collect();
     paths.sort();
     for path in paths {
-        let loaded = job::domain_for(dir, &path).and_then(|d| load(shared, st, &d, &path));
-        if let Err(reply) = loaded {
+        let domain = job::domain_for(dir, &path);
+        if let Err(reply) = load(shared, st, &domain, &path) {
             eprint!("launchd-standin: {}: {}", path.display(), reply.stderr);
         }
     }
@@ -375,104 +382,3 @@ fn load(shared: &Shared, st: &mut State, domain: &str, path: &Path) -> Result<()
     Ok(())
 }
 
-fn reply(code: i32, stdout: &str, stderr: &str) -> LaunchctlReply {
-    LaunchctlReply {
-        code,
-        stdout: stdout.into(),
-        stderr: stderr.into(),
-    }
-}
-
-/// Answer control connections one at a time, as launchd serialises its
-/// requests: a `bootout` holds the next command until its job is gone.
-fn serve(listener: &UnixListener, shared: &Shared) {
-    for conn in listener.incoming().flatten() {
-        if let Err(e) = answer(conn, shared) {
-            eprintln!("launchd-standin: control connection: {e}");
-        }
-    }
-}
-
-fn answer(mut conn: UnixStream, shared: &Shared) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut line = String::new();
-    BufReader::new((&conn).take(64 * 1024)).read_line(&mut line)?;
-    let args: Vec<&str> = line.trim_end_matches('\n').split('\t').collect();
-    let answer = command(&args, shared);
-    conn.write_all(encode_standin_reply(&answer).as_bytes())
-}
-
-fn command(args: &[&str], shared: &Shared) -> LaunchctlReply {
-    match args {
-        ["bootout", target] => match Target::parse_service(target) {
-            Some(t) => bootout(shared, &t),
-            None => reply(64, "", BOOTOUT_USAGE),
-        },
-        ["bootout", _, _, ..] => reply(64, "", "launchd-standin models only `bootout <service-target>`\n"),
-        ["bootstrap", domain, paths @ ..] if !paths.is_empty() => {
-            let Some(domain) = Target::parse_domain(domain) else {
-                return reply(64, "", BOOTSTRAP_USAGE);
-            };
-            let mut st = shared.lock();
-            for path in paths {
-                if let Err(failed) = load(shared, &mut st, &domain, Path::new(path)) {
-                    return failed;
-                }
-            }
-            wake_main_loop();
-            reply(0, "", "")
-        }
-        ["print", target] => match Target::parse_service(target) {
-            Some(t) => match shared.lock().jobs.get(&t.key()) {
-                Some(job) => reply(0, &job.describe(&t.key()), ""),
-                None => {
-                    let text = format!("Could not find service \"{}\" in domain for {}\n", t.label, t.domain_desc());
-                    reply(113, "", &text)
-                }
-            },
-            None => reply(64, "", PRINT_USAGE),
-        },
-        ["bootout" | "print", ..] | ["bootstrap", ..] => reply(64, "", "Usage: see `man launchctl`\n"),
-        [other, ..] => reply(64, "", &format!("launchd-standin does not model `launchctl {other}`\n")),
-        [] => reply(64, "", "Usage: launchctl <subcommand> ... | help [subcommand]\n"),
-    }
-}
-
-/// Unload a job: it will never be started again; SIGTERM its process and
-/// wait until it is reaped (SIGKILL after its `ExitTimeOut`).
-fn bootout(shared: &Shared, t: &Target) -> LaunchctlReply {
-    let mut st = shared.lock();
-    let Some(job) = st.jobs.remove(&t.key()) else {
-        return match shared.opts.bootout_missing {
-            3 => reply(3, "", "Boot-out failed: 3: No such process\n"),
-            _ => reply(113, "", "Boot-out failed: 113: Could not find specified service\n"),
-        };
-    };
-    shared.log(&format!("bootout {}", t.key()));
-    let Some(pid) = job.pid else {
-        return reply(0, "", "");
-    };
-    st.stopping.insert(pid, (t.key(), job.spec.abandon_group));
-    // SAFETY: kill(2); the pid is unreaped (reaping needs this lock).
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let mut deadline = Instant::now() + job.spec.exit_timeout;
-    let mut killed = false;
-    while st.stopping.contains_key(&pid) {
-        let now = Instant::now();
-        if now >= deadline {
-            if killed {
-                break; // unkillable (D state?): the reaper will finish it
-            }
-            // SAFETY: as above.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            killed = true;
-            deadline = now + Duration::from_secs(5);
-        }
-        st = shared
-            .reaped
-            .wait_timeout(st, deadline - now)
-            .unwrap_or_else(PoisonError::into_inner)
-            .0;
-    }
-    reply(0, "", "")
-}

@@ -121,9 +121,15 @@ fn labels_are_checked() {
         ("a\0", "control"),
     ] {
         let err = Label::parse(bad).unwrap_err();
-        assert!(err.contains(why), "{bad:?}: {err}");
+        assert!(err.reason.contains(why), "{bad:?}: {err}");
     }
-    assert!(Label::parse(&"a".repeat(256)).unwrap_err().contains("255"));
+    let long = Label::parse(&"a".repeat(300)).unwrap_err();
+    assert!(long.reason.contains("255"));
+    assert_eq!(
+        long.label.len(),
+        255,
+        "the error does not carry all of a huge label"
+    );
 }
 
 #[test]
@@ -189,7 +195,7 @@ fn items_without_a_usable_label_are_refused() {
         domain_for(&none, None),
         Err(StopError::NoLabel { .. })
     ));
-    let evil = item(PersistenceKind::LaunchAgent, Some("x; rm -rf /"), Some(501));
+    let evil = item(PersistenceKind::LaunchAgent, Some("x; rm -rf ~"), Some(501));
     let err = domain_for(&evil, None).unwrap_err();
     assert!(matches!(err, StopError::BadLabel { .. }), "{err}");
     let text = err.to_string();

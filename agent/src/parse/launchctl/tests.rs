@@ -106,15 +106,23 @@ fn print_value_forms() {
     // A header alone (a minimal stand-in) is a job with no facts.
     let s = parse_print("gui/501/x = {\n}\n").unwrap();
     assert_eq!(s.target.as_deref(), Some("gui/501/x"));
-    assert_eq!(s, JobStatus {
-        target: Some("gui/501/x".into()),
-        ..JobStatus::default()
-    });
+    assert_eq!(
+        s,
+        JobStatus {
+            target: Some("gui/501/x".into()),
+            ..JobStatus::default()
+        }
+    );
 }
 
 #[test]
 fn print_rejects_what_is_not_print_output() {
-    for text in ["", "\n\n", "usage: launchctl print <target>", "state = running\n"] {
+    for text in [
+        "",
+        "\n\n",
+        "usage: launchctl print <target>",
+        "state = running\n",
+    ] {
         assert!(
             matches!(parse_print(text), Err(PrintError::NotPrintOutput { .. })),
             "{text:?}"

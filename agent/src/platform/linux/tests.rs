@@ -298,3 +298,39 @@ fn host_info_and_unsupported_features() {
     );
     assert!(p.login_items().unwrap().is_empty());
 }
+
+#[test]
+fn child_pids_lists_direct_children_only() {
+    // sh with two background sleeps; each sleep is a child of sh, and the
+    // grandchild-free sleeps have no children of their own.
+    let sh = spawn(Command::new("sh").args(["-c", "sleep 30 & sleep 30 & wait"]));
+    let p = native();
+    let kids = eventually(|| {
+        let kids = p.child_pids(sh.0.id()).unwrap();
+        (kids.len() == 2).then_some(kids)
+    });
+    assert!(kids.windows(2).all(|w| w[0] < w[1]), "ascending: {kids:?}");
+    for kid in &kids {
+        assert_eq!(p.process(*kid).unwrap().ppid, sh.0.id());
+        assert!(p.child_pids(*kid).unwrap().is_empty());
+    }
+    assert!(
+        p.child_pids(std::process::id())
+            .unwrap()
+            .contains(&sh.0.id())
+    );
+    let mut gone = sleeper();
+    let pid = gone.0.id();
+    gone.0.kill().unwrap();
+    gone.0.wait().unwrap();
+    assert!(matches!(
+        p.child_pids(pid),
+        Err(PlatformError::NoSuchProcess { .. })
+    ));
+    // The sleeps outlive sh when it is killed: stop them here.
+    for kid in kids {
+        if let Ok(id) = p.process(kid) {
+            let _ = p.signal_verified(&id, libc::SIGKILL);
+        }
+    }
+}

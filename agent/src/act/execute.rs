@@ -1,0 +1,211 @@
+//! Carrying out a journaled plan, step by step.
+//!
+//! Each step is marked `started` in the journal (durably) before it runs
+//! and `done`/`failed` after. A failed step does not stop the plan: a
+//! failed bootout still leaves the process worth killing and its files
+//! worth moving (without the program, KeepAlive has nothing to restart).
+//! Running an entry again after a crash re-runs exactly the steps not
+//! marked `done`; every step is idempotent.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use super::guard::{Guard, Guarded};
+use super::journal::{Entry, Journal, JournalError, StepStatus};
+use super::kill::{ProcessControl, terminate_tree};
+use super::plan::Step;
+use super::quarantine::{Vault, placeholder_block};
+use super::stop::{self, BootoutOutcome};
+
+/// Env var naming a step after which the daemon kills itself with SIGKILL
+/// (`after:quarantine`) or before it (`before:terminate`). A test hook for
+/// the crash-recovery tests; inert unless set.
+pub const FAULT_ENV: &str = "LENSCAP_FAULT_KILL";
+
+/// Tells a user what happened (macOS: a notification; elsewhere: the log).
+pub trait Notifier {
+    fn notify(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String>;
+}
+
+/// What carrying out a step did, for the report stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepEvent {
+    pub entry_id: String,
+    pub plan_key: String,
+    pub step: Step,
+    pub status: StepStatus,
+    pub outcome: String,
+    pub quarantine_id: Option<String>,
+}
+
+/// Everything a step needs from the outside.
+pub struct Context<'a> {
+    pub launchctl: PathBuf,
+    pub command_timeout: Duration,
+    pub grace: Duration,
+    pub ctl: &'a dyn ProcessControl,
+    pub vault: &'a Vault,
+    pub guard: &'a mut Guard,
+    pub notifier: &'a dyn Notifier,
+}
+
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("launchctl", &self.launchctl)
+            .field("grace", &self.grace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Run every step of `entry` that is not done yet, journaling each.
+/// Returns one event per step run. An error means the journal itself could
+/// not be written: the caller must stop acting (nothing can be promised
+/// about a step that is not journaled).
+pub fn run_entry(
+    ctx: &mut Context<'_>,
+    journal: &Journal,
+    entry: &mut Entry,
+) -> Result<Vec<StepEvent>, JournalError> {
+    let mut events = Vec::new();
+    while let Some(i) = entry.next_step() {
+        let step = entry.plan.steps[i].clone();
+        entry.steps[i].status = StepStatus::Started;
+        entry.steps[i].attempts += 1;
+        journal.write(entry)?;
+        fault_point("before", step.name());
+
+        let (ok, outcome, quarantine_id) = run_step(ctx, entry, &step);
+        let rec = &mut entry.steps[i];
+        rec.status = if ok { StepStatus::Done } else { StepStatus::Failed };
+        rec.outcome = Some(outcome.clone());
+        if quarantine_id.is_some() {
+            rec.quarantine_id = quarantine_id.clone();
+        }
+        let status = rec.status;
+        if entry.next_step().is_none() {
+            entry.finished = true;
+        }
+        journal.write(entry)?;
+        fault_point("after", step.name());
+        events.push(StepEvent {
+            entry_id: entry.id.clone(),
+            plan_key: entry.plan.key.clone(),
+            step,
+            status,
+            outcome,
+            quarantine_id,
+        });
+    }
+    if !entry.finished {
+        entry.finished = true;
+        journal.write(entry)?;
+    }
+    Ok(events)
+}
+
+fn fault_point(when: &str, step: &str) {
+    if let Ok(v) = std::env::var(FAULT_ENV)
+        && v == format!("{when}:{step}")
+    {
+        tracing::warn!("{FAULT_ENV}={v}: killing this process as the test asked");
+        // SAFETY: raise(2) has no memory-safety preconditions.
+        unsafe {
+            libc::raise(libc::SIGKILL);
+        }
+    }
+}
+
+/// (succeeded, what happened, quarantine record id)
+fn run_step(ctx: &mut Context<'_>, entry: &Entry, step: &Step) -> (bool, String, Option<String>) {
+    match step {
+        Step::Bootout { item, process_uid } => match stop::domain_for(item, *process_uid) {
+            Err(e) => (false, e.to_string(), None),
+            Ok(domain) => match stop::bootout(&ctx.launchctl, &domain, ctx.command_timeout) {
+                Ok(BootoutOutcome::Unloaded) => (true, format!("unloaded {domain}"), None),
+                Ok(BootoutOutcome::NotLoaded { detail }) => {
+                    (true, format!("{domain} was not loaded ({detail})"), None)
+                }
+                Err(e) => (false, e.to_string(), None),
+            },
+        },
+        Step::Terminate { processes } => {
+            let mut all_ok = true;
+            let mut parts = Vec::new();
+            for p in processes {
+                let report = terminate_tree(ctx.ctl, p, ctx.grace);
+                all_ok &= report.all_gone();
+                for r in &report.processes {
+                    parts.push(format!("pid {}: {:?}", r.pid, r.outcome));
+                }
+            }
+            (all_ok, parts.join("; "), None)
+        }
+        Step::Quarantine { paths } => {
+            // After a crash some paths may already be in the vault (its
+            // recovery finished the move); move only what is still there.
+            let present: Vec<PathBuf> = paths
+                .iter()
+                .filter(|p| p.symlink_metadata().is_ok())
+                .cloned()
+                .collect();
+            if present.is_empty() {
+                return (true, "nothing left to move".into(), None);
+            }
+            let summary = format!("{} (plan {})", entry.plan.subject, entry.id);
+            match ctx
+                .vault
+                .quarantine(&present, &summary, entry.plan.rule.clone(), SystemTime::now())
+            {
+                Ok(record) => (
+                    true,
+                    format!("moved {} item(s) into quarantine {}", record.items.len(), record.id),
+                    Some(record.id),
+                ),
+                Err(e) => (false, e.to_string(), None),
+            }
+        }
+        Step::Guard { paths, placeholder } => {
+            let qid = entry
+                .steps
+                .iter()
+                .find_map(|s| s.quarantine_id.clone());
+            let mut notes = Vec::new();
+            let mut ok = true;
+            if let Some(dir) = placeholder {
+                match placeholder_block(dir) {
+                    Ok(()) => notes.push(format!("placeholder at {}", dir.display())),
+                    Err(e) => {
+                        ok = false;
+                        notes.push(format!("placeholder at {}: {e}", dir.display()));
+                    }
+                }
+            }
+            let guards = paths
+                .iter()
+                .map(|p| Guarded {
+                    path: p.clone(),
+                    plan_key: entry.plan.key.clone(),
+                    quarantine_id: qid.clone(),
+                    placeholder: placeholder.as_ref() == Some(p),
+                })
+                .collect();
+            match ctx.guard.add(guards) {
+                Ok(()) => notes.insert(0, format!("guarding {} path(s)", paths.len())),
+                Err(e) => {
+                    ok = false;
+                    notes.insert(0, e.to_string());
+                }
+            }
+            (ok, notes.join("; "), None)
+        }
+        Step::Notify { uid, message } => {
+            match ctx.notifier.notify(*uid, "lenscap removed a hidden web server", message) {
+                Ok(()) => (true, "user notified".into(), None),
+                // Not being able to tell someone is worth recording but
+                // does not undo the remediation.
+                Err(e) => (false, format!("could not notify: {e}"), None),
+            }
+        }
+    }
+}

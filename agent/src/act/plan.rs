@@ -1,0 +1,349 @@
+//! From `remediate` findings to ordered plans.
+//!
+//! One plan per helper: a listener finding and the finding of the plist
+//! that starts it describe the same helper, so they are grouped by the
+//! helper's program path. The order of steps is the point (issue 3):
+//!
+//! 1. **bootout** the launchd job first, or KeepAlive respawns what we kill;
+//! 2. **terminate** the process tree, identity re-verified before each signal;
+//! 3. **quarantine** the plist and the helper's files;
+//! 4. **guard** the original paths (and, with `PlaceholderBlock`, put a
+//!    mode-000 file where a dedicated hidden folder was);
+//! 5. **notify** the logged-in user.
+//!
+//! Planning reads the file system only to decide *what* to move (is a
+//! hidden folder dedicated to the helper?); it changes nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{
+    Finding, FindingKind, PersistenceItem, PersistenceKind, ProcessIdentity, Severity, Verdict,
+    enclosing_bundle,
+};
+
+/// Paths no plan ever moves, whatever a finding says: the operating
+/// system's own trees. The judge never remediates under `/System`; this is
+/// the second lock on the same door.
+const PROTECTED_PREFIXES: &[&str] = &[
+    "/System", "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/libexec", "/bin", "/sbin", "/etc",
+    "/private/etc", "/dev", "/proc", "/sys",
+];
+
+/// One step of a plan. Serialized into the journal, so each variant holds
+/// everything needed to run it after a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "step")]
+pub enum Step {
+    /// `launchctl bootout` of the job the plist defines.
+    Bootout {
+        item: PersistenceItem,
+        /// uid of the running helper, for agents whose plist root owns.
+        process_uid: Option<u32>,
+    },
+    /// SIGTERM, grace, SIGKILL of each process tree.
+    Terminate { processes: Vec<ProcessIdentity> },
+    /// Move these paths into the vault, in one record.
+    Quarantine { paths: Vec<PathBuf> },
+    /// Keep these paths empty; `placeholder` gets a mode-000 file.
+    Guard {
+        paths: Vec<PathBuf>,
+        placeholder: Option<PathBuf>,
+    },
+    /// Tell the user who owns the helper.
+    Notify { uid: Option<u32>, message: String },
+}
+
+impl Step {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Bootout { .. } => "bootout",
+            Step::Terminate { .. } => "terminate",
+            Step::Quarantine { .. } => "quarantine",
+            Step::Guard { .. } => "guard",
+            Step::Notify { .. } => "notify",
+        }
+    }
+
+    /// What the step does, in words, for monitor mode's "would do" and
+    /// for the journal.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::Bootout { item, .. } => format!(
+                "unload launchd job {} ({})",
+                item.label.as_deref().unwrap_or("(no label)"),
+                item.path.display()
+            ),
+            Step::Terminate { processes } => format!(
+                "terminate {}",
+                processes
+                    .iter()
+                    .map(|p| format!(
+                        "pid {} {}",
+                        p.pid,
+                        p.path.as_deref().map(|x| x.display().to_string()).unwrap_or_else(|| p.name.clone())
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Step::Quarantine { paths } => format!("quarantine {}", join_paths(paths)),
+            Step::Guard { paths, placeholder } => match placeholder {
+                Some(p) => format!(
+                    "guard {} and block {} with a mode-000 placeholder",
+                    join_paths(paths),
+                    p.display()
+                ),
+                None => format!("guard {}", join_paths(paths)),
+            },
+            Step::Notify { uid, .. } => match uid {
+                Some(u) => format!("notify user {u}"),
+                None => "log a notice".to_string(),
+            },
+        }
+    }
+}
+
+fn join_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An ordered remediation of one helper.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// What identifies the helper across sweeps: its program path (or the
+    /// plist path when no program is known). A plan is not made twice for
+    /// the same key while the first is in the journal.
+    pub key: String,
+    /// One line for people: what the helper is.
+    pub subject: String,
+    pub rule: Option<String>,
+    pub severity: Severity,
+    pub reasons: Vec<String>,
+    pub steps: Vec<Step>,
+}
+
+/// Options that shape plans, from configuration.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// `PlaceholderBlock`: leave a mode-000 file where a dedicated hidden
+    /// folder was, so the helper's installer cannot re-create it.
+    pub placeholder_block: bool,
+    /// Never touch these (the agent's own executable and state dir).
+    pub protected: Vec<PathBuf>,
+}
+
+/// Plans for every `remediate` finding, one per helper.
+pub fn plans(findings: &[Finding], opts: &PlanOptions) -> Vec<Plan> {
+    let mut groups: BTreeMap<String, Vec<&Finding>> = BTreeMap::new();
+    for f in findings.iter().filter(|f| f.verdict == Verdict::Remediate) {
+        if let Some(key) = key_of(f) {
+            groups.entry(key).or_default().push(f);
+        }
+    }
+    groups
+        .into_iter()
+        .filter_map(|(key, group)| plan_group(key, &group, opts))
+        .collect()
+}
+
+/// The helper a finding is about: the running program, else the
+/// persistence item's program, else the plist itself.
+fn key_of(f: &Finding) -> Option<String> {
+    let program = f
+        .process
+        .as_ref()
+        .and_then(|p| p.path.clone())
+        .or_else(|| f.persistence.as_ref().and_then(|p| p.program.clone()))
+        .or_else(|| f.persistence.as_ref().map(|p| p.path.clone()))?;
+    Some(program.display().to_string())
+}
+
+fn plan_group(key: String, group: &[&Finding], opts: &PlanOptions) -> Option<Plan> {
+    let mut processes: Vec<ProcessIdentity> = Vec::new();
+    let mut items: Vec<PersistenceItem> = Vec::new();
+    let mut reasons: Vec<String> = Vec::new();
+    let mut severity = Severity::Info;
+    let mut rule = None;
+    let mut ports: Vec<u16> = Vec::new();
+    for f in group {
+        severity = severity.max(f.severity);
+        rule = rule.or_else(|| f.rule.clone());
+        for r in &f.reasons {
+            if !reasons.contains(r) {
+                reasons.push(r.clone());
+            }
+        }
+        for p in f.processes.iter().chain(f.process.iter()) {
+            if !processes.iter().any(|q| q.pid == p.pid) {
+                processes.push(p.clone());
+            }
+        }
+        if let Some(l) = &f.listener {
+            ports.push(l.port);
+        }
+        if f.kind == FindingKind::Persistence
+            && let Some(p) = &f.persistence
+        {
+            items.push(persistence_item(p));
+        }
+    }
+    let program = PathBuf::from(&key);
+    let process_uid = processes.first().map(|p| p.uid);
+
+    let mut steps = Vec::new();
+    for item in &items {
+        if item.kind != PersistenceKind::LoginItem && item.label.is_some() {
+            steps.push(Step::Bootout {
+                item: item.clone(),
+                process_uid,
+            });
+        }
+    }
+    if !processes.is_empty() {
+        steps.push(Step::Terminate {
+            processes: processes.clone(),
+        });
+    }
+
+    // What to move: each launchd plist, and the helper's own files.
+    let mut paths: Vec<PathBuf> = items
+        .iter()
+        .filter(|i| i.kind != PersistenceKind::LoginItem)
+        .map(|i| i.path.clone())
+        .collect();
+    let (files, hidden_folder) = helper_files(&program);
+    let placeholder = if opts.placeholder_block {
+        hidden_folder
+    } else {
+        None
+    };
+    if program.is_absolute() && !paths.contains(&files) {
+        paths.push(files);
+    }
+    paths.retain(|p| movable(p, opts));
+    if !paths.is_empty() {
+        steps.push(Step::Quarantine {
+            paths: paths.clone(),
+        });
+        steps.push(Step::Guard { paths, placeholder });
+    }
+    if steps.is_empty() {
+        return None;
+    }
+
+    let name = program
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| key.clone());
+    let on = match ports.as_slice() {
+        [] => String::new(),
+        [p] => format!(" on port {p}"),
+        ps => format!(
+            " on ports {}",
+            ps.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    let subject = format!("{name}{on} ({key})");
+    steps.push(Step::Notify {
+        uid: process_uid.or_else(|| items.iter().find_map(|i| i.owner_uid)).filter(|u| *u != 0),
+        message: format!(
+            "lenscap stopped {name}, an undisclosed helper web server{on}, and moved it to quarantine. \
+             To undo: sudo lenscap quarantine list, then sudo lenscap quarantine restore <id> --allow"
+        ),
+    });
+    Some(Plan {
+        key,
+        subject,
+        rule,
+        severity,
+        reasons,
+        steps,
+    })
+}
+
+/// A persistence finding carries a [`crate::model::PersistenceRef`]; the
+/// bootout step needs the item's kind, label and owner. The owner is read
+/// back from the plist file (lstat, no link followed).
+fn persistence_item(p: &crate::model::PersistenceRef) -> PersistenceItem {
+    use std::os::unix::fs::MetadataExt;
+    let owner_uid = std::fs::symlink_metadata(&p.path).ok().map(|m| m.uid());
+    PersistenceItem {
+        kind: p.kind,
+        path: p.path.clone(),
+        label: p.label.clone(),
+        program: p.program.clone(),
+        args: Vec::new(),
+        run_at_load: false,
+        keep_alive: false,
+        sockets: Vec::new(),
+        associated_bundle_ids: Vec::new(),
+        owner_uid,
+        parent_identifier: None,
+        developer: None,
+        disposition: None,
+    }
+}
+
+/// The files that make up a helper, and the hidden folder dedicated to it
+/// if there is one.
+///
+/// The helper's unit is its enclosing app bundle, else its executable.
+/// Going up from there, a hidden folder (`~/.zoomus`) whose only entry is
+/// what we came from is dedicated to the helper: moving it is the
+/// community's `rm -rf ~/.zoomus`, and a placeholder can stand in its
+/// place. A hidden folder holding anything else (`~/.local`) is shared and
+/// is never moved whole.
+pub fn helper_files(program: &Path) -> (PathBuf, Option<PathBuf>) {
+    let mut unit = enclosing_bundle(program).unwrap_or_else(|| program.to_path_buf());
+    let mut hidden = None;
+    while let Some(parent) = unit.parent() {
+        let is_hidden = parent
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.') && n.len() > 1);
+        if !is_hidden || !only_entry_is(parent, &unit) {
+            break;
+        }
+        unit = parent.to_path_buf();
+        hidden = Some(unit.clone());
+    }
+    (unit, hidden)
+}
+
+/// Is `child` the one and only entry of `dir`? (lstat-free: read_dir does
+/// not follow links, and a link here simply makes the answer "no".)
+fn only_entry_is(dir: &Path, child: &Path) -> bool {
+    let Ok(meta) = dir.symlink_metadata() else {
+        return false;
+    };
+    if !meta.is_dir() {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let names: Vec<_> = entries.flatten().map(|e| e.file_name()).take(2).collect();
+    names.len() == 1 && Some(names[0].as_os_str()) == child.file_name()
+}
+
+fn movable(path: &Path, opts: &PlanOptions) -> bool {
+    if !path.is_absolute() || path.parent().is_none() {
+        return false;
+    }
+    if PROTECTED_PREFIXES.iter().any(|p| path.starts_with(p)) {
+        return false;
+    }
+    !opts
+        .protected
+        .iter()
+        .any(|p| path.starts_with(p) || p.starts_with(path))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,131 @@
+use super::*;
+use crate::judge::testkit::{self as kit, Scene};
+use crate::model::Verdict;
+
+fn zoom_scene() -> Scene {
+    let home = kit::HOME;
+    Scene::new()
+        .process(kit::zoom_opener_process(4242, 1))
+        .listen(kit::loopback(19421, &[4242]), Some(kit::zoom_image_probe()))
+        .item(kit::zoom_login_item(home))
+}
+
+#[test]
+fn zoom_login_item_plan_terminates_quarantines_guards_and_notifies() {
+    let findings = zoom_scene().judge(&kit::policy());
+    assert!(findings.iter().any(|f| f.verdict == Verdict::Remediate));
+    let plans = plans(&findings, &PlanOptions::default());
+    assert_eq!(plans.len(), 1, "listener and login item are one helper: {plans:#?}");
+    let names: Vec<&str> = plans[0].steps.iter().map(Step::name).collect();
+    // A login item has no launchd job to boot out.
+    assert_eq!(names, ["terminate", "quarantine", "guard", "notify"]);
+    assert!(plans[0].rule.as_deref().is_some_and(|r| r.starts_with("catalog:")));
+    assert!(plans[0].subject.contains("19421"), "{}", plans[0].subject);
+}
+
+#[test]
+fn launch_agent_is_booted_out_before_anything_is_killed() {
+    let exe = kit::home(".acme/acme-helper");
+    let plist = kit::home("Library/LaunchAgents/com.acme.helper.plist");
+    let scene = Scene::new()
+        .process(kit::linux(kit::process(900, 1, &exe, "acme-helper")))
+        .listen(kit::loopback(8123, &[900]), Some(kit::zoom_image_probe()))
+        .item(kit::launch_agent(&plist, "com.acme.helper", &exe));
+    let findings = scene.judge(&kit::policy());
+    let plans = plans(&findings, &PlanOptions::default());
+    assert_eq!(plans.len(), 1, "{findings:#?}");
+    let names: Vec<&str> = plans[0].steps.iter().map(Step::name).collect();
+    assert_eq!(names, ["bootout", "terminate", "quarantine", "guard", "notify"]);
+    let Step::Quarantine { paths } = &plans[0].steps[2] else {
+        panic!("third step quarantines")
+    };
+    assert!(paths.contains(&PathBuf::from(&plist)), "{paths:?}");
+    assert!(paths.contains(&PathBuf::from(&exe)), "{paths:?}");
+}
+
+#[test]
+fn allowed_and_reported_findings_make_no_plan() {
+    let scene = Scene::new()
+        .process(kit::brew_nginx_process(300))
+        .listen(kit::loopback(8080, &[300]), Some(kit::http("nginx")))
+        .item(kit::brew_nginx_agent());
+    let findings = scene.judge(&kit::policy());
+    assert!(findings.iter().all(|f| f.verdict != Verdict::Remediate));
+    assert!(plans(&findings, &PlanOptions::default()).is_empty());
+}
+
+fn tree() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("plan").tempdir().unwrap()
+}
+
+#[test]
+fn dedicated_hidden_folder_is_the_unit_and_gets_the_placeholder() {
+    let dir = tree();
+    let exe = dir.path().join(".zoomus/ZoomOpener.app/Contents/MacOS/ZoomOpener");
+    std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+    std::fs::write(&exe, b"x").unwrap();
+    let (unit, hidden) = helper_files(&exe);
+    assert_eq!(unit, dir.path().join(".zoomus"));
+    assert_eq!(hidden, Some(dir.path().join(".zoomus")));
+}
+
+#[test]
+fn shared_hidden_folder_is_never_moved_whole() {
+    let dir = tree();
+    let exe = dir.path().join(".local/bin/helper");
+    std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+    std::fs::write(&exe, b"x").unwrap();
+    std::fs::write(dir.path().join(".local/bin/other-tool"), b"y").unwrap();
+    let (unit, hidden) = helper_files(&exe);
+    assert_eq!(unit, exe, "only the helper itself moves");
+    assert_eq!(hidden, None);
+}
+
+#[test]
+fn placeholder_only_with_the_option() {
+    let dir = tree();
+    let exe = dir.path().join(".acme/acme-helper");
+    std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+    std::fs::write(&exe, b"x").unwrap();
+    let exe_s = exe.display().to_string();
+    let scene = Scene::new()
+        .process(kit::linux(kit::process(901, 1, &exe_s, "acme-helper")))
+        .listen(kit::loopback(8124, &[901]), Some(kit::zoom_image_probe()))
+        .item(kit::launch_agent(
+            &kit::home("Library/LaunchAgents/com.acme.plist"),
+            "com.acme",
+            &exe_s,
+        ));
+    let findings = scene.judge(&kit::policy());
+    let guard = |opts: &PlanOptions| {
+        plans(&findings, opts)[0]
+            .steps
+            .iter()
+            .find_map(|s| match s {
+                Step::Guard { placeholder, .. } => Some(placeholder.clone()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(guard(&PlanOptions::default()), None);
+    let with = PlanOptions {
+        placeholder_block: true,
+        ..PlanOptions::default()
+    };
+    assert_eq!(guard(&with), Some(dir.path().join(".acme")));
+}
+
+#[test]
+fn protected_paths_are_never_moved() {
+    let opts = PlanOptions {
+        placeholder_block: false,
+        protected: vec![PathBuf::from("/var/lenscap")],
+    };
+    assert!(!movable(Path::new("/System/Library/x"), &opts));
+    assert!(!movable(Path::new("/usr/bin/python3"), &opts));
+    assert!(!movable(Path::new("/var/lenscap/quarantine"), &opts));
+    assert!(!movable(Path::new("/var"), &opts), "a parent of a protected path");
+    assert!(!movable(Path::new("relative/path"), &opts));
+    assert!(!movable(Path::new("/"), &opts));
+    assert!(movable(Path::new("/Users/ann/.zoomus"), &opts));
+}
