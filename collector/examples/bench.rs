@@ -71,7 +71,9 @@ fn batches(h: &Host, from: u64, count: u64, prev: Sha256Hex) -> (Vec<Vec<u8>>, S
                     Verdict::Remediate,
                     Some("catalog:zoom-opener"),
                 ))),
-                4..=7 => Body::DetectionFinding(Box::new(samples::zoom_finding(Verdict::Report, None))),
+                4..=7 => {
+                    Body::DetectionFinding(Box::new(samples::zoom_finding(Verdict::Report, None)))
+                }
                 8 => Body::ProcessRemediation(samples::kill_zoom(false)),
                 _ => Body::FileRemediation(samples::quarantine_zoom()),
             };
@@ -102,7 +104,12 @@ impl Fleet {
             self.next_seq[i] += per_host;
             self.last_hash[i] = last;
             // Interleave hosts so concurrent clients hit different hosts.
-            out.push(bodies.into_iter().map(|b| (token.clone(), b)).collect::<Vec<_>>());
+            out.push(
+                bodies
+                    .into_iter()
+                    .map(|b| (token.clone(), b))
+                    .collect::<Vec<_>>(),
+            );
         }
         let mut interleaved = Vec::new();
         let longest = out.iter().map(Vec::len).max().unwrap_or(0);
@@ -135,7 +142,9 @@ fn ingest(base: &str, work: &[(String, Vec<u8>)], clients: usize) -> f64 {
                 let a = agent();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((token, body)) = work.get(i) else { break };
+                    let Some((token, body)) = work.get(i) else {
+                        break;
+                    };
                     let mut resp = a
                         .post(format!("{base}/api/v1/events"))
                         .header("authorization", format!("Bearer {token}"))
@@ -149,6 +158,26 @@ fn ingest(base: &str, work: &[(String, Vec<u8>)], clients: usize) -> f64 {
         }
     });
     (work.len() as u64 * BATCH) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// (batches, seconds spent in the store) from /metrics.
+fn store_time(a: &ureq::Agent, base: &str) -> (f64, f64) {
+    let text = a
+        .get(format!("{base}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap()
+    };
+    (
+        value("lenscap_collector_batches_total"),
+        value("lenscap_collector_ingest_seconds_total"),
+    )
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -205,7 +234,8 @@ fn main() {
                 .header("content-type", "application/json")
                 .send(serde_json::json!({"host": h, "agent_version": "0.1.0"}).to_string())
                 .unwrap();
-            let v: serde_json::Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+            let v: serde_json::Value =
+                serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
             (h, v["token"].as_str().unwrap().to_string())
         })
         .collect();
@@ -216,7 +246,10 @@ fn main() {
         last_hash: vec![Sha256Hex::genesis(); n],
     };
 
-    println!("backend: {}  hosts: {}  clients: {}", args.db, args.hosts, args.clients);
+    println!(
+        "backend: {}  hosts: {}  clients: {}",
+        args.db, args.hosts, args.clients
+    );
     let per_host = args.ingest_events / args.hosts / BATCH * BATCH;
     let work = fleet.work(per_host);
     let rate = ingest(&base, &work, args.clients);
@@ -226,6 +259,11 @@ fn main() {
         rate
     );
     drop(work);
+    let (batches, store_secs) = store_time(&a, &base);
+    println!(
+        "  of which storing (transaction incl. commit): {:.2} ms per batch on average",
+        store_secs / batches * 1e3
+    );
 
     // Fill up to the total in chunks, reporting the rate as it grows.
     let mut stored = per_host * args.hosts;
@@ -252,11 +290,17 @@ fn main() {
         ),
         (
             "host + kind + window",
-            format!("host=bench-mac-042&kind=detection_finding&since={}&until={}&limit=100", t0, mid),
+            format!(
+                "host=bench-mac-042&kind=detection_finding&since={}&until={}&limit=100",
+                t0, mid
+            ),
         ),
     ];
     let mut all = Vec::new();
-    println!("GET /api/v1/events with {stored} events stored ({} requests per shape):", args.queries);
+    println!(
+        "GET /api/v1/events with {stored} events stored ({} requests per shape):",
+        args.queries
+    );
     for (name, q) in &shapes {
         let mut times = Vec::new();
         let mut cursor: Option<String> = None;
@@ -272,7 +316,12 @@ fn main() {
                 .header("authorization", format!("Bearer {reader}"))
                 .call()
                 .unwrap();
-            let text = resp.body_mut().with_config().limit(64 << 20).read_to_string().unwrap();
+            let text = resp
+                .body_mut()
+                .with_config()
+                .limit(64 << 20)
+                .read_to_string()
+                .unwrap();
             times.push(started.elapsed());
             assert_eq!(resp.status(), 200, "{text}");
             let v: serde_json::Value = serde_json::from_str(&text).unwrap();

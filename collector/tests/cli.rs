@@ -15,14 +15,24 @@ fn token_create_prints_a_token_and_stores_only_its_hash() {
         .args(["token", "create", "--role", "reader", "--db", &db])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    assert!(token.starts_with("lc_reader_") && token.len() == 74, "{token}");
+    assert!(
+        token.starts_with("lc_reader_") && token.len() == 74,
+        "{token}"
+    );
     let file = std::fs::read(dir.path().join("c.db")).unwrap();
     let wal = std::fs::read(dir.path().join("c.db-wal")).unwrap_or_default();
     let needle = token.as_bytes();
     for bytes in [&file, &wal] {
-        assert!(!bytes.windows(needle.len()).any(|w| w == needle), "token stored in clear");
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "token stored in clear"
+        );
     }
     // A role that does not exist is refused by name.
     let out = Command::new(BIN)
@@ -43,7 +53,10 @@ fn serve_refuses_plain_http_off_loopback() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--insecure-http") && err.contains("--tls-cert"), "{err}");
+    assert!(
+        err.contains("--insecure-http") && err.contains("--tls-cert"),
+        "{err}"
+    );
     // Refused before touching the database.
     assert!(!dir.path().join("c.db").exists());
 }
@@ -60,7 +73,10 @@ fn serve_starts_answers_and_stops_on_sigterm() {
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let base = loop {
-        let line = lines.next().expect("collector exited before listening").unwrap();
+        let line = lines
+            .next()
+            .expect("collector exited before listening")
+            .unwrap();
         if let Some(rest) = line.strip_prefix("lenscap-collector listening on ") {
             break rest.to_string();
         }

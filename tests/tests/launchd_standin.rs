@@ -471,3 +471,30 @@ fn stopping_the_standin_stops_every_job_process() {
     assert_no_strays(standin, tree, &[pid, sharer]);
     assert!(!state.join("control.sock").exists() && !state.join("ready").exists());
 }
+
+#[test]
+fn a_standin_killed_outright_takes_its_jobs_along() {
+    let tree = temp_tree();
+    let tree = tree.path();
+    let agents = agents_dir(tree);
+    let port_file = tree.join("port");
+    let args = [ROGUE, "--port-file", port_file.to_str().unwrap()];
+    write_launchd_plist(
+        &agents.join("com.example.rogue.plist"),
+        "com.example.rogue",
+        &args,
+        true,
+    );
+    let standin = Standin::start(&[&agents], &tree.join("state"));
+    let pid = standin
+        .job_pid(&format!("gui/{}/com.example.rogue", uid()))
+        .unwrap();
+    // No SIGTERM, no cleanup by the stand-in: the jobs' parent-death
+    // signal must still end them (a test binary killed by a timeout).
+    // SAFETY: kill(2) on the stand-in we started.
+    unsafe { libc::kill(standin.pid() as i32, libc::SIGKILL) };
+    wait_for(Duration::from_secs(2), "job dies with the stand-in", || {
+        (!alive(pid)).then_some(())
+    });
+    assert_no_strays(standin, tree, &[pid]);
+}

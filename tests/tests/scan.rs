@@ -2,6 +2,9 @@
 //! loopback, real launchd plists in a temporary tree, the real binary.
 //! Every location the agent reads is configured into the temporary tree.
 
+// Helpers here run only inside tests; a failed setup is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;

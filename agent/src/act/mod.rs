@@ -22,3 +22,6 @@ pub mod journal;
 pub mod guard;
 pub mod execute;
 pub mod notify;
+pub mod allowlist;
+pub mod lock;
+pub mod restore;

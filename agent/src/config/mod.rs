@@ -56,6 +56,10 @@ pub const KEYS: &[&str] = &[
     "Probe",
     "ProbeTimeoutMillis",
     "MaxPlistBytes",
+    "MaxRemediationsPerHour",
+    "PlaceholderBlock",
+    "TermGraceMillis",
+    "MaxOutboxBytes",
 ];
 
 /// The effective configuration and how it came to be.
@@ -174,6 +178,17 @@ pub struct Config {
     pub probe_timeout_ms: u64,
     /// `MaxPlistBytes`: larger plists are refused with an error.
     pub max_plist_bytes: u64,
+    /// `MaxRemediationsPerHour`: the circuit breaker. Past it the daemon
+    /// falls back to monitor for the rest of the hour and says so.
+    pub max_remediations_per_hour: u64,
+    /// `PlaceholderBlock`: leave a mode-000 file where a helper's dedicated
+    /// hidden folder was, so its installer cannot re-create it.
+    pub placeholder_block: bool,
+    /// `TermGraceMillis`: how long a helper gets between SIGTERM and SIGKILL.
+    pub term_grace_ms: u64,
+    /// `MaxOutboxBytes`: disk the event outbox may use; remediation events
+    /// are never dropped to stay under it.
+    pub max_outbox_bytes: u64,
 }
 
 impl Default for Config {
@@ -204,6 +219,10 @@ impl Default for Config {
             probe: true,
             probe_timeout_ms: 300,
             max_plist_bytes: 1024 * 1024,
+            max_remediations_per_hour: 10,
+            placeholder_block: false,
+            term_grace_ms: 3000,
+            max_outbox_bytes: 64 * 1024 * 1024,
         }
     }
 }

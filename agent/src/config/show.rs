@@ -33,6 +33,10 @@ pub fn effective_value(config: &Config, key: &str) -> Option<Value> {
         "Probe" => json!(config.probe),
         "ProbeTimeoutMillis" => json!(config.probe_timeout_ms),
         "MaxPlistBytes" => json!(config.max_plist_bytes),
+        "MaxRemediationsPerHour" => json!(config.max_remediations_per_hour),
+        "PlaceholderBlock" => json!(config.placeholder_block),
+        "TermGraceMillis" => json!(config.term_grace_ms),
+        "MaxOutboxBytes" => json!(config.max_outbox_bytes),
         _ => return None,
     })
 }

@@ -35,6 +35,10 @@ pub(crate) enum Setting {
     Probe(bool),
     ProbeTimeoutMillis(u64),
     MaxPlistBytes(u64),
+    MaxRemediationsPerHour(u64),
+    PlaceholderBlock(bool),
+    TermGraceMillis(u64),
+    MaxOutboxBytes(u64),
 }
 
 pub(crate) const SWEEP_SECONDS: RangeInclusive<u64> = 1..=3600;
@@ -42,6 +46,9 @@ pub(crate) const PROBE_TIMEOUT_MILLIS: RangeInclusive<u64> = 10..=10_000;
 /// Below 1 KiB not even a minimal launchd plist fits; above 64 MiB no
 /// launchd plist is legitimate and reading it is a memory risk for a daemon.
 pub(crate) const MAX_PLIST_BYTES: RangeInclusive<u64> = 1024..=64 * 1024 * 1024;
+pub(crate) const MAX_REMEDIATIONS_PER_HOUR: RangeInclusive<u64> = 1..=10_000;
+pub(crate) const TERM_GRACE_MILLIS: RangeInclusive<u64> = 100..=60_000;
+pub(crate) const MAX_OUTBOX_BYTES: RangeInclusive<u64> = 1024 * 1024..=16 * 1024 * 1024 * 1024;
 
 impl Setting {
     /// The plist key this setting was read from (one of [`KEYS`]).
@@ -61,6 +68,10 @@ impl Setting {
             Setting::Probe(_) => "Probe",
             Setting::ProbeTimeoutMillis(_) => "ProbeTimeoutMillis",
             Setting::MaxPlistBytes(_) => "MaxPlistBytes",
+            Setting::MaxRemediationsPerHour(_) => "MaxRemediationsPerHour",
+            Setting::PlaceholderBlock(_) => "PlaceholderBlock",
+            Setting::TermGraceMillis(_) => "TermGraceMillis",
+            Setting::MaxOutboxBytes(_) => "MaxOutboxBytes",
         }
     }
 
@@ -80,6 +91,10 @@ impl Setting {
             Setting::Probe(v) => config.probe = v,
             Setting::ProbeTimeoutMillis(v) => config.probe_timeout_ms = v,
             Setting::MaxPlistBytes(v) => config.max_plist_bytes = v,
+            Setting::MaxRemediationsPerHour(v) => config.max_remediations_per_hour = v,
+            Setting::PlaceholderBlock(v) => config.placeholder_block = v,
+            Setting::TermGraceMillis(v) => config.term_grace_ms = v,
+            Setting::MaxOutboxBytes(v) => config.max_outbox_bytes = v,
         }
     }
 }
@@ -150,6 +165,10 @@ pub(crate) fn parse_key(
         "MaxPlistBytes" => ctx
             .integer(key, value, MAX_PLIST_BYTES)
             .map(Setting::MaxPlistBytes),
+        "MaxRemediationsPerHour" => ctx.integer(key, value, MAX_REMEDIATIONS_PER_HOUR).map(Setting::MaxRemediationsPerHour),
+        "PlaceholderBlock" => ctx.boolean(key, value).map(Setting::PlaceholderBlock),
+        "TermGraceMillis" => ctx.integer(key, value, TERM_GRACE_MILLIS).map(Setting::TermGraceMillis),
+        "MaxOutboxBytes" => ctx.integer(key, value, MAX_OUTBOX_BYTES).map(Setting::MaxOutboxBytes),
         _ => return None,
     };
     Some(setting)

@@ -1,17 +1,13 @@
-//! Three of the four criteria of DESIGN.md §2 as separate, individually
-//! tested questions — web-reachable? trusted? a helper? — plus the
-//! never-list and the aggravating factors. (Undisclosed is `locate` and
-//! `items`.) Each answer comes with the plain-words reasons that go into
-//! the finding.
+//! Criteria 1 and 2 of DESIGN.md §2 as separate, individually tested
+//! questions — web-reachable? trusted? — plus the aggravating factors and
+//! the interpreter/script distinction both rely on. (A helper and the
+//! never-list are `helper`; undisclosed is `locate` and `items`.) Each
+//! answer comes with the plain-words reasons that go into the finding.
 
 use std::path::Path;
 
-use super::Observations;
-use super::correlate::Link;
-use super::locate;
 use crate::model::{
     Cors, HttpProbe, Listener, PersistenceItem, PersistenceKind, ProcessIdentity, SignatureStatus,
-    enclosing_bundle,
 };
 
 /// Criterion 1's answer. `Unknown` when no probe ran or it could not finish.
@@ -232,7 +228,6 @@ pub(crate) fn aggravating_item(item: &PersistenceItem) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::judge::correlate::Link;
     use crate::judge::testkit::*;
     use crate::model::Signature;
 

@@ -15,11 +15,11 @@
 //! 2. **Not trusted** (`heuristics::trust`): not an Apple platform binary
 //!    (an Apple interpreter running a script is not trusted: the script is
 //!    what runs). On Linux there are no signatures, and the reasons say so.
-//! 3. **A helper** (`heuristics::helper`): started by a persistence item
+//! 3. **A helper** (`helper::helper`): started by a persistence item
 //!    (`correlate`), by another app, or by launchd without being an app a
 //!    person opened. A process with a controlling terminal, or whose parent
 //!    has one, was started by a person and is never a helper.
-//! 4. **Undisclosed** (`locate`, `heuristics::item_facts`): a hidden folder
+//! 4. **Undisclosed** (`locate`, `items::item_facts`): a hidden folder
 //!    in its path, outside every installed app, in a temp location or a
 //!    home's `Library/Application Support`, its app gone, no visible app
 //!    associated. OS locations, package-manager prefixes (`/opt/homebrew`,

@@ -111,29 +111,7 @@ pub fn gather(
         BTreeMap::new()
     };
 
-    // Which of the paths the judge will ask about exist right now.
-    let mut referenced: BTreeSet<PathBuf> = BTreeSet::new();
-    for p in processes.values() {
-        referenced.extend(p.path.iter().cloned());
-        referenced.extend(p.bundle.iter().cloned());
-    }
-    for item in &items {
-        if let Some(program) = &item.program {
-            referenced.extend(enclosing_bundle(program));
-            referenced.insert(program.clone());
-        }
-    }
-    let existing_paths = referenced
-        .into_iter()
-        .filter(|p| p.symlink_metadata().is_ok())
-        .collect();
-
-    let home_dirs = home_dirs(
-        processes
-            .values()
-            .map(|p| p.uid)
-            .chain(items.iter().filter_map(|i| i.owner_uid)),
-    );
+    let (existing_paths, home_dirs) = path_facts(&processes, &items);
 
     Gathered {
         observations: Observations {
@@ -153,7 +131,7 @@ pub fn gather(
 
 /// Identities of `pids`, read on up to two threads (the reads are
 /// independent syscalls; the machine's second core halves the wait).
-fn read_processes(
+pub(crate) fn read_processes(
     platform: &dyn Platform,
     cache: &SignatureCache,
     pids: &BTreeSet<u32>,
@@ -194,6 +172,37 @@ fn read_processes(
     errs.extend(errs_b);
     errors.extend(errs);
     found.into_iter().collect()
+}
+
+/// The file-system facts the judge needs about the processes and items
+/// observed: which referenced paths (programs, bundles) exist, and the
+/// home directories of the users involved.
+pub(crate) fn path_facts(
+    processes: &BTreeMap<u32, ProcessIdentity>,
+    items: &[crate::model::PersistenceItem],
+) -> (BTreeSet<PathBuf>, Vec<PathBuf>) {
+    let mut referenced: BTreeSet<PathBuf> = BTreeSet::new();
+    for p in processes.values() {
+        referenced.extend(p.path.iter().cloned());
+        referenced.extend(p.bundle.iter().cloned());
+    }
+    for item in items {
+        if let Some(program) = &item.program {
+            referenced.extend(enclosing_bundle(program));
+            referenced.insert(program.clone());
+        }
+    }
+    let existing = referenced
+        .into_iter()
+        .filter(|p| p.symlink_metadata().is_ok())
+        .collect();
+    let homes = home_dirs(
+        processes
+            .values()
+            .map(|p| p.uid)
+            .chain(items.iter().filter_map(|i| i.owner_uid)),
+    );
+    (existing, homes)
 }
 
 /// Home directories of the given users, from the user database.

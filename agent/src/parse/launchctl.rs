@@ -212,8 +212,8 @@ pub enum FailureKind {
     Other,
 }
 
-/// launchctl's exit status for "no such service" (`EX_UNAVAILABLE`-like
-/// private code 113, printed as `113: Could not find specified service`).
+/// launchctl's exit status when launchd has no such service (the code it
+/// prints as `113: Could not find specified service`).
 pub const EXIT_SERVICE_NOT_FOUND: i32 = 113;
 /// errno `ESRCH`, what recent launchctl reports for bootout of a job that is
 /// not loaded (`Boot-out failed: 3: No such process`).

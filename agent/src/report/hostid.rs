@@ -67,9 +67,7 @@ pub fn parse_ioreg(output: &str) -> PlatformIds {
         if ids.serial.is_none()
             && let Some(v) = string_property(line, "IOPlatformSerialNumber")
         {
-            ids.serial = Some(v.trim())
-                .filter(|v| is_serial(v))
-                .map(str::to_string);
+            ids.serial = Some(v.trim()).filter(|v| is_serial(v)).map(str::to_string);
         }
     }
     ids
@@ -79,7 +77,10 @@ pub fn parse_ioreg(output: &str) -> PlatformIds {
 /// (`| |   `). `None` for another key or a non-string value (`<…>`, `(…)`).
 fn string_property<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     let rest = line.trim_start_matches([' ', '\t', '|']);
-    let rest = rest.strip_prefix('"')?.strip_prefix(key)?.strip_prefix('"')?;
+    let rest = rest
+        .strip_prefix('"')?
+        .strip_prefix(key)?
+        .strip_prefix('"')?;
     let rest = rest.trim_start().strip_prefix('=')?.trim_start();
     // ioreg does not escape quotes inside strings, so the value runs to the
     // last quote of the line.
@@ -319,10 +320,7 @@ mod tests {
         );
         let machine_id = dir.path().join("machine-id");
         std::fs::write(&machine_id, "0123456789abcdef0123456789abcdef\n").unwrap();
-        let host = detect_with(&HostSources {
-            ioreg,
-            machine_id,
-        });
+        let host = detect_with(&HostSources { ioreg, machine_id });
         assert!(!host.hostname.is_empty());
         assert_eq!(
             host.hardware_uuid.as_deref(),

@@ -23,9 +23,11 @@ pub(super) fn router() -> Router<AppState> {
 
 fn check_field(name: &str, value: Option<&str>) -> Result<(), ApiError> {
     match value {
-        Some(v) if v.len() > MAX_FIELD || v.chars().any(char::is_control) => Err(
-            ApiError::BadRequest(format!("{name}: at most {MAX_FIELD} bytes and no control characters")),
-        ),
+        Some(v) if v.len() > MAX_FIELD || v.chars().any(char::is_control) => {
+            Err(ApiError::BadRequest(format!(
+                "{name}: at most {MAX_FIELD} bytes and no control characters"
+            )))
+        }
         _ => Ok(()),
     }
 }

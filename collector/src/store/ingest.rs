@@ -141,7 +141,19 @@ macro_rules! finish_batch {
             .execute(&mut *$tx)
             .await
             .ctx("updating the host")?;
+        // Only each finding's newest event in the batch can win the
+        // upsert; skip the rest rather than send them.
+        let mut newest: std::collections::BTreeMap<&str, &$crate::store::types::IngestItem> =
+            std::collections::BTreeMap::new();
         for item in $new.iter() {
+            if let Some(f) = &item.finding {
+                let slot = newest.entry(f.finding_uid.as_str()).or_insert(item);
+                if item.seq > slot.seq {
+                    *slot = item;
+                }
+            }
+        }
+        for item in newest.into_values() {
             if let Some(f) = &item.finding {
                 sqlx::query($crate::store::ingest::UPSERT_FINDING)
                     .bind($host_id)

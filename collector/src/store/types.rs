@@ -26,6 +26,10 @@ pub enum StoreError {
     },
     #[error("stored data does not make sense while {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
+    /// The batch was not stored: the writer stopped, or the group it was
+    /// committed with failed.
+    #[error("events not stored: {0}")]
+    NotStored(String),
 }
 
 /// Attach what the store was doing to a driver error.

@@ -6,7 +6,8 @@
 //! `postgres://postgres@127.0.0.1:5432/test`); each gets its own schema,
 //! dropped at the end, so they can run in parallel.
 
-#![allow(dead_code)] // each test binary uses a different part
+#![allow(dead_code)]
+// each test binary uses a different part
 // A harness whose setup fails should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -122,6 +122,9 @@ fn main() {
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
     let sock = opts.state.join("control.sock");
+    if let Err(e) = std::fs::create_dir_all(&opts.state) {
+        fail(&format!("{}: {e}", opts.state.display()));
+    }
     let _ = std::fs::remove_file(&sock);
     let listener = UnixListener::bind(&sock)
         .unwrap_or_else(|e| fail(&format!("bind {}: {e}", sock.display())));
@@ -381,4 +384,3 @@ fn load(shared: &Shared, st: &mut State, domain: &str, path: &Path) -> Result<()
     st.jobs.insert(target, Job::new(spec));
     Ok(())
 }
-

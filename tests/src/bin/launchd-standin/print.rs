@@ -125,50 +125,50 @@ mod tests {
         job.restart_at = None; // as once started
         job.pid = Some(4242);
         job.runs = 1;
-        let text = job.describe("gui/501/us.zoom.ZoomOpener");
-        assert!(
-            text.starts_with("gui/501/us.zoom.ZoomOpener = {\n\tactive count = 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.ends_with("\tpid = 4242\n\tlast exit code = (never exited)\n}\n"),
-            "{text}"
-        );
-        let top: Vec<&str> = text
-            .lines()
-            .filter(|l| l.starts_with('\t') && !l.starts_with("\t\t"))
-            .collect();
-        assert!(
-            top.contains(&"\tstate = running") && top.contains(&"\tdomain = gui/501"),
-            "{top:?}"
-        );
-        assert!(
-            text.contains("\t\tstate = active\n"),
-            "a nested block repeats `state`"
-        );
+        let expected = "gui/501/us.zoom.ZoomOpener = {
+\tactive count = 1
+\tpath = /Users/a/Library/LaunchAgents/us.zoom.ZoomOpener.plist
+\ttype = LaunchAgent
+\tstate = running
 
-        job.pid = None;
+\tprogram = /Users/a/.zoomus/ZoomOpener.app/Contents/MacOS/ZoomOpener
+\targuments = {
+\t\t/Users/a/.zoomus/ZoomOpener.app/Contents/MacOS/ZoomOpener
+\t}
+
+\tdomain = gui/501
+\tresource coalition = {
+\t\ttype = resource
+\t\tstate = active
+\t\tname = gui/501/us.zoom.ZoomOpener
+\t}
+
+\truns = 1
+\tpid = 4242
+\tlast exit code = (never exited)
+}
+";
+        assert_eq!(job.describe("gui/501/us.zoom.ZoomOpener"), expected);
+
+        let line = |job: &Job, key: &str| {
+            let text = job.describe("system/us.zoom.ZoomOpener");
+            let prefix = format!("\t{key} = ");
+            let found = text.lines().find_map(|l| l.strip_prefix(prefix.as_str()));
+            found.map(str::to_string)
+        };
         job.exited(Exit::Code(78), false);
-        let text = job.describe("gui/501/us.zoom.ZoomOpener");
-        assert!(
-            text.contains("\tstate = not running\n") && !text.contains("\tpid"),
-            "{text}"
-        );
-        assert!(
-            text.contains("\tlast exit code = 78: EX_CONFIG\n"),
-            "{text}"
+        assert_eq!(line(&job, "state").as_deref(), Some("not running"));
+        assert_eq!(line(&job, "pid"), None);
+        assert_eq!(line(&job, "type").as_deref(), Some("LaunchDaemon"));
+        assert_eq!(
+            line(&job, "last exit code").as_deref(),
+            Some("78: EX_CONFIG")
         );
         job.exited(Exit::Code(1), true);
-        let text = job.describe("gui/501/us.zoom.ZoomOpener");
-        assert!(
-            text.contains("\tstate = spawn scheduled\n\tlast exit code = 1\n")
-                || text.contains("\tstate = spawn scheduled\n"),
-            "{text}"
-        );
+        assert_eq!(line(&job, "state").as_deref(), Some("spawn scheduled"));
+        assert_eq!(line(&job, "last exit code").as_deref(), Some("1"));
         job.exited(Exit::Signal(15), false);
-        assert!(
-            job.describe("x/l")
-                .contains("\tlast terminating signal = Terminated: 15\n")
-        );
+        let signal = line(&job, "last terminating signal");
+        assert_eq!(signal.as_deref(), Some("Terminated: 15"));
     }
 }

@@ -1,0 +1,606 @@
+//! `lenscap run`: the launchd daemon, and the only place the four stages
+//! meet — observe (incremental sweeps + file watchers) → judge → act
+//! (journaled plans; guard) → report (the on-disk outbox).
+//!
+//! Lifecycle: load config → open state (journal, vault, guard, outbox) →
+//! finish whatever a crash left half-done → loop { sweep on a timer or a
+//! watcher trigger; judge; act; report; write status } → on SIGTERM or
+//! SIGINT finish the step in progress (the loop never awaits inside a
+//! step, so a signal is only acted on between steps), record `stopped`,
+//! exit 0. launchd restarts it if it dies.
+
+mod events;
+pub mod status;
+pub mod sweep;
+pub mod watch;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use crate::act::execute::{self, Context, Notifier, StepEvent};
+use crate::act::guard::{Guard, GuardError};
+use crate::act::journal::{Entry, Journal, JournalError};
+use crate::act::kill::ProcessControl;
+use crate::act::plan::{self, PlanOptions};
+use crate::act::quarantine::{QuarantineError, Vault, placeholder_block};
+use crate::act::allowlist;
+use crate::act::lock::StateLock;
+use crate::config::{self, Config, ConfigError, Loaded, Mode, Sources};
+use crate::judge::{self, JudgeError, Policy};
+use crate::model::{Finding, ProcessIdentity, Verdict};
+use crate::observe::signing::SignatureCache;
+use crate::platform::{Native, Platform, PlatformError, SignalOutcome};
+use crate::report::outbox::OutboxError;
+
+use self::events::Reporter;
+use self::status::{RecentAction, Status};
+use self::sweep::SweepState;
+use self::watch::{Trigger, WatchSet, Watches};
+
+/// The window of the remediation circuit breaker.
+const BREAKER_WINDOW: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("the configured rules are invalid: {0}")]
+    Rules(#[from] JudgeError),
+    #[error("cannot create the state directory {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Vault(#[from] QuarantineError),
+    #[error(transparent)]
+    Guard(#[from] GuardError),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    #[error("cannot start the runtime or signal handlers: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// Run the daemon until SIGTERM or SIGINT.
+pub fn run(sources: Sources) -> Result<(), DaemonError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    runtime.block_on(run_loop(sources))
+}
+
+async fn run_loop(sources: Sources) -> Result<(), DaemonError> {
+    let loaded = config::load(&sources)?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let mut d = Daemon::start(sources, loaded)?;
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Runtime)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Runtime)?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut watches = match Watches::start(&d.watch_set(), tx) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            // Without watchers the sweeps still find everything, only later.
+            tracing::error!(error = %e, "file watchers unavailable; relying on periodic rescans");
+            None
+        }
+    };
+    let mut tick = interval(d.sweep_interval());
+    let mut ticks: u64 = 0;
+    loop {
+        tokio::select! {
+            biased;
+            _ = term.recv() => { d.shutdown("SIGTERM"); break; }
+            _ = int.recv() => { d.shutdown("SIGINT"); break; }
+            Some(first) = rx.recv() => {
+                let mut triggers = vec![first];
+                while let Ok(t) = rx.try_recv() {
+                    triggers.push(t);
+                }
+                if triggers.contains(&Trigger::Config) && d.reload() {
+                    tick = interval(d.sweep_interval());
+                }
+                if triggers.contains(&Trigger::Persistence) {
+                    d.sweep.mark_persistence_dirty();
+                }
+                d.cycle();
+                if let Some(w) = watches.as_mut() {
+                    w.refresh(&d.watch_set());
+                }
+            }
+            _ = tick.tick() => {
+                d.cycle();
+                ticks += 1;
+                // New homes and guard dirs join the watch set now and then;
+                // the periodic rescan covers the time in between.
+                if ticks % 15 == 0
+                    && let Some(w) = watches.as_mut()
+                {
+                    w.refresh(&d.watch_set());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn interval(period: Duration) -> tokio::time::Interval {
+    let mut i = tokio::time::interval(period);
+    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    i
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The daemon's state between cycles.
+struct Daemon {
+    sources: Sources,
+    loaded: Loaded,
+    policy: Policy,
+    platform: Native,
+    cache: SignatureCache,
+    journal: Journal,
+    vault: Vault,
+    guard: Guard,
+    lock: StateLock,
+    reporter: Reporter,
+    sweep: SweepState,
+    /// Finding uid → the verdict last reported for it.
+    reported: HashMap<String, Verdict>,
+    /// Plan key → journal entry id, while the helper is still found.
+    planned: BTreeMap<String, String>,
+    /// When each remediation of the last hour ran.
+    breaker: VecDeque<Instant>,
+    breaker_open: bool,
+    /// Allow rules from `quarantine restore --allow`, as last loaded.
+    local_rules: Vec<crate::config::Rule>,
+    status: Status,
+}
+
+impl Daemon {
+    fn start(sources: Sources, loaded: Loaded) -> Result<Daemon, DaemonError> {
+        let state_dir = loaded.config.state_dir.clone();
+        create_state_dir(&state_dir)?;
+        let lock = StateLock::new(&state_dir);
+        let local_rules = load_local_rules(&state_dir);
+        let policy = policy_for(&loaded.config, &local_rules)?;
+        let platform = Native::new(loaded.config.tools());
+        let host = platform.host_info();
+        let mut reporter = Reporter::open(&loaded.config, &host)?;
+        let vault = Vault::open(&state_dir)?;
+        let journal = Journal::open(&state_dir)?;
+        let guard = Guard::open(&state_dir)?;
+        let mode = loaded.config.mode;
+        let status = Status {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            mode,
+            effective_mode: mode,
+            breaker_open: false,
+            started_unix: unix_now(),
+            last_sweep_unix: None,
+            sweeps: 0,
+            listeners: 0,
+            persistence_items: 0,
+            findings_report: 0,
+            findings_remediate: 0,
+            remediations: 0,
+            would_do: 0,
+            reinstall_attempts: 0,
+            quarantined: 0,
+            guarded_paths: guard.entries().len(),
+            outbox_pending: None,
+            running: true,
+            recent: Vec::new(),
+        };
+        reporter.started(mode, &host);
+        let mut d = Daemon {
+            sources,
+            loaded,
+            policy,
+            platform,
+            cache: SignatureCache::default(),
+            journal,
+            vault,
+            guard,
+            lock,
+            reporter,
+            sweep: SweepState::default(),
+            reported: HashMap::new(),
+            planned: BTreeMap::new(),
+            breaker: VecDeque::new(),
+            breaker_open: false,
+            local_rules,
+            status,
+        };
+        d.recover();
+        d.write_status();
+        Ok(d)
+    }
+
+    fn config(&self) -> &Config {
+        &self.loaded.config
+    }
+
+    fn sweep_interval(&self) -> Duration {
+        Duration::from_secs(self.config().sweep_seconds)
+    }
+
+    fn watch_set(&self) -> WatchSet {
+        let mut config_files: Vec<PathBuf> = [
+            self.sources.explicit.clone(),
+            self.sources.managed.clone(),
+            self.sources.local.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        config_files.dedup();
+        WatchSet {
+            persistence_globs: self.config().persistence_dirs.clone(),
+            guard_dirs: self.guard.watch_dirs(),
+            config_files,
+        }
+    }
+
+    /// Finish what a crash interrupted: the vault first (it completes or
+    /// undoes half-done moves), then every unfinished journal entry.
+    fn recover(&mut self) {
+        let _held = self.lock.hold();
+        for action in self.vault.recover() {
+            tracing::warn!(?action, "quarantine recovery");
+        }
+        let (entries, errors) = self.journal.unfinished();
+        for e in errors {
+            tracing::error!(error = %e, "journal entry skipped");
+        }
+        for mut entry in entries {
+            tracing::warn!(id = %entry.id, subject = %entry.plan.subject, "finishing an interrupted remediation");
+            self.planned.insert(entry.plan.key.clone(), entry.id.clone());
+            self.execute(&mut entry);
+        }
+    }
+
+    /// One observe → judge → act → report pass.
+    fn cycle(&mut self) {
+        self.reload_local_state();
+        let swept = self
+            .sweep
+            .sweep(&self.platform, &self.loaded.config, &self.cache, Instant::now());
+        for e in &swept.errors {
+            tracing::debug!(source = %e.source, message = %e.message, "observe");
+        }
+        self.handle_reinstalls();
+        if swept.changed {
+            let findings = judge::judge(&self.policy, &swept.observations);
+            self.report_findings(&findings);
+            self.act_on(&findings);
+            self.status.listeners = swept.observations.listeners.len();
+            self.status.persistence_items = swept.observations.persistence.len();
+            self.status.findings_report = count(&findings, Verdict::Report);
+            self.status.findings_remediate = count(&findings, Verdict::Remediate);
+            self.status.quarantined = self.vault.list().len();
+        }
+        self.status.sweeps += 1;
+        self.status.last_sweep_unix = Some(unix_now());
+        self.reporter.flush_pending();
+        self.write_status();
+    }
+
+    /// Pick up what `lenscap quarantine restore` changed: lifted guards
+    /// and new allow rules.
+    fn reload_local_state(&mut self) {
+        let _held = self.lock.hold();
+        match Guard::open(&self.config().state_dir) {
+            Ok(g) => self.guard = g,
+            Err(e) => tracing::error!(error = %e, "keeping the guard registry in memory"),
+        }
+        let local = load_local_rules(&self.config().state_dir);
+        if local != self.local_rules {
+            match policy_for(self.config(), &local) {
+                Ok(p) => {
+                    self.policy = p;
+                    self.local_rules = local;
+                    self.sweep.mark_persistence_dirty();
+                }
+                Err(e) => tracing::error!(error = %e, "local allow rules rejected"),
+            }
+        }
+    }
+
+    fn report_findings(&mut self, findings: &[Finding]) {
+        let mut current = HashMap::new();
+        for f in findings.iter().filter(|f| f.verdict != Verdict::Allow) {
+            let uid = crate::report::convert::finding_uid(f);
+            let previous = self.reported.get(&uid).copied();
+            if previous != Some(f.verdict) {
+                self.reporter.finding(f, self.status.effective_mode, previous.is_some());
+            }
+            current.insert(uid, f.verdict);
+        }
+        self.reported = current;
+    }
+
+    fn effective_mode(&mut self) -> Mode {
+        if self.config().mode == Mode::Monitor {
+            return Mode::Monitor;
+        }
+        let now = Instant::now();
+        while self
+            .breaker
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= BREAKER_WINDOW)
+        {
+            self.breaker.pop_front();
+        }
+        let max = usize::try_from(self.config().max_remediations_per_hour).unwrap_or(usize::MAX);
+        let open = self.breaker.len() >= max;
+        if open != self.breaker_open {
+            self.breaker_open = open;
+            self.reporter.breaker(open, self.breaker.len(), BREAKER_WINDOW);
+            if open {
+                tracing::error!(
+                    "circuit breaker open: {} remediations within an hour; monitoring only until the window passes",
+                    self.breaker.len()
+                );
+            }
+        }
+        self.status.breaker_open = open;
+        self.status.effective_mode = if open { Mode::Monitor } else { Mode::Remediate };
+        self.status.effective_mode
+    }
+
+    fn act_on(&mut self, findings: &[Finding]) {
+        let opts = PlanOptions {
+            placeholder_block: self.config().placeholder_block,
+            protected: [Some(self.config().state_dir.clone()), std::env::current_exe().ok()]
+                .into_iter()
+                .flatten()
+                .collect(),
+        };
+        let plans = plan::plans(findings, &opts);
+        self.planned
+            .retain(|key, _| plans.iter().any(|p| &p.key == key));
+        for p in plans {
+            if self.planned.contains_key(&p.key) {
+                continue;
+            }
+            let mode = self.effective_mode();
+            let mut entry = Entry::new(p, mode, SystemTime::now());
+            if let Err(e) = self.journal.write(&entry) {
+                // Nothing is done that is not journaled first.
+                tracing::error!(error = %e, "cannot journal a plan; not acting on it");
+                continue;
+            }
+            self.planned.insert(entry.plan.key.clone(), entry.id.clone());
+            match mode {
+                Mode::Monitor => {
+                    self.status.would_do += 1;
+                    self.reporter.would_do(&entry);
+                    self.note_entry(&entry);
+                }
+                Mode::Remediate => {
+                    self.breaker.push_back(Instant::now());
+                    self.status.remediations += 1;
+                    self.execute(&mut entry);
+                }
+            }
+        }
+    }
+
+    /// Carry out a remediate-mode entry under the state lock.
+    fn execute(&mut self, entry: &mut Entry) {
+        let held = self.lock.hold();
+        let config = &self.loaded.config;
+        let mut ctx = Context {
+            launchctl: config.launchctl_path.clone(),
+            command_timeout: Duration::from_secs(10),
+            grace: Duration::from_millis(config.term_grace_ms),
+            ctl: &self.platform,
+            vault: &self.vault,
+            guard: &mut self.guard,
+            notifier: &self.platform,
+        };
+        let result = execute::run_entry(&mut ctx, &self.journal, entry);
+        drop(held);
+        match result {
+            Ok(events) => {
+                self.reporter.steps(entry, &events);
+                self.note_steps(&events);
+            }
+            Err(e) => tracing::error!(error = %e, id = %entry.id, "journal write failed; remediation paused"),
+        }
+    }
+
+    /// Something stands again where a guard keeps a path empty: move it
+    /// into quarantine again and report the reinstall attempt.
+    fn handle_reinstalls(&mut self) {
+        let back: Vec<_> = self.guard.reappeared().into_iter().cloned().collect();
+        if back.is_empty() {
+            return;
+        }
+        let mode = self.effective_mode();
+        for g in back {
+            self.status.reinstall_attempts += 1;
+            if mode == Mode::Monitor {
+                self.reporter.reinstall(&g, None, Err("monitor mode: left in place".into()), true);
+                continue;
+            }
+            let _held = self.lock.hold();
+            let summary = format!("reinstall attempt of {}", g.plan_key);
+            let moved = if g.placeholder {
+                // Whatever replaced our placeholder goes, then the
+                // placeholder goes back.
+                self.vault
+                    .quarantine(&[g.path.clone()], &summary, None, SystemTime::now())
+                    .and_then(|r| placeholder_block(&g.path).map(|()| r))
+            } else {
+                self.vault
+                    .quarantine(&[g.path.clone()], &summary, None, SystemTime::now())
+            };
+            match moved {
+                Ok(record) => {
+                    tracing::warn!(path = %g.path.display(), id = %record.id, "reinstall attempt undone");
+                    self.reporter.reinstall(&g, Some(&record.id), Ok(()), false);
+                }
+                Err(e) => {
+                    tracing::error!(path = %g.path.display(), error = %e, "reinstall attempt could not be undone");
+                    self.reporter.reinstall(&g, None, Err(e.to_string()), false);
+                }
+            }
+        }
+    }
+
+    /// Reload configuration after a watcher saw it change. An invalid new
+    /// configuration is rejected and the old one stays. Returns whether
+    /// the sweep interval changed.
+    fn reload(&mut self) -> bool {
+        let loaded = match config::load(&self.sources) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "new configuration rejected; keeping the previous one");
+                self.reporter.config_rejected(&e.to_string());
+                return false;
+            }
+        };
+        let policy = match policy_for(&loaded.config, &self.local_rules) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "new rules rejected; keeping the previous configuration");
+                self.reporter.config_rejected(&e.to_string());
+                return false;
+            }
+        };
+        if loaded.config == self.loaded.config {
+            return false;
+        }
+        let changed: Vec<String> = config::KEYS
+            .iter()
+            .filter(|k| {
+                config::show::effective_value(&loaded.config, k)
+                    != config::show::effective_value(&self.loaded.config, k)
+            })
+            .map(|k| (*k).to_string())
+            .collect();
+        tracing::info!(?changed, "configuration reloaded");
+        let interval_changed = loaded.config.sweep_seconds != self.loaded.config.sweep_seconds;
+        self.loaded = loaded;
+        self.policy = policy;
+        self.status.mode = self.loaded.config.mode;
+        self.sweep.mark_persistence_dirty();
+        self.reporter.config_changed(&changed);
+        interval_changed
+    }
+
+    fn note_entry(&mut self, entry: &Entry) {
+        for (step, rec) in entry.plan.steps.iter().zip(&entry.steps) {
+            self.status.push_recent(RecentAction {
+                time_unix: unix_now(),
+                plan: entry.plan.subject.clone(),
+                step: step.name().into(),
+                status: format!("{:?}", rec.status).to_lowercase(),
+                outcome: rec.outcome.clone().unwrap_or_default(),
+            });
+        }
+    }
+
+    fn note_steps(&mut self, events: &[StepEvent]) {
+        for e in events {
+            self.status.push_recent(RecentAction {
+                time_unix: unix_now(),
+                plan: e.plan_key.clone(),
+                step: e.step.name().into(),
+                status: format!("{:?}", e.status).to_lowercase(),
+                outcome: e.outcome.clone(),
+            });
+        }
+    }
+
+    fn write_status(&mut self) {
+        self.status.guarded_paths = self.guard.entries().len();
+        self.status.outbox_pending = self.reporter.pending();
+        if let Err(e) = self.status.write(&self.config().state_dir) {
+            tracing::warn!(error = %e, "cannot write status.json");
+        }
+    }
+
+    fn shutdown(&mut self, why: &str) {
+        tracing::info!("stopping on {why}");
+        self.reporter.stopped(why);
+        self.status.running = false;
+        self.write_status();
+    }
+}
+
+fn count(findings: &[Finding], v: Verdict) -> usize {
+    findings.iter().filter(|f| f.verdict == v).count()
+}
+
+/// The policy from configured rules plus the allow rules `quarantine
+/// restore --allow` added.
+pub fn policy_for(config: &Config, local: &[crate::config::Rule]) -> Result<Policy, JudgeError> {
+    let mut with_local = config.clone();
+    with_local.rules.extend(local.iter().cloned());
+    Policy::new(&with_local)
+}
+
+/// The local allow rules; a broken file is logged and treated as empty
+/// (the configured rules still apply).
+pub fn load_local_rules(state_dir: &std::path::Path) -> Vec<crate::config::Rule> {
+    allowlist::load(state_dir).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "local allow rules ignored");
+        Vec::new()
+    })
+}
+
+fn create_state_dir(dir: &std::path::Path) -> Result<(), DaemonError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|source| DaemonError::StateDir {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+impl ProcessControl for Native {
+    fn process(&self, pid: u32) -> Result<ProcessIdentity, PlatformError> {
+        Platform::process(self, pid)
+    }
+
+    fn signal_verified(
+        &self,
+        expected: &ProcessIdentity,
+        signal: i32,
+    ) -> Result<SignalOutcome, PlatformError> {
+        Native::signal_verified(self, expected, signal)
+    }
+
+    fn child_pids(&self, pid: u32) -> Result<Vec<u32>, PlatformError> {
+        Native::child_pids(self, pid)
+    }
+}
+
+impl Notifier for Native {
+    fn notify(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String> {
+        self.notify_user(uid, title, message)
+    }
+}
+

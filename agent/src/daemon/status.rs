@@ -1,0 +1,130 @@
+//! `<StateDir>/status.json`: what `lenscap status` shows. The daemon opens
+//! no port, so this file is how it answers: rewritten atomically after
+//! every sweep that did something, and at start and stop.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Mode;
+
+/// How many recent actions the status keeps.
+pub const RECENT: usize = 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentAction {
+    pub time_unix: i64,
+    pub plan: String,
+    pub step: String,
+    pub status: String,
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub pid: u32,
+    pub version: String,
+    /// The configured mode.
+    pub mode: Mode,
+    /// What the daemon does now: `monitor` while the circuit breaker is
+    /// open even when `mode` is remediate.
+    pub effective_mode: Mode,
+    pub breaker_open: bool,
+    pub started_unix: i64,
+    pub last_sweep_unix: Option<i64>,
+    pub sweeps: u64,
+    pub listeners: usize,
+    pub persistence_items: usize,
+    pub findings_report: usize,
+    pub findings_remediate: usize,
+    pub remediations: u64,
+    pub would_do: u64,
+    pub reinstall_attempts: u64,
+    pub quarantined: usize,
+    pub guarded_paths: usize,
+    pub outbox_pending: Option<u64>,
+    /// false once the daemon has stopped cleanly.
+    pub running: bool,
+    pub recent: Vec<RecentAction>,
+}
+
+impl Status {
+    pub fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("status.json")
+    }
+
+    pub fn push_recent(&mut self, action: RecentAction) {
+        self.recent.push(action);
+        let extra = self.recent.len().saturating_sub(RECENT);
+        self.recent.drain(..extra);
+    }
+
+    /// Replace the status file atomically (no fsync: losing the last
+    /// status in a power cut is harmless; it is rewritten at start).
+    pub fn write(&self, state_dir: &Path) -> std::io::Result<()> {
+        let path = Status::path(state_dir);
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(&bytes)?;
+        fs::rename(&tmp, &path)
+    }
+
+    pub fn read(state_dir: &Path) -> std::io::Result<Status> {
+        let bytes = fs::read(Status::path(state_dir))?;
+        serde_json::from_slice(&bytes).map_err(std::io::Error::other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_keeps_only_recent_actions() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Status {
+            pid: 1,
+            version: "0".into(),
+            mode: Mode::Monitor,
+            effective_mode: Mode::Monitor,
+            breaker_open: false,
+            started_unix: 0,
+            last_sweep_unix: None,
+            sweeps: 0,
+            listeners: 0,
+            persistence_items: 0,
+            findings_report: 0,
+            findings_remediate: 0,
+            remediations: 0,
+            would_do: 0,
+            reinstall_attempts: 0,
+            quarantined: 0,
+            guarded_paths: 0,
+            outbox_pending: None,
+            running: true,
+            recent: Vec::new(),
+        };
+        for i in 0..(RECENT + 5) {
+            s.push_recent(RecentAction {
+                time_unix: i as i64,
+                plan: "p".into(),
+                step: "s".into(),
+                status: "done".into(),
+                outcome: String::new(),
+            });
+        }
+        assert_eq!(s.recent.len(), RECENT);
+        assert_eq!(s.recent[0].time_unix, 5);
+        s.write(dir.path()).unwrap();
+        assert_eq!(Status::read(dir.path()).unwrap(), s);
+    }
+}

@@ -1,0 +1,218 @@
+//! File-system watchers (FSEvents on macOS, inotify on Linux, through
+//! `notify`): persistence directories, the parents of guarded paths, and
+//! the configuration files. Events are *triggers* to rescan, never facts:
+//! FSEvents coalesces and cannot pair renames, inotify drops on overflow
+//! (crates-notes.md), so every decision is made from a fresh scan.
+//!
+//! Globs such as `/Users/*/Library/LaunchAgents` are expanded to the
+//! directories that exist now, and their fixed prefix (`/Users`) is watched
+//! too, so a new home is noticed; the daemon re-expands the globs after
+//! each persistence rescan ([`Watches::refresh`]).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+/// What a watcher saw: which kind of path changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Trigger {
+    Persistence,
+    Guard,
+    Config,
+}
+
+/// The set of watched directories, kept in step with configuration.
+pub struct Watches {
+    watcher: RecommendedWatcher,
+    watched: BTreeSet<PathBuf>,
+}
+
+impl std::fmt::Debug for Watches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watches")
+            .field("watched", &self.watched)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The paths to watch and what each one means.
+#[derive(Debug, Clone, Default)]
+pub struct WatchSet {
+    pub persistence_globs: Vec<String>,
+    pub guard_dirs: Vec<PathBuf>,
+    pub config_files: Vec<PathBuf>,
+}
+
+impl Watches {
+    /// Start a watcher that sends a [`Trigger`] for each event.
+    pub fn start(
+        set: &WatchSet,
+        tx: mpsc::UnboundedSender<Trigger>,
+    ) -> Result<Watches, notify::Error> {
+        let classify = Classifier::new(set);
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            let Ok(event) = res else {
+                // An error (e.g. inotify queue overflow) means events were
+                // lost: rescan everything.
+                let _ = tx.send(Trigger::Persistence);
+                let _ = tx.send(Trigger::Guard);
+                return;
+            };
+            // Reading a file is not a change (inotify reports opens).
+            if matches!(event.kind, notify::EventKind::Access(_)) {
+                return;
+            }
+            for t in classify.triggers(&event.paths) {
+                let _ = tx.send(t);
+            }
+        })?;
+        let mut w = Watches {
+            watcher,
+            watched: BTreeSet::new(),
+        };
+        w.refresh(set);
+        Ok(w)
+    }
+
+    /// Watch every directory `set` names that exists now (and stop
+    /// watching ones it no longer names). A directory that cannot be
+    /// watched is logged and left to the periodic rescan.
+    pub fn refresh(&mut self, set: &WatchSet) {
+        let wanted = dirs_to_watch(set);
+        for gone in self.watched.difference(&wanted).cloned().collect::<Vec<_>>() {
+            let _ = self.watcher.unwatch(&gone);
+            self.watched.remove(&gone);
+        }
+        for dir in wanted {
+            if self.watched.contains(&dir) {
+                continue;
+            }
+            match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.watched.insert(dir);
+                }
+                Err(e) => tracing::debug!(dir = %dir.display(), error = %e, "not watched"),
+            }
+        }
+    }
+
+    pub fn watched(&self) -> &BTreeSet<PathBuf> {
+        &self.watched
+    }
+}
+
+/// Existing directories for a watch set: each glob's expansions and its
+/// fixed prefix, the guard dirs, and the config files' directories (a
+/// file is replaced by rename, which only its directory sees).
+fn dirs_to_watch(set: &WatchSet) -> BTreeSet<PathBuf> {
+    let mut dirs = BTreeSet::new();
+    for pattern in &set.persistence_globs {
+        dirs.insert(fixed_prefix(pattern));
+        if let Ok(paths) = glob::glob(pattern) {
+            dirs.extend(paths.flatten());
+        }
+    }
+    dirs.extend(set.guard_dirs.iter().cloned());
+    dirs.extend(
+        set.config_files
+            .iter()
+            .filter_map(|f| f.parent().map(Path::to_path_buf)),
+    );
+    dirs.into_iter().filter(|d| d.is_dir()).collect()
+}
+
+/// The longest leading part of a glob without glob characters.
+fn fixed_prefix(pattern: &str) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in Path::new(pattern).components() {
+        let s = c.as_os_str().to_string_lossy();
+        if s.contains(['*', '?', '[']) {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Maps an event's paths to triggers.
+struct Classifier {
+    config_files: Vec<PathBuf>,
+    guard_dirs: Vec<PathBuf>,
+}
+
+impl Classifier {
+    fn new(set: &WatchSet) -> Classifier {
+        Classifier {
+            config_files: set.config_files.clone(),
+            guard_dirs: set.guard_dirs.clone(),
+        }
+    }
+
+    fn triggers(&self, paths: &[PathBuf]) -> BTreeSet<Trigger> {
+        let mut out = BTreeSet::new();
+        for p in paths {
+            if self.config_files.iter().any(|f| f == p) {
+                out.insert(Trigger::Config);
+            } else if p
+                .parent()
+                .is_some_and(|parent| self.guard_dirs.iter().any(|g| g == parent))
+            {
+                out.insert(Trigger::Guard);
+            } else {
+                out.insert(Trigger::Persistence);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn fixed_prefix_stops_at_the_first_glob() {
+        assert_eq!(
+            fixed_prefix("/Users/*/Library/LaunchAgents"),
+            PathBuf::from("/Users")
+        );
+        assert_eq!(
+            fixed_prefix("/Library/LaunchAgents"),
+            PathBuf::from("/Library/LaunchAgents")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_plist_and_a_config_rewrite_trigger() {
+        let dir = tempfile::tempdir().unwrap();
+        let agents = dir.path().join("home/ann/Library/LaunchAgents");
+        std::fs::create_dir_all(&agents).unwrap();
+        let config = dir.path().join("lenscap.plist");
+        std::fs::write(&config, b"x").unwrap();
+        let set = WatchSet {
+            persistence_globs: vec![format!("{}/home/*/Library/LaunchAgents", dir.path().display())],
+            guard_dirs: vec![],
+            config_files: vec![config.clone()],
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let w = Watches::start(&set, tx).unwrap();
+        assert!(w.watched().contains(&agents));
+        assert!(w.watched().contains(&dir.path().join("home")), "the glob's prefix");
+
+        std::fs::write(agents.join("com.x.plist"), b"<plist/>").unwrap();
+        let t = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap();
+        assert_eq!(t, Some(Trigger::Persistence));
+        while rx.try_recv().is_ok() {}
+
+        std::fs::write(dir.path().join("lenscap.plist.tmp"), b"y").unwrap();
+        std::fs::rename(dir.path().join("lenscap.plist.tmp"), &config).unwrap();
+        let mut seen = BTreeSet::new();
+        while let Ok(Some(t)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+            seen.insert(t);
+        }
+        assert!(seen.contains(&Trigger::Config), "{seen:?}");
+    }
+}

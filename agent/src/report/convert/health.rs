@@ -1,0 +1,109 @@
+//! The agent's own news (`agent_health`): started, stopped, configuration
+//! changed, circuit breaker, outbox full, permission missing — each with a
+//! message a person can read without the field list.
+
+use lenscap_events as ev;
+use lenscap_events::{AgentHealth, Body, BreakerState, HealthStatus};
+
+fn health(message: String, status: HealthStatus) -> Body {
+    Body::AgentHealth(AgentHealth { message, status })
+}
+
+/// The daemon started.
+pub fn started(
+    agent_version: &str,
+    mode: ev::Mode,
+    pid: u32,
+    os: &str,
+    os_version: Option<&str>,
+) -> Body {
+    health(
+        format!("lenscap {agent_version} started in {} mode", mode.as_str()),
+        HealthStatus::Started {
+            pid,
+            os: os.to_string(),
+            os_version: os_version.map(str::to_string),
+        },
+    )
+}
+
+/// The daemon is stopping.
+pub fn stopped(reason: &str) -> Body {
+    health(
+        format!("lenscap stopped: {reason}"),
+        HealthStatus::Stopped {
+            reason: reason.to_string(),
+        },
+    )
+}
+
+/// The effective configuration changed. `source` is `profile`,
+/// `preferences` or `fleet_policy`.
+pub fn config_changed(changed_keys: &[String], source: &str) -> Body {
+    health(
+        format!(
+            "Configuration changed ({source}): {}",
+            changed_keys.join(", ")
+        ),
+        HealthStatus::ConfigChanged {
+            changed_keys: changed_keys.to_vec(),
+            source: source.to_string(),
+        },
+    )
+}
+
+/// The remediation circuit breaker tripped (`Open`) or reset (`Closed`).
+pub fn circuit_breaker(
+    state: BreakerState,
+    reason: &str,
+    actions_in_window: u32,
+    window_seconds: u32,
+) -> Body {
+    let message = match state {
+        BreakerState::Open => format!(
+            "Remediation suspended after {actions_in_window} remediations in {window_seconds} s: {reason}; findings are still reported"
+        ),
+        BreakerState::Closed => format!("Remediation resumed: {reason}"),
+    };
+    health(
+        message,
+        HealthStatus::CircuitBreaker {
+            state,
+            reason: reason.to_string(),
+            actions_in_window,
+            window_seconds,
+        },
+    )
+}
+
+/// The outbox went over its disk limit and let `dropped_events` unsent,
+/// non-remediation events go.
+pub fn outbox_full(
+    queued_events: u64,
+    queued_bytes: u64,
+    limit_bytes: u64,
+    dropped_events: u64,
+) -> Body {
+    health(
+        format!(
+            "Outbox over its limit of {limit_bytes} bytes: dropped {dropped_events} unsent non-remediation events (they show as sequence gaps); {queued_events} events ({queued_bytes} bytes) kept"
+        ),
+        HealthStatus::OutboxFull {
+            queued_events,
+            queued_bytes,
+            limit_bytes,
+            dropped_events,
+        },
+    )
+}
+
+/// The agent lacks a permission it needs (`full_disk_access`, `root`).
+pub fn permission_missing(permission: &str, detail: &str) -> Body {
+    health(
+        format!("Missing permission {permission}: {detail}"),
+        HealthStatus::PermissionMissing {
+            permission: permission.to_string(),
+            detail: detail.to_string(),
+        },
+    )
+}
