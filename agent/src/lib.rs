@@ -10,10 +10,12 @@
 
 pub mod act;
 pub mod config;
+pub mod daemon;
 pub mod judge;
 pub mod model;
 pub mod observe;
 pub mod parse;
 pub mod platform;
+pub mod render;
 pub mod report;
 pub mod scan;

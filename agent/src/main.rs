@@ -59,10 +59,64 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Run the daemon (what launchd starts): watch, judge, remediate in
+    /// remediate mode, record everything. Stops cleanly on SIGTERM.
+    Run {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show what the daemon is doing, from its state directory.
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List or restore what the daemon moved into quarantine.
+    Quarantine {
+        #[command(subcommand)]
+        action: QuarantineAction,
+    },
+    /// The local event history (findings, actions, agent health).
+    Events {
+        #[arg(long)]
+        json: bool,
+        /// Only events from the last DURATION (`30m`, `2h`, `7d`) or since
+        /// a Unix time in seconds.
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// At most this many events (the newest).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum QuarantineAction {
+    /// Every quarantine record with its files.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Put a record's files back exactly (owner, mode, bytes).
+    Restore {
+        /// The record id from `quarantine list`.
+        id: String,
+        /// Also allow the restored helper from now on, so the daemon does
+        /// not remove it again.
+        #[arg(long)]
+        allow: bool,
+        #[command(flatten)]
+        common: Common,
     },
 }
 
@@ -125,6 +179,101 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Run { common } => {
+            init_logging(common.log_format);
+            let sources = sources(&common);
+            lenscap::daemon::run(sources)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json, common } => {
+            init_logging(common.log_format);
+            let loaded = load_config(&common)?;
+            let state_dir = &loaded.config.state_dir;
+            let status = lenscap::daemon::status::Status::read(state_dir).with_context(|| {
+                format!(
+                    "no daemon status in {} (has `lenscap run` ever started with this configuration?)",
+                    state_dir.display()
+                )
+            })?;
+            let alive = process_alive(status.pid);
+            let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+            if json {
+                let mut v = serde_json::to_value(&status)?;
+                v["alive"] = serde_json::Value::Bool(alive && status.running);
+                serde_json::to_writer_pretty(&mut stdout, &v)?;
+                writeln!(stdout)?;
+            } else {
+                write!(
+                    stdout,
+                    "{}",
+                    lenscap::render::status(&status, alive, unix_now())
+                )?;
+            }
+            stdout.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Quarantine {
+            action: QuarantineAction::List { json, common },
+        } => {
+            init_logging(common.log_format);
+            let loaded = load_config(&common)?;
+            let vault = lenscap::act::quarantine::Vault::open(&loaded.config.state_dir)?;
+            let records = vault.list();
+            let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+            if json {
+                serde_json::to_writer_pretty(&mut stdout, &records)?;
+                writeln!(stdout)?;
+            } else {
+                write!(stdout, "{}", lenscap::render::quarantine_list(&records))?;
+            }
+            stdout.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Quarantine {
+            action: QuarantineAction::Restore { id, allow, common },
+        } => {
+            init_logging(common.log_format);
+            let loaded = load_config(&common)?;
+            let report = lenscap::act::restore::restore(&loaded.config, &id, allow)?;
+            for p in &report.restored {
+                println!("restored {}", p.display());
+            }
+            for p in &report.placeholders_removed {
+                println!("removed placeholder {}", p.display());
+            }
+            if allow {
+                println!("added allow rule restored-{id}: lenscap will leave these files alone");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Events {
+            json,
+            since,
+            limit,
+            common,
+        } => {
+            init_logging(common.log_format);
+            let loaded = load_config(&common)?;
+            let since_ms = match since.as_deref() {
+                Some(s) => Some(parse_since(s, unix_now())?),
+                None => None,
+            };
+            let reader = lenscap::report::outbox::OutboxReader::open(&loaded.config.state_dir)?;
+            let events = reader.history(&lenscap::report::outbox::HistoryFilter {
+                since_ms,
+                kinds: Vec::new(),
+                limit: limit as usize,
+            })?;
+            let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+            if json {
+                serde_json::to_writer_pretty(&mut stdout, &events)?;
+                writeln!(stdout)?;
+            } else {
+                write!(stdout, "{}", lenscap::render::events(&events))?;
+            }
+            stdout.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config {
             action: ConfigAction::Show { json, common },
         } => {
@@ -142,16 +291,52 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn load_config(common: &Common) -> Result<config::Loaded> {
-    let sources = match &common.config {
+fn sources(common: &Common) -> Sources {
+    match &common.config {
         Some(path) => Sources::explicit(path.clone()),
         None => Sources::system(),
-    };
-    let loaded = config::load(&sources)?;
+    }
+}
+
+fn load_config(common: &Common) -> Result<config::Loaded> {
+    let loaded = config::load(&sources(common))?;
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
     Ok(loaded)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Is `pid` a live process? (signal 0 checks without signalling.)
+fn process_alive(pid: u32) -> bool {
+    i32::try_from(pid)
+        .ok()
+        .is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok())
+}
+
+/// `--since`: `30s`, `15m`, `2h`, `7d` ago, or a Unix time in seconds.
+/// Returns milliseconds since the epoch.
+fn parse_since(s: &str, now: i64) -> Result<i64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .with_context(|| format!("--since {s:?}: expected e.g. 30m, 2h, 7d or a Unix time"))?;
+    let secs = match unit {
+        "" => return Ok(n.saturating_mul(1000)),
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        other => anyhow::bail!("--since {s:?}: unknown unit {other:?}; use s, m, h or d"),
+    };
+    Ok(now.saturating_sub(secs).saturating_mul(1000))
 }
 
 fn init_logging(format: LogFormat) {

@@ -28,10 +28,7 @@ pub fn status(s: &Status, alive: bool, now: i64) -> String {
     };
     let _ = writeln!(out, "lenscap {}: {state}", s.version);
     let mode = if s.breaker_open {
-        format!(
-            "{:?} — circuit breaker OPEN: monitoring only",
-            s.mode
-        )
+        format!("{:?} — circuit breaker OPEN: monitoring only", s.mode)
     } else {
         format!("{:?}", s.mode)
     };
@@ -40,7 +37,9 @@ pub fn status(s: &Status, alive: bool, now: i64) -> String {
     let _ = writeln!(
         out,
         "last sweep:      {} ({} sweeps)",
-        s.last_sweep_unix.map(|t| ago(now, t)).unwrap_or_else(|| "never".into()),
+        s.last_sweep_unix
+            .map(|t| ago(now, t))
+            .unwrap_or_else(|| "never".into()),
         s.sweeps
     );
     let _ = writeln!(
@@ -97,7 +96,10 @@ pub fn quarantine_list(records: &[QuarantineRecord]) -> String {
             r.id,
             state,
             r.finding,
-            r.rule.as_deref().map(|x| format!(" [{x}]")).unwrap_or_default()
+            r.rule
+                .as_deref()
+                .map(|x| format!(" [{x}]"))
+                .unwrap_or_default()
         );
         for item in &r.items {
             let _ = writeln!(
@@ -124,5 +126,67 @@ mod tests {
         assert_eq!(ago(10_000, 0), "2h 46m ago");
         assert_eq!(ago(200_000, 0), "2d ago");
         assert_eq!(ago(0, 10), "0s ago", "clock skew never goes negative");
+    }
+}
+
+/// One line of `lenscap events` per event: time, sequence number, kind,
+/// mode and what happened.
+pub fn events(events: &[lenscap_events::Event]) -> String {
+    use lenscap_events::Body;
+    if events.is_empty() {
+        return "no events recorded\n".to_string();
+    }
+    let mut out = String::new();
+    for e in events {
+        let message = match &e.body {
+            Body::DetectionFinding(d) => d.message.as_str(),
+            Body::ProcessRemediation(r) => r.message.as_str(),
+            Body::FileRemediation(r) => r.message.as_str(),
+            Body::AgentHealth(h) => h.message.as_str(),
+        };
+        let _ = writeln!(
+            out,
+            "{}  #{:<6} {:<20} {:<9} {}",
+            utc(e.time / 1000),
+            e.seq,
+            e.kind().as_str(),
+            e.mode.as_str(),
+            message
+        );
+    }
+    out
+}
+
+/// `YYYY-MM-DD HH:MM:SSZ` for a Unix time, without a date crate: the civil
+/// calendar conversion is a few lines (Howard Hinnant's days_from_civil,
+/// inverted).
+pub fn utc(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod utc_tests {
+    #[test]
+    fn known_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00Z");
+        assert_eq!(super::utc(1_562_716_800), "2019-07-10 00:00:00Z");
+        assert_eq!(super::utc(1_795_910_400), "2026-11-28 00:00:00Z");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00Z");
     }
 }

@@ -409,8 +409,13 @@ mod tests {
     fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
         out.push(at.clone());
         match v {
-            Value::Object(m) => m.iter().for_each(|(k, c)| pointers(c, format!("{at}/{k}"), out)),
-            Value::Array(a) => a.iter().enumerate().for_each(|(i, c)| pointers(c, format!("{at}/{i}"), out)),
+            Value::Object(m) => m
+                .iter()
+                .for_each(|(k, c)| pointers(c, format!("{at}/{k}"), out)),
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .for_each(|(i, c)| pointers(c, format!("{at}/{i}"), out)),
             _ => {}
         }
     }

@@ -37,9 +37,8 @@ fn file(state_dir: &Path) -> PathBuf {
 pub fn load(state_dir: &Path) -> Result<Vec<Rule>, AllowlistError> {
     let path = file(state_dir);
     match fs::read(&path) {
-        Ok(bytes) => {
-            serde_json::from_slice(&bytes).map_err(|source| AllowlistError::Corrupt { path, source })
-        }
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|source| AllowlistError::Corrupt { path, source }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(source) => Err(AllowlistError::Io { path, source }),
     }
@@ -100,7 +99,10 @@ mod tests {
         add(dir.path(), rule("a", "/z")).unwrap();
         let rules = load(dir.path()).unwrap();
         assert_eq!(rules.len(), 2);
-        assert_eq!(rules.iter().find(|r| r.id == "a").unwrap().path.as_deref(), Some("/z"));
+        assert_eq!(
+            rules.iter().find(|r| r.id == "a").unwrap().path.as_deref(),
+            Some("/z")
+        );
     }
 
     #[test]

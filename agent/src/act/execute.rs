@@ -77,7 +77,11 @@ pub fn run_entry(
 
         let (ok, outcome, quarantine_id) = run_step(ctx, entry, &step);
         let rec = &mut entry.steps[i];
-        rec.status = if ok { StepStatus::Done } else { StepStatus::Failed };
+        rec.status = if ok {
+            StepStatus::Done
+        } else {
+            StepStatus::Failed
+        };
         rec.outcome = Some(outcome.clone());
         if quarantine_id.is_some() {
             rec.quarantine_id = quarantine_id.clone();
@@ -153,23 +157,26 @@ fn run_step(ctx: &mut Context<'_>, entry: &Entry, step: &Step) -> (bool, String,
                 return (true, "nothing left to move".into(), None);
             }
             let summary = format!("{} (plan {})", entry.plan.subject, entry.id);
-            match ctx
-                .vault
-                .quarantine(&present, &summary, entry.plan.rule.clone(), SystemTime::now())
-            {
+            match ctx.vault.quarantine(
+                &present,
+                &summary,
+                entry.plan.rule.clone(),
+                SystemTime::now(),
+            ) {
                 Ok(record) => (
                     true,
-                    format!("moved {} item(s) into quarantine {}", record.items.len(), record.id),
+                    format!(
+                        "moved {} item(s) into quarantine {}",
+                        record.items.len(),
+                        record.id
+                    ),
                     Some(record.id),
                 ),
                 Err(e) => (false, e.to_string(), None),
             }
         }
         Step::Guard { paths, placeholder } => {
-            let qid = entry
-                .steps
-                .iter()
-                .find_map(|s| s.quarantine_id.clone());
+            let qid = entry.steps.iter().find_map(|s| s.quarantine_id.clone());
             let mut notes = Vec::new();
             let mut ok = true;
             if let Some(dir) = placeholder {
@@ -200,7 +207,10 @@ fn run_step(ctx: &mut Context<'_>, entry: &Entry, step: &Step) -> (bool, String,
             (ok, notes.join("; "), None)
         }
         Step::Notify { uid, message } => {
-            match ctx.notifier.notify(*uid, "lenscap removed a hidden web server", message) {
+            match ctx
+                .notifier
+                .notify(*uid, "lenscap removed a hidden web server", message)
+            {
                 Ok(()) => (true, "user notified".into(), None),
                 // Not being able to tell someone is worth recording but
                 // does not undo the remediation.

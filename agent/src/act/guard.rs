@@ -122,10 +122,11 @@ impl Guard {
             source,
         };
         let tmp = self.file.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(&self.entries).map_err(|source| GuardError::Corrupt {
-            path: self.file.clone(),
-            source,
-        })?;
+        let bytes =
+            serde_json::to_vec_pretty(&self.entries).map_err(|source| GuardError::Corrupt {
+                path: self.file.clone(),
+                source,
+            })?;
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -202,7 +203,8 @@ mod tests {
         let mut g = Guard::open(dir.path()).unwrap();
         let mut other = guarded(&dir.path().join("b"), false);
         other.quarantine_id = Some("q2".into());
-        g.add(vec![guarded(&dir.path().join("a"), false), other]).unwrap();
+        g.add(vec![guarded(&dir.path().join("a"), false), other])
+            .unwrap();
         let lifted = g.lift_record("q1").unwrap();
         assert_eq!(lifted.len(), 1);
         let g2 = Guard::open(dir.path()).unwrap();

@@ -33,7 +33,9 @@ pub enum JournalError {
         #[source]
         source: std::io::Error,
     },
-    #[error("journal entry {path} is not valid JSON ({source}); it was left in place for inspection")]
+    #[error(
+        "journal entry {path} is not valid JSON ({source}); it was left in place for inspection"
+    )]
     Corrupt {
         path: PathBuf,
         #[source]
@@ -204,7 +206,10 @@ impl Journal {
     /// Entries a crash left unfinished.
     pub fn unfinished(&self) -> (Vec<Entry>, Vec<JournalError>) {
         let (entries, errors) = self.entries();
-        (entries.into_iter().filter(|e| !e.finished).collect(), errors)
+        (
+            entries.into_iter().filter(|e| !e.finished).collect(),
+            errors,
+        )
     }
 }
 
@@ -262,7 +267,13 @@ mod tests {
         assert!(e.finished);
         assert_eq!(e.next_step(), None);
         assert!(e.steps.iter().all(|s| s.status == StepStatus::WouldDo));
-        assert!(e.steps[0].outcome.as_deref().unwrap().contains("quarantine"));
+        assert!(
+            e.steps[0]
+                .outcome
+                .as_deref()
+                .unwrap()
+                .contains("quarantine")
+        );
     }
 
     #[test]
@@ -274,7 +285,11 @@ mod tests {
         let (entries, errors) = j.entries();
         assert!(entries.is_empty());
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].to_string().contains("123-bad.json"), "{}", errors[0]);
+        assert!(
+            errors[0].to_string().contains("123-bad.json"),
+            "{}",
+            errors[0]
+        );
         assert!(bad.exists(), "never deleted");
     }
 
@@ -283,7 +298,10 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         Journal::open(dir.path()).unwrap();
-        let mode = fs::metadata(dir.path().join("journal")).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join("journal"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o700);
     }
 }

@@ -12,16 +12,16 @@
 //! - [`quarantine`]: the root-only vault — move files in reversibly, restore
 //!   them exactly, recover half-done moves, block a hidden folder's return.
 
-pub mod fsops;
-pub mod manifest;
-pub mod quarantine;
-pub mod stop;
-pub mod kill;
-pub mod plan;
-pub mod journal;
-pub mod guard;
-pub mod execute;
-pub mod notify;
 pub mod allowlist;
+pub mod execute;
+pub mod fsops;
+pub mod guard;
+pub mod journal;
+pub mod kill;
 pub mod lock;
+pub mod manifest;
+pub mod notify;
+pub mod plan;
+pub mod quarantine;
 pub mod restore;
+pub mod stop;

@@ -28,8 +28,18 @@ use crate::model::{
 /// system's own trees. The judge never remediates under `/System`; this is
 /// the second lock on the same door.
 const PROTECTED_PREFIXES: &[&str] = &[
-    "/System", "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/libexec", "/bin", "/sbin", "/etc",
-    "/private/etc", "/dev", "/proc", "/sys",
+    "/System",
+    "/usr/bin",
+    "/usr/sbin",
+    "/usr/lib",
+    "/usr/libexec",
+    "/bin",
+    "/sbin",
+    "/etc",
+    "/private/etc",
+    "/dev",
+    "/proc",
+    "/sys",
 ];
 
 /// One step of a plan. Serialized into the journal, so each variant holds
@@ -83,7 +93,10 @@ impl Step {
                     .map(|p| format!(
                         "pid {} {}",
                         p.pid,
-                        p.path.as_deref().map(|x| x.display().to_string()).unwrap_or_else(|| p.name.clone())
+                        p.path
+                            .as_deref()
+                            .map(|x| x.display().to_string())
+                            .unwrap_or_else(|| p.name.clone())
                     ))
                     .collect::<Vec<_>>()
                     .join(", ")
@@ -184,7 +197,9 @@ fn plan_group(key: String, group: &[&Finding], opts: &PlanOptions) -> Option<Pla
                 processes.push(p.clone());
             }
         }
-        if let Some(l) = &f.listener {
+        if let Some(l) = &f.listener
+            && !ports.contains(&l.port)
+        {
             ports.push(l.port);
         }
         if f.kind == FindingKind::Persistence

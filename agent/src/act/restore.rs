@@ -4,7 +4,6 @@
 //! `--allow` an allow rule for the restored program paths is added before
 //! the files come back, so the next sweep leaves them alone.
 
-
 use super::allowlist::{self, AllowlistError};
 use super::fsops::EntryKind;
 use super::guard::{Guard, GuardError};
@@ -32,7 +31,10 @@ pub fn restore(config: &Config, id: &str, allow: bool) -> Result<RestoreReport, 
     guard.lift_record(id)?;
     if allow {
         for (n, item) in record.items.iter().enumerate() {
-            allowlist::add(state_dir, allow_rule(id, n, &item.original.0, item.meta.kind == EntryKind::Dir))?;
+            allowlist::add(
+                state_dir,
+                allow_rule(id, n, &item.original.0, item.meta.kind == EntryKind::Dir),
+            )?;
         }
     }
     Ok(vault.restore(id)?)
@@ -55,7 +57,9 @@ fn allow_rule(id: &str, n: usize, path: &std::path::Path, is_dir: bool) -> Rule 
         label: None,
         path: Some(glob),
         port: None,
-        comment: Some(format!("added by `lenscap quarantine restore {id} --allow`")),
+        comment: Some(format!(
+            "added by `lenscap quarantine restore {id} --allow`"
+        )),
     }
 }
 
@@ -73,7 +77,6 @@ fn escape_glob(path: &std::path::Path) -> String {
     }
     out
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -165,10 +165,16 @@ pub(crate) fn parse_key(
         "MaxPlistBytes" => ctx
             .integer(key, value, MAX_PLIST_BYTES)
             .map(Setting::MaxPlistBytes),
-        "MaxRemediationsPerHour" => ctx.integer(key, value, MAX_REMEDIATIONS_PER_HOUR).map(Setting::MaxRemediationsPerHour),
+        "MaxRemediationsPerHour" => ctx
+            .integer(key, value, MAX_REMEDIATIONS_PER_HOUR)
+            .map(Setting::MaxRemediationsPerHour),
         "PlaceholderBlock" => ctx.boolean(key, value).map(Setting::PlaceholderBlock),
-        "TermGraceMillis" => ctx.integer(key, value, TERM_GRACE_MILLIS).map(Setting::TermGraceMillis),
-        "MaxOutboxBytes" => ctx.integer(key, value, MAX_OUTBOX_BYTES).map(Setting::MaxOutboxBytes),
+        "TermGraceMillis" => ctx
+            .integer(key, value, TERM_GRACE_MILLIS)
+            .map(Setting::TermGraceMillis),
+        "MaxOutboxBytes" => ctx
+            .integer(key, value, MAX_OUTBOX_BYTES)
+            .map(Setting::MaxOutboxBytes),
         _ => return None,
     };
     Some(setting)

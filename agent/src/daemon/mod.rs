@@ -21,14 +21,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
+use crate::act::allowlist;
 use crate::act::execute::{self, Context, Notifier, StepEvent};
 use crate::act::guard::{Guard, GuardError};
 use crate::act::journal::{Entry, Journal, JournalError};
 use crate::act::kill::ProcessControl;
+use crate::act::lock::StateLock;
 use crate::act::plan::{self, PlanOptions};
 use crate::act::quarantine::{QuarantineError, Vault, placeholder_block};
-use crate::act::allowlist;
-use crate::act::lock::StateLock;
 use crate::config::{self, Config, ConfigError, Loaded, Mode, Sources};
 use crate::judge::{self, JudgeError, Policy};
 use crate::model::{Finding, ProcessIdentity, Verdict};
@@ -270,7 +270,8 @@ impl Daemon {
         }
         for mut entry in entries {
             tracing::warn!(id = %entry.id, subject = %entry.plan.subject, "finishing an interrupted remediation");
-            self.planned.insert(entry.plan.key.clone(), entry.id.clone());
+            self.planned
+                .insert(entry.plan.key.clone(), entry.id.clone());
             self.execute(&mut entry);
         }
     }
@@ -278,9 +279,12 @@ impl Daemon {
     /// One observe → judge → act → report pass.
     fn cycle(&mut self) {
         self.reload_local_state();
-        let swept = self
-            .sweep
-            .sweep(&self.platform, &self.loaded.config, &self.cache, Instant::now());
+        let swept = self.sweep.sweep(
+            &self.platform,
+            &self.loaded.config,
+            &self.cache,
+            Instant::now(),
+        );
         for e in &swept.errors {
             tracing::debug!(source = %e.source, message = %e.message, "observe");
         }
@@ -328,7 +332,8 @@ impl Daemon {
             let uid = crate::report::convert::finding_uid(f);
             let previous = self.reported.get(&uid).copied();
             if previous != Some(f.verdict) {
-                self.reporter.finding(f, self.status.effective_mode, previous.is_some());
+                self.reporter
+                    .finding(f, self.status.effective_mode, previous.is_some());
             }
             current.insert(uid, f.verdict);
         }
@@ -351,7 +356,8 @@ impl Daemon {
         let open = self.breaker.len() >= max;
         if open != self.breaker_open {
             self.breaker_open = open;
-            self.reporter.breaker(open, self.breaker.len(), BREAKER_WINDOW);
+            self.reporter
+                .breaker(open, self.breaker.len(), BREAKER_WINDOW);
             if open {
                 tracing::error!(
                     "circuit breaker open: {} remediations within an hour; monitoring only until the window passes",
@@ -367,10 +373,13 @@ impl Daemon {
     fn act_on(&mut self, findings: &[Finding]) {
         let opts = PlanOptions {
             placeholder_block: self.config().placeholder_block,
-            protected: [Some(self.config().state_dir.clone()), std::env::current_exe().ok()]
-                .into_iter()
-                .flatten()
-                .collect(),
+            protected: [
+                Some(self.config().state_dir.clone()),
+                std::env::current_exe().ok(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
         };
         let plans = plan::plans(findings, &opts);
         self.planned
@@ -386,7 +395,8 @@ impl Daemon {
                 tracing::error!(error = %e, "cannot journal a plan; not acting on it");
                 continue;
             }
-            self.planned.insert(entry.plan.key.clone(), entry.id.clone());
+            self.planned
+                .insert(entry.plan.key.clone(), entry.id.clone());
             match mode {
                 Mode::Monitor => {
                     self.status.would_do += 1;
@@ -422,7 +432,9 @@ impl Daemon {
                 self.reporter.steps(entry, &events);
                 self.note_steps(&events);
             }
-            Err(e) => tracing::error!(error = %e, id = %entry.id, "journal write failed; remediation paused"),
+            Err(e) => {
+                tracing::error!(error = %e, id = %entry.id, "journal write failed; remediation paused")
+            }
         }
     }
 
@@ -437,7 +449,8 @@ impl Daemon {
         for g in back {
             self.status.reinstall_attempts += 1;
             if mode == Mode::Monitor {
-                self.reporter.reinstall(&g, None, Err("monitor mode: left in place".into()), true);
+                self.reporter
+                    .reinstall(&g, None, Err("monitor mode: left in place".into()), true);
                 continue;
             }
             let _held = self.lock.hold();
@@ -603,4 +616,3 @@ impl Notifier for Native {
         self.notify_user(uid, title, message)
     }
 }
-

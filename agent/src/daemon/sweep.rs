@@ -89,8 +89,12 @@ impl SweepState {
         // Fresh identities for the owners of new sockets; forget owners of
         // nothing.
         let fresh: BTreeSet<u32> = new.iter().flat_map(|l| l.pids.iter().copied()).collect();
-        let owners: BTreeSet<u32> = listeners.iter().flat_map(|l| l.pids.iter().copied()).collect();
-        self.processes.retain(|pid, _| owners.contains(pid) && !fresh.contains(pid));
+        let owners: BTreeSet<u32> = listeners
+            .iter()
+            .flat_map(|l| l.pids.iter().copied())
+            .collect();
+        self.processes
+            .retain(|pid, _| owners.contains(pid) && !fresh.contains(pid));
         let missing: BTreeSet<u32> = owners
             .iter()
             .copied()
@@ -248,7 +252,13 @@ mod tests {
         let cache = SignatureCache::default();
         let mut state = SweepState::default();
         let t0 = Instant::now();
-        assert!(state.sweep(&platform, &cfg, &cache, t0).observations.persistence.is_empty());
+        assert!(
+            state
+                .sweep(&platform, &cfg, &cache, t0)
+                .observations
+                .persistence
+                .is_empty()
+        );
 
         let agents = dir.path().join("agents");
         std::fs::create_dir_all(&agents).unwrap();
@@ -259,7 +269,13 @@ mod tests {
             .to_file_xml(agents.join("com.example.x.plist"))
             .unwrap();
         // Not dirty and not due: the plist is not seen yet.
-        assert!(state.sweep(&platform, &cfg, &cache, t0).observations.persistence.is_empty());
+        assert!(
+            state
+                .sweep(&platform, &cfg, &cache, t0)
+                .observations
+                .persistence
+                .is_empty()
+        );
         state.mark_persistence_dirty();
         let swept = state.sweep(&platform, &cfg, &cache, t0);
         assert!(swept.changed);
@@ -267,6 +283,12 @@ mod tests {
         // And the periodic rescan finds changes without a watcher.
         std::fs::remove_file(agents.join("com.example.x.plist")).unwrap();
         let later = t0 + FULL_RESCAN;
-        assert!(state.sweep(&platform, &cfg, &cache, later).observations.persistence.is_empty());
+        assert!(
+            state
+                .sweep(&platform, &cfg, &cache, later)
+                .observations
+                .persistence
+                .is_empty()
+        );
     }
 }

@@ -81,7 +81,12 @@ impl Watches {
     /// watched is logged and left to the periodic rescan.
     pub fn refresh(&mut self, set: &WatchSet) {
         let wanted = dirs_to_watch(set);
-        for gone in self.watched.difference(&wanted).cloned().collect::<Vec<_>>() {
+        for gone in self
+            .watched
+            .difference(&wanted)
+            .cloned()
+            .collect::<Vec<_>>()
+        {
             let _ = self.watcher.unwatch(&gone);
             self.watched.remove(&gone);
         }
@@ -193,17 +198,25 @@ mod tests {
         let config = dir.path().join("lenscap.plist");
         std::fs::write(&config, b"x").unwrap();
         let set = WatchSet {
-            persistence_globs: vec![format!("{}/home/*/Library/LaunchAgents", dir.path().display())],
+            persistence_globs: vec![format!(
+                "{}/home/*/Library/LaunchAgents",
+                dir.path().display()
+            )],
             guard_dirs: vec![],
             config_files: vec![config.clone()],
         };
         let (tx, mut rx) = mpsc::unbounded_channel();
         let w = Watches::start(&set, tx).unwrap();
         assert!(w.watched().contains(&agents));
-        assert!(w.watched().contains(&dir.path().join("home")), "the glob's prefix");
+        assert!(
+            w.watched().contains(&dir.path().join("home")),
+            "the glob's prefix"
+        );
 
         std::fs::write(agents.join("com.x.plist"), b"<plist/>").unwrap();
-        let t = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap();
+        let t = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap();
         assert_eq!(t, Some(Trigger::Persistence));
         while rx.try_recv().is_ok() {}
 

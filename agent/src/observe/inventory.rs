@@ -62,7 +62,10 @@ pub fn gather(
         };
         // Owners of every listener, and their parents: "started by another
         // application" is a question about the parent.
-        let owners: BTreeSet<u32> = listeners.iter().flat_map(|l| l.pids.iter().copied()).collect();
+        let owners: BTreeSet<u32> = listeners
+            .iter()
+            .flat_map(|l| l.pids.iter().copied())
+            .collect();
         let mut processes = read_processes(platform, cache, &owners, &mut errors);
         let parents: BTreeSet<u32> = processes
             .values()

@@ -183,7 +183,8 @@ impl CameraLogParser {
             }
             "com.apple.SystemStatus" => match shapes::system_status_camera_pids(message) {
                 Some(now) => {
-                    let events = diff_sets(&self.system_status, &now, |pid| CameraClient::Pid(*pid));
+                    let events =
+                        diff_sets(&self.system_status, &now, |pid| CameraClient::Pid(*pid));
                     self.system_status = now;
                     stamp.events(events, LogShape::SystemStatus)
                 }
@@ -205,7 +206,11 @@ struct Stamp {
 }
 
 impl Stamp {
-    fn events(&self, changes: Vec<(CameraChange, CameraClient)>, shape: LogShape) -> Vec<CameraEvent> {
+    fn events(
+        &self,
+        changes: Vec<(CameraChange, CameraClient)>,
+        shape: LogShape,
+    ) -> Vec<CameraEvent> {
         changes
             .into_iter()
             .map(|(change, client)| CameraEvent {
@@ -225,8 +230,12 @@ fn diff_sets<T: Ord>(
     now: &BTreeSet<T>,
     client: impl Fn(&T) -> CameraClient,
 ) -> Vec<(CameraChange, CameraClient)> {
-    let stops = before.difference(now).map(|x| (CameraChange::Stop, client(x)));
-    let starts = now.difference(before).map(|x| (CameraChange::Start, client(x)));
+    let stops = before
+        .difference(now)
+        .map(|x| (CameraChange::Stop, client(x)));
+    let starts = now
+        .difference(before)
+        .map(|x| (CameraChange::Start, client(x)));
     stops.chain(starts).collect()
 }
 
@@ -267,12 +276,23 @@ pub fn predicate_for(major: u32, minor: u32) -> String {
 /// The whole `log` argument list for macOS `major.minor`: 13.3's message is
 /// logged at debug level, which `log stream` hides unless asked.
 pub fn log_stream_args(major: u32, minor: u32) -> Vec<String> {
-    let level = if major == 13 && minor >= 3 { "debug" } else { "default" };
-    ["stream", "--style", "ndjson", "--level", level, "--predicate"]
-        .into_iter()
-        .map(str::to_string)
-        .chain(std::iter::once(predicate_for(major, minor)))
-        .collect()
+    let level = if major == 13 && minor >= 3 {
+        "debug"
+    } else {
+        "default"
+    };
+    [
+        "stream",
+        "--style",
+        "ndjson",
+        "--level",
+        level,
+        "--predicate",
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .chain(std::iter::once(predicate_for(major, minor)))
+    .collect()
 }
 
 #[cfg(test)]

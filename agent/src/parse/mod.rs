@@ -4,6 +4,7 @@
 pub mod codesign;
 
 pub mod btm;
+pub mod camera_log;
 pub mod launchctl;
 pub mod launchd;
 pub mod libproc_abi;
@@ -11,4 +12,3 @@ pub mod proc_bsdinfo;
 pub mod procargs;
 pub mod sw_vers;
 pub mod tcc;
-pub mod camera_log;

@@ -116,7 +116,7 @@ fn process_name(f: &Finding) -> String {
 
 /// Short title and one-sentence message for a person.
 fn finding_text(f: &Finding, activity: FindingActivity, mode: ev::Mode) -> (String, String) {
-    let (title, message) = if let Some(l) = &f.listener {
+    let (title, message) = if let (model::FindingKind::Listener, Some(l)) = (f.kind, &f.listener) {
         let sock = SocketAddr::new(l.address, l.port);
         let name = process_name(f);
         let title = format!("{name} listening on {sock}");

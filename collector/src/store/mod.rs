@@ -80,8 +80,26 @@ impl DbUrl {
     }
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+/// `postgres://user:secret@host/db?password=x` →
+/// `postgres://user:***@host/db?password=***`.
 fn redact(url: &str) -> String {
+    let url = redact_userinfo(url);
+    match url.split_once('?') {
+        Some((head, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => p.to_string(),
+                })
+                .collect();
+            format!("{head}?{}", params.join("&"))
+        }
+        None => url,
+    }
+}
+
+fn redact_userinfo(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };
@@ -215,6 +233,12 @@ mod tests {
         assert_eq!(
             DbUrl::parse("postgres://u@h/db").unwrap().display(),
             "postgres://u@h/db"
+        );
+        assert_eq!(
+            DbUrl::parse("postgres://u@h/db?sslmode=require&password=pw")
+                .unwrap()
+                .display(),
+            "postgres://u@h/db?sslmode=require&password=***"
         );
     }
 

@@ -181,22 +181,49 @@ impl Store {
     /// are bound parameters.
     pub async fn events(&self, filter: &EventFilter) -> Result<EventPage, StoreError> {
         let limit = filter.limit.clamp(1, MAX_PAGE);
+        // Resolve `host` to ids first: `host_id = ?` lets the (host_id,
+        // time, id) index hand rows over already in order, where an IN
+        // over a subquery would make the database sort every match.
+        let mut host_ids: Option<Vec<i64>> = filter.host_id.map(|id| vec![id]);
+        if let Some(host) = &filter.host {
+            let ids: Vec<i64> = dispatch!(self, pool => {
+                sqlx::query_scalar(
+                    "SELECT id FROM hosts WHERE hostname = $1 OR identity_value = $1 OR serial = $1 ORDER BY id",
+                )
+                .bind(host)
+                .fetch_all(pool)
+                .await
+                .ctx("finding a host")?
+            });
+            host_ids = Some(match host_ids {
+                Some(given) => ids.into_iter().filter(|id| given.contains(id)).collect(),
+                None => ids,
+            });
+        }
+        if host_ids.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(EventPage {
+                events: Vec::new(),
+                next: None,
+            });
+        }
         dispatch!(self, pool => {
             let mut qb = QueryBuilder::new(
                 "SELECT e.id, e.host_id, h.hostname, e.seq, e.time, e.received_at, e.kind, e.verdict, e.rule, e.body
                  FROM events e JOIN hosts h ON h.id = e.host_id WHERE 1 = 1",
             );
-            if let Some(host) = &filter.host {
-                qb.push(" AND e.host_id IN (SELECT id FROM hosts WHERE hostname = ")
-                    .push_bind(host.clone())
-                    .push(" OR identity_value = ")
-                    .push_bind(host.clone())
-                    .push(" OR serial = ")
-                    .push_bind(host.clone())
-                    .push(")");
-            }
-            if let Some(id) = filter.host_id {
-                qb.push(" AND e.host_id = ").push_bind(id);
+            match host_ids.as_deref() {
+                Some([id]) => {
+                    qb.push(" AND e.host_id = ").push_bind(*id);
+                }
+                Some(ids) => {
+                    qb.push(" AND e.host_id IN (");
+                    let mut sep = qb.separated(", ");
+                    for id in ids {
+                        sep.push_bind(*id);
+                    }
+                    qb.push(")");
+                }
+                None => {}
             }
             if !filter.kinds.is_empty() {
                 qb.push(" AND e.kind IN (");

@@ -15,11 +15,20 @@ fn zoom_login_item_plan_terminates_quarantines_guards_and_notifies() {
     let findings = zoom_scene().judge(&kit::policy());
     assert!(findings.iter().any(|f| f.verdict == Verdict::Remediate));
     let plans = plans(&findings, &PlanOptions::default());
-    assert_eq!(plans.len(), 1, "listener and login item are one helper: {plans:#?}");
+    assert_eq!(
+        plans.len(),
+        1,
+        "listener and login item are one helper: {plans:#?}"
+    );
     let names: Vec<&str> = plans[0].steps.iter().map(Step::name).collect();
     // A login item has no launchd job to boot out.
     assert_eq!(names, ["terminate", "quarantine", "guard", "notify"]);
-    assert!(plans[0].rule.as_deref().is_some_and(|r| r.starts_with("catalog:")));
+    assert!(
+        plans[0]
+            .rule
+            .as_deref()
+            .is_some_and(|r| r.starts_with("catalog:"))
+    );
     assert!(plans[0].subject.contains("19421"), "{}", plans[0].subject);
 }
 
@@ -35,7 +44,10 @@ fn launch_agent_is_booted_out_before_anything_is_killed() {
     let plans = plans(&findings, &PlanOptions::default());
     assert_eq!(plans.len(), 1, "{findings:#?}");
     let names: Vec<&str> = plans[0].steps.iter().map(Step::name).collect();
-    assert_eq!(names, ["bootout", "terminate", "quarantine", "guard", "notify"]);
+    assert_eq!(
+        names,
+        ["bootout", "terminate", "quarantine", "guard", "notify"]
+    );
     let Step::Quarantine { paths } = &plans[0].steps[2] else {
         panic!("third step quarantines")
     };
@@ -61,7 +73,9 @@ fn tree() -> tempfile::TempDir {
 #[test]
 fn dedicated_hidden_folder_is_the_unit_and_gets_the_placeholder() {
     let dir = tree();
-    let exe = dir.path().join(".zoomus/ZoomOpener.app/Contents/MacOS/ZoomOpener");
+    let exe = dir
+        .path()
+        .join(".zoomus/ZoomOpener.app/Contents/MacOS/ZoomOpener");
     std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
     std::fs::write(&exe, b"x").unwrap();
     let (unit, hidden) = helper_files(&exe);
@@ -124,7 +138,10 @@ fn protected_paths_are_never_moved() {
     assert!(!movable(Path::new("/System/Library/x"), &opts));
     assert!(!movable(Path::new("/usr/bin/python3"), &opts));
     assert!(!movable(Path::new("/var/lenscap/quarantine"), &opts));
-    assert!(!movable(Path::new("/var"), &opts), "a parent of a protected path");
+    assert!(
+        !movable(Path::new("/var"), &opts),
+        "a parent of a protected path"
+    );
     assert!(!movable(Path::new("relative/path"), &opts));
     assert!(!movable(Path::new("/"), &opts));
     assert!(movable(Path::new("/Users/ann/.zoomus"), &opts));

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeSet;
 
-use super::CameraClient;
 use super::CameraChange;
+use super::CameraClient;
 
 const ATTRIBUTIONS_PREFIX: &str = "Active activity attributions changed to";
 const CONTROL_PID: &str = "CMIOExtensionPropertyDeviceControlPID";

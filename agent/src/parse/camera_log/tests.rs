@@ -54,9 +54,17 @@ fn sonoma_control_center_attribution_diffs() {
     assert_eq!(
         brief(&events),
         vec![
-            (Start, bundle("com.apple.PhotoBooth"), LogShape::ControlCenter),
+            (
+                Start,
+                bundle("com.apple.PhotoBooth"),
+                LogShape::ControlCenter
+            ),
             (Start, bundle("us.zoom.xos"), LogShape::ControlCenter),
-            (Stop, bundle("com.apple.PhotoBooth"), LogShape::ControlCenter),
+            (
+                Stop,
+                bundle("com.apple.PhotoBooth"),
+                LogShape::ControlCenter
+            ),
             (Stop, bundle("us.zoom.xos"), LogShape::ControlCenter),
         ]
     );
@@ -125,7 +133,10 @@ fn control_center_lines_from_other_processes_are_ignored() {
         CONTROL_CENTER_PATH,
         "Active activity attributions changed to []",
     ));
-    assert_eq!(brief(&stopped), vec![(Stop, bundle("us.zoom.xos"), LogShape::ControlCenter)]);
+    assert_eq!(
+        brief(&stopped),
+        vec![(Stop, bundle("us.zoom.xos"), LogShape::ControlCenter)]
+    );
 }
 
 #[test]
@@ -140,7 +151,11 @@ fn garbled_lists_do_not_read_as_all_stopped() {
         "Active activity attributions changed to",
         "Active activity attributions changed to [\"cam:bad id with spaces\"]",
     ] {
-        assert!(parser.feed_line(&cc_line(CONTROL_CENTER_PATH, garbled)).is_empty());
+        assert!(
+            parser
+                .feed_line(&cc_line(CONTROL_CENTER_PATH, garbled))
+                .is_empty()
+        );
     }
     // A SystemStatus block cut off mid-way is no change either.
     let cut = serde_json::json!({
@@ -158,16 +173,33 @@ fn shape_edge_cases() {
         device_control_pid("x {\n    CMIOExtensionPropertyDeviceControlPID=42 ;\n}"),
         Some(42)
     );
-    assert_eq!(device_control_pid("CMIOExtensionPropertyDeviceControlPID = 42"), None);
-    assert_eq!(device_control_pid("CMIOExtensionPropertyDeviceControlPID = 99999999999;"), None);
     assert_eq!(
-        cmio_endpoint("[{private}7][{private}0] added <private> endpoint <private> camera <private>"),
+        device_control_pid("CMIOExtensionPropertyDeviceControlPID = 42"),
+        None
+    );
+    assert_eq!(
+        device_control_pid("CMIOExtensionPropertyDeviceControlPID = 99999999999;"),
+        None
+    );
+    assert_eq!(
+        cmio_endpoint(
+            "[{private}7][{private}0] added <private> endpoint <private> camera <private>"
+        ),
         Some((Start, CameraClient::Pid(7)))
     );
     // An endpoint that is not a camera (a microphone) is no camera start.
-    assert_eq!(cmio_endpoint("[{private}7] added <private> endpoint <private> microphone <private>"), None);
-    assert_eq!(cmio_endpoint("added <private> endpoint <private> camera <private>"), Some((Start, CameraClient::Unknown)));
-    assert_eq!(cmio_endpoint("[{private}0] removed endpoint <private>"), Some((Stop, CameraClient::Unknown)));
+    assert_eq!(
+        cmio_endpoint("[{private}7] added <private> endpoint <private> microphone <private>"),
+        None
+    );
+    assert_eq!(
+        cmio_endpoint("added <private> endpoint <private> camera <private>"),
+        Some((Start, CameraClient::Unknown))
+    );
+    assert_eq!(
+        cmio_endpoint("[{private}0] removed endpoint <private>"),
+        Some((Stop, CameraClient::Unknown))
+    );
     assert_eq!(cmio_endpoint("removed <private>"), None);
     assert_eq!(
         control_center_cameras("Active activity attributions changed to []"),
@@ -223,12 +255,19 @@ fn predicates_per_version() {
     assert!(predicate_for(13, 2).contains("com.apple.SystemStatus"));
     assert!(predicate_for(12, 7).contains("com.apple.SystemStatus"));
     // Balanced quotes and parentheses: `log` rejects anything else.
-    for p in [predicate_for(14, 0), predicate_for(13, 3), predicate_for(12, 0)] {
+    for p in [
+        predicate_for(14, 0),
+        predicate_for(13, 3),
+        predicate_for(12, 0),
+    ] {
         assert_eq!(p.matches('"').count() % 2, 0, "{p}");
         assert_eq!(p.matches('(').count(), p.matches(')').count(), "{p}");
     }
     let args = log_stream_args(13, 4);
-    assert_eq!(&args[..5], ["stream", "--style", "ndjson", "--level", "debug"]);
+    assert_eq!(
+        &args[..5],
+        ["stream", "--style", "ndjson", "--level", "debug"]
+    );
     assert_eq!(args.last(), Some(&predicate_for(13, 4)));
     assert_eq!(log_stream_args(14, 0)[4], "default");
 }

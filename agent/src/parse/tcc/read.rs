@@ -212,7 +212,10 @@ fn fingerprint(path: &Path) -> Result<Fingerprint, TccError> {
     for file in std::iter::once(path.to_path_buf()).chain(SIDECARS.iter().map(|s| sidecar(path, s)))
     {
         match std::fs::symlink_metadata(&file) {
-            Ok(meta) => out.push(Some((meta.len(), meta.modified().map_err(|e| io_error(&file, e))?))),
+            Ok(meta) => out.push(Some((
+                meta.len(),
+                meta.modified().map_err(|e| io_error(&file, e))?,
+            ))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => out.push(None),
             Err(e) => return Err(io_error(&file, e)),
         }
@@ -294,7 +297,11 @@ fn query(conn: &Connection, path: &Path) -> Result<TccSnapshot, Failure> {
     // Only names from this list reach the SQL text, never a name read from
     // the file.
     let auth = if legacy { "allowed" } else { "auth_value" };
-    let reason = if has("auth_reason") { "auth_reason" } else { "NULL" };
+    let reason = if has("auth_reason") {
+        "auth_reason"
+    } else {
+        "NULL"
+    };
     let modified = if has("last_modified") {
         "last_modified"
     } else {

@@ -61,7 +61,14 @@ fn high_sierra_generation() {
     assert_eq!(
         snap.grants,
         vec![
-            grant(Camera, "/usr/local/bin/ffmpeg", ClientPath, Allowed, None, None),
+            grant(
+                Camera,
+                "/usr/local/bin/ffmpeg",
+                ClientPath,
+                Allowed,
+                None,
+                None
+            ),
             grant(Camera, "com.example.Declined", BundleId, Denied, None, None),
             grant(Camera, "us.zoom.xos", BundleId, Allowed, None, None),
             grant(Microphone, "us.zoom.xos", BundleId, Allowed, None, None),
@@ -77,10 +84,38 @@ fn mojave_generation() {
     assert_eq!(
         snap.grants,
         vec![
-            grant(Camera, "us.zoom.xos", BundleId, Allowed, None, Some(1562093118)),
-            grant(Microphone, "us.zoom.xos", BundleId, Allowed, None, Some(1562093120)),
-            grant(ScreenCapture, "us.zoom.xos", BundleId, Denied, None, Some(1570000000)),
-            grant(AllFiles, "com.example.Backup", BundleId, Allowed, None, Some(1565000000)),
+            grant(
+                Camera,
+                "us.zoom.xos",
+                BundleId,
+                Allowed,
+                None,
+                Some(1562093118)
+            ),
+            grant(
+                Microphone,
+                "us.zoom.xos",
+                BundleId,
+                Allowed,
+                None,
+                Some(1562093120)
+            ),
+            grant(
+                ScreenCapture,
+                "us.zoom.xos",
+                BundleId,
+                Denied,
+                None,
+                Some(1570000000)
+            ),
+            grant(
+                AllFiles,
+                "com.example.Backup",
+                BundleId,
+                Allowed,
+                None,
+                Some(1565000000)
+            ),
         ]
     );
 }
@@ -94,10 +129,38 @@ fn big_sur_generation() {
     assert_eq!(
         snap.grants,
         vec![
-            grant(Camera, "us.zoom.xos", BundleId, Allowed, r(2), Some(1650000000)),
-            grant(Microphone, "us.zoom.xos", BundleId, Denied, r(3), Some(1650000100)),
-            grant(ScreenCapture, "com.example.Recorder", BundleId, Allowed, r(3), Some(1650000200)),
-            grant(AllFiles, "/usr/local/bin/lenscap", ClientPath, Allowed, r(6), Some(1650000300)),
+            grant(
+                Camera,
+                "us.zoom.xos",
+                BundleId,
+                Allowed,
+                r(2),
+                Some(1650000000)
+            ),
+            grant(
+                Microphone,
+                "us.zoom.xos",
+                BundleId,
+                Denied,
+                r(3),
+                Some(1650000100)
+            ),
+            grant(
+                ScreenCapture,
+                "com.example.Recorder",
+                BundleId,
+                Allowed,
+                r(3),
+                Some(1650000200)
+            ),
+            grant(
+                AllFiles,
+                "/usr/local/bin/lenscap",
+                ClientPath,
+                Allowed,
+                r(6),
+                Some(1650000300)
+            ),
         ]
     );
 }
@@ -111,11 +174,46 @@ fn sonoma_generation() {
     assert_eq!(
         snap.grants,
         vec![
-            grant(Camera, "com.apple.PhotoBooth", BundleId, Allowed, r(11), Some(1717000010)),
-            grant(Camera, "us.zoom.xos", BundleId, Allowed, r(2), Some(1717000000)),
-            grant(Microphone, "com.example.Dictation", BundleId, Unknown, r(5), Some(1717000020)),
-            grant(ScreenCapture, "com.example.Recorder", BundleId, Limited, r(4), Some(1717000030)),
-            grant(AllFiles, "/usr/local/bin/lenscap", ClientPath, Allowed, r(6), Some(1717000040)),
+            grant(
+                Camera,
+                "com.apple.PhotoBooth",
+                BundleId,
+                Allowed,
+                r(11),
+                Some(1717000010)
+            ),
+            grant(
+                Camera,
+                "us.zoom.xos",
+                BundleId,
+                Allowed,
+                r(2),
+                Some(1717000000)
+            ),
+            grant(
+                Microphone,
+                "com.example.Dictation",
+                BundleId,
+                Unknown,
+                r(5),
+                Some(1717000020)
+            ),
+            grant(
+                ScreenCapture,
+                "com.example.Recorder",
+                BundleId,
+                Limited,
+                r(4),
+                Some(1717000030)
+            ),
+            grant(
+                AllFiles,
+                "/usr/local/bin/lenscap",
+                ClientPath,
+                Allowed,
+                r(6),
+                Some(1717000040)
+            ),
         ]
     );
     assert_eq!(snap.grants[0].reason, Some(TccReason::Entitled));
@@ -144,7 +242,10 @@ fn schema_detection_by_column_names() {
         Some(TccSchema::Sonoma)
     );
     assert_eq!(TccSchema::detect(&cols(base)), None);
-    assert_eq!(TccSchema::detect(&cols("client,client_type,auth_value")), None);
+    assert_eq!(
+        TccSchema::detect(&cols("client,client_type,auth_value")),
+        None
+    );
 }
 
 #[test]
@@ -267,7 +368,14 @@ fn rows_with_wrong_types_are_skipped_and_counted() {
 #[test]
 fn diff_reports_added_changed_removed() {
     let zoom = grant(Camera, "us.zoom.xos", BundleId, Allowed, None, Some(1));
-    let booth = grant(Camera, "com.apple.PhotoBooth", BundleId, Allowed, None, Some(1));
+    let booth = grant(
+        Camera,
+        "com.apple.PhotoBooth",
+        BundleId,
+        Allowed,
+        None,
+        Some(1),
+    );
     let mic = grant(Microphone, "us.zoom.xos", BundleId, Denied, None, Some(1));
     let mic_on = TccGrant {
         auth: Allowed,
@@ -289,7 +397,10 @@ fn diff_reports_added_changed_removed() {
         ]
     );
     assert!(diff(&new, &new).is_empty());
-    assert_eq!(diff(&[], &[zoom.clone()]), vec![GrantChange::Added { grant: zoom }]);
+    assert_eq!(
+        diff(&[], &[zoom.clone()]),
+        vec![GrantChange::Added { grant: zoom }]
+    );
 }
 
 /// A child process (this test binary, re-run) holding a lock on a database.
@@ -343,8 +454,15 @@ fn rollback_db_under_exclusive_lock_is_read_from_a_copy() {
     };
     let started = Instant::now();
     let snap = read_grants(&path, &opts).unwrap();
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-    assert!(snap.via_copy, "a locked rollback-journal db must be read from a copy");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        snap.via_copy,
+        "a locked rollback-journal db must be read from a copy"
+    );
     // The child's uncommitted insert is not there; the committed rows are.
     assert_eq!(snap.grants, expected);
     // The private copy is gone afterwards.
@@ -376,7 +494,10 @@ fn locked_and_damaged_gives_locked_error_not_a_hang() {
     let started = Instant::now();
     let err = read_grants(&path, &Default::default()).unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(matches!(err, TccError::Locked { attempts: 3, .. }), "{err:?}");
+    assert!(
+        matches!(err, TccError::Locked { attempts: 3, .. }),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -388,7 +509,12 @@ fn permission_denied_names_full_disk_access_and_profile() {
         // Root reads anything here, so read as `nobody` in a child process.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let out = Command::new(std::env::current_exe().unwrap())
-            .args(["parse::tcc::tests::child_entry", "--exact", "--ignored", "--nocapture"])
+            .args([
+                "parse::tcc::tests::child_entry",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+            ])
             .env(CHILD_MODE, "read_as_nobody")
             .env(CHILD_DB, &path)
             .output()

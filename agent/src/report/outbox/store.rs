@@ -66,8 +66,9 @@ pub(crate) struct Chain {
     pub full_reported: bool,
 }
 
-/// Create `dir` (0700) if it is missing and refuse one that is a link or
-/// that others may write to: whoever can write there can swap the file.
+/// Create `dir` (0700) if it is missing and refuse one that is a link,
+/// belongs to someone else, or that others may write to: whoever can write
+/// there can swap the file.
 pub(crate) fn private_dir(dir: &Path) -> Result<(), OutboxError> {
     match fs::symlink_metadata(dir) {
         Ok(_) => {}
@@ -85,6 +86,16 @@ pub(crate) fn private_dir(dir: &Path) -> Result<(), OutboxError> {
         return Err(OutboxError::Insecure {
             path: dir.to_path_buf(),
             reason: "the state directory is not a directory (a link is not followed)".into(),
+        });
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != euid && meta.uid() != 0 {
+        return Err(OutboxError::Insecure {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "the state directory belongs to uid {}, not to us (uid {euid}) or root",
+                meta.uid()
+            ),
         });
     }
     if meta.mode() & 0o022 != 0 {

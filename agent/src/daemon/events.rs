@@ -1,0 +1,251 @@
+//! The daemon's side of report: every finding and every step goes into the
+//! outbox as a wire event, durably, before anything else happens with it.
+//!
+//! An append that fails for a passing reason (disk full, the database
+//! locked by a reader) keeps the event in memory and retries it at the end
+//! of every cycle: an event is lost only if the daemon dies while the disk
+//! is full, and then the collector sees the gap.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lenscap_events::{Body, BreakerState, FindingActivity, Mode as EvMode};
+
+use super::DaemonError;
+use crate::act::execute::StepEvent;
+use crate::act::guard::Guarded;
+use crate::act::journal::{Entry, StepStatus};
+use crate::act::plan::Step;
+use crate::config::{Config, Mode};
+use crate::model::{Finding, HostInfo};
+use crate::report::convert::{
+    self, FileAction, ProcessAction, StepContext, StepOutcome, file_remediation, file_target,
+    job_target, process_remediation, process_target,
+};
+use crate::report::hostid;
+use crate::report::outbox::{Outbox, open_or_recover};
+
+/// Appends to the outbox, holding back what could not be written yet.
+pub(super) struct Reporter {
+    outbox: Outbox,
+    mode: EvMode,
+    backlog: Vec<(EvMode, Body)>,
+}
+
+impl std::fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reporter")
+            .field("backlog", &self.backlog.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reporter {
+    pub(super) fn open(config: &Config, _host: &HostInfo) -> Result<Reporter, DaemonError> {
+        let mode = convert::mode(config.mode);
+        let (outbox, recovery) = open_or_recover(
+            &config.state_dir,
+            hostid::detect(),
+            env!("CARGO_PKG_VERSION"),
+            config.max_outbox_bytes,
+            mode,
+        )?;
+        if let Some(r) = recovery {
+            tracing::error!(moved_to = %r.moved_to.display(), detail = %r.detail, "the outbox was damaged and was moved aside; a new one was started");
+        }
+        Ok(Reporter {
+            outbox,
+            mode,
+            backlog: Vec::new(),
+        })
+    }
+
+    fn record(&mut self, body: Body) {
+        self.flush_pending();
+        if !self.backlog.is_empty() {
+            // Keep the order: nothing jumps the queue.
+            self.backlog.push((self.mode, body));
+            return;
+        }
+        if let Err(e) = self.outbox.append(self.mode, &body) {
+            tracing::error!(error = %e, "event kept in memory until the outbox accepts it");
+            self.backlog.push((self.mode, body));
+        }
+    }
+
+    /// Retry events the outbox refused earlier.
+    pub(super) fn flush_pending(&mut self) {
+        while let Some((mode, body)) = self.backlog.first() {
+            match self.outbox.append(*mode, body) {
+                Ok(_) => {
+                    self.backlog.remove(0);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, waiting = self.backlog.len(), "outbox still refusing");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Events waiting for the collector (plus any held in memory).
+    pub(super) fn pending(&self) -> Option<u64> {
+        self.outbox
+            .stats()
+            .ok()
+            .map(|s| s.pending + self.backlog.len() as u64)
+    }
+
+    pub(super) fn started(&mut self, mode: Mode, host: &HostInfo) {
+        self.mode = convert::mode(mode);
+        let body = convert::started(
+            env!("CARGO_PKG_VERSION"),
+            self.mode,
+            std::process::id(),
+            &host.os,
+            host.os_version.as_deref(),
+        );
+        self.record(body);
+    }
+
+    pub(super) fn stopped(&mut self, why: &str) {
+        self.record(convert::stopped(why));
+    }
+
+    pub(super) fn config_changed(&mut self, keys: &[String]) {
+        self.record(convert::config_changed(keys, "preferences"));
+    }
+
+    pub(super) fn config_rejected(&mut self, error: &str) {
+        self.record(convert::config_changed(
+            &[],
+            &format!("rejected, previous configuration kept: {error}"),
+        ));
+    }
+
+    pub(super) fn breaker(&mut self, open: bool, in_window: usize, window: Duration) {
+        let state = if open {
+            BreakerState::Open
+        } else {
+            BreakerState::Closed
+        };
+        let reason = if open {
+            "MaxRemediationsPerHour reached"
+        } else {
+            "the hour window passed"
+        };
+        self.record(convert::circuit_breaker(
+            state,
+            reason,
+            u32::try_from(in_window).unwrap_or(u32::MAX),
+            u32::try_from(window.as_secs()).unwrap_or(u32::MAX),
+        ));
+    }
+
+    /// A finding seen for the first time (or with a new verdict).
+    pub(super) fn finding(&mut self, f: &Finding, mode: Mode, update: bool) {
+        let activity = if update {
+            FindingActivity::Update
+        } else {
+            FindingActivity::Create
+        };
+        self.record(convert::detection_finding(f, activity, convert::mode(mode)));
+    }
+
+    /// Monitor mode: every step of the plan as "would do".
+    pub(super) fn would_do(&mut self, entry: &Entry) {
+        let saved = self.mode;
+        self.mode = EvMode::Monitor;
+        for step in &entry.plan.steps {
+            for body in bodies(entry, step, &StepOutcome::WouldDo, None) {
+                self.record(body);
+            }
+        }
+        self.mode = saved;
+    }
+
+    /// What carrying out a plan's steps did.
+    pub(super) fn steps(&mut self, entry: &Entry, events: &[StepEvent]) {
+        for e in events {
+            let outcome = match e.status {
+                StepStatus::Done => StepOutcome::Success(Some(e.outcome.clone())),
+                StepStatus::WouldDo => StepOutcome::WouldDo,
+                _ => StepOutcome::Failure(e.outcome.clone()),
+            };
+            for body in bodies(entry, &e.step, &outcome, e.quarantine_id.as_deref()) {
+                self.record(body);
+            }
+        }
+    }
+
+    /// A guarded path came back and was (or, in monitor mode, would be)
+    /// moved into quarantine again.
+    pub(super) fn reinstall(
+        &mut self,
+        g: &Guarded,
+        quarantine_id: Option<&str>,
+        result: Result<(), String>,
+        would_do: bool,
+    ) {
+        let outcome = match (would_do, result) {
+            (true, _) => StepOutcome::WouldDo,
+            (false, Ok(())) => StepOutcome::Success(None),
+            (false, Err(e)) => StepOutcome::Failure(e),
+        };
+        let ctx = StepContext {
+            finding_uid: None,
+            command_uid: None,
+        };
+        self.record(file_remediation(
+            file_target(&g.path),
+            FileAction::ReinstallRemoved,
+            quarantine_id,
+            &outcome,
+            &ctx,
+        ));
+    }
+}
+
+/// The wire events one plan step produces.
+fn bodies(
+    entry: &Entry,
+    step: &Step,
+    outcome: &StepOutcome,
+    quarantine_id: Option<&str>,
+) -> Vec<Body> {
+    let ctx = StepContext {
+        finding_uid: None,
+        command_uid: Some(entry.id.clone()),
+    };
+    let files = |paths: &[PathBuf], action: FileAction| -> Vec<Body> {
+        paths
+            .iter()
+            .map(|p| file_remediation(file_target(p), action, quarantine_id, outcome, &ctx))
+            .collect()
+    };
+    match step {
+        Step::Bootout { item, .. } => vec![process_remediation(
+            job_target(item.label.as_deref().unwrap_or("(no label)"), None),
+            ProcessAction::StopJob,
+            outcome,
+            &ctx,
+        )],
+        Step::Terminate { processes } => processes
+            .iter()
+            .map(|p| {
+                process_remediation(process_target(p), ProcessAction::KillProcess, outcome, &ctx)
+            })
+            .collect(),
+        Step::Quarantine { paths } => files(paths, FileAction::Quarantine),
+        Step::Guard { paths, placeholder } => {
+            let mut out = files(paths, FileAction::Guard);
+            if let Some(p) = placeholder {
+                out.extend(files(std::slice::from_ref(p), FileAction::Placeholder));
+            }
+            out
+        }
+        // The notice itself is in the journal and the log; it changes
+        // nothing on the machine, so it is not a remediation event.
+        Step::Notify { .. } => Vec::new(),
+    }
+}
