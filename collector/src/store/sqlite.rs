@@ -68,7 +68,10 @@ impl SqliteStore {
             .foreign_keys(true)
             // 64 MiB of page cache per connection (the default is 2 MiB):
             // seven indexes on events touch many pages per batch.
-            .pragma("cache_size", "-65536");
+            .pragma("cache_size", "-65536")
+            // Checkpoint every 64 MiB of WAL rather than every 4 MiB: an
+            // index page changed by many batches is copied back once.
+            .pragma("wal_autocheckpoint", "16384");
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(base.clone().create_if_missing(true))

@@ -47,8 +47,8 @@ CREATE INDEX events_time         ON events (time, id);
 CREATE INDEX events_host_time    ON events (host_id, time, id);
 CREATE INDEX events_host_seq     ON events (host_id, seq);
 CREATE INDEX events_kind_time    ON events (kind, time, id);
-CREATE INDEX events_verdict_time ON events (verdict, time, id);
-CREATE INDEX events_rule_time    ON events (rule, time, id);
+CREATE INDEX events_verdict_time ON events (verdict, time, id) WHERE verdict IS NOT NULL;
+CREATE INDEX events_rule_time    ON events (rule, time, id) WHERE rule IS NOT NULL;
 
 CREATE TABLE gaps (
     host_id     BIGINT NOT NULL REFERENCES hosts (id),
