@@ -5,16 +5,17 @@
 //! Exit status: 0 nothing to remediate; 3 `scan` found at least one
 //! `remediate` verdict; 78 (EX_CONFIG, as launchd shows it) the
 //! configuration or a rule in it is invalid; 1 any other error; 2 a usage
-//! error (clap).
+//! error (clap); 10 `update --check` found a newer release.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use lenscap::config::{self, Sources};
+use lenscap::logging::{LogFormat, LogOptions};
 use lenscap::observe::inventory::GatherOptions;
 use lenscap::platform::Native;
 use lenscap::scan;
@@ -34,15 +35,21 @@ struct Common {
     /// preferences (/Library/[Managed ]Preferences/io.lenscap.agent.plist).
     #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
-    /// Log format on stderr.
+    /// Log format (text or one JSON object per line). The level comes
+    /// from LENSCAP_LOG (e.g. `debug`, `lenscap=debug`); default `info`.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
+    /// Append logs to this file instead of writing them to stderr.
+    #[arg(long, value_name = "PATH", global = true)]
+    log_file: Option<PathBuf>,
 }
 
+/// Shells `lenscap completions` writes scripts for.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,6 +103,27 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Check for, or install, a signed lenscap release (UpdateURL,
+    /// UpdatePublicKey). `--check` exits 10 when a newer release exists.
+    Update {
+        /// Only report the installed and the latest version.
+        #[arg(long, conflicts_with = "apply", required_unless_present = "apply")]
+        check: bool,
+        /// Download, verify the signature and replace the binary.
+        #[arg(long)]
+        apply: bool,
+        /// Replace this file instead of the running lenscap.
+        #[arg(long, value_name = "PATH", requires = "apply")]
+        bin_path: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print a shell completion script to stdout.
+    #[command(hide = true)]
+    Completions { shell: Shell },
+    /// Print the man page (roff) to stdout.
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,7 +181,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             no_probe,
             common,
         } => {
-            init_logging(common.log_format);
+            init_logging(&common)?;
             let loaded = load_config(&common)?;
             let platform = Native::new(loaded.config.tools());
             let report = scan::run(
@@ -180,13 +208,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Run { common } => {
-            init_logging(common.log_format);
+            init_logging(&common)?;
             let sources = sources(&common);
             lenscap::daemon::run(sources)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { json, common } => {
-            init_logging(common.log_format);
+            init_logging(&common)?;
             let loaded = load_config(&common)?;
             let state_dir = &loaded.config.state_dir;
             let status = lenscap::daemon::status::Status::read(state_dir).with_context(|| {
@@ -215,7 +243,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Quarantine {
             action: QuarantineAction::List { json, common },
         } => {
-            init_logging(common.log_format);
+            init_logging(&common)?;
             let loaded = load_config(&common)?;
             let vault = lenscap::act::quarantine::Vault::open(&loaded.config.state_dir)?;
             let records = vault.list();
@@ -232,7 +260,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Quarantine {
             action: QuarantineAction::Restore { id, allow, common },
         } => {
-            init_logging(common.log_format);
+            init_logging(&common)?;
             let loaded = load_config(&common)?;
             let report = lenscap::act::restore::restore(&loaded.config, &id, allow)?;
             for p in &report.restored {
@@ -252,7 +280,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             limit,
             common,
         } => {
-            init_logging(common.log_format);
+            init_logging(&common)?;
             let loaded = load_config(&common)?;
             let since_ms = match since.as_deref() {
                 Some(s) => Some(parse_since(s, unix_now())?),
@@ -277,7 +305,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Config {
             action: ConfigAction::Show { json, common },
         } => {
-            init_logging(common.log_format);
+            init_logging(&common)?;
             let loaded = load_config(&common)?;
             let mut stdout = std::io::stdout().lock();
             if json {
@@ -288,6 +316,17 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Update {
+            check,
+            apply: _,
+            bin_path,
+            common,
+        } => {
+            init_logging(&common)?;
+            update(check, bin_path, &common)
+        }
+        Command::Completions { shell } => print_completions(shell),
+        Command::Man => print_man(),
     }
 }
 
@@ -339,15 +378,83 @@ fn parse_since(s: &str, now: i64) -> Result<i64> {
     Ok(now.saturating_sub(secs).saturating_mul(1000))
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LENSCAP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // A second init (tests calling twice) is harmless: ignore the error.
-    let _ = match format {
-        LogFormat::Text => builder.with_target(false).try_init(),
-        LogFormat::Json => builder.json().try_init(),
+fn init_logging(common: &Common) -> Result<()> {
+    lenscap::logging::init(&LogOptions {
+        format: common.log_format,
+        file: common.log_file.clone(),
+    })?;
+    Ok(())
+}
+
+/// `lenscap update --check | --apply`.
+fn update(check: bool, bin_path: Option<PathBuf>, common: &Common) -> Result<ExitCode> {
+    use lenscap::update::{Applied, EXIT_UPDATE_AVAILABLE, Trigger, Updater};
+    let loaded = load_config(common)?;
+    let install_path = match bin_path {
+        Some(path) => path,
+        None => std::env::current_exe().context("cannot find the running lenscap binary")?,
     };
+    let updater = Updater::new(&loaded, install_path)?;
+    if check {
+        let c = updater.check()?;
+        println!("installed: {}", c.installed);
+        println!("latest:    {}", c.latest);
+        if !c.update_available() {
+            println!("lenscap is up to date");
+            return Ok(ExitCode::SUCCESS);
+        }
+        match &c.asset {
+            Some(asset) => println!("update available: {asset}"),
+            None => println!("update available, but the release has no asset for this machine"),
+        }
+        if !c.permission.manual() {
+            println!("updates are disabled here: the configuration comes from MDM; install the pkg through the MDM");
+        } else if !c.key_configured {
+            println!("set UpdatePublicKey before `lenscap update --apply` can install it");
+        } else {
+            println!("install it with: sudo lenscap update --apply");
+        }
+        return Ok(ExitCode::from(EXIT_UPDATE_AVAILABLE));
+    }
+    match updater.apply(Trigger::Manual)? {
+        Applied::UpToDate { installed } => {
+            println!("lenscap {installed} is the latest release; nothing to do");
+        }
+        Applied::Updated {
+            from,
+            to,
+            path,
+            reported,
+        } => {
+            println!(
+                "updated {}: {from} -> {to} (signature verified with UpdatePublicKey; the new binary reports {reported:?})",
+                path.display()
+            );
+            println!(
+                "a running daemon keeps {from} until it restarts: sudo launchctl kickstart -k system/io.lenscap.agent"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lenscap completions <shell>` and `lenscap man`: generated from the
+/// clap definitions above, so they never drift from the real options.
+fn print_completions(shell: Shell) -> Result<ExitCode> {
+    let shell = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    let mut stdout = std::io::stdout().lock();
+    clap_complete::generate(shell, &mut Cli::command(), "lenscap", &mut stdout);
+    stdout.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_man() -> Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    clap_mangen::Man::new(Cli::command()).render(&mut stdout)?;
+    stdout.flush()?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -40,8 +40,8 @@ struct Args {
     /// Hosts the events are spread over.
     #[arg(long, default_value_t = 50)]
     hosts: u64,
-    /// Concurrent uploading clients.
-    #[arg(long, default_value_t = 4)]
+    /// Concurrent uploading clients (agents uploading at the same time).
+    #[arg(long, default_value_t = 8)]
     clients: usize,
     /// Queries per query shape.
     #[arg(long, default_value_t = 100)]

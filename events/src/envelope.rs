@@ -249,6 +249,7 @@ impl Body {
 
 /// One event, as it travels from agent to collector and is stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "EventWire")]
 pub struct Event {
     pub uid: EventUid,
     /// When it happened: milliseconds since the Unix epoch, UTC (OCSF
@@ -266,6 +267,48 @@ pub struct Event {
     pub prev_hash: Sha256Hex,
     #[serde(flatten)]
     pub body: Body,
+}
+
+/// How an event is read: the envelope, then the payload by `kind`.
+/// Reading through `#[serde(flatten)]` would first copy the whole event
+/// into serde's intermediate buffer; the collector reads thousands a
+/// second, so the payload is taken as a JSON value and converted once.
+#[derive(Deserialize)]
+struct EventWire {
+    uid: EventUid,
+    time: i64,
+    host: Host,
+    agent_version: String,
+    mode: Mode,
+    seq: u64,
+    prev_hash: Sha256Hex,
+    kind: Kind,
+    payload: Value,
+}
+
+impl TryFrom<EventWire> for Event {
+    type Error = String;
+    fn try_from(w: EventWire) -> Result<Event, String> {
+        fn read<T: serde::de::DeserializeOwned>(payload: Value) -> Result<T, String> {
+            serde_json::from_value(payload).map_err(|e| format!("payload: {e}"))
+        }
+        let body = match w.kind {
+            Kind::DetectionFinding => Body::DetectionFinding(read(w.payload)?),
+            Kind::ProcessRemediation => Body::ProcessRemediation(read(w.payload)?),
+            Kind::FileRemediation => Body::FileRemediation(read(w.payload)?),
+            Kind::AgentHealth => Body::AgentHealth(read(w.payload)?),
+        };
+        Ok(Event {
+            uid: w.uid,
+            time: w.time,
+            host: w.host,
+            agent_version: w.agent_version,
+            mode: w.mode,
+            seq: w.seq,
+            prev_hash: w.prev_hash,
+            body,
+        })
+    }
 }
 
 /// The largest `seq` the collector can store (a signed 64-bit column).

@@ -60,6 +60,9 @@ pub const KEYS: &[&str] = &[
     "PlaceholderBlock",
     "TermGraceMillis",
     "MaxOutboxBytes",
+    "AutoUpdate",
+    "UpdateURL",
+    "UpdatePublicKey",
 ];
 
 /// The effective configuration and how it came to be.
@@ -189,6 +192,15 @@ pub struct Config {
     /// `MaxOutboxBytes`: disk the event outbox may use; remediation events
     /// are never dropped to stay under it.
     pub max_outbox_bytes: u64,
+    /// `AutoUpdate`: the daemon installs signed updates by itself; under
+    /// MDM, also what allows `lenscap update --apply` (`update::policy`).
+    pub auto_update: bool,
+    /// `UpdateURL`: the GitHub-releases API URL of the repository updates
+    /// come from (validated by `update::UpdateUrl::parse`).
+    pub update_url: String,
+    /// `UpdatePublicKey`: base64 ed25519 key releases must be signed with;
+    /// empty means no key, so every update is refused.
+    pub update_public_key: String,
 }
 
 impl Default for Config {
@@ -223,6 +235,9 @@ impl Default for Config {
             placeholder_block: false,
             term_grace_ms: 3000,
             max_outbox_bytes: 64 * 1024 * 1024,
+            auto_update: false,
+            update_url: crate::update::DEFAULT_UPDATE_URL.to_string(),
+            update_public_key: String::new(),
         }
     }
 }

@@ -37,6 +37,9 @@ pub fn effective_value(config: &Config, key: &str) -> Option<Value> {
         "PlaceholderBlock" => json!(config.placeholder_block),
         "TermGraceMillis" => json!(config.term_grace_ms),
         "MaxOutboxBytes" => json!(config.max_outbox_bytes),
+        "AutoUpdate" => json!(config.auto_update),
+        "UpdateURL" => json!(config.update_url),
+        "UpdatePublicKey" => json!(config.update_public_key),
         _ => return None,
     })
 }

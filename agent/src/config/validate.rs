@@ -39,6 +39,9 @@ pub(crate) enum Setting {
     PlaceholderBlock(bool),
     TermGraceMillis(u64),
     MaxOutboxBytes(u64),
+    AutoUpdate(bool),
+    UpdateUrl(String),
+    UpdatePublicKey(String),
 }
 
 pub(crate) const SWEEP_SECONDS: RangeInclusive<u64> = 1..=3600;
@@ -72,6 +75,9 @@ impl Setting {
             Setting::PlaceholderBlock(_) => "PlaceholderBlock",
             Setting::TermGraceMillis(_) => "TermGraceMillis",
             Setting::MaxOutboxBytes(_) => "MaxOutboxBytes",
+            Setting::AutoUpdate(_) => "AutoUpdate",
+            Setting::UpdateUrl(_) => "UpdateURL",
+            Setting::UpdatePublicKey(_) => "UpdatePublicKey",
         }
     }
 
@@ -95,6 +101,9 @@ impl Setting {
             Setting::PlaceholderBlock(v) => config.placeholder_block = v,
             Setting::TermGraceMillis(v) => config.term_grace_ms = v,
             Setting::MaxOutboxBytes(v) => config.max_outbox_bytes = v,
+            Setting::AutoUpdate(v) => config.auto_update = v,
+            Setting::UpdateUrl(v) => config.update_url = v,
+            Setting::UpdatePublicKey(v) => config.update_public_key = v,
         }
     }
 }
@@ -175,6 +184,9 @@ pub(crate) fn parse_key(
         "MaxOutboxBytes" => ctx
             .integer(key, value, MAX_OUTBOX_BYTES)
             .map(Setting::MaxOutboxBytes),
+        "AutoUpdate" => ctx.boolean(key, value).map(Setting::AutoUpdate),
+        "UpdateURL" => ctx.update_url(key, value).map(Setting::UpdateUrl),
+        "UpdatePublicKey" => ctx.public_key(key, value).map(Setting::UpdatePublicKey),
         _ => return None,
     };
     Some(setting)
@@ -319,6 +331,31 @@ mod tests {
                 .contains("LoginItems is \"yes\", expected a boolean (<true/> or <false/>)")
         );
         assert!(err("Probe", int(1)).contains("Probe is 1, expected a boolean"));
+    }
+
+    #[test]
+    fn update_keys_are_checked_when_loaded() {
+        let url = "http://127.0.0.1:8080/repos/o/r";
+        assert_eq!(
+            one("UpdateURL", s(url)).unwrap(),
+            vec![Setting::UpdateUrl(url.into())]
+        );
+        let text = err("UpdateURL", s("http://example.com/repos/o/r"));
+        assert!(
+            text.contains("UpdateURL is \"http://example.com/repos/o/r\", expected")
+                && text.contains("plain http only to a loopback host"),
+            "{text}"
+        );
+        assert_eq!(
+            one("UpdatePublicKey", s("")).unwrap(),
+            vec![Setting::UpdatePublicKey(String::new())]
+        );
+        let text = err("UpdatePublicKey", s("AAAA"));
+        assert!(text.contains("3 bytes, not 32"), "{text}");
+        assert_eq!(
+            one("AutoUpdate", Value::Boolean(true)).unwrap(),
+            vec![Setting::AutoUpdate(true)]
+        );
     }
 
     #[test]

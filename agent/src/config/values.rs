@@ -137,6 +137,23 @@ impl Ctx<'_> {
         Ok(PathBuf::from(s))
     }
 
+    /// `UpdateURL`: a GitHub-releases repository API URL (the rules are
+    /// in `update::UpdateUrl::parse`). Kept as text; the updater re-parses.
+    pub(crate) fn update_url(&self, key: &str, value: &Value) -> Result<String, ConfigError> {
+        const EXPECTED: &str = "a URL like https://api.github.com/repos/<owner>/<name>";
+        let s = self.string(key, value, EXPECTED)?;
+        crate::update::UpdateUrl::parse(s).map_err(|expected| self.invalid(key, value, expected))?;
+        Ok(s.to_string())
+    }
+
+    /// `UpdatePublicKey`: empty, or the base64 of an ed25519 public key.
+    pub(crate) fn public_key(&self, key: &str, value: &Value) -> Result<String, ConfigError> {
+        const EXPECTED: &str = "the base64 of a 32-byte ed25519 public key, or an empty string";
+        let s = self.string(key, value, EXPECTED)?;
+        crate::update::PublicKey::parse(s).map_err(|expected| self.invalid(key, value, expected))?;
+        Ok(s.trim().to_string())
+    }
+
     /// An array of absolute paths that may contain `glob` patterns (the
     /// crate observe expands directory lists with).
     pub(crate) fn path_globs(&self, key: &str, value: &Value) -> Result<Vec<String>, ConfigError> {

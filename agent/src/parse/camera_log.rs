@@ -241,7 +241,7 @@ fn diff_sets<T: Ord>(
 
 /// `log`'s timestamp: `2025-07-27 15:47:10.504275-0400`.
 static TIMESTAMP_FORMAT: LazyLock<Vec<BorrowedFormatItem<'static>>> = LazyLock::new(|| {
-    time::format_description::parse(
+    time::format_description::parse_borrowed::<1>(
         "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond][offset_hour sign:mandatory][offset_minute]",
     )
     // The description is a constant checked by `timestamp_parses`; an

@@ -197,8 +197,11 @@ impl Batch {
         }
     }
 
-    pub fn uids(&self) -> Vec<String> {
-        self.items.iter().map(|i| i.uid.clone()).collect()
+    /// The batch's seqs, each once, for the duplicate check.
+    pub fn seqs(&self) -> Vec<i64> {
+        let mut seqs: Vec<i64> = self.items.iter().map(|i| i.seq).collect();
+        seqs.dedup();
+        seqs
     }
 }
 

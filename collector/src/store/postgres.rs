@@ -21,7 +21,7 @@ const INSERT_EVENTS: &str = "INSERT INTO events (uid, host_id, seq, time, receiv
      SELECT u.uid, $1, u.seq, u.time, $2, u.kind, u.verdict, u.rule, u.severity, u.hash, u.prev_hash, u.body
      FROM UNNEST($3::text[], $4::int8[], $5::int8[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
           AS u(uid, seq, time, kind, verdict, rule, severity, hash, prev_hash, body)
-     ON CONFLICT (uid) DO NOTHING";
+     ON CONFLICT (host_id, seq, uid) DO NOTHING";
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -62,9 +62,10 @@ impl PgStore {
                     what: "storing events",
                     detail: format!("host {host_id} has a token but no row"),
                 })?;
-        let existing: HashSet<String> =
-            sqlx::query_scalar("SELECT uid FROM events WHERE uid = ANY($1)")
-                .bind(batch.uids())
+        let existing: HashSet<(i64, String)> =
+            sqlx::query_as("SELECT seq, uid FROM events WHERE host_id = $1 AND seq = ANY($2)")
+                .bind(host_id)
+                .bind(batch.seqs())
                 .fetch_all(&mut *tx)
                 .await
                 .ctx("checking for duplicates")?
@@ -73,7 +74,7 @@ impl PgStore {
         let new: Vec<&IngestItem> = batch
             .items
             .iter()
-            .filter(|i| !existing.contains(&i.uid))
+            .filter(|i| !existing.contains(&(i.seq, i.uid.clone())))
             .collect();
         let (gaps, stored) = load_late!(tx, host_id, &new, max_seq);
         let links: Vec<_> = new.iter().map(|i| link(i)).collect();

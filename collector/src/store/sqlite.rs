@@ -71,7 +71,10 @@ impl SqliteStore {
             .pragma("cache_size", "-65536")
             // Checkpoint every 64 MiB of WAL rather than every 4 MiB: an
             // index page changed by many batches is copied back once.
-            .pragma("wal_autocheckpoint", "16384");
+            .pragma("wal_autocheckpoint", "16384")
+            // Each batch runs in a savepoint, whose undo journal is a temp
+            // file unless temp storage is in memory.
+            .pragma("temp_store", "memory");
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(base.clone().create_if_missing(true))
@@ -196,22 +199,24 @@ async fn ingest_one(
                 detail: format!("host {host_id} has a token but no row"),
             })?;
     // json_each keeps the statement text fixed whatever the batch size.
-    let uids = serde_json::to_string(&batch.uids()).map_err(|e| StoreError::Corrupt {
+    let seqs = serde_json::to_string(&batch.seqs()).map_err(|e| StoreError::Corrupt {
         what: "storing events",
         detail: e.to_string(),
     })?;
-    let existing: HashSet<String> =
-        sqlx::query_scalar("SELECT uid FROM events WHERE uid IN (SELECT value FROM json_each($1))")
-            .bind(uids)
-            .fetch_all(&mut *tx)
-            .await
-            .ctx("checking for duplicates")?
-            .into_iter()
-            .collect();
+    let existing: HashSet<(i64, String)> = sqlx::query_as(
+        "SELECT seq, uid FROM events WHERE host_id = $1 AND seq IN (SELECT value FROM json_each($2))",
+    )
+    .bind(host_id)
+    .bind(seqs)
+    .fetch_all(&mut *tx)
+    .await
+    .ctx("checking for duplicates")?
+    .into_iter()
+    .collect();
     let new: Vec<&IngestItem> = batch
         .items
         .iter()
-        .filter(|i| !existing.contains(&i.uid))
+        .filter(|i| !existing.contains(&(i.seq, i.uid.clone())))
         .collect();
     let (gaps, stored) = load_late!(tx, host_id, &new, max_seq);
     let links: Vec<_> = new.iter().map(|i| link(i)).collect();
@@ -238,7 +243,7 @@ async fn ingest_one(
                 .push_bind(item.prev_hash.clone())
                 .push_bind(item.body.clone());
         });
-        qb.push(" ON CONFLICT (uid) DO NOTHING");
+        qb.push(" ON CONFLICT (host_id, seq, uid) DO NOTHING");
         accepted += qb
             .build()
             .execute(&mut *tx)

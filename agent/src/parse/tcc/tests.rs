@@ -20,6 +20,8 @@ use super::*;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tcc");
 const CHILD_MODE: &str = "LENSCAP_TCC_TEST_CHILD";
 const CHILD_DB: &str = "LENSCAP_TCC_TEST_DB";
+const LOCKED_MARKER: &str = "LENSCAP_CHILD_LOCKED";
+const ERROR_MARKER: &str = "LENSCAP_CHILD_ERROR: ";
 
 fn build(dir: &Path, fixture: &str) -> PathBuf {
     let sql = std::fs::read_to_string(Path::new(FIXTURES).join(fixture)).unwrap();
@@ -388,8 +390,8 @@ fn diff_reports_added_changed_removed() {
     assert_eq!(
         diff(&old, &new),
         vec![
-            GrantChange::Removed { grant: booth },
             GrantChange::Added { grant: helper },
+            GrantChange::Removed { grant: booth },
             GrantChange::Changed {
                 before: mic,
                 after: mic_on
@@ -404,7 +406,12 @@ fn diff_reports_added_changed_removed() {
 }
 
 /// A child process (this test binary, re-run) holding a lock on a database.
-struct LockHolder(Child);
+struct LockHolder {
+    child: Child,
+    /// Kept open (and drained on drop) so the child's last words do not hit
+    /// a closed pipe.
+    out: BufReader<std::process::ChildStdout>,
+}
 
 impl LockHolder {
     /// `journal`: SQLite journal mode to switch the database to first.
@@ -423,21 +430,28 @@ impl LockHolder {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let locked = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .any(|line| line == "LOCKED");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let locked = loop {
+            line.clear();
+            if out.read_line(&mut line).unwrap() == 0 {
+                break false;
+            }
+            if line.contains(LOCKED_MARKER) {
+                break true;
+            }
+        };
         assert!(locked, "lock-holding child never took its lock");
-        LockHolder(child)
+        LockHolder { child, out }
     }
 }
 
 impl Drop for LockHolder {
     fn drop(&mut self) {
         // Closing stdin tells the child to roll back and exit.
-        drop(self.0.stdin.take());
-        let _ = self.0.wait();
+        drop(self.child.stdin.take());
+        let _ = std::io::copy(&mut self.out, &mut std::io::sink());
+        let _ = self.child.wait();
     }
 }
 
@@ -521,7 +535,7 @@ fn permission_denied_names_full_disk_access_and_profile() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .find_map(|l| l.strip_prefix("ERROR: ").map(str::to_string))
+            .find_map(|l| l.split_once(ERROR_MARKER).map(|(_, e)| e.to_string()))
             .expect("child printed no error")
     } else {
         let err = read_grants(&path, &Default::default()).unwrap_err();
@@ -551,7 +565,8 @@ fn child_entry() {
              VALUES ('kTCCServiceCamera', 'com.example.Uncommitted', 0, 2, 2, 1);",
         )
         .unwrap();
-        println!("LOCKED");
+        // libtest prints the test name on the same line first.
+        println!("{LOCKED_MARKER}");
         std::io::stdout().flush().unwrap();
         // Hold the lock until the parent closes our stdin.
         let _ = std::io::stdin().lines().count();
@@ -560,7 +575,7 @@ fn child_entry() {
         nix::unistd::setgid(nix::unistd::Gid::from_raw(65534)).unwrap();
         nix::unistd::setuid(nix::unistd::Uid::from_raw(65534)).unwrap();
         match read_grants(Path::new(&db), &Default::default()) {
-            Err(err @ TccError::PermissionDenied { .. }) => println!("ERROR: {err}"),
+            Err(err @ TccError::PermissionDenied { .. }) => println!("{ERROR_MARKER}{err}"),
             other => println!("UNEXPECTED: {other:?}"),
         }
     }
