@@ -11,6 +11,7 @@
 pub mod act;
 pub mod config;
 pub mod daemon;
+pub mod fsutil;
 pub mod judge;
 pub mod logging;
 pub mod model;

@@ -428,7 +428,13 @@ mod tests {
 
     #[test]
     fn secret_names() {
-        for name in ["token", "auth_token", "Password", "client_secret", "API_KEY"] {
+        for name in [
+            "token",
+            "auth_token",
+            "Password",
+            "client_secret",
+            "API_KEY",
+        ] {
             assert!(is_secret(name), "{name}");
         }
         for name in ["path", "pid", "label", "key_id", "public_key"] {

@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use lenscap::config::{self, Sources};
+use lenscap::fsutil::unix_now;
 use lenscap::logging::{LogFormat, LogOptions};
 use lenscap::observe::inventory::GatherOptions;
 use lenscap::platform::Native;
@@ -345,13 +346,6 @@ fn load_config(common: &Common) -> Result<config::Loaded> {
     Ok(loaded)
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// Is `pid` a live process? (signal 0 checks without signalling.)
 fn process_alive(pid: u32) -> bool {
     i32::try_from(pid)
@@ -408,7 +402,9 @@ fn update(check: bool, bin_path: Option<PathBuf>, common: &Common) -> Result<Exi
             None => println!("update available, but the release has no asset for this machine"),
         }
         if !c.permission.manual() {
-            println!("updates are disabled here: the configuration comes from MDM; install the pkg through the MDM");
+            println!(
+                "updates are disabled here: the configuration comes from MDM; install the pkg through the MDM"
+            );
         } else if !c.key_configured {
             println!("set UpdatePublicKey before `lenscap update --apply` can install it");
         } else {

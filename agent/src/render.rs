@@ -147,7 +147,7 @@ pub fn events(events: &[lenscap_events::Event]) -> String {
         let _ = writeln!(
             out,
             "{}  #{:<6} {:<20} {:<9} {}",
-            utc(e.time / 1000),
+            crate::fsutil::rfc3339(e.time.div_euclid(1000)),
             e.seq,
             e.kind().as_str(),
             e.mode.as_str(),
@@ -155,38 +155,4 @@ pub fn events(events: &[lenscap_events::Event]) -> String {
         );
     }
     out
-}
-
-/// `YYYY-MM-DD HH:MM:SSZ` for a Unix time, without a date crate: the civil
-/// calendar conversion is a few lines (Howard Hinnant's days_from_civil,
-/// inverted).
-pub fn utc(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
-        secs / 3600,
-        (secs % 3600) / 60,
-        secs % 60
-    )
-}
-
-#[cfg(test)]
-mod utc_tests {
-    #[test]
-    fn known_dates() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00:00Z");
-        assert_eq!(super::utc(1_562_716_800), "2019-07-10 00:00:00Z");
-        assert_eq!(super::utc(1_795_910_400), "2026-11-28 00:00:00Z");
-        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00Z");
-    }
 }

@@ -96,9 +96,7 @@ pub enum UpdateError {
         target: String,
         expected: String,
     },
-    #[error(
-        "refusing update: the new binary from {asset} does not work on this machine: {reason}"
-    )]
+    #[error("refusing update: the new binary from {asset} does not work on this machine: {reason}")]
     BrokenBinary { asset: String, reason: String },
     #[error("the release {tag:?} at {url} has no valid semantic version: {reason}")]
     BadVersion {
@@ -232,9 +230,7 @@ impl Updater {
             });
         }
         if latest == self.installed {
-            return Ok(Applied::UpToDate {
-                installed: latest,
-            });
+            return Ok(Applied::UpToDate { installed: latest });
         }
         let asset = asset.ok_or_else(|| UpdateError::NoAsset {
             expected: asset_name(&latest.to_string(), &self.target),
@@ -286,7 +282,8 @@ impl Updater {
         {
             let reported = Arc::clone(&reported);
             builder.verify_binary(move |binary: &Path| {
-                let out = check_runs(binary).map_err(self_update::errors::Error::verification_rejected)?;
+                let out = check_runs(binary)
+                    .map_err(self_update::errors::Error::verification_rejected)?;
                 if let Ok(mut slot) = reported.lock() {
                     *slot = Some(out);
                 }
@@ -301,7 +298,9 @@ impl Updater {
             match source {
                 self_update::errors::Error::ArchiveVerificationRejected { .. } => {
                     match verdict.lock().ok().and_then(|mut v| v.take()) {
-                        Some(SignatureVerdict::Mismatch) => UpdateError::SignatureMismatch { asset },
+                        Some(SignatureVerdict::Mismatch) => {
+                            UpdateError::SignatureMismatch { asset }
+                        }
                         // Unreadable right after download: treat as unsigned,
                         // never as accepted.
                         Some(SignatureVerdict::Unsigned | SignatureVerdict::Unreadable(_))
@@ -329,7 +328,11 @@ impl Updater {
             });
         };
         let to = parse_version(release.version(), &self.url.to_string())?;
-        let reported = reported.lock().ok().and_then(|mut r| r.take()).unwrap_or_default();
+        let reported = reported
+            .lock()
+            .ok()
+            .and_then(|mut r| r.take())
+            .unwrap_or_default();
         tracing::info!(
             from = %self.installed,
             to = %to,
@@ -431,7 +434,10 @@ mod tests {
             .insert("Mode", Origin::Managed(PathBuf::from("/m.plist")));
         let u = Updater::new(&l, PathBuf::from("/x")).unwrap();
         let err = u.apply(Trigger::Manual).unwrap_err();
-        assert!(err.to_string().contains("managed by MDM (/m.plist)"), "{err}");
+        assert!(
+            err.to_string().contains("managed by MDM (/m.plist)"),
+            "{err}"
+        );
     }
 
     #[test]

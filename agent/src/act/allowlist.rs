@@ -7,8 +7,6 @@
 //! the configured rules.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::Rule;
@@ -54,21 +52,12 @@ pub fn add(state_dir: &Path, rule: Rule) -> Result<(), AllowlistError> {
         path: path.clone(),
         source,
     };
-    let tmp = path.with_extension("json.tmp");
     let bytes = serde_json::to_vec_pretty(&rules).map_err(|source| AllowlistError::Corrupt {
         path: path.clone(),
         source,
     })?;
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(&bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    fs::rename(&tmp, &path).map_err(io)
+    crate::fsutil::write_atomic(&path, &bytes, 0o600, crate::fsutil::Durability::Durable)
+        .map_err(io)
 }
 
 #[cfg(test)]

@@ -10,8 +10,7 @@
 //! files would be taken away again at once.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -121,23 +120,18 @@ impl Guard {
             path: self.file.clone(),
             source,
         };
-        let tmp = self.file.with_extension("json.tmp");
         let bytes =
             serde_json::to_vec_pretty(&self.entries).map_err(|source| GuardError::Corrupt {
                 path: self.file.clone(),
                 source,
             })?;
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io)?;
-        f.write_all(&bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        fs::rename(&tmp, &self.file).map_err(io)?;
-        Ok(())
+        crate::fsutil::write_atomic(
+            &self.file,
+            &bytes,
+            0o600,
+            crate::fsutil::Durability::Durable,
+        )
+        .map_err(io)
     }
 }
 

@@ -15,8 +15,7 @@
 //! - an entry with `finished: true` is history and never run again.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -24,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::plan::Plan;
 use crate::config::Mode;
+use crate::fsutil::Durability;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -157,24 +157,12 @@ impl Journal {
     /// Write `entry` durably, replacing the previous version.
     pub fn write(&self, entry: &Entry) -> Result<(), JournalError> {
         let path = self.dir.join(format!("{}.json", entry.id));
-        let tmp = self.dir.join(format!("{}.json.tmp", entry.id));
         let bytes = serde_json::to_vec_pretty(entry).map_err(|source| JournalError::Corrupt {
             path: path.clone(),
             source,
         })?;
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        f.write_all(&bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        fs::rename(&tmp, &path).map_err(io(&path))?;
-        fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&self.dir))?;
+        crate::fsutil::write_atomic(&path, &bytes, 0o600, Durability::Durable)
+            .map_err(io(&path))?;
         Ok(())
     }
 

@@ -223,53 +223,25 @@ pub fn valid_id(id: &str) -> bool {
 /// has to make a collision unlikely — creating the directory with
 /// `mkdirat` fails on one, and the caller draws again.
 pub fn new_id(now: SystemTime) -> String {
-    let (y, mo, d, h, mi, s) = civil(unix_secs(now));
+    // `2026-11-28T06:30:12Z` → `20261128T063012Z`: sortable and a valid
+    // file name.
+    let stamp: String = rfc3339(now)
+        .chars()
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
     hasher.write_u32(std::process::id());
     let random = hasher.finish() as u32;
-    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z-{random:08x}")
+    format!("{stamp}-{random:08x}")
 }
 
 /// RFC 3339 UTC, whole seconds.
 pub fn rfc3339(now: SystemTime) -> String {
-    let (y, mo, d, h, mi, s) = civil(unix_secs(now));
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+    crate::fsutil::rfc3339(unix_secs(now))
 }
 
-pub fn unix_secs(now: SystemTime) -> i64 {
-    match now.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
-    }
-}
-
-/// Unix seconds → UTC (year, month, day, hour, minute, second), by Howard
-/// Hinnant's `civil_from_days`. Written out because the agent needs only
-/// this one conversion and the brief keeps its dependency list short.
-fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    // All of these are small and non-negative by construction.
-    let small = |v: i64| u32::try_from(v).unwrap_or(0);
-    (
-        y,
-        small(m),
-        small(d),
-        small(rem / 3600),
-        small(rem % 3600 / 60),
-        small(rem % 60),
-    )
-}
+pub use crate::fsutil::unix_secs;
 
 #[cfg(test)]
 mod tests {

@@ -142,7 +142,8 @@ impl Ctx<'_> {
     pub(crate) fn update_url(&self, key: &str, value: &Value) -> Result<String, ConfigError> {
         const EXPECTED: &str = "a URL like https://api.github.com/repos/<owner>/<name>";
         let s = self.string(key, value, EXPECTED)?;
-        crate::update::UpdateUrl::parse(s).map_err(|expected| self.invalid(key, value, expected))?;
+        crate::update::UpdateUrl::parse(s)
+            .map_err(|expected| self.invalid(key, value, expected))?;
         Ok(s.to_string())
     }
 
@@ -150,7 +151,8 @@ impl Ctx<'_> {
     pub(crate) fn public_key(&self, key: &str, value: &Value) -> Result<String, ConfigError> {
         const EXPECTED: &str = "the base64 of a 32-byte ed25519 public key, or an empty string";
         let s = self.string(key, value, EXPECTED)?;
-        crate::update::PublicKey::parse(s).map_err(|expected| self.invalid(key, value, expected))?;
+        crate::update::PublicKey::parse(s)
+            .map_err(|expected| self.invalid(key, value, expected))?;
         Ok(s.trim().to_string())
     }
 

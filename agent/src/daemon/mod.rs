@@ -16,7 +16,7 @@ pub mod watch;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -40,6 +40,7 @@ use self::events::Reporter;
 use self::status::{RecentAction, Status};
 use self::sweep::SweepState;
 use self::watch::{Trigger, WatchSet, Watches};
+use crate::fsutil::unix_now;
 
 /// The window of the remediation circuit breaker.
 const BREAKER_WINDOW: Duration = Duration::from_secs(3600);
@@ -137,13 +138,6 @@ fn interval(period: Duration) -> tokio::time::Interval {
     let mut i = tokio::time::interval(period);
     i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     i
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// The daemon's state between cycles.
@@ -260,9 +254,14 @@ impl Daemon {
     /// Finish what a crash interrupted: the vault first (it completes or
     /// undoes half-done moves), then every unfinished journal entry.
     fn recover(&mut self) {
-        let _held = self.lock.hold();
-        for action in self.vault.recover() {
-            tracing::warn!(?action, "quarantine recovery");
+        {
+            // Released before the entries run: `execute` takes the lock
+            // itself, and flock(2) on a second descriptor of the same file
+            // would wait for this one forever.
+            let _held = self.lock.hold();
+            for action in self.vault.recover() {
+                tracing::warn!(?action, "quarantine recovery");
+            }
         }
         let (entries, errors) = self.journal.unfinished();
         for e in errors {

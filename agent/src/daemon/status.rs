@@ -3,8 +3,6 @@
 //! every sweep that did something, and at start and stop.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -65,17 +63,13 @@ impl Status {
     /// Replace the status file atomically (no fsync: losing the last
     /// status in a power cut is harmless; it is rewritten at start).
     pub fn write(&self, state_dir: &Path) -> std::io::Result<()> {
-        let path = Status::path(state_dir);
-        let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        f.write_all(&bytes)?;
-        fs::rename(&tmp, &path)
+        crate::fsutil::write_atomic(
+            &Status::path(state_dir),
+            &bytes,
+            0o644,
+            crate::fsutil::Durability::Atomic,
+        )
     }
 
     pub fn read(state_dir: &Path) -> std::io::Result<Status> {

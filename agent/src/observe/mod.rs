@@ -1,6 +1,7 @@
 //! observe: answers questions about the machine and returns plain data
 //! ([`crate::model`]). It never decides anything.
 pub mod apps;
+pub mod camera;
 pub mod command;
 pub mod inventory;
 pub mod login_items;

@@ -81,7 +81,7 @@ pub struct CameraEvent {
     pub client: CameraClient,
     /// The line's `timestamp` as microseconds since the Unix epoch; `None`
     /// when missing or malformed (the caller then uses its own clock).
-    pub at_unix_us: Option<i64>,
+    pub at_unix_us: Option<u64>,
     pub shape: LogShape,
     /// `processID` of the process that logged the line (ControlCenter, the
     /// camera service), not of the camera's user.
@@ -201,7 +201,7 @@ impl CameraLogParser {
 
 /// What every event from one line shares.
 struct Stamp {
-    at_unix_us: Option<i64>,
+    at_unix_us: Option<u64>,
     logger_pid: Option<u32>,
 }
 
@@ -249,9 +249,10 @@ static TIMESTAMP_FORMAT: LazyLock<Vec<BorrowedFormatItem<'static>>> = LazyLock::
     .unwrap_or_default()
 });
 
-fn parse_timestamp(text: &str) -> Option<i64> {
+fn parse_timestamp(text: &str) -> Option<u64> {
     let at = OffsetDateTime::parse(text, &TIMESTAMP_FORMAT).ok()?;
-    i64::try_from(at.unix_timestamp_nanos() / 1000).ok()
+    // Before 1970 is not a time a live log prints.
+    u64::try_from(at.unix_timestamp_nanos() / 1000).ok()
 }
 
 /// The `--predicate` for `log stream` on macOS `major.minor`. Narrow on

@@ -121,7 +121,10 @@ mod tests {
         assert!(p.manual() && p.automatic());
         // --config FILE is not MDM either.
         let file = Origin::File(PathBuf::from("/tmp/c.plist"));
-        let p = permission(&loaded(true, &[("AutoUpdate", file.clone()), ("Mode", file)]));
+        let p = permission(&loaded(
+            true,
+            &[("AutoUpdate", file.clone()), ("Mode", file)],
+        ));
         assert_eq!(p, Permission::Unmanaged { automatic: true });
     }
 
@@ -139,7 +142,10 @@ mod tests {
 
     #[test]
     fn a_local_auto_update_cannot_override_the_mdm() {
-        let p = permission(&loaded(true, &[("Mode", managed()), ("AutoUpdate", local())]));
+        let p = permission(&loaded(
+            true,
+            &[("Mode", managed()), ("AutoUpdate", local())],
+        ));
         assert!(matches!(p, Permission::ManagedDisabled { .. }), "{p:?}");
     }
 
@@ -152,7 +158,10 @@ mod tests {
 
     #[test]
     fn managed_auto_update_true_allows_both() {
-        let p = permission(&loaded(true, &[("AutoUpdate", managed()), ("Mode", managed())]));
+        let p = permission(&loaded(
+            true,
+            &[("AutoUpdate", managed()), ("Mode", managed())],
+        ));
         assert_eq!(
             p,
             Permission::ManagedAllowed {
@@ -170,7 +179,9 @@ mod tests {
             let path = dir.path().join(name);
             std::fs::write(
                 &path,
-                format!("<?xml version=\"1.0\"?><plist version=\"1.0\"><dict>{body}</dict></plist>"),
+                format!(
+                    "<?xml version=\"1.0\"?><plist version=\"1.0\"><dict>{body}</dict></plist>"
+                ),
             )
             .unwrap();
             path

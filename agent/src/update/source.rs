@@ -59,7 +59,9 @@ impl UpdateUrl {
             .map(|s| s.filter(|seg| !seg.is_empty()).collect())
             .unwrap_or_default();
         let [prefix @ .., "repos", owner, repo] = segments.as_slice() else {
-            return Err(format!("{SHAPE} (the path must end in /repos/<owner>/<name>)"));
+            return Err(format!(
+                "{SHAPE} (the path must end in /repos/<owner>/<name>)"
+            ));
         };
         let mut api_base = url.clone();
         api_base.set_path(&prefix.join("/"));
@@ -100,8 +102,7 @@ impl PublicKey {
             .map_err(|b: Vec<u8>| format!("{EXPECTED} ({} bytes, not 32)", b.len()))?;
         // Not every 32 bytes is a point on the curve; zipsign would refuse
         // the key only at update time, so refuse it when it is configured.
-        zipsign_api::VerifyingKey::from_bytes(&bytes)
-            .map_err(|e| format!("{EXPECTED} ({e})"))?;
+        zipsign_api::VerifyingKey::from_bytes(&bytes).map_err(|e| format!("{EXPECTED} ({e})"))?;
         Ok(Some(PublicKey(bytes)))
     }
 }
@@ -149,9 +150,15 @@ mod tests {
     #[test]
     fn bad_urls_say_what_is_expected() {
         for (bad, why) in [
-            ("http://example.com/repos/o/r", "plain http only to a loopback"),
+            (
+                "http://example.com/repos/o/r",
+                "plain http only to a loopback",
+            ),
             ("ftp://example.com/repos/o/r", "using https"),
-            ("https://api.github.com/lenscap/lenscap", "must end in /repos"),
+            (
+                "https://api.github.com/lenscap/lenscap",
+                "must end in /repos",
+            ),
             ("https://api.github.com/repos/lenscap", "must end in /repos"),
             ("https://api.github.com/repos/o/r?x=1", "without a query"),
             ("https://user@api.github.com/repos/o/r", "user name"),

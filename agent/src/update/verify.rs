@@ -119,7 +119,9 @@ pub fn check_runs(binary: &Path) -> Result<String, String> {
         return Err(format!("`--version` exited with {status}"));
     }
     if !out.starts_with("lenscap ") {
-        return Err(format!("`--version` printed {out:?}, not `lenscap <version>`"));
+        return Err(format!(
+            "`--version` printed {out:?}, not `lenscap <version>`"
+        ));
     }
     Ok(out)
 }
@@ -145,7 +147,9 @@ mod tests {
             header.set_size(data.len() as u64);
             header.set_mode(0o755);
             header.set_cksum();
-            builder.append_data(&mut header, "lenscap", &data[..]).unwrap();
+            builder
+                .append_data(&mut header, "lenscap", &data[..])
+                .unwrap();
             builder.finish().unwrap();
         }
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

@@ -1,0 +1,99 @@
+//! Small file-system helpers shared by the state files in `StateDir`
+//! (journal entries, guard registry, allow rules, status): writes that are
+//! all-or-nothing, so a crash never leaves half a file, and times as text.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How much a write must survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync the file and its directory: survives a power cut (journal,
+    /// guard, allow rules — state that decides what the daemon does).
+    Durable,
+    /// Atomic but not fsync'd: a power cut may lose the latest version,
+    /// never leave a torn one (status.json, rewritten every sweep).
+    Atomic,
+}
+
+/// Replace `path` with `bytes` atomically: write `<path>.tmp` (created with
+/// `mode`), optionally fsync, rename over `path`, optionally fsync the
+/// directory.
+pub fn write_atomic(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    durability: Durability,
+) -> std::io::Result<()> {
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = Path::new(&tmp_name);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(tmp)?;
+    f.write_all(bytes)?;
+    if durability == Durability::Durable {
+        f.sync_all()?;
+    }
+    fs::rename(tmp, path)?;
+    if durability == Durability::Durable
+        && let Some(dir) = path.parent()
+    {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Seconds since the Unix epoch (negative before it).
+pub fn unix_secs(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+pub fn unix_now() -> i64 {
+    unix_secs(SystemTime::now())
+}
+
+/// `2026-11-28T06:30:12Z` for a Unix time in seconds (out-of-range times,
+/// which no clock produces, print as the epoch).
+pub fn rfc3339(unix: i64) -> String {
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| unix.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_whole_file_with_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.json");
+        write_atomic(&p, b"first version, longer", 0o600, Durability::Durable).unwrap();
+        write_atomic(&p, b"second", 0o600, Durability::Atomic).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"second");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(!dir.path().join("state.json.tmp").exists());
+    }
+
+    #[test]
+    fn rfc3339_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_562_716_800), "2019-07-10T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}
