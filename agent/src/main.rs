@@ -114,7 +114,7 @@ enum Command {
         #[arg(long)]
         apply: bool,
         /// Replace this file instead of the running lenscap.
-        #[arg(long, value_name = "PATH", requires = "apply")]
+        #[arg(long, value_name = "PATH", conflicts_with = "check")]
         bin_path: Option<PathBuf>,
         #[command(flatten)]
         common: Common,

@@ -110,18 +110,19 @@ pub enum UpdateError {
     BadUrl { url: String, expected: String },
     #[error("invalid UpdatePublicKey: expected {expected}")]
     BadKey { expected: String },
-    #[error("cannot {step} (release server {url}): {source}; check UpdateURL and the network")]
+    // `cause` is shown in the message and deliberately not a `#[source]`:
+    // self_update's errors already print their own causes, so a chained
+    // report (`{:#}`) would say everything two or three times.
+    #[error("cannot {step} (release server {url}): {cause}; check UpdateURL and the network")]
     Remote {
         step: &'static str,
         url: String,
-        #[source]
-        source: self_update::errors::Error,
+        cause: self_update::errors::Error,
     },
-    #[error("could not install the update at {}: {source}", .path.display())]
+    #[error("could not install the update at {}: {cause}; is it writable by this user?", .path.display())]
     Install {
         path: PathBuf,
-        #[source]
-        source: self_update::errors::Error,
+        cause: self_update::errors::Error,
     },
 }
 
@@ -316,7 +317,7 @@ impl Updater {
                 self_update::errors::Error::InstallPathNotWritable { .. }
                 | self_update::errors::Error::Io(_) => UpdateError::Install {
                     path: self.install_path.clone(),
-                    source,
+                    cause: source,
                 },
                 other => self.remote("download the release", other),
             }
@@ -367,11 +368,11 @@ impl Updater {
         b
     }
 
-    fn remote(&self, step: &'static str, source: self_update::errors::Error) -> UpdateError {
+    fn remote(&self, step: &'static str, cause: self_update::errors::Error) -> UpdateError {
         UpdateError::Remote {
             step,
             url: self.url.to_string(),
-            source,
+            cause,
         }
     }
 }

@@ -139,26 +139,19 @@ mod tests {
     /// A small real .tar.gz holding one file (tar + flate2, as a release
     /// is built).
     fn tar_gz() -> Vec<u8> {
-        let mut tar = Vec::new();
-        {
-            let mut builder = tar_builder(&mut tar);
-            let data = b"#!/bin/sh\necho lenscap 9.9.9\n";
-            let mut header = tar::Header::new_gnu();
-            header.set_size(data.len() as u64);
-            header.set_mode(0o755);
-            header.set_cksum();
-            builder
-                .append_data(&mut header, "lenscap", &data[..])
-                .unwrap();
-            builder.finish().unwrap();
-        }
+        let mut builder = tar::Builder::new(Vec::new());
+        let data = b"#!/bin/sh\necho lenscap 9.9.9\n";
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o755);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "lenscap", &data[..])
+            .unwrap();
+        let tar = builder.into_inner().unwrap();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(&tar).unwrap();
         gz.finish().unwrap()
-    }
-
-    fn tar_builder(out: &mut Vec<u8>) -> tar::Builder<&mut Vec<u8>> {
-        tar::Builder::new(out)
     }
 
     fn sign(bytes: &[u8], key: &SigningKey, name: &str) -> Vec<u8> {

@@ -152,3 +152,61 @@ fn a_link_in_place_of_the_helper_folder_leaves_its_target_alone() {
     );
     assert!(s.helper_processes().is_empty());
 }
+
+/// A link planted at a guarded path after the remediation: the guard
+/// refuses to move it and leaves its target alone — and, with nothing
+/// changing, should not report the same refusal as a new reinstall
+/// attempt on every sweep.
+///
+/// BUG (reported to the lead, fails today): `Daemon::handle_reinstalls`
+/// (agent/src/daemon/mod.rs) retries every reappeared guard on every
+/// cycle, and a path the vault refuses reappears forever, so each sweep
+/// (and each watcher event) appends another failed `reinstall_attempt`
+/// event to the outbox: one a second at `SweepSeconds` 1.
+#[test]
+fn a_link_at_a_guarded_path_is_refused_once_not_every_sweep() {
+    let outside = temp_tree();
+    let target = outside.path().join("secret.plist");
+    lenscap_e2e::write_launchd_plist(&target, "com.example.secret", &["/bin/true"], false);
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let before = tree_facts(outside.path());
+
+    let s = Scenario::new("remediate", &[]);
+    let mut d = s.start_daemon();
+    s.wait_gone(s.pid, Duration::from_secs(10), &d);
+    wait_until(Duration::from_secs(10), "the plist guarded", || {
+        (s.plist.symlink_metadata().is_err()
+            && d.status().is_some_and(|st| st["guarded_paths"] == 2))
+        .then_some(())
+    });
+    symlink(&target, &s.plist).unwrap();
+    let refusals = || {
+        s.events()
+            .iter()
+            .filter(|e| {
+                e["payload"]["file"]["path"] == s.plist.to_str().unwrap()
+                    && e["payload"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("Reinstall attempt"))
+            })
+            .inspect(|e| assert_eq!(e["payload"]["outcome"]["status"], "failure", "{e:#}"))
+            .count()
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "the reinstall attempt seen",
+        || (refusals() > 0).then_some(()),
+    );
+    d.wait_sweeps(1);
+    let first = refusals();
+    d.wait_sweeps(3);
+
+    assert_eq!(before, tree_facts(outside.path()), "the target changed");
+    assert_eq!(std::fs::read_link(&s.plist).unwrap(), target, "link kept");
+    assert!(s.helper_processes().is_empty());
+    assert_eq!(
+        refusals(),
+        first,
+        "the same refused link was reported again on every sweep"
+    );
+}

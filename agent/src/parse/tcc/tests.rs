@@ -224,6 +224,15 @@ fn sonoma_generation() {
 }
 
 #[test]
+fn prebuilt_sqlite_file_reads_like_the_sql() {
+    // `sonoma.db` was written by SQLite itself (see the fixtures README).
+    let dir = tempfile::tempdir().unwrap();
+    let from_sql = read_grants(&build(dir.path(), "sonoma.sql"), &Default::default()).unwrap();
+    let prebuilt = read_grants(&Path::new(FIXTURES).join("sonoma.db"), &Default::default());
+    assert_eq!(prebuilt.unwrap(), from_sql);
+}
+
+#[test]
 fn schema_detection_by_column_names() {
     let cols = |s: &str| s.split(',').map(str::to_string).collect::<Vec<_>>();
     let base = "service,client,client_type";
@@ -400,7 +409,7 @@ fn diff_reports_added_changed_removed() {
     );
     assert!(diff(&new, &new).is_empty());
     assert_eq!(
-        diff(&[], &[zoom.clone()]),
+        diff(&[], std::slice::from_ref(&zoom)),
         vec![GrantChange::Added { grant: zoom }]
     );
 }
