@@ -42,7 +42,7 @@ pub enum ConfigError {
     Parse {
         path: PathBuf,
         #[source]
-        source: plist::Error,
+        source: crate::parse::plist_guard::PlistError,
     },
 
     #[error(

@@ -22,6 +22,7 @@
 
 mod error;
 mod rules;
+mod secret;
 pub mod show;
 mod source;
 mod validate;
@@ -34,9 +35,10 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{ConfigError, EXIT_CONFIG};
 pub use rules::{RULE_KEYS, compile_path_glob};
+pub use secret::Secret;
 pub use show::{render_show, to_json};
 pub use source::{
-    DOMAIN, LOCAL_PATH, MANAGED_PATH, MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, Origin, Sources,
+    DOMAIN, LOCAL_PATH, MANAGED_PATH, MAX_DEPTH, MAX_FILE_BYTES, Origin, Sources,
 };
 
 /// Every top-level preference key lenscap reads, in documentation order.
@@ -63,6 +65,10 @@ pub const KEYS: &[&str] = &[
     "AutoUpdate",
     "UpdateURL",
     "UpdatePublicKey",
+    "CollectorURL",
+    "EnrollmentSecret",
+    "UploadIntervalSeconds",
+    "PolicyIntervalSeconds",
 ];
 
 /// The effective configuration and how it came to be.
@@ -201,6 +207,17 @@ pub struct Config {
     /// `UpdatePublicKey`: base64 ed25519 key releases must be signed with;
     /// empty means no key, so every update is refused.
     pub update_public_key: String,
+    /// `CollectorURL`: where events go and the fleet policy comes from;
+    /// empty means no upload (validated by
+    /// `report::upload::client::CollectorUrl::parse`).
+    pub collector_url: String,
+    /// `EnrollmentSecret`: the enroll token this host trades for its own
+    /// host token, once. Never logged or shown.
+    pub enrollment_secret: Secret,
+    /// `UploadIntervalSeconds`: how often waiting events are uploaded.
+    pub upload_interval_seconds: u64,
+    /// `PolicyIntervalSeconds`: how often the fleet policy is polled.
+    pub policy_interval_seconds: u64,
 }
 
 impl Default for Config {
@@ -238,6 +255,10 @@ impl Default for Config {
             auto_update: false,
             update_url: crate::update::DEFAULT_UPDATE_URL.to_string(),
             update_public_key: String::new(),
+            collector_url: String::new(),
+            enrollment_secret: Secret::default(),
+            upload_interval_seconds: 10,
+            policy_interval_seconds: 300,
         }
     }
 }

@@ -40,6 +40,11 @@ pub fn effective_value(config: &Config, key: &str) -> Option<Value> {
         "AutoUpdate" => json!(config.auto_update),
         "UpdateURL" => json!(config.update_url),
         "UpdatePublicKey" => json!(config.update_public_key),
+        "CollectorURL" => json!(config.collector_url),
+        // Never the secret itself: `(set)`, or empty.
+        "EnrollmentSecret" => json!(config.enrollment_secret.shown()),
+        "UploadIntervalSeconds" => json!(config.upload_interval_seconds),
+        "PolicyIntervalSeconds" => json!(config.policy_interval_seconds),
         _ => return None,
     })
 }

@@ -2,32 +2,20 @@
 //!
 //! A preferences file is outside input: the managed one is written by
 //! whatever MDM the fleet runs, the local one by an admin's `defaults write`
-//! or by hand. Reading it is therefore bounded at every step before anything
-//! interprets it:
-//!
-//! 1. at most [`MAX_FILE_BYTES`] are read (a bigger file is an error, not a
-//!    truncated read);
-//! 2. the bytes are walked once by a serde visitor ([`Shape`]) that keeps
-//!    nothing and counts nesting depth and values. It stops a deeply nested
-//!    file at [`MAX_DEPTH`] (serde deserialisation of 30,000 nested arrays
-//!    overflowed the stack in crates-notes.md; the visitor recurses too, but
-//!    never past the cap) and a binary plist whose shared object references
-//!    expand exponentially at [`MAX_VALUES`]. (plist's event stream would
-//!    do the same without serde, but it is public only behind the feature
-//!    `enable_unstable_features_that_may_break_with_minor_version_bumps`.);
-//! 3. only then are the bytes built into a `plist::Value`, whose builder is
-//!    iterative and which is now known to be small and shallow (so even its
-//!    recursive `Drop` is safe).
+//! or by hand. Reading it is bounded before anything interprets it: at most
+//! [`MAX_FILE_BYTES`] are read (a bigger file is an error, not a truncated
+//! read), then [`crate::parse::plist_guard`] — the same hardened reader the
+//! launchd scanner uses — refuses nesting deeper than [`MAX_DEPTH`] and
+//! binary plists whose shared references expand far beyond their size,
+//! before a `plist::Value` is built.
 
-use std::cell::Cell;
 use std::fmt;
 use std::fs::File;
-use std::io::{Cursor, ErrorKind, Read};
+use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-
 use super::ConfigError;
+use crate::parse::plist_guard::{self, PlistError};
 
 /// The preferences domain, as `defaults read io.lenscap.agent` names it.
 pub const DOMAIN: &str = "io.lenscap.agent";
@@ -38,12 +26,9 @@ pub const MANAGED_PATH: &str = "/Library/Managed Preferences/io.lenscap.agent.pl
 pub const LOCAL_PATH: &str = "/Library/Preferences/io.lenscap.agent.plist";
 /// Largest preferences file read: a real one is a few KiB.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
-/// Deepest nesting accepted. lenscap needs 3 (root dict → `Rules` array →
-/// rule dict); the margin lets a foreign-but-harmless key through as a
-/// warning instead of an error.
-pub const MAX_DEPTH: usize = 16;
-/// Most plist values (events) accepted in one file.
-pub const MAX_VALUES: usize = 100_000;
+/// Deepest nesting accepted (lenscap needs 3: root dict → `Rules` array →
+/// rule dict): the hardened reader's limit, shared with launchd plists.
+pub use crate::parse::plist_guard::MAX_DEPTH;
 
 /// The files to read. Paths are fields so tests (and `--config`) can point
 /// anywhere; [`Sources::system`] is what the daemon uses.
@@ -143,12 +128,21 @@ pub(crate) fn read_plist(path: &Path, required: bool) -> Result<Option<plist::Va
     parse_bytes(path, &bytes).map(Some)
 }
 
-/// Parses the bytes of `path`: bounded walk first, then the real parse.
+/// Parses the bytes of `path` with the hardened reader.
 fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<plist::Value, ConfigError> {
-    check_shape(path, bytes)?;
-    plist::Value::from_reader(Cursor::new(bytes)).map_err(|source| ConfigError::Parse {
-        path: path.to_path_buf(),
-        source,
+    plist_guard::parse_plist_value(bytes).map_err(|e| match e {
+        PlistError::TooDeep { max } => ConfigError::TooDeep {
+            path: path.to_path_buf(),
+            limit: max,
+        },
+        PlistError::Expands { limit, .. } => ConfigError::TooManyValues {
+            path: path.to_path_buf(),
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+        },
+        source => ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        },
     })
 }
 
@@ -178,145 +172,6 @@ fn read_capped(path: &Path) -> Result<Option<Vec<u8>>, ConfigError> {
         });
     }
     Ok(Some(bytes))
-}
-
-/// Walks the plist once, without keeping it, to bound depth and size.
-fn check_shape(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
-    WALK.with(|walk| walk.set(Walk::default()));
-    let result = plist::from_reader::<_, Shape>(Cursor::new(bytes));
-    let walk = WALK.with(Cell::take);
-    match (walk.limit, result) {
-        (Some(Limit::Depth), _) => Err(ConfigError::TooDeep {
-            path: path.to_path_buf(),
-            limit: MAX_DEPTH,
-        }),
-        (Some(Limit::Values), _) => Err(ConfigError::TooManyValues {
-            path: path.to_path_buf(),
-            limit: MAX_VALUES,
-        }),
-        (None, Err(source)) => Err(ConfigError::Parse {
-            path: path.to_path_buf(),
-            source,
-        }),
-        (None, Ok(Shape)) => Ok(()),
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Limit {
-    Depth,
-    Values,
-}
-
-/// The walk's counters. Thread-local because `Deserialize` (what
-/// `plist::from_reader` accepts) cannot carry state, and the walk runs
-/// synchronously on the calling thread; `check_shape` resets it first.
-#[derive(Debug, Clone, Copy, Default)]
-struct Walk {
-    depth: usize,
-    values: usize,
-    limit: Option<Limit>,
-}
-
-thread_local! {
-    static WALK: Cell<Walk> = Cell::new(Walk::default());
-}
-
-fn update(change: impl FnOnce(&mut Walk)) -> Walk {
-    WALK.with(|cell| {
-        let mut walk = cell.get();
-        change(&mut walk);
-        cell.set(walk);
-        walk
-    })
-}
-
-/// Counts one value; an error once there are too many.
-fn count_value<E: de::Error>() -> Result<(), E> {
-    let walk = update(|w| w.values += 1);
-    if walk.values > MAX_VALUES {
-        update(|w| w.limit = Some(Limit::Values));
-        return Err(E::custom("too many values"));
-    }
-    Ok(())
-}
-
-/// Enters an array or dictionary; the guard leaves it, even on error.
-fn enter<E: de::Error>() -> Result<Level, E> {
-    count_value()?;
-    let walk = update(|w| w.depth += 1);
-    let level = Level;
-    if walk.depth > MAX_DEPTH {
-        update(|w| w.limit = Some(Limit::Depth));
-        return Err(E::custom("nested too deeply"));
-    }
-    Ok(level)
-}
-
-struct Level;
-
-impl Drop for Level {
-    fn drop(&mut self) {
-        update(|w| w.depth = w.depth.saturating_sub(1));
-    }
-}
-
-/// Any plist value, discarded; only its shape is counted.
-#[derive(Debug)]
-struct Shape;
-
-impl<'de> Deserialize<'de> for Shape {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Shape, D::Error> {
-        deserializer.deserialize_any(ShapeVisitor)
-    }
-}
-
-struct ShapeVisitor;
-
-impl<'de> Visitor<'de> for ShapeVisitor {
-    type Value = Shape;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any plist value")
-    }
-
-    // plist dates reach a non-`Value` visitor as strings and UIDs as u64,
-    // so these cover every plist type.
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Shape, E> {
-        count_value().map(|()| Shape)
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Shape, E> {
-        count_value().map(|()| Shape)
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Shape, E> {
-        count_value().map(|()| Shape)
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Shape, E> {
-        count_value().map(|()| Shape)
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Shape, E> {
-        count_value().map(|()| Shape)
-    }
-
-    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Shape, E> {
-        count_value().map(|()| Shape)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
-        let _level = enter()?;
-        while seq.next_element::<Shape>()?.is_some() {}
-        Ok(Shape)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
-        let _level = enter()?;
-        while map.next_entry::<Shape, Shape>()?.is_some() {}
-        Ok(Shape)
-    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use plist::Value;
 
 use super::rules::parse_rules;
 use super::values::{Ctx, describe, suggest};
-use super::{Config, ConfigError, KEYS, Mode, Rule};
+use super::{Config, ConfigError, KEYS, Mode, Rule, Secret};
 
 /// One validated top-level key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +42,10 @@ pub(crate) enum Setting {
     AutoUpdate(bool),
     UpdateUrl(String),
     UpdatePublicKey(String),
+    CollectorUrl(String),
+    EnrollmentSecret(Secret),
+    UploadIntervalSeconds(u64),
+    PolicyIntervalSeconds(u64),
 }
 
 pub(crate) const SWEEP_SECONDS: RangeInclusive<u64> = 1..=3600;
@@ -52,6 +56,9 @@ pub(crate) const MAX_PLIST_BYTES: RangeInclusive<u64> = 1024..=64 * 1024 * 1024;
 pub(crate) const MAX_REMEDIATIONS_PER_HOUR: RangeInclusive<u64> = 1..=10_000;
 pub(crate) const TERM_GRACE_MILLIS: RangeInclusive<u64> = 100..=60_000;
 pub(crate) const MAX_OUTBOX_BYTES: RangeInclusive<u64> = 1024 * 1024..=16 * 1024 * 1024 * 1024;
+pub(crate) const UPLOAD_INTERVAL_SECONDS: RangeInclusive<u64> = 1..=3600;
+/// Up to a day: a policy push should reach the fleet the same day.
+pub(crate) const POLICY_INTERVAL_SECONDS: RangeInclusive<u64> = 1..=86_400;
 
 impl Setting {
     /// The plist key this setting was read from (one of [`KEYS`]).
@@ -78,6 +85,10 @@ impl Setting {
             Setting::AutoUpdate(_) => "AutoUpdate",
             Setting::UpdateUrl(_) => "UpdateURL",
             Setting::UpdatePublicKey(_) => "UpdatePublicKey",
+            Setting::CollectorUrl(_) => "CollectorURL",
+            Setting::EnrollmentSecret(_) => "EnrollmentSecret",
+            Setting::UploadIntervalSeconds(_) => "UploadIntervalSeconds",
+            Setting::PolicyIntervalSeconds(_) => "PolicyIntervalSeconds",
         }
     }
 
@@ -104,6 +115,10 @@ impl Setting {
             Setting::AutoUpdate(v) => config.auto_update = v,
             Setting::UpdateUrl(v) => config.update_url = v,
             Setting::UpdatePublicKey(v) => config.update_public_key = v,
+            Setting::CollectorUrl(v) => config.collector_url = v,
+            Setting::EnrollmentSecret(v) => config.enrollment_secret = v,
+            Setting::UploadIntervalSeconds(v) => config.upload_interval_seconds = v,
+            Setting::PolicyIntervalSeconds(v) => config.policy_interval_seconds = v,
         }
     }
 }
@@ -187,6 +202,14 @@ pub(crate) fn parse_key(
         "AutoUpdate" => ctx.boolean(key, value).map(Setting::AutoUpdate),
         "UpdateURL" => ctx.update_url(key, value).map(Setting::UpdateUrl),
         "UpdatePublicKey" => ctx.public_key(key, value).map(Setting::UpdatePublicKey),
+        "CollectorURL" => ctx.collector_url(key, value).map(Setting::CollectorUrl),
+        "EnrollmentSecret" => ctx.secret(key, value).map(Setting::EnrollmentSecret),
+        "UploadIntervalSeconds" => ctx
+            .integer(key, value, UPLOAD_INTERVAL_SECONDS)
+            .map(Setting::UploadIntervalSeconds),
+        "PolicyIntervalSeconds" => ctx
+            .integer(key, value, POLICY_INTERVAL_SECONDS)
+            .map(Setting::PolicyIntervalSeconds),
         _ => return None,
     };
     Some(setting)

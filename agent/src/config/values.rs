@@ -156,6 +156,33 @@ impl Ctx<'_> {
         Ok(s.trim().to_string())
     }
 
+    /// `CollectorURL`: empty (no upload), or a URL
+    /// `report::upload::client::CollectorUrl::parse` accepts.
+    pub(crate) fn collector_url(&self, key: &str, value: &Value) -> Result<String, ConfigError> {
+        use crate::report::upload::client::{CollectorUrl, EXPECTED_URL};
+        let s = self.string(key, value, EXPECTED_URL)?.trim();
+        if !s.is_empty() {
+            CollectorUrl::parse(s).map_err(|expected| self.invalid(key, value, expected))?;
+        }
+        Ok(s.to_string())
+    }
+
+    /// `EnrollmentSecret`: printable text (it is sent in an HTTP header),
+    /// or empty. Errors never quote it.
+    pub(crate) fn secret(&self, key: &str, value: &Value) -> Result<super::Secret, ConfigError> {
+        const EXPECTED: &str =
+            "an enroll token: up to 512 printable ASCII characters without spaces, or empty";
+        let hidden = Value::String(super::secret::SHOWN_WHEN_SET.to_string());
+        let s = value
+            .as_string()
+            .ok_or_else(|| self.invalid(key, value, EXPECTED))?
+            .trim();
+        if s.len() > 512 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(self.invalid(key, &hidden, EXPECTED));
+        }
+        Ok(super::Secret::new(s))
+    }
+
     /// An array of absolute paths that may contain `glob` patterns (the
     /// crate observe expands directory lists with).
     pub(crate) fn path_globs(&self, key: &str, value: &Value) -> Result<Vec<String>, ConfigError> {

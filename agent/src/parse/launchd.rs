@@ -10,14 +10,14 @@
 //! dict *or* array of dicts). Key meanings: launchd.plist(5) and
 //! macos-reference.md.
 
-mod binary;
-mod guard;
+
+
 
 use std::path::{Component, Path, PathBuf};
 
 use plist::{Dictionary, Value};
 
-pub use guard::{MAX_DEPTH, PlistError, parse_plist_value};
+pub use super::plist_guard::{MAX_DEPTH, PlistError, parse_plist_value};
 
 use crate::model::{LaunchdSocket, PersistenceItem, PersistenceKind, enclosing_bundle};
 

@@ -7,6 +7,7 @@ pub mod btm;
 pub mod camera_log;
 pub mod launchctl;
 pub mod launchd;
+pub mod plist_guard;
 pub mod libproc_abi;
 pub mod proc_bsdinfo;
 pub mod procargs;

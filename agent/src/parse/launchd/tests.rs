@@ -1,7 +1,7 @@
 //! Tests of the launchd job parser on the fixtures in
 //! `agent/tests/fixtures/launchd/` (each says where its shape comes from).
 
-use super::guard::tests::{barray, bplist};
+use crate::parse::plist_guard::tests::{barray, bplist};
 use super::*;
 use proptest::prelude::*;
 

@@ -38,7 +38,9 @@ use std::io::Cursor;
 
 use plist::Value;
 
-use super::binary::check_binary;
+mod binary;
+
+use self::binary::check_binary;
 
 /// Deepest nesting accepted. Real launchd jobs nest four or five levels
 /// (`KeepAlive` → `PathState` → path → bool); 64 leaves room for odd but

@@ -10,7 +10,7 @@
 //! file. Written here because the crate's event stream is public only
 //! behind its unstable feature (see `guard.rs`).
 
-use super::guard::{MAX_DEPTH, PlistError};
+use super::{MAX_DEPTH, PlistError};
 
 /// The shape of a `bplist00` file, read the way the plist crate reads it
 /// (trailer, offset table, object markers) but without decoding values.
