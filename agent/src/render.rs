@@ -115,20 +115,6 @@ pub fn quarantine_list(records: &[QuarantineRecord]) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ago_reads_naturally() {
-        assert_eq!(ago(100, 95), "5s ago");
-        assert_eq!(ago(1000, 100), "15m ago");
-        assert_eq!(ago(10_000, 0), "2h 46m ago");
-        assert_eq!(ago(200_000, 0), "2d ago");
-        assert_eq!(ago(0, 10), "0s ago", "clock skew never goes negative");
-    }
-}
-
 /// One line of `lenscap events` per event: time, sequence number, kind,
 /// mode and what happened.
 pub fn events(events: &[lenscap_events::Event]) -> String {
@@ -155,4 +141,18 @@ pub fn events(events: &[lenscap_events::Event]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ago_reads_naturally() {
+        assert_eq!(ago(100, 95), "5s ago");
+        assert_eq!(ago(1000, 100), "15m ago");
+        assert_eq!(ago(10_000, 0), "2h 46m ago");
+        assert_eq!(ago(200_000, 0), "2d ago");
+        assert_eq!(ago(0, 10), "0s ago", "clock skew never goes negative");
+    }
 }
