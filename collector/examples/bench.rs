@@ -13,6 +13,8 @@
 //! starts). The PostgreSQL run uses a schema of its own and drops it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: fail loudly
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -180,6 +182,75 @@ fn store_time(a: &ureq::Agent, base: &str) -> (f64, f64) {
     )
 }
 
+/// CPU seconds used so far by this process's threads, by thread name
+/// (Linux `/proc/self/task/*/stat`; empty elsewhere). The collector's
+/// threads are `tokio-rt-worker` (HTTP, JSON, hashing) and
+/// `sqlx-sqlite-worker` (SQLite; the name is cut to 15 bytes); the
+/// uploading clients are `bench`.
+fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    // The whole process, finished threads included: what is not in a
+    // live thread below was spent by the (finished) client threads.
+    if let Some(total) = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| cpu_secs(&s).map(|(_, secs)| secs))
+    {
+        out.insert("process".to_string(), total);
+    }
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        if let Some((comm, secs)) = std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|s| cpu_secs(&s))
+        {
+            *out.entry(comm).or_insert(0.0) += secs;
+        }
+    }
+    out
+}
+
+/// (comm, utime + stime in seconds) from a `/proc/…/stat` line: "pid
+/// (comm) state ppid …", where comm may hold spaces, so split at the last
+/// ')'; utime and stime are fields 14 and 15, in ticks of 1/100 s.
+fn cpu_secs(stat: &str) -> Option<(String, f64)> {
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let fields: Vec<&str> = stat.get(close + 2..)?.split(' ').collect();
+    let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<f64>().ok());
+    Some((
+        stat[open + 1..close].to_string(),
+        (ticks(14)? + ticks(15)?) / 100.0,
+    ))
+}
+
+/// Print CPU microseconds per event spent by each kind of thread between
+/// two [`cpu_by_thread`] snapshots.
+fn print_cpu(before: &std::collections::BTreeMap<String, f64>, events: u64) {
+    let after = cpu_by_thread();
+    if after.is_empty() {
+        return;
+    }
+    let used = |name: &str| {
+        after.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0)
+    };
+    let per_event = |secs: f64| secs * 1e6 / events as f64;
+    let mut threads = 0.0;
+    let mut parts = Vec::new();
+    for name in after.keys().filter(|n| *n != "process") {
+        let secs = used(name);
+        threads += secs;
+        if secs > 0.0 {
+            parts.push(format!("{name} {:.1}", per_event(secs)));
+        }
+    }
+    parts.push(format!(
+        "clients {:.1}",
+        per_event((used("process") - threads).max(0.0))
+    ));
+    println!("  CPU µs per event by thread: {}", parts.join(", "));
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i]
@@ -252,12 +323,14 @@ fn main() {
     );
     let per_host = args.ingest_events / args.hosts / BATCH * BATCH;
     let work = fleet.work(per_host);
+    let cpu_before = cpu_by_thread();
     let rate = ingest(&base, &work, args.clients);
     println!(
         "ingest: {} events in batches of {BATCH}: {:.0} events/s",
         work.len() as u64 * BATCH,
         rate
     );
+    print_cpu(&cpu_before, work.len() as u64 * BATCH);
     drop(work);
     let (batches, store_secs) = store_time(&a, &base);
     println!(
@@ -271,9 +344,11 @@ fn main() {
         let chunk = (200_000u64).min(args.events - stored);
         let per_host = (chunk / args.hosts / BATCH).max(1) * BATCH;
         let work = fleet.work(per_host);
+        let cpu_before = cpu_by_thread();
         let rate = ingest(&base, &work, args.clients);
         stored += per_host * args.hosts;
         println!("fill: {stored} stored, last chunk {rate:.0} events/s");
+        print_cpu(&cpu_before, per_host * args.hosts);
     }
 
     let t0 = 1_764_312_000_000i64;

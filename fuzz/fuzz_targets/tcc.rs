@@ -32,8 +32,7 @@ fn patched(data: &[u8]) -> Vec<u8> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let path = std::env::temp_dir()
-        .join(format!("lenscap-fuzz-tcc-{}.db", std::process::id()));
+    let path = std::env::temp_dir().join(format!("lenscap-fuzz-tcc-{}.db", std::process::id()));
     if std::fs::write(&path, patched(data)).is_err() {
         return;
     }

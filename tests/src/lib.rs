@@ -386,14 +386,17 @@ impl Drop for Standin {
 pub const FAULT_ENV: &str = "LENSCAP_FAULT_KILL";
 
 /// A running `lenscap run`, stopped with SIGTERM (and waited for) when
-/// dropped. Its stderr goes to a log file beside the config, which
-/// [`Daemon::log`] returns for failure messages.
+/// dropped. Its stderr goes to a log file, which [`Daemon::log`] returns
+/// for failure messages. The log lives in a directory of its own: the
+/// daemon watches the config file's directory, and its own log lines must
+/// not look like file-system activity to it.
 #[derive(Debug)]
 pub struct Daemon {
     child: Child,
     state_dir: PathBuf,
     log: PathBuf,
     exited: Option<std::process::ExitStatus>,
+    _log_dir: tempfile::TempDir,
 }
 
 impl Daemon {
@@ -409,11 +412,12 @@ impl Daemon {
     /// Start `bin run --config <config>` without waiting for anything (a
     /// daemon that is meant to kill itself may never finish a sweep).
     pub fn spawn(bin: &Path, config: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Daemon {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
         let state_dir = config_state_dir(config);
-        let dir = config.parent().expect("config has a parent directory");
-        let log = dir.join(format!("daemon-{}.log", N.fetch_add(1, Ordering::Relaxed)));
+        let log_dir = tempfile::Builder::new()
+            .prefix("lenscap-daemon-log-")
+            .tempdir()
+            .expect("create a log dir");
+        let log = log_dir.path().join("daemon.log");
         let err = std::fs::File::create(&log).expect("create the daemon log");
         let mut cmd = Command::new(bin);
         cmd.arg("run").arg("--config").arg(config);
@@ -433,6 +437,7 @@ impl Daemon {
             state_dir,
             log,
             exited: None,
+            _log_dir: log_dir,
         }
     }
 
@@ -670,4 +675,43 @@ pub fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
         assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Path of the `lenscap-collector` binary, built once per test process
+/// the way [`lenscap_bin`] builds `lenscap` (in the test binary's own
+/// profile, so a `--release` test run gets a release collector).
+pub fn collector_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("tests/ lives in the workspace")
+            .to_path_buf();
+        let exe = std::env::current_exe().expect("current exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary lives in target/<profile>/deps");
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "lenscap-collector",
+            "--bin",
+            "lenscap-collector",
+        ]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .current_dir(&workspace)
+            .status()
+            .expect("run cargo build for the lenscap-collector binary");
+        assert!(status.success(), "building lenscap-collector failed");
+        let bin = profile_dir.join("lenscap-collector");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
 }

@@ -37,9 +37,7 @@ pub use error::{ConfigError, EXIT_CONFIG};
 pub use rules::{RULE_KEYS, compile_path_glob};
 pub use secret::Secret;
 pub use show::{render_show, to_json};
-pub use source::{
-    DOMAIN, LOCAL_PATH, MANAGED_PATH, MAX_DEPTH, MAX_FILE_BYTES, Origin, Sources,
-};
+pub use source::{DOMAIN, LOCAL_PATH, MANAGED_PATH, MAX_DEPTH, MAX_FILE_BYTES, Origin, Sources};
 
 /// Every top-level preference key lenscap reads, in documentation order.
 /// MDM profiles and docs/configuration.md are checked against this list.

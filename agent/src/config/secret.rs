@@ -30,7 +30,11 @@ impl Secret {
 
     /// What `config show` prints: `(set)`, or an empty string.
     pub fn shown(&self) -> &'static str {
-        if self.0.is_empty() { "" } else { SHOWN_WHEN_SET }
+        if self.0.is_empty() {
+            ""
+        } else {
+            SHOWN_WHEN_SET
+        }
     }
 }
 

@@ -243,6 +243,21 @@ mod tests {
     }
 
     #[test]
+    fn the_enrollment_secret_is_never_shown() {
+        let mut l = loaded();
+        l.config.enrollment_secret = crate::config::Secret::new("lc_enroll_s3cr3t");
+        let text = render_show(&l);
+        let json = to_json(&l).to_string();
+        assert!(!text.contains("s3cr3t") && !json.contains("s3cr3t"));
+        assert!(text.contains("EnrollmentSecret    (set)"), "{text}");
+        assert_eq!(
+            to_json(&l)["keys"]["EnrollmentSecret"]["value"],
+            json!("(set)")
+        );
+        assert!(!format!("{:?}", l.config).contains("s3cr3t"));
+    }
+
+    #[test]
     fn text_shows_value_and_origin_per_key() {
         let text = render_show(&loaded());
         let line = |key: &str| {

@@ -382,6 +382,45 @@ mod tests {
     }
 
     #[test]
+    fn delivery_keys_are_checked_when_loaded() {
+        for url in ["https://collector.example.com", "http://127.0.0.1:8470", ""] {
+            assert_eq!(
+                one("CollectorURL", s(url)).unwrap(),
+                vec![Setting::CollectorUrl(url.into())]
+            );
+        }
+        let text = err("CollectorURL", s("http://collector.example.com"));
+        assert!(
+            text.contains("CollectorURL is \"http://collector.example.com\", expected")
+                && text.contains("plain http only to a loopback host"),
+            "{text}"
+        );
+        assert_eq!(
+            one("EnrollmentSecret", s(" lc_enroll_abc ")).unwrap(),
+            vec![Setting::EnrollmentSecret(Secret::new("lc_enroll_abc"))]
+        );
+        // A malformed secret is refused without being quoted.
+        let text = err("EnrollmentSecret", s("lc_enroll abc\nsecret-part"));
+        assert!(
+            text.contains("EnrollmentSecret is \"(set)\", expected an enroll token")
+                && !text.contains("secret-part"),
+            "{text}"
+        );
+        assert_eq!(
+            one("UploadIntervalSeconds", int(1)).unwrap(),
+            vec![Setting::UploadIntervalSeconds(1)]
+        );
+        assert!(err("UploadIntervalSeconds", int(0)).contains("expected an integer 1..=3600"));
+        assert_eq!(
+            one("PolicyIntervalSeconds", int(86_400)).unwrap(),
+            vec![Setting::PolicyIntervalSeconds(86_400)]
+        );
+        assert!(
+            err("PolicyIntervalSeconds", int(86_401)).contains("expected an integer 1..=86400")
+        );
+    }
+
+    #[test]
     fn relative_paths_are_errors() {
         for key in ["StateDir", "LaunchctlPath", "CodesignPath", "SfltoolPath"] {
             let text = err(key, s("bin/launchctl"));

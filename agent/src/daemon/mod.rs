@@ -8,6 +8,12 @@
 //! SIGINT finish the step in progress (the loop never awaits inside a
 //! step, so a signal is only acted on between steps), record `stopped`,
 //! exit 0. launchd restarts it if it dies.
+//!
+//! Delivery to the collector runs on its own thread
+//! (`report::upload::worker`); what it has to say — health events, a new
+//! fleet policy — arrives here as a [`Notice`] between steps, so the loop
+//! never waits on the network and stays the only writer of the outbox and
+//! the judge's policy.
 
 mod events;
 pub mod status;
@@ -35,8 +41,10 @@ use crate::model::{Finding, ProcessIdentity, Verdict};
 use crate::observe::signing::SignatureCache;
 use crate::platform::{Native, Platform, PlatformError, SignalOutcome};
 use crate::report::outbox::OutboxError;
+use crate::report::policy_sync::FleetAdditions;
+use crate::report::upload::worker::Notice;
 
-use self::events::Reporter;
+use self::events::{Deliverer, Reporter};
 use self::status::{RecentAction, Status};
 use self::sweep::SweepState;
 use self::watch::{Trigger, WatchSet, Watches};
@@ -83,7 +91,8 @@ async fn run_loop(sources: Sources) -> Result<(), DaemonError> {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    let mut d = Daemon::start(sources, loaded)?;
+    let (notice_tx, mut notices) = mpsc::unbounded_channel();
+    let mut d = Daemon::start(sources, loaded, notice_tx)?;
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Runtime)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Runtime)?;
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -102,6 +111,11 @@ async fn run_loop(sources: Sources) -> Result<(), DaemonError> {
             biased;
             _ = term.recv() => { d.shutdown("SIGTERM"); break; }
             _ = int.recv() => { d.shutdown("SIGINT"); break; }
+            Some(notice) = notices.recv() => {
+                if d.delivery_notice(notice) {
+                    d.cycle();
+                }
+            }
             Some(first) = rx.recv() => {
                 let mut triggers = vec![first];
                 while let Ok(t) = rx.try_recv() {
@@ -123,7 +137,7 @@ async fn run_loop(sources: Sources) -> Result<(), DaemonError> {
                 ticks += 1;
                 // New homes and guard dirs join the watch set now and then;
                 // the periodic rescan covers the time in between.
-                if ticks % 15 == 0
+                if ticks.is_multiple_of(15)
                     && let Some(w) = watches.as_mut()
                 {
                     w.refresh(&d.watch_set());
@@ -163,15 +177,33 @@ struct Daemon {
     /// Allow rules from `quarantine restore --allow`, as last loaded.
     local_rules: Vec<crate::config::Rule>,
     status: Status,
+    /// The delivery thread and the fleet policy in force.
+    deliverer: Deliverer,
+    /// The policy changed: judge the next sweep even if the machine did not.
+    rejudge: bool,
 }
 
 impl Daemon {
-    fn start(sources: Sources, loaded: Loaded) -> Result<Daemon, DaemonError> {
+    fn start(
+        sources: Sources,
+        loaded: Loaded,
+        notices: mpsc::UnboundedSender<Notice>,
+    ) -> Result<Daemon, DaemonError> {
         let state_dir = loaded.config.state_dir.clone();
         create_state_dir(&state_dir)?;
         let lock = StateLock::new(&state_dir);
         let local_rules = load_local_rules(&state_dir);
-        let policy = policy_for(&loaded.config, &local_rules)?;
+        let mut deliverer = Deliverer::new(&loaded.config, notices);
+        let policy = match policy_for(&loaded.config, &local_rules, deliverer.additions()) {
+            Ok(p) => p,
+            Err(e) => {
+                // The stored fleet policy no longer fits (the built-in
+                // catalog changed); the next poll brings one that does.
+                tracing::error!(error = %e, "stored fleet policy not applied");
+                deliverer.fleet = None;
+                policy_for(&loaded.config, &local_rules, &FleetAdditions::default())?
+            }
+        };
         let platform = Native::new(loaded.config.tools());
         let host = platform.host_info();
         let mut reporter = Reporter::open(&loaded.config, &host)?;
@@ -220,9 +252,13 @@ impl Daemon {
             breaker_open: false,
             local_rules,
             status,
+            deliverer,
+            rejudge: false,
         };
         d.recover();
         d.write_status();
+        // After the outbox is open and `started` is in it.
+        d.deliverer.configure(&d.loaded.config);
         Ok(d)
     }
 
@@ -288,7 +324,7 @@ impl Daemon {
             tracing::debug!(source = %e.source, message = %e.message, "observe");
         }
         self.handle_reinstalls();
-        if swept.changed {
+        if swept.changed || std::mem::take(&mut self.rejudge) {
             let findings = judge::judge(&self.policy, &swept.observations);
             self.report_findings(&findings);
             self.act_on(&findings);
@@ -314,10 +350,11 @@ impl Daemon {
         }
         let local = load_local_rules(&self.config().state_dir);
         if local != self.local_rules {
-            match policy_for(self.config(), &local) {
+            match policy_for(self.config(), &local, self.deliverer.additions()) {
                 Ok(p) => {
                     self.policy = p;
                     self.local_rules = local;
+                    self.rejudge = true;
                     self.sweep.mark_persistence_dirty();
                 }
                 Err(e) => tracing::error!(error = %e, "local allow rules rejected"),
@@ -454,16 +491,17 @@ impl Daemon {
             }
             let _held = self.lock.hold();
             let summary = format!("reinstall attempt of {}", g.plan_key);
-            let moved = if g.placeholder {
-                // Whatever replaced our placeholder goes, then the
+            let mut moved = self.vault.quarantine(
+                std::slice::from_ref(&g.path),
+                &summary,
+                None,
+                SystemTime::now(),
+            );
+            if g.placeholder {
+                // Whatever replaced our placeholder is gone now; the
                 // placeholder goes back.
-                self.vault
-                    .quarantine(&[g.path.clone()], &summary, None, SystemTime::now())
-                    .and_then(|r| placeholder_block(&g.path).map(|()| r))
-            } else {
-                self.vault
-                    .quarantine(&[g.path.clone()], &summary, None, SystemTime::now())
-            };
+                moved = moved.and_then(|r| placeholder_block(&g.path).map(|()| r));
+            }
             match moved {
                 Ok(record) => {
                     tracing::warn!(path = %g.path.display(), id = %record.id, "reinstall attempt undone");
@@ -489,7 +527,11 @@ impl Daemon {
                 return false;
             }
         };
-        let policy = match policy_for(&loaded.config, &self.local_rules) {
+        let policy = match policy_for(
+            &loaded.config,
+            &self.local_rules,
+            self.deliverer.additions(),
+        ) {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "new rules rejected; keeping the previous configuration");
@@ -512,6 +554,8 @@ impl Daemon {
         let interval_changed = loaded.config.sweep_seconds != self.loaded.config.sweep_seconds;
         self.loaded = loaded;
         self.policy = policy;
+        self.rejudge = true;
+        self.deliverer.configure(&self.loaded.config);
         self.status.mode = self.loaded.config.mode;
         self.sweep.mark_persistence_dirty();
         self.reporter.config_changed(&changed);
@@ -553,8 +597,34 @@ impl Daemon {
     fn shutdown(&mut self, why: &str) {
         tracing::info!("stopping on {why}");
         self.reporter.stopped(why);
+        self.deliverer.stop();
         self.status.running = false;
         self.write_status();
+    }
+
+    /// A notice from the delivery thread. Returns whether the policy
+    /// changed (judge again now).
+    fn delivery_notice(&mut self, notice: Notice) -> bool {
+        let fetched = match notice {
+            Notice::Health(body) => {
+                self.reporter.delivery(body);
+                return false;
+            }
+            Notice::Policy(f) => f,
+        };
+        let config = &self.loaded.config;
+        match self
+            .deliverer
+            .apply(fetched, config, &self.local_rules, &mut self.reporter)
+        {
+            Some(policy) => {
+                self.policy = policy;
+                self.rejudge = true;
+                self.sweep.mark_persistence_dirty();
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -562,12 +632,20 @@ fn count(findings: &[Finding], v: Verdict) -> usize {
     findings.iter().filter(|f| f.verdict == v).count()
 }
 
-/// The policy from configured rules plus the allow rules `quarantine
-/// restore --allow` added.
-pub fn policy_for(config: &Config, local: &[crate::config::Rule]) -> Result<Policy, JudgeError> {
+/// The policy from configured rules, then the allow rules `quarantine
+/// restore --allow` added, then the fleet policy's rules, and the built-in
+/// catalog plus the fleet's additions. A deny beats an allow wherever
+/// either comes from (judge::verdict), so a fleet deny overrides a local
+/// allow and a fleet allow cannot lift an admin's deny.
+pub fn policy_for(
+    config: &Config,
+    local: &[crate::config::Rule],
+    fleet: &FleetAdditions,
+) -> Result<Policy, JudgeError> {
     let mut with_local = config.clone();
     with_local.rules.extend(local.iter().cloned());
-    Policy::new(&with_local)
+    with_local.rules.extend(fleet.rules.iter().cloned());
+    Policy::new(&with_local)?.with_catalog_additions(fleet.catalog.clone())
 }
 
 /// The local allow rules; a broken file is logged and treated as empty

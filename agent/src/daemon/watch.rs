@@ -11,6 +11,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
@@ -27,6 +28,9 @@ pub enum Trigger {
 pub struct Watches {
     watcher: RecommendedWatcher,
     watched: BTreeSet<PathBuf>,
+    /// Shared with the watcher's callback and replaced on every refresh,
+    /// so guard dirs added after the start are classified as such.
+    classify: Arc<RwLock<Classifier>>,
 }
 
 impl std::fmt::Debug for Watches {
@@ -51,7 +55,8 @@ impl Watches {
         set: &WatchSet,
         tx: mpsc::UnboundedSender<Trigger>,
     ) -> Result<Watches, notify::Error> {
-        let classify = Classifier::new(set);
+        let classify = Arc::new(RwLock::new(Classifier::new(set)));
+        let shared = Arc::clone(&classify);
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             let Ok(event) = res else {
                 // An error (e.g. inotify queue overflow) means events were
@@ -64,6 +69,7 @@ impl Watches {
             if matches!(event.kind, notify::EventKind::Access(_)) {
                 return;
             }
+            let classify = shared.read().unwrap_or_else(PoisonError::into_inner);
             for t in classify.triggers(&event.paths) {
                 let _ = tx.send(t);
             }
@@ -71,6 +77,7 @@ impl Watches {
         let mut w = Watches {
             watcher,
             watched: BTreeSet::new(),
+            classify,
         };
         w.refresh(set);
         Ok(w)
@@ -80,6 +87,10 @@ impl Watches {
     /// watching ones it no longer names). A directory that cannot be
     /// watched is logged and left to the periodic rescan.
     pub fn refresh(&mut self, set: &WatchSet) {
+        *self
+            .classify
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Classifier::new(set);
         let wanted = dirs_to_watch(set);
         for gone in self
             .watched
@@ -145,6 +156,8 @@ fn fixed_prefix(pattern: &str) -> PathBuf {
 struct Classifier {
     config_files: Vec<PathBuf>,
     guard_dirs: Vec<PathBuf>,
+    persistence_globs: Vec<glob::Pattern>,
+    persistence_prefixes: Vec<PathBuf>,
 }
 
 impl Classifier {
@@ -152,7 +165,32 @@ impl Classifier {
         Classifier {
             config_files: set.config_files.clone(),
             guard_dirs: set.guard_dirs.clone(),
+            // A pattern that does not compile expands to nothing in
+            // `dirs_to_watch` either.
+            persistence_globs: set
+                .persistence_globs
+                .iter()
+                .filter_map(|g| glob::Pattern::new(g).ok())
+                .collect(),
+            persistence_prefixes: set
+                .persistence_globs
+                .iter()
+                .map(|g| fixed_prefix(g))
+                .collect(),
         }
+    }
+
+    /// A persistence directory (a glob's expansion) or a glob's fixed
+    /// prefix (where new homes appear).
+    fn persistence_dir(&self, dir: &Path) -> bool {
+        self.persistence_prefixes.iter().any(|p| p == dir)
+            || self.persistence_globs.iter().any(|g| g.matches_path(dir))
+    }
+
+    /// A directory watched only because a configuration file lives in it
+    /// (e.g. /Library/Preferences, which every other daemon writes to).
+    fn config_only_dir(&self, dir: &Path) -> bool {
+        self.config_files.iter().any(|f| f.parent() == Some(dir)) && !self.persistence_dir(dir)
     }
 
     fn triggers(&self, paths: &[PathBuf]) -> BTreeSet<Trigger> {
@@ -160,12 +198,23 @@ impl Classifier {
         for p in paths {
             if self.config_files.iter().any(|f| f == p) {
                 out.insert(Trigger::Config);
-            } else if p
-                .parent()
-                .is_some_and(|parent| self.guard_dirs.iter().any(|g| g == parent))
-            {
+                continue;
+            }
+            let Some(parent) = p.parent() else {
+                out.insert(Trigger::Persistence);
+                continue;
+            };
+            let guard = self.guard_dirs.iter().any(|g| g == parent);
+            if guard {
                 out.insert(Trigger::Guard);
-            } else {
+            }
+            // A guarded plist's folder is a persistence folder too: a plist
+            // written there (a restore, a new agent) needs the rescan.
+            if self.persistence_dir(parent) || !(guard || self.config_only_dir(parent)) {
+                // (Anything else — the watched folder itself going away —
+                // rescans too, to be safe.) Another file beside the
+                // configuration is not ours to rescan for: a config
+                // replaced by rename names the config path, caught above.
                 out.insert(Trigger::Persistence);
             }
         }
@@ -188,6 +237,79 @@ mod tests {
             fixed_prefix("/Library/LaunchAgents"),
             PathBuf::from("/Library/LaunchAgents")
         );
+    }
+
+    #[test]
+    fn files_beside_the_config_are_not_persistence_triggers() {
+        let set = WatchSet {
+            persistence_globs: vec![
+                "/r/Users/*/Library/LaunchAgents".into(),
+                "/r/Library/LaunchAgents".into(),
+            ],
+            guard_dirs: vec!["/r/Users/ann".into()],
+            config_files: vec![
+                "/r/lenscap.plist".into(),
+                "/r/Library/LaunchAgents/odd.plist".into(),
+            ],
+        };
+        let c = Classifier::new(&set);
+        let t = |paths: &[&str]| {
+            c.triggers(&paths.iter().map(PathBuf::from).collect::<Vec<_>>())
+                .into_iter()
+                .collect::<Vec<_>>()
+        };
+        // Logs, port files, other programs' preferences beside the config.
+        assert_eq!(t(&["/r/daemon.log"]), []);
+        assert_eq!(t(&["/r/lenscap.plist.tmp"]), []);
+        // A config replaced by rename names the config itself.
+        assert_eq!(
+            t(&["/r/lenscap.plist.tmp", "/r/lenscap.plist"]),
+            [Trigger::Config]
+        );
+        // Persistence dirs and the glob's prefix still count, also where a
+        // config file lives in one.
+        assert_eq!(t(&["/r/Users/bob"]), [Trigger::Persistence]);
+        assert_eq!(
+            t(&["/r/Users/bob/Library/LaunchAgents/x.plist"]),
+            [Trigger::Persistence]
+        );
+        assert_eq!(
+            t(&["/r/Library/LaunchAgents/x.plist"]),
+            [Trigger::Persistence]
+        );
+        assert_eq!(t(&["/r/Users/ann/.zoomus"]), [Trigger::Guard]);
+    }
+
+    #[test]
+    fn a_guarded_persistence_dir_triggers_both() {
+        let set = WatchSet {
+            persistence_globs: vec!["/r/Users/*/Library/LaunchAgents".into()],
+            guard_dirs: vec!["/r/Users/ann/Library/LaunchAgents".into()],
+            config_files: vec![],
+        };
+        let c = Classifier::new(&set);
+        let t = c.triggers(&[PathBuf::from("/r/Users/ann/Library/LaunchAgents/x.plist")]);
+        assert_eq!(
+            t.into_iter().collect::<Vec<_>>(),
+            [Trigger::Persistence, Trigger::Guard]
+        );
+    }
+
+    #[tokio::test]
+    async fn guard_dirs_added_by_a_refresh_are_classified_as_guard() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let mut set = WatchSet::default();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut w = Watches::start(&set, tx).unwrap();
+        set.guard_dirs = vec![home.clone()];
+        w.refresh(&set);
+        std::fs::create_dir(home.join(".zoomus")).unwrap();
+        let t = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap();
+        assert_eq!(t, Some(Trigger::Guard));
     }
 
     #[tokio::test]

@@ -10,9 +10,6 @@
 //! dict *or* array of dicts). Key meanings: launchd.plist(5) and
 //! macos-reference.md.
 
-
-
-
 use std::path::{Component, Path, PathBuf};
 
 use plist::{Dictionary, Value};

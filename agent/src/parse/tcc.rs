@@ -10,7 +10,8 @@
 //! - **Never disturb tccd.** The database is opened read-only through a
 //!   `file:…?mode=ro` URI with a short busy timeout, so we never take a
 //!   write lock and never wait long on tccd's. When tccd holds the file
-//!   locked we read a private copy instead (see [`read`]).
+//!   locked, or the database is in WAL mode (where even a read-only open
+//!   creates files beside it), we read a private copy instead (see [`read`]).
 //! - **Read columns by name.** The `access` table changed shape across
 //!   macOS generations (≤10.13 `allowed, prompt_count`; 10.14 adds
 //!   `indirect_object_*, flags, last_modified`; 11 replaces `allowed` with

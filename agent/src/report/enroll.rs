@@ -67,9 +67,7 @@ pub enum EnrollError {
     NoSecret,
     #[error("enrolling with {url} failed: {failure}")]
     Collector { url: String, failure: Failure },
-    #[error(
-        "refusing the host token file {path}: {reason}; remove it (the agent enrolls again)"
-    )]
+    #[error("refusing the host token file {path}: {reason}; remove it (the agent enrolls again)")]
     Insecure { path: PathBuf, reason: String },
     #[error("host token file {path}: {reason}; remove it (the agent enrolls again)")]
     Malformed { path: PathBuf, reason: String },
@@ -182,7 +180,10 @@ pub fn enroll(
             failure,
         })?;
     store_token(state_dir, &token)?;
-    tracing::info!(collector = client.url().as_str(), "enrolled with the collector");
+    tracing::info!(
+        collector = client.url().as_str(),
+        "enrolled with the collector"
+    );
     Ok(token)
 }
 

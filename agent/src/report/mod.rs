@@ -7,7 +7,15 @@
 //!   steps and health into `lenscap_events` payloads.
 //! - [`outbox`]: the durable, hash-chained, disk-bounded SQLite queue that
 //!   `lenscap events` reads and the uploader drains.
+//! - [`enroll`]: the host token — enrolling once, kept root-only.
+//! - [`upload`]: the delivery thread — batches to the collector at least
+//!   once, with backoff — and the HTTP client.
+//! - [`policy_sync`]: the fleet policy the collector serves, converted,
+//!   stored and applied.
 
 pub mod convert;
+pub mod enroll;
 pub mod hostid;
 pub mod outbox;
+pub mod policy_sync;
+pub mod upload;

@@ -17,7 +17,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use flate2::read::GzDecoder;
 use lenscap_events::api::IngestResponse;
-use lenscap_events::{Body, Event, FindingActivity, Verdict, canonical_hash, canonical_json};
+use lenscap_events::{Body, Event, FindingActivity, Sha256Hex, Verdict, canonical_json};
 use serde_json::Value;
 
 use super::AppState;
@@ -163,7 +163,8 @@ fn item(index: usize, value: Value, host: &HostKey) -> Result<IngestItem, ApiErr
     // Hash and store exactly what was received, unknown fields included,
     // so the chain the agent computed is the chain we check.
     let body = canonical_json(&value);
-    let hash = canonical_hash(&value);
+    // canonical_hash(&value) would write the canonical JSON a second time.
+    let hash = Sha256Hex::of_bytes(body.as_bytes());
     let event = Event::from_value(value)
         .map_err(|e| ApiError::BadRequest(format!("event {index}{uid_hint}: {e}")))?;
     let identity = event.host.identity();

@@ -184,17 +184,30 @@ pub(super) struct Batch {
 
 impl Batch {
     pub fn new(items: Vec<IngestItem>) -> Batch {
-        let mut seen = HashSet::new();
         let total = items.len();
+        let first_of_uid: Vec<bool> = {
+            let mut seen = HashSet::with_capacity(total);
+            items.iter().map(|i| seen.insert(i.uid.as_str())).collect()
+        };
         let mut items: Vec<IngestItem> = items
             .into_iter()
-            .filter(|i| seen.insert(i.uid.clone()))
+            .zip(first_of_uid)
+            .filter_map(|(item, first)| first.then_some(item))
             .collect();
         items.sort_by_key(|i| i.seq);
         Batch {
             repeated: (total - items.len()) as u64,
             items,
         }
+    }
+
+    /// Whether any event of the batch may already be stored. The host's
+    /// `max_seq` is the highest seq stored, so a batch entirely above it —
+    /// an agent sending its next events, the usual case — holds nothing
+    /// stored, and the duplicate check can be skipped. (The insert's
+    /// `ON CONFLICT (host_id, seq, uid) DO NOTHING` stays as the guarantee.)
+    pub fn may_hold_stored(&self, max_seq: i64) -> bool {
+        self.items.first().is_some_and(|i| i.seq <= max_seq)
     }
 
     /// The batch's seqs, each once, for the duplicate check.
@@ -266,6 +279,15 @@ mod tests {
             b.items.iter().map(|i| i.seq).collect::<Vec<_>>(),
             vec![1, 2, 3]
         );
+    }
+
+    #[test]
+    fn only_batches_reaching_back_may_hold_stored_events() {
+        let b = Batch::new(vec![item("b", 8), item("a", 6)]);
+        assert!(!b.may_hold_stored(5));
+        assert!(b.may_hold_stored(6));
+        assert!(b.may_hold_stored(100));
+        assert!(!Batch::new(Vec::new()).may_hold_stored(100));
     }
 
     #[test]

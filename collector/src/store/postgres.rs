@@ -62,7 +62,8 @@ impl PgStore {
                     what: "storing events",
                     detail: format!("host {host_id} has a token but no row"),
                 })?;
-        let existing: HashSet<(i64, String)> =
+        let total = batch.items.len() as u64;
+        let existing: HashSet<(i64, String)> = if batch.may_hold_stored(max_seq) {
             sqlx::query_as("SELECT seq, uid FROM events WHERE host_id = $1 AND seq = ANY($2)")
                 .bind(host_id)
                 .bind(batch.seqs())
@@ -70,44 +71,55 @@ impl PgStore {
                 .await
                 .ctx("checking for duplicates")?
                 .into_iter()
-                .collect();
-        let new: Vec<&IngestItem> = batch
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        let mut new: Vec<IngestItem> = batch
             .items
-            .iter()
+            .into_iter()
             .filter(|i| !existing.contains(&(i.seq, i.uid.clone())))
             .collect();
-        let (gaps, stored) = load_late!(tx, host_id, &new, max_seq);
-        let links: Vec<_> = new.iter().map(|i| link(i)).collect();
+        let refs: Vec<&IngestItem> = new.iter().collect();
+        let (gaps, stored) = load_late!(tx, host_id, &refs, max_seq);
+        let links: Vec<_> = refs.iter().map(|i| link(i)).collect();
         let plan = chain::plan(&ChainState { max_seq, last_hash }, &gaps, &stored, &links);
 
-        let col =
-            |f: fn(&IngestItem) -> Option<String>| new.iter().map(|i| f(i)).collect::<Vec<_>>();
+        // The strings are moved into the statement's arrays, not copied:
+        // nothing after the insert reads them.
+        let mut take = |f: fn(&mut IngestItem) -> String| new.iter_mut().map(f).collect::<Vec<_>>();
+        let uids = take(|i| std::mem::take(&mut i.uid));
+        let hashes = take(|i| std::mem::take(&mut i.hash));
+        let prev_hashes = take(|i| std::mem::take(&mut i.prev_hash));
+        let bodies = take(|i| std::mem::take(&mut i.body));
+        let col = |f: fn(&IngestItem) -> Option<String>| new.iter().map(f).collect::<Vec<_>>();
         let accepted = if new.is_empty() {
             0
         } else {
             sqlx::query(INSERT_EVENTS)
                 .bind(host_id)
                 .bind(now)
-                .bind(new.iter().map(|i| i.uid.clone()).collect::<Vec<_>>())
+                .bind(uids)
                 .bind(new.iter().map(|i| i.seq).collect::<Vec<_>>())
                 .bind(new.iter().map(|i| i.time).collect::<Vec<_>>())
                 .bind(new.iter().map(|i| i.kind.to_string()).collect::<Vec<_>>())
                 .bind(col(|i| i.verdict.map(str::to_string)))
                 .bind(col(|i| i.rule.clone()))
                 .bind(col(|i| i.severity.map(str::to_string)))
-                .bind(new.iter().map(|i| i.hash.clone()).collect::<Vec<_>>())
-                .bind(new.iter().map(|i| i.prev_hash.clone()).collect::<Vec<_>>())
-                .bind(new.iter().map(|i| i.body.clone()).collect::<Vec<_>>())
+                .bind(hashes)
+                .bind(prev_hashes)
+                .bind(bodies)
                 .execute(&mut *tx)
                 .await
                 .ctx("storing events")?
                 .rows_affected()
         };
+        let new: Vec<&IngestItem> = new.iter().collect();
         finish_batch!(tx, host_id, &plan, &new, max_seq, accepted, now);
         tx.commit().await.ctx("committing a batch")?;
         Ok(IngestOutcome {
             accepted,
-            duplicate: batch.repeated + (batch.items.len() as u64 - accepted),
+            duplicate: batch.repeated + (total - accepted),
             gaps_opened: plan.insert_gaps.len() as u64,
             breaks: plan.breaks.len() as u64,
         })

@@ -198,50 +198,57 @@ async fn ingest_one(
                 what: "storing events",
                 detail: format!("host {host_id} has a token but no row"),
             })?;
-    // json_each keeps the statement text fixed whatever the batch size.
-    let seqs = serde_json::to_string(&batch.seqs()).map_err(|e| StoreError::Corrupt {
-        what: "storing events",
-        detail: e.to_string(),
-    })?;
-    let existing: HashSet<(i64, String)> = sqlx::query_as(
-        "SELECT seq, uid FROM events WHERE host_id = $1 AND seq IN (SELECT value FROM json_each($2))",
-    )
-    .bind(host_id)
-    .bind(seqs)
-    .fetch_all(&mut *tx)
-    .await
-    .ctx("checking for duplicates")?
-    .into_iter()
-    .collect();
-    let new: Vec<&IngestItem> = batch
+    let total = batch.items.len() as u64;
+    let existing: HashSet<(i64, String)> = if batch.may_hold_stored(max_seq) {
+        // json_each keeps the statement text fixed whatever the batch size.
+        let seqs = serde_json::to_string(&batch.seqs()).map_err(|e| StoreError::Corrupt {
+            what: "storing events",
+            detail: e.to_string(),
+        })?;
+        sqlx::query_as(
+            "SELECT seq, uid FROM events WHERE host_id = $1 AND seq IN (SELECT value FROM json_each($2))",
+        )
+        .bind(host_id)
+        .bind(seqs)
+        .fetch_all(&mut *tx)
+        .await
+        .ctx("checking for duplicates")?
+        .into_iter()
+        .collect()
+    } else {
+        HashSet::new()
+    };
+    let mut new: Vec<IngestItem> = batch
         .items
-        .iter()
+        .into_iter()
         .filter(|i| !existing.contains(&(i.seq, i.uid.clone())))
         .collect();
-    let (gaps, stored) = load_late!(tx, host_id, &new, max_seq);
-    let links: Vec<_> = new.iter().map(|i| link(i)).collect();
+    let refs: Vec<&IngestItem> = new.iter().collect();
+    let (gaps, stored) = load_late!(tx, host_id, &refs, max_seq);
+    let links: Vec<_> = refs.iter().map(|i| link(i)).collect();
     let plan = chain::plan(&ChainState { max_seq, last_hash }, &gaps, &stored, &links);
 
     // One multi-row INSERT per chunk: per statement, sqlx hands work to
     // SQLite's connection thread and back, which costs more than the
     // insert itself. 500 rows × 12 values stays far below SQLite's
-    // limit of 32,766 bound values.
+    // limit of 32,766 bound values. The strings are moved into the
+    // statement, not copied: nothing after the insert reads them.
     let mut accepted = 0u64;
-    for chunk in new.chunks(500) {
+    for chunk in new.chunks_mut(500) {
         let mut qb = QueryBuilder::new(INSERT_EVENTS_HEAD);
-        qb.push_values(chunk, |mut row, item| {
-            row.push_bind(item.uid.clone())
+        qb.push_values(chunk.iter_mut(), |mut row, item| {
+            row.push_bind(std::mem::take(&mut item.uid))
                 .push_bind(host_id)
                 .push_bind(item.seq)
                 .push_bind(item.time)
                 .push_bind(now)
                 .push_bind(item.kind)
                 .push_bind(item.verdict)
-                .push_bind(item.rule.clone())
+                .push_bind(item.rule.take())
                 .push_bind(item.severity)
-                .push_bind(item.hash.clone())
-                .push_bind(item.prev_hash.clone())
-                .push_bind(item.body.clone());
+                .push_bind(std::mem::take(&mut item.hash))
+                .push_bind(std::mem::take(&mut item.prev_hash))
+                .push_bind(std::mem::take(&mut item.body));
         });
         qb.push(" ON CONFLICT (host_id, seq, uid) DO NOTHING");
         accepted += qb
@@ -251,10 +258,11 @@ async fn ingest_one(
             .ctx("storing events")?
             .rows_affected();
     }
+    let new: Vec<&IngestItem> = new.iter().collect();
     finish_batch!(tx, host_id, &plan, &new, max_seq, accepted, now);
     Ok(IngestOutcome {
         accepted,
-        duplicate: batch.repeated + (batch.items.len() as u64 - accepted),
+        duplicate: batch.repeated + (total - accepted),
         gaps_opened: plan.insert_gaps.len() as u64,
         breaks: plan.breaks.len() as u64,
     })

@@ -95,6 +95,9 @@ fn report(name: &str, mut ms: Vec<f64>) {
 /// A tree, the stand-in and a remediate-mode daemon at `SweepSeconds` 1.
 struct Rig {
     root: PathBuf,
+    /// Port files and staged files: outside every directory the daemon
+    /// watches, so writing them cannot wake it.
+    aside: tempfile::TempDir,
     standin: Standin,
     daemon: Daemon,
     _tree: tempfile::TempDir,
@@ -103,7 +106,7 @@ struct Rig {
 fn rig() -> Rig {
     let tree = temp_tree();
     let root = tree.path().to_path_buf();
-    for d in ["Users", "Applications", "private/tmp", "staging"] {
+    for d in ["Users", "Applications", "private/tmp"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     let config = write_config(
@@ -128,6 +131,7 @@ fn rig() -> Rig {
     daemon.wait_sweeps(1);
     Rig {
         root,
+        aside: temp_tree(),
         standin,
         daemon,
         _tree: tree,
@@ -149,7 +153,7 @@ fn bench_listen_to_death() {
         let home = r.root.join(format!("Users/u{i}"));
         let exe = home.join(format!(".acme{i}/acme-helper"));
         let plist = home.join(format!("Library/LaunchAgents/com.acme.b{i}.plist"));
-        let port = r.root.join(format!("port{i}"));
+        let port = r.aside.path().join(format!("port{i}"));
         std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
         std::fs::copy(ROGUE, &exe).unwrap();
         let args = [exe.to_str().unwrap(), "--cors", "star", "--image"];
@@ -203,7 +207,7 @@ fn bench_plist_to_quarantine() {
     for i in 0..runs {
         // The home, with ZoomOpener on disk, appears at once (a rename), so
         // the daemon's next watch refresh sees its LaunchAgents folder.
-        let staged = r.root.join(format!("staging/z{i}"));
+        let staged = r.aside.path().join(format!("z{i}"));
         let opener = staged.join(".zoomus/ZoomOpener.app/Contents/MacOS/ZoomOpener");
         std::fs::create_dir_all(opener.parent().unwrap()).unwrap();
         std::fs::write(&opener, b"#!/bin/sh\nexit 0\n").unwrap();
@@ -212,7 +216,7 @@ fn bench_plist_to_quarantine() {
         let home = r.root.join(format!("Users/z{i}"));
         std::fs::rename(&staged, &home).unwrap();
         let real_opener = home.join(".zoomus/ZoomOpener.app/Contents/MacOS/ZoomOpener");
-        let new_plist = r.root.join(format!("staging/us.zoom.ZoomOpener.{i}.plist"));
+        let new_plist = r.aside.path().join(format!("us.zoom.ZoomOpener.{i}.plist"));
         write_launchd_plist(
             &new_plist,
             "us.zoom.ZoomOpener",
@@ -235,11 +239,16 @@ fn bench_plist_to_quarantine() {
             std::thread::sleep(Duration::from_micros(200));
         }
         ms.push(written.elapsed().as_secs_f64() * 1000.0);
-        assert!(
-            home.join(".zoomus")
-                .symlink_metadata()
-                .is_ok_and(|m| m.is_file()),
-            "the placeholder stands where .zoomus was"
+        let zoomus = home.join(".zoomus");
+        wait_until(
+            Duration::from_secs(10),
+            "the placeholder at .zoomus",
+            || {
+                zoomus
+                    .symlink_metadata()
+                    .is_ok_and(|m| m.is_file())
+                    .then_some(())
+            },
         );
     }
     report("plist_to_quarantine", ms);

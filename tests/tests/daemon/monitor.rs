@@ -14,12 +14,12 @@ use lenscap_e2e::{
 use super::{ROGUE, Scenario, remediation_events, step_names, step_statuses};
 
 /// Everything in the tree but what the daemon and the stand-in keep for
-/// themselves (their state directories and logs).
+/// themselves (their state directories).
 fn snapshot(root: &Path) -> std::collections::BTreeMap<PathBuf, FileFacts> {
     let mut facts = tree_facts(root);
     facts.retain(|p, _| {
         let first = p.components().next().unwrap().as_os_str().to_string_lossy();
-        !(first == "state" || first == "launchd" || first.starts_with("daemon-"))
+        !(first == "state" || first == "launchd")
     });
     facts
 }

@@ -6,8 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use super::CameraChange;
-use super::CameraClient;
+use super::{CameraChange, CameraClient};
 
 const ATTRIBUTIONS_PREFIX: &str = "Active activity attributions changed to";
 const CONTROL_PID: &str = "CMIOExtensionPropertyDeviceControlPID";
@@ -17,6 +16,7 @@ const AUDIT_TOKEN: &str = "<BSAuditToken:";
 /// App Store bundle ids are at most 155 characters; a Team ID prefix
 /// (`27KU2G7D8T.`) adds 11. Anything longer is not a bundle id.
 const MAX_BUNDLE_ID: usize = 255;
+const MAX_AUDIT_TOKEN: usize = 512;
 
 /// Leading ASCII digits as a PID; 0 and overflow are not PIDs.
 fn leading_pid(text: &str) -> Option<(u32, &str)> {
@@ -123,17 +123,31 @@ pub(super) fn system_status_camera_pids(message: &str) -> Option<BTreeSet<u32>> 
             _ => {}
         }
     }
-    let block = &rest[open..close?];
+    let block = &rest.as_bytes()[open..close?];
     let mut pids = BTreeSet::new();
-    for (i, _) in block.match_indices(AUDIT_TOKEN) {
-        let token = &block[i..];
-        let token = &token[..token.find('>').unwrap_or(token.len())];
-        let pid = token
-            .find(" PID: ")
-            .and_then(|p| leading_pid(&token[p + " PID: ".len()..]));
-        if let Some((pid, _)) = pid {
+    let mut at = 0;
+    while let Some(found) = find_bytes(&block[at..], AUDIT_TOKEN.as_bytes()) {
+        let token = &block[at + found..];
+        at += found + AUDIT_TOKEN.len();
+        // An audit token is ~150 bytes; looking no further than this keeps
+        // a message full of unterminated tokens linear.
+        let token = &token[..token.len().min(MAX_AUDIT_TOKEN)];
+        let token = &token[..token.iter().position(|&b| b == b'>').unwrap_or(token.len())];
+        let Some(p) = find_bytes(token, b" PID: ") else {
+            continue;
+        };
+        let digits: Vec<u8> = token[p + 6..]
+            .iter()
+            .copied()
+            .take_while(u8::is_ascii_digit)
+            .collect();
+        if let Some((pid, _)) = std::str::from_utf8(&digits).ok().and_then(leading_pid) {
             pids.insert(pid);
         }
     }
     Some(pids)
+}
+
+fn find_bytes(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }

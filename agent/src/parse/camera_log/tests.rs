@@ -212,6 +212,17 @@ fn shape_edge_cases() {
 }
 
 #[test]
+fn pathological_system_status_stays_fast() {
+    // Thousands of unterminated audit tokens in one near-maximal message.
+    let body = "<BSAuditToken: 0x1; PID: 7".repeat(2_400);
+    let message = format!("cameraAttributions = <STListData: 0x1> {{ {body} }};");
+    let started = std::time::Instant::now();
+    let pids = super::shapes::system_status_camera_pids(&message).unwrap();
+    assert_eq!(pids, BTreeSet::from([7]));
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+}
+
+#[test]
 fn noise_is_skipped_and_counted() {
     let mut parser = CameraLogParser::new();
     let huge = format!("{{\"eventMessage\": \"{}\"}}", "a".repeat(MAX_LINE_LEN));

@@ -1,8 +1,8 @@
 //! Tests of the launchd job parser on the fixtures in
 //! `agent/tests/fixtures/launchd/` (each says where its shape comes from).
 
-use crate::parse::plist_guard::tests::{barray, bplist};
 use super::*;
+use crate::parse::plist_guard::tests::{barray, bplist};
 use proptest::prelude::*;
 
 macro_rules! fixture {

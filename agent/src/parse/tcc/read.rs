@@ -4,14 +4,20 @@
 //!    denied one (no Full Disk Access: macOS answers `EPERM` even to root),
 //!    a symlink, or a file without the SQLite header each get their own
 //!    error before SQLite turns them into a vague "unable to open".
-//! 2. **Live read**: `file:…?mode=ro` with `SQLITE_OPEN_READ_ONLY` and a
-//!    short busy timeout. A read-only connection takes at most a SHARED
-//!    lock, which tccd's writes wait for only as long as our one `SELECT`.
-//!    `immutable=1` is *not* used: it skips locking entirely and can read
-//!    a page tccd is halfway through writing.
-//! 3. **Copy fallback**, when tccd holds a lock longer than the timeout (a
-//!    rollback-journal database mid-transaction), or a hot journal needs a
-//!    rollback that a read-only connection may not do: copy the database and
+//! 2. **Live read** (rollback-journal databases): `file:…?mode=ro` with
+//!    `SQLITE_OPEN_READ_ONLY` and a short busy timeout. A read-only
+//!    connection takes at most a SHARED lock, which tccd's writes wait for
+//!    only as long as our one `SELECT`, and creates no file. `immutable=1`
+//!    is *not* used: it skips locking entirely and can read a page tccd is
+//!    halfway through writing.
+//! 3. **Copy**, when tccd holds a lock longer than the timeout (a
+//!    rollback-journal database mid-transaction), when a hot journal needs a
+//!    rollback that a read-only connection may not do, and *always* for a
+//!    WAL-mode database (header bytes 18–19 = 2): even a read-only
+//!    connection creates `-wal`/`-shm` when they are absent, and files a
+//!    root daemon creates in a user's TCC directory would be root-owned and
+//!    unwritable for that user's tccd (measured here: a read-only open of a
+//!    WAL database at rest left both files behind). Copy the database and
 //!    its `-journal`, `-wal`, `-shm` into a private 0700 temp directory and
 //!    read the copy read-write, so SQLite recovers it to the last committed
 //!    state exactly as it would after a crash. Copying takes no SQLite lock
@@ -79,7 +85,9 @@ const URI_PATH: &AsciiSet = &CONTROLS.add(b'%').add(b'?').add(b'#');
 /// of one TCC database. Blocking (SQLite and file copies): call it from a
 /// blocking thread. It waits at most about `busy_timeout` plus the copies.
 pub fn read_grants(path: &Path, opts: &TccReadOptions) -> Result<TccSnapshot, TccError> {
-    preflight(path)?;
+    if preflight(path)? == Journal::Wal {
+        return read_copy(path, opts);
+    }
     match read_live(path, opts) {
         Ok(snapshot) => Ok(snapshot),
         Err(Failure::Fatal(err)) => Err(err),
@@ -114,20 +122,35 @@ fn open_nofollow(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-fn preflight(path: &Path) -> Result<(), TccError> {
+/// How the database journals its writes (SQLite file header bytes 18–19,
+/// the write and read format versions: 1 = rollback journal, 2 = WAL).
+#[derive(Debug, PartialEq, Eq)]
+enum Journal {
+    Rollback,
+    Wal,
+}
+
+fn preflight(path: &Path) -> Result<Journal, TccError> {
     let file = open_nofollow(path).map_err(|e| io_error(path, e))?;
-    let mut header = Vec::with_capacity(SQLITE_HEADER.len());
-    file.take(SQLITE_HEADER.len() as u64)
+    let mut header = Vec::with_capacity(20);
+    file.take(20)
         .read_to_end(&mut header)
         .map_err(|e| io_error(path, e))?;
     // SQLite treats an empty file as an empty database; that then fails as
     // "no access table", which is the truer message.
-    if !header.is_empty() && header.as_slice() != SQLITE_HEADER {
+    if header.is_empty() {
+        return Ok(Journal::Rollback);
+    }
+    if !header.starts_with(SQLITE_HEADER) {
         return Err(TccError::NotADatabase {
             path: path.to_path_buf(),
         });
     }
-    Ok(())
+    if header.get(18..20) == Some(&[2, 2]) {
+        Ok(Journal::Wal)
+    } else {
+        Ok(Journal::Rollback)
+    }
 }
 
 fn classify(path: &Path, source: rusqlite::Error) -> Failure {

@@ -86,10 +86,7 @@ mod tests {
             assert!(d >= b.ceiling() / 2 && d <= b.ceiling(), "{d:?}");
             ceilings.push(b.ceiling().as_secs());
         }
-        assert_eq!(
-            ceilings,
-            [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]
-        );
+        assert_eq!(ceilings, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
         assert_eq!(b.failures(), 12);
         b.reset();
         assert_eq!(b.failures(), 0);

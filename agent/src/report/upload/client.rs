@@ -287,10 +287,7 @@ fn not_api(status: u16, e: serde_json::Error) -> Failure {
 }
 
 /// The body of a 2xx answer, or the failure any other status means.
-fn read(
-    mut resp: ureq::http::Response<ureq::Body>,
-    limit: u64,
-) -> Result<(u16, String), Failure> {
+fn read(mut resp: ureq::http::Response<ureq::Body>, limit: u64) -> Result<(u16, String), Failure> {
     let status = resp.status().as_u16();
     if (200..300).contains(&status) {
         let text = resp
@@ -368,77 +365,4 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
-mod tests {
-    use super::*;
-
-    #[test]
-    fn collector_urls() {
-        let u = CollectorUrl::parse("https://collector.example.com/").unwrap();
-        assert_eq!(
-            u.endpoint("/api/v1/events"),
-            "https://collector.example.com/api/v1/events"
-        );
-        assert_eq!(u.authority(), "collector.example.com");
-        let u = CollectorUrl::parse("https://c.example.com:8470/lenscap").unwrap();
-        assert_eq!(
-            u.endpoint("/api/v1/policy"),
-            "https://c.example.com:8470/lenscap/api/v1/policy"
-        );
-        assert_eq!(u.authority(), "c.example.com:8470");
-        for ok in [
-            "http://127.0.0.1:8470",
-            "http://127.1.2.3",
-            "http://[::1]:8470/",
-            "http://localhost:1",
-            "http://LOCALHOST",
-        ] {
-            assert!(CollectorUrl::parse(ok).unwrap().loopback, "{ok}");
-        }
-        for (bad, why) in [
-            ("http://collector.example.com", "clear text"),
-            ("http://10.0.0.1", "clear text"),
-            ("ftp://c.example.com", "scheme"),
-            ("https://user:pw@c.example.com", "user name"),
-            ("https://c.example.com/?x=1", "query"),
-            ("https://c.example.com/#x", "fragment"),
-            ("collector.example.com", "relative URL"),
-            ("", "relative URL"),
-        ] {
-            let err = CollectorUrl::parse(bad).unwrap_err();
-            assert!(err.contains(why) && err.contains("https://"), "{bad}: {err}");
-        }
-    }
-
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
-        // RFC 9110's own example date, 60 s after `now`.
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:29:00 GMT", now),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("999999999", now), Some(MAX_RETRY_AFTER));
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("-5", now), None);
-    }
-
-    #[test]
-    fn error_bodies_become_messages() {
-        assert_eq!(
-            error_message(r#"{"code":"bad_request","error":"event 3: field `seq`"}"#),
-            "bad_request: event 3: field `seq`"
-        );
-        assert_eq!(error_message(""), "(no message)");
-        assert_eq!(error_message(&"x".repeat(1000)).len(), 200);
-    }
-}
+mod tests;
