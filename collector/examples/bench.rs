@@ -13,8 +13,9 @@
 //! starts). The PostgreSQL run uses a schema of its own and drops it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: fail loudly
+// The allocator `lenscap-collector` runs with (src/main.rs).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

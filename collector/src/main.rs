@@ -15,6 +15,13 @@ use lenscap_collector::timefmt::now_ms;
 
 const DEFAULT_DB: &str = "sqlite:lenscap-collector.db";
 
+/// mimalloc rather than glibc's malloc: ingest allocates and frees many
+/// small strings per event (JSON values, canonical text) on several
+/// threads, and glibc's allocator took about a quarter of the HTTP
+/// workers' time there (docs/benchmarks.md, "Collector").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "lenscap-collector",

@@ -74,7 +74,8 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", "16384")
             // Each batch runs in a savepoint, whose undo journal is a temp
             // file unless temp storage is in memory.
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            .page_size(16384);
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(base.clone().create_if_missing(true))

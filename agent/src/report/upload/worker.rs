@@ -415,3 +415,31 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_follow_the_configuration() {
+        let mut c = Config::default();
+        assert_eq!(DeliverySettings::from_config(&c), None, "empty: no upload");
+        c.collector_url = "https://c.example.com/lenscap".into();
+        c.enrollment_secret = Secret::new("lc_enroll_x");
+        c.upload_interval_seconds = 3;
+        c.policy_interval_seconds = 60;
+        let s = DeliverySettings::from_config(&c).unwrap();
+        assert_eq!(
+            s.url.endpoint("/api/v1/events"),
+            "https://c.example.com/lenscap/api/v1/events"
+        );
+        assert_eq!(s.secret.expose(), "lc_enroll_x");
+        assert_eq!(s.upload_interval, Duration::from_secs(3));
+        assert_eq!(s.policy_interval, Duration::from_secs(60));
+        assert_eq!(s.state_dir, c.state_dir);
+        // The loader refuses this; were it to get here, no upload.
+        c.collector_url = "http://c.example.com".into();
+        assert_eq!(DeliverySettings::from_config(&c), None);
+    }
+}
