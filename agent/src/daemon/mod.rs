@@ -50,6 +50,10 @@ use self::sweep::SweepState;
 use self::watch::{Trigger, WatchSet, Watches};
 use crate::fsutil::unix_now;
 
+/// When the daemon first looks for an update, and how often after.
+const UPDATE_FIRST: Duration = Duration::from_secs(600);
+const UPDATE_EVERY: Duration = Duration::from_secs(6 * 3600);
+
 /// The window of the remediation circuit breaker.
 const BREAKER_WINDOW: Duration = Duration::from_secs(3600);
 
@@ -106,10 +110,25 @@ async fn run_loop(sources: Sources) -> Result<(), DaemonError> {
     };
     let mut tick = interval(d.sweep_interval());
     let mut ticks: u64 = 0;
+    // Self-update: first look 10 minutes after start (not in the boot
+    // rush), then every UPDATE_EVERY. Only when configuration allows
+    // automatic updates (never by default under MDM, which ships pkgs).
+    let mut update_tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + UPDATE_FIRST,
+        UPDATE_EVERY,
+    );
+    update_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             biased;
             _ = term.recv() => { d.shutdown("SIGTERM"); break; }
+            _ = update_tick.tick() => {
+                if d.try_self_update().await {
+                    // The new binary is in place; launchd (KeepAlive)
+                    // starts it once this process exits.
+                    break;
+                }
+            }
             _ = int.recv() => { d.shutdown("SIGINT"); break; }
             Some(notice) = notices.recv() => {
                 if d.delivery_notice(notice) {
@@ -591,6 +610,39 @@ impl Daemon {
         self.status.outbox_pending = self.reporter.pending();
         if let Err(e) = self.status.write(&self.config().state_dir) {
             tracing::warn!(error = %e, "cannot write status.json");
+        }
+    }
+
+    /// Check for and apply a signed update when configuration allows it
+    /// automatically. True when a new binary was installed and this
+    /// process should exit so launchd starts the new one.
+    async fn try_self_update(&mut self) -> bool {
+        if !crate::update::permission(&self.loaded).automatic() {
+            return false;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            return false;
+        };
+        let loaded = self.loaded.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            crate::update::Updater::new(&loaded, exe)?.apply(crate::update::Trigger::Automatic)
+        })
+        .await;
+        match result {
+            Ok(Ok(crate::update::Applied::Updated { from, to, .. })) => {
+                tracing::info!(%from, %to, "updated; exiting so launchd starts the new version");
+                self.shutdown(&format!("updated from {from} to {to}"));
+                true
+            }
+            Ok(Ok(crate::update::Applied::UpToDate { .. })) => false,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "self-update refused or failed; keeping this version");
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "self-update task failed");
+                false
+            }
         }
     }
 
