@@ -193,6 +193,9 @@ struct Daemon {
     /// When each remediation of the last hour ran.
     breaker: VecDeque<Instant>,
     breaker_open: bool,
+    /// Reappeared guarded paths left in place (refused, or monitor mode),
+    /// with the identity of what stood there, so each is reported once.
+    reinstall_left: HashMap<PathBuf, (u64, u64, i64, i64)>,
     /// Allow rules from `quarantine restore --allow`, as last loaded.
     local_rules: Vec<crate::config::Rule>,
     status: Status,
@@ -269,6 +272,7 @@ impl Daemon {
             planned: BTreeMap::new(),
             breaker: VecDeque::new(),
             breaker_open: false,
+            reinstall_left: HashMap::new(),
             local_rules,
             status,
             deliverer,
@@ -501,9 +505,21 @@ impl Daemon {
             return;
         }
         let mode = self.effective_mode();
+        // Forget what was left in place at paths that are empty again.
+        self.reinstall_left
+            .retain(|path, _| back.iter().any(|g| &g.path == path));
         for g in back {
+            // Something we could not (or, in monitor mode, would not) move
+            // is reported once, not on every sweep, until it changes.
+            let seen = what_stands_at(&g.path);
+            if seen.is_some() && self.reinstall_left.get(&g.path) == seen.as_ref() {
+                continue;
+            }
             self.status.reinstall_attempts += 1;
             if mode == Mode::Monitor {
+                if let Some(id) = seen {
+                    self.reinstall_left.insert(g.path.clone(), id);
+                }
                 self.reporter
                     .reinstall(&g, None, Err("monitor mode: left in place".into()), true);
                 continue;
@@ -527,6 +543,9 @@ impl Daemon {
                     self.reporter.reinstall(&g, Some(&record.id), Ok(()), false);
                 }
                 Err(e) => {
+                    if let Some(id) = seen {
+                        self.reinstall_left.insert(g.path.clone(), id);
+                    }
                     tracing::error!(path = %g.path.display(), error = %e, "reinstall attempt could not be undone");
                     self.reporter.reinstall(&g, None, Err(e.to_string()), false);
                 }
@@ -678,6 +697,15 @@ impl Daemon {
             None => false,
         }
     }
+}
+
+/// Identity of whatever stands at `path` (lstat: a link is not followed):
+/// device, inode, mtime, ctime.
+fn what_stands_at(path: &std::path::Path) -> Option<(u64, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino(), m.mtime(), m.ctime()))
 }
 
 fn count(findings: &[Finding], v: Verdict) -> usize {

@@ -155,14 +155,9 @@ fn a_link_in_place_of_the_helper_folder_leaves_its_target_alone() {
 
 /// A link planted at a guarded path after the remediation: the guard
 /// refuses to move it and leaves its target alone — and, with nothing
-/// changing, should not report the same refusal as a new reinstall
-/// attempt on every sweep.
-///
-/// BUG (reported to the lead, fails today): `Daemon::handle_reinstalls`
-/// (agent/src/daemon/mod.rs) retries every reappeared guard on every
-/// cycle, and a path the vault refuses reappears forever, so each sweep
-/// (and each watcher event) appends another failed `reinstall_attempt`
-/// event to the outbox: one a second at `SweepSeconds` 1.
+/// changing, does not report the same refusal as a new reinstall attempt
+/// on every sweep (it did once: one failed `reinstall_attempt` event a
+/// second at `SweepSeconds` 1).
 #[test]
 fn a_link_at_a_guarded_path_is_refused_once_not_every_sweep() {
     let outside = temp_tree();
