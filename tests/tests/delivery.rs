@@ -104,7 +104,10 @@ impl Collector {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 panic!("lenscap-collector exited ({status}):\n{text}");
             }
-            text.lines()
+            // Only a whole line: stderr is unbuffered, so the line may be
+            // read half written.
+            text.split_inclusive('\n')
+                .filter_map(|l| l.strip_suffix('\n'))
                 .find_map(|l| l.strip_prefix("lenscap-collector listening on "))
                 .map(str::to_string)
         });

@@ -97,8 +97,9 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// The body as JSON bytes: gunzipped when it says gzip, never more than
-/// `limit` bytes however well it compresses.
-fn decode(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Vec<u8>, ApiError> {
+/// `limit` bytes however well it compresses. A plain body is passed on as
+/// received, not copied.
+fn decode(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, ApiError> {
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -106,7 +107,7 @@ fn decode(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Vec<u8>, ApiE
         .trim()
         .to_ascii_lowercase();
     match encoding.as_str() {
-        "identity" | "" => Ok(raw.to_vec()),
+        "identity" | "" => Ok(raw),
         "gzip" | "x-gzip" => {
             let mut out = Vec::with_capacity(raw.len() * 4);
             GzDecoder::new(&raw[..])
@@ -116,7 +117,7 @@ fn decode(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Vec<u8>, ApiE
             if out.len() > limit {
                 return Err(too_large(limit));
             }
-            Ok(out)
+            Ok(Bytes::from(out))
         }
         other => Err(ApiError::UnsupportedMediaType(format!(
             "Content-Encoding {other:?} is not supported; send gzip or no encoding"
@@ -240,7 +241,10 @@ mod tests {
         let zeros = vec![b'0'; 1 << 20];
         let err = decode(&headers("gzip"), gz(&zeros), 1000).unwrap_err();
         assert!(matches!(err, ApiError::TooLarge(_)), "{err}");
-        assert_eq!(decode(&headers("gzip"), gz(b"[]"), 1000).unwrap(), b"[]");
+        assert_eq!(
+            decode(&headers("gzip"), gz(b"[]"), 1000).unwrap(),
+            &b"[]"[..]
+        );
         let err = decode(&headers("gzip"), Bytes::from_static(b"not gzip"), 1000).unwrap_err();
         assert!(err.to_string().contains("not valid gzip"));
         let err = decode(&headers("br"), Bytes::new(), 1000).unwrap_err();

@@ -67,14 +67,24 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             // 64 MiB of page cache per connection (the default is 2 MiB):
-            // seven indexes on events touch many pages per batch.
+            // seven indexes on events touch many pages per batch. (Not
+            // more: SQLite scans the whole cache's hash table at the end of
+            // a transaction whose b-tree balancing renumbered a page, so
+            // each commit costs time in proportion to the cache.)
             .pragma("cache_size", "-65536")
-            // Checkpoint every 64 MiB of WAL rather than every 4 MiB: an
-            // index page changed by many batches is copied back once.
-            .pragma("wal_autocheckpoint", "16384")
+            // Checkpoint every 64 MiB of WAL (4096 pages of 16 KiB, below)
+            // rather than SQLite's 1000 pages: an index page changed by
+            // many batches is copied back once.
+            .pragma("wal_autocheckpoint", "4096")
             // Each batch runs in a savepoint, whose undo journal is a temp
             // file unless temp storage is in memory.
             .pragma("temp_store", "memory")
+            // 16 KiB pages rather than 4 KiB: an event is ~1.6 kB, so a
+            // page holds nine rather than two, and the WAL gets a quarter
+            // of the frames (each a write call, a checksum and, at the
+            // checkpoint, another write) for the same bytes. This cut the
+            // SQLite thread's CPU per event by about a fifth. It applies
+            // only when the file is created; an older file keeps its size.
             .page_size(16384);
         let write = SqlitePoolOptions::new()
             .max_connections(1)
@@ -297,6 +307,23 @@ mod tests {
             },
             finding: None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_new_file_gets_16_kib_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&DbUrl::Sqlite(dir.path().join("p.db")))
+            .await
+            .unwrap();
+        let Store::Sqlite(s) = &store else {
+            panic!("not SQLite")
+        };
+        let (size,): (i64,) = sqlx::query_as("PRAGMA page_size")
+            .fetch_one(&s.read)
+            .await
+            .unwrap();
+        assert_eq!(size, 16384);
+        store.close().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,11 +38,11 @@ const FLAGS: &[&str] = &[
     "--disable-dev-shm-usage",
 ];
 
-/// The Chromium binary: `LENSCAP_CHROMIUM`, else `chromium` (Debian's
-/// package) or `chromium-browser` on `PATH`.
+/// The Chromium binary: `LENSCAP_CHROMIUM` if it names a file, else
+/// `chromium` (Debian's package) or `chromium-browser` on `PATH`.
 pub fn find() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("LENSCAP_CHROMIUM") {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)

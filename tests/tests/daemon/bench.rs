@@ -119,6 +119,9 @@ fn rig() -> Rig {
                 Standin::launchctl_path().display().to_string().into(),
             ),
             ("PlaceholderBlock", true.into()),
+            // Every run is a remediation; the default circuit breaker (10
+            // an hour) would fall back to monitor mode mid-benchmark.
+            ("MaxRemediationsPerHour", 10_000.into()),
         ],
     );
     let standin = Standin::start(&[], &root.join("launchd"));

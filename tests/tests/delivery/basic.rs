@@ -103,6 +103,43 @@ fn agent_enrolls_and_delivers_every_event_exactly_once_and_a_replay_changes_noth
 }
 
 #[test]
+fn a_collector_that_forgot_the_token_gets_one_new_enrollment() {
+    let tree = temp_tree();
+    let root = tree.path();
+    let c = Collector::start(&root.join("collector"));
+    let secret = c.token("enroll");
+    let reader = c.token("reader");
+    let config = agent_config(root, &c.url(), &secret, &[]);
+    let mut d = Daemon::start(&config, &[]);
+    let state = d.state_dir().to_path_buf();
+    let (before, _) = wait_delivered(&state, &c, &reader, Duration::from_secs(60));
+    let first = std::fs::read_to_string(state.join("host-token")).unwrap();
+
+    // The collector loses every host token (a restored backup, a revoke).
+    let db = rusqlite::Connection::open(root.join("collector/collector.db")).unwrap();
+    db.execute("DELETE FROM tokens WHERE role = 'host'", [])
+        .unwrap();
+    drop(db);
+    // New events: a helper's finding. The upload meets a 401, the agent
+    // enrolls again with its secret, and everything arrives.
+    let (_helper, _) = start_helper(
+        &root.join("Users/alice/.later/laterd"),
+        &root.join("later.port"),
+    );
+    wait_until(Duration::from_secs(20), "a new event", || {
+        (outbox_events(&state).len() > before.len()).then_some(())
+    });
+    let (outbox, stored) = wait_delivered(&state, &c, &reader, Duration::from_secs(60));
+    assert_stored_exactly_once(&outbox, &stored);
+    let second = std::fs::read_to_string(state.join("host-token")).unwrap();
+    assert_ne!(first, second, "a new token was stored");
+    assert!(d.log().contains("enrolling again"), "{}", d.log());
+    let host = host_row(&c, &reader);
+    assert_eq!(host["gaps"], 0, "the same host, its history kept: {host:#}");
+    d.stop();
+}
+
+#[test]
 fn a_gap_shows_only_where_an_event_never_existed() {
     let tree = temp_tree();
     let root = tree.path();

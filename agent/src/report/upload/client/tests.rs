@@ -194,7 +194,7 @@ fn every_answer_means_what_docs_api_says() {
         answer("200 OK", &[], r#"{"accepted":1,"duplicate":1}"#),
     ]);
     let client = Client::new(url);
-    let mut post = || client.post_events(&token(), b"[]", 2);
+    let post = || client.post_events(&token(), b"[]", 2);
     assert_eq!(
         post(),
         Err(Failure::Busy {
