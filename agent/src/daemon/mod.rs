@@ -113,10 +113,8 @@ async fn run_loop(sources: Sources) -> Result<(), DaemonError> {
     // Self-update: first look 10 minutes after start (not in the boot
     // rush), then every UPDATE_EVERY. Only when configuration allows
     // automatic updates (never by default under MDM, which ships pkgs).
-    let mut update_tick = tokio::time::interval_at(
-        tokio::time::Instant::now() + UPDATE_FIRST,
-        UPDATE_EVERY,
-    );
+    let mut update_tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + UPDATE_FIRST, UPDATE_EVERY);
     update_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {

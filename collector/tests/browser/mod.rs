@@ -56,6 +56,9 @@ pub fn find() -> Option<PathBuf> {
 pub struct Chromium {
     pub bin: PathBuf,
     pub profile: PathBuf,
+    /// Chromium's `$HOME` (and XDG cache and config), so that it writes
+    /// nothing into the real home directory.
+    home: PathBuf,
     /// Chromium's stderr of the latest run, for failure messages.
     stderr: PathBuf,
 }
@@ -84,9 +87,12 @@ impl Drop for Running {
 
 impl Chromium {
     pub fn new(bin: PathBuf, dir: &Path) -> Chromium {
+        let home = dir.join("home");
+        std::fs::create_dir_all(&home).unwrap();
         Chromium {
             bin,
             profile: dir.join("profile"),
+            home,
             stderr: dir.join("chromium.stderr"),
         }
     }
@@ -95,6 +101,9 @@ impl Chromium {
         let mut cmd = Command::new(&self.bin);
         cmd.args(FLAGS)
             .arg(format!("--user-data-dir={}", self.profile.display()))
+            .env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.home.join(".config"))
+            .env("XDG_CACHE_HOME", self.home.join(".cache"))
             .stdin(Stdio::null())
             .stderr(std::fs::File::create(&self.stderr).unwrap());
         cmd
