@@ -29,6 +29,8 @@ const PROBE_CONCURRENCY: usize = 16;
 #[derive(Debug, Default)]
 pub struct SweepState {
     socket_ids: BTreeSet<u64>,
+    listeners: Vec<Listener>,
+    last_owner_walk: Option<Instant>,
     processes: BTreeMap<u32, ProcessIdentity>,
     probes: HashMap<u64, HttpProbe>,
     persistence: Vec<PersistenceItem>,
@@ -62,8 +64,30 @@ impl SweepState {
         now: Instant,
     ) -> Swept {
         let mut errors = Vec::new();
-        let listeners: Vec<Listener> = match platform.listeners() {
-            Ok(l) => l,
+        // Idle machines are the common case: when the set of listening
+        // sockets is the one we know, reuse its owners instead of walking
+        // every process's descriptors again. Owners can change without the
+        // socket changing (a fork inherits it), so they are refreshed every
+        // FULL_RESCAN regardless.
+        let owners_due = self
+            .last_owner_walk
+            .is_none_or(|t| now.duration_since(t) >= FULL_RESCAN);
+        let unchanged = !owners_due
+            && platform
+                .listening_socket_ids()
+                .is_ok_and(|ids| ids == self.socket_ids);
+        let listed = if unchanged {
+            Ok(self.listeners.clone())
+        } else {
+            platform.listeners()
+        };
+        let listeners: Vec<Listener> = match listed {
+            Ok(l) => {
+                if !unchanged {
+                    self.last_owner_walk = Some(now);
+                }
+                l
+            }
             Err(e) => {
                 errors.push(ScanError {
                     source: "listeners".into(),
@@ -84,7 +108,9 @@ impl SweepState {
             .iter()
             .filter(|l| !self.socket_ids.contains(&l.socket_id))
             .collect();
-        let sockets_changed = !new.is_empty() || ids != self.socket_ids;
+        let sockets_changed = !new.is_empty()
+            || ids != self.socket_ids
+            || (!unchanged && listeners != self.listeners);
 
         // Fresh identities for the owners of new sockets; forget owners of
         // nothing.
@@ -133,6 +159,7 @@ impl SweepState {
             }
         }
         self.socket_ids = ids;
+        self.listeners = listeners.clone();
 
         let rescan = self.persistence_dirty
             || self

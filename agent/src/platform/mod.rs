@@ -85,6 +85,14 @@ pub trait Platform: Send + Sync {
     /// Every listening TCP socket (IPv4 and IPv6) with every owning PID.
     fn listeners(&self) -> Result<Vec<Listener>, PlatformError>;
 
+    /// The ids of the listening sockets, without resolving their owners.
+    /// Mapping sockets to PIDs is most of what [`Platform::listeners`]
+    /// costs, so the daemon asks this first and skips the owner walk when
+    /// nothing changed. The default simply lists everything.
+    fn listening_socket_ids(&self) -> Result<std::collections::BTreeSet<u64>, PlatformError> {
+        Ok(self.listeners()?.iter().map(|l| l.socket_id).collect())
+    }
+
     /// The identity of one process. `signature` is left as
     /// [`Signature::unknown`] (or `not_supported`); callers fill it through
     /// the signature cache, which calls [`Platform::check_signature`].
