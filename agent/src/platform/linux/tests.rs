@@ -145,7 +145,13 @@ fn plain_child_identity() {
     let child = sleeper();
     let pid = child.0.id();
     let p = native();
-    let id = eventually(|| p.process(pid).ok().filter(|id| id.name == "sleep"));
+    // exec sets the name (comm) a moment before the new argument area
+    // (`cmdline`) exists; wait for both.
+    let id = eventually(|| {
+        p.process(pid)
+            .ok()
+            .filter(|id| id.name == "sleep" && !id.args.is_empty())
+    });
     assert_eq!(id.pid, pid);
     assert_eq!(id.ppid, std::process::id());
     assert_eq!(id.path, Some(which("sleep")));
