@@ -19,28 +19,36 @@ use std::time::{Duration, Instant};
 /// test binaries run.
 pub fn lenscap_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("tests/ lives in the workspace")
-            .to_path_buf();
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "lenscap", "--bin", "lenscap"])
-            .current_dir(&workspace)
-            .status()
-            .expect("run cargo build for the lenscap binary");
-        assert!(status.success(), "building lenscap failed");
-        // target/debug/deps/<test-binary> → target/debug/lenscap
-        let exe = std::env::current_exe().expect("current exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test binary lives in target/<profile>/deps");
-        let bin = profile_dir.join("lenscap");
-        assert!(bin.exists(), "{} missing after build", bin.display());
-        bin
-    })
+    BIN.get_or_init(|| build_workspace_bin("lenscap", "lenscap"))
+}
+
+/// Build one binary of the workspace in the test binary's own profile (a
+/// `--release` test run gets a release binary) and return its path.
+fn build_workspace_bin(package: &str, bin: &str) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace")
+        .to_path_buf();
+    // target/<profile>/deps/<test-binary> → target/<profile>/<bin>
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", package, "--bin", bin]);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let status = cmd
+        .current_dir(&workspace)
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo build for {bin}: {e}"));
+    assert!(status.success(), "building {bin} failed");
+    let path = profile_dir.join(bin);
+    assert!(path.exists(), "{} missing after build", path.display());
+    path
 }
 
 /// A temporary directory whose own name is not hidden. `tempfile`'s default
@@ -389,36 +397,45 @@ pub use daemon::{
 /// profile, so a `--release` test run gets a release collector).
 pub fn collector_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("tests/ lives in the workspace")
-            .to_path_buf();
-        let exe = std::env::current_exe().expect("current exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test binary lives in target/<profile>/deps");
-        let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "lenscap-collector",
-            "--bin",
-            "lenscap-collector",
-        ]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd
-            .current_dir(&workspace)
-            .status()
-            .expect("run cargo build for the lenscap-collector binary");
-        assert!(status.success(), "building lenscap-collector failed");
-        let bin = profile_dir.join("lenscap-collector");
-        assert!(bin.exists(), "{} missing after build", bin.display());
-        bin
-    })
+    BIN.get_or_init(|| build_workspace_bin("lenscap-collector", "lenscap-collector"))
+}
+
+/// Start a helper on a pseudo-terminal as its controlling terminal — what a
+/// person typing in Terminal.app produces — and wait for its port file.
+/// Returns the process, its port and the pty master (close it when done).
+pub fn start_on_terminal(exe: &Path, args: &[&str], port_file: &Path) -> (Proc, u16, libc::c_int) {
+    let mut master: libc::c_int = -1;
+    let mut slave: libc::c_int = -1;
+    // SAFETY: openpty writes two fds into the provided ints; null name,
+    // termios and winsize pointers are allowed.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(exe);
+    cmd.args(args).arg("--port-file").arg(port_file);
+    // SAFETY: setsid and ioctl are async-signal-safe; `slave` is a valid fd
+    // inherited across fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 || libc::ioctl(slave, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let proc = Proc::spawn(&mut cmd);
+    // SAFETY: closing our copy of the slave fd; the child keeps its own.
+    unsafe { libc::close(slave) };
+    let port = wait_for_file(port_file, Duration::from_secs(10))
+        .parse()
+        .expect("port file holds a port");
+    (proc, port, master)
 }

@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use lenscap_e2e::{Proc, lenscap_bin, temp_tree, wait_for_file, write_config, write_launchd_plist};
+use lenscap_e2e::{
+    Proc, lenscap_bin, start_on_terminal, temp_tree, wait_for_file, write_config,
+    write_launchd_plist,
+};
 use serde_json::Value;
 
 const ROGUE: &str = env!("CARGO_BIN_EXE_rogue-helper");
@@ -43,44 +46,6 @@ fn start_detached(exe: &Path, args: &[&str], port_file: &Path) -> (Proc, u16) {
         .parse()
         .expect("port file holds a port");
     (proc, port)
-}
-
-/// Start a helper on a pseudo-terminal as its controlling terminal: what a
-/// person typing in Terminal.app produces.
-fn start_on_terminal(exe: &Path, args: &[&str], port_file: &Path) -> (Proc, u16, libc::c_int) {
-    let mut master: libc::c_int = -1;
-    let mut slave: libc::c_int = -1;
-    // SAFETY: openpty writes two fds into the provided ints; null name,
-    // termios and winsize pointers are allowed.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-    let mut cmd = Command::new(exe);
-    cmd.args(args).arg("--port-file").arg(port_file);
-    // SAFETY: setsid and ioctl are async-signal-safe; `slave` is a valid fd
-    // inherited across fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setsid() < 0 || libc::ioctl(slave, libc::TIOCSCTTY, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let proc = Proc::spawn(&mut cmd);
-    // SAFETY: closing our copy of the slave fd; the child keeps its own.
-    unsafe { libc::close(slave) };
-    let port = wait_for_file(port_file, Duration::from_secs(10))
-        .parse()
-        .expect("port file holds a port");
-    (proc, port, master)
 }
 
 /// Run `lenscap scan --json` and return (exit code, parsed report).

@@ -1,13 +1,11 @@
 //! Monitor mode records the plan and changes nothing; in remediate mode,
 //! benign services are left alone.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use lenscap_e2e::{
-    Daemon, FileFacts, Proc, STANDIN_SOCK_ENV, Standin, pid_running, temp_tree, tree_facts,
+    Daemon, FileFacts, STANDIN_SOCK_ENV, Standin, pid_running, temp_tree, tree_facts,
     wait_for_file, wait_until, write_config, write_launchd_plist,
 };
 
@@ -72,42 +70,6 @@ fn monitor_mode_changes_nothing_and_records_the_plan() {
     assert!(status["would_do"].as_u64() >= Some(1), "{status:#}");
     assert_eq!(d.stop().code(), Some(0));
     assert!(pid_running(s.pid));
-}
-
-/// Start `exe` on a pseudo-terminal as its controlling terminal (what a
-/// person typing in a terminal produces; as in tests/scan.rs).
-fn start_on_terminal(exe: &Path, args: &[&str], port_file: &Path) -> (Proc, libc::c_int) {
-    let mut master: libc::c_int = -1;
-    let mut slave: libc::c_int = -1;
-    // SAFETY: openpty writes two fds into the provided ints; null name,
-    // termios and winsize pointers are allowed.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-    let mut cmd = Command::new(exe);
-    cmd.args(args).arg("--port-file").arg(port_file);
-    // SAFETY: setsid and ioctl are async-signal-safe; `slave` is a valid fd
-    // inherited across fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setsid() < 0 || libc::ioctl(slave, libc::TIOCSCTTY, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let proc = Proc::spawn(&mut cmd);
-    // SAFETY: closing our copy of the slave fd; the child keeps its own.
-    unsafe { libc::close(slave) };
-    wait_for_file(port_file, Duration::from_secs(10));
-    (proc, master)
 }
 
 #[test]
@@ -177,7 +139,8 @@ fn benign_services_are_left_alone_in_remediate_mode() {
     let standin = Standin::start(&[&agents, &user_agents], &r.join("launchd"));
     wait_for_file(&vendor_port, Duration::from_secs(10));
     wait_for_file(&quiet_port, Duration::from_secs(10));
-    let (terminal, master) = start_on_terminal(&dev, &["--cors", "star"], &r.join("dev.port"));
+    let (terminal, _port, master) =
+        lenscap_e2e::start_on_terminal(&dev, &["--cors", "star"], &r.join("dev.port"));
     // SAFETY: getuid cannot fail.
     let uid = unsafe { libc::getuid() };
     let job = |label: &str| {
