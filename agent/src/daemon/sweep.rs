@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::judge::Observations;
 use crate::model::{HttpProbe, Listener, PersistenceItem, ProcessIdentity, ScanError};
-use crate::observe::inventory::{path_facts, read_processes};
+use crate::observe::inventory::{login_items, path_facts, read_processes, startup_items};
+use crate::observe::probe;
 use crate::observe::signing::SignatureCache;
-use crate::observe::{apps, persistence, probe};
 use crate::platform::Platform;
 
 /// Safety-net interval for a full persistence rescan.
@@ -166,21 +166,9 @@ impl SweepState {
                 .last_rescan
                 .is_none_or(|t| now.duration_since(t) >= FULL_RESCAN);
         if rescan {
-            let (items, errs) = persistence::scan(&config.persistence_dirs, config.max_plist_bytes);
+            let (mut items, apps, errs) = startup_items(config);
             errors.extend(errs);
-            let mut items = items;
-            if config.login_items {
-                match platform.login_items() {
-                    Ok(l) => items.extend(l),
-                    Err(e) => errors.push(ScanError {
-                        source: "login_items".into(),
-                        path: None,
-                        message: e.to_string(),
-                    }),
-                }
-            }
-            let (apps, errs) = apps::installed_bundle_ids(&config.application_dirs);
-            errors.extend(errs);
+            errors.extend(login_items(platform, config, &mut items));
             let persistence_changed = items != self.persistence || apps != self.apps;
             self.persistence = items;
             self.apps = apps;

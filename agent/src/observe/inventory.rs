@@ -45,13 +45,7 @@ pub fn gather(
     // Persistence and installed apps are independent of sockets: read them
     // on a second thread while this one walks sockets and processes.
     let (listeners, processes, mut items, installed_bundle_ids) = std::thread::scope(|scope| {
-        let files = scope.spawn(|| {
-            let (items, mut errs) =
-                persistence::scan(&config.persistence_dirs, config.max_plist_bytes);
-            let (apps, app_errs) = apps::installed_bundle_ids(&config.application_dirs);
-            errs.extend(app_errs);
-            (items, apps, errs)
-        });
+        let files = scope.spawn(|| startup_items(config));
 
         let listeners = match platform.listeners() {
             Ok(l) => l,
@@ -92,12 +86,7 @@ pub fn gather(
         (listeners, processes, items, apps)
     });
 
-    if config.login_items {
-        match platform.login_items() {
-            Ok(login) => items.extend(login),
-            Err(e) => errors.push(err("login_items", None, &e)),
-        }
-    }
+    errors.extend(login_items(platform, config, &mut items));
 
     let probes = if opts.probe && config.probe {
         let targets: Vec<(IpAddr, u16)> = listeners
@@ -129,6 +118,40 @@ pub fn gather(
             agent_exe: std::env::current_exe().ok(),
         },
         errors,
+    }
+}
+
+/// launchd plists in `PersistenceDirs` and the bundle ids of the apps in
+/// `ApplicationDirs` (plain file reads; no platform call).
+pub(crate) fn startup_items(
+    config: &Config,
+) -> (
+    Vec<crate::model::PersistenceItem>,
+    BTreeSet<String>,
+    Vec<ScanError>,
+) {
+    let (items, mut errors) = persistence::scan(&config.persistence_dirs, config.max_plist_bytes);
+    let (apps, app_errors) = apps::installed_bundle_ids(&config.application_dirs);
+    errors.extend(app_errors);
+    (items, apps, errors)
+}
+
+/// Add the platform's login items to `items` when `LoginItems` is on;
+/// returns what could not be read.
+pub(crate) fn login_items(
+    platform: &dyn Platform,
+    config: &Config,
+    items: &mut Vec<crate::model::PersistenceItem>,
+) -> Option<ScanError> {
+    if !config.login_items {
+        return None;
+    }
+    match platform.login_items() {
+        Ok(login) => {
+            items.extend(login);
+            None
+        }
+        Err(e) => Some(err("login_items", None, &e)),
     }
 }
 
