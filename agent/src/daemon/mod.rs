@@ -191,9 +191,11 @@ struct Daemon {
     /// When each remediation of the last hour ran.
     breaker: VecDeque<Instant>,
     breaker_open: bool,
+    /// Identity of guard.json and allow-rules.json when last read.
+    local_state_stamp: Option<(Option<FileStamp>, Option<FileStamp>)>,
     /// Reappeared guarded paths left in place (refused, or monitor mode),
     /// with the identity of what stood there, so each is reported once.
-    reinstall_left: HashMap<PathBuf, (u64, u64, i64, i64)>,
+    reinstall_left: HashMap<PathBuf, FileStamp>,
     /// Allow rules from `quarantine restore --allow`, as last loaded.
     local_rules: Vec<crate::config::Rule>,
     status: Status,
@@ -271,6 +273,7 @@ impl Daemon {
             breaker: VecDeque::new(),
             breaker_open: false,
             reinstall_left: HashMap::new(),
+            local_state_stamp: None,
             local_rules,
             status,
             deliverer,
@@ -334,7 +337,6 @@ impl Daemon {
 
     /// One observe → judge → act → report pass.
     fn cycle(&mut self) {
-        self.reload_local_state();
         let swept = self.sweep.sweep(
             &self.platform,
             &self.loaded.config,
@@ -344,7 +346,15 @@ impl Daemon {
         for e in &swept.errors {
             tracing::debug!(source = %e.source, message = %e.message, "observe");
         }
-        self.handle_reinstalls();
+        {
+            // One hold for reading what `quarantine restore` may have
+            // changed and acting on it: a restore (which lifts its guard
+            // under the same lock) can never land between the two, so
+            // restored files are never taken for a reinstall.
+            let _held = self.lock.hold();
+            self.reload_local_state();
+            self.handle_reinstalls();
+        }
         if swept.changed || std::mem::take(&mut self.rejudge) {
             let findings = judge::judge(&self.policy, &swept.observations);
             self.report_findings(&findings);
@@ -363,8 +373,18 @@ impl Daemon {
 
     /// Pick up what `lenscap quarantine restore` changed: lifted guards
     /// and new allow rules.
+    /// Caller holds the state lock. The files are re-read only when they
+    /// changed (they are replaced by rename, so a new inode shows it).
     fn reload_local_state(&mut self) {
-        let _held = self.lock.hold();
+        let dir = &self.loaded.config.state_dir;
+        let stamp = (
+            what_stands_at(&dir.join("guard.json")),
+            what_stands_at(&dir.join("allow-rules.json")),
+        );
+        if self.local_state_stamp.as_ref() == Some(&stamp) {
+            return;
+        }
+        self.local_state_stamp = Some(stamp);
         match Guard::open(&self.config().state_dir) {
             Ok(g) => self.guard = g,
             Err(e) => tracing::error!(error = %e, "keeping the guard registry in memory"),
@@ -522,7 +542,6 @@ impl Daemon {
                     .reinstall(&g, None, Err("monitor mode: left in place".into()), true);
                 continue;
             }
-            let _held = self.lock.hold();
             let summary = format!("reinstall attempt of {}", g.plan_key);
             let mut moved = self.vault.quarantine(
                 std::slice::from_ref(&g.path),
@@ -697,9 +716,11 @@ impl Daemon {
     }
 }
 
-/// Identity of whatever stands at `path` (lstat: a link is not followed):
-/// device, inode, mtime, ctime.
-fn what_stands_at(path: &std::path::Path) -> Option<(u64, u64, i64, i64)> {
+/// Device, inode, mtime, ctime of a file: what changes when it is replaced.
+type FileStamp = (u64, u64, i64, i64);
+
+/// Identity of whatever stands at `path` (lstat: a link is not followed).
+fn what_stands_at(path: &std::path::Path) -> Option<FileStamp> {
     use std::os::unix::fs::MetadataExt;
     std::fs::symlink_metadata(path)
         .ok()
