@@ -36,6 +36,9 @@ pub fn write_atomic(
         .create(true)
         .truncate(true)
         .mode(mode)
+        // A link planted at the temporary name is refused, never written
+        // through.
+        .custom_flags(libc::O_NOFOLLOW)
         .open(tmp)?;
     f.write_all(bytes)?;
     if durability == Durability::Durable {

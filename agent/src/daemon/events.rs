@@ -93,9 +93,9 @@ impl Reporter {
     /// Events waiting for the collector (plus any held in memory).
     pub(super) fn pending(&self) -> Option<u64> {
         self.outbox
-            .stats()
+            .pending_count()
             .ok()
-            .map(|s| s.pending + self.backlog.len() as u64)
+            .map(|n| n + self.backlog.len() as u64)
     }
 
     pub(super) fn started(&mut self, mode: Mode, host: &HostInfo) {

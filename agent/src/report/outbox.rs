@@ -247,6 +247,12 @@ impl Outbox {
     pub fn stats(&self) -> Result<Stats, OutboxError> {
         store::stats(&self.conn, &self.path)
     }
+
+    /// Events not yet acknowledged by the collector (cheap; see
+    /// [`Outbox::stats`] for everything).
+    pub fn pending_count(&self) -> Result<u64, OutboxError> {
+        store::pending_count(&self.conn, &self.path)
+    }
 }
 
 /// A read-only view for `lenscap events` and `lenscap status`, safe to

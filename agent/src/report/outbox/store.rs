@@ -4,7 +4,6 @@
 //! read-only view share.
 
 use std::fs;
-use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -419,20 +418,19 @@ pub(crate) fn sibling(path: &Path, suffix: &str) -> PathBuf {
 /// new one, never a torn one: temp file, fsync, rename, fsync the
 /// directory.
 pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), OutboxError> {
-    let tmp = sibling(path, ".tmp");
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .map_err(|e| OutboxError::io(&tmp, e))?;
-    f.write_all(contents)
-        .map_err(|e| OutboxError::io(&tmp, e))?;
-    f.sync_all().map_err(|e| OutboxError::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| OutboxError::io(path, e))?;
-    sync_dir(path)
+    crate::fsutil::write_atomic(path, contents, 0o600, crate::fsutil::Durability::Durable)
+        .map_err(|e| OutboxError::io(path, e))
+}
+
+/// Events not yet acknowledged, counted on the partial index of unsent
+/// rows: cheap enough for every sweep, unlike [`stats`], which counts the
+/// whole table.
+pub(crate) fn pending_count(conn: &Connection, path: &Path) -> Result<u64, OutboxError> {
+    let n: i64 = conn
+        .prepare_cached("SELECT count(*) FROM events WHERE sent = 0")
+        .and_then(|mut st| st.query_row([], |r| r.get(0)))
+        .at(path)?;
+    Ok(to_u64(n))
 }
 
 /// fsync the directory holding `path`, so a rename in it is durable.
