@@ -66,20 +66,6 @@ fn which(program: &str) -> PathBuf {
         .unwrap()
 }
 
-/// PIDs whose parent is `ppid`, from every `/proc/<pid>/stat`.
-fn children_of(ppid: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|raw| procfs::parse_stat(&raw))
-                .is_some_and(|s| s.ppid == ppid)
-        })
-        .collect()
-}
-
 fn listener_for<'a>(list: &'a [Listener], l: &TcpListener) -> &'a Listener {
     let addr = l.local_addr().unwrap();
     list.iter()
@@ -180,13 +166,46 @@ fn plain_child_identity() {
 
 #[test]
 fn child_with_controlling_terminal_is_interactive() {
-    // util-linux `script` gives its child a new session with a pty as
-    // controlling terminal, like a login shell.
-    let script = spawn(Command::new("script").args(["-qc", "sleep 30", "/dev/null"]));
+    // Give `sleep` a new session whose controlling terminal is a fresh pty,
+    // as a login shell's children have. Done by hand rather than through
+    // util-linux `script`, whose child is `$SHELL -c …`: with a shell that
+    // does not exec its last command (dash), `sleep` would be a grandchild.
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two descriptors; the other arguments may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    let mut cmd = Command::new("sleep");
+    cmd.arg("30");
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 || libc::ioctl(slave, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = spawn(&mut cmd);
+    // SAFETY: both descriptors came from openpty above and are ours.
+    unsafe {
+        libc::close(slave);
+    }
     let p = native();
-    let tty_child = eventually(|| children_of(script.0.id()).into_iter().next());
-    let id = eventually(|| p.process(tty_child).ok().filter(|id| id.name == "sleep"));
+    let id = eventually(|| p.process(child.0.id()).ok().filter(|id| id.name == "sleep"));
     assert!(id.interactive, "{id:?}");
+    drop(child);
+    // SAFETY: as above; the child is gone, nobody else uses the master.
+    unsafe {
+        libc::close(master);
+    }
 }
 
 #[test]
