@@ -243,6 +243,11 @@ pub enum Severity {
 pub enum FindingKind {
     Listener,
     Persistence,
+    /// A privacy grant (camera, microphone, screen capture, Full Disk
+    /// Access) from a TCC database.
+    CameraGrant,
+    /// A process using a camera right now.
+    CameraUse,
 }
 
 /// The listener part of a finding, as the JSON contract names it.
@@ -260,6 +265,56 @@ pub struct PersistenceRef {
     pub path: PathBuf,
     pub label: Option<String>,
     pub program: Option<PathBuf>,
+}
+
+/// The camera part of a finding (`camera_grant`, `camera_use`), as the
+/// JSON contract names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CameraRef {
+    /// `camera`, `microphone`, `screen_capture` or `all_files` (Full Disk
+    /// Access). A camera session is always `camera`.
+    pub service: String,
+    /// Grant: the TCC client (a bundle id or an executable path). Session:
+    /// the user's bundle id when known, else its executable path, else its
+    /// process name.
+    pub client: String,
+    /// Grant: `allowed`, `denied`, `limited`, `unknown` (or `other:<n>`).
+    /// Session: `in_use`.
+    pub auth: String,
+    /// RFC 3339. Grant: when TCC last modified it. Session: when it began
+    /// (or when lenscap first saw it open).
+    pub since: Option<String>,
+    /// Grant: `bundle_id` or `path`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub client_type: Option<String>,
+    /// Grant: why TCC holds it (`user_consent`, `mdm_policy`, …).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    /// Grant: the TCC.db it was read from.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub database: Option<PathBuf>,
+    /// Session: the device node held open (Linux) when known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub device: Option<PathBuf>,
+    /// Session: it began shortly after a connection to a flagged helper.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub incident: Option<CameraIncident>,
+}
+
+/// The Zoom attack as lenscap sees it: something connected to a flagged
+/// helper's port and, within `CameraCorrelationSeconds`, a camera turned on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CameraIncident {
+    /// The flagged helper's listener.
+    pub helper: ListenerRef,
+    /// The helper's process, when known.
+    pub helper_pid: Option<u32>,
+    /// Rule or catalog entry that flagged the helper.
+    pub helper_rule: Option<String>,
+    /// When the connection to the helper was first seen (RFC 3339).
+    pub connection_at: String,
+    /// Seconds from the connection to the camera session's start.
+    pub seconds_before: u64,
 }
 
 /// One judged observation. Every listener and every persistence item gives
@@ -287,6 +342,8 @@ pub struct Finding {
     pub persistence: Option<PersistenceRef>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpProbe>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub camera: Option<CameraRef>,
 }
 
 /// The machine a scan ran on.

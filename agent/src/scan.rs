@@ -176,5 +176,31 @@ fn headline(f: &Finding) -> String {
             let kind = p.map(|p| format!("{:?}", p.kind)).unwrap_or_default();
             format!("{kind} {label}  {path}  {severity}{rule}")
         }
+        FindingKind::CameraGrant => {
+            let (service, client, auth) = f
+                .camera
+                .as_ref()
+                .map(|c| (c.service.as_str(), c.client.as_str(), c.auth.as_str()))
+                .unwrap_or_default();
+            format!("grant {service:<14} {auth:<8} {client}  {severity}{rule}")
+        }
+        FindingKind::CameraUse => {
+            let who = match &f.process {
+                Some(p) => format!(
+                    "pid {} {}",
+                    p.pid,
+                    p.path
+                        .as_deref()
+                        .map(|x| x.display().to_string())
+                        .unwrap_or_else(|| p.name.clone())
+                ),
+                None => f
+                    .camera
+                    .as_ref()
+                    .map(|c| c.client.clone())
+                    .unwrap_or_else(|| "an unknown process".into()),
+            };
+            format!("camera in use by {who}  {severity}{rule}")
+        }
     }
 }

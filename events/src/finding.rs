@@ -96,6 +96,8 @@ impl FindingActivity {
 pub enum FindingKind {
     Listener,
     Persistence,
+    CameraGrant,
+    CameraUse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -198,6 +200,35 @@ pub struct HttpInfo {
     pub error: Option<String>,
 }
 
+/// Mirror of `model::CameraIncident`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CameraIncidentInfo {
+    pub helper: ListenerInfo,
+    pub helper_pid: Option<u32>,
+    pub helper_rule: Option<String>,
+    pub connection_at: String,
+    pub seconds_before: u64,
+}
+
+/// Mirror of `model::CameraRef`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CameraInfo {
+    pub service: String,
+    pub client: String,
+    pub auth: String,
+    pub since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<CameraIncidentInfo>,
+}
+
 /// Mirror of `model::Finding`: what the judge decided and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FindingRecord {
@@ -218,6 +249,8 @@ pub struct FindingRecord {
     pub persistence: Option<PersistenceInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub camera: Option<CameraInfo>,
 }
 
 /// OCSF `finding_info`.

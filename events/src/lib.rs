@@ -31,7 +31,7 @@ pub use envelope::{
     Body, Event, EventError, EventUid, Host, HostIdentity, Kind, MAX_SEQ, Mode, Sha256Hex,
 };
 pub use finding::{
-    AddressScope, Cors, DETECTION_FINDING_CLASS, DetectionFinding, FINDINGS_CATEGORY,
+    AddressScope, CameraIncidentInfo, CameraInfo, Cors, DETECTION_FINDING_CLASS, DetectionFinding, FINDINGS_CATEGORY,
     FindingActivity, FindingInfo, FindingKind, FindingRecord, HttpInfo, ListenerInfo,
     PersistenceInfo, PersistenceKind, ProcessInfo, Severity, Signature, SignatureStatus, StartTime,
     Verdict,

@@ -106,6 +106,7 @@ pub fn zoom_finding(verdict: Verdict, rule: Option<&str>) -> DetectionFinding {
                 image: true,
                 error: None,
             }),
+            camera: None,
         },
     }
 }

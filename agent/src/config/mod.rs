@@ -216,6 +216,20 @@ pub struct Config {
     pub upload_interval_seconds: u64,
     /// `PolicyIntervalSeconds`: how often the fleet policy is polled.
     pub policy_interval_seconds: u64,
+    /// `TCCDatabases`: the TCC.db files read for privacy grants; globs
+    /// allowed (one per user home).
+    pub tcc_databases: Vec<String>,
+    /// `CameraWatch`: watch camera use (macOS: a `log stream` child;
+    /// Linux: open descriptors on `CameraDevices`).
+    pub camera_watch: bool,
+    /// `CameraDevices`: device paths whose open descriptors mean "camera
+    /// in use" (the Linux mechanism); globs allowed.
+    pub camera_devices: Vec<String>,
+    /// `CameraCorrelationSeconds`: a camera session starting this soon
+    /// after a connection to a flagged helper is one critical incident.
+    pub camera_correlation_seconds: u64,
+    /// `LogPath`: the macOS `log` tool (`log stream` for camera use).
+    pub log_path: PathBuf,
 }
 
 impl Default for Config {
@@ -257,6 +271,17 @@ impl Default for Config {
             enrollment_secret: Secret::default(),
             upload_interval_seconds: 10,
             policy_interval_seconds: 300,
+            tcc_databases: vec![
+                "/Library/Application Support/com.apple.TCC/TCC.db".into(),
+                "/Users/*/Library/Application Support/com.apple.TCC/TCC.db".into(),
+            ],
+            camera_watch: true,
+            camera_devices: crate::observe::camera::DEFAULT_CAMERA_DEVICES
+                .iter()
+                .map(|d| (*d).to_string())
+                .collect(),
+            camera_correlation_seconds: 10,
+            log_path: "/usr/bin/log".into(),
         }
     }
 }

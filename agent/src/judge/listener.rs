@@ -222,6 +222,7 @@ pub(crate) fn judge_listener(
             }),
             persistence,
             http: probe.cloned(),
+            camera: None,
         },
         reach,
         wanted,

@@ -105,6 +105,43 @@ pub struct Observations {
     /// The agent itself: never acted on.
     pub agent_pid: u32,
     pub agent_exe: Option<PathBuf>,
+    /// Privacy grants read from the TCC databases.
+    pub grants: Vec<GrantObservation>,
+    /// Camera sessions open now. Their processes (and ancestors, where
+    /// readable) are in `processes`.
+    pub camera_sessions: Vec<CameraSessionObservation>,
+    /// Connections to listening ports recently seen, newest last (the
+    /// daemon samples them every sweep; `lenscap scan` has none).
+    pub connections: Vec<ConnectionSeen>,
+}
+
+/// One TCC grant and where it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantObservation {
+    pub grant: crate::parse::tcc::TccGrant,
+    pub database: PathBuf,
+    /// Not in the previous read of that database (the daemon's diff);
+    /// always false in `lenscap scan`, which has no previous read.
+    pub new: bool,
+}
+
+/// One camera session: who (a pid, or only a bundle id when the log line
+/// named no pid), which device, since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CameraSessionObservation {
+    pub pid: Option<u32>,
+    pub bundle_id: Option<String>,
+    pub device: Option<PathBuf>,
+    pub since_unix_us: u64,
+}
+
+/// A TCP connection to a local listening port, first seen at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionSeen {
+    /// The listening side (the helper's address and port).
+    pub address: IpAddr,
+    pub port: u16,
+    pub first_seen_unix_us: u64,
 }
 
 /// Why a [`Policy`] could not be built. Each names what to fix.

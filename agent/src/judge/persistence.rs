@@ -173,6 +173,7 @@ pub(crate) fn judge_item(
             program: item.program.clone(),
         }),
         http: first.and_then(|f| f.http.clone()),
+        camera: None,
     }
 }
 

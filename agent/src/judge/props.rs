@@ -347,6 +347,11 @@ proptest! {
                     prop_assert!(!program.is_some_and(|p| p.starts_with("/System")));
                     prop_assert!(program != Some(Path::new(AGENT_EXE)));
                 }
+                // The generator makes no camera observations; judge/camera
+                // has its own properties.
+                FindingKind::CameraGrant | FindingKind::CameraUse => {
+                    prop_assert!(false, "camera finding without camera input: {:?}", f);
+                }
             }
         }
         prop_assert_eq!(judge(&policy, &obs), findings, "same input, same output");

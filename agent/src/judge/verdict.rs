@@ -261,6 +261,8 @@ fn key(f: &Finding) -> Key<'_> {
         match f.kind {
             FindingKind::Listener => 0,
             FindingKind::Persistence => 1,
+            FindingKind::CameraUse => 2,
+            FindingKind::CameraGrant => 3,
         },
         f.listener
             .as_ref()

@@ -116,6 +116,9 @@ pub fn gather(
             home_dirs,
             agent_pid: std::process::id(),
             agent_exe: std::env::current_exe().ok(),
+        grants: Vec::new(),
+        camera_sessions: Vec::new(),
+        connections: Vec::new(),
         },
         errors,
     }

@@ -87,6 +87,8 @@ fn kind_name(k: FindingKind) -> &'static str {
     match k {
         FindingKind::Listener => "listener",
         FindingKind::Persistence => "persistence",
+        FindingKind::CameraGrant => "camera_grant",
+        FindingKind::CameraUse => "camera_use",
     }
 }
 
@@ -188,6 +190,8 @@ pub fn finding_record(f: &Finding) -> FindingRecord {
         kind: match f.kind {
             FindingKind::Listener => ev::FindingKind::Listener,
             FindingKind::Persistence => ev::FindingKind::Persistence,
+            FindingKind::CameraGrant => ev::FindingKind::CameraGrant,
+            FindingKind::CameraUse => ev::FindingKind::CameraUse,
         },
         verdict: match f.verdict {
             model::Verdict::Allow => ev::Verdict::Allow,
@@ -238,6 +242,35 @@ pub fn finding_record(f: &Finding) -> FindingRecord {
             },
             image: h.image,
             error: h.error.clone(),
+        }),
+        camera: f.camera.as_ref().map(camera_info),
+    }
+}
+
+fn camera_info(c: &model::CameraRef) -> ev::CameraInfo {
+    ev::CameraInfo {
+        service: c.service.clone(),
+        client: c.client.clone(),
+        auth: c.auth.clone(),
+        since: c.since.clone(),
+        client_type: c.client_type.clone(),
+        reason: c.reason.clone(),
+        database: c.database.as_deref().map(lossy),
+        device: c.device.as_deref().map(lossy),
+        incident: c.incident.as_ref().map(|i| ev::CameraIncidentInfo {
+            helper: ev::ListenerInfo {
+                address: i.helper.address,
+                port: i.helper.port,
+                scope: match i.helper.scope {
+                    model::AddressScope::Loopback => ev::AddressScope::Loopback,
+                    model::AddressScope::Wildcard => ev::AddressScope::Wildcard,
+                    model::AddressScope::Specific => ev::AddressScope::Specific,
+                },
+            },
+            helper_pid: i.helper_pid,
+            helper_rule: i.helper_rule.clone(),
+            connection_at: i.connection_at.clone(),
+            seconds_before: i.seconds_before,
         }),
     }
 }

@@ -83,6 +83,7 @@ fn zoom_finding() -> Finding {
             image: true,
             error: None,
         }),
+        camera: None,
     }
 }
 
@@ -105,6 +106,7 @@ fn plist_finding() -> Finding {
             )),
         }),
         http: None,
+        camera: None,
     }
 }
 
