@@ -154,7 +154,14 @@ pub struct PlanOptions {
 /// Plans for every `remediate` finding, one per helper.
 pub fn plans(findings: &[Finding], opts: &PlanOptions) -> Vec<Plan> {
     let mut groups: BTreeMap<String, Vec<&Finding>> = BTreeMap::new();
-    for f in findings.iter().filter(|f| f.verdict == Verdict::Remediate) {
+    // Camera findings never plan on their own: a camera session is
+    // remediated by containing the flagged helper whose tree it belongs
+    // to, and that helper's listener or persistence finding carries the
+    // plan (terminating the tree takes the camera user with it).
+    for f in findings.iter().filter(|f| {
+        f.verdict == Verdict::Remediate
+            && matches!(f.kind, FindingKind::Listener | FindingKind::Persistence)
+    }) {
         if let Some(key) = key_of(f) {
             groups.entry(key).or_default().push(f);
         }

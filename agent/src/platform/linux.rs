@@ -31,7 +31,7 @@ use crate::model::{
     AddressScope, HostInfo, Listener, PersistenceItem, ProcessIdentity, Signature, StartTime,
     enclosing_bundle,
 };
-use crate::platform::{Platform, PlatformError, SignalOutcome, Tools};
+use crate::platform::{CameraSource, Established, Platform, PlatformError, SignalOutcome, Tools};
 
 /// Linux's `USER_HZ` when `sysconf` cannot say: it has been 100 on every
 /// mainstream architecture for decades.
@@ -245,6 +245,21 @@ impl Platform for Native {
 
     /// Linux has no desktop notification path a root daemon can rely on:
     /// the notice goes to the log, where the operator reads it.
+    fn camera_source(&self) -> CameraSource {
+        CameraSource::ProcFds {
+            proc_root: std::path::PathBuf::from("/proc"),
+        }
+    }
+
+    fn established_to(
+        &self,
+        _ports: &std::collections::BTreeSet<u16>,
+    ) -> Result<Vec<Established>, PlatformError> {
+        Err(PlatformError::Unsupported(
+            "listing established connections",
+        ))
+    }
+
     fn notify_user(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String> {
         tracing::warn!(uid, "{title}: {message}");
         Ok(())

@@ -33,7 +33,7 @@ use crate::parse::libproc_abi::{
 };
 use crate::parse::proc_bsdinfo::{self, Observed};
 use crate::parse::{procargs, sw_vers};
-use crate::platform::{Platform, PlatformError, SignalOutcome, Tools};
+use crate::platform::{CameraSource, Established, Platform, PlatformError, SignalOutcome, Tools};
 
 /// Each `codesign` run (display or verify) is cut off after this.
 const CODESIGN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -338,6 +338,19 @@ impl Platform for Native {
     /// `launchctl asuser <uid> sudo -u <user> osascript -e 'display
     /// notification …'` for the given user, or for the console user (the
     /// owner of /dev/console; root means nobody is logged in).
+    fn camera_source(&self) -> CameraSource {
+        CameraSource::UnifiedLog
+    }
+
+    fn established_to(
+        &self,
+        _ports: &std::collections::BTreeSet<u16>,
+    ) -> Result<Vec<Established>, PlatformError> {
+        Err(PlatformError::Unsupported(
+            "listing established connections",
+        ))
+    }
+
     fn notify_user(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String> {
         use std::os::unix::fs::MetadataExt;
         let uid = match uid {

@@ -76,6 +76,29 @@ pub enum SignalOutcome {
     IdentityChanged,
 }
 
+/// How this platform tells that a camera is in use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CameraSource {
+    /// Processes holding a descriptor on a `CameraDevices` path, read from
+    /// `<root>/<pid>/fd` (Linux `/proc`).
+    ProcFds { proc_root: PathBuf },
+    /// The unified log (`log stream` / `log show`), macOS.
+    UnifiedLog,
+}
+
+/// An established TCP connection to a local listening port, seen from the
+/// listening side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Established {
+    /// The listener's side (local address and port).
+    pub local: std::net::SocketAddr,
+    /// The connecting side.
+    pub remote: std::net::SocketAddr,
+    /// Platform socket identity, so one connection seen in two sweeps is
+    /// counted once.
+    pub socket_id: u64,
+}
+
 /// What the agent needs from the operating system. Implementations answer
 /// questions and return plain data; they never decide anything.
 pub trait Platform: Send + Sync {
@@ -104,6 +127,16 @@ pub trait Platform: Send + Sync {
     /// Login items from Background Task Management (macOS 13+). Platforms
     /// without them return an empty list.
     fn login_items(&self) -> Result<Vec<PersistenceItem>, PlatformError>;
+
+    /// Where camera use is observed on this platform.
+    fn camera_source(&self) -> CameraSource;
+
+    /// Established TCP connections whose local (listening) port is one of
+    /// `ports`: who is talking to a flagged helper right now.
+    fn established_to(
+        &self,
+        ports: &std::collections::BTreeSet<u16>,
+    ) -> Result<Vec<Established>, PlatformError>;
 
     /// Tell a user (`uid`, or whoever is logged in at the console) what
     /// lenscap did. Best effort: the error says why nobody was told.
