@@ -296,6 +296,9 @@ pub struct CameraRef {
     /// Session: the device node held open (Linux) when known.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub device: Option<PathBuf>,
+    /// Session, in a stop event: how long it was open, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub duration_seconds: Option<u64>,
     /// Session: it began shortly after a connection to a flagged helper.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub incident: Option<CameraIncident>,

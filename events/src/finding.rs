@@ -226,6 +226,8 @@ pub struct CameraInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident: Option<CameraIncidentInfo>,
 }
 

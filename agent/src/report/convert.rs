@@ -257,6 +257,7 @@ fn camera_info(c: &model::CameraRef) -> ev::CameraInfo {
         reason: c.reason.clone(),
         database: c.database.as_deref().map(lossy),
         device: c.device.as_deref().map(lossy),
+        duration_seconds: c.duration_seconds,
         incident: c.incident.as_ref().map(|i| ev::CameraIncidentInfo {
             helper: ev::ListenerInfo {
                 address: i.helper.address,
