@@ -293,6 +293,10 @@ pub struct CameraRef {
     /// Grant: the TCC.db it was read from.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub database: Option<PathBuf>,
+    /// Session: the pid the session was observed with (also when the
+    /// process could not be read, so `process` is absent).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pid: Option<u32>,
     /// Session: the device node held open (Linux) when known.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub device: Option<PathBuf>,

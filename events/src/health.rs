@@ -22,6 +22,27 @@ pub enum BreakerState {
     Closed,
 }
 
+/// Whether the agent can currently tell when a camera turns on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CameraWatchState {
+    /// The camera-use source failed (macOS: the `log stream` child exited
+    /// or cannot start): camera sessions may go unreported until it is
+    /// restored.
+    Degraded,
+    /// The source works again.
+    Restored,
+}
+
+impl CameraWatchState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CameraWatchState::Degraded => "degraded",
+            CameraWatchState::Restored => "restored",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum HealthStatus {
@@ -61,6 +82,15 @@ pub enum HealthStatus {
     /// The agent lacks a permission it needs (Full Disk Access for TCC.db,
     /// root for signalling other users' processes).
     PermissionMissing { permission: String, detail: String },
+    /// A permission reported missing is there again (e.g. a TCC database
+    /// that could not be read can be read now).
+    PermissionRestored { permission: String, detail: String },
+    /// Watching camera use stopped working (`degraded`) or works again
+    /// (`restored`).
+    CameraWatch {
+        state: CameraWatchState,
+        detail: String,
+    },
 }
 
 impl HealthStatus {
@@ -72,6 +102,8 @@ impl HealthStatus {
             HealthStatus::CircuitBreaker { .. } => "circuit_breaker",
             HealthStatus::OutboxFull { .. } => "outbox_full",
             HealthStatus::PermissionMissing { .. } => "permission_missing",
+            HealthStatus::PermissionRestored { .. } => "permission_restored",
+            HealthStatus::CameraWatch { .. } => "camera_watch",
         }
     }
 }

@@ -31,12 +31,12 @@ pub use envelope::{
     Body, Event, EventError, EventUid, Host, HostIdentity, Kind, MAX_SEQ, Mode, Sha256Hex,
 };
 pub use finding::{
-    AddressScope, CameraIncidentInfo, CameraInfo, Cors, DETECTION_FINDING_CLASS, DetectionFinding, FINDINGS_CATEGORY,
-    FindingActivity, FindingInfo, FindingKind, FindingRecord, HttpInfo, ListenerInfo,
-    PersistenceInfo, PersistenceKind, ProcessInfo, Severity, Signature, SignatureStatus, StartTime,
-    Verdict,
+    AddressScope, CameraIncidentInfo, CameraInfo, Cors, DETECTION_FINDING_CLASS, DetectionFinding,
+    FINDINGS_CATEGORY, FindingActivity, FindingInfo, FindingKind, FindingRecord, HttpInfo,
+    ListenerInfo, PersistenceInfo, PersistenceKind, ProcessInfo, Severity, Signature,
+    SignatureStatus, StartTime, Verdict,
 };
-pub use health::{AgentHealth, BreakerState, HealthStatus};
+pub use health::{AgentHealth, BreakerState, CameraWatchState, HealthStatus};
 pub use policy::{
     CatalogEntry, FleetPolicy, MAX_POLICY_ENTRIES, PolicyError, PolicyRule, RuleAction,
 };

@@ -1,13 +1,17 @@
 //! Realistic sample events: the ZoomOpener story from finding to
-//! quarantine. docs/events.md shows exactly these (a test checks the file
-//! against them) and the collector's tests and benchmark build on them.
+//! quarantine, and the camera story of a second Mac in monitor mode (a
+//! grant, a camera session a web page started through the helper, the
+//! agent's camera and TCC health). docs/events.md shows exactly these
+//! (tests check the file against them), the agent's tests check that its
+//! conversions produce the same payloads, and the collector's tests and
+//! benchmark build on them.
 
 use crate::{
-    Action, AddressScope, AgentHealth, Body, Cors, DetectionFinding, Event, EventUid, FileTarget,
-    FindingActivity, FindingInfo, FindingKind, FindingRecord, HealthStatus, Host, HttpInfo,
-    ListenerInfo, Mode, Outcome, OutcomeStatus, PersistenceInfo, PersistenceKind, ProcessInfo,
-    ProcessTarget, Remediation, RemediationActivity, Severity, Sha256Hex, Signature,
-    SignatureStatus, StartTime, Verdict,
+    Action, AddressScope, AgentHealth, Body, CameraIncidentInfo, CameraInfo, CameraWatchState,
+    Cors, DetectionFinding, Event, EventUid, FileTarget, FindingActivity, FindingInfo, FindingKind,
+    FindingRecord, HealthStatus, Host, HttpInfo, ListenerInfo, Mode, Outcome, OutcomeStatus,
+    PersistenceInfo, PersistenceKind, ProcessInfo, ProcessTarget, Remediation, RemediationActivity,
+    Severity, Sha256Hex, Signature, SignatureStatus, StartTime, Verdict,
 };
 
 /// A Mac as the agent describes it.
@@ -166,6 +170,282 @@ pub fn quarantine_zoom() -> Remediation<FileTarget> {
     }
 }
 
+// ---- the camera story ----------------------------------------------------
+
+/// The same user's second Mac, where lenscap runs in monitor mode, so
+/// ZoomOpener was left in place and a web page could use it.
+pub fn camera_host() -> Host {
+    Host {
+        hostname: "jdoe-air".into(),
+        hardware_uuid: Some("3C9A1F20-7B6E-4D5C-8A9B-0E1F2A3B4C5D".into()),
+        serial: Some("FVFHK2ABQ05D".into()),
+        machine_id: None,
+    }
+}
+
+/// The user's TCC database, where camera grants live.
+pub const USER_TCC_DB: &str = "/Users/jdoe/Library/Application Support/com.apple.TCC/TCC.db";
+
+/// The Zoom client, started by ZoomOpener when a web page asked it to.
+fn zoom_client_process() -> ProcessInfo {
+    let exe = "/Applications/zoom.us.app/Contents/MacOS/zoom.us";
+    ProcessInfo {
+        pid: 4242,
+        ppid: 1,
+        start_time: StartTime {
+            unix_us: 1_764_312_086_200_000,
+            resolution_us: 1,
+        },
+        path: Some(exe.into()),
+        args: vec![exe.into()],
+        uid: 501,
+        user: Some("jdoe".into()),
+        name: "zoom.us".into(),
+        interactive: false,
+        bundle: Some("/Applications/zoom.us.app".into()),
+        signature: Signature {
+            status: SignatureStatus::Valid,
+            identifier: Some("us.zoom.xos".into()),
+            team_id: Some("BJ4HAAB9B3".into()),
+            platform_binary: false,
+            authorities: vec![
+                "Developer ID Application: Zoom Video Communications, Inc. (BJ4HAAB9B3)".into(),
+                "Developer ID Certification Authority".into(),
+                "Apple Root CA".into(),
+            ],
+        },
+    }
+}
+
+fn finding_record(kind: FindingKind, severity: Severity, reasons: &[&str]) -> FindingRecord {
+    FindingRecord {
+        kind,
+        verdict: Verdict::Report,
+        severity,
+        reasons: reasons.iter().map(|r| r.to_string()).collect(),
+        rule: None,
+        process: None,
+        processes: Vec::new(),
+        listener: None,
+        persistence: None,
+        http: None,
+        camera: None,
+    }
+}
+
+/// A camera grant the user gave the Zoom client since the agent last read
+/// the TCC database.
+pub fn camera_grant() -> DetectionFinding {
+    let mut finding = finding_record(
+        FindingKind::CameraGrant,
+        Severity::Low,
+        &["new since the previous read of this TCC database"],
+    );
+    finding.camera = Some(CameraInfo {
+        service: "camera".into(),
+        client: "us.zoom.xos".into(),
+        auth: "allowed".into(),
+        since: Some("2025-11-28T06:39:50Z".into()),
+        client_type: Some("bundle_id".into()),
+        reason: Some("user_consent".into()),
+        database: Some(USER_TCC_DB.into()),
+        pid: None,
+        device: None,
+        duration_seconds: None,
+        incident: None,
+    });
+    DetectionFinding {
+        activity: FindingActivity::Create,
+        message: "New camera grant: us.zoom.xos may use the camera (user consent)".into(),
+        finding_info: FindingInfo {
+            uid: format!("camera_grant:camera:bundle_id:us.zoom.xos:{USER_TCC_DB}"),
+            title: "us.zoom.xos may use the camera".into(),
+        },
+        finding,
+    }
+}
+
+/// The Zoom attack as the agent reports it: a page connected to ZoomOpener
+/// on 127.0.0.1:19421 and 3 s later the Zoom client had the camera on.
+pub fn camera_incident() -> DetectionFinding {
+    let mut finding = finding_record(
+        FindingKind::CameraUse,
+        Severity::Critical,
+        &[
+            "the camera turned on 3 s after a connection to 127.0.0.1:19421, where a helper flagged by catalog:zoom-opener listens",
+            "a web page can start a call with the camera on through that helper (CVE-2019-13450)",
+        ],
+    );
+    finding.process = Some(zoom_client_process());
+    finding.camera = Some(CameraInfo {
+        service: "camera".into(),
+        client: "us.zoom.xos".into(),
+        auth: "in_use".into(),
+        since: Some("2025-11-28T06:41:28Z".into()),
+        client_type: None,
+        reason: None,
+        database: None,
+        pid: Some(4242),
+        device: None,
+        duration_seconds: None,
+        incident: Some(CameraIncidentInfo {
+            helper: ListenerInfo {
+                address: std::net::IpAddr::from([127, 0, 0, 1]),
+                port: 19421,
+                scope: AddressScope::Loopback,
+            },
+            helper_pid: Some(1873),
+            helper_rule: Some("catalog:zoom-opener".into()),
+            connection_at: "2025-11-28T06:41:25Z".into(),
+            seconds_before: 3,
+        }),
+    });
+    DetectionFinding {
+        activity: FindingActivity::Create,
+        message: "Camera turned on 3 s after a connection to the flagged helper on 127.0.0.1:19421: in use by zoom.us (pid 4242)".into(),
+        finding_info: FindingInfo {
+            uid: "camera_use:4242:1764312086200000:us.zoom.xos".into(),
+            title: "Camera in use by zoom.us (pid 4242)".into(),
+        },
+        finding,
+    }
+}
+
+/// The same camera session ending after 95 s (activity Close).
+pub fn camera_session_closed() -> DetectionFinding {
+    let mut d = camera_incident();
+    d.activity = FindingActivity::Close;
+    d.message = "Camera no longer in use by zoom.us (pid 4242) after 95 s".into();
+    if let Some(c) = d.finding.camera.as_mut() {
+        c.duration_seconds = Some(95);
+    }
+    d
+}
+
+/// The agent cannot read a TCC database (no Full Disk Access yet).
+pub fn tcc_unreadable() -> AgentHealth {
+    let detail = format!(
+        "cannot read TCC database {USER_TCC_DB}: Operation not permitted (os error 1). The lenscap daemon needs Full Disk Access (root alone is not enough): deploy the configuration profile installer/profiles/io.lenscap.agent.pppc.mobileconfig (PPPC payload, service SystemPolicyAllFiles) through MDM"
+    );
+    AgentHealth {
+        message: format!("Missing permission full_disk_access: {detail}"),
+        status: HealthStatus::PermissionMissing {
+            permission: "full_disk_access".into(),
+            detail,
+        },
+    }
+}
+
+/// The same database readable again (the profile arrived).
+pub fn tcc_readable() -> AgentHealth {
+    let detail = format!("TCC database {USER_TCC_DB} can be read again");
+    AgentHealth {
+        message: format!("Permission full_disk_access restored: {detail}"),
+        status: HealthStatus::PermissionRestored {
+            permission: "full_disk_access".into(),
+            detail,
+        },
+    }
+}
+
+/// Watching camera use failed (`healthy` false) or works again.
+pub fn camera_watch(healthy: bool) -> AgentHealth {
+    let (state, detail, message) = if healthy {
+        let detail = "the `log stream` child is running again";
+        (
+            CameraWatchState::Restored,
+            detail,
+            format!("Camera watch restored: {detail}"),
+        )
+    } else {
+        let detail = "the `log stream` child exited with status 1; restarting it in 30 s";
+        (
+            CameraWatchState::Degraded,
+            detail,
+            format!(
+                "Camera watch degraded: {detail}. Camera use may go unreported until it is restored"
+            ),
+        )
+    };
+    AgentHealth {
+        message,
+        status: HealthStatus::CameraWatch {
+            state,
+            detail: detail.into(),
+        },
+    }
+}
+
+/// The camera story in the order the agent sent it (monitor mode), with
+/// fixed uids: the TCC database unreadable, then readable; a new grant;
+/// the incident; the session's end; the camera watch failing and coming
+/// back.
+pub fn docs_camera_chain() -> Vec<Event> {
+    let h = camera_host();
+    let bodies: [(i64, &str, Body); 7] = [
+        (
+            1_764_311_700_000,
+            "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c01",
+            Body::AgentHealth(tcc_unreadable()),
+        ),
+        (
+            1_764_312_040_000,
+            "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c02",
+            Body::AgentHealth(tcc_readable()),
+        ),
+        (
+            1_764_312_042_000,
+            "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c03",
+            Body::DetectionFinding(Box::new(camera_grant())),
+        ),
+        (
+            1_764_312_088_750,
+            "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c04",
+            Body::DetectionFinding(Box::new(camera_incident())),
+        ),
+        (
+            1_764_312_184_000,
+            "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c05",
+            Body::DetectionFinding(Box::new(camera_session_closed())),
+        ),
+        (
+            1_764_312_300_000,
+            "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c06",
+            Body::AgentHealth(camera_watch(false)),
+        ),
+        (
+            1_764_312_330_000,
+            "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c07",
+            Body::AgentHealth(camera_watch(true)),
+        ),
+    ];
+    let mut events: Vec<Event> = bodies
+        .into_iter()
+        .zip(1u64..)
+        .map(|((time, uid, body), seq)| {
+            let mut e = event(&h, seq, time, Mode::Monitor, body);
+            e.uid = EventUid::try_from(uid.to_string()).unwrap_or_else(|_| EventUid::new_v4());
+            e
+        })
+        .collect();
+    link(&mut events, Sha256Hex::genesis());
+    events
+}
+
+/// The camera blocks of docs/events.md: `(marker name, event)`.
+pub fn docs_camera_examples() -> Vec<(&'static str, Event)> {
+    let chain = docs_camera_chain();
+    let names = [
+        "permission_missing_tcc",
+        "permission_restored",
+        "camera_grant",
+        "camera_use",
+        "camera_use_close",
+        "camera_watch",
+    ];
+    names.into_iter().zip(chain).collect()
+}
+
 /// An event with a placeholder `prev_hash`; [`link`] fills it in.
 pub fn event(host: &Host, seq: u64, time_ms: i64, mode: Mode, body: Body) -> Event {
     Event {
@@ -248,6 +528,7 @@ mod tests {
         for k in Kind::ALL {
             assert!(kinds.contains(&k), "no sample of {k:?}");
         }
+        events.extend(docs_camera_chain());
         for e in events {
             let text = serde_json::to_string(&e).unwrap();
             let back: Event = serde_json::from_str(&text).unwrap();
@@ -288,6 +569,9 @@ mod tests {
                 permission: "full_disk_access".into(),
                 detail: "cannot read /Library/Application Support/com.apple.TCC/TCC.db".into(),
             },
+            tcc_readable().status,
+            camera_watch(false).status,
+            camera_watch(true).status,
         ];
         for status in statuses {
             let name = status.name();
@@ -303,11 +587,105 @@ mod tests {
 
     #[test]
     fn docs_chain_links_each_event_to_the_one_before() {
-        let events = docs_chain();
-        assert_eq!(events[0].prev_hash.as_str(), GENESIS_HASH);
-        for pair in events.windows(2) {
-            assert_eq!(pair[1].prev_hash, pair[0].hash().unwrap());
-            assert_eq!(pair[1].seq, pair[0].seq + 1);
+        for events in [docs_chain(), docs_camera_chain()] {
+            assert_eq!(events[0].prev_hash.as_str(), GENESIS_HASH);
+            for pair in events.windows(2) {
+                assert_eq!(pair[1].prev_hash, pair[0].hash().unwrap());
+                assert_eq!(pair[1].seq, pair[0].seq + 1);
+                assert!(pair[1].time > pair[0].time);
+            }
+        }
+    }
+
+    #[test]
+    fn new_health_statuses_have_their_wire_names() {
+        let v = serde_json::to_value(camera_watch(false)).unwrap();
+        assert_eq!(v["status"], "camera_watch");
+        assert_eq!(v["state"], "degraded");
+        let v = serde_json::to_value(camera_watch(true)).unwrap();
+        assert_eq!(v["state"], "restored");
+        assert_eq!(
+            CameraWatchState::Restored.as_str(),
+            v["state"].as_str().unwrap()
+        );
+        let v = serde_json::to_value(tcc_readable()).unwrap();
+        assert_eq!(v["status"], "permission_restored");
+        assert_eq!(v["permission"], "full_disk_access");
+        // A state this version does not know is refused, not guessed.
+        let mut bad = serde_json::to_value(camera_watch(true)).unwrap();
+        bad["state"] = json!("sideways");
+        assert!(serde_json::from_value::<AgentHealth>(bad).is_err());
+    }
+
+    #[test]
+    fn camera_payloads_carry_the_camera_object() {
+        let chain = docs_camera_chain();
+        let v = serde_json::to_value(&chain[3]).unwrap();
+        let f = &v["payload"]["finding"];
+        assert_eq!(f["kind"], "camera_use");
+        assert_eq!(v["payload"]["severity_id"], 5);
+        assert_eq!(f["camera"]["incident"]["helper"]["port"], 19421);
+        assert_eq!(f["camera"]["incident"]["seconds_before"], 3);
+        // Absent optional parts are left out, not written as null.
+        assert!(f["camera"].get("database").is_none());
+        assert!(f["camera"].get("duration_seconds").is_none());
+        let v = serde_json::to_value(&chain[4]).unwrap();
+        assert_eq!(v["payload"]["activity_id"], 3);
+        assert_eq!(v["payload"]["finding"]["camera"]["duration_seconds"], 95);
+        // The session's start and end pair up at the collector.
+        assert_eq!(
+            v["payload"]["finding_info"]["uid"],
+            serde_json::to_value(&chain[3]).unwrap()["payload"]["finding_info"]["uid"]
+        );
+        let v = serde_json::to_value(&chain[2]).unwrap();
+        assert_eq!(v["payload"]["finding"]["kind"], "camera_grant");
+        assert_eq!(
+            v["payload"]["finding"]["camera"]["client_type"],
+            "bundle_id"
+        );
+        assert!(v["payload"]["finding"]["camera"].get("incident").is_none());
+    }
+
+    /// docs/events.md shows the camera samples as they are written now:
+    /// each `<!-- generated:NAME -->` block of [`docs_camera_examples`]
+    /// must equal the pretty JSON of its event. Rewrite the blocks with
+    /// `LENSCAP_BLESS=1 cargo test -p lenscap-events --lib docs_camera`
+    /// (the other blocks: `--test docs_examples`) and read the diff.
+    #[test]
+    fn docs_camera_blocks_are_current() {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/events.md");
+        let doc = std::fs::read_to_string(&path).unwrap();
+        let mut want = doc.clone();
+        for (name, event) in docs_camera_examples() {
+            let content = format!(
+                "```json\n{}\n```",
+                serde_json::to_string_pretty(&event).unwrap()
+            );
+            let open = format!("<!-- generated:{name} -->");
+            let start = want
+                .find(&open)
+                .unwrap_or_else(|| panic!("docs/events.md has no `{open}` marker"))
+                + open.len();
+            let end = start
+                + want[start..]
+                    .find("<!-- /generated -->")
+                    .unwrap_or_else(|| panic!("`{open}` is not closed"));
+            want = format!("{}\n{}\n{}", &want[..start], content, &want[end..]);
+        }
+        if std::env::var_os("LENSCAP_BLESS").is_some() {
+            std::fs::write(&path, &want).unwrap();
+            return;
+        }
+        if want != doc {
+            let first = want
+                .lines()
+                .zip(doc.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            panic!(
+                "docs/events.md camera examples are out of date from line {} on; rerun with LENSCAP_BLESS=1 and review the diff",
+                first + 1
+            );
         }
     }
 
@@ -440,12 +818,13 @@ mod tests {
         /// by whatever, reading never panics, and what reads also hashes.
         #[test]
         fn mutated_events_never_panic(
-            which in 0usize..5,
+            which in 0usize..12,
             at in proptest::prelude::any::<proptest::sample::Index>(),
             leaf in arb_leaf(),
         ) {
             let mut events = docs_chain();
             events.push(event(&host(), 5, 1, Mode::Monitor, Body::ProcessRemediation(kill_zoom(true))));
+            events.extend(docs_camera_chain());
             let mut v = serde_json::to_value(&events[which]).unwrap();
             let mut ps = Vec::new();
             pointers(&v, String::new(), &mut ps);

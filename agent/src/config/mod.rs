@@ -55,6 +55,11 @@ pub const KEYS: &[&str] = &[
     "LoginItems",
     "Probe",
     "ProbeTimeoutMillis",
+    "TCCDatabases",
+    "CameraWatch",
+    "CameraDevices",
+    "CameraCorrelationSeconds",
+    "LogPath",
     "MaxPlistBytes",
     "MaxRemediationsPerHour",
     "PlaceholderBlock",
@@ -418,6 +423,70 @@ mod tests {
     }
 
     #[test]
+    fn camera_keys_load_apply_and_show() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "c.plist",
+            &plist_xml(
+                "<key>TCCDatabases</key><array><string>/t/Users/*/TCC.db</string></array>\
+                 <key>CameraWatch</key><false/>\
+                 <key>CameraDevices</key><array><string>/t/dev/video*</string>\
+                 <string>/t/dev/cam{0,1}</string></array>\
+                 <key>CameraCorrelationSeconds</key><integer>0</integer>\
+                 <key>LogPath</key><string>/t/bin/log</string>",
+            ),
+        );
+        let loaded = load(&Sources::explicit(&file)).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let c = &loaded.config;
+        assert_eq!(c.tcc_databases, ["/t/Users/*/TCC.db"]);
+        assert!(!c.camera_watch);
+        assert_eq!(c.camera_devices, ["/t/dev/video*", "/t/dev/cam{0,1}"]);
+        assert_eq!(c.camera_correlation_seconds, 0);
+        assert_eq!(c.log_path, PathBuf::from("/t/bin/log"));
+        for key in [
+            "TCCDatabases",
+            "CameraWatch",
+            "CameraDevices",
+            "CameraCorrelationSeconds",
+            "LogPath",
+        ] {
+            assert_eq!(loaded.origins[key], Origin::File(file.clone()), "{key}");
+        }
+        // Everything else stays at its default.
+        let rest = Config {
+            tcc_databases: Config::default().tcc_databases,
+            camera_watch: true,
+            camera_devices: Config::default().camera_devices,
+            camera_correlation_seconds: 10,
+            log_path: "/usr/bin/log".into(),
+            ..c.clone()
+        };
+        assert_eq!(rest, Config::default());
+        let json = to_json(&loaded);
+        assert_eq!(
+            json["keys"]["CameraWatch"]["value"],
+            serde_json::json!(false)
+        );
+        assert_eq!(
+            json["keys"]["CameraDevices"]["value"],
+            serde_json::json!(["/t/dev/video*", "/t/dev/cam{0,1}"])
+        );
+        assert_eq!(
+            json["keys"]["LogPath"]["value"],
+            serde_json::json!("/t/bin/log")
+        );
+        let text = render_show(&loaded);
+        assert!(text.contains("- /t/Users/*/TCC.db\n"), "{text}");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("CameraCorrelationSeconds "))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    }
+
+    #[test]
     fn missing_explicit_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let err = load(&Sources::explicit(dir.path().join("nope.plist"))).unwrap_err();
@@ -524,10 +593,21 @@ mod tests {
         let loaded = load(&Sources::explicit(fixture("example.plist"))).unwrap();
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         assert_eq!(loaded.config.rules.len(), 3);
+        let mut previous = 0;
         for key in KEYS {
+            let section = docs.find(&format!("### `{key}`\n"));
+            let Some(at) = section else {
+                panic!("docs/configuration.md lacks a section for {key}");
+            };
             assert!(
-                docs.contains(&format!("### `{key}`")),
-                "docs/configuration.md lacks a section for {key}"
+                at > previous,
+                "docs/configuration.md: the {key} section is out of KEYS order"
+            );
+            previous = at;
+            let row = format!("| [`{key}`](#{}) |", key.to_ascii_lowercase());
+            assert!(
+                docs.contains(&row),
+                "docs/configuration.md lacks the table row {row}"
             );
         }
     }

@@ -11,7 +11,8 @@ use serde_json::{Map, Value, json};
 
 use super::{Config, KEYS, Loaded, Mode, Rule, RuleAction};
 
-const KEY_WIDTH: usize = 20;
+/// The longest key plus two spaces, so no key runs into its value.
+const KEY_WIDTH: usize = longest_key() + 2;
 const VALUE_WIDTH: usize = 40;
 
 /// The effective value of one top-level key, plist-shaped. `None` when
@@ -32,6 +33,11 @@ pub fn effective_value(config: &Config, key: &str) -> Option<Value> {
         "LoginItems" => json!(config.login_items),
         "Probe" => json!(config.probe),
         "ProbeTimeoutMillis" => json!(config.probe_timeout_ms),
+        "TCCDatabases" => json!(config.tcc_databases),
+        "CameraWatch" => json!(config.camera_watch),
+        "CameraDevices" => json!(config.camera_devices),
+        "CameraCorrelationSeconds" => json!(config.camera_correlation_seconds),
+        "LogPath" => path(&config.log_path),
         "MaxPlistBytes" => json!(config.max_plist_bytes),
         "MaxRemediationsPerHour" => json!(config.max_remediations_per_hour),
         "PlaceholderBlock" => json!(config.placeholder_block),
@@ -105,6 +111,18 @@ pub fn render_show(loaded: &Loaded) -> String {
         }
     }
     out
+}
+
+const fn longest_key() -> usize {
+    let mut longest = 0;
+    let mut i = 0;
+    while i < KEYS.len() {
+        if KEYS[i].len() > longest {
+            longest = KEYS[i].len();
+        }
+        i += 1;
+    }
+    longest
 }
 
 fn mode_name(mode: Mode) -> &'static str {
@@ -249,7 +267,16 @@ mod tests {
         let text = render_show(&l);
         let json = to_json(&l).to_string();
         assert!(!text.contains("s3cr3t") && !json.contains("s3cr3t"));
-        assert!(text.contains("EnrollmentSecret    (set)"), "{text}");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("EnrollmentSecret "))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            line["EnrollmentSecret".len()..]
+                .trim_start()
+                .starts_with("(set) "),
+            "{line}"
+        );
         assert_eq!(
             to_json(&l)["keys"]["EnrollmentSecret"]["value"],
             json!("(set)")
@@ -281,6 +308,32 @@ mod tests {
             text.lines().filter(|l| !l.starts_with(' ')).count(),
             KEYS.len() + 2
         );
+    }
+
+    #[test]
+    fn every_key_is_followed_by_space_and_values_align() {
+        let text = render_show(&loaded());
+        let key_lines: Vec<&str> = text
+            .lines()
+            .filter(|l| KEYS.iter().any(|k| l.starts_with(k)))
+            .collect();
+        assert_eq!(key_lines.len(), KEYS.len(), "{text}");
+        for (key, line) in KEYS.iter().zip(&key_lines) {
+            // The key, at least two spaces, then the value column (which
+            // may be empty: an unset string).
+            let (column, value) = line.split_at(KEY_WIDTH);
+            assert_eq!(column.trim_end(), *key, "{line:?}");
+            assert!(
+                column.ends_with("  "),
+                "{key} runs into its value: {line:?}"
+            );
+            assert!(
+                !value.starts_with(' ') || value.trim_start().starts_with('('),
+                "{line:?}"
+            );
+        }
+        assert!(KEYS.contains(&"CameraCorrelationSeconds"));
+        assert!(KEY_WIDTH >= "CameraCorrelationSeconds".len() + 2);
     }
 
     #[test]

@@ -34,6 +34,11 @@ pub(crate) enum Setting {
     LoginItems(bool),
     Probe(bool),
     ProbeTimeoutMillis(u64),
+    TccDatabases(Vec<String>),
+    CameraWatch(bool),
+    CameraDevices(Vec<String>),
+    CameraCorrelationSeconds(u64),
+    LogPath(PathBuf),
     MaxPlistBytes(u64),
     MaxRemediationsPerHour(u64),
     PlaceholderBlock(bool),
@@ -50,6 +55,9 @@ pub(crate) enum Setting {
 
 pub(crate) const SWEEP_SECONDS: RangeInclusive<u64> = 1..=3600;
 pub(crate) const PROBE_TIMEOUT_MILLIS: RangeInclusive<u64> = 10..=10_000;
+/// 0 turns correlation off; past five minutes a camera session and an
+/// earlier connection are no longer plausibly one incident.
+pub(crate) const CAMERA_CORRELATION_SECONDS: RangeInclusive<u64> = 0..=300;
 /// Below 1 KiB not even a minimal launchd plist fits; above 64 MiB no
 /// launchd plist is legitimate and reading it is a memory risk for a daemon.
 pub(crate) const MAX_PLIST_BYTES: RangeInclusive<u64> = 1024..=64 * 1024 * 1024;
@@ -77,6 +85,11 @@ impl Setting {
             Setting::LoginItems(_) => "LoginItems",
             Setting::Probe(_) => "Probe",
             Setting::ProbeTimeoutMillis(_) => "ProbeTimeoutMillis",
+            Setting::TccDatabases(_) => "TCCDatabases",
+            Setting::CameraWatch(_) => "CameraWatch",
+            Setting::CameraDevices(_) => "CameraDevices",
+            Setting::CameraCorrelationSeconds(_) => "CameraCorrelationSeconds",
+            Setting::LogPath(_) => "LogPath",
             Setting::MaxPlistBytes(_) => "MaxPlistBytes",
             Setting::MaxRemediationsPerHour(_) => "MaxRemediationsPerHour",
             Setting::PlaceholderBlock(_) => "PlaceholderBlock",
@@ -107,6 +120,11 @@ impl Setting {
             Setting::LoginItems(v) => config.login_items = v,
             Setting::Probe(v) => config.probe = v,
             Setting::ProbeTimeoutMillis(v) => config.probe_timeout_ms = v,
+            Setting::TccDatabases(v) => config.tcc_databases = v,
+            Setting::CameraWatch(v) => config.camera_watch = v,
+            Setting::CameraDevices(v) => config.camera_devices = v,
+            Setting::CameraCorrelationSeconds(v) => config.camera_correlation_seconds = v,
+            Setting::LogPath(v) => config.log_path = v,
             Setting::MaxPlistBytes(v) => config.max_plist_bytes = v,
             Setting::MaxRemediationsPerHour(v) => config.max_remediations_per_hour = v,
             Setting::PlaceholderBlock(v) => config.placeholder_block = v,
@@ -186,6 +204,13 @@ pub(crate) fn parse_key(
         "ProbeTimeoutMillis" => ctx
             .integer(key, value, PROBE_TIMEOUT_MILLIS)
             .map(Setting::ProbeTimeoutMillis),
+        "TCCDatabases" => ctx.path_globs(key, value).map(Setting::TccDatabases),
+        "CameraWatch" => ctx.boolean(key, value).map(Setting::CameraWatch),
+        "CameraDevices" => ctx.device_globs(key, value).map(Setting::CameraDevices),
+        "CameraCorrelationSeconds" => ctx
+            .integer(key, value, CAMERA_CORRELATION_SECONDS)
+            .map(Setting::CameraCorrelationSeconds),
+        "LogPath" => ctx.absolute_path(key, value).map(Setting::LogPath),
         "MaxPlistBytes" => ctx
             .integer(key, value, MAX_PLIST_BYTES)
             .map(Setting::MaxPlistBytes),
@@ -455,6 +480,152 @@ mod tests {
         let text = err("TempDirs", s("/tmp"));
         assert!(
             text.contains("TempDirs is \"/tmp\", expected an array of absolute paths or globs"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn camera_keys_accept_valid_values() {
+        let tcc = vec![
+            s("/Library/Application Support/com.apple.TCC/TCC.db"),
+            s("/Users/*/Library/Application Support/com.apple.TCC/TCC.db"),
+        ];
+        assert_eq!(
+            one("TCCDatabases", Value::Array(tcc)).unwrap(),
+            vec![Setting::TccDatabases(vec![
+                "/Library/Application Support/com.apple.TCC/TCC.db".into(),
+                "/Users/*/Library/Application Support/com.apple.TCC/TCC.db".into(),
+            ])]
+        );
+        assert_eq!(
+            one("CameraWatch", Value::Boolean(false)).unwrap(),
+            vec![Setting::CameraWatch(false)]
+        );
+        // Alternation is rule-path glob syntax, which is how devices match.
+        assert_eq!(
+            one(
+                "CameraDevices",
+                Value::Array(vec![s("/dev/video*"), s("/dev/{media,v4l}/**")])
+            )
+            .unwrap(),
+            vec![Setting::CameraDevices(vec![
+                "/dev/video*".into(),
+                "/dev/{media,v4l}/**".into()
+            ])]
+        );
+        assert_eq!(
+            one("CameraDevices", Value::Array(vec![])).unwrap(),
+            vec![Setting::CameraDevices(vec![])]
+        );
+        for n in [0, 10, 300] {
+            assert_eq!(
+                one("CameraCorrelationSeconds", int(n)).unwrap(),
+                vec![Setting::CameraCorrelationSeconds(n as u64)]
+            );
+        }
+        assert_eq!(
+            one("LogPath", s("/opt/test/log")).unwrap(),
+            vec![Setting::LogPath(PathBuf::from("/opt/test/log"))]
+        );
+    }
+
+    #[test]
+    fn camera_keys_reject_wrong_types_and_ranges() {
+        assert!(
+            err("CameraWatch", s("true"))
+                .contains("CameraWatch is \"true\", expected a boolean (<true/> or <false/>)")
+        );
+        assert!(
+            err("CameraCorrelationSeconds", int(301))
+                .contains("CameraCorrelationSeconds is 301, expected an integer 0..=300")
+        );
+        assert!(
+            err("CameraCorrelationSeconds", int(-1))
+                .contains("CameraCorrelationSeconds is -1, expected an integer 0..=300")
+        );
+        assert!(
+            err("CameraCorrelationSeconds", s("10"))
+                .contains("CameraCorrelationSeconds is \"10\", expected an integer 0..=300")
+        );
+        let text = err(
+            "TCCDatabases",
+            s("/Library/Application Support/com.apple.TCC/TCC.db"),
+        );
+        assert!(
+            text.contains("TCCDatabases is \"/Library/Application Support/com.apple.TCC/TCC.db\", expected an array of absolute paths or globs"),
+            "{text}"
+        );
+        let text = err("CameraDevices", s("/dev/video*"));
+        assert!(
+            text.contains(
+                "CameraDevices is \"/dev/video*\", expected an array of absolute paths or globs"
+            ),
+            "{text}"
+        );
+        let text = err("CameraDevices", Value::Array(vec![int(0)]));
+        assert!(
+            text.contains(
+                "CameraDevices[0] is 0, expected an absolute path or glob starting with /"
+            ),
+            "{text}"
+        );
+        let text = err("LogPath", Value::Boolean(true));
+        assert!(
+            text.contains("LogPath is true, expected an absolute path starting with /"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn camera_paths_must_be_absolute() {
+        let text = err("LogPath", s("usr/bin/log"));
+        assert!(
+            text.contains("LogPath is \"usr/bin/log\", expected an absolute path starting with /; fix the value, or remove the key"),
+            "{text}"
+        );
+        let text = err(
+            "CameraDevices",
+            Value::Array(vec![s("/dev/video*"), s("dev/video0")]),
+        );
+        assert!(
+            text.contains("CameraDevices[1] is \"dev/video0\", expected an absolute path or glob starting with /; fix the value"),
+            "{text}"
+        );
+        let text = err(
+            "TCCDatabases",
+            Value::Array(vec![s(
+                "~/Library/Application Support/com.apple.TCC/TCC.db",
+            )]),
+        );
+        assert!(
+            text.contains("TCCDatabases[0] is \"~/Library/Application Support/com.apple.TCC/TCC.db\", expected an absolute path or glob starting with /"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn camera_globs_must_compile() {
+        let text = err("CameraDevices", Value::Array(vec![s("/dev/video[")]));
+        assert!(
+            text.contains("CameraDevices[0] is \"/dev/video[\", expected a valid glob ("),
+            "{text}"
+        );
+        // `glob::Pattern` takes an unclosed `{` literally; the matcher
+        // CameraDevices is used with does not, so that is what must judge it.
+        assert!(glob::Pattern::new("/dev/video{0,1").is_ok());
+        let text = err("CameraDevices", Value::Array(vec![s("/dev/video{0,1")]));
+        assert!(
+            text.contains("CameraDevices[0] is \"/dev/video{0,1\", expected a valid glob ("),
+            "{text}"
+        );
+        let text = err(
+            "TCCDatabases",
+            Value::Array(vec![s(
+                "/Users/[/Library/Application Support/com.apple.TCC/TCC.db",
+            )]),
+        );
+        assert!(
+            text.contains("TCCDatabases[0] is \"/Users/[/Library/Application Support/com.apple.TCC/TCC.db\", expected a valid glob ("),
             "{text}"
         );
     }

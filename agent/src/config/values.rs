@@ -186,6 +186,33 @@ impl Ctx<'_> {
     /// An array of absolute paths that may contain `glob` patterns (the
     /// crate observe expands directory lists with).
     pub(crate) fn path_globs(&self, key: &str, value: &Value) -> Result<Vec<String>, ConfigError> {
+        self.absolute_globs(key, value, |s| {
+            glob::Pattern::new(s).map(drop).map_err(|e| e.to_string())
+        })
+    }
+
+    /// `CameraDevices`: like [`Ctx::path_globs`], but each entry must compile
+    /// the way it is matched — as a [`super::compile_path_glob`] against a
+    /// descriptor's target — whose syntax differs from the `glob` crate's
+    /// (`{a,b}` alternation, for one).
+    pub(crate) fn device_globs(
+        &self,
+        key: &str,
+        value: &Value,
+    ) -> Result<Vec<String>, ConfigError> {
+        self.absolute_globs(key, value, |s| {
+            super::compile_path_glob(s)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn absolute_globs(
+        &self,
+        key: &str,
+        value: &Value,
+        compiles: impl Fn(&str) -> Result<(), String>,
+    ) -> Result<Vec<String>, ConfigError> {
         const EXPECTED_ITEM: &str = "an absolute path or glob starting with /";
         let items = value
             .as_array()
@@ -197,7 +224,7 @@ impl Ctx<'_> {
             if !s.starts_with('/') || s.contains('\0') {
                 return Err(self.invalid(&item_key, item, EXPECTED_ITEM));
             }
-            if let Err(err) = glob::Pattern::new(s) {
+            if let Err(err) = compiles(s) {
                 return Err(self.invalid(&item_key, item, format!("a valid glob ({err})")));
             }
             out.push(s.to_string());

@@ -6,10 +6,10 @@
 //! of every cycle: an event is lost only if the daemon dies while the disk
 //! is full, and then the collector sees the gap.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lenscap_events::{Body, BreakerState, FindingActivity, Mode as EvMode};
+use lenscap_events::{Body, BreakerState, CameraWatchState, FindingActivity, Mode as EvMode};
 
 use super::DaemonError;
 use crate::act::execute::StepEvent;
@@ -158,6 +158,45 @@ impl Reporter {
             FindingActivity::Create
         };
         self.record(convert::detection_finding(f, activity, convert::mode(mode)));
+    }
+
+    /// A camera session started (`started`: activity Create) or stopped
+    /// (activity Close; the caller sets `f.camera.duration_seconds`).
+    /// Unlike [`Reporter::finding`], called for every session, allowed
+    /// ones included: a security team wants every use of the camera on
+    /// record.
+    pub(super) fn camera_use(&mut self, f: &Finding, mode: Mode, started: bool) {
+        let activity = if started {
+            FindingActivity::Create
+        } else {
+            FindingActivity::Close
+        };
+        self.record(convert::detection_finding(f, activity, convert::mode(mode)));
+    }
+
+    /// A TCC database cannot be read (Full Disk Access missing): health
+    /// `permission_missing` for `full_disk_access`. `detail` says why and
+    /// what to deploy; `database` is put in front unless it names it.
+    pub(super) fn tcc_unreadable(&mut self, database: &Path, detail: &str) {
+        self.record(convert::tcc_unreadable(database, detail));
+    }
+
+    /// A TCC database reported unreadable can be read again: health
+    /// `permission_restored` for `full_disk_access`.
+    pub(super) fn tcc_readable(&mut self, database: &Path) {
+        self.record(convert::tcc_readable(database));
+    }
+
+    /// The camera-use source (macOS: the `log stream` child) failed
+    /// (`healthy` false: `camera_watch` degraded) or works again
+    /// (restored).
+    pub(super) fn camera_watch(&mut self, healthy: bool, detail: &str) {
+        let state = if healthy {
+            CameraWatchState::Restored
+        } else {
+            CameraWatchState::Degraded
+        };
+        self.record(convert::camera_watch(state, detail));
     }
 
     /// Monitor mode: every step of the plan as "would do".
@@ -378,5 +417,129 @@ fn bodies(
         // The notice itself is in the journal and the log; it changes
         // nothing on the machine, so it is not a remediation event.
         Step::Notify { .. } => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lenscap_events::{Event, FindingKind, HealthStatus, samples};
+
+    use super::*;
+
+    fn reporter(dir: &Path) -> Reporter {
+        let config = Config {
+            state_dir: dir.to_path_buf(),
+            ..Config::default()
+        };
+        let host = HostInfo {
+            hostname: "test".into(),
+            os: "Linux".into(),
+            os_version: None,
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            signatures_supported: false,
+        };
+        Reporter::open(&config, &host).unwrap()
+    }
+
+    fn session(verdict: crate::model::Verdict) -> Finding {
+        let mut f: Finding = serde_json::from_value(
+            serde_json::to_value(samples::camera_incident().finding).unwrap(),
+        )
+        .unwrap();
+        f.verdict = verdict;
+        f
+    }
+
+    #[test]
+    fn camera_and_tcc_news_reach_the_outbox_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = reporter(dir.path());
+        let db = Path::new("/Users/jdoe/Library/Application Support/com.apple.TCC/TCC.db");
+        // An allowed session is recorded too, start and stop.
+        let mut allowed = session(crate::model::Verdict::Allow);
+        allowed.camera.as_mut().unwrap().incident = None;
+        r.camera_use(&allowed, Mode::Monitor, true);
+        allowed.camera.as_mut().unwrap().duration_seconds = Some(12);
+        r.camera_use(&allowed, Mode::Monitor, false);
+        r.tcc_unreadable(db, "deploy the PPPC profile");
+        r.tcc_readable(db);
+        r.camera_watch(false, "log stream exited with status 1");
+        r.camera_watch(true, "log stream is running again");
+
+        let events: Vec<Event> = r.outbox.pending(100).unwrap();
+        assert_eq!(events.len(), 6, "{events:#?}");
+        let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+        let Body::DetectionFinding(start) = &events[0].body else {
+            panic!("{:?}", events[0].body)
+        };
+        let Body::DetectionFinding(stop) = &events[1].body else {
+            panic!("{:?}", events[1].body)
+        };
+        assert_eq!(start.finding.kind, FindingKind::CameraUse);
+        assert_eq!(start.activity, FindingActivity::Create);
+        assert_eq!(stop.activity, FindingActivity::Close);
+        assert_eq!(start.finding_info.uid, stop.finding_info.uid);
+        assert_eq!(
+            stop.message,
+            "Camera no longer in use by zoom.us (pid 4242) after 12 s"
+        );
+        let statuses: Vec<&HealthStatus> = events[2..]
+            .iter()
+            .map(|e| match &e.body {
+                Body::AgentHealth(h) => &h.status,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert!(matches!(
+            statuses[0],
+            HealthStatus::PermissionMissing { permission, detail }
+                if permission == "full_disk_access" && detail.contains("TCC.db: deploy the PPPC profile")
+        ));
+        assert!(matches!(
+            statuses[1],
+            HealthStatus::PermissionRestored { permission, .. } if permission == "full_disk_access"
+        ));
+        assert_eq!(
+            statuses[2],
+            &HealthStatus::CameraWatch {
+                state: CameraWatchState::Degraded,
+                detail: "log stream exited with status 1".into()
+            }
+        );
+        assert!(matches!(
+            statuses[3],
+            HealthStatus::CameraWatch {
+                state: CameraWatchState::Restored,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_remediated_session_says_contained_in_remediate_mode_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = reporter(dir.path());
+        let f = session(crate::model::Verdict::Remediate);
+        r.camera_use(&f, Mode::Remediate, true);
+        r.camera_use(&f, Mode::Monitor, true);
+        let events = r.outbox.pending(10).unwrap();
+        let messages: Vec<&str> = events
+            .iter()
+            .map(|e| match &e.body {
+                Body::DetectionFinding(d) => d.message.as_str(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert!(
+            messages[0].ends_with("; contained with it"),
+            "{}",
+            messages[0]
+        );
+        assert!(
+            messages[1].ends_with("(monitor mode: left in place)"),
+            "{}",
+            messages[1]
+        );
     }
 }

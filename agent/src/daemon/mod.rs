@@ -15,6 +15,7 @@
 //! never waits on the network and stays the only writer of the outbox and
 //! the judge's policy.
 
+mod camera;
 mod events;
 pub mod status;
 pub mod sweep;
@@ -37,13 +38,14 @@ use crate::act::plan::{self, PlanOptions};
 use crate::act::quarantine::{QuarantineError, Vault, placeholder_block};
 use crate::config::{self, Config, ConfigError, Loaded, Mode, Sources};
 use crate::judge::{self, JudgeError, Policy};
-use crate::model::{Finding, ProcessIdentity, Verdict};
+use crate::model::{Finding, FindingKind, ProcessIdentity, Verdict};
 use crate::observe::signing::SignatureCache;
 use crate::platform::{Native, Platform, PlatformError, SignalOutcome};
 use crate::report::outbox::OutboxError;
 use crate::report::policy_sync::FleetAdditions;
 use crate::report::upload::worker::Notice;
 
+use self::camera::{CameraHealth, CameraWatch, SessionChange};
 use self::events::{Deliverer, Reporter};
 use self::status::{RecentAction, Status};
 use self::sweep::SweepState;
@@ -203,6 +205,26 @@ struct Daemon {
     deliverer: Deliverer,
     /// The policy changed: judge the next sweep even if the machine did not.
     rejudge: bool,
+    /// Grants, camera sessions and connections to flagged helpers.
+    camera: CameraWatch,
+    /// Listeners the last judgement flagged for remediation: connections
+    /// to these are what a camera session is correlated with.
+    flagged: std::collections::BTreeSet<(std::net::IpAddr, u16)>,
+    /// The last camera_use finding of each open session, for its stop event.
+    sessions: BTreeMap<SessionKey, Finding>,
+}
+
+/// A camera session across sweeps: its pid, or its bundle id when the log
+/// named no pid, and its device. Unique among open sessions (one process
+/// holding one device is one session).
+type SessionKey = (Option<u32>, Option<String>, Option<PathBuf>);
+
+fn session_key_of_change(c: &SessionChange) -> SessionKey {
+    (
+        c.pid,
+        c.pid.is_none().then(|| c.bundle_id.clone()).flatten(),
+        c.device.clone(),
+    )
 }
 
 impl Daemon {
@@ -252,6 +274,8 @@ impl Daemon {
             quarantined: 0,
             guarded_paths: guard.entries().len(),
             outbox_pending: None,
+            camera_sessions: 0,
+            privacy_grants: 0,
             running: true,
             recent: Vec::new(),
         };
@@ -278,6 +302,9 @@ impl Daemon {
             status,
             deliverer,
             rejudge: false,
+            camera: CameraWatch::new(),
+            flagged: Default::default(),
+            sessions: BTreeMap::new(),
         };
         d.recover();
         d.write_status();
@@ -337,14 +364,29 @@ impl Daemon {
 
     /// One observe → judge → act → report pass.
     fn cycle(&mut self) {
-        let swept = self.sweep.sweep(
+        let mut swept = self.sweep.sweep(
             &self.platform,
             &self.loaded.config,
             &self.cache,
             Instant::now(),
         );
-        for e in &swept.errors {
+        let cam = self.camera.sweep(
+            &self.platform,
+            &self.loaded.config,
+            &self.cache,
+            &self.flagged,
+            unix_now_us(),
+        );
+        for e in swept.errors.iter().chain(&cam.errors) {
             tracing::debug!(source = %e.source, message = %e.message, "observe");
+        }
+        self.camera_health(cam.health);
+        let obs = &mut swept.observations;
+        obs.grants = cam.grants;
+        obs.camera_sessions = cam.sessions;
+        obs.connections = cam.connections;
+        for (pid, p) in cam.processes {
+            obs.processes.entry(pid).or_insert(p);
         }
         {
             // One hold for reading what `quarantine restore` may have
@@ -355,10 +397,20 @@ impl Daemon {
             self.reload_local_state();
             self.handle_reinstalls();
         }
-        if swept.changed || std::mem::take(&mut self.rejudge) {
+        if swept.changed || cam.changed || std::mem::take(&mut self.rejudge) {
             let findings = judge::judge(&self.policy, &swept.observations);
+            self.flagged = findings
+                .iter()
+                .filter(|f| f.kind == FindingKind::Listener && f.verdict == Verdict::Remediate)
+                .filter_map(|f| f.listener.as_ref().map(|l| (l.address, l.port)))
+                .collect();
             self.report_findings(&findings);
+            // Before acting: the camera session of a helper about to be
+            // contained is on record before the kill ends it.
+            self.report_camera(&findings, &cam.changes);
             self.act_on(&findings);
+            self.status.camera_sessions = swept.observations.camera_sessions.len();
+            self.status.privacy_grants = swept.observations.grants.len();
             self.status.listeners = swept.observations.listeners.len();
             self.status.persistence_items = swept.observations.persistence.len();
             self.status.findings_report = count(&findings, Verdict::Report);
@@ -405,7 +457,12 @@ impl Daemon {
 
     fn report_findings(&mut self, findings: &[Finding]) {
         let mut current = HashMap::new();
-        for f in findings.iter().filter(|f| f.verdict != Verdict::Allow) {
+        // Camera sessions are reported by `report_camera`, at their start
+        // and stop, allowed ones included.
+        for f in findings
+            .iter()
+            .filter(|f| f.verdict != Verdict::Allow && f.kind != FindingKind::CameraUse)
+        {
             let uid = crate::report::convert::finding_uid(f);
             let previous = self.reported.get(&uid).copied();
             if previous != Some(f.verdict) {
@@ -415,6 +472,68 @@ impl Daemon {
             current.insert(uid, f.verdict);
         }
         self.reported = current;
+    }
+
+    /// A camera_use event for every session that started or stopped, and
+    /// an update when a running session's verdict changed (its helper was
+    /// flagged after the camera turned on).
+    fn report_camera(&mut self, findings: &[Finding], changes: &[SessionChange]) {
+        let mode = self.status.effective_mode;
+        let current: BTreeMap<SessionKey, &Finding> = findings
+            .iter()
+            .filter(|f| f.kind == FindingKind::CameraUse)
+            .filter_map(|f| session_key_of_finding(f).map(|k| (k, f)))
+            .collect();
+        for c in changes.iter().filter(|c| !c.started) {
+            let key = session_key_of_change(c);
+            if let Some(mut f) = self.sessions.remove(&key) {
+                if let Some(cam) = f.camera.as_mut() {
+                    cam.duration_seconds = c.duration_us.map(|us| us / 1_000_000);
+                }
+                self.reporter.camera_use(&f, mode, false);
+            }
+        }
+        for c in changes.iter().filter(|c| c.started) {
+            let key = session_key_of_change(c);
+            if let Some(f) = current.get(&key) {
+                self.reporter.camera_use(f, mode, true);
+                self.sessions.insert(key, (*f).clone());
+            }
+        }
+        for (key, f) in &current {
+            if let Some(known) = self.sessions.get_mut(key)
+                && (known.verdict != f.verdict || known.severity != f.severity)
+            {
+                *known = (*f).clone();
+                self.reporter.finding(f, mode, true);
+            }
+        }
+        // Sessions that vanished without a stop (a restarted watcher).
+        self.sessions.retain(|k, _| current.contains_key(k));
+    }
+
+    fn camera_health(&mut self, notes: Vec<CameraHealth>) {
+        for note in notes {
+            match note {
+                CameraHealth::TccUnreadable(p) => {
+                    tracing::warn!(database = %p.database.display(), "{}", p.detail);
+                    self.reporter.tcc_unreadable(&p.database, &p.detail);
+                }
+                CameraHealth::TccReadable(db) => {
+                    tracing::info!(database = %db.display(), "TCC database readable again");
+                    self.reporter.tcc_readable(&db);
+                }
+                CameraHealth::WatchDegraded(why) => {
+                    tracing::warn!("camera watch degraded: {why}");
+                    self.reporter.camera_watch(false, &why);
+                }
+                CameraHealth::WatchRestored => {
+                    tracing::info!("camera watch restored");
+                    self.reporter
+                        .camera_watch(true, "the camera log stream is running again");
+                }
+            }
+        }
     }
 
     fn effective_mode(&mut self) -> Mode {
@@ -714,6 +833,25 @@ impl Daemon {
             None => false,
         }
     }
+}
+
+/// The session a camera_use finding is about, keyed like a change.
+fn session_key_of_finding(f: &Finding) -> Option<SessionKey> {
+    let cam = f.camera.as_ref()?;
+    let pid = cam.pid.or(f.process.as_ref().map(|p| p.pid));
+    // Without a pid the judge names the session by its bundle id.
+    Some((
+        pid,
+        pid.is_none().then(|| cam.client.clone()),
+        cam.device.clone(),
+    ))
+}
+
+fn unix_now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// Device, inode, mtime, ctime of a file: what changes when it is replaced.

@@ -44,6 +44,12 @@ pub struct Status {
     pub quarantined: usize,
     pub guarded_paths: usize,
     pub outbox_pending: Option<u64>,
+    /// Camera sessions open at the last judgement.
+    #[serde(default)]
+    pub camera_sessions: usize,
+    /// Privacy grants read from the TCC databases.
+    #[serde(default)]
+    pub privacy_grants: usize,
     /// false once the daemon has stopped cleanly.
     pub running: bool,
     pub recent: Vec<RecentAction>,
@@ -104,6 +110,8 @@ mod tests {
             quarantined: 0,
             guarded_paths: 0,
             outbox_pending: None,
+            camera_sessions: 0,
+            privacy_grants: 0,
             running: true,
             recent: Vec::new(),
         };

@@ -207,9 +207,9 @@ impl SweepState {
             home_dirs,
             agent_pid: std::process::id(),
             agent_exe: std::env::current_exe().ok(),
-        grants: Vec::new(),
-        camera_sessions: Vec::new(),
-        connections: Vec::new(),
+            grants: Vec::new(),
+            camera_sessions: Vec::new(),
+            connections: Vec::new(),
         }
     }
 }

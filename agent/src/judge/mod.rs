@@ -49,6 +49,45 @@
 //! factor (max high); remediate → high, critical with any aggravating
 //! factor (CORS `*` or reflected Origin, image answers, KeepAlive /
 //! RunAtLoad / login item).
+//!
+//! # Camera (`camera`)
+//!
+//! Judged last, against the *flagged helpers*: this pass's listener and
+//! persistence findings that say remediate. Every privacy grant and every
+//! open camera session gives exactly one finding. lenscap never acts on a
+//! camera finding by itself (act ignores them): a session in a helper's
+//! tree ends when the helper's tree is terminated; a grant is never revoked.
+//!
+//! A **camera session** (`camera_use`):
+//! 1. Its process is a flagged helper, descends from one (parent chain,
+//!    cycle-safe and bounded), or runs a flagged helper's program →
+//!    remediate, critical, with the helper's rule. The never-list still
+//!    holds: PID 0/1, the agent, Apple platform binaries and `/System` (or
+//!    a session whose process cannot be seen) are lowered to report, still
+//!    critical.
+//! 2. Else it began at most `CameraCorrelationSeconds` after a connection
+//!    to a flagged helper's port (never before the connection; 0 turns
+//!    this off) → report, critical, with the `incident` (the latest such
+//!    connection). A tied session (1.) carries the incident too when one
+//!    qualifies.
+//! 3. Else allow, info. An admin allow rule matching the camera user does
+//!    not lower 1 or 2: the helper is what is flagged, not the user.
+//!
+//! A **privacy grant** (`camera_grant`; camera, microphone, screen capture,
+//! Full Disk Access):
+//! 1. It gives access and its client is a flagged helper (a path: the
+//!    helper's program or inside its bundle; a bundle id: a helper's
+//!    signing identifier, its persistence label, associated or parent
+//!    bundle ids) → report with the helper's rule; critical for camera,
+//!    microphone and screen capture, high for Full Disk Access.
+//! 2. It gives access and an admin deny rule matches the client → report,
+//!    high, with the rule.
+//! 3. It gives access and is new since the previous read of its database
+//!    → report, medium (all four services: a new Full Disk Access grant is
+//!    no less worth a look) — unless an admin allow rule matches the
+//!    client (bundle id → `BundleID`/`SigningID`, path → `Path`): allow,
+//!    with the rule id.
+//! 4. Else allow, info, one line saying who may (or is denied) what.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -56,6 +95,7 @@ use std::path::PathBuf;
 
 use crate::model::{Finding, HttpProbe, Listener, PersistenceItem, ProcessIdentity};
 
+mod camera;
 mod catalog;
 mod catalog_match;
 mod correlate;
@@ -172,9 +212,11 @@ pub enum JudgeError {
     CatalogEntry { id: String, problem: String },
 }
 
-/// Judge one observation pass: exactly one finding per listener and one per
-/// persistence item, strongest verdict first, then listeners by port and
-/// persistence by path. Pure: the same inputs give the same output.
+/// Judge one observation pass: exactly one finding per listener, per
+/// persistence item, per privacy grant and per camera session, strongest
+/// verdict first, then listeners by port, persistence by path, camera
+/// sessions and grants by their own fields. Pure: the same inputs give the
+/// same output.
 pub fn judge(policy: &Policy, obs: &Observations) -> Vec<Finding> {
     let links = correlate::link(obs);
     let facts: Vec<items::ItemFacts> = obs
@@ -189,6 +231,12 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Vec<Finding> {
         .map(|ii| persistence::judge_item(policy, obs, &links, &facts[ii], &listeners, ii))
         .collect();
     findings.extend(listeners.into_iter().map(|j| j.finding));
+    // Camera findings are judged against the helpers flagged above, taken
+    // in sorted order so the helper a finding names never depends on the
+    // order observe produced.
+    verdict::sort(&mut findings);
+    let camera = camera::judge_camera(policy, obs, &findings);
+    findings.extend(camera);
     verdict::sort(&mut findings);
     findings
 }

@@ -22,6 +22,10 @@ pub struct Policy {
     pub(crate) application_dirs: DirSet,
     /// `TempDirs`: user-writable scratch locations.
     pub(crate) temp_dirs: DirSet,
+    /// `CameraCorrelationSeconds`: a camera session that begins this soon
+    /// after a connection to a flagged helper is one incident; 0 turns the
+    /// correlation off.
+    pub(crate) camera_correlation_seconds: u64,
 }
 
 impl Policy {
@@ -34,6 +38,7 @@ impl Policy {
             catalog: Catalog::builtin()?,
             application_dirs: DirSet::new("ApplicationDirs", &config.application_dirs)?,
             temp_dirs: DirSet::new("TempDirs", &config.temp_dirs)?,
+            camera_correlation_seconds: config.camera_correlation_seconds,
         })
     }
 
@@ -111,6 +116,13 @@ mod tests {
         let policy = Policy::new(&Config::default()).unwrap();
         assert_eq!(policy.catalog().entries.len(), 14);
         assert!(policy.rules.is_empty());
+        assert_eq!(policy.camera_correlation_seconds, 10);
+        let policy = Policy::new(&Config {
+            camera_correlation_seconds: 0,
+            ..Config::default()
+        })
+        .unwrap();
+        assert_eq!(policy.camera_correlation_seconds, 0);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use super::{Observations, Policy};
+use super::{CameraSessionObservation, ConnectionSeen, GrantObservation, Observations, Policy};
 use crate::config::{Config, Rule, RuleAction};
 use crate::model::{
     AddressScope, Cors, HttpProbe, Listener, PersistenceItem, PersistenceKind, ProcessIdentity,
@@ -342,12 +342,30 @@ impl Scene {
         self
     }
 
+    pub(crate) fn grant(mut self, g: GrantObservation) -> Scene {
+        self.obs.grants.push(g);
+        self
+    }
+
+    pub(crate) fn camera(mut self, s: CameraSessionObservation) -> Scene {
+        self.obs.camera_sessions.push(s);
+        self
+    }
+
+    pub(crate) fn connection(mut self, c: ConnectionSeen) -> Scene {
+        self.obs.connections.push(c);
+        self
+    }
+
     pub(crate) fn judge(&self, policy: &Policy) -> Vec<crate::model::Finding> {
         let findings = super::judge(policy, &self.obs);
         assert_eq!(
             findings.len(),
-            self.obs.listeners.len() + self.obs.persistence.len(),
-            "one finding per listener and per persistence item"
+            self.obs.listeners.len()
+                + self.obs.persistence.len()
+                + self.obs.grants.len()
+                + self.obs.camera_sessions.len(),
+            "one finding per listener, persistence item, grant and camera session"
         );
         for f in &findings {
             assert!(!f.reasons.is_empty(), "reasons never empty: {f:?}");
@@ -386,4 +404,93 @@ pub(crate) fn of_item<'a>(
 /// All reasons as one string, for `contains` checks.
 pub(crate) fn said(f: &crate::model::Finding) -> String {
     f.reasons.join(" | ")
+}
+
+/// The per-user TCC database of [`HOME`].
+pub(crate) fn user_tcc_db() -> PathBuf {
+    PathBuf::from(home("Library/Application Support/com.apple.TCC/TCC.db"))
+}
+
+/// A macOS 14 row: user consent, last modified 2019-07-10.
+pub(crate) fn tcc_grant(
+    service: crate::parse::tcc::TccService,
+    client: &str,
+    client_type: crate::parse::tcc::TccClientType,
+    auth: crate::parse::tcc::TccAuth,
+) -> crate::parse::tcc::TccGrant {
+    crate::parse::tcc::TccGrant {
+        service,
+        client: client.into(),
+        client_type,
+        auth,
+        reason: Some(crate::parse::tcc::TccReason::UserConsent),
+        last_modified: Some(1_562_716_800),
+    }
+}
+
+/// A grant read from the user's TCC.db; `new` as the daemon's diff says.
+pub(crate) fn grant_seen(grant: crate::parse::tcc::TccGrant, new: bool) -> GrantObservation {
+    GrantObservation {
+        grant,
+        database: user_tcc_db(),
+        new,
+    }
+}
+
+/// An allowed camera grant for a bundle id.
+pub(crate) fn camera_grant(bundle_id: &str, new: bool) -> GrantObservation {
+    use crate::parse::tcc::{TccAuth, TccClientType, TccService};
+    grant_seen(
+        tcc_grant(
+            TccService::Camera,
+            bundle_id,
+            TccClientType::BundleId,
+            TccAuth::Allowed,
+        ),
+        new,
+    )
+}
+
+/// 2019-07-10T00:00:00Z, in microseconds: when the test cameras turn on.
+pub(crate) const CAMERA_T0_US: u64 = 1_562_716_800_000_000;
+
+/// A camera session of `pid` that began `offset_s` seconds after
+/// [`CAMERA_T0_US`].
+pub(crate) fn camera_session(pid: u32, offset_s: u64) -> CameraSessionObservation {
+    CameraSessionObservation {
+        pid: Some(pid),
+        bundle_id: None,
+        device: None,
+        since_unix_us: CAMERA_T0_US + offset_s * 1_000_000,
+    }
+}
+
+/// A connection to `addr:port` first seen at [`CAMERA_T0_US`] + `offset_s`.
+pub(crate) fn connection_seen(addr: &str, port: u16, offset_s: u64) -> ConnectionSeen {
+    ConnectionSeen {
+        address: addr.parse().expect("test address"),
+        port,
+        first_seen_unix_us: CAMERA_T0_US + offset_s * 1_000_000,
+    }
+}
+
+/// FaceTime as macOS ships it: an Apple platform binary in /System.
+pub(crate) fn facetime_process(pid: u32) -> ProcessIdentity {
+    apple(
+        process(
+            pid,
+            1,
+            "/System/Applications/FaceTime.app/Contents/MacOS/FaceTime",
+            "FaceTime",
+        ),
+        "com.apple.FaceTime",
+    )
+}
+
+/// All findings of one kind.
+pub(crate) fn of_kind(
+    findings: &[crate::model::Finding],
+    kind: crate::model::FindingKind,
+) -> Vec<&crate::model::Finding> {
+    findings.iter().filter(|f| f.kind == kind).collect()
 }

@@ -238,8 +238,9 @@ fn severity(verdict: Verdict, aggravating: usize, wanted_more: bool) -> Severity
 }
 
 /// Verdict (strongest first), then listeners by port and address, then
-/// persistence by path; the remaining fields break ties so the order never
-/// depends on the order observe produced.
+/// persistence by path, camera sessions by pid, client, device and start,
+/// grants by service, client and database; the remaining fields break ties
+/// so the order never depends on the order observe produced.
 pub(crate) fn sort(findings: &mut [Finding]) {
     findings.sort_by(|a, b| key(a).cmp(&key(b)));
 }
@@ -251,9 +252,38 @@ type Key<'a> = (
     Option<std::net::IpAddr>,
     Option<&'a std::path::Path>,
     Option<&'a str>,
+    Option<CameraKey<'a>>,
     Reverse<Severity>,
     &'a [String],
 );
+
+/// (session pid, service, client, grant database, session device, since):
+/// a session has no database and its service is always `camera`, a grant
+/// has no pid or device, so each kind sorts by its own fields.
+type CameraKey<'a> = (
+    Option<u32>,
+    &'a str,
+    &'a str,
+    Option<&'a std::path::Path>,
+    Option<&'a std::path::Path>,
+    Option<&'a str>,
+);
+
+fn camera_key(f: &Finding) -> Option<CameraKey<'_>> {
+    let c = f.camera.as_ref()?;
+    let pid = match f.kind {
+        FindingKind::CameraUse => f.process.as_ref().map(|p| p.pid),
+        _ => None,
+    };
+    Some((
+        pid,
+        &c.service,
+        &c.client,
+        c.database.as_deref(),
+        c.device.as_deref(),
+        c.since.as_deref(),
+    ))
+}
 
 fn key(f: &Finding) -> Key<'_> {
     (
@@ -274,6 +304,7 @@ fn key(f: &Finding) -> Key<'_> {
             .filter(|_| f.kind == FindingKind::Listener),
         f.persistence.as_ref().map(|p| p.path.as_path()),
         f.persistence.as_ref().and_then(|p| p.label.as_deref()),
+        camera_key(f),
         Reverse(f.severity),
         &f.reasons,
     )

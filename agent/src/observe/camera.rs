@@ -10,16 +10,44 @@
 //!
 //! [`CameraWatcher`] turns successive snapshots into start/stop events with
 //! durations.
+//!
+//! The unified-log mechanism (macOS) lives beside it: [`log_stream`] keeps a
+//! supervised `log stream` child feeding [`CameraFeed`]s, [`sessions`] turns
+//! its events into sessions, and [`log_show`] replays the recent log for
+//! `lenscap scan`. [`current_sessions`] picks the mechanism the platform
+//! names and answers "who has a camera open now".
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use globset::GlobMatcher;
 use serde::{Deserialize, Serialize};
 
+use crate::config::Config;
+use crate::judge::CameraSessionObservation;
+use crate::model::ScanError;
+use crate::platform::{CameraSource, Platform, PlatformError};
+
+pub mod log_show;
+pub mod log_stream;
+pub mod sessions;
 mod watcher;
 
+pub use log_show::{LogShowError, current_sessions_from_log, log_show_args};
+pub use log_stream::{CameraFeed, LogStream, LogStreamOptions};
+pub use sessions::{LogSession, LogSessionEvent, SessionTracker};
 pub use watcher::{CameraSession, CameraUseEvent, CameraWatcher};
+
+/// `ScanError::source` for camera problems.
+pub const SOURCE: &str = "camera";
+
+/// How far back `lenscap scan` reads the unified log for open sessions.
+pub const SCAN_LOG_LOOKBACK: Duration = Duration::from_secs(3600);
+
+/// How long `lenscap scan` lets `log show` run: it walks an hour of the
+/// log store, which takes seconds on a busy Mac.
+pub const SCAN_LOG_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The default `CameraDevices`: V4L2 capture nodes.
 pub const DEFAULT_CAMERA_DEVICES: &[&str] = &["/dev/video*"];
@@ -141,6 +169,132 @@ pub fn camera_holders(
     Ok(holders)
 }
 
+/// Who has a camera open now, by the platform's mechanism; empty when
+/// `CameraWatch` is off. Failures become `errors` and an empty answer.
+///
+/// - `ProcFds` (Linux): processes holding a `CameraDevices` path open. The
+///   session start is unknown from one snapshot (the process's start time
+///   is not when it opened the device), so `since_unix_us` is *now*.
+/// - `UnifiedLog` (macOS): the last [`SCAN_LOG_LOOKBACK`] of the log
+///   replayed ([`current_sessions_from_log`]) for the OS version the
+///   platform reports; PID sessions whose process has exited, or whose PID
+///   now belongs to a process started after the session, are dropped.
+pub fn current_sessions(
+    platform: &dyn Platform,
+    config: &Config,
+    errors: &mut Vec<ScanError>,
+) -> Vec<CameraSessionObservation> {
+    if !config.camera_watch {
+        return Vec::new();
+    }
+    match platform.camera_source() {
+        CameraSource::ProcFds { proc_root } => {
+            let holders = CameraDevices::new(&config.camera_devices)
+                .and_then(|devices| camera_holders(&proc_root, &devices));
+            match holders {
+                Ok(holders) => {
+                    let now = now_unix_us();
+                    holders
+                        .into_iter()
+                        .map(|h| CameraSessionObservation {
+                            pid: Some(h.pid),
+                            bundle_id: None,
+                            device: Some(h.device),
+                            since_unix_us: now,
+                        })
+                        .collect()
+                }
+                Err(e) => {
+                    let path = match &e {
+                        CameraError::ProcRoot { path, .. } => Some(path.clone()),
+                        CameraError::InvalidGlob { .. } => None,
+                    };
+                    errors.push(ScanError {
+                        source: SOURCE.into(),
+                        path,
+                        message: e.to_string(),
+                    });
+                    Vec::new()
+                }
+            }
+        }
+        CameraSource::UnifiedLog => {
+            let version = platform.host_info().os_version;
+            let (major, minor) = match version.as_deref().and_then(parse_os_version) {
+                Some(v) => v,
+                None => {
+                    errors.push(ScanError {
+                        source: SOURCE.into(),
+                        path: None,
+                        message: format!(
+                            "the macOS version is unknown ({version:?}), so the camera log \
+                             messages of macOS 14 and later are assumed"
+                        ),
+                    });
+                    (14, 0)
+                }
+            };
+            match current_sessions_from_log(
+                &config.log_path,
+                major,
+                minor,
+                SCAN_LOG_LOOKBACK,
+                SCAN_LOG_TIMEOUT,
+            ) {
+                Ok(sessions) => sessions
+                    .iter()
+                    .filter(|s| still_running(platform, s))
+                    .map(LogSession::observation)
+                    .collect(),
+                Err(e) => {
+                    errors.push(ScanError {
+                        source: SOURCE.into(),
+                        path: Some(config.log_path.clone()),
+                        message: e.to_string(),
+                    });
+                    Vec::new()
+                }
+            }
+        }
+    }
+}
+
+/// Is a log session's process still the one that opened the camera? A PID
+/// whose process started after the session (plus a second for clock
+/// granularity) belongs to someone else now. Sessions without a PID, and
+/// processes we may not read, are kept.
+fn still_running(platform: &dyn Platform, session: &LogSession) -> bool {
+    let Some(pid) = session.pid() else {
+        return true;
+    };
+    match platform.process(pid) {
+        Ok(p) => {
+            let slack = 1_000_000 + u64::from(p.start_time.resolution_us);
+            p.start_time.unix_us <= session.since_unix_us.saturating_add(slack)
+        }
+        Err(PlatformError::NoSuchProcess { .. }) => false,
+        Err(_) => true,
+    }
+}
+
+/// `"14.5"`, `"15.0.1"`, `"13"` → (major, minor).
+pub fn parse_os_version(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.trim().split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = match parts.next() {
+        Some(m) => m.parse().ok()?,
+        None => 0,
+    };
+    Some((major, minor))
+}
+
+fn now_unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 /// Field 22 (`starttime`) of `/proc/<pid>/stat`. The command name (field 2)
 /// is in parentheses and may itself contain spaces and `)`, so fields are
 /// counted from the *last* `)` (proc(5)).
@@ -150,5 +304,7 @@ fn start_ticks(stat: &str) -> Option<u64> {
     after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
+#[cfg(test)]
+mod log_tests;
 #[cfg(test)]
 mod tests;

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::judge::Observations;
+use crate::judge::{CameraSessionObservation, GrantObservation, Observations};
 use crate::model::{ProcessIdentity, ScanError, enclosing_bundle};
 use crate::observe::signing::SignatureCache;
-use crate::observe::{apps, persistence, probe};
+use crate::observe::{apps, camera, persistence, probe, tcc};
 use crate::platform::{Platform, PlatformError};
 
 /// How many probes run at once: enough to hide the latency of silent
@@ -43,48 +43,67 @@ pub fn gather(
     let mut errors = Vec::new();
 
     // Persistence and installed apps are independent of sockets: read them
-    // on a second thread while this one walks sockets and processes.
-    let (listeners, processes, mut items, installed_bundle_ids) = std::thread::scope(|scope| {
-        let files = scope.spawn(|| startup_items(config));
+    // on a second thread while this one walks sockets and processes. Privacy
+    // grants and camera sessions go on a third: `log show` may take seconds.
+    let (listeners, mut processes, mut items, installed_bundle_ids, privacy) =
+        std::thread::scope(|scope| {
+            let files = scope.spawn(|| startup_items(config));
+            let privacy = scope.spawn(|| privacy(platform, config));
 
-        let listeners = match platform.listeners() {
-            Ok(l) => l,
-            Err(e) => {
-                errors.push(err("listeners", None, &e));
-                Vec::new()
-            }
-        };
-        // Owners of every listener, and their parents: "started by another
-        // application" is a question about the parent.
-        let owners: BTreeSet<u32> = listeners
-            .iter()
-            .flat_map(|l| l.pids.iter().copied())
-            .collect();
-        let mut processes = read_processes(platform, cache, &owners, &mut errors);
-        let parents: BTreeSet<u32> = processes
-            .values()
-            .map(|p: &ProcessIdentity| p.ppid)
-            .filter(|ppid| *ppid != 0 && !processes.contains_key(ppid))
-            .collect();
-        processes.extend(read_processes(platform, cache, &parents, &mut errors));
+            let listeners = match platform.listeners() {
+                Ok(l) => l,
+                Err(e) => {
+                    errors.push(err("listeners", None, &e));
+                    Vec::new()
+                }
+            };
+            // Owners of every listener, and their parents: "started by another
+            // application" is a question about the parent.
+            let owners: BTreeSet<u32> = listeners
+                .iter()
+                .flat_map(|l| l.pids.iter().copied())
+                .collect();
+            let mut processes = read_processes(platform, cache, &owners, &mut errors);
+            let parents: BTreeSet<u32> = processes
+                .values()
+                .map(|p: &ProcessIdentity| p.ppid)
+                .filter(|ppid| *ppid != 0 && !processes.contains_key(ppid))
+                .collect();
+            processes.extend(read_processes(platform, cache, &parents, &mut errors));
 
-        let (items, apps, file_errors) = match files.join() {
-            Ok(r) => r,
-            // A panic in the scanner is a bug; report it and go on without
-            // persistence rather than losing the listener inventory.
-            Err(_) => (
-                Vec::new(),
-                BTreeSet::new(),
-                vec![ScanError {
-                    source: "persistence".into(),
+            let (items, apps, file_errors) = match files.join() {
+                Ok(r) => r,
+                // A panic in the scanner is a bug; report it and go on without
+                // persistence rather than losing the listener inventory.
+                Err(_) => (
+                    Vec::new(),
+                    BTreeSet::new(),
+                    vec![ScanError {
+                        source: "persistence".into(),
+                        path: None,
+                        message: "the persistence scan failed unexpectedly".into(),
+                    }],
+                ),
+            };
+            errors.extend(file_errors);
+            let privacy = privacy.join().unwrap_or_else(|_| Privacy {
+                errors: vec![ScanError {
+                    source: tcc::SOURCE.into(),
                     path: None,
-                    message: "the persistence scan failed unexpectedly".into(),
+                    message: "the privacy (TCC and camera) scan failed unexpectedly".into(),
                 }],
-            ),
-        };
-        errors.extend(file_errors);
-        (listeners, processes, items, apps)
-    });
+                ..Privacy::default()
+            });
+            (listeners, processes, items, apps, privacy)
+        });
+    errors.extend(privacy.errors);
+    // Who has the camera, and what started them, up to launchd.
+    let session_pids: BTreeSet<u32> = privacy
+        .camera_sessions
+        .iter()
+        .filter_map(|s| s.pid)
+        .collect();
+    add_ancestry(platform, cache, session_pids, &mut processes, &mut errors);
 
     errors.extend(login_items(platform, config, &mut items));
 
@@ -116,11 +135,72 @@ pub fn gather(
             home_dirs,
             agent_pid: std::process::id(),
             agent_exe: std::env::current_exe().ok(),
-        grants: Vec::new(),
-        camera_sessions: Vec::new(),
-        connections: Vec::new(),
+            grants: privacy.grants,
+            camera_sessions: privacy.camera_sessions,
+            connections: Vec::new(),
         },
         errors,
+    }
+}
+
+/// What the privacy thread of [`gather`] found.
+#[derive(Debug, Default)]
+struct Privacy {
+    grants: Vec<GrantObservation>,
+    camera_sessions: Vec<CameraSessionObservation>,
+    errors: Vec<ScanError>,
+}
+
+/// TCC grants (problems become errors) and the camera sessions open now.
+fn privacy(platform: &dyn Platform, config: &Config) -> Privacy {
+    let mut errors = Vec::new();
+    // The scan's private copies of locked databases go to a 0700 directory
+    // in the system temp dir: `lenscap scan` may not own `StateDir`.
+    let read = tcc::read_all(config, None);
+    errors.extend(read.problems.into_iter().map(|p| ScanError {
+        source: tcc::SOURCE.into(),
+        path: Some(p.database),
+        message: p.detail,
+    }));
+    let camera_sessions = camera::current_sessions(platform, config, &mut errors);
+    Privacy {
+        grants: read.grants,
+        camera_sessions,
+        errors,
+    }
+}
+
+/// A process tree deeper than this is not one worth following further.
+const MAX_ANCESTRY: usize = 64;
+
+/// Add `pids` and every ancestor up to PID 1 to `processes`, reading only
+/// the ones not there yet.
+pub(crate) fn add_ancestry(
+    platform: &dyn Platform,
+    cache: &SignatureCache,
+    pids: BTreeSet<u32>,
+    processes: &mut BTreeMap<u32, ProcessIdentity>,
+    errors: &mut Vec<ScanError>,
+) {
+    let mut visited = BTreeSet::new();
+    let mut frontier = pids;
+    for _ in 0..MAX_ANCESTRY {
+        let missing: BTreeSet<u32> = frontier
+            .iter()
+            .filter(|p| !processes.contains_key(p))
+            .copied()
+            .collect();
+        processes.extend(read_processes(platform, cache, &missing, errors));
+        visited.extend(frontier.iter().copied());
+        frontier = frontier
+            .iter()
+            .filter_map(|p| processes.get(p))
+            .map(|p| p.ppid)
+            .filter(|ppid| *ppid != 0 && !visited.contains(ppid))
+            .collect();
+        if frontier.is_empty() {
+            break;
+        }
     }
 }
 

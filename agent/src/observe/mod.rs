@@ -8,3 +8,4 @@ pub mod login_items;
 pub mod persistence;
 pub mod probe;
 pub mod signing;
+pub mod tcc;

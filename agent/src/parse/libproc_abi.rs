@@ -1,6 +1,6 @@
 //! The bytes `proc_pidfdinfo(pid, fd, PROC_PIDFDSOCKETINFO)` writes, read
 //! without trusting them, and the grouping of the sockets found that way
-//! into listeners. (Process facts from `proc_bsdinfo` are in
+//! into listeners or into established connections to chosen ports. (Process facts from `proc_bsdinfo` are in
 //! [`super::proc_bsdinfo`].)
 //!
 //! The `#[repr(C)]` structs mirror XNU's `bsd/sys/proc_info.h`
@@ -28,11 +28,12 @@
 //! bytes of the 16-byte field (the `in4in6_addr` view of the same union),
 //! which is where lsof reads it too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::mem::{offset_of, size_of};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
 use crate::model::{AddressScope, Listener};
+use crate::platform::Established;
 
 /// `struct proc_fileinfo`.
 #[repr(C)]
@@ -204,6 +205,8 @@ pub const INI_IPV4: u8 = 0x1;
 pub const INI_IPV6: u8 = 0x2;
 /// `tcpsi_state` of a listening socket.
 pub const TSI_S_LISTEN: i32 = 1;
+/// `tcpsi_state` of an open connection (`TCPS_ESTABLISHED`).
+pub const TSI_S_ESTABLISHED: i32 = 4;
 
 const PSI: usize = offset_of!(SocketFdInfo, psi);
 const OFF_SOI_SO: usize = PSI + offset_of!(SocketInfo, soi_so);
@@ -211,8 +214,10 @@ const OFF_SOI_PCB: usize = PSI + offset_of!(SocketInfo, soi_pcb);
 const OFF_SOI_KIND: usize = PSI + offset_of!(SocketInfo, soi_kind);
 const TCP: usize = PSI + offset_of!(SocketInfo, soi_proto);
 const INI: usize = TCP + offset_of!(TcpSockInfo, tcpsi_ini);
+const OFF_FPORT: usize = INI + offset_of!(InSockInfo, insi_fport);
 const OFF_LPORT: usize = INI + offset_of!(InSockInfo, insi_lport);
 const OFF_VFLAG: usize = INI + offset_of!(InSockInfo, insi_vflag);
+const OFF_FADDR: usize = INI + offset_of!(InSockInfo, insi_faddr);
 const OFF_LADDR: usize = INI + offset_of!(InSockInfo, insi_laddr);
 const OFF_STATE: usize = TCP + offset_of!(TcpSockInfo, tcpsi_state);
 const OFF_TP: usize = TCP + offset_of!(TcpSockInfo, tcpsi_tp);
@@ -246,13 +251,7 @@ pub struct DecodedListener {
 /// the slice of the bytes it reported writing. `Ok(None)` for sockets that
 /// are not TCP (UDP, Unix, kernel control…).
 pub fn decode_tcp_listener(buf: &[u8]) -> Result<Option<DecodedListener>, AbiError> {
-    if buf.len() < SOCKET_FDINFO_SIZE {
-        return Err(AbiError::Short {
-            got: buf.len(),
-            need: SOCKET_FDINFO_SIZE,
-        });
-    }
-    if read_i32(buf, OFF_SOI_KIND) != SOCKINFO_TCP {
+    if !is_tcp(buf)? {
         return Ok(None);
     }
     let vflag = buf[OFF_VFLAG];
@@ -268,21 +267,131 @@ pub fn decode_tcp_listener(buf: &[u8]) -> Result<Option<DecodedListener>, AbiErr
     } else {
         return Err(AbiError::UnknownFamily { vflag });
     };
-    // `insi_lport` is an int holding the network-order `u_short` in its
-    // low 16 bits: `ntohs((u_short)insi_lport)`, as lsof does.
-    let port = u16::from_be(u16::try_from(read_i32(buf, OFF_LPORT) & 0xffff).unwrap_or(0));
-    let socket_id = [OFF_SOI_SO, OFF_SOI_PCB, OFF_TP]
+    Ok(Some(DecodedListener {
+        address,
+        port: port_at(buf, OFF_LPORT),
+        v6only,
+        listening: read_i32(buf, OFF_STATE) == TSI_S_LISTEN,
+        socket_id: socket_id(buf),
+    }))
+}
+
+/// One TCP connection (either end, any state) as seen through one file
+/// descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodedConnection {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// `tcpsi_state` (`TSI_S_*`; [`TSI_S_ESTABLISHED`] is the one that
+    /// matters here).
+    pub state: i32,
+    /// As [`DecodedListener::socket_id`].
+    pub socket_id: u64,
+}
+
+/// Decode a `socket_fdinfo` as a connection: both addresses and the state.
+/// `Ok(None)` for sockets that are not TCP.
+///
+/// An IPv4 peer of a dual-stack `[::]` listener arrives on a socket the
+/// kernel re-flags `INI_IPV4` (XNU `tcp_input`, on accepting: `inp_vflag
+/// &= ~INP_IPV6; inp_vflag |= INP_IPV4`), so it decodes as the IPv4
+/// addresses it is; a v4-mapped address met under `INI_IPV6` anyway is
+/// reduced to IPv4 too, so both platforms report such peers alike.
+pub fn decode_tcp_connection(buf: &[u8]) -> Result<Option<DecodedConnection>, AbiError> {
+    if !is_tcp(buf)? {
+        return Ok(None);
+    }
+    let vflag = buf[OFF_VFLAG];
+    let end = |addr_off: usize, port_off: usize| -> Result<SocketAddr, AbiError> {
+        let raw: [u8; 16] = array(buf, addr_off);
+        let port = port_at(buf, port_off);
+        if vflag & INI_IPV6 != 0 {
+            Ok(v6_socket_addr(raw, port))
+        } else if vflag & INI_IPV4 != 0 {
+            let v4: [u8; 4] = array(&raw, 12);
+            Ok(SocketAddr::from((Ipv4Addr::from(v4), port)))
+        } else {
+            Err(AbiError::UnknownFamily { vflag })
+        }
+    };
+    Ok(Some(DecodedConnection {
+        local: end(OFF_LADDR, OFF_LPORT)?,
+        remote: end(OFF_FADDR, OFF_FPORT)?,
+        state: read_i32(buf, OFF_STATE),
+        socket_id: socket_id(buf),
+    }))
+}
+
+/// An IPv6 address from the kernel. XNU (KAME) may keep a link-local
+/// address's interface index embedded in bytes 2–3 (`in6_embedscope`);
+/// real link-local addresses have zeros there (`fe80::/64`), so a non-zero
+/// value is moved into the scope id, as `netstat` does.
+fn v6_socket_addr(mut raw: [u8; 16], port: u16) -> SocketAddr {
+    let ip = Ipv6Addr::from(raw);
+    if let IpAddr::V4(v4) = ip.to_canonical() {
+        return SocketAddr::from((v4, port));
+    }
+    if !ip.is_unicast_link_local() {
+        return SocketAddr::from((ip, port));
+    }
+    let scope = u16::from_be_bytes([raw[2], raw[3]]);
+    raw[2] = 0;
+    raw[3] = 0;
+    SocketAddrV6::new(Ipv6Addr::from(raw), port, 0, u32::from(scope)).into()
+}
+
+/// Keep the ESTABLISHED connections whose local port is in `ports`: the
+/// server sides of connections to those listeners (a client's own end
+/// has an ephemeral local port). One entry per socket however many
+/// descriptors or processes hold it, ordered.
+pub fn established_to_ports(
+    seen: impl IntoIterator<Item = DecodedConnection>,
+    ports: &BTreeSet<u16>,
+) -> Vec<Established> {
+    let by_socket: BTreeMap<u64, Established> = seen
+        .into_iter()
+        .filter(|c| c.state == TSI_S_ESTABLISHED && ports.contains(&c.local.port()))
+        .map(|c| {
+            (
+                c.socket_id,
+                Established {
+                    local: c.local,
+                    remote: c.remote,
+                    socket_id: c.socket_id,
+                },
+            )
+        })
+        .collect();
+    let mut out: Vec<Established> = by_socket.into_values().collect();
+    out.sort_unstable();
+    out
+}
+
+/// The length check every decoder starts with, and whether `soi_kind`
+/// says TCP.
+fn is_tcp(buf: &[u8]) -> Result<bool, AbiError> {
+    if buf.len() < SOCKET_FDINFO_SIZE {
+        return Err(AbiError::Short {
+            got: buf.len(),
+            need: SOCKET_FDINFO_SIZE,
+        });
+    }
+    Ok(read_i32(buf, OFF_SOI_KIND) == SOCKINFO_TCP)
+}
+
+/// `insi_lport` / `insi_fport`: an int holding the network-order `u_short`
+/// in its low 16 bits, read as `ntohs((u_short)insi_lport)`, as lsof does.
+fn port_at(buf: &[u8], off: usize) -> u16 {
+    u16::from_be(u16::try_from(read_i32(buf, off) & 0xffff).unwrap_or(0))
+}
+
+/// Kernel handle of the socket: `soi_so`, else `soi_pcb`, else `tcpsi_tp`.
+fn socket_id(buf: &[u8]) -> u64 {
+    [OFF_SOI_SO, OFF_SOI_PCB, OFF_TP]
         .into_iter()
         .map(|off| read_u64(buf, off))
         .find(|&id| id != 0)
-        .unwrap_or(0);
-    Ok(Some(DecodedListener {
-        address,
-        port,
-        v6only,
-        listening: read_i32(buf, OFF_STATE) == TSI_S_LISTEN,
-        socket_id,
-    }))
+        .unwrap_or(0)
 }
 
 /// `N` bytes at `off`. Callers have checked `buf.len() >= 792` and every
@@ -343,12 +452,14 @@ mod tests {
     // vinfo_stat is 136 bytes, then soi_so @136, soi_pcb @144,
     // soi_family @160, two 24-byte sockbuf_info @184/@208, soi_kind @232,
     // soi_proto @240. In in_sockinfo: insi_lport @4, insi_vflag @24,
-    // insi_laddr @48; in tcp_sockinfo: tcpsi_state @80, tcpsi_tp @112.
+    // insi_fport @0, insi_faddr @32, insi_laddr @48; in tcp_sockinfo: tcpsi_state @80, tcpsi_tp @112.
     const SO: usize = 24 + 136;
     const PCB: usize = 24 + 144;
     const KIND: usize = 24 + 232;
     const PROTO: usize = 24 + 240;
+    const FPORT: usize = PROTO;
     const LPORT: usize = PROTO + 4;
+    const FADDR: usize = PROTO + 32;
     const VFLAG: usize = PROTO + 24;
     const LADDR: usize = PROTO + 48;
     const STATE: usize = PROTO + 80;
@@ -359,6 +470,8 @@ mod tests {
         vflag: u8,
         laddr: [u8; 16],
         port: u16,
+        faddr: [u8; 16],
+        fport: u16,
         state: i32,
         so: u64,
         pcb: u64,
@@ -371,6 +484,8 @@ mod tests {
             vflag,
             laddr,
             port,
+            faddr: [0; 16],
+            fport: 0,
             state,
             so: 0xffff_ff80_1234_5678,
             pcb: 0x42,
@@ -393,6 +508,9 @@ mod tests {
         b[LADDR..LADDR + 16].copy_from_slice(&s.laddr);
         let inp_lport = u16::from_ne_bytes(s.port.to_be_bytes());
         b[LPORT..LPORT + 4].copy_from_slice(&i32::from(inp_lport).to_ne_bytes());
+        b[FADDR..FADDR + 16].copy_from_slice(&s.faddr);
+        let inp_fport = u16::from_ne_bytes(s.fport.to_be_bytes());
+        b[FPORT..FPORT + 4].copy_from_slice(&i32::from(inp_fport).to_ne_bytes());
         b[STATE..STATE + 4].copy_from_slice(&s.state.to_ne_bytes());
         b[SO..SO + 8].copy_from_slice(&s.so.to_ne_bytes());
         b[PCB..PCB + 8].copy_from_slice(&s.pcb.to_ne_bytes());
@@ -415,13 +533,15 @@ mod tests {
                 OFF_SOI_SO,
                 OFF_SOI_PCB,
                 OFF_SOI_KIND,
+                OFF_FPORT,
                 OFF_LPORT,
                 OFF_VFLAG,
+                OFF_FADDR,
                 OFF_LADDR,
                 OFF_STATE,
                 OFF_TP
             ],
-            [SO, PCB, KIND, LPORT, VFLAG, LADDR, STATE, TP]
+            [SO, PCB, KIND, FPORT, LPORT, VFLAG, FADDR, LADDR, STATE, TP]
         );
         assert_eq!(PSI + offset_of!(SocketInfo, soi_family), 184);
     }
@@ -534,6 +654,146 @@ mod tests {
         assert_eq!(group_listeners([(1, v6_loopback)])[0].v6only, None);
     }
 
+    /// A connection's server side: local `laddr:port`, peer
+    /// `faddr:fport`.
+    fn conn(vflag: u8, laddr: [u8; 16], port: u16, faddr: [u8; 16], fport: u16) -> Sock {
+        let mut s = tcp(vflag, laddr, port, TSI_S_ESTABLISHED);
+        s.faddr = faddr;
+        s.fport = fport;
+        s
+    }
+
+    fn decode_conn(s: &Sock) -> DecodedConnection {
+        decode_tcp_connection(&bytes(s)).unwrap().unwrap()
+    }
+
+    fn v6(text: &str) -> [u8; 16] {
+        text.parse::<Ipv6Addr>().unwrap().octets()
+    }
+
+    #[test]
+    fn v4_and_v6_connections() {
+        let c = decode_conn(&conn(
+            INI_IPV4,
+            v4([127, 0, 0, 1]),
+            19421,
+            v4([127, 0, 0, 1]),
+            55000,
+        ));
+        assert_eq!(
+            c,
+            DecodedConnection {
+                local: "127.0.0.1:19421".parse().unwrap(),
+                remote: "127.0.0.1:55000".parse().unwrap(),
+                state: TSI_S_ESTABLISHED,
+                socket_id: 0xffff_ff80_1234_5678,
+            }
+        );
+        let c = decode_conn(&conn(INI_IPV6, v6("::1"), 8080, v6("::1"), 61000));
+        assert_eq!(c.local, "[::1]:8080".parse().unwrap());
+        assert_eq!(c.remote, "[::1]:61000".parse().unwrap());
+        let listening = decode_tcp_connection(&bytes(&tcp(INI_IPV4, v4([0; 4]), 80, TSI_S_LISTEN)));
+        assert_eq!(listening.unwrap().unwrap().state, TSI_S_LISTEN);
+    }
+
+    #[test]
+    fn ipv4_peer_of_a_dual_stack_listener_is_ipv4() {
+        // As XNU leaves it: re-flagged INI_IPV4, addresses in the last four
+        // bytes (whatever the first twelve hold).
+        let mut mapped = v4([127, 0, 0, 1]);
+        mapped[10] = 0xff;
+        mapped[11] = 0xff;
+        let c = decode_conn(&conn(INI_IPV4, mapped, 8080, v4([127, 0, 0, 1]), 50123));
+        assert_eq!(c.local, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.remote, "127.0.0.1:50123".parse().unwrap());
+        // Under INI_IPV6 a v4-mapped address is still reported as IPv4.
+        let c = decode_conn(&conn(
+            INI_IPV6,
+            v6("::ffff:127.0.0.1"),
+            8080,
+            v6("::ffff:10.0.0.7"),
+            50124,
+        ));
+        assert_eq!(c.local, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.remote, "10.0.0.7:50124".parse().unwrap());
+    }
+
+    #[test]
+    fn link_local_embedded_scope_becomes_the_scope_id() {
+        let c = decode_conn(&conn(INI_IPV6, v6("fe80:4::1"), 8080, v6("fe80::2"), 50000));
+        assert_eq!(
+            c.local,
+            SocketAddr::V6(SocketAddrV6::new(v6("fe80::1").into(), 8080, 0, 4))
+        );
+        assert_eq!(
+            c.remote,
+            SocketAddr::V6(SocketAddrV6::new(v6("fe80::2").into(), 50000, 0, 0))
+        );
+        // Only link-local addresses carry an embedded scope.
+        let c = decode_conn(&conn(INI_IPV6, v6("2001:4::1"), 1, v6("::1"), 2));
+        assert_eq!(c.local, "[2001:4::1]:1".parse().unwrap());
+    }
+
+    #[test]
+    fn connection_errors_match_the_listener_decoder() {
+        let full = bytes(&conn(
+            INI_IPV4,
+            v4([127, 0, 0, 1]),
+            80,
+            v4([127, 0, 0, 1]),
+            9,
+        ));
+        assert_eq!(
+            decode_tcp_connection(&full[..791]),
+            Err(AbiError::Short {
+                got: 791,
+                need: 792
+            })
+        );
+        let mut udp = conn(INI_IPV4, v4([0; 4]), 53, v4([0; 4]), 0);
+        udp.kind = 1; // SOCKINFO_IN
+        assert_eq!(decode_tcp_connection(&bytes(&udp)), Ok(None));
+        let none = bytes(&conn(0, [0; 16], 80, [0; 16], 9));
+        assert_eq!(
+            decode_tcp_connection(&none),
+            Err(AbiError::UnknownFamily { vflag: 0 })
+        );
+    }
+
+    #[test]
+    fn established_to_keeps_server_sides_of_chosen_ports_once() {
+        let lo = v4([127, 0, 0, 1]);
+        let with_id = |mut s: Sock, id: u64| {
+            s.so = id;
+            decode_conn(&s)
+        };
+        let browser = with_id(conn(INI_IPV4, lo, 19421, lo, 50001), 1);
+        let second = with_id(conn(INI_IPV6, v6("::1"), 19421, v6("::1"), 50002), 2);
+        // The client's own end of the first connection: local port 50001.
+        let client_end = with_id(conn(INI_IPV4, lo, 50001, lo, 19421), 3);
+        let other_port = with_id(conn(INI_IPV4, lo, 8080, lo, 50003), 4);
+        let mut closing = conn(INI_IPV4, lo, 19421, lo, 50004);
+        closing.state = 5; // TSI_S_CLOSE_WAIT: the peer has closed
+        let closing = with_id(closing, 5);
+        let listener = with_id(tcp(INI_IPV4, lo, 19421, TSI_S_LISTEN), 6);
+        let seen = [
+            second, browser, client_end, other_port, closing, listener,
+            // The same socket through a second descriptor or process.
+            browser,
+        ];
+        let ports: BTreeSet<u16> = [19421, 9999].into();
+        let got = established_to_ports(seen, &ports);
+        let e = |c: DecodedConnection| Established {
+            local: c.local,
+            remote: c.remote,
+            socket_id: c.socket_id,
+        };
+        assert_eq!(got, vec![e(browser), e(second)]);
+        let both: BTreeSet<u16> = [19421, 8080].into();
+        assert_eq!(established_to_ports(seen, &both).len(), 3);
+        assert!(established_to_ports(seen, &BTreeSet::new()).is_empty());
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(buf in proptest::collection::vec(any::<u8>(), 0..1600)) {
@@ -554,6 +814,20 @@ mod tests {
         fn port_round_trips(port in any::<u16>()) {
             let d = decode(&tcp(INI_IPV4, v4([127, 0, 0, 1]), port, TSI_S_LISTEN));
             prop_assert_eq!(d.port, port);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_as_connections(
+            buf in proptest::collection::vec(any::<u8>(), 0..1600),
+        ) {
+            let _ = decode_tcp_connection(&buf);
+        }
+
+        #[test]
+        fn connection_ports_round_trip(port in any::<u16>(), fport in any::<u16>()) {
+            let lo = v4([127, 0, 0, 1]);
+            let c = decode_conn(&conn(INI_IPV4, lo, port, lo, fport));
+            prop_assert_eq!((c.local.port(), c.remote.port()), (port, fport));
         }
     }
 }

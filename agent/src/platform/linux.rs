@@ -5,6 +5,8 @@
 //! - `listeners()`: LISTEN sockets from netlink `sock_diag` (fallback
 //!   `/proc/net/tcp{,6}`, [`sockets`]), owners from a parallel walk of
 //!   `/proc/*/fd` ([`owners`]).
+//! - `established_to()`: ESTABLISHED sockets from the same `sock_diag`
+//!   dump, filtered by local port in the kernel ([`sockets`]).
 //! - `process()`: `/proc/<pid>/{stat,status,cmdline,exe}` read through one
 //!   directory fd ([`process`]).
 //! - Linux has no code signatures: `check_signature` says `NotSupported`
@@ -251,13 +253,13 @@ impl Platform for Native {
         }
     }
 
+    /// One sock_diag dump per address family, filtered by state and (in
+    /// the kernel, where it allows) by local port; no `/proc` walk.
     fn established_to(
         &self,
-        _ports: &std::collections::BTreeSet<u16>,
+        ports: &std::collections::BTreeSet<u16>,
     ) -> Result<Vec<Established>, PlatformError> {
-        Err(PlatformError::Unsupported(
-            "listing established connections",
-        ))
+        sockets::established(ports)
     }
 
     fn notify_user(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String> {

@@ -6,9 +6,10 @@
 //! for `aarch64-apple-darwin` and `x86_64-apple-darwin`. So this file is
 //! kept thin: it makes the system calls and hands the bytes to the pure,
 //! fixture-tested modules that decide — `parse::libproc_abi` (socket
-//! buffers, grouping into listeners), `parse::proc_bsdinfo` (start time,
-//! terminal, the pre-signal identity rule), `parse::procargs`
-//! (`KERN_PROCARGS2`), `parse::sw_vers`, and `observe::signing`.
+//! buffers, grouping into listeners, established connections to chosen
+//! ports), `parse::proc_bsdinfo` (start time, terminal, the pre-signal
+//! identity rule), `parse::procargs` (`KERN_PROCARGS2`), `parse::sw_vers`,
+//! and `observe::signing`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,8 +29,9 @@ use crate::model::{
 };
 use crate::observe::{command, login_items, signing};
 use crate::parse::libproc_abi::{
-    DecodedListener, PROC_PIDFDSOCKETINFO, PROX_FDTYPE_SOCKET, SOCKET_FDINFO_SIZE,
-    decode_tcp_listener, group_listeners,
+    DecodedConnection, DecodedListener, PROC_PIDFDSOCKETINFO, PROX_FDTYPE_SOCKET,
+    SOCKET_FDINFO_SIZE, decode_tcp_connection, decode_tcp_listener, established_to_ports,
+    group_listeners,
 };
 use crate::parse::proc_bsdinfo::{self, Observed};
 use crate::parse::{procargs, sw_vers};
@@ -160,26 +162,47 @@ fn bsd_info(pid: u32) -> Result<BSDInfo, PlatformError> {
     })
 }
 
-/// Every TCP socket `pid` holds, decoded. Processes we may not inspect
-/// (not root, or gone mid-walk) contribute nothing rather than failing the
-/// whole sweep.
+/// Every TCP socket `pid` holds, decoded as a possible listener.
 fn tcp_sockets(pid: u32) -> Vec<(u32, DecodedListener)> {
+    let mut out = Vec::new();
+    each_socket(pid, |fd, info| match decode_tcp_listener(info) {
+        Ok(Some(socket)) => out.push((pid, socket)),
+        Ok(None) => {}
+        Err(err) => tracing::debug!(%err, pid, fd, "socket skipped"),
+    });
+    out
+}
+
+/// Every TCP socket `pid` holds, decoded as a connection.
+fn tcp_connections(pid: u32) -> Vec<DecodedConnection> {
+    let mut out = Vec::new();
+    each_socket(pid, |fd, info| match decode_tcp_connection(info) {
+        Ok(Some(connection)) => out.push(connection),
+        Ok(None) => {}
+        Err(err) => tracing::debug!(%err, pid, fd, "socket skipped"),
+    });
+    out
+}
+
+/// Hand `each` the `socket_fdinfo` bytes of every socket descriptor `pid`
+/// holds (with the fd). Processes we may not inspect (not root, or gone
+/// mid-walk) contribute nothing rather than failing the whole sweep.
+fn each_socket(pid: u32, mut each: impl FnMut(i32, &[u8])) {
     let Some(ipid) = i32::try_from(pid).ok().filter(|&p| p > 0) else {
-        return Vec::new();
+        return;
     };
     let Ok(info) = pidinfo::<BSDInfo>(ipid, 0) else {
-        return Vec::new();
+        return;
     };
     let slots = usize::try_from(info.pbi_nfiles).unwrap_or(0);
     let Ok(fds) = listpidinfo::<ListFDs>(ipid, slots) else {
-        return Vec::new();
+        return;
     };
-    let mut out = Vec::new();
+    let mut buf = vec![0u8; SOCKET_FDINFO_SIZE];
+    let Ok(len) = libc::c_int::try_from(buf.len()) else {
+        return;
+    };
     for fd in fds.iter().filter(|fd| fd.proc_fdtype == PROX_FDTYPE_SOCKET) {
-        let mut buf = vec![0u8; SOCKET_FDINFO_SIZE];
-        let Ok(len) = libc::c_int::try_from(buf.len()) else {
-            continue;
-        };
         // SAFETY: `buf` is a live, writable allocation of `len` bytes, and
         // proc_pidfdinfo writes at most `len` bytes into it. Nothing is
         // read through the pointer afterwards; the bytes are decoded as a
@@ -196,13 +219,8 @@ fn tcp_sockets(pid: u32) -> Vec<(u32, DecodedListener)> {
         let Ok(written) = usize::try_from(written) else {
             continue; // -1: the fd closed or the process exited meanwhile
         };
-        match decode_tcp_listener(&buf[..written.min(buf.len())]) {
-            Ok(Some(socket)) => out.push((pid, socket)),
-            Ok(None) => {}
-            Err(err) => tracing::debug!(%err, pid, fd = fd.proc_fd, "socket skipped"),
-        }
+        each(fd.proc_fd, &buf[..written.min(buf.len())]);
     }
-    out
 }
 
 /// `sysctl(KERN_PROCARGS2)` for `pid`, parsed. `None` when the process is
@@ -342,12 +360,21 @@ impl Platform for Native {
         CameraSource::UnifiedLog
     }
 
+    /// macOS has no socket-diagnostics query: the same libproc walk as
+    /// [`Platform::listeners`] (every process, every socket descriptor),
+    /// keeping ESTABLISHED sockets on `ports` ([`established_to_ports`]).
     fn established_to(
         &self,
-        _ports: &std::collections::BTreeSet<u16>,
+        ports: &std::collections::BTreeSet<u16>,
     ) -> Result<Vec<Established>, PlatformError> {
-        Err(PlatformError::Unsupported(
-            "listing established connections",
+        if ports.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pids = pids_by_type(ProcFilter::All)
+            .map_err(|e| PlatformError::io("proc_listpids(PROC_ALL_PIDS)", e))?;
+        Ok(established_to_ports(
+            pids.into_iter().flat_map(tcp_connections),
+            ports,
         ))
     }
 

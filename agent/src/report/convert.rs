@@ -16,11 +16,13 @@
 //! Evict, so the pair (Harden, quarantine_file) marks a reinstall attempt,
 //! and its message starts with `Reinstall attempt:`.
 
+mod camera;
 mod health;
 mod steps;
 
 pub use health::{
-    circuit_breaker, config_changed, outbox_full, permission_missing, started, stopped,
+    camera_watch, circuit_breaker, config_changed, outbox_full, permission_missing,
+    permission_restored, started, stopped, tcc_readable, tcc_unreadable,
 };
 pub use steps::{
     FileAction, ProcessAction, StepContext, StepOutcome, file_remediation, file_target, job_target,
@@ -56,7 +58,15 @@ fn lossy(p: &Path) -> String {
 ///
 /// - listener: `listener:<addr:port>:<bundle, else executable, else name>`
 /// - persistence: `persistence:<kind>:<plist or item path>`
+/// - camera grant: `camera_grant:<service>:<client_type>:<client>:<database>`
+/// - camera session: `camera_use:<pid>:<process start unix_us>:<device,
+///   else client>`; without a pid, `camera_use:<client>:<since>`
 pub fn finding_uid(f: &Finding) -> String {
+    // By kind first: a camera finding may one day also name a listener
+    // (the helper), and must keep its own key.
+    if let (FindingKind::CameraGrant | FindingKind::CameraUse, Some(c)) = (f.kind, &f.camera) {
+        return camera::uid(f, c);
+    }
     if let Some(l) = &f.listener {
         let owner = f
             .process
@@ -118,6 +128,9 @@ fn process_name(f: &Finding) -> String {
 
 /// Short title and one-sentence message for a person.
 fn finding_text(f: &Finding, activity: FindingActivity, mode: ev::Mode) -> (String, String) {
+    if let (FindingKind::CameraGrant | FindingKind::CameraUse, Some(c)) = (f.kind, &f.camera) {
+        return camera::text(f, c, activity, mode);
+    }
     let (title, message) = if let (model::FindingKind::Listener, Some(l)) = (f.kind, &f.listener) {
         let sock = SocketAddr::new(l.address, l.port);
         let name = process_name(f);
@@ -156,16 +169,19 @@ fn finding_text(f: &Finding, activity: FindingActivity, mode: ev::Mode) -> (Stri
         FindingActivity::Update => format!("Changed: {message}"),
         FindingActivity::Close => format!("No longer present: {message}"),
     };
-    // A person reading a monitor-mode fleet must not think it was removed.
-    let message = if mode == ev::Mode::Monitor
+    (title, monitor_note(f, activity, mode, message))
+}
+
+/// A person reading a monitor-mode fleet must not think it was removed.
+fn monitor_note(f: &Finding, activity: FindingActivity, mode: ev::Mode, message: String) -> String {
+    if mode == ev::Mode::Monitor
         && f.verdict == model::Verdict::Remediate
         && activity != FindingActivity::Close
     {
         format!("{message} (monitor mode: left in place)")
     } else {
         message
-    };
-    (title, message)
+    }
 }
 
 /// The Detection Finding payload of one judged finding. `activity` is the
@@ -256,6 +272,7 @@ fn camera_info(c: &model::CameraRef) -> ev::CameraInfo {
         client_type: c.client_type.clone(),
         reason: c.reason.clone(),
         database: c.database.as_deref().map(lossy),
+        pid: c.pid,
         device: c.device.as_deref().map(lossy),
         duration_seconds: c.duration_seconds,
         incident: c.incident.as_ref().map(|i| ev::CameraIncidentInfo {

@@ -54,6 +54,8 @@ code{font:12px ui-monospace,Menlo,monospace;word-break:break-all}
 .b{display:inline-block;padding:0 6px;border-radius:4px;font-size:12px;font-weight:600}
 .remediate,.critical,.failure,.bad{background:#ffe5e5;color:#b00020}.report,.high,.medium{background:#fff4d6;color:#8a5a00}
 .allow,.low,.info,.success,.ok{background:#e6f6ea;color:#1a7f37}.monitor,.not_attempted{background:#eef;color:#334}
+.cam{background:#e8f0fe;color:#174ea6}.cam_off{background:#f0f0f2;color:#555}
+.detail{color:#444;font-size:12px;margin-top:2px}.incident{color:#b00020;font-weight:600;font-size:12px;margin-top:2px}
 .empty{color:#666;padding:12px;background:#fff;border-radius:8px}
 .more{margin:10px 0}
 form.login{background:#fff;padding:20px;border-radius:8px;max-width:480px;box-shadow:0 1px 2px #0002}
@@ -66,6 +68,7 @@ const NAV: &[(&str, &str)] = &[
     ("/ui/", "Fleet"),
     ("/ui/rules", "Findings by rule"),
     ("/ui/remediations", "Remediations"),
+    ("/ui/camera", "Camera"),
     ("/ui/gaps", "Gaps"),
 ];
 

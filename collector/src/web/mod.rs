@@ -3,6 +3,7 @@
 //! kept in an HttpOnly, SameSite=Strict cookie scoped to `/ui`; the API
 //! never accepts that cookie.
 
+mod camera;
 mod html;
 mod pages;
 mod summary;

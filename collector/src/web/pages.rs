@@ -1,5 +1,5 @@
 //! The dashboard's pages: fleet overview, one host's timeline, findings by
-//! rule, remediations, and gaps.
+//! rule, remediations, and gaps (the Camera page is in `camera`).
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -8,6 +8,7 @@ use axum::routing::get;
 use lenscap_events::{Kind, Verdict};
 use serde::Deserialize;
 
+use super::camera;
 use super::html::{badge, esc, page, table, tile, url_value};
 use super::summary::{describe, remediation_cells};
 use super::{Viewer, not_found};
@@ -16,7 +17,10 @@ use crate::http::AppState;
 use crate::store::{Cursor, EventFilter, EventPage};
 use crate::timefmt::human;
 
-const PAGE: u32 = 50;
+pub(super) const PAGE: u32 = 50;
+
+/// Camera incidents shown on the fleet page and on a host's page.
+const INCIDENTS: usize = 10;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -25,27 +29,32 @@ pub(super) fn router() -> Router<AppState> {
         .route("/ui/rules", get(rules))
         .route("/ui/remediations", get(remediations))
         .route("/ui/gaps", get(gaps))
+        .route("/ui/camera", get(camera::camera_page))
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct Paging {
+pub(super) struct Paging {
     cursor: Option<String>,
 }
 
 impl Paging {
     /// A cursor that does not parse starts from the newest, as a fresh
     /// page would.
-    fn cursor(&self) -> Option<Cursor> {
+    pub(super) fn cursor(&self) -> Option<Cursor> {
         self.cursor.as_deref().and_then(Cursor::decode)
     }
 }
 
-fn host_link(id: i64, name: &str) -> String {
+pub(super) fn host_link(id: i64, name: &str) -> String {
     format!("<a href=\"/ui/hosts/{id}\">{}</a>", esc(name))
 }
 
 fn more_link(base: &str, page: &EventPage) -> String {
-    match page.next {
+    more_link_to(base, page.next)
+}
+
+pub(super) fn more_link_to(base: &str, next: Option<Cursor>) -> String {
+    match next {
         Some(c) => format!(
             "<p class=\"more\"><a href=\"{base}?cursor={}\">Older events →</a></p>",
             url_value(&c.encode())
@@ -54,12 +63,66 @@ fn more_link(base: &str, page: &EventPage) -> String {
     }
 }
 
+/// The camera incidents table (fleet page, host page).
+fn incidents_section(found: &[camera::CameraEvent], partial: bool) -> String {
+    let rows: Vec<Vec<String>> = found
+        .iter()
+        .map(|e| {
+            let d = &e.finding;
+            let incident = d.finding.camera.as_ref().and_then(|c| c.incident.as_ref());
+            vec![
+                esc(&human(e.stored.time)),
+                host_link(e.stored.host_id, &e.stored.hostname),
+                esc(&camera::session_owner(d)),
+                incident
+                    .map(camera::helper_html)
+                    .unwrap_or_else(|| "—".into()),
+                incident
+                    .map(|i| format!("{} s", i.seconds_before))
+                    .unwrap_or_else(|| "—".into()),
+                format!(
+                    "{} {}",
+                    badge(d.finding.verdict.as_str(), d.finding.verdict.as_str()),
+                    esc(&d.message)
+                ),
+            ]
+        })
+        .collect();
+    let note = if partial {
+        format!(
+            " Only the newest {} reported findings were searched.",
+            camera::SCAN_LIMIT
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "<h2>Camera incidents</h2><p class=\"lead\">A camera that turned on within seconds of \
+         something connecting to a helper lenscap flagged — how a web page could switch on \
+         the camera through Zoom's hidden helper. Newest first; every camera use is on the \
+         <a href=\"/ui/camera\">Camera</a> page.{note}</p>{}",
+        table(
+            &[
+                "Time",
+                "Host",
+                "Camera used by",
+                "Flagged helper",
+                "Camera on after the connection",
+                "What happened",
+            ],
+            &rows,
+            "No camera incident: no camera turned on right after a connection to a flagged helper.",
+        )
+    )
+}
+
 async fn fleet(State(state): State<AppState>, _: Viewer) -> Result<Response, ApiError> {
     let hosts = state.store.hosts().await?;
     let open: i64 = hosts.iter().map(|h| h.open_findings).sum();
     let missing: i64 = hosts.iter().map(|h| h.missing_events).sum();
     let breaks: i64 = hosts.iter().map(|h| h.chain_breaks).sum();
     let with_gaps = hosts.iter().filter(|h| h.gaps > 0).count();
+    let (incidents, partial) = camera::incidents(&state, None, INCIDENTS).await?;
     let mut body = String::from(
         "<h1>Fleet</h1><p class=\"lead\">Every enrolled Mac, what lenscap found on it and whether its events all arrived.</p><div class=\"tiles\">",
     );
@@ -68,6 +131,14 @@ async fn fleet(State(state): State<AppState>, _: Viewer) -> Result<Response, Api
     body.push_str(&tile(with_gaps, "hosts with missing events"));
     body.push_str(&tile(missing, "events missing"));
     body.push_str(&tile(breaks, "chain breaks"));
+    body.push_str(&tile(
+        if incidents.len() >= INCIDENTS {
+            format!("{INCIDENTS}+")
+        } else {
+            incidents.len().to_string()
+        },
+        "camera incidents",
+    ));
     body.push_str("</div>");
     let rows: Vec<Vec<String>> = hosts
         .iter()
@@ -104,6 +175,7 @@ async fn fleet(State(state): State<AppState>, _: Viewer) -> Result<Response, Api
         &rows,
         "No host has enrolled yet. Agents enroll with an enroll token (lenscap-collector token create --role enroll).",
     ));
+    body.push_str(&incidents_section(&incidents, partial));
 
     let latest = state
         .store
@@ -170,6 +242,10 @@ async fn host(
     body.push_str("</div>");
     if h.gaps > 0 || h.chain_breaks > 0 {
         body.push_str(&gap_tables(&state, Some(id)).await?);
+    }
+    let (incidents, partial) = camera::incidents(&state, Some(id), INCIDENTS).await?;
+    if !incidents.is_empty() {
+        body.push_str(&incidents_section(&incidents, partial));
     }
     let events = state
         .store

@@ -1,7 +1,8 @@
 //! One line of HTML saying what an event is about, for timelines.
 
-use lenscap_events::{Body, Event, HealthStatus, OutcomeStatus};
+use lenscap_events::{Body, CameraWatchState, Event, FindingKind, HealthStatus, OutcomeStatus};
 
+use super::camera;
 use super::html::{badge, esc};
 
 /// The event's "what happened" cell. Unreadable bodies (a newer agent's
@@ -11,6 +12,14 @@ pub fn describe(body: &str) -> String {
         return "<em>an event this collector version cannot read</em>".into();
     };
     match &event.body {
+        Body::DetectionFinding(d)
+            if matches!(
+                d.finding.kind,
+                FindingKind::CameraGrant | FindingKind::CameraUse
+            ) && d.finding.camera.is_some() =>
+        {
+            camera::describe(d)
+        }
         Body::DetectionFinding(d) => {
             let f = &d.finding;
             let rule = f
@@ -41,7 +50,13 @@ pub fn describe(body: &str) -> String {
         ),
         Body::AgentHealth(h) => {
             let class = match &h.status {
-                HealthStatus::Started { .. } | HealthStatus::Stopped { .. } => "ok",
+                HealthStatus::Started { .. }
+                | HealthStatus::Stopped { .. }
+                | HealthStatus::PermissionRestored { .. }
+                | HealthStatus::CameraWatch {
+                    state: CameraWatchState::Restored,
+                    ..
+                } => "ok",
                 HealthStatus::ConfigChanged { .. } => "info",
                 _ => "bad",
             };

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! rogue-helper [--bind ADDR:PORT] [--cors star|reflect|none] [--image]
-//!              [--raw] [--websocket] [--share-with-child] [--port-file PATH]
+//!              [--raw] [--websocket] [--share-with-child] [--camera PATH]
+//!              [--port-file PATH]
 //! ```
 //!
 //! - `--bind` (default `127.0.0.1:0`): `[::1]:0` binds ::1 only.
@@ -20,6 +21,11 @@
 //! - `--share-with-child`: re-executes itself as `--hold-fd N` with the
 //!   listening socket inherited, so two PIDs own and serve one socket. The
 //!   parent reaps the child; killing the parent leaves the child running.
+//! - `--camera PATH`: once listening (before the port file is written),
+//!   opens `PATH` read-only and holds the descriptor for its whole life: a
+//!   helper "using the camera", with a regular file standing in for
+//!   `/dev/video0` (the Linux camera-in-use signal is an open descriptor on
+//!   a `CameraDevices` path). Not passed on to a `--share-with-child` child.
 //! - `--port-file PATH`: once listening (and any child started), writes the
 //!   port to `PATH.tmp` and renames it to `PATH`, so a test that sees the
 //!   file sees a complete port and a ready server.
@@ -57,6 +63,7 @@ struct Options {
     websocket: bool,
     share_with_child: bool,
     port_file: Option<PathBuf>,
+    camera: Option<PathBuf>,
     hold_fd: Option<i32>,
     /// The serving flags, passed on to a `--share-with-child` child.
     serve_args: Vec<String>,
@@ -71,6 +78,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         websocket: false,
         share_with_child: false,
         port_file: None,
+        camera: None,
         hold_fd: None,
         serve_args: Vec::new(),
     };
@@ -98,6 +106,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             }
             "--share-with-child" => o.share_with_child = true,
             "--port-file" => o.port_file = Some(PathBuf::from(value()?)),
+            "--camera" => o.camera = Some(PathBuf::from(value()?)),
             "--hold-fd" => {
                 o.hold_fd = Some(value()?.parse().map_err(|e| format!("--hold-fd: {e}"))?)
             }
@@ -119,6 +128,13 @@ fn main() {
     if opts.share_with_child {
         share_with_child(&listener, &opts).unwrap_or_else(|e| fail(&e));
     }
+    // Held, never read, until the process ends: the open descriptor is
+    // what a camera watcher sees. Opened before the port file is written,
+    // so a test that sees the port also sees the camera in use.
+    let _camera = opts.camera.as_ref().map(|path| {
+        std::fs::File::open(path)
+            .unwrap_or_else(|e| fail(&format!("--camera {}: {e}", path.display())))
+    });
     if let Some(path) = &opts.port_file {
         let port = listener
             .local_addr()

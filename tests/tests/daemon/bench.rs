@@ -10,11 +10,19 @@
 //!   gone from there (moved into quarantine).
 //! - `bench_idle_footprint`: the daemon idle with ~300 extra processes:
 //!   VmRSS (max of 1 s samples, and VmHWM) and CPU (utime+stime over wall
-//!   time), with the shipping `SweepSeconds` (2).
+//!   time), with the shipping `SweepSeconds` (2); `CameraWatch` on (the
+//!   default), off, or both in alternation (docs/benchmarks.md, "## Camera
+//!   watching").
+//! - `bench_camera_holders`: one `camera_holders` walk of `/proc/*/fd`,
+//!   timed in-process; `bench/camera.sh` runs it beside `fuser` and `lsof`.
 //!
 //! Knobs: `DAEMON_BENCH_RUNS` (default 25), `DAEMON_BENCH_IDLE_SECS`
 //! (default 300), `DAEMON_BENCH_PROCS` (default 300),
-//! `DAEMON_BENCH_SWEEP` (idle sweep seconds, default 2).
+//! `DAEMON_BENCH_SWEEP` (idle sweep seconds, default 2),
+//! `DAEMON_BENCH_CAMERA` (`on`, `off` or `both`; default `on`),
+//! `DAEMON_BENCH_ROUNDS` (rounds of `both`, default 1),
+//! `CAMERA_BENCH_ITERS` (default 300), `CAMERA_BENCH_DEVICE` (a file held
+//! open elsewhere; default a temp file held by a `sleep`).
 
 use std::os::unix::fs::lchown;
 use std::path::{Path, PathBuf};
@@ -288,12 +296,48 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
-#[test]
-#[ignore = "benchmark: bench/daemon.sh"]
-fn bench_idle_footprint() {
-    let secs = knob("DAEMON_BENCH_IDLE_SECS", 300);
-    let procs = knob("DAEMON_BENCH_PROCS", 300);
-    let sweep = knob("DAEMON_BENCH_SWEEP", 2);
+/// The 1-minute load average, as `/proc/loadavg` prints it.
+fn load1() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn count_processes() -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .count()
+}
+
+/// What one idle daemon cost.
+struct Idle {
+    camera: bool,
+    wall: f64,
+    cpu: f64,
+    sweeps: u64,
+    rss_max_kb: u64,
+}
+
+impl Idle {
+    fn cpu_pct(&self) -> f64 {
+        100.0 * self.cpu / self.wall
+    }
+
+    fn ms_per_sweep(&self) -> f64 {
+        1000.0 * self.cpu / self.sweeps.max(1) as f64
+    }
+}
+
+fn on_off(camera: bool) -> &'static str {
+    if camera { "on" } else { "off" }
+}
+
+/// A fresh remediate-mode daemon on its own tree, left idle for `secs`
+/// after two warm-up sweeps (the first probes every listener once).
+fn idle_run(camera: bool, secs: u64, sweep: u64) -> Idle {
     let tree = temp_tree();
     let root = tree.path();
     for d in [
@@ -305,22 +349,19 @@ fn bench_idle_footprint() {
     }
     let config = write_config(
         root,
-        &[("Mode", "remediate".into()), ("SweepSeconds", sweep.into())],
+        &[
+            ("Mode", "remediate".into()),
+            ("SweepSeconds", sweep.into()),
+            ("CameraWatch", camera.into()),
+        ],
     );
-    let _load: Vec<Proc> = (0..procs)
-        .map(|_| Proc::spawn(Command::new("sleep").arg("3600").stdout(Stdio::null())))
-        .collect();
-    let total = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .count();
+    let total = count_processes();
     let mut d = Daemon::spawn(&profile_lenscap(), &config, &[]);
     d.wait_sweeps(2);
-    // Warm-up over (first sweep probes every listener once); measure.
     let pid = d.pid();
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let load_before = load1();
     let start = Instant::now();
     let ticks0 = cpu_ticks(pid);
     let sweeps0 = d.sweeps();
@@ -333,14 +374,179 @@ fn bench_idle_footprint() {
     let cpu = (cpu_ticks(pid) - ticks0) as f64 / hz;
     let (rss, hwm) = memory_kb(pid);
     let sweeps = d.sweeps() - sweeps0;
+    let run = Idle {
+        camera,
+        wall,
+        cpu,
+        sweeps,
+        rss_max_kb: rss_max,
+    };
     println!(
-        "BENCH idle_footprint: processes={total} sweep={sweep}s wall={wall:.0}s sweeps={sweeps} \
-         cpu={cpu:.2}s ({:.3}% of one core, {:.2} ms/sweep) rss_max={:.1}MB rss_end={:.1}MB hwm={:.1}MB",
-        100.0 * cpu / wall,
-        1000.0 * cpu / sweeps.max(1) as f64,
+        "BENCH idle_footprint: camera={} processes={total} sweep={sweep}s wall={wall:.0}s \
+         sweeps={sweeps} cpu={cpu:.2}s ({:.3}% of one core, {:.2} ms/sweep) rss_max={:.1}MB \
+         rss_end={:.1}MB hwm={:.1}MB load={load_before}->{}",
+        on_off(camera),
+        run.cpu_pct(),
+        run.ms_per_sweep(),
         rss_max as f64 / 1024.0,
         rss as f64 / 1024.0,
         hwm as f64 / 1024.0,
+        load1(),
     );
     assert_eq!(d.stop().code(), Some(0));
+    run
+}
+
+/// The daemon idle with ~300 extra processes. `DAEMON_BENCH_CAMERA`:
+/// `on` (the shipping default, `CameraWatch` true), `off`, or `both` —
+/// then `DAEMON_BENCH_ROUNDS` rounds of one daemon each way, in ABBA
+/// order so a drift in the machine's load falls on both alike, and a
+/// summary with the difference.
+#[test]
+#[ignore = "benchmark: bench/daemon.sh"]
+fn bench_idle_footprint() {
+    let secs = knob("DAEMON_BENCH_IDLE_SECS", 300);
+    let procs = knob("DAEMON_BENCH_PROCS", 300);
+    let sweep = knob("DAEMON_BENCH_SWEEP", 2);
+    let rounds = knob("DAEMON_BENCH_ROUNDS", 1);
+    let camera = std::env::var("DAEMON_BENCH_CAMERA").unwrap_or_else(|_| "on".into());
+    let order: Vec<bool> = match camera.as_str() {
+        "on" => vec![true],
+        "off" => vec![false],
+        "both" => vec![false, true],
+        other => panic!("DAEMON_BENCH_CAMERA={other:?}: on, off or both"),
+    };
+    let _load: Vec<Proc> = (0..procs)
+        .map(|_| Proc::spawn(Command::new("sleep").arg("3600").stdout(Stdio::null())))
+        .collect();
+    let mut runs = Vec::new();
+    for round in 0..rounds {
+        let mut this = order.clone();
+        if round % 2 == 1 {
+            this.reverse();
+        }
+        for camera in this {
+            runs.push(idle_run(camera, secs, sweep));
+        }
+    }
+    if camera == "both" {
+        let total = |on: bool| {
+            let of: Vec<&Idle> = runs.iter().filter(|r| r.camera == on).collect();
+            let wall: f64 = of.iter().map(|r| r.wall).sum();
+            let cpu: f64 = of.iter().map(|r| r.cpu).sum();
+            let sweeps: u64 = of.iter().map(|r| r.sweeps).sum();
+            let rss = of.iter().map(|r| r.rss_max_kb).max().unwrap_or(0);
+            Idle {
+                camera: on,
+                wall,
+                cpu,
+                sweeps,
+                rss_max_kb: rss,
+            }
+        };
+        let (on, off) = (total(true), total(false));
+        for t in [&on, &off] {
+            println!(
+                "BENCH idle_camera {}: wall={:.0}s sweeps={} cpu={:.2}s ({:.3}% of one core, \
+                 {:.2} ms/sweep) rss_max={:.1}MB",
+                on_off(t.camera),
+                t.wall,
+                t.sweeps,
+                t.cpu,
+                t.cpu_pct(),
+                t.ms_per_sweep(),
+                t.rss_max_kb as f64 / 1024.0,
+            );
+        }
+        println!(
+            "BENCH idle_camera difference (on - off): {:+.3}% of one core, {:+.2} ms/sweep, \
+             rss_max {:+.1}MB",
+            on.cpu_pct() - off.cpu_pct(),
+            on.ms_per_sweep() - off.ms_per_sweep(),
+            (on.rss_max_kb as f64 - off.rss_max_kb as f64) / 1024.0,
+        );
+    }
+}
+
+/// CPU time of the calling thread, in seconds.
+fn thread_cpu() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer for the call's duration.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime");
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+/// One `camera_holders` walk — what every daemon sweep does with
+/// `CameraWatch` on (Linux) — timed in-process over
+/// `CAMERA_BENCH_ITERS` calls (default 300, after 10 warm-up calls), with
+/// `DAEMON_BENCH_PROCS` extra `sleep`s (default 300). The device is
+/// `CAMERA_BENCH_DEVICE` when set (a file some other process holds open,
+/// as `bench/camera.sh` arranges so `fuser` and `lsof` look for the same
+/// file), else a temp file held open here by a `sleep`.
+#[test]
+#[ignore = "benchmark: bench/camera.sh"]
+fn bench_camera_holders() {
+    use lenscap::observe::camera::{CameraDevices, camera_holders};
+
+    let iters = knob("CAMERA_BENCH_ITERS", 300);
+    let procs = knob("DAEMON_BENCH_PROCS", 300);
+    let tree = temp_tree();
+    let mut holder = None;
+    let device = match std::env::var_os("CAMERA_BENCH_DEVICE") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let device = tree.path().join("video0");
+            let file = std::fs::File::create(&device).unwrap();
+            holder = Some(Proc::spawn(Command::new("sleep").arg("3600").stdout(file)));
+            device
+        }
+    };
+    let _load: Vec<Proc> = (0..procs)
+        .map(|_| Proc::spawn(Command::new("sleep").arg("3600").stdout(Stdio::null())))
+        .collect();
+    let pattern = device.display().to_string();
+    let devices = CameraDevices::new(&[pattern.as_str()]).unwrap();
+    let proc_root = Path::new("/proc");
+    let found = camera_holders(proc_root, &devices).unwrap();
+    assert!(
+        found.iter().any(|h| h.device == device),
+        "no holder of {} found: {found:?}",
+        device.display()
+    );
+    if let Some(h) = &holder {
+        assert!(found.iter().any(|f| f.pid == h.pid()), "{found:?}");
+    }
+    let processes = count_processes();
+    let fds: usize = std::fs::read_dir(proc_root)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_dir(e.path().join("fd")).ok())
+        .map(|fd| fd.count())
+        .sum();
+    for _ in 0..10 {
+        camera_holders(proc_root, &devices).unwrap();
+    }
+    let load_before = load1();
+    let mut wall_ms = Vec::new();
+    let cpu0 = thread_cpu();
+    for _ in 0..iters {
+        let t = Instant::now();
+        let found = camera_holders(proc_root, &devices).unwrap();
+        wall_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert!(!found.is_empty());
+    }
+    let cpu_ms = (thread_cpu() - cpu0) * 1000.0 / iters as f64;
+    let (p50, p95, max) = percentiles(&mut wall_ms);
+    let mean = wall_ms.iter().sum::<f64>() / wall_ms.len() as f64;
+    println!(
+        "BENCH camera_holders: processes={processes} fds={fds} calls={iters} min={:.3}ms \
+         p50={p50:.3}ms mean={mean:.3}ms p95={p95:.3}ms max={max:.3}ms cpu={cpu_ms:.3}ms/call \
+         load={load_before}->{}",
+        wall_ms[0],
+        load1(),
+    );
 }

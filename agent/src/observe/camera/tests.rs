@@ -240,3 +240,258 @@ fn snapshot_cost_with_300_processes() {
     println!("camera snapshot: {processes} processes, {fds} holders, {per:?} per snapshot");
     assert!(per < Duration::from_millis(500), "{per:?}");
 }
+
+// ------------------------------------------------------- current_sessions
+
+use crate::config::Config;
+use crate::model::{HostInfo, Listener, PersistenceItem, ProcessIdentity, Signature};
+use crate::platform::{CameraSource, Established, Native, Platform, PlatformError};
+
+fn config_for(dir: &Path) -> Config {
+    Config {
+        camera_devices: vec![format!("{}/dev/video*", dir.display())],
+        ..Config::default()
+    }
+}
+
+/// `bash` opens the file on fd 3 and execs `sleep`, keeping the PID.
+fn hold(file: &Path) -> Child {
+    Command::new("bash")
+        .args(["-c", "exec 3<\"$1\"; exec sleep 30", "bash"])
+        .arg(file)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn current_sessions_finds_a_real_holder_with_the_native_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("dev")).unwrap();
+    let video = dir.path().join("dev/video0");
+    std::fs::write(&video, b"").unwrap();
+    let config = config_for(dir.path());
+    let platform = Native::new(config.tools());
+    assert!(matches!(
+        platform.camera_source(),
+        CameraSource::ProcFds { .. }
+    ));
+
+    let children = Children(vec![hold(&video)]);
+    let pid = children.0[0].id();
+    let before = now_unix_us();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut errors = Vec::new();
+    let sessions = loop {
+        let sessions = current_sessions(&platform, &config, &mut errors);
+        if sessions.iter().any(|s| s.pid == Some(pid)) || Instant::now() > deadline {
+            break sessions;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(errors.is_empty(), "{errors:?}");
+    let mine: Vec<_> = sessions.iter().filter(|s| s.pid == Some(pid)).collect();
+    assert_eq!(mine.len(), 1, "{sessions:?}");
+    assert_eq!(mine[0].device.as_deref(), Some(video.as_path()));
+    assert_eq!(mine[0].bundle_id, None);
+    // "Since" is the snapshot's time, not the process's start.
+    assert!(mine[0].since_unix_us >= before && mine[0].since_unix_us <= now_unix_us());
+
+    // CameraWatch off: nothing is looked at.
+    let off = Config {
+        camera_watch: false,
+        ..config.clone()
+    };
+    assert!(current_sessions(&platform, &off, &mut errors).is_empty());
+    assert!(errors.is_empty());
+
+    // A CameraDevices glob that does not compile is a scan error, not a
+    // panic and not a silently empty answer.
+    let bad = Config {
+        camera_devices: vec!["/dev/video[0".into()],
+        ..config.clone()
+    };
+    assert!(current_sessions(&platform, &bad, &mut errors).is_empty());
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].source, SOURCE);
+    assert!(errors[0].message.contains("/dev/video[0"), "{errors:?}");
+    drop(children);
+}
+
+/// The native platform, but answering as a Mac would for the camera: the
+/// unified log on a given OS version.
+struct MacLike {
+    native: Native,
+    os_version: Option<String>,
+}
+
+impl Platform for MacLike {
+    fn host_info(&self) -> HostInfo {
+        HostInfo {
+            os: "macos".into(),
+            os_version: self.os_version.clone(),
+            ..self.native.host_info()
+        }
+    }
+    fn listeners(&self) -> Result<Vec<Listener>, PlatformError> {
+        self.native.listeners()
+    }
+    fn process(&self, pid: u32) -> Result<ProcessIdentity, PlatformError> {
+        self.native.process(pid)
+    }
+    fn check_signature(&self, path: &Path) -> Signature {
+        self.native.check_signature(path)
+    }
+    fn login_items(&self) -> Result<Vec<PersistenceItem>, PlatformError> {
+        self.native.login_items()
+    }
+    fn camera_source(&self) -> CameraSource {
+        CameraSource::UnifiedLog
+    }
+    fn established_to(
+        &self,
+        ports: &std::collections::BTreeSet<u16>,
+    ) -> Result<Vec<Established>, PlatformError> {
+        self.native.established_to(ports)
+    }
+    fn notify_user(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String> {
+        self.native.notify_user(uid, title, message)
+    }
+}
+
+/// A `log show` line in the SystemStatus (pre-13.3) shape listing `pids`.
+fn system_status_line(at: &str, pids: &[u32]) -> String {
+    let tokens: String = pids
+        .iter()
+        .map(|p| {
+            format!("<X> {{ auditToken = <BSAuditToken: 0x1; AUID: 501; PID: {p}; ASID: 1>; }};")
+        })
+        .collect();
+    serde_json::json!({
+        "eventType": "logEvent",
+        "subsystem": "com.apple.SystemStatus",
+        "processID": 402,
+        "timestamp": at,
+        "eventMessage": format!("Server data changed for media domain: <D> {{ cameraAttributions = <STListData: 0x1> {{ {tokens} }}; }};"),
+    })
+    .to_string()
+}
+
+fn log_timestamp(unix_us: u64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_us) * 1000).unwrap();
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}+0000",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.microsecond()
+    )
+}
+
+#[test]
+fn current_sessions_from_the_log_keep_only_live_original_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let children = Children(vec![
+        Command::new("sleep")
+            .arg("30")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+        Command::new("sleep")
+            .arg("30")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ]);
+    let (live, reused) = (children.0[0].id(), children.0[1].id());
+    let mut gone = Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    let now = now_unix_us();
+    // An hour ago `reused`'s PID had the camera (its process then was
+    // another one: ours started just now); now `live` and `gone_pid` do.
+    let text = format!(
+        "Filtering the log data using \"…\"\n{}\n{}\n",
+        system_status_line(&log_timestamp(now - 3_600_000_000), &[reused]),
+        system_status_line(&log_timestamp(now), &[reused, live, gone_pid]),
+    );
+    let lines = dir.path().join("lines");
+    std::fs::write(&lines, text).unwrap();
+    let script = dir.path().join("log");
+    let args_file = dir.path().join("args");
+    // Written by a child so no write descriptor of ours can leak into
+    // another test's fork (ETXTBSY on exec).
+    let made = Command::new("/bin/sh")
+        .args([
+            "-c",
+            r#"printf '#!/bin/sh\nprintf "%%s\\n" "$@" > "%s"\ncat "%s"\n' "$2" "$3" > "$1"; chmod 755 "$1""#,
+            "sh",
+        ])
+        .arg(&script)
+        .arg(&args_file)
+        .arg(&lines)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let config = Config {
+        log_path: script,
+        ..Config::default()
+    };
+    let platform = MacLike {
+        native: Native::new(config.tools()),
+        os_version: Some("12.7.4".into()),
+    };
+    let mut errors = Vec::new();
+    let sessions = current_sessions(&platform, &config, &mut errors);
+    assert!(errors.is_empty(), "{errors:?}");
+    let args = std::fs::read_to_string(&args_file).unwrap();
+    assert!(args.starts_with("show\n"), "{args}");
+    assert!(args.contains("com.apple.SystemStatus"), "{args}");
+    assert_eq!(
+        sessions,
+        vec![crate::judge::CameraSessionObservation {
+            pid: Some(live),
+            bundle_id: None,
+            device: None,
+            since_unix_us: now,
+        }],
+        "gone {gone_pid}, reused {reused}"
+    );
+
+    // Version unknown: said so, and the 14+ messages are looked for.
+    let unknown = MacLike {
+        native: Native::new(config.tools()),
+        os_version: None,
+    };
+    current_sessions(&unknown, &config, &mut errors);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].message.contains("unknown"), "{errors:?}");
+    let args = std::fs::read_to_string(&args_file).unwrap();
+    assert!(args.contains("com.apple.controlcenter"), "{args}");
+
+    // `log` failing is a scan error naming it.
+    errors.clear();
+    let broken = Config {
+        log_path: dir.path().join("no-log"),
+        ..Config::default()
+    };
+    assert!(current_sessions(&platform, &broken, &mut errors).is_empty());
+    assert_eq!(errors.len(), 1);
+    assert_eq!(
+        errors[0].path.as_deref(),
+        Some(dir.path().join("no-log").as_path())
+    );
+    drop(children);
+}
+
+#[test]
+fn os_versions() {
+    assert_eq!(parse_os_version("14.5"), Some((14, 5)));
+    assert_eq!(parse_os_version("15.0.1"), Some((15, 0)));
+    assert_eq!(parse_os_version("13"), Some((13, 0)));
+    assert_eq!(parse_os_version("13.x"), None);
+    assert_eq!(parse_os_version(""), None);
+}

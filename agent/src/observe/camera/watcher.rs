@@ -21,6 +21,18 @@ pub struct CameraSession {
     pub since_unix_us: u64,
 }
 
+impl CameraSession {
+    /// The judge's view of this session.
+    pub fn observation(&self) -> crate::judge::CameraSessionObservation {
+        crate::judge::CameraSessionObservation {
+            pid: Some(self.pid),
+            bundle_id: None,
+            device: Some(self.device.clone()),
+            since_unix_us: self.since_unix_us,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CameraUseEvent {
     pub change: CameraChange,

@@ -1,4 +1,5 @@
-//! Listening TCP sockets of this network namespace, without owners.
+//! Listening TCP sockets of this network namespace, and established
+//! connections to chosen local ports, without owners.
 //!
 //! The first choice is netlink `sock_diag` (what `ss` uses): the kernel
 //! filters to LISTEN for us and, for IPv6, reports `IPV6_V6ONLY`
@@ -7,8 +8,10 @@
 //! without `inet_diag`), `/proc/net/tcp{,6}` gives the same sockets but
 //! cannot tell `v6only`.
 
-use std::net::IpAddr;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddrV6};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
@@ -16,12 +19,14 @@ use netlink_packet_core::{
 use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
 use netlink_packet_sock_diag::inet::nlas::Nla;
-use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+use netlink_packet_sock_diag::inet::{
+    ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags,
+};
 use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 use netlink_sys::{Socket, SocketAddr};
 
 use super::procfs::{TCP_LISTEN, parse_tcp_line};
-use crate::platform::PlatformError;
+use crate::platform::{Established, PlatformError};
 
 /// A listening socket before its owners are known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,26 +52,206 @@ pub fn listening() -> Result<Vec<RawListener>, PlatformError> {
 
 /// Netlink dump of LISTEN sockets for both address families.
 pub fn netlink_listening() -> Result<Vec<RawListener>, PlatformError> {
-    let netlink = |e: std::io::Error| PlatformError::io("netlink sock_diag", e);
-    let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(netlink)?;
-    socket.bind_auto().map_err(netlink)?;
-    socket.connect(&SocketAddr::new(0, 0)).map_err(netlink)?;
+    let socket = open_diag()?;
     let mut out = Vec::new();
-    // Dumps are sent in skbs of up to 32 KiB; a smaller buffer would
-    // truncate messages.
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = dump_buffer();
     for family in [AF_INET, AF_INET6] {
-        dump_family(&socket, family, &mut buf, &mut out)?;
+        dump(&socket, &mut buf, family, StateFlags::LISTEN, None, |r| {
+            let v6only = r.nlas.iter().find_map(|nla| match nla {
+                Nla::SkV6Only(v) => Some(*v),
+                _ => None,
+            });
+            out.push(RawListener {
+                address: r.header.socket_id.source_address,
+                port: r.header.socket_id.source_port,
+                inode: u64::from(r.header.inode),
+                v6only,
+            });
+        })
+        .map_err(PlatformError::from)?;
     }
     Ok(out)
 }
 
-fn dump_family(
+/// Whether the kernel took our port-filter bytecode last time. Cleared for
+/// good the first time it refuses (kernels before 4.16 lack
+/// `INET_DIAG_BC_S_EQ`), so an old kernel costs one refused request per
+/// process, not one per call.
+static KERNEL_FILTER: AtomicBool = AtomicBool::new(true);
+
+/// Established TCP connections, IPv4 and IPv6, whose local port is in
+/// `ports`, sorted. Empty `ports` answers without a syscall.
+///
+/// The kernel filters by state (`1 << TCP_ESTABLISHED`) and, when it
+/// accepts the bytecode, by port, so only matching sockets cross into
+/// user space; the port test is repeated here regardless, so the answer
+/// does not depend on the bytecode. No `/proc` walk: owners are not
+/// resolved.
+pub fn established(ports: &BTreeSet<u16>) -> Result<Vec<Established>, PlatformError> {
+    if ports.is_empty() {
+        return Ok(Vec::new());
+    }
+    let program = port_filter(ports);
+    let socket = open_diag()?;
+    let mut buf = dump_buffer();
+    let mut out = Vec::new();
+    for family in [AF_INET, AF_INET6] {
+        let kernel = program
+            .as_deref()
+            .filter(|_| KERNEL_FILTER.load(Ordering::Relaxed));
+        let found = match dump_established(&socket, &mut buf, family, kernel) {
+            Err(DumpError::Refused(code)) if kernel.is_some() => {
+                tracing::debug!(code, "sock_diag refused the port filter; filtering here");
+                KERNEL_FILTER.store(false, Ordering::Relaxed);
+                dump_established(&socket, &mut buf, family, None)?
+            }
+            other => other?,
+        };
+        out.extend(
+            found
+                .into_iter()
+                .filter(|e| ports.contains(&e.local.port())),
+        );
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// One family's ESTABLISHED sockets exactly as the kernel returns them
+/// (filtered by `program` if given, not by us).
+pub fn dump_established(
     socket: &Socket,
-    family: u8,
     buf: &mut [u8],
-    out: &mut Vec<RawListener>,
-) -> Result<(), PlatformError> {
+    family: u8,
+    program: Option<&[u8]>,
+) -> Result<Vec<Established>, DumpError> {
+    let mut out = Vec::new();
+    dump(socket, buf, family, StateFlags::ESTABLISHED, program, |r| {
+        let id = &r.header.socket_id;
+        out.push(Established {
+            local: socket_addr(id.source_address, id.source_port, id.interface_id),
+            remote: socket_addr(id.destination_address, id.destination_port, id.interface_id),
+            socket_id: u64::from(r.header.inode),
+        });
+    })?;
+    Ok(out)
+}
+
+/// An address as the rest of lenscap compares it. An IPv4 peer of a
+/// dual-stack `[::]` listener appears here as `::ffff:a.b.c.d`; it is
+/// reported as the IPv4 address it is, which is also how macOS reports
+/// such a connection (the accepted socket is re-flagged IPv4 there). A
+/// link-local IPv6 address keeps its interface as the scope id.
+fn socket_addr(ip: IpAddr, port: u16, interface: u32) -> std::net::SocketAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => {
+            SocketAddrV6::new(v6, port, 0, interface).into()
+        }
+        ip => (ip, port).into(),
+    }
+}
+
+/// `INET_DIAG_REQ_BYTECODE`: the request attribute carrying a filter.
+const INET_DIAG_REQ_BYTECODE: u16 = 1;
+/// `inet_diag_bc_op.code`: unconditional jump (the `no` branch is taken).
+const INET_DIAG_BC_JMP: u8 = 1;
+/// `inet_diag_bc_op.code`: local port equals the next op's `no` (4.16+).
+const INET_DIAG_BC_S_EQ: u8 = 11;
+/// Beyond this many ports the program is not worth its size (12 bytes a
+/// port, and every socket runs it): the kernel then filters by state only.
+const MAX_FILTER_PORTS: usize = 1024;
+
+/// An `inet_diag` bytecode program accepting sockets whose local port is
+/// one of `ports`, or `None` when there are none or too many.
+///
+/// The interpreter (`inet_diag_bc_run`) steps through 4-byte
+/// `{code, yes: u8, no: u16}` ops, moving `yes` or `no` bytes forward;
+/// landing exactly on the end accepts, jumping past it rejects. The
+/// auditor (`inet_diag_bc_audit`) demands that every `no` target lies on
+/// the chain of `yes` steps from the start, so a match cannot jump
+/// straight to the end. Each port but the last is therefore
+///
+/// ```text
+/// S_EQ yes=8 no=12 | port | JMP yes=4 no=<rest>
+/// ```
+///
+/// a match falls through to the `JMP`, which always takes `no` to the end
+/// (accept); a miss skips the `JMP` to the next port's test. The last port
+/// is `S_EQ yes=8 no=12 | port`: a match ends the program, a miss jumps 4
+/// bytes past the end (reject).
+pub fn port_filter(ports: &BTreeSet<u16>) -> Option<Vec<u8>> {
+    if ports.is_empty() || ports.len() > MAX_FILTER_PORTS {
+        return None;
+    }
+    let op = |code: u8, yes: u8, no: u16| {
+        let mut b = [code, yes, 0, 0];
+        b[2..].copy_from_slice(&no.to_ne_bytes());
+        b
+    };
+    let total = 12 * ports.len() - 4;
+    let mut program = Vec::with_capacity(total);
+    for (i, &port) in ports.iter().enumerate() {
+        program.extend_from_slice(&op(INET_DIAG_BC_S_EQ, 8, 12));
+        program.extend_from_slice(&op(0, 0, port));
+        if i + 1 < ports.len() {
+            // From the JMP (included) to the end: exactly what is left.
+            let rest = total - program.len();
+            program.extend_from_slice(&op(INET_DIAG_BC_JMP, 4, u16::try_from(rest).ok()?));
+        }
+    }
+    Some(program)
+}
+
+/// Why a dump failed: the kernel answered the request with an error
+/// (`NLMSG_ERROR`, e.g. `EINVAL` for a program it does not understand), or
+/// something else went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error("sock_diag request refused: errno {0}")]
+    Refused(i32),
+    #[error(transparent)]
+    Failed(#[from] PlatformError),
+}
+
+impl From<DumpError> for PlatformError {
+    fn from(e: DumpError) -> PlatformError {
+        match e {
+            DumpError::Failed(e) => e,
+            refused @ DumpError::Refused(_) => PlatformError::Malformed {
+                what: "sock_diag reply",
+                path: "netlink sock_diag".into(),
+                detail: refused.to_string(),
+            },
+        }
+    }
+}
+
+/// A connected `NETLINK_SOCK_DIAG` socket.
+pub fn open_diag() -> Result<Socket, PlatformError> {
+    let netlink = |e: std::io::Error| PlatformError::io("netlink sock_diag", e);
+    let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(netlink)?;
+    socket.bind_auto().map_err(netlink)?;
+    socket.connect(&SocketAddr::new(0, 0)).map_err(netlink)?;
+    Ok(socket)
+}
+
+/// Dumps are sent in skbs of up to 32 KiB; a smaller buffer would
+/// truncate messages.
+pub fn dump_buffer() -> Vec<u8> {
+    vec![0u8; 64 * 1024]
+}
+
+/// One `SOCK_DIAG_BY_FAMILY` dump of TCP sockets in `states`, optionally
+/// filtered by an `inet_diag` bytecode `program`; `each` sees every socket
+/// the kernel returns.
+fn dump(
+    socket: &Socket,
+    buf: &mut [u8],
+    family: u8,
+    states: StateFlags,
+    program: Option<&[u8]>,
+    mut each: impl FnMut(InetResponse),
+) -> Result<(), DumpError> {
     let netlink = |e: std::io::Error| PlatformError::io("netlink sock_diag", e);
     let malformed = |detail: String| PlatformError::Malformed {
         what: "sock_diag reply",
@@ -81,7 +266,7 @@ fn dump_family(
             family,
             protocol: IPPROTO_TCP,
             extensions: ExtensionFlags::empty(),
-            states: StateFlags::LISTEN,
+            states,
             socket_id: if family == AF_INET {
                 SocketId::new_v4()
             } else {
@@ -93,6 +278,19 @@ fn dump_family(
     request.finalize();
     let mut bytes = vec![0u8; request.buffer_len()];
     request.serialize(&mut bytes);
+    if let Some(program) = program {
+        // netlink-packet-sock-diag cannot emit request attributes: append
+        // the nlattr after `inet_diag_req_v2` (already 4-byte aligned) and
+        // grow `nlmsg_len` to cover it.
+        let attr_len = u16::try_from(4 + program.len())
+            .map_err(|_| malformed(format!("{}-byte filter program", program.len())))?;
+        bytes.extend_from_slice(&attr_len.to_ne_bytes());
+        bytes.extend_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
+        bytes.extend_from_slice(program);
+        bytes.resize(bytes.len().next_multiple_of(4), 0);
+        let total = u32::try_from(bytes.len()).map_err(|_| malformed("request too long".into()))?;
+        bytes[..4].copy_from_slice(&total.to_ne_bytes());
+    }
     socket.send(&bytes, 0).map_err(netlink)?;
 
     loop {
@@ -105,20 +303,13 @@ fn dump_family(
             match message.payload {
                 NetlinkPayload::Done(_) => return Ok(()),
                 NetlinkPayload::Error(e) => {
-                    return Err(malformed(format!("kernel error {:?}", e.code)));
-                }
-                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
-                    let v6only = r.nlas.iter().find_map(|nla| match nla {
-                        Nla::SkV6Only(v) => Some(*v),
-                        _ => None,
-                    });
-                    out.push(RawListener {
-                        address: r.header.socket_id.source_address,
-                        port: r.header.socket_id.source_port,
-                        inode: u64::from(r.header.inode),
-                        v6only,
+                    return Err(match e.code {
+                        // The kernel stores -errno.
+                        Some(code) => DumpError::Refused(-code.get()),
+                        None => malformed("unexpected ACK in a dump".into()).into(),
                     });
                 }
+                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => each(*r),
                 _ => {}
             }
             // Messages are 4-byte aligned within a datagram.
@@ -161,11 +352,11 @@ pub fn procfs_listening(net_dir: &Path) -> Result<Vec<RawListener>, PlatformErro
 #[allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
-    use std::net::TcpListener;
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
 
-    fn inode_of(listener: &TcpListener) -> u64 {
-        use std::os::fd::AsRawFd;
-        let link = std::fs::read_link(format!("/proc/self/fd/{}", listener.as_raw_fd())).unwrap();
+    fn inode_of(socket: &impl AsRawFd) -> u64 {
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", socket.as_raw_fd())).unwrap();
         super::super::procfs::parse_socket_link(link.as_os_str().as_encoded_bytes()).unwrap()
     }
 
@@ -234,5 +425,151 @@ mod tests {
         );
         std::fs::remove_file(dir.path().join("tcp")).unwrap();
         assert!(procfs_listening(dir.path()).is_err());
+    }
+
+    /// A listener on `addr` with one accepted connection: (listener,
+    /// client, server side).
+    fn connected(addr: &str) -> (TcpListener, TcpStream, TcpStream) {
+        let listener = TcpListener::bind(addr).unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (listener, client, server)
+    }
+
+    fn ports(list: &[u16]) -> BTreeSet<u16> {
+        list.iter().copied().collect()
+    }
+
+    fn op(code: u8, yes: u8, no: u16) -> Vec<u8> {
+        let mut b = vec![code, yes];
+        b.extend_from_slice(&no.to_ne_bytes());
+        b
+    }
+
+    #[test]
+    fn port_filter_layout() {
+        assert_eq!(port_filter(&BTreeSet::new()), None);
+        assert_eq!(
+            port_filter(&ports(&[8080])).unwrap(),
+            [op(11, 8, 12), op(0, 0, 8080)].concat()
+        );
+        // Ports in ascending order; each JMP lands exactly on the end.
+        assert_eq!(
+            port_filter(&ports(&[443, 80, 8080])).unwrap(),
+            [
+                op(11, 8, 12),
+                op(0, 0, 80),
+                op(1, 4, 24),
+                op(11, 8, 12),
+                op(0, 0, 443),
+                op(1, 4, 12),
+                op(11, 8, 12),
+                op(0, 0, 8080),
+            ]
+            .concat()
+        );
+        let many: BTreeSet<u16> = (1..=u16::try_from(MAX_FILTER_PORTS).unwrap()).collect();
+        assert_eq!(port_filter(&many).unwrap().len(), 12 * MAX_FILTER_PORTS - 4);
+        let too_many: BTreeSet<u16> = (1..=u16::try_from(MAX_FILTER_PORTS + 1).unwrap()).collect();
+        assert_eq!(port_filter(&too_many), None);
+    }
+
+    /// The kernel runs the program: only sockets on the chosen ports come
+    /// back, though the other connection is just as ESTABLISHED.
+    #[test]
+    fn kernel_filter_keeps_only_the_chosen_ports() {
+        let (a, _ca, sa) = connected("127.0.0.1:0");
+        let (b, _cb, sb) = connected("127.0.0.1:0");
+        let (c, _cc, sc) = connected("[::1]:0");
+        let (pa, pb, pc) = (
+            a.local_addr().unwrap().port(),
+            b.local_addr().unwrap().port(),
+            c.local_addr().unwrap().port(),
+        );
+        let socket = open_diag().unwrap();
+        let mut buf = dump_buffer();
+        let dump = |family, program: Option<Vec<u8>>, buf: &mut [u8]| {
+            dump_established(&socket, buf, family, program.as_deref()).unwrap()
+        };
+        let ids = |list: &[Established]| list.iter().map(|e| e.socket_id).collect::<Vec<_>>();
+
+        let unfiltered = dump(AF_INET, None, &mut buf);
+        assert!(ids(&unfiltered).contains(&inode_of(&sa)));
+        assert!(ids(&unfiltered).contains(&inode_of(&sb)));
+
+        let only_a = dump(AF_INET, port_filter(&ports(&[pa])), &mut buf);
+        assert_eq!(ids(&only_a), vec![inode_of(&sa)], "{only_a:?}");
+        assert!(only_a.iter().all(|e| e.local.port() == pa));
+
+        // Many ports, ours scattered among them: every branch of the
+        // program is exercised, and the IPv6 dump runs it too.
+        let mut wide: BTreeSet<u16> = (0..40u16).map(|i| 20_000 + 997 * i).collect();
+        wide.extend([pa, pb, pc]);
+        let v4 = dump(AF_INET, port_filter(&wide), &mut buf);
+        assert!(v4.iter().all(|e| wide.contains(&e.local.port())), "{v4:?}");
+        assert!(ids(&v4).contains(&inode_of(&sa)));
+        assert!(ids(&v4).contains(&inode_of(&sb)));
+        let v6 = dump(AF_INET6, port_filter(&wide), &mut buf);
+        assert!(v6.iter().all(|e| wide.contains(&e.local.port())), "{v6:?}");
+        assert!(ids(&v6).contains(&inode_of(&sc)));
+        let none = dump(AF_INET6, port_filter(&ports(&[pa, pb])), &mut buf);
+        assert!(!ids(&none).contains(&inode_of(&sc)));
+    }
+
+    #[test]
+    fn refused_program_is_reported_and_the_socket_stays_usable() {
+        let (l, _c, s) = connected("127.0.0.1:0");
+        let socket = open_diag().unwrap();
+        let mut buf = dump_buffer();
+        // 200 is no inet_diag_bc op code: the auditor says EINVAL.
+        let bogus = op(200, 4, 8);
+        match dump_established(&socket, &mut buf, AF_INET, Some(&bogus)) {
+            Err(DumpError::Refused(code)) => assert_eq!(code, libc::EINVAL),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let port = l.local_addr().unwrap().port();
+        let program = port_filter(&ports(&[port]));
+        let after = dump_established(&socket, &mut buf, AF_INET, program.as_deref()).unwrap();
+        assert_eq!(
+            after.iter().map(|e| e.socket_id).collect::<Vec<_>>(),
+            vec![inode_of(&s)]
+        );
+    }
+
+    /// More ports than the kernel program takes: the state-only dump and
+    /// the filter here give the same answer.
+    #[test]
+    fn too_many_ports_are_filtered_here() {
+        let (l, c, s) = connected("127.0.0.1:0");
+        let port = l.local_addr().unwrap().port();
+        let mut set: BTreeSet<u16> = (1..=3000u16).map(|i| 30_000u16.wrapping_add(i)).collect();
+        set.insert(port);
+        assert_eq!(port_filter(&set), None);
+        let got = established(&set).unwrap();
+        assert!(got.iter().all(|e| set.contains(&e.local.port())));
+        let ours: Vec<_> = got.iter().filter(|e| e.local.port() == port).collect();
+        assert_eq!(
+            ours,
+            vec![&Established {
+                local: c.peer_addr().unwrap(),
+                remote: c.local_addr().unwrap(),
+                socket_id: inode_of(&s),
+            }]
+        );
+    }
+
+    #[test]
+    fn mapped_and_link_local_addresses() {
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert_eq!(socket_addr(mapped, 80, 0), "127.0.0.1:80".parse().unwrap());
+        let ll: IpAddr = "fe80::1".parse().unwrap();
+        assert_eq!(
+            socket_addr(ll, 80, 3),
+            std::net::SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 80, 0, 3))
+        );
+        assert_eq!(
+            socket_addr("::1".parse().unwrap(), 80, 3),
+            "[::1]:80".parse().unwrap()
+        );
     }
 }

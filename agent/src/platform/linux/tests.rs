@@ -1,6 +1,7 @@
 //! Tests of the Linux platform against real processes and real sockets on
 //! 127.0.0.1 / ::1 (DESIGN.md §4: Linux is a real platform, not a mock).
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -357,5 +358,153 @@ fn child_pids_lists_direct_children_only() {
         if let Ok(id) = p.process(kid) {
             let _ = p.signal_verified(&id, libc::SIGKILL);
         }
+    }
+}
+
+fn socket_inode(socket: &impl AsRawFd) -> u64 {
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", socket.as_raw_fd())).unwrap();
+    procfs::parse_socket_link(link.as_os_str().as_encoded_bytes()).unwrap()
+}
+
+/// A client connected to `listener` and the server side of it.
+struct Conn {
+    client: std::net::TcpStream,
+    server: std::net::TcpStream,
+}
+
+impl Conn {
+    fn to(listener: &TcpListener, via: std::net::SocketAddr) -> Conn {
+        let client = std::net::TcpStream::connect(via).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        assert_eq!(
+            server.peer_addr().unwrap().port(),
+            client.local_addr().unwrap().port()
+        );
+        Conn { client, server }
+    }
+
+    /// What `established_to` should say: the server side, in the
+    /// client's own (IPv4 for an IPv4 client) addresses.
+    fn expected(&self) -> Established {
+        Established {
+            local: self.client.peer_addr().unwrap(),
+            remote: self.client.local_addr().unwrap(),
+            socket_id: socket_inode(&self.server),
+        }
+    }
+}
+
+fn sorted(mut v: Vec<Established>) -> Vec<Established> {
+    v.sort();
+    v
+}
+
+#[test]
+fn established_to_v4_and_v6_server_sides_only() {
+    let p = native();
+    assert_eq!(p.established_to(&BTreeSet::new()).unwrap(), vec![]);
+
+    let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
+    let v6 = TcpListener::bind("[::1]:0").unwrap();
+    let other = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (a4, a6, ao) = (
+        v4.local_addr().unwrap(),
+        v6.local_addr().unwrap(),
+        other.local_addr().unwrap(),
+    );
+    let c1 = Conn::to(&v4, a4);
+    let c2 = Conn::to(&v4, a4);
+    let c3 = Conn::to(&v6, a6);
+    let c4 = Conn::to(&other, ao);
+    assert!(c3.expected().local.is_ipv6());
+
+    let both: BTreeSet<u16> = [a4.port(), a6.port()].into();
+    let got = p.established_to(&both).unwrap();
+    assert_eq!(
+        got,
+        sorted(vec![c1.expected(), c2.expected(), c3.expected()])
+    );
+    // The client halves (ephemeral local ports) are not listed, nor is the
+    // connection to the port nobody asked about.
+    assert!(got.iter().all(|e| e.socket_id != socket_inode(&c1.client)));
+    assert!(!got.contains(&c4.expected()));
+
+    let only6: BTreeSet<u16> = [a6.port()].into();
+    assert_eq!(p.established_to(&only6).unwrap(), vec![c3.expected()]);
+    let unused = TcpListener::bind("127.0.0.1:0").unwrap();
+    let unused_port: BTreeSet<u16> = [unused.local_addr().unwrap().port()].into();
+    assert_eq!(p.established_to(&unused_port).unwrap(), vec![]);
+
+    // Closing the client leaves the server side in CLOSE_WAIT: no longer
+    // established.
+    let gone = c1.expected();
+    drop(c1.client);
+    let after = eventually(|| {
+        let list = p.established_to(&both).unwrap();
+        (!list.contains(&gone)).then_some(list)
+    });
+    assert_eq!(after, sorted(vec![c2.expected(), c3.expected()]));
+    drop(c1.server);
+    drop(c4);
+}
+
+#[test]
+fn established_to_dual_stack_listener_reached_over_ipv4() {
+    // A `[::]` listener takes IPv4 only where bindv6only is 0 (the default);
+    // a host configured otherwise has nothing to test here.
+    let bindv6only = std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only").unwrap_or_default();
+    if bindv6only.trim() != "0" {
+        eprintln!("skipped: net.ipv6.bindv6only = {bindv6only:?}");
+        return;
+    }
+    let dual = TcpListener::bind("[::]:0").unwrap();
+    let port = dual.local_addr().unwrap().port();
+    let via4 = Conn::to(&dual, (std::net::Ipv4Addr::LOCALHOST, port).into());
+    let via6 = Conn::to(&dual, (std::net::Ipv6Addr::LOCALHOST, port).into());
+    // The kernel's view of the IPv4 one is v4-mapped: what is being tested.
+    assert_eq!(
+        via4.server.local_addr().unwrap().ip(),
+        "::ffff:127.0.0.1".parse::<IpAddr>().unwrap()
+    );
+    let got = native().established_to(&[port].into()).unwrap();
+    assert_eq!(got, sorted(vec![via4.expected(), via6.expected()]));
+    let v4 = got
+        .iter()
+        .find(|e| e.socket_id == socket_inode(&via4.server))
+        .unwrap();
+    assert_eq!(v4.local, (std::net::Ipv4Addr::LOCALHOST, port).into());
+    assert!(v4.remote.is_ipv4());
+}
+
+/// Cost of one call, kernel filter on: `cargo test -p lenscap --release
+/// --lib established_to_timing -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing, not a check"]
+fn established_to_timing() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let _conns: Vec<Conn> = (0..4).map(|_| Conn::to(&l, addr)).collect();
+    let p = native();
+    let ports: BTreeSet<u16> = [addr.port()].into();
+    for (label, set) in [
+        ("1 port (kernel filter)", ports.clone()),
+        (
+            "2000 ports (state-only dump)",
+            (1..=2000u16).chain([addr.port()]).collect(),
+        ),
+    ] {
+        assert_eq!(
+            p.established_to(&set)
+                .unwrap()
+                .iter()
+                .filter(|e| e.local == addr)
+                .count(),
+            4
+        );
+        let start = Instant::now();
+        for _ in 0..1000 {
+            std::hint::black_box(p.established_to(&set).unwrap());
+        }
+        eprintln!("{label}: {:?} per call", start.elapsed() / 1000);
     }
 }

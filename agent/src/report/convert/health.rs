@@ -1,9 +1,14 @@
 //! The agent's own news (`agent_health`): started, stopped, configuration
-//! changed, circuit breaker, outbox full, permission missing — each with a
-//! message a person can read without the field list.
+//! changed, circuit breaker, outbox full, permission missing or restored,
+//! camera watch degraded or restored — each with a message a person can
+//! read without the field list.
+
+use std::path::Path;
 
 use lenscap_events as ev;
-use lenscap_events::{AgentHealth, Body, BreakerState, HealthStatus};
+use lenscap_events::{AgentHealth, Body, BreakerState, CameraWatchState, HealthStatus};
+
+use super::lossy;
 
 fn health(message: String, status: HealthStatus) -> Body {
     Body::AgentHealth(AgentHealth { message, status })
@@ -103,6 +108,56 @@ pub fn permission_missing(permission: &str, detail: &str) -> Body {
         format!("Missing permission {permission}: {detail}"),
         HealthStatus::PermissionMissing {
             permission: permission.to_string(),
+            detail: detail.to_string(),
+        },
+    )
+}
+
+/// A permission reported missing is there again.
+pub fn permission_restored(permission: &str, detail: &str) -> Body {
+    health(
+        format!("Permission {permission} restored: {detail}"),
+        HealthStatus::PermissionRestored {
+            permission: permission.to_string(),
+            detail: detail.to_string(),
+        },
+    )
+}
+
+/// The TCC database `database` cannot be read: Full Disk Access is
+/// missing. `detail` says why and what to deploy; the database is added
+/// in front unless `detail` already names it (a `parse::tcc` error does).
+pub fn tcc_unreadable(database: &Path, detail: &str) -> Body {
+    let db = lossy(database);
+    let detail = if detail.contains(&db) {
+        detail.to_string()
+    } else {
+        format!("TCC database {db}: {detail}")
+    };
+    permission_missing("full_disk_access", &detail)
+}
+
+/// The TCC database `database` can be read again.
+pub fn tcc_readable(database: &Path) -> Body {
+    permission_restored(
+        "full_disk_access",
+        &format!("TCC database {} can be read again", lossy(database)),
+    )
+}
+
+/// Watching camera use failed (`Degraded`: camera sessions may go
+/// unreported) or works again (`Restored`).
+pub fn camera_watch(state: CameraWatchState, detail: &str) -> Body {
+    let message = match state {
+        CameraWatchState::Degraded => format!(
+            "Camera watch degraded: {detail}. Camera use may go unreported until it is restored"
+        ),
+        CameraWatchState::Restored => format!("Camera watch restored: {detail}"),
+    };
+    health(
+        message,
+        HealthStatus::CameraWatch {
+            state,
             detail: detail.to_string(),
         },
     )

@@ -457,3 +457,343 @@ fn config_mode_maps() {
     assert_eq!(mode(config::Mode::Monitor), ev::Mode::Monitor);
     assert_eq!(mode(config::Mode::Remediate), ev::Mode::Remediate);
 }
+
+// ---- camera ---------------------------------------------------------------
+
+/// The agent's own finding behind a sample payload: the wire record is
+/// the `lenscap scan --json` shape, so it reads straight back.
+fn model_of(d: &ev::DetectionFinding) -> Finding {
+    serde_json::from_value(serde_json::to_value(&d.finding).unwrap()).unwrap()
+}
+
+/// docs/events.md shows `samples::docs_camera_chain`; the agent must
+/// write exactly those payloads from the same findings and news.
+#[test]
+fn camera_samples_are_what_the_agent_writes() {
+    use ev::samples;
+    let chain = samples::docs_camera_chain();
+    let mut seen = Vec::new();
+    for event in &chain {
+        let ours = match &event.body {
+            Body::DetectionFinding(d) => {
+                seen.push(d.finding.kind);
+                detection_finding(&model_of(d), d.activity, event.mode)
+            }
+            Body::AgentHealth(h) => match &h.status {
+                ev::HealthStatus::PermissionMissing { detail, .. } => {
+                    tcc_unreadable(std::path::Path::new(samples::USER_TCC_DB), detail)
+                }
+                ev::HealthStatus::PermissionRestored { .. } => {
+                    tcc_readable(std::path::Path::new(samples::USER_TCC_DB))
+                }
+                ev::HealthStatus::CameraWatch { state, detail } => camera_watch(*state, detail),
+                other => panic!("no conversion checked for {other:?}"),
+            },
+            other => panic!("unexpected sample {other:?}"),
+        };
+        assert_eq!(ours, event.body, "seq {}", event.seq);
+        round_trip(ours, event.mode);
+    }
+    assert!(seen.contains(&ev::FindingKind::CameraGrant));
+    assert!(seen.contains(&ev::FindingKind::CameraUse));
+}
+
+fn incident_finding() -> Finding {
+    model_of(&ev::samples::camera_incident())
+}
+
+fn grant_finding() -> Finding {
+    model_of(&ev::samples::camera_grant())
+}
+
+fn text_of(f: &Finding, activity: FindingActivity, mode: ev::Mode) -> (String, String) {
+    let event = round_trip(detection_finding(f, activity, mode), mode);
+    let Body::DetectionFinding(d) = event.body else {
+        panic!("not a finding")
+    };
+    assert_eq!(d.finding_info.uid, finding_uid(f));
+    (d.finding_info.title, d.message)
+}
+
+#[test]
+fn camera_uids_are_stable_and_distinct() {
+    let grant = grant_finding();
+    let uid = finding_uid(&grant);
+    assert_eq!(
+        uid,
+        "camera_grant:camera:bundle_id:us.zoom.xos:/Users/jdoe/Library/Application Support/com.apple.TCC/TCC.db"
+    );
+    // Same grant, any verdict or activity: same key.
+    let mut judged_again = grant.clone();
+    judged_again.verdict = Verdict::Allow;
+    judged_again.reasons = vec!["re-read".into()];
+    assert_eq!(finding_uid(&judged_again), uid);
+    // Each identifying part changes the key.
+    let variants: Vec<Box<dyn Fn(&mut model::CameraRef)>> = vec![
+        Box::new(|c| c.service = "microphone".into()),
+        Box::new(|c| c.client_type = Some("path".into())),
+        Box::new(|c| c.client = "com.example.other".into()),
+        Box::new(|c| {
+            c.database = Some(PathBuf::from(
+                "/Library/Application Support/com.apple.TCC/TCC.db",
+            ))
+        }),
+    ];
+    let mut keys = vec![uid];
+    for change in variants {
+        let mut g = grant.clone();
+        change(g.camera.as_mut().unwrap());
+        keys.push(finding_uid(&g));
+    }
+    let mut distinct = keys.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), keys.len(), "{keys:#?}");
+
+    let session = incident_finding();
+    assert_eq!(
+        finding_uid(&session),
+        "camera_use:4242:1764312086200000:us.zoom.xos"
+    );
+    // The stop carries a duration and the same key as the start.
+    let mut stopped = session.clone();
+    stopped.camera.as_mut().unwrap().duration_seconds = Some(95);
+    assert_eq!(finding_uid(&stopped), finding_uid(&session));
+    // A reused pid is another process, so another session.
+    let mut reused = session.clone();
+    reused.process.as_mut().unwrap().start_time.unix_us += 1;
+    assert_ne!(finding_uid(&reused), finding_uid(&session));
+    // Linux names the device.
+    let mut linux = session.clone();
+    linux.camera.as_mut().unwrap().device = Some(PathBuf::from("/dev/video0"));
+    assert_eq!(
+        finding_uid(&linux),
+        "camera_use:4242:1764312086200000:/dev/video0"
+    );
+    // No process read (a log line named only the bundle, or the process
+    // was gone): client and start.
+    let mut no_pid = session.clone();
+    no_pid.process = None;
+    assert_eq!(
+        finding_uid(&no_pid),
+        "camera_use:us.zoom.xos:2025-11-28T06:41:28Z"
+    );
+    // A camera finding keeps its own key even if it also names a listener.
+    let mut with_listener = session;
+    with_listener.listener = zoom_finding().listener;
+    assert!(finding_uid(&with_listener).starts_with("camera_use:"));
+}
+
+#[test]
+fn camera_grant_texts() {
+    let mut f = grant_finding();
+    let (title, message) = text_of(&f, FindingActivity::Create, ev::Mode::Monitor);
+    assert_eq!(title, "us.zoom.xos may use the camera");
+    assert_eq!(
+        message,
+        "New camera grant: us.zoom.xos may use the camera (user consent)"
+    );
+    assert_eq!(
+        text_of(&f, FindingActivity::Update, ev::Mode::Monitor).1,
+        "Camera grant changed: us.zoom.xos may use the camera (user consent)"
+    );
+    assert_eq!(
+        text_of(&f, FindingActivity::Close, ev::Mode::Monitor).1,
+        "Camera grant removed: us.zoom.xos is no longer listed for the camera"
+    );
+
+    // A grant a flagged helper holds (the judge rates only those critical).
+    let c = f.camera.as_mut().unwrap();
+    c.client = "/Users/jdoe/.zoomus/ZoomOpener.app/Contents/MacOS/ZoomOpener".into();
+    c.client_type = Some("path".into());
+    f.severity = Severity::Critical;
+    f.rule = Some("catalog:zoom-opener".into());
+    assert_eq!(
+        text_of(&f, FindingActivity::Create, ev::Mode::Remediate).1,
+        "The flagged helper /Users/jdoe/.zoomus/ZoomOpener.app/Contents/MacOS/ZoomOpener may use the camera (user consent)"
+    );
+
+    // An admin deny rule (high): says which rule.
+    let mut f = grant_finding();
+    f.severity = Severity::High;
+    f.rule = Some("rule:no-screen-recorders".into());
+    let c = f.camera.as_mut().unwrap();
+    c.service = "screen_capture".into();
+    c.reason = Some("user_set".into());
+    assert_eq!(
+        text_of(&f, FindingActivity::Create, ev::Mode::Remediate).1,
+        "New screen capture grant: us.zoom.xos may use screen capture (set by the user in System Settings); flagged by rule:no-screen-recorders"
+    );
+
+    // Other decisions and services, worded as the judge words them.
+    let mut f = grant_finding();
+    let c = f.camera.as_mut().unwrap();
+    c.service = "all_files".into();
+    c.auth = "denied".into();
+    c.reason = Some("other:9".into());
+    let (title, message) = text_of(&f, FindingActivity::Create, ev::Mode::Monitor);
+    assert_eq!(title, "us.zoom.xos is denied all files (Full Disk Access)");
+    assert_eq!(
+        message,
+        "New Full Disk Access grant: us.zoom.xos is denied all files (Full Disk Access) (reason 9)"
+    );
+}
+
+#[test]
+fn camera_session_texts() {
+    let f = incident_finding();
+    let (title, message) = text_of(&f, FindingActivity::Create, ev::Mode::Remediate);
+    assert_eq!(title, "Camera in use by zoom.us (pid 4242)");
+    assert_eq!(
+        message,
+        "Camera turned on 3 s after a connection to the flagged helper on 127.0.0.1:19421: in use by zoom.us (pid 4242)"
+    );
+
+    // Stop: how long it was on; a stop never says "left in place".
+    let mut stopped = f.clone();
+    stopped.camera.as_mut().unwrap().duration_seconds = Some(95);
+    stopped.verdict = Verdict::Remediate;
+    let (title_at_stop, message) = text_of(&stopped, FindingActivity::Close, ev::Mode::Monitor);
+    assert_eq!(title_at_stop, title);
+    assert_eq!(
+        message,
+        "Camera no longer in use by zoom.us (pid 4242) after 95 s"
+    );
+    stopped.camera.as_mut().unwrap().duration_seconds = None;
+    assert_eq!(
+        text_of(&stopped, FindingActivity::Close, ev::Mode::Monitor).1,
+        "Camera no longer in use by zoom.us (pid 4242)"
+    );
+
+    // The helper itself on camera: remediate, contained with it — or, in
+    // monitor mode, left in place.
+    let mut helper = f.clone();
+    helper.verdict = Verdict::Remediate;
+    helper.process = Some(zoom_opener());
+    helper.camera.as_mut().unwrap().incident = None;
+    assert_eq!(
+        text_of(&helper, FindingActivity::Create, ev::Mode::Remediate).1,
+        "Camera opened by the undisclosed helper ZoomOpener (pid 1873); contained with it"
+    );
+    assert_eq!(
+        text_of(&helper, FindingActivity::Create, ev::Mode::Monitor).1,
+        "Camera opened by the undisclosed helper ZoomOpener (pid 1873) (monitor mode: left in place)"
+    );
+    let mut helper_after_call = helper.clone();
+    helper_after_call.camera.as_mut().unwrap().incident =
+        f.camera.as_ref().unwrap().incident.clone();
+    helper_after_call
+        .camera
+        .as_mut()
+        .unwrap()
+        .incident
+        .as_mut()
+        .unwrap()
+        .seconds_before = 0;
+    assert_eq!(
+        text_of(
+            &helper_after_call,
+            FindingActivity::Create,
+            ev::Mode::Remediate
+        )
+        .1,
+        "Camera opened by the undisclosed helper ZoomOpener (pid 1873) less than a second after a connection to it on 127.0.0.1:19421; contained with it"
+    );
+
+    // An IPv6 helper is bracketed.
+    let mut v6 = f.clone();
+    v6.camera
+        .as_mut()
+        .unwrap()
+        .incident
+        .as_mut()
+        .unwrap()
+        .helper
+        .address = "::1".parse().unwrap();
+    assert!(
+        text_of(&v6, FindingActivity::Create, ev::Mode::Monitor)
+            .1
+            .contains("on [::1]:19421"),
+    );
+
+    // Every session is reported, allowed ones too, in plain words.
+    let mut allowed = f.clone();
+    allowed.verdict = Verdict::Allow;
+    allowed.severity = Severity::Info;
+    allowed.camera.as_mut().unwrap().incident = None;
+    assert_eq!(
+        text_of(&allowed, FindingActivity::Create, ev::Mode::Monitor),
+        (title.clone(), title.clone())
+    );
+    // Tied to a flagged helper the agent may not act on.
+    let mut tied = allowed.clone();
+    tied.verdict = Verdict::Report;
+    assert_eq!(
+        text_of(&tied, FindingActivity::Create, ev::Mode::Remediate).1,
+        "Camera in use by zoom.us (pid 4242), tied to a flagged helper"
+    );
+    // The process could not be read: the client names it, with the pid
+    // the session was seen with, if any.
+    let mut unread = allowed;
+    unread.process = None;
+    assert_eq!(
+        text_of(&unread, FindingActivity::Create, ev::Mode::Monitor).0,
+        "Camera in use by us.zoom.xos (pid 4242)"
+    );
+    unread.camera.as_mut().unwrap().pid = None;
+    assert_eq!(
+        text_of(&unread, FindingActivity::Create, ev::Mode::Monitor).0,
+        "Camera in use by us.zoom.xos"
+    );
+}
+
+#[test]
+fn camera_and_tcc_health() {
+    let db = std::path::Path::new("/Library/Application Support/com.apple.TCC/TCC.db");
+    // A detail that does not name the database gets it in front...
+    let Body::AgentHealth(h) = tcc_unreadable(db, "deploy the PPPC profile") else {
+        panic!("not health")
+    };
+    assert_eq!(
+        h.status,
+        ev::HealthStatus::PermissionMissing {
+            permission: "full_disk_access".into(),
+            detail: "TCC database /Library/Application Support/com.apple.TCC/TCC.db: deploy the PPPC profile".into(),
+        }
+    );
+    // ...one that does (a `parse::tcc` error) is kept as it is.
+    let named = format!("cannot read TCC database {}: EPERM", db.display());
+    let Body::AgentHealth(h) = tcc_unreadable(db, &named) else {
+        panic!("not health")
+    };
+    assert_eq!(
+        h.message,
+        format!("Missing permission full_disk_access: {named}")
+    );
+    let Body::AgentHealth(h) = tcc_readable(db) else {
+        panic!("not health")
+    };
+    assert_eq!(h.status.name(), "permission_restored");
+    assert_eq!(
+        h.message,
+        "Permission full_disk_access restored: TCC database /Library/Application Support/com.apple.TCC/TCC.db can be read again"
+    );
+    for (state, start) in [
+        (ev::CameraWatchState::Degraded, "Camera watch degraded: "),
+        (ev::CameraWatchState::Restored, "Camera watch restored: "),
+    ] {
+        let body = camera_watch(state, "log stream exited");
+        let event = round_trip(body, ev::Mode::Remediate);
+        let Body::AgentHealth(h) = event.body else {
+            panic!("not health")
+        };
+        assert!(h.message.starts_with(start), "{}", h.message);
+        assert_eq!(
+            h.status,
+            ev::HealthStatus::CameraWatch {
+                state,
+                detail: "log stream exited".into()
+            }
+        );
+    }
+}

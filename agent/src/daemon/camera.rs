@@ -1,0 +1,374 @@
+//! The daemon's camera watch: privacy grants (TCC diffs), camera sessions
+//! (Linux: descriptors on `CameraDevices`; macOS: a supervised `log
+//! stream` child) and connections to flagged helpers, turned into the
+//! judge's camera observations once per sweep.
+//!
+//! Everything here is sampled on the sweep timer, so a connection to a
+//! helper that opens and closes between two sweeps can be missed; the
+//! camera session itself is not (Linux sees the open descriptor, macOS
+//! the log line, both with their own time).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, TryRecvError, channel};
+
+use crate::config::Config;
+use crate::judge::{CameraSessionObservation, ConnectionSeen, GrantObservation};
+use crate::model::{ProcessIdentity, ScanError};
+use crate::observe::camera::{
+    CameraDevices, CameraFeed, CameraUseEvent, CameraWatcher, LogSessionEvent, LogStream,
+    LogStreamOptions, SessionTracker, camera_holders,
+};
+use crate::observe::inventory::read_processes;
+use crate::observe::signing::SignatureCache;
+use crate::observe::tcc::{TccProblem, TccTracker};
+use crate::parse::camera_log::CameraChange;
+use crate::platform::{CameraSource, Platform};
+
+/// How long a connection stays on record after it was last seen: long
+/// enough for any `CameraCorrelationSeconds` the config allows (≤ 300).
+const CONNECTION_MEMORY_US: u64 = 310 * 1_000_000;
+
+/// A camera session starting or stopping, for the event stream.
+#[derive(Debug, Clone)]
+pub struct SessionChange {
+    pub started: bool,
+    pub pid: Option<u32>,
+    pub bundle_id: Option<String>,
+    pub device: Option<PathBuf>,
+    pub duration_us: Option<u64>,
+}
+
+/// Something the health stream should say.
+#[derive(Debug, Clone)]
+pub enum CameraHealth {
+    TccUnreadable(TccProblem),
+    TccReadable(PathBuf),
+    WatchDegraded(String),
+    WatchRestored,
+}
+
+/// What one sweep of the camera watch found.
+#[derive(Debug, Default)]
+pub struct CameraPass {
+    pub grants: Vec<GrantObservation>,
+    pub sessions: Vec<CameraSessionObservation>,
+    /// Identities of the session processes and their ancestors.
+    pub processes: BTreeMap<u32, ProcessIdentity>,
+    pub connections: Vec<ConnectionSeen>,
+    pub changes: Vec<SessionChange>,
+    pub health: Vec<CameraHealth>,
+    pub errors: Vec<ScanError>,
+    /// Grants or sessions changed: judge again.
+    pub changed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct ConnKey {
+    socket_id: u64,
+    port: u16,
+}
+
+/// The camera watch's state between sweeps.
+pub struct CameraWatch {
+    tcc: TccTracker,
+    devices: Option<CameraDevices>,
+    devices_for: Vec<String>,
+    holders: CameraWatcher,
+    stream: Option<(LogStream, Receiver<CameraFeed>)>,
+    tracker: SessionTracker,
+    /// Connections to flagged ports: first and last seen.
+    connections: BTreeMap<ConnKey, (IpAddr, u64, u64)>,
+}
+
+impl CameraWatch {
+    pub fn new() -> CameraWatch {
+        CameraWatch {
+            tcc: TccTracker::default(),
+            devices: None,
+            devices_for: Vec::new(),
+            holders: CameraWatcher::new(),
+            stream: None,
+            tracker: SessionTracker::default(),
+            connections: BTreeMap::new(),
+        }
+    }
+
+    /// One sweep. `flagged` are the (address, port) of listeners the last
+    /// judgement flagged for remediation.
+    pub fn sweep(
+        &mut self,
+        platform: &dyn Platform,
+        config: &Config,
+        cache: &SignatureCache,
+        flagged: &BTreeSet<(IpAddr, u16)>,
+        now_unix_us: u64,
+    ) -> CameraPass {
+        let mut pass = CameraPass::default();
+        self.grants(config, &mut pass);
+        if config.camera_watch {
+            match platform.camera_source() {
+                CameraSource::ProcFds { proc_root } => {
+                    self.holders_sweep(&proc_root, config, now_unix_us, &mut pass)
+                }
+                CameraSource::UnifiedLog => {
+                    self.log_sweep(platform, config, now_unix_us, &mut pass)
+                }
+            }
+        } else {
+            self.stop_stream();
+        }
+        self.connections_sweep(platform, flagged, now_unix_us, &mut pass);
+        let pids: BTreeSet<u32> = pass.sessions.iter().filter_map(|s| s.pid).collect();
+        if !pids.is_empty() {
+            let mut processes = read_processes(platform, cache, &pids, &mut pass.errors);
+            // Ancestors too: "in the helper's process tree" is a question
+            // about them.
+            let mut frontier: BTreeSet<u32> = processes.values().map(|p| p.ppid).collect();
+            for _ in 0..16 {
+                frontier.retain(|p| *p > 1 && !processes.contains_key(p));
+                if frontier.is_empty() {
+                    break;
+                }
+                let found = read_processes(platform, cache, &frontier, &mut pass.errors);
+                frontier = found.values().map(|p| p.ppid).collect();
+                processes.extend(found);
+            }
+            pass.processes = processes;
+        }
+        pass
+    }
+
+    fn grants(&mut self, config: &Config, pass: &mut CameraPass) {
+        let scratch = config.state_dir.join("tcc-scratch");
+        let poll = self.tcc.poll(config, Some(&scratch));
+        pass.changed |= poll.changed;
+        pass.grants = poll.grants;
+        pass.health.extend(
+            poll.problems_new
+                .into_iter()
+                .map(CameraHealth::TccUnreadable),
+        );
+        pass.health.extend(
+            poll.problems_cleared
+                .into_iter()
+                .map(CameraHealth::TccReadable),
+        );
+    }
+
+    fn holders_sweep(
+        &mut self,
+        proc_root: &std::path::Path,
+        config: &Config,
+        now_unix_us: u64,
+        pass: &mut CameraPass,
+    ) {
+        if self.devices.is_none() || self.devices_for != config.camera_devices {
+            // Validated when the config loaded; a failure here only means
+            // an older config slipped through, so say it and watch nothing.
+            match CameraDevices::new(&config.camera_devices) {
+                Ok(d) => self.devices = Some(d),
+                Err(e) => {
+                    pass.errors.push(ScanError {
+                        source: "camera".into(),
+                        path: None,
+                        message: e.to_string(),
+                    });
+                    self.devices = None;
+                }
+            }
+            self.devices_for = config.camera_devices.clone();
+        }
+        let Some(devices) = &self.devices else {
+            return;
+        };
+        let holders = match camera_holders(proc_root, devices) {
+            Ok(h) => h,
+            Err(e) => {
+                pass.errors.push(ScanError {
+                    source: "camera".into(),
+                    path: Some(proc_root.to_path_buf()),
+                    message: e.to_string(),
+                });
+                // Keep the sessions we knew rather than stop them all.
+                pass.sessions = sessions_of(&self.holders);
+                return;
+            }
+        };
+        let events = self.holders.update(&holders, now_unix_us);
+        pass.changed |= !events.is_empty();
+        pass.changes.extend(events.iter().map(change_of));
+        pass.sessions = sessions_of(&self.holders);
+    }
+
+    fn log_sweep(
+        &mut self,
+        platform: &dyn Platform,
+        config: &Config,
+        now_unix_us: u64,
+        pass: &mut CameraPass,
+    ) {
+        if self.stream.is_none() {
+            let (major, minor) = os_major_minor(platform.host_info().os_version.as_deref());
+            let (tx, rx) = channel();
+            match LogStream::start(LogStreamOptions::macos(&config.log_path, major, minor), tx) {
+                Ok(stream) => self.stream = Some((stream, rx)),
+                Err(e) => pass.health.push(CameraHealth::WatchDegraded(format!(
+                    "cannot start the camera log stream supervisor: {e}"
+                ))),
+            }
+        }
+        let mut closed = false;
+        if let Some((_, feed)) = &self.stream {
+            loop {
+                match feed.try_recv() {
+                    Ok(CameraFeed::Event(e)) => {
+                        let events = self.tracker.feed(&e, now_unix_us);
+                        pass.changed |= !events.is_empty();
+                        pass.changes.extend(events.iter().map(log_change_of));
+                    }
+                    Ok(CameraFeed::Trouble(why)) => {
+                        pass.health.push(CameraHealth::WatchDegraded(why))
+                    }
+                    Ok(CameraFeed::Recovered) => pass.health.push(CameraHealth::WatchRestored),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if closed {
+            // The supervisor thread ended by itself; start a fresh one on
+            // the next sweep.
+            self.stream = None;
+        }
+        pass.sessions = self
+            .tracker
+            .sessions()
+            .iter()
+            .map(|s| s.observation())
+            .collect();
+    }
+
+    fn stop_stream(&mut self) {
+        if let Some((stream, _)) = self.stream.take() {
+            stream.stop();
+        }
+    }
+
+    fn connections_sweep(
+        &mut self,
+        platform: &dyn Platform,
+        flagged: &BTreeSet<(IpAddr, u16)>,
+        now_unix_us: u64,
+        pass: &mut CameraPass,
+    ) {
+        self.connections
+            .retain(|_, (_, _, last)| now_unix_us.saturating_sub(*last) <= CONNECTION_MEMORY_US);
+        let ports: BTreeSet<u16> = flagged.iter().map(|(_, p)| *p).collect();
+        if !ports.is_empty() {
+            match platform.established_to(&ports) {
+                Ok(conns) => {
+                    for c in conns {
+                        let key = ConnKey {
+                            socket_id: c.socket_id,
+                            port: c.local.port(),
+                        };
+                        self.connections
+                            .entry(key)
+                            .and_modify(|e| e.2 = now_unix_us)
+                            .or_insert((c.local.ip(), now_unix_us, now_unix_us));
+                    }
+                }
+                Err(e) => pass.errors.push(ScanError {
+                    source: "connections".into(),
+                    path: None,
+                    message: e.to_string(),
+                }),
+            }
+        }
+        pass.connections = self
+            .connections
+            .iter()
+            .map(|(k, (address, first, _))| ConnectionSeen {
+                address: *address,
+                port: k.port,
+                first_seen_unix_us: *first,
+            })
+            .collect();
+        pass.connections
+            .sort_by_key(|c| (c.first_seen_unix_us, c.port));
+    }
+}
+
+impl Drop for CameraWatch {
+    fn drop(&mut self) {
+        self.stop_stream();
+    }
+}
+
+fn sessions_of(watcher: &CameraWatcher) -> Vec<CameraSessionObservation> {
+    watcher
+        .sessions()
+        .into_iter()
+        .map(|s| CameraSessionObservation {
+            pid: Some(s.pid),
+            bundle_id: None,
+            device: Some(s.device),
+            since_unix_us: s.since_unix_us,
+        })
+        .collect()
+}
+
+fn change_of(e: &CameraUseEvent) -> SessionChange {
+    SessionChange {
+        started: e.change == CameraChange::Start,
+        pid: Some(e.session.pid),
+        bundle_id: None,
+        device: Some(e.session.device.clone()),
+        duration_us: e.duration_us,
+    }
+}
+
+fn log_change_of(e: &LogSessionEvent) -> SessionChange {
+    let o = e.session.observation();
+    SessionChange {
+        started: e.change == CameraChange::Start,
+        pid: o.pid,
+        bundle_id: o.bundle_id,
+        device: None,
+        duration_us: e.duration_us,
+    }
+}
+
+/// `"14.5"` → (14, 5). Unknown → the newest shapes (14, 0): a Mac too new
+/// for us to know logs like the latest one we do.
+fn os_major_minor(version: Option<&str>) -> (u32, u32) {
+    let mut parts = version.unwrap_or("").split('.');
+    let major = parts.next().and_then(|p| p.trim().parse().ok());
+    let minor = parts
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(0);
+    match major {
+        Some(m) => (m, minor),
+        None => (14, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_versions() {
+        assert_eq!(os_major_minor(Some("14.5")), (14, 5));
+        assert_eq!(os_major_minor(Some("13.3.1")), (13, 3));
+        assert_eq!(os_major_minor(Some("12")), (12, 0));
+        assert_eq!(os_major_minor(None), (14, 0));
+        assert_eq!(os_major_minor(Some("garbage")), (14, 0));
+    }
+}
