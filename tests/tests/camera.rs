@@ -34,6 +34,7 @@ mod tcc;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use lenscap_e2e::{
@@ -121,6 +122,43 @@ pub fn camera_keys(root: &Path) -> Vec<(&'static str, plist::Value)> {
             ]),
         ),
     ]
+}
+
+/// Every daemon probes every new loopback listener on the machine, the
+/// other tests' helpers included, and a probe is a connection to that
+/// helper. The correlation test needs a window with no connection to its
+/// helper, so it runs alone ([`Slot::exclusive`]); the other daemon tests
+/// share the machine with each other ([`Slot::shared`]).
+static DAEMONS: RwLock<()> = RwLock::new(());
+
+/// A test's hold on [`DAEMONS`], released when dropped (after its daemon:
+/// keep it in a variable declared before the daemon's, or in [`Setup`]).
+#[derive(Debug)]
+pub enum Slot {
+    Shared {
+        _guard: RwLockReadGuard<'static, ()>,
+    },
+    Exclusive {
+        _guard: RwLockWriteGuard<'static, ()>,
+    },
+}
+
+impl Slot {
+    /// Alongside other daemon tests.
+    pub fn shared() -> Slot {
+        // A test that panicked holding the lock poisons it; the lock only
+        // orders tests, so its state is fine.
+        Slot::Shared {
+            _guard: DAEMONS.read().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
+    /// With no other daemon test running.
+    pub fn exclusive() -> Slot {
+        Slot::Exclusive {
+            _guard: DAEMONS.write().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
 }
 
 /// Does process `pid` hold a descriptor on `path`?
@@ -296,6 +334,7 @@ pub struct Setup {
     pub standin: Standin,
     // Last: the tree outlives the stand-in and its jobs.
     _tree: tempfile::TempDir,
+    _slot: Slot,
 }
 
 impl Setup {
@@ -303,6 +342,17 @@ impl Setup {
     /// `<tree>/dev/video0` open (`--camera`); `helper_args` go to it before
     /// its `--port-file`; `extra` are more configuration keys.
     pub fn new(
+        mode: &str,
+        camera: bool,
+        helper_args: &[&str],
+        extra: &[(&str, plist::Value)],
+    ) -> Setup {
+        Setup::in_slot(Slot::shared(), mode, camera, helper_args, extra)
+    }
+
+    /// [`Setup::new`] holding `slot` until dropped.
+    pub fn in_slot(
+        slot: Slot,
         mode: &str,
         camera: bool,
         helper_args: &[&str],
@@ -359,6 +409,7 @@ impl Setup {
             pid,
             standin,
             _tree: tree,
+            _slot: slot,
         }
     }
 

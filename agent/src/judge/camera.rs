@@ -102,7 +102,7 @@ fn helper_of<'a>(obs: &'a Observations, f: &'a Finding) -> Helper<'a> {
             p.signature
                 .identifier
                 .clone()
-                .map(|id| (id, "its signing identifier")),
+                .map(|id| (id, "the signing identifier")),
         );
     }
     if let Some(r) = &f.persistence {
@@ -114,7 +114,7 @@ fn helper_of<'a>(obs: &'a Observations, f: &'a Finding) -> Helper<'a> {
         identifiers.extend(
             r.label
                 .iter()
-                .map(|l| (strip_btm_type(l).to_string(), "its persistence label")),
+                .map(|l| (strip_btm_type(l).to_string(), "the persistence label")),
         );
         // The ref carries no bundle ids; the item it was made from does.
         let same = |i: &&crate::model::PersistenceItem| {
@@ -126,7 +126,7 @@ fn helper_of<'a>(obs: &'a Observations, f: &'a Finding) -> Helper<'a> {
                     .with_item(item)
                     .bundle_ids
                     .into_iter()
-                    .map(|id| (id, "a bundle id its persistence item names")),
+                    .map(|id| (id, "the associated bundle id")),
             );
         }
     }
@@ -150,9 +150,15 @@ impl Helper<'_> {
         self.finding.process.as_ref().map(|p| p.pid)
     }
 
-    /// `ZoomOpener (pid 601, /Users/ann/.zoomus/…/ZoomOpener, listening on
-    /// 127.0.0.1:19421)`.
+    /// `the flagged helper ZoomOpener (pid 601, /Users/ann/.zoomus/…/ZoomOpener,
+    /// listening on 127.0.0.1:19421)`.
     fn describe(&self) -> String {
+        self.describe_with(true)
+    }
+
+    /// [`Helper::describe`], leaving out where it listens when the sentence
+    /// names the endpoint itself.
+    fn describe_with(&self, listener: bool) -> String {
         let f = self.finding;
         let name = f
             .process
@@ -178,7 +184,7 @@ impl Helper<'_> {
         if let Some(program) = program {
             parts.push(program.display().to_string());
         }
-        if let Some(l) = &f.listener {
+        if let Some(l) = f.listener.as_ref().filter(|_| listener) {
             parts.push(format!("listening on {}", endpoint(l.address, l.port)));
         }
         if parts.is_empty() {
@@ -188,7 +194,7 @@ impl Helper<'_> {
         }
     }
 
-    /// `, which lenscap remediates (catalog:zoomopener)`.
+    /// `which lenscap remediates (catalog:zoomopener)`.
     fn flagged_by(&self) -> String {
         match &self.finding.rule {
             Some(rule) => format!("which lenscap remediates ({rule})"),
@@ -202,12 +208,12 @@ impl Helper<'_> {
             TccClientType::Path => {
                 let client = Path::new(&g.client);
                 if let Some(p) = self.programs.iter().find(|p| **p == client) {
-                    return Some(format!("its program {}", p.display()));
+                    return Some(format!("the program {}", p.display()));
                 }
                 self.bundles
                     .iter()
                     .find(|b| client.starts_with(b))
-                    .map(|b| format!("inside its bundle {}", b.display()))
+                    .map(|b| format!("inside the bundle {}", b.display()))
             }
             TccClientType::BundleId => self
                 .identifiers
@@ -366,11 +372,18 @@ fn judge_grant(policy: &Policy, helpers: &[Helper<'_>], o: &GrantObservation) ->
         .iter()
         .find_map(|h| h.owns_client(g).map(|how| (h, how)));
     let hit = rules::decide(&policy.rules, &grant_subject(g));
+    // Said whenever it gives access, whatever decides below.
+    if grants && o.new {
+        reasons.push(format!(
+            "new since lenscap last read {}",
+            o.database.display()
+        ));
+    }
 
     let (verdict, severity, rule) = match (grants, owner, hit) {
         (true, Some((h, how)), _) => {
             reasons.push(format!(
-                "the client is {} ({how}), {}",
+                "the client is {how} of {}, {}",
                 h.describe(),
                 h.flagged_by()
             ));
@@ -393,30 +406,24 @@ fn judge_grant(policy: &Policy, helpers: &[Helper<'_>], o: &GrantObservation) ->
             ));
             (Verdict::Report, Severity::High, Some(hit.id))
         }
-        (true, None, hit) if o.new => {
-            reasons.push(format!(
-                "new since lenscap last read {}",
-                o.database.display()
-            ));
-            match hit {
-                Some(hit) => {
-                    reasons.extend(hit.reasons);
-                    reasons.push(
-                        "an admin allow rule covers this client, so a new grant is expected: \
+        (true, None, hit) if o.new => match hit {
+            Some(hit) => {
+                reasons.extend(hit.reasons);
+                reasons.push(
+                    "an admin allow rule covers this client, so a new grant is expected: \
                          allowed"
-                            .into(),
-                    );
-                    (Verdict::Allow, Severity::Info, Some(hit.id))
-                }
-                None => {
-                    reasons.push(format!(
-                        "a new grant of {what} is worth a look: reported (nothing ties it to a \
-                         flagged helper)"
-                    ));
-                    (Verdict::Report, Severity::Medium, None)
-                }
+                        .into(),
+                );
+                (Verdict::Allow, Severity::Info, Some(hit.id))
             }
-        }
+            None => {
+                reasons.push(format!(
+                    "a new grant of {what} is worth a look: reported (nothing ties it to a \
+                         flagged helper)"
+                ));
+                (Verdict::Report, Severity::Medium, None)
+            }
+        },
         _ => (Verdict::Allow, Severity::Info, None),
     };
 
@@ -636,12 +643,12 @@ fn judge_session(
             format!("{secs} s")
         };
         let why = format!(
-            "a camera turned on {gap} after something connected to {} on {} (within the \
-             {} s CameraCorrelationSeconds window), {}",
-            h.describe(),
+            "a camera turned on {gap} after something connected to {} on {}, within the {} s \
+             CameraCorrelationSeconds window; lenscap remediates that helper ({})",
+            h.describe_with(false),
             endpoint(c.address, c.port),
             policy.camera_correlation_seconds,
-            h.flagged_by()
+            h.finding.rule.as_deref().unwrap_or("the heuristics")
         );
         (
             why,

@@ -337,3 +337,107 @@ fn err(source: &str, path: Option<PathBuf>, e: &dyn std::fmt::Display) -> ScanEr
         message: e.to_string(),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+mod tests {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::platform::Native;
+
+    #[test]
+    fn gather_reports_grants_problems_and_camera_holders_with_their_ancestry() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let db = d.join("Users/alice/Library/Application Support/com.apple.TCC/TCC.db");
+        std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+        let sql = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tcc/sonoma.sql"
+        ))
+        .unwrap();
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch(&sql)
+            .unwrap();
+        let broken = d.join("Users/bob/Library/Application Support/com.apple.TCC/TCC.db");
+        std::fs::create_dir_all(broken.parent().unwrap()).unwrap();
+        std::fs::write(&broken, b"not a database").unwrap();
+        std::fs::create_dir(d.join("dev")).unwrap();
+        let video = d.join("dev/video0");
+        std::fs::write(&video, b"").unwrap();
+
+        let config = Config {
+            persistence_dirs: vec![],
+            application_dirs: vec![],
+            login_items: false,
+            probe: false,
+            tcc_databases: vec![format!(
+                "{}/Users/*/Library/Application Support/com.apple.TCC/TCC.db",
+                d.display()
+            )],
+            camera_devices: vec![format!("{}/dev/video*", d.display())],
+            ..Config::default()
+        };
+        let mut holder = Command::new("bash")
+            .args(["-c", "exec 3<\"$1\"; exec sleep 30", "bash"])
+            .arg(&video)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = holder.id();
+        let platform = Native::new(config.tools());
+        let cache = SignatureCache::default();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let gathered = loop {
+            let g = gather(&platform, &config, &cache, GatherOptions { probe: false });
+            let found = g
+                .observations
+                .camera_sessions
+                .iter()
+                .any(|s| s.pid == Some(pid));
+            if found || Instant::now() > deadline {
+                break g;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let _ = holder.kill();
+        let _ = holder.wait();
+
+        let obs = &gathered.observations;
+        assert_eq!(obs.grants.len(), 5);
+        assert!(obs.grants.iter().all(|g| g.database == db && !g.new));
+        let tcc_errors: Vec<_> = gathered
+            .errors
+            .iter()
+            .filter(|e| e.source == tcc::SOURCE)
+            .collect();
+        assert_eq!(tcc_errors.len(), 1, "{:?}", gathered.errors);
+        assert_eq!(tcc_errors[0].path.as_deref(), Some(broken.as_path()));
+
+        let session = obs
+            .camera_sessions
+            .iter()
+            .find(|s| s.pid == Some(pid))
+            .unwrap_or_else(|| panic!("{:?}", obs.camera_sessions));
+        assert_eq!(session.device.as_deref(), Some(video.as_path()));
+        // The holder and every ancestor up to PID 1 are identified.
+        let mut at = pid;
+        let mut chain = vec![pid];
+        while at != 1 {
+            let p = obs
+                .processes
+                .get(&at)
+                .unwrap_or_else(|| panic!("pid {at} of chain {chain:?} not read"));
+            if p.ppid == 0 {
+                break;
+            }
+            at = p.ppid;
+            chain.push(at);
+        }
+        assert!(chain.contains(&std::process::id()), "{chain:?}");
+        assert_eq!(obs.processes[&pid].name, "sleep");
+    }
+}

@@ -171,10 +171,16 @@ impl CameraLogParser {
             }
             "com.apple.cmio" | "com.apple.coremedia" => {
                 if let Some(pid) = shapes::device_control_pid(message) {
-                    stamp.events(
-                        vec![(CameraChange::Start, CameraClient::Pid(pid))],
-                        LogShape::DeviceControlPid,
-                    )
+                    // The property names the process in control of the
+                    // device; 0 means none is any more. That is inferred
+                    // (macos-reference.md documents only the start), but
+                    // without it a 13.3 session would never end.
+                    let change = if pid == 0 {
+                        (CameraChange::Stop, CameraClient::Unknown)
+                    } else {
+                        (CameraChange::Start, CameraClient::Pid(pid))
+                    };
+                    stamp.events(vec![change], LogShape::DeviceControlPid)
                 } else if let Some((change, client)) = shapes::cmio_endpoint(message) {
                     stamp.events(vec![(change, client)], LogShape::CmioEndpoint)
                 } else {

@@ -88,13 +88,19 @@ pub(super) async fn scan(
     let mut found = Vec::new();
     let mut cursor = cursor;
     let mut read: u32 = 0;
+    // Where most findings are camera findings, a short first read is
+    // enough; where they are rare, later reads take whole pages.
+    let mut limit = u32::try_from(want.saturating_mul(2))
+        .unwrap_or(MAX_PAGE)
+        .clamp(100, MAX_PAGE);
     loop {
         let filter = EventFilter {
             kinds: vec![Kind::DetectionFinding],
             cursor,
-            limit: MAX_PAGE.min(SCAN_LIMIT - read),
+            limit: limit.min(SCAN_LIMIT - read),
             ..base.clone()
         };
+        limit = MAX_PAGE;
         let page = state.store.events(&filter).await?;
         read += u32::try_from(page.events.len()).unwrap_or(u32::MAX);
         for stored in page.events {
@@ -340,6 +346,14 @@ pub(super) async fn camera_page(
          something connected to a helper lenscap flagged: the way a web page used Zoom's \
          hidden helper to start a call with the camera on.</p>",
     );
+    let empty = if scan.next.is_some() {
+        format!(
+            "None of the {SCAN_LIMIT} findings read for this page is about the camera; older \
+             ones follow."
+        )
+    } else {
+        "No camera grant or camera use reported yet.".to_string()
+    };
     body.push_str(&table(
         &[
             "Time",
@@ -351,7 +365,7 @@ pub(super) async fn camera_page(
             "Incident",
         ],
         &rows,
-        "No camera grant or camera use reported yet.",
+        &empty,
     ));
     body.push_str(&more_link_to("/ui/camera", scan.next));
     Ok(page("Camera", "/ui/camera", &body))

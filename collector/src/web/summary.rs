@@ -142,4 +142,21 @@ mod tests {
         assert!(remediation_cells(&serde_json::to_string(&chain[3]).unwrap()).is_some());
         assert!(remediation_cells(&serde_json::to_string(&chain[0]).unwrap()).is_none());
     }
+
+    #[test]
+    fn camera_events_get_their_own_lines_and_health_colours() {
+        let texts: Vec<String> = samples::docs_camera_chain()
+            .iter()
+            .map(|e| describe(&serde_json::to_string(e).unwrap()))
+            .collect();
+        assert!(texts[0].starts_with("<span class=\"b bad\">permission_missing</span>"));
+        assert!(texts[1].starts_with("<span class=\"b ok\">permission_restored</span>"));
+        assert!(texts[2].contains("privacy grant") && texts[2].contains("class=\"detail\""));
+        assert!(texts[3].contains("class=\"incident\""), "{}", texts[3]);
+        assert!(texts[5].starts_with("<span class=\"b bad\">camera_watch</span>"));
+        assert!(texts[6].starts_with("<span class=\"b ok\">camera_watch</span>"));
+        // A listener finding keeps its one-line title.
+        let listener = describe(&serde_json::to_string(&samples::docs_chain()[1]).unwrap());
+        assert!(!listener.contains("class=\"detail\""), "{listener}");
+    }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::{
-    CLOSE, CREATE, Setup, activity, camera_events_of, hold_open, same_finding, wait_event,
+    CLOSE, CREATE, Setup, Slot, activity, camera_events_of, hold_open, same_finding, wait_event,
 };
 
 /// `CameraCorrelationSeconds` for this test: long enough for a connection
@@ -39,7 +39,10 @@ fn start_of(all: &[Value], pid: u32) -> Option<Value> {
 
 #[test]
 fn camera_on_after_a_connection_to_a_flagged_helper_is_a_critical_incident() {
-    let s = Setup::new(
+    // Alone: another test's daemon starting now would probe this helper,
+    // and that connection would fall inside the control's window.
+    let s = Setup::in_slot(
+        Slot::exclusive(),
         "monitor",
         false,
         &["--websocket"],

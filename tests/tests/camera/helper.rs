@@ -32,6 +32,10 @@ fn assert_critical_helper_session(e: &Value, s: &Setup) {
     );
     assert_eq!(f["process"]["path"], s.exe.to_str().unwrap(), "{e:#}");
     assert_eq!(f["camera"]["service"], "camera", "{e:#}");
+    assert!(
+        f["camera"]["pid"].is_null() || f["camera"]["pid"].as_u64() == Some(u64::from(s.pid)),
+        "{e:#}"
+    );
     assert_eq!(f["camera"]["device"], s.video.to_str().unwrap(), "{e:#}");
     assert!(!f["reasons"].as_array().unwrap().is_empty(), "{e:#}");
 }

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use lenscap_e2e::{Daemon, temp_tree, write_config};
 
-use super::{camera_keys, make_video_device, summary, wait_event, write_corrupt_db, write_tcc_db};
+use super::{
+    Slot, camera_keys, make_video_device, summary, wait_event, write_corrupt_db, write_tcc_db,
+};
 
 #[test]
 fn a_corrupt_tcc_db_is_a_health_event_and_the_daemon_keeps_sweeping() {
@@ -29,6 +31,7 @@ fn a_corrupt_tcc_db_is_a_health_event_and_the_daemon_keeps_sweeping() {
     let mut keys = vec![("Mode", "monitor".into()), ("SweepSeconds", 1.into())];
     keys.extend(camera_keys(r));
     let config = write_config(r, &keys);
+    let _slot = Slot::shared();
     let mut d = Daemon::start(&config, &[]);
 
     let corrupt_s = corrupt.to_str().unwrap().to_string();

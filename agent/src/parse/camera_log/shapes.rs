@@ -56,12 +56,17 @@ pub(super) fn control_center_cameras(message: &str) -> Option<BTreeSet<String>> 
 }
 
 /// macOS 13.3: `… propertyValues {\n    CMIOExtensionPropertyDeviceControlPID = 90429;\n}`.
+/// `= 0;` (no process in control) is returned as 0.
 pub(super) fn device_control_pid(message: &str) -> Option<u32> {
     let at = message.find(CONTROL_PID)?;
     let rest = message[at + CONTROL_PID.len()..].trim_start();
     let rest = rest.strip_prefix('=')?.trim_start();
-    let (pid, rest) = leading_pid(rest)?;
-    rest.trim_start().starts_with(';').then_some(pid)
+    let end = rest
+        .bytes()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let pid: u32 = rest.get(..end)?.parse().ok()?;
+    rest[end..].trim_start().starts_with(';').then_some(pid)
 }
 
 /// The first `[{private}<digits>]`: the client PID in the 14+ endpoint line.

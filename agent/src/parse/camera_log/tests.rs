@@ -74,10 +74,13 @@ fn sonoma_control_center_attribution_diffs() {
 #[test]
 fn ventura_device_control_pid() {
     let (events, _) = feed_fixture("ventura_13_3_device_control_pid.ndjson");
-    // PID 0 in the second message is "no client", not a start.
+    // PID 0 in the second message is "no client": the session ends.
     assert_eq!(
         brief(&events),
-        vec![(Start, CameraClient::Pid(90429), LogShape::DeviceControlPid)]
+        vec![
+            (Start, CameraClient::Pid(90429), LogShape::DeviceControlPid),
+            (Stop, CameraClient::Unknown, LogShape::DeviceControlPid),
+        ]
     );
     // 2023-05-02 09:15:31.000123-0700 == 16:15:31.000123Z
     assert_eq!(events[0].at_unix_us, Some(1_683_044_131_000_123));

@@ -118,7 +118,9 @@ fn io_error(path: &Path, source: io::Error) -> TccError {
 fn open_nofollow(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        // O_NONBLOCK: a FIFO swapped in after the file-type check must not
+        // hang the reader (it has no effect on a regular file).
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
 }
 

@@ -87,6 +87,12 @@ static KERNEL_FILTER: AtomicBool = AtomicBool::new(true);
 /// user space; the port test is repeated here regardless, so the answer
 /// does not depend on the bytecode. No `/proc` walk: owners are not
 /// resolved.
+///
+/// Cost: each family's dump walks the kernel's whole established hash
+/// (262 144 buckets on a 23 GiB host: 1.5–2.5 ms per family, most of a
+/// call), however few sockets match. The port filter saves the
+/// per-socket messages, which only matters on a host with many
+/// connections.
 pub fn established(ports: &BTreeSet<u16>) -> Result<Vec<Established>, PlatformError> {
     if ports.is_empty() {
         return Ok(Vec::new());

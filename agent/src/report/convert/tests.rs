@@ -529,15 +529,15 @@ fn camera_uids_are_stable_and_distinct() {
     judged_again.reasons = vec!["re-read".into()];
     assert_eq!(finding_uid(&judged_again), uid);
     // Each identifying part changes the key.
-    let variants: Vec<Box<dyn Fn(&mut model::CameraRef)>> = vec![
-        Box::new(|c| c.service = "microphone".into()),
-        Box::new(|c| c.client_type = Some("path".into())),
-        Box::new(|c| c.client = "com.example.other".into()),
-        Box::new(|c| {
+    let variants: [fn(&mut model::CameraRef); 4] = [
+        |c| c.service = "microphone".into(),
+        |c| c.client_type = Some("path".into()),
+        |c| c.client = "com.example.other".into(),
+        |c| {
             c.database = Some(PathBuf::from(
                 "/Library/Application Support/com.apple.TCC/TCC.db",
             ))
-        }),
+        },
     ];
     let mut keys = vec![uid];
     for change in variants {
