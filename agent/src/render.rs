@@ -44,8 +44,8 @@ pub fn status(s: &Status, alive: bool, now: i64) -> String {
     );
     let _ = writeln!(
         out,
-        "watching:        {} listeners, {} persistence items",
-        s.listeners, s.persistence_items
+        "watching:        {} listeners, {} persistence items, {} privacy grants, {} camera sessions",
+        s.listeners, s.persistence_items, s.privacy_grants, s.camera_sessions
     );
     let _ = writeln!(
         out,
