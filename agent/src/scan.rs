@@ -132,6 +132,18 @@ pub fn render_table(report: &ScanReport, color: bool) -> String {
     out
 }
 
+/// `pid 42 /path/to/exe` (the name when the path is unknown).
+fn process_label(p: &crate::model::ProcessIdentity) -> String {
+    format!(
+        "pid {} {}",
+        p.pid,
+        p.path
+            .as_deref()
+            .map(|x| x.display().to_string())
+            .unwrap_or_else(|| p.name.clone())
+    )
+}
+
 /// One line naming what a finding is about.
 fn headline(f: &Finding) -> String {
     let severity = format!("{:?}", f.severity).to_lowercase();
@@ -150,17 +162,11 @@ fn headline(f: &Finding) -> String {
                     std::net::IpAddr::V4(a) => format!("{a}:{}", l.port),
                 })
                 .unwrap_or_default();
-            let who = match &f.process {
-                Some(p) => format!(
-                    "pid {} {}",
-                    p.pid,
-                    p.path
-                        .as_deref()
-                        .map(|x| x.display().to_string())
-                        .unwrap_or_else(|| p.name.clone())
-                ),
-                None => "owner unknown".to_string(),
-            };
+            let who = f
+                .process
+                .as_ref()
+                .map(process_label)
+                .unwrap_or_else(|| "owner unknown".to_string());
             let extra = match f.processes.len() {
                 0 | 1 => String::new(),
                 n => format!(" (+{} more)", n - 1),
@@ -186,14 +192,7 @@ fn headline(f: &Finding) -> String {
         }
         FindingKind::CameraUse => {
             let who = match &f.process {
-                Some(p) => format!(
-                    "pid {} {}",
-                    p.pid,
-                    p.path
-                        .as_deref()
-                        .map(|x| x.display().to_string())
-                        .unwrap_or_else(|| p.name.clone())
-                ),
+                Some(p) => process_label(p),
                 None => f
                     .camera
                     .as_ref()
