@@ -31,7 +31,9 @@ impl Format {
     }
 }
 
-pub const CSV_HEADER: &str = "time,host,seq,kind,verdict,severity,rule,uid,message\n";
+/// `finding_kind` comes last so scripts that read the earlier columns by
+/// position keep working.
+pub const CSV_HEADER: &str = "time,host,seq,kind,verdict,severity,rule,uid,message,finding_kind\n";
 
 struct Cursorwise {
     store: Store,
@@ -112,6 +114,7 @@ pub fn csv_row(e: &StoredEvent) -> String {
         e.rule.clone().unwrap_or_default(),
         uid.to_string(),
         message.to_string(),
+        e.finding_kind.clone().unwrap_or_default(),
     ];
     let mut row = fields
         .iter()
@@ -164,6 +167,7 @@ mod tests {
             time: ev.time,
             received_at: ev.time,
             kind: "detection_finding".into(),
+            finding_kind: Some("listener".into()),
             verdict: Some("remediate".into()),
             rule: Some("catalog:zoom-opener".into()),
             body: serde_json::to_string(ev).unwrap(),
@@ -171,6 +175,6 @@ mod tests {
         let row = csv_row(&stored);
         assert_eq!(row.matches(',').count(), CSV_HEADER.matches(',').count());
         assert!(row.starts_with("2025-11-28T06:40:05.25Z,jdoe-mbp,2,detection_finding,remediate,critical,catalog:zoom-opener,5d1e8f3a-"));
-        assert!(row.ends_with("ZoomOpener listens on 127.0.0.1:19421\n"));
+        assert!(row.ends_with("ZoomOpener listens on 127.0.0.1:19421,listener\n"));
     }
 }

@@ -646,49 +646,6 @@ mod tests {
         assert!(v["payload"]["finding"]["camera"].get("incident").is_none());
     }
 
-    /// docs/events.md shows the camera samples as they are written now:
-    /// each `<!-- generated:NAME -->` block of [`docs_camera_examples`]
-    /// must equal the pretty JSON of its event. Rewrite the blocks with
-    /// `LENSCAP_BLESS=1 cargo test -p lenscap-events --lib docs_camera`
-    /// (the other blocks: `--test docs_examples`) and read the diff.
-    #[test]
-    fn docs_camera_blocks_are_current() {
-        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/events.md");
-        let doc = std::fs::read_to_string(&path).unwrap();
-        let mut want = doc.clone();
-        for (name, event) in docs_camera_examples() {
-            let content = format!(
-                "```json\n{}\n```",
-                serde_json::to_string_pretty(&event).unwrap()
-            );
-            let open = format!("<!-- generated:{name} -->");
-            let start = want
-                .find(&open)
-                .unwrap_or_else(|| panic!("docs/events.md has no `{open}` marker"))
-                + open.len();
-            let end = start
-                + want[start..]
-                    .find("<!-- /generated -->")
-                    .unwrap_or_else(|| panic!("`{open}` is not closed"));
-            want = format!("{}\n{}\n{}", &want[..start], content, &want[end..]);
-        }
-        if std::env::var_os("LENSCAP_BLESS").is_some() {
-            std::fs::write(&path, &want).unwrap();
-            return;
-        }
-        if want != doc {
-            let first = want
-                .lines()
-                .zip(doc.lines())
-                .position(|(a, b)| a != b)
-                .unwrap_or(0);
-            panic!(
-                "docs/events.md camera examples are out of date from line {} on; rerun with LENSCAP_BLESS=1 and review the diff",
-                first + 1
-            );
-        }
-    }
-
     #[test]
     fn ocsf_ids_are_written_and_checked() {
         let e = &docs_chain()[1];

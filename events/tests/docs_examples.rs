@@ -44,14 +44,20 @@ fn blocks() -> Vec<(&'static str, String)> {
             e.hash().unwrap()
         ));
     }
-    vec![
+    let mut blocks = vec![
         ("agent_health", pretty(&chain[0])),
         ("detection_finding", pretty(&chain[1])),
         ("process_remediation", pretty(&chain[2])),
         ("file_remediation", pretty(&chain[3])),
         ("process_remediation_monitor", pretty(&monitor)),
         ("chain", table.trim_end().to_string()),
-    ]
+    ];
+    blocks.extend(
+        samples::docs_camera_examples()
+            .into_iter()
+            .map(|(name, event)| (name, pretty(&event))),
+    );
+    blocks
 }
 
 fn splice(doc: &str, name: &str, content: &str) -> Result<String, String> {

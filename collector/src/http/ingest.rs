@@ -24,7 +24,7 @@ use super::AppState;
 use crate::auth::Caller;
 use crate::config::Limits;
 use crate::error::ApiError;
-use crate::store::{FindingUpdate, HostKey, HostMeta, IngestItem, Role};
+use crate::store::{FindingUpdate, HostKey, HostMeta, IngestItem, Role, finding_kind_str};
 use crate::timefmt::now_ms;
 
 pub(super) fn router(limits: Limits) -> Router<AppState> {
@@ -176,7 +176,7 @@ fn item(index: usize, value: Value, host: &HostKey) -> Result<IngestItem, ApiErr
             identity.field, identity.value
         )));
     }
-    let (verdict, rule, severity, finding) = match &event.body {
+    let (finding_kind, verdict, rule, severity, finding) = match &event.body {
         Body::DetectionFinding(d) => {
             let f = &d.finding;
             let update = FindingUpdate {
@@ -188,13 +188,14 @@ fn item(index: usize, value: Value, host: &HostKey) -> Result<IngestItem, ApiErr
                 title: d.finding_info.title.clone(),
             };
             (
+                Some(finding_kind_str(f.kind)),
                 Some(f.verdict.as_str()),
                 f.rule.clone(),
                 Some(f.severity.as_str()),
                 Some(update),
             )
         }
-        _ => (None, None, None, None),
+        _ => (None, None, None, None, None),
     };
     Ok(IngestItem {
         uid: event.uid.to_string(),
@@ -202,6 +203,7 @@ fn item(index: usize, value: Value, host: &HostKey) -> Result<IngestItem, ApiErr
         seq: event.seq as i64,
         time: event.time,
         kind: event.kind().as_str(),
+        finding_kind,
         verdict,
         rule,
         severity,

@@ -16,7 +16,10 @@ use super::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::export::{self, Format};
-use crate::store::{Cursor, DEFAULT_PAGE, EventFilter, HostSummary, MAX_PAGE, Role};
+use crate::store::{
+    Cursor, DEFAULT_PAGE, EventFilter, FINDING_KINDS, HostSummary, MAX_PAGE, Role,
+    finding_kind_str, parse_finding_kind,
+};
 use crate::timefmt::{parse_time, rfc3339};
 
 pub(super) fn router() -> Router<AppState> {
@@ -36,6 +39,8 @@ const READERS: &[Role] = &[Role::Reader, Role::Admin];
 pub struct EventQuery {
     pub host: Option<String>,
     pub kind: Option<String>,
+    /// Comma-separated finding kinds (`camera_grant,camera_use`).
+    pub finding_kind: Option<String>,
     pub verdict: Option<String>,
     pub rule: Option<String>,
     pub since: Option<String>,
@@ -56,6 +61,24 @@ impl EventQuery {
                     "unknown kind {k:?}; expected detection_finding, process_remediation, file_remediation or agent_health"
                 ))
             })?],
+        };
+        let finding_kinds = match &self.finding_kind {
+            None => Vec::new(),
+            Some(list) => {
+                let mut kinds = Vec::new();
+                for k in list.split(',').map(str::trim) {
+                    let kind = parse_finding_kind(k).ok_or_else(|| {
+                        bad(format!(
+                            "unknown finding_kind {k:?}; expected one or more of {}, separated by commas",
+                            FINDING_KINDS.map(finding_kind_str).join(", ")
+                        ))
+                    })?;
+                    if !kinds.contains(&kind) {
+                        kinds.push(kind);
+                    }
+                }
+                kinds
+            }
         };
         let verdict = match self.verdict.as_deref() {
             None => None,
@@ -92,6 +115,7 @@ impl EventQuery {
             host_id: None,
             kinds,
             verdict,
+            finding_kinds,
             rule: self.rule.clone(),
             since: time("since", &self.since)?,
             until: time("until", &self.until)?,
@@ -258,6 +282,32 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("unknown verdict")
+        );
+        for junk in [
+            "camera_use' OR '1'='1",
+            "camera_use;DROP TABLE events",
+            "",
+            "camera_use,",
+            "Camera_Use",
+        ] {
+            let q = EventQuery {
+                finding_kind: Some(junk.into()),
+                ..Default::default()
+            };
+            let err = q.filter().unwrap_err().to_string();
+            assert!(err.contains("unknown finding_kind"), "{junk}: {err}");
+            assert!(err.contains("camera_grant, camera_use"), "{err}");
+        }
+        let q = EventQuery {
+            finding_kind: Some("camera_use, camera_grant,camera_use".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            q.filter().unwrap().finding_kinds,
+            [
+                lenscap_events::FindingKind::CameraUse,
+                lenscap_events::FindingKind::CameraGrant
+            ]
         );
         let q = EventQuery {
             limit: Some("0".into()),

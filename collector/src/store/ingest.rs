@@ -256,6 +256,7 @@ mod tests {
             seq,
             time: 0,
             kind: "agent_health",
+            finding_kind: None,
             verdict: None,
             rule: None,
             severity: None,

@@ -188,10 +188,22 @@ impl Store {
 /// no files beside it.
 type MigrationSource = &'static [(i64, &'static str, &'static str)];
 
-const SQLITE_MIGRATIONS: MigrationSource =
-    &[(1, "init", include_str!("migrations/sqlite/0001_init.sql"))];
-const POSTGRES_MIGRATIONS: MigrationSource =
-    &[(1, "init", include_str!("migrations/postgres/0001_init.sql"))];
+const SQLITE_MIGRATIONS: MigrationSource = &[
+    (1, "init", include_str!("migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        "finding kind",
+        include_str!("migrations/sqlite/0002_finding_kind.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: MigrationSource = &[
+    (1, "init", include_str!("migrations/postgres/0001_init.sql")),
+    (
+        2,
+        "finding kind",
+        include_str!("migrations/postgres/0002_finding_kind.sql"),
+    ),
+];
 
 fn migrator(source: MigrationSource) -> Migrator {
     Migrator::with_migrations(

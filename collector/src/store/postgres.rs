@@ -17,10 +17,10 @@ use super::chain::{self, ChainState};
 use super::ingest::{Batch, finish_batch, link, load_late};
 use super::types::*;
 
-const INSERT_EVENTS: &str = "INSERT INTO events (uid, host_id, seq, time, received_at, kind, verdict, rule, severity, hash, prev_hash, body)
-     SELECT u.uid, $1, u.seq, u.time, $2, u.kind, u.verdict, u.rule, u.severity, u.hash, u.prev_hash, u.body
-     FROM UNNEST($3::text[], $4::int8[], $5::int8[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
-          AS u(uid, seq, time, kind, verdict, rule, severity, hash, prev_hash, body)
+const INSERT_EVENTS: &str = "INSERT INTO events (uid, host_id, seq, time, received_at, kind, finding_kind, verdict, rule, severity, hash, prev_hash, body)
+     SELECT u.uid, $1, u.seq, u.time, $2, u.kind, u.finding_kind, u.verdict, u.rule, u.severity, u.hash, u.prev_hash, u.body
+     FROM UNNEST($3::text[], $4::int8[], $5::int8[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
+          AS u(uid, seq, time, kind, finding_kind, verdict, rule, severity, hash, prev_hash, body)
      ON CONFLICT (host_id, seq, uid) DO NOTHING";
 
 #[derive(Debug, Clone)]
@@ -103,6 +103,7 @@ impl PgStore {
                 .bind(new.iter().map(|i| i.seq).collect::<Vec<_>>())
                 .bind(new.iter().map(|i| i.time).collect::<Vec<_>>())
                 .bind(new.iter().map(|i| i.kind.to_string()).collect::<Vec<_>>())
+                .bind(col(|i| i.finding_kind.map(str::to_string)))
                 .bind(col(|i| i.verdict.map(str::to_string)))
                 .bind(col(|i| i.rule.clone()))
                 .bind(col(|i| i.severity.map(str::to_string)))

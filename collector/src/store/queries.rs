@@ -208,7 +208,7 @@ impl Store {
         }
         dispatch!(self, pool => {
             let mut qb = QueryBuilder::new(
-                "SELECT e.id, e.host_id, h.hostname, e.seq, e.time, e.received_at, e.kind, e.verdict, e.rule, e.body
+                "SELECT e.id, e.host_id, h.hostname, e.seq, e.time, e.received_at, e.kind, e.finding_kind, e.verdict, e.rule, e.body
                  FROM events e JOIN hosts h ON h.id = e.host_id WHERE 1 = 1",
             );
             match host_ids.as_deref() {
@@ -230,6 +230,14 @@ impl Store {
                 let mut sep = qb.separated(", ");
                 for k in &filter.kinds {
                     sep.push_bind(k.as_str());
+                }
+                qb.push(")");
+            }
+            if !filter.finding_kinds.is_empty() {
+                qb.push(" AND e.finding_kind IN (");
+                let mut sep = qb.separated(", ");
+                for k in &filter.finding_kinds {
+                    sep.push_bind(finding_kind_str(*k));
                 }
                 qb.push(")");
             }
@@ -266,6 +274,7 @@ impl Store {
                         time: r.try_get("time")?,
                         received_at: r.try_get("received_at")?,
                         kind: r.try_get("kind")?,
+                        finding_kind: r.try_get("finding_kind")?,
                         verdict: r.try_get("verdict")?,
                         rule: r.try_get("rule")?,
                         body: r.try_get("body")?,

@@ -32,7 +32,7 @@ use super::chain::{self, ChainState};
 use super::ingest::{Batch, finish_batch, link, load_late};
 use super::types::*;
 
-const INSERT_EVENTS_HEAD: &str = "INSERT INTO events (uid, host_id, seq, time, received_at, kind, verdict, rule, severity, hash, prev_hash, body) ";
+const INSERT_EVENTS_HEAD: &str = "INSERT INTO events (uid, host_id, seq, time, received_at, kind, finding_kind, verdict, rule, severity, hash, prev_hash, body) ";
 
 /// Most batches committed together.
 const GROUP_MAX: usize = 64;
@@ -241,7 +241,7 @@ async fn ingest_one(
 
     // One multi-row INSERT per chunk: per statement, sqlx hands work to
     // SQLite's connection thread and back, which costs more than the
-    // insert itself. 500 rows × 12 values stays far below SQLite's
+    // insert itself. 500 rows × 13 values stays far below SQLite's
     // limit of 32,766 bound values. The strings are moved into the
     // statement, not copied: nothing after the insert reads them.
     let mut accepted = 0u64;
@@ -254,6 +254,7 @@ async fn ingest_one(
                 .push_bind(item.time)
                 .push_bind(now)
                 .push_bind(item.kind)
+                .push_bind(item.finding_kind)
                 .push_bind(item.verdict)
                 .push_bind(item.rule.take())
                 .push_bind(item.severity)
@@ -290,6 +291,7 @@ mod tests {
             seq,
             time: seq,
             kind: "agent_health",
+            finding_kind: None,
             verdict: None,
             rule: None,
             severity: None,

@@ -1,6 +1,6 @@
 //! The plain data the store takes and gives, and its error type.
 
-use lenscap_events::{Kind, Verdict};
+use lenscap_events::{FindingKind, Kind, Verdict};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -143,6 +143,8 @@ pub struct IngestItem {
     pub seq: i64,
     pub time: i64,
     pub kind: &'static str,
+    /// `finding.kind` of a detection finding ([`finding_kind_str`]).
+    pub finding_kind: Option<&'static str>,
     pub verdict: Option<&'static str>,
     pub rule: Option<String>,
     pub severity: Option<&'static str>,
@@ -160,6 +162,31 @@ pub struct IngestOutcome {
     pub duplicate: u64,
     pub gaps_opened: u64,
     pub breaks: u64,
+}
+
+/// Every finding kind, in the order messages list them.
+pub const FINDING_KINDS: [FindingKind; 4] = [
+    FindingKind::Listener,
+    FindingKind::Persistence,
+    FindingKind::CameraGrant,
+    FindingKind::CameraUse,
+];
+
+/// A finding kind as the wire format, the `finding_kind` column and the
+/// API spell it.
+pub fn finding_kind_str(k: FindingKind) -> &'static str {
+    match k {
+        FindingKind::Listener => "listener",
+        FindingKind::Persistence => "persistence",
+        FindingKind::CameraGrant => "camera_grant",
+        FindingKind::CameraUse => "camera_use",
+    }
+}
+
+pub fn parse_finding_kind(s: &str) -> Option<FindingKind> {
+    FINDING_KINDS
+        .into_iter()
+        .find(|k| finding_kind_str(*k) == s)
 }
 
 /// Position in the newest-first event order: `(time, id)`.
@@ -193,6 +220,9 @@ pub struct EventFilter {
     /// Any of these kinds (empty: all).
     pub kinds: Vec<Kind>,
     pub verdict: Option<Verdict>,
+    /// Detection findings of any of these finding kinds (empty: no
+    /// narrowing; events of other kinds never match a non-empty list).
+    pub finding_kinds: Vec<FindingKind>,
     pub rule: Option<String>,
     /// `time >= since` (ms).
     pub since: Option<i64>,
@@ -212,6 +242,8 @@ pub struct StoredEvent {
     pub time: i64,
     pub received_at: i64,
     pub kind: String,
+    /// `finding.kind` of a detection finding; `None` for other events.
+    pub finding_kind: Option<String>,
     pub verdict: Option<String>,
     pub rule: Option<String>,
     /// Canonical JSON, exactly as hashed.
@@ -278,6 +310,20 @@ mod tests {
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
         for junk in ["", "1", "a_b", "1_", "_1", "1_2_3", "1' OR '1'='1"] {
             assert_eq!(Cursor::decode(junk), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn finding_kinds_are_spelt_as_on_the_wire() {
+        for k in FINDING_KINDS {
+            assert_eq!(
+                serde_json::to_value(k).unwrap(),
+                serde_json::Value::from(finding_kind_str(k))
+            );
+            assert_eq!(parse_finding_kind(finding_kind_str(k)), Some(k));
+        }
+        for junk in ["", "Camera_use", "camera_use ", "camera_use' OR '1'='1"] {
+            assert_eq!(parse_finding_kind(junk), None, "{junk}");
         }
     }
 

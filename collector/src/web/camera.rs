@@ -1,11 +1,12 @@
 //! Camera findings on the dashboard: privacy grants (`camera_grant`) and
 //! camera sessions (`camera_use`), and the Camera page that lists them.
 //!
-//! The store indexes events by wire kind, verdict and rule, not by the
-//! finding's own kind, so camera findings are picked out of detection
-//! findings by reading their bodies, a bounded number per request
-//! ([`scan`]): a page never reads more than [`SCAN_LIMIT`] events, and its
-//! "Older" link continues where the scan stopped.
+//! The store keeps each finding's own kind (`finding_kind`), so camera
+//! findings are read with a filter on it: the Camera page reads one page
+//! of them, however many other findings lie between. Incidents are a
+//! subset no column describes (a camera session rated critical or tied to
+//! a flagged helper), so [`scan`] still reads camera sessions' bodies,
+//! at most [`SCAN_LIMIT`] per request.
 
 use axum::extract::{Query, State};
 use axum::response::Response;
@@ -24,6 +25,9 @@ use crate::timefmt::human;
 
 /// At most this many stored events are read for one page.
 pub(super) const SCAN_LIMIT: u32 = 2 * MAX_PAGE;
+
+/// The finding kinds the Camera page shows.
+const CAMERA_KINDS: [FindingKind; 2] = [FindingKind::CameraGrant, FindingKind::CameraUse];
 
 /// A camera finding read from a stored event.
 #[derive(Debug)]
@@ -75,9 +79,10 @@ pub(super) struct Scan {
     pub next: Option<Cursor>,
 }
 
-/// Camera findings matching `keep` among the detection findings `base`
-/// selects, newest first, from `cursor` on: up to `want` of them, reading
-/// at most [`SCAN_LIMIT`] events.
+/// Camera findings matching `keep` among the camera findings `base`
+/// selects (those of `base.finding_kinds`, or both camera kinds), newest
+/// first, from `cursor` on: up to `want` of them, reading at most
+/// [`SCAN_LIMIT`] events.
 pub(super) async fn scan(
     state: &AppState,
     base: &EventFilter,
@@ -96,6 +101,11 @@ pub(super) async fn scan(
     loop {
         let filter = EventFilter {
             kinds: vec![Kind::DetectionFinding],
+            finding_kinds: if base.finding_kinds.is_empty() {
+                CAMERA_KINDS.to_vec()
+            } else {
+                base.finding_kinds.clone()
+            },
             cursor,
             limit: limit.min(SCAN_LIMIT - read),
             ..base.clone()
@@ -131,8 +141,9 @@ pub(super) async fn scan(
 }
 
 /// The newest camera incidents of the fleet (or of one host). Incidents
-/// are never judged `allow`, so only reported and remediated findings are
-/// read: the many allowed camera sessions cannot push them out of reach.
+/// are camera sessions never judged `allow`, so only reported and
+/// remediated `camera_use` findings are read: the many allowed sessions
+/// cannot push them out of reach.
 pub(super) async fn incidents(
     state: &AppState,
     host_id: Option<i64>,
@@ -144,6 +155,7 @@ pub(super) async fn incidents(
         let base = EventFilter {
             host_id,
             verdict: Some(verdict),
+            finding_kinds: vec![FindingKind::CameraUse],
             ..EventFilter::default()
         };
         let scan = scan(state, &base, None, want, is_incident).await?;
@@ -300,16 +312,25 @@ pub(super) async fn camera_page(
     _: Viewer,
     Query(paging): Query<Paging>,
 ) -> Result<Response, ApiError> {
-    let scan = scan(
-        &state,
-        &EventFilter::default(),
-        paging.cursor(),
-        super::pages::PAGE as usize,
-        |_| true,
-    )
-    .await?;
-    let rows: Vec<Vec<String>> = scan
-        .found
+    let page_of = state
+        .store
+        .events(&EventFilter {
+            kinds: vec![Kind::DetectionFinding],
+            finding_kinds: CAMERA_KINDS.to_vec(),
+            cursor: paging.cursor(),
+            limit: super::pages::PAGE,
+            ..EventFilter::default()
+        })
+        .await?;
+    let found: Vec<CameraEvent> = page_of
+        .events
+        .into_iter()
+        .filter_map(|stored| {
+            let finding = camera_finding(&stored.body)?;
+            Some(CameraEvent { stored, finding })
+        })
+        .collect();
+    let rows: Vec<Vec<String>> = found
         .iter()
         .map(|e| {
             let d = &e.finding;
@@ -346,14 +367,7 @@ pub(super) async fn camera_page(
          something connected to a helper lenscap flagged: the way a web page used Zoom's \
          hidden helper to start a call with the camera on.</p>",
     );
-    let empty = if scan.next.is_some() {
-        format!(
-            "None of the {SCAN_LIMIT} findings read for this page is about the camera; older \
-             ones follow."
-        )
-    } else {
-        "No camera grant or camera use reported yet.".to_string()
-    };
+    let empty = "No camera grant or camera use reported yet.";
     body.push_str(&table(
         &[
             "Time",
@@ -365,9 +379,9 @@ pub(super) async fn camera_page(
             "Incident",
         ],
         &rows,
-        &empty,
+        empty,
     ));
-    body.push_str(&more_link_to("/ui/camera", scan.next));
+    body.push_str(&more_link_to("/ui/camera", page_of.next));
     Ok(page("Camera", "/ui/camera", &body))
 }
 
