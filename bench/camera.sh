@@ -17,6 +17,11 @@
 # IDLE_SECS is per daemon run; each mode gets ROUNDS runs. Needs fuser
 # (psmisc), lsof, hyperfine: installed from Debian's packages when missing.
 # Run as root so every tool sees every process's descriptors.
+#
+# On a shared machine, BENCH_MAX_LOAD=0.7 waits before each measurement
+# (after building; up to BENCH_WAIT_MINUTES in all, default 40) for the
+# 1-minute load average to drop below it, and says when it did not. The
+# load is printed before and after each measurement.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-50}
@@ -39,8 +44,13 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 echo "machine: $(uname -srm); $(nproc) CPUs; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "tools: $(fuser -V 2>&1 | head -1); lsof $(lsof -v 2>&1 | sed -n 's/^ *revision: *//p'); $(hyperfine --version)"
 cargo build --release -q -p lenscap --bin lenscap
-cargo test --release -q -p lenscap-e2e --test daemon --no-run
-lenscap=target/release/lenscap
+# The test binary itself, run directly below, so a source edited mid-run
+# (others may be working in this tree) cannot trigger a rebuild between
+# measurements. Its daemon bench runs the target/release/lenscap beside it.
+testbin=$(cargo test --release -q -p lenscap-e2e --test daemon --no-run --message-format=json |
+    grep '"kind":\["test"\]' | grep '"name":"daemon"' |
+    grep -o '"executable":"[^"]*"' | tail -1 | cut -d'"' -f4)
+[ -x "$testbin" ] || { echo "no test binary for lenscap-e2e --test daemon" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/lenscap-camera-bench.XXXXXX)
 pids=()
@@ -50,6 +60,23 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+# Scans run a copy, for the same reason.
+cp target/release/lenscap "$work/lenscap"
+lenscap=$work/lenscap
+
+# Before each measurement: with BENCH_MAX_LOAD set, wait for a quiet
+# machine (the deadline is shared by all three waits).
+deadline=$((SECONDS + 60 * ${BENCH_WAIT_MINUTES:-40}))
+settle() {
+    [ -n "${BENCH_MAX_LOAD:-}" ] || return 0
+    until awk -v max="$BENCH_MAX_LOAD" '{ exit !($1 < max) }' /proc/loadavg; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            echo "NOTE: load not below $BENCH_MAX_LOAD; measuring anyway"
+            return 0
+        fi
+        sleep 30
+    done
+}
 
 # The stand-in camera, held open (as stdout) by one process.
 device=$work/video0
@@ -84,14 +111,15 @@ nproc_now=$(find /proc -maxdepth 1 -name '[0-9]*' | wc -l)
 nfds=$(find /proc/[0-9]*/fd -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
 echo "processes: $nproc_now, open descriptors: $nfds, hyperfine runs: $runs"
 
+settle
 echo "== 1a. in-process camera_holders walk (load before: $(load))"
 CAMERA_BENCH_DEVICE=$device DAEMON_BENCH_PROCS=0 CAMERA_BENCH_ITERS=$((runs * 6)) \
-    cargo test --release -q -p lenscap-e2e --test daemon -- \
-    --ignored --exact bench::bench_camera_holders --nocapture --test-threads 1 2>&1 |
+    "$testbin" --quiet --ignored --exact bench::bench_camera_holders --nocapture --test-threads 1 2>&1 |
     grep -E '^(BENCH|NOTE|thread|test result)' | tee "$work/walk.txt" || true
 walk_p50=$(sed -n 's/.*camera_holders:.* p50=\([0-9.]*\)ms.*/\1/p' "$work/walk.txt")
 walk_cpu=$(sed -n 's/.*camera_holders:.* cpu=\([0-9.]*\)ms.*/\1/p' "$work/walk.txt")
 
+settle
 echo "== 1b. peers and scans, hyperfine -N (load before: $(load))"
 # -N: no intermediate shell, so each number is the tool alone. -i: fuser
 # exits 1 when it finds nobody; it must find the holder, but a non-zero
@@ -127,11 +155,11 @@ awk -v walk="${walk_p50:-0}" -v walkcpu="${walk_cpu:-0}" '
             med[3] / med[1], med[3] / med[2]
     }' "$work/result.json"
 
+settle
 echo "== 2. daemon idle, CameraWatch off and on, ${rounds} x ${idle_secs} s each (load before: $(load))"
 # The load above stays running; the test spawns no extra processes.
 DAEMON_BENCH_CAMERA=both DAEMON_BENCH_ROUNDS=$rounds DAEMON_BENCH_IDLE_SECS=$idle_secs \
     DAEMON_BENCH_PROCS=0 DAEMON_BENCH_SWEEP=2 \
-    cargo test --release -q -p lenscap-e2e --test daemon -- \
-    --ignored --exact bench::bench_idle_footprint --nocapture --test-threads 1 2>&1 |
+    "$testbin" --quiet --ignored --exact bench::bench_idle_footprint --nocapture --test-threads 1 2>&1 |
     grep -E '^(BENCH|NOTE|thread|test result)' || true
 echo "load after: $(load)"

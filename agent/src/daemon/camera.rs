@@ -183,7 +183,18 @@ impl CameraWatch {
         let Some(devices) = &self.devices else {
             return;
         };
-        let holders = match camera_holders(proc_root, devices) {
+        // The walk reads every descriptor of every process (about 18 ms
+        // of CPU with ~400 processes, docs/benchmarks.md). A machine with
+        // no camera device has nothing to find, so one directory listing
+        // decides whether to pay for it; open sessions are still walked so
+        // their stops are seen.
+        let holders =
+            if self.holders.sessions().is_empty() && !any_device_exists(&config.camera_devices) {
+                Ok(Vec::new())
+            } else {
+                camera_holders(proc_root, devices)
+            };
+        let holders = match holders {
             Ok(h) => h,
             Err(e) => {
                 pass.errors.push(ScanError {
@@ -310,6 +321,15 @@ impl Drop for CameraWatch {
     }
 }
 
+/// Does any path match one of the `CameraDevices` globs? Unreadable or
+/// invalid patterns count as "maybe": the walk then decides.
+fn any_device_exists(patterns: &[String]) -> bool {
+    patterns.iter().any(|p| match glob::glob(p) {
+        Ok(mut paths) => paths.next().is_some(),
+        Err(_) => true,
+    })
+}
+
 fn sessions_of(watcher: &CameraWatcher) -> Vec<CameraSessionObservation> {
     watcher
         .sessions()
@@ -362,6 +382,20 @@ fn os_major_minor(version: Option<&str>) -> (u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_presence_decides_the_walk() {
+        let dir = tempfile::tempdir().unwrap();
+        let pattern = format!("{}/video*", dir.path().display());
+        assert!(!any_device_exists(std::slice::from_ref(&pattern)));
+        std::fs::write(dir.path().join("video0"), b"").unwrap();
+        assert!(any_device_exists(std::slice::from_ref(&pattern)));
+        assert!(
+            any_device_exists(&["[".to_string()]),
+            "invalid: walk anyway"
+        );
+        assert!(!any_device_exists(&[]));
+    }
 
     #[test]
     fn os_versions() {

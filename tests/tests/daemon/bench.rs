@@ -337,7 +337,7 @@ fn on_off(camera: bool) -> &'static str {
 
 /// A fresh remediate-mode daemon on its own tree, left idle for `secs`
 /// after two warm-up sweeps (the first probes every listener once).
-fn idle_run(camera: bool, secs: u64, sweep: u64) -> Idle {
+fn idle_run(lenscap: &Path, camera: bool, secs: u64, sweep: u64) -> Idle {
     let tree = temp_tree();
     let root = tree.path();
     for d in [
@@ -356,7 +356,7 @@ fn idle_run(camera: bool, secs: u64, sweep: u64) -> Idle {
         ],
     );
     let total = count_processes();
-    let mut d = Daemon::spawn(&profile_lenscap(), &config, &[]);
+    let mut d = Daemon::spawn(lenscap, &config, &[]);
     d.wait_sweeps(2);
     let pid = d.pid();
     // SAFETY: sysconf has no preconditions.
@@ -419,6 +419,8 @@ fn bench_idle_footprint() {
     let _load: Vec<Proc> = (0..procs)
         .map(|_| Proc::spawn(Command::new("sleep").arg("3600").stdout(Stdio::null())))
         .collect();
+    // Built once: every run, on or off, uses the same binary.
+    let lenscap = profile_lenscap();
     let mut runs = Vec::new();
     for round in 0..rounds {
         let mut this = order.clone();
@@ -426,7 +428,7 @@ fn bench_idle_footprint() {
             this.reverse();
         }
         for camera in this {
-            runs.push(idle_run(camera, secs, sweep));
+            runs.push(idle_run(&lenscap, camera, secs, sweep));
         }
     }
     if camera == "both" {
