@@ -16,7 +16,7 @@ use lenscap_events::{
 };
 
 use super::Viewer;
-use super::html::{badge, esc, page, table};
+use super::html::{badge, esc, page, rule_code, table};
 use super::pages::{Paging, host_link, more_link_to};
 use crate::error::ApiError;
 use crate::http::AppState;
@@ -290,11 +290,7 @@ pub(super) fn kind_badge(d: &DetectionFinding) -> String {
 /// object and any incident on their own lines.
 pub(super) fn describe(d: &DetectionFinding) -> String {
     let f = &d.finding;
-    let rule = f
-        .rule
-        .as_deref()
-        .map(|r| format!(" <code>{}</code>", esc(r)))
-        .unwrap_or_default();
+    let rule = rule_code(f.rule.as_deref());
     format!(
         "{} {} {} {}{rule}{}",
         badge(f.verdict.as_str(), f.verdict.as_str()),

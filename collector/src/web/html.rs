@@ -6,6 +6,12 @@
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
+/// A finding's deciding rule as ` <code>rule</code>`, or nothing.
+pub fn rule_code(rule: Option<&str>) -> String {
+    rule.map(|r| format!(" <code>{}</code>", esc(r)))
+        .unwrap_or_default()
+}
+
 /// Escape text for HTML element content and double-quoted attributes.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

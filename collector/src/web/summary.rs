@@ -3,7 +3,7 @@
 use lenscap_events::{Body, CameraWatchState, Event, FindingKind, HealthStatus, OutcomeStatus};
 
 use super::camera;
-use super::html::{badge, esc};
+use super::html::{badge, esc, rule_code};
 
 /// The event's "what happened" cell. Unreadable bodies (a newer agent's
 /// kind) are shown as such rather than hidden.
@@ -22,11 +22,7 @@ pub fn describe(body: &str) -> String {
         }
         Body::DetectionFinding(d) => {
             let f = &d.finding;
-            let rule = f
-                .rule
-                .as_deref()
-                .map(|r| format!(" <code>{}</code>", esc(r)))
-                .unwrap_or_default();
+            let rule = rule_code(f.rule.as_deref());
             format!(
                 "{} {} {}{rule}",
                 badge(f.verdict.as_str(), f.verdict.as_str()),
