@@ -114,7 +114,9 @@ pub enum UpdateError {
         asset: String,
         expected: String,
     },
-    #[error("refusing update: the new binary from {asset} does not work on this machine: {reason}")]
+    #[error(
+        "refusing update: the binary in {asset} is not a working lenscap for this machine: {reason}"
+    )]
     BrokenBinary { asset: String, reason: String },
     #[error(
         "refusing update: the signed binary in {asset} is lenscap {reported}, not newer than the installed {installed} (the release listing claimed {listed}); the release server offers an old build as new — check UpdateURL and the release"
@@ -544,6 +546,28 @@ mod tests {
                 .contains("release server http://127.0.0.1:9/repos/o/r"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn build_metadata_does_not_make_a_listing_newer() {
+        let available = |latest: &str| {
+            Check {
+                installed: Version::new(0, 1, 0),
+                latest: Version::parse(latest).unwrap(),
+                asset: None,
+                permission: Permission::Unmanaged { automatic: false },
+                key_configured: true,
+            }
+            .update_available()
+        };
+        assert!(available("0.1.1"));
+        assert!(available("0.2.0-rc.1"));
+        assert!(!available("0.1.0"));
+        assert!(
+            !available("0.1.0+rebuilt"),
+            "semver precedence ignores build"
+        );
+        assert!(!available("0.1.0-rc.1"));
     }
 
     #[test]

@@ -405,7 +405,7 @@ fn signed_binary_that_prints_garbage_is_refused() {
     let machine = Machine::new(&server.update_url(), Some(&public_b64(&key)));
     assert_refused(
         &machine,
-        "does not work on this machine: `--version` printed \"lenscap \\u{1b}[2J",
+        "is not a working lenscap for this machine: `--version` printed \"lenscap \\u{1b}[2J",
     );
 }
 
