@@ -119,13 +119,12 @@ pub enum UpdateError {
     )]
     BrokenBinary { asset: String, reason: String },
     #[error(
-        "refusing update: the signed binary in {asset} is lenscap {reported}, not newer than the installed {installed} (the release listing claimed {listed}); the release server offers an old build as new — check UpdateURL and the release"
+        "refusing update: the signed binary in {asset} is lenscap {}, not newer than the installed {} (the release listing claimed {}); the release server offers an old build as new — check UpdateURL and the release",
+        .versions.reported, .versions.installed, .versions.listed
     )]
     NotNewer {
         asset: String,
-        listed: Version,
-        reported: Version,
-        installed: Version,
+        versions: Box<Versions>,
     },
     #[error(
         "refusing update: the release listing claims {listed}, but the signed binary in {asset} is lenscap {reported}; the release is mislabelled — fix it on the release server"
@@ -161,6 +160,18 @@ pub enum UpdateError {
         path: PathBuf,
         cause: self_update::errors::Error,
     },
+}
+
+/// The versions behind a refusal of a signed binary (boxed in
+/// [`UpdateError`] to keep the error small).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versions {
+    /// What the release listing claimed.
+    pub listed: Version,
+    /// What the signed binary reported for `--version`.
+    pub reported: Version,
+    /// The running lenscap.
+    pub installed: Version,
 }
 
 /// Who asked for the update.
@@ -377,9 +388,11 @@ impl Updater {
                         Some(Err(BinaryVerdict::NotNewer { listed, reported })) => {
                             UpdateError::NotNewer {
                                 asset,
-                                listed,
-                                reported,
-                                installed: self.installed.clone(),
+                                versions: Box::new(Versions {
+                                    listed,
+                                    reported,
+                                    installed: self.installed.clone(),
+                                }),
                             }
                         }
                         Some(Err(BinaryVerdict::ListingMismatch { listed, reported })) => {
