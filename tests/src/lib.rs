@@ -55,10 +55,16 @@ fn build_workspace_bin(package: &str, bin: &str) -> PathBuf {
 /// names start with `.tmp`, which would make everything inside look like it
 /// lives in a hidden directory to the judge.
 pub fn temp_tree() -> tempfile::TempDir {
-    tempfile::Builder::new()
+    use std::os::unix::fs::PermissionsExt;
+    let tree = tempfile::Builder::new()
         .prefix("lenscap-e2e-")
         .tempdir()
-        .expect("create temp dir")
+        .expect("create temp dir");
+    // Like `/` on a Mac: everyone may pass through, so a user's agent the
+    // stand-in runs as that user can reach its own home inside the tree.
+    std::fs::set_permissions(tree.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("open the temp tree to traversal");
+    tree
 }
 
 /// A child process killed (and reaped) when dropped.

@@ -365,8 +365,12 @@ impl Setup {
         let folder = home.join(".camhelper");
         let exe = folder.join("cam-helper");
         let plist = home.join(format!("Library/LaunchAgents/{LABEL}.plist"));
-        let port_file = root.join("port");
+        // The helper runs as ann (the stand-in runs a gui/<uid> job as that
+        // user): it writes its port where ann may write.
+        let port_file = root.join("run/port");
         std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(root.join("run")).unwrap();
+        chown_tree(&root.join("run"), USER_UID);
         std::fs::copy(ROGUE, &exe).unwrap();
         let mut args = vec![exe.to_str().unwrap(), "--cors", "star", "--image"];
         if camera {

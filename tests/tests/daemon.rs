@@ -92,8 +92,12 @@ impl Scenario {
         let folder = home.join(".acmeconnect");
         let exe = folder.join("acme-connect");
         let plist = home.join("Library/LaunchAgents/com.acme.connect.plist");
-        let port_file = root.join("port");
+        // The helper runs as ann (the stand-in runs a gui/<uid> job as that
+        // user): it writes its port where ann may write.
+        let port_file = root.join("run/port");
         std::fs::create_dir_all(&folder).unwrap();
+        std::fs::create_dir_all(root.join("run")).unwrap();
+        chown_tree(&root.join("run"), USER_UID);
         std::fs::copy(ROGUE, &exe).unwrap();
         write_launchd_plist(
             &plist,

@@ -229,6 +229,9 @@ fn a_reinstall_is_removed_again_and_recorded() {
     let staging = s.root.join("staging/.acmeconnect");
     std::fs::create_dir_all(&staging).unwrap();
     std::fs::copy(ROGUE, staging.join("acme-connect")).unwrap();
+    // It runs as ann, so what it puts back is ann's (lenscap moves only
+    // what the guard's actor, ann, could move herself).
+    super::chown_tree(&staging, USER_UID);
     std::fs::remove_file(&s.folder).unwrap();
     std::fs::rename(&staging, &s.folder).unwrap();
 
@@ -266,8 +269,12 @@ fn a_reinstall_is_removed_again_and_recorded() {
     assert_eq!(ev["payload"]["would_do"], false, "{ev:#}");
     assert_eq!(ev["payload"]["outcome"]["status"], "success", "{ev:#}");
 
-    // The plist, written back: removed again too.
-    std::fs::write(&s.plist, &plist_bytes).unwrap();
+    // The plist, written back by ann (staged and renamed into place, so
+    // the daemon never sees it root-owned): removed again too.
+    let staged = s.plist.with_extension("staged");
+    std::fs::write(&staged, &plist_bytes).unwrap();
+    std::os::unix::fs::chown(&staged, Some(USER_UID), Some(USER_UID)).unwrap();
+    std::fs::rename(&staged, &s.plist).unwrap();
     wait_until(Duration::from_secs(10), "the plist removed again", || {
         (!s.plist.exists()).then_some(())
     });

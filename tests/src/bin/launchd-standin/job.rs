@@ -210,6 +210,16 @@ impl Job {
             return; // from_value always puts the program in argv
         };
         let mut cmd = Command::new(&spec.program);
+        // launchd runs a job of `gui/<uid>` as that user; so does the
+        // stand-in when it can (as root), so a user's agent in a test runs
+        // as the user, exactly as the agent under test will see it on a Mac.
+        if let Some(uid) = gui_uid(target).filter(|&u| u != 0)
+            // SAFETY: geteuid cannot fail.
+            && unsafe { libc::geteuid() } == 0
+        {
+            let gid = std::fs::metadata(&spec.plist).map_or(uid, |m| m.gid());
+            cmd.uid(uid).gid(gid);
+        }
         cmd.arg0(argv0)
             .args(rest)
             .current_dir(spec.workdir.as_deref().unwrap_or(Path::new("/")))
@@ -262,6 +272,11 @@ fn output(path: Option<&Path>) -> Stdio {
         open.create(true).append(true).open(p).ok()
     });
     file.map_or_else(Stdio::null, Stdio::from)
+}
+
+/// The uid of a `gui/<uid>/<label>` target.
+fn gui_uid(target: &str) -> Option<u32> {
+    target.strip_prefix("gui/")?.split('/').next()?.parse().ok()
 }
 
 /// Start every job whose start is due.
