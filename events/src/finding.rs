@@ -105,7 +105,10 @@ pub enum FindingKind {
 pub enum AddressScope {
     Loopback,
     Wildcard,
-    Specific,
+    /// A specific non-loopback address of the machine (LAN). Earlier
+    /// agents sent `specific`; still read so.
+    #[serde(alias = "specific")]
+    Lan,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

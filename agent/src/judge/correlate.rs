@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::Observations;
-use super::heuristics::is_interpreter;
+use super::heuristics::{is_interpreter, script_arg};
 use crate::model::{PersistenceItem, PersistenceKind, ProcessIdentity};
 
 /// One persistence item linked to a listener, with how we know.
@@ -71,6 +71,35 @@ pub(crate) fn starts_process(item: &PersistenceItem, p: &ProcessIdentity) -> Opt
             || (p.args.len() == item.args.len() && p.args[1..] == item.args[1..]);
         if !is_interpreter(exe) || argv_agree {
             return Some(format!("its program is {}", program.display()));
+        }
+    }
+    // The plist names `/usr/bin/python3` or `/bin/sh`, the kernel reports
+    // the interpreter that really runs (the Command Line Tools' Python, the
+    // shell `/bin/sh` hands over to): two interpreters given the same
+    // script, or the same inline code, are the same job.
+    if let (Some(program), Some(exe)) = (item.program.as_deref(), exe)
+        && is_interpreter(program)
+        && is_interpreter(exe)
+    {
+        match (script_arg(program, &item.args), script_arg(exe, &p.args)) {
+            (Some(a), Some(b)) if same_path(a, b) => {
+                return Some(format!(
+                    "it runs the script {} that the item hands {}",
+                    a.display(),
+                    program.display()
+                ));
+            }
+            (None, None)
+                if item.args.len() > 1
+                    && p.args.len() == item.args.len()
+                    && p.args[1..] == item.args[1..] =>
+            {
+                return Some(format!(
+                    "it runs the inline code the item hands {}",
+                    program.display()
+                ));
+            }
+            _ => {}
         }
     }
     // A login item names its app bundle; the process runs inside it.

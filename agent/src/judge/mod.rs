@@ -114,6 +114,8 @@ mod scenarios_bad;
 #[cfg(test)]
 mod scenarios_benign;
 #[cfg(test)]
+mod scenarios_dodges;
+#[cfg(test)]
 mod scenarios_never;
 mod subject;
 #[cfg(test)]
@@ -142,6 +144,11 @@ pub struct Observations {
     pub existing_paths: BTreeSet<PathBuf>,
     /// Home directories of users (for "hidden directory in a home" tests).
     pub home_dirs: Vec<PathBuf>,
+    /// `<Name>.app` folders of programs running from App Translocation
+    /// that observe found on a real translocation mount (nullfs, macOS):
+    /// only these count as "a downloaded app a person opened". A folder
+    /// merely named like one is not (`model::translocation_bundle`).
+    pub translocated: BTreeSet<PathBuf>,
     /// The agent itself: never acted on.
     pub agent_pid: u32,
     pub agent_exe: Option<PathBuf>,

@@ -94,40 +94,6 @@ fn listener_without_a_visible_owner_is_never_remediated() {
 }
 
 #[test]
-fn apple_interpreter_running_a_hidden_script_is_reported_on_both_sides() {
-    let script = home(".sync/server.py");
-    let python = with_args(
-        apple(
-            process(1300, 1, "/usr/bin/python3", "python3"),
-            "com.apple.python3",
-        ),
-        &["/usr/bin/python3", &script],
-    );
-    let mut agent = launch_agent(
-        &home("Library/LaunchAgents/com.sync.plist"),
-        "com.sync",
-        "/usr/bin/python3",
-    );
-    agent.args = vec!["/usr/bin/python3".into(), script.clone()];
-    let findings = Scene::new()
-        .process(python)
-        .listen(loopback(8765, &[1300]), Some(http("BaseHTTP/0.6")))
-        .item(agent)
-        .exists("/usr/bin/python3")
-        .judge(&policy());
-    let l = on_port(&findings, 8765);
-    assert_eq!(l.verdict, Verdict::Report, "{}", said(l));
-    let text = said(l);
-    assert!(
-        text.contains("interpreter running /Users/ann/.sync/server.py"),
-        "{text}"
-    );
-    assert!(text.contains("hidden folder .sync"), "{text}");
-    let item = of_item(&findings, "com.sync");
-    assert_eq!(item.verdict, Verdict::Report, "{}", said(item));
-}
-
-#[test]
 fn socket_activated_job_its_plist_is_remediated_not_launchd() {
     let exe = "/Library/Application Support/Acme/sockd";
     let mut daemon = launch_agent(

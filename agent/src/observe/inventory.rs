@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::judge::{CameraSessionObservation, GrantObservation, Observations};
-use crate::model::{ProcessIdentity, ScanError, enclosing_bundle};
+use crate::model::{
+    ProcessIdentity, ScanError, enclosing_bundle, script_arg, translocation_bundle,
+};
 use crate::observe::signing::SignatureCache;
 use crate::observe::{apps, camera, persistence, probe, tcc};
 use crate::platform::{Platform, PlatformError};
@@ -123,6 +125,7 @@ pub fn gather(
     };
 
     let (existing_paths, home_dirs) = path_facts(&processes, &items);
+    let translocated = translocation_mounts(platform, &processes);
 
     Gathered {
         observations: Observations {
@@ -133,6 +136,7 @@ pub fn gather(
             installed_bundle_ids,
             existing_paths,
             home_dirs,
+            translocated,
             agent_pid: std::process::id(),
             agent_exe: std::env::current_exe().ok(),
             grants: privacy.grants,
@@ -283,9 +287,28 @@ pub(crate) fn read_processes(
     found.into_iter().collect()
 }
 
+/// The App Translocation bundles (`model::translocation_bundle`) of the
+/// processes observed that the platform finds on a real translocation
+/// mount: the judge counts App Translocation as "a person opened it" for
+/// these only, never for a path that merely looks like one.
+pub(crate) fn translocation_mounts(
+    platform: &dyn Platform,
+    processes: &BTreeMap<u32, ProcessIdentity>,
+) -> BTreeSet<PathBuf> {
+    let candidates: BTreeSet<PathBuf> = processes
+        .values()
+        .filter_map(|p| p.path.as_deref().and_then(translocation_bundle))
+        .collect();
+    candidates
+        .into_iter()
+        .filter(|bundle| platform.on_translocation_mount(bundle))
+        .collect()
+}
+
 /// The file-system facts the judge needs about the processes and items
-/// observed: which referenced paths (programs, bundles) exist, and the
-/// home directories of the users involved.
+/// observed: which referenced paths (programs, bundles, the scripts
+/// interpreters run) exist, and the home directories of the users
+/// involved.
 pub(crate) fn path_facts(
     processes: &BTreeMap<u32, ProcessIdentity>,
     items: &[crate::model::PersistenceItem],
@@ -294,11 +317,15 @@ pub(crate) fn path_facts(
     for p in processes.values() {
         referenced.extend(p.path.iter().cloned());
         referenced.extend(p.bundle.iter().cloned());
+        if let Some(exe) = &p.path {
+            referenced.extend(script_arg(exe, &p.args).map(Path::to_path_buf));
+        }
     }
     for item in items {
         if let Some(program) = &item.program {
             referenced.extend(enclosing_bundle(program));
             referenced.insert(program.clone());
+            referenced.extend(script_arg(program, &item.args).map(Path::to_path_buf));
         }
     }
     let existing = referenced
