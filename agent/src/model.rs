@@ -573,6 +573,52 @@ mod tests {
     }
 
     #[test]
+    fn translocation_shape_is_exact() {
+        let id = "2A2D6B24-0C1B-4F5E-9A8D-1234567890AB";
+        let base = format!("/private/var/folders/x1/r4nd0m/T/AppTranslocation/{id}/d");
+        let got = translocation_bundle(Path::new(&format!("{base}/Foo.app/Contents/MacOS/Foo")));
+        assert_eq!(got, Some(PathBuf::from(format!("{base}/Foo.app"))));
+        for not in [
+            // Not under /private/var/folders (the kernel's spelling).
+            format!("/var/folders/x1/r4nd0m/T/AppTranslocation/{id}/d/Foo.app/Contents/MacOS/Foo"),
+            format!("/Users/ann/AppTranslocation/{id}/d/Foo.app/Contents/MacOS/Foo"),
+            // Not a UUID, not two characters, no `d`, no `.app`, the bundle itself.
+            "/private/var/folders/x1/r/T/AppTranslocation/1234/d/Foo.app/Contents/MacOS/Foo".into(),
+            format!(
+                "/private/var/folders/x12/r/T/AppTranslocation/{id}/d/Foo.app/Contents/MacOS/Foo"
+            ),
+            format!(
+                "/private/var/folders/x1/r/T/AppTranslocation/{id}/e/Foo.app/Contents/MacOS/Foo"
+            ),
+            format!("/private/var/folders/x1/r/T/AppTranslocation/{id}/d/Foo/Contents/MacOS/Foo"),
+            format!("/private/var/folders/x1/r/T/AppTranslocation/{id}/d/Foo.app"),
+        ] {
+            assert_eq!(translocation_bundle(Path::new(&not)), None, "{not}");
+        }
+    }
+
+    #[test]
+    fn what_a_program_runs() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let py = Path::new("/usr/bin/python3");
+        let script = args(&["python3", "/Users/a/.x/s.py"]);
+        assert_eq!(
+            Code::of(py, &script),
+            Code::Script(Path::new("/Users/a/.x/s.py"))
+        );
+        for inline in [
+            args(&["python3", "-c", "print(1)"]),
+            args(&["python3", "-m", "http.server"]),
+            args(&["python3"]),
+            args(&["python3", "relative.py"]),
+            args(&["osascript", "-e", "display dialog 1"]),
+        ] {
+            assert_eq!(Code::of(py, &inline), Code::Inline, "{inline:?}");
+        }
+        assert_eq!(Code::of(Path::new("/usr/sbin/nginx"), &script), Code::Own);
+    }
+
+    #[test]
     fn mapped_loopback_is_loopback() {
         let a: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
         assert!(!a.is_loopback(), "std says false on the raw form");

@@ -258,6 +258,39 @@ mod tests {
     }
 
     #[test]
+    fn a_plists_interpreter_and_the_one_that_runs_are_linked_by_what_they_run() {
+        // launchd runs /usr/bin/python3, which execs the Command Line
+        // Tools' Python; /bin/sh hands over to bash.
+        let clt = "/Library/Developer/CommandLineTools/usr/bin/python3";
+        let mut agent = launch_agent(
+            "/Users/ann/Library/LaunchAgents/com.example.sync.plist",
+            "com.example.sync",
+            "/usr/bin/python3",
+        );
+        agent.args = vec![
+            "/usr/bin/python3".into(),
+            "/Users/ann/.sync/server.py".into(),
+        ];
+        let mut p = process(700, 1, clt, "python3");
+        p.args = vec!["python3".into(), "/Users/ann/.sync/server.py".into()];
+        let how = starts_process(&agent, &p).expect("same script");
+        assert!(how.contains("/Users/ann/.sync/server.py"), "{how}");
+        p.args = vec!["python3".into(), "/Users/ann/other.py".into()];
+        assert!(starts_process(&agent, &p).is_none(), "another script");
+
+        let mut sh = launch_agent("/Users/ann/Library/LaunchAgents/x.plist", "x", "/bin/sh");
+        sh.args = vec!["/bin/sh".into(), "-c".into(), "exec nc -l 8080".into()];
+        let mut bash = process(701, 1, "/bin/bash", "bash");
+        bash.args = vec!["sh".into(), "-c".into(), "exec nc -l 8080".into()];
+        assert!(starts_process(&sh, &bash).is_some_and(|h| h.contains("inline code")));
+        bash.args = vec!["bash".into(), "-c".into(), "something else".into()];
+        assert!(starts_process(&sh, &bash).is_none());
+        // An interpreter is never linked to a program that is not one.
+        let nginx = process(702, 1, "/usr/sbin/nginx", "nginx");
+        assert!(starts_process(&sh, &nginx).is_none());
+    }
+
+    #[test]
     fn private_prefix_and_case_do_not_break_links() {
         let agent = launch_agent("/Library/LaunchAgents/x.plist", "x", "/tmp/Helper/run");
         let p = process(42, 1, "/private/tmp/helper/run", "run");

@@ -220,6 +220,15 @@ pub(crate) fn judge_listener(
             blocked.push(why.to_string());
         }
     }
+    // Inline code that a `/System` plist hands an interpreter is macOS's.
+    if code == Code::Inline
+        && let Some(plist) = judged_path.as_deref().filter(|p| locate::is_system(p))
+    {
+        blocked.push(format!(
+            "the code it runs is written in {}, part of macOS (/System)",
+            plist.display()
+        ));
+    }
     blocked.dedup();
     if owners.is_empty() {
         blocked.push("no owning process could be seen, so there is nothing to act on".into());
