@@ -6,7 +6,9 @@
 //! and toolchain folders are checked first, because Homebrew's Python
 //! lives in `…/Cellar/…/Python.app` and nvm's node in `~/.nvm` — a naive
 //! "hidden folder" or "app not in /Applications" test would flag every
-//! developer's machine.
+//! developer's machine. Toolchain folders and App Translocation say "a
+//! person chose this", so they count only for what a person started: a
+//! persistence item's program gets no such pass (`Context::persistent`).
 
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
