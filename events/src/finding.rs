@@ -354,7 +354,10 @@ mod tests {
 
     #[test]
     fn lan_scope_is_written_lan_and_older_specific_is_still_read() {
-        assert_eq!(serde_json::to_string(&AddressScope::Lan).unwrap(), "\"lan\"");
+        assert_eq!(
+            serde_json::to_string(&AddressScope::Lan).unwrap(),
+            "\"lan\""
+        );
         let old: AddressScope = serde_json::from_str("\"specific\"").unwrap();
         assert_eq!(old, AddressScope::Lan);
     }
