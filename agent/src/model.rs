@@ -4,18 +4,23 @@
 //! so renaming a field is a breaking change.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// What kind of address a listener is bound to, from a browser's point of
-/// view: loopback and wildcard are reachable from a page on this machine.
+/// What kind of address a listener is bound to. Every kind is reachable
+/// from a web page on this machine: a page may name the machine's own
+/// network address as easily as `127.0.0.1`. `Wildcard` and `Lan` are
+/// reachable from the local network as well.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AddressScope {
     Loopback,
     Wildcard,
-    Specific,
+    /// One specific address of this machine that is not loopback (a LAN
+    /// or link address). Earlier agents wrote `specific`; still read so.
+    #[serde(alias = "specific")]
+    Lan,
 }
 
 impl AddressScope {
@@ -28,13 +33,25 @@ impl AddressScope {
         } else if addr.is_unspecified() {
             AddressScope::Wildcard
         } else {
-            AddressScope::Specific
+            AddressScope::Lan
         }
     }
 
     /// Can a browser running on this machine open a connection to it?
+    /// Always: a page reaches the machine's own LAN address as it reaches
+    /// loopback. Spelled out per kind so a new kind must decide.
     pub fn browser_reachable(self) -> bool {
-        matches!(self, AddressScope::Loopback | AddressScope::Wildcard)
+        match self {
+            AddressScope::Loopback | AddressScope::Wildcard | AddressScope::Lan => true,
+        }
+    }
+
+    /// Can other machines on the network reach it (firewalls aside)?
+    pub fn network_reachable(self) -> bool {
+        match self {
+            AddressScope::Loopback => false,
+            AddressScope::Wildcard | AddressScope::Lan => true,
+        }
     }
 }
 
@@ -351,6 +368,14 @@ pub struct Finding {
     pub http: Option<HttpProbe>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub camera: Option<CameraRef>,
+    /// Listener and persistence findings: the file judged as the program —
+    /// the executable; for an OS or package-manager interpreter, the
+    /// script it runs; for code handed to one inline (`python3 -c`), the
+    /// launchd plist that holds the code. What remediation moves and
+    /// guards; never an interpreter. Absent when nothing on disk is the
+    /// program (inline code with no plist, an unreadable executable).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub judged_path: Option<PathBuf>,
 }
 
 /// The machine a scan ran on.
@@ -371,6 +396,125 @@ pub struct ScanError {
     pub source: String,
     pub path: Option<PathBuf>,
     pub message: String,
+}
+
+/// What a program runs when it is started with `args` (argv, `args[0]`
+/// being its own name): its own code, a script file an interpreter was
+/// given, or code an interpreter was handed without a file lenscap can
+/// pin down (`-c`, `-e`, `-m`, standard input, a relative path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code<'a> {
+    Own,
+    Script(&'a Path),
+    Inline,
+}
+
+impl<'a> Code<'a> {
+    /// What `exe` runs with `args`.
+    pub fn of(exe: &Path, args: &'a [String]) -> Code<'a> {
+        if !is_interpreter(exe) {
+            return Code::Own;
+        }
+        match script_arg(exe, args) {
+            Some(script) => Code::Script(script),
+            None => Code::Inline,
+        }
+    }
+}
+
+/// Executables that run a script given as an argument: their own
+/// signature says nothing about the code they run.
+pub fn is_interpreter(exe: &Path) -> bool {
+    let Some(name) = exe.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let name = name.to_ascii_lowercase();
+    name.starts_with("python")
+        || name.starts_with("perl")
+        || name.starts_with("ruby")
+        || name.starts_with("php")
+        || matches!(
+            name.as_str(),
+            "node"
+                | "nodejs"
+                | "deno"
+                | "bun"
+                | "osascript"
+                | "sh"
+                | "bash"
+                | "zsh"
+                | "dash"
+                | "ksh"
+                | "fish"
+        )
+}
+
+/// The script file an interpreter was asked to run: the first argument
+/// after the options, when it is an absolute path. `-m`, `-c`, `-e` run a
+/// module or inline code — no script file.
+pub fn script_arg<'a>(exe: &Path, args: &'a [String]) -> Option<&'a Path> {
+    if !is_interpreter(exe) {
+        return None;
+    }
+    for arg in args.iter().skip(1) {
+        if matches!(
+            arg.as_str(),
+            "-m" | "-c" | "-e" | "--eval" | "-p" | "--print" | "-"
+        ) {
+            return None;
+        }
+        if arg.starts_with('-') {
+            continue;
+        }
+        let path = Path::new(arg);
+        return path.is_absolute().then_some(path);
+    }
+    None
+}
+
+/// The `<Name>.app` of a path shaped like an App Translocation mount:
+/// `/private/var/folders/<2>/<random>/T/AppTranslocation/<UUID>/d/<Name>.app/…`
+/// (Gatekeeper runs a quarantined app a person opened from there, on a
+/// read-only nullfs mount). The shape alone proves nothing — anyone can
+/// make such folders — so observe checks the mount (`translocated` in the
+/// judge's observations).
+pub fn translocation_bundle(path: &Path) -> Option<PathBuf> {
+    let parts: Vec<&str> = path
+        .components()
+        .map(|c| c.as_os_str().to_str())
+        .collect::<Option<Vec<_>>>()?;
+    let uuid = |s: &str| {
+        let groups: Vec<&str> = s.split('-').collect();
+        groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+            && groups
+                .iter()
+                .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    match parts.as_slice() {
+        [
+            "/",
+            "private",
+            "var",
+            "folders",
+            two,
+            random,
+            "T",
+            "AppTranslocation",
+            id,
+            "d",
+            app,
+            _,
+            ..,
+        ] if two.len() == 2
+            && !random.is_empty()
+            && uuid(id)
+            && app.len() > 4
+            && app.ends_with(".app") =>
+        {
+            Some(parts[..11].iter().collect())
+        }
+        _ => None,
+    }
 }
 
 /// The enclosing `*.app` bundle of a path inside `*.app/Contents/…`: the
@@ -429,6 +573,52 @@ mod tests {
     }
 
     #[test]
+    fn translocation_shape_is_exact() {
+        let id = "2A2D6B24-0C1B-4F5E-9A8D-1234567890AB";
+        let base = format!("/private/var/folders/x1/r4nd0m/T/AppTranslocation/{id}/d");
+        let got = translocation_bundle(Path::new(&format!("{base}/Foo.app/Contents/MacOS/Foo")));
+        assert_eq!(got, Some(PathBuf::from(format!("{base}/Foo.app"))));
+        for not in [
+            // Not under /private/var/folders (the kernel's spelling).
+            format!("/var/folders/x1/r4nd0m/T/AppTranslocation/{id}/d/Foo.app/Contents/MacOS/Foo"),
+            format!("/Users/ann/AppTranslocation/{id}/d/Foo.app/Contents/MacOS/Foo"),
+            // Not a UUID, not two characters, no `d`, no `.app`, the bundle itself.
+            "/private/var/folders/x1/r/T/AppTranslocation/1234/d/Foo.app/Contents/MacOS/Foo".into(),
+            format!(
+                "/private/var/folders/x12/r/T/AppTranslocation/{id}/d/Foo.app/Contents/MacOS/Foo"
+            ),
+            format!(
+                "/private/var/folders/x1/r/T/AppTranslocation/{id}/e/Foo.app/Contents/MacOS/Foo"
+            ),
+            format!("/private/var/folders/x1/r/T/AppTranslocation/{id}/d/Foo/Contents/MacOS/Foo"),
+            format!("/private/var/folders/x1/r/T/AppTranslocation/{id}/d/Foo.app"),
+        ] {
+            assert_eq!(translocation_bundle(Path::new(&not)), None, "{not}");
+        }
+    }
+
+    #[test]
+    fn what_a_program_runs() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let py = Path::new("/usr/bin/python3");
+        let script = args(&["python3", "/Users/a/.x/s.py"]);
+        assert_eq!(
+            Code::of(py, &script),
+            Code::Script(Path::new("/Users/a/.x/s.py"))
+        );
+        for inline in [
+            args(&["python3", "-c", "print(1)"]),
+            args(&["python3", "-m", "http.server"]),
+            args(&["python3"]),
+            args(&["python3", "relative.py"]),
+            args(&["osascript", "-e", "display dialog 1"]),
+        ] {
+            assert_eq!(Code::of(py, &inline), Code::Inline, "{inline:?}");
+        }
+        assert_eq!(Code::of(Path::new("/usr/sbin/nginx"), &script), Code::Own);
+    }
+
+    #[test]
     fn mapped_loopback_is_loopback() {
         let a: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
         assert!(!a.is_loopback(), "std says false on the raw form");
@@ -447,8 +637,20 @@ mod tests {
         );
         assert_eq!(
             AddressScope::of("192.168.1.4".parse().unwrap()),
-            AddressScope::Specific
+            AddressScope::Lan
         );
-        assert!(!AddressScope::Specific.browser_reachable());
+        assert!(AddressScope::Lan.browser_reachable());
+        assert!(AddressScope::Lan.network_reachable());
+        assert!(!AddressScope::Loopback.network_reachable());
+    }
+
+    #[test]
+    fn scope_is_lan_in_json_and_specific_is_still_read() {
+        assert_eq!(
+            serde_json::to_string(&AddressScope::Lan).unwrap(),
+            "\"lan\""
+        );
+        let old: AddressScope = serde_json::from_str("\"specific\"").unwrap();
+        assert_eq!(old, AddressScope::Lan);
     }
 }

@@ -105,7 +105,10 @@ pub enum FindingKind {
 pub enum AddressScope {
     Loopback,
     Wildcard,
-    Specific,
+    /// A specific non-loopback address of the machine (LAN). Earlier
+    /// agents sent `specific`; still read so.
+    #[serde(alias = "specific")]
+    Lan,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -341,5 +344,21 @@ impl TryFrom<FindingWire> for DetectionFinding {
             finding_info: w.finding_info,
             finding: w.finding,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::AddressScope;
+
+    #[test]
+    fn lan_scope_is_written_lan_and_older_specific_is_still_read() {
+        assert_eq!(
+            serde_json::to_string(&AddressScope::Lan).unwrap(),
+            "\"lan\""
+        );
+        let old: AddressScope = serde_json::from_str("\"specific\"").unwrap();
+        assert_eq!(old, AddressScope::Lan);
     }
 }

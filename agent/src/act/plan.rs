@@ -186,16 +186,23 @@ pub fn plans(findings: &[Finding], opts: &PlanOptions) -> Vec<Plan> {
         .collect()
 }
 
-/// The helper a finding is about: the running program, else the
-/// persistence item's program, else the plist itself.
+/// The helper a finding is about: the file the judge judged as its
+/// program (`Finding::judged_path`: the executable, the script an
+/// interpreter runs, the plist holding inline code — never an
+/// interpreter); else, when nothing on disk is the program, its process
+/// by pid; else the plist itself.
 fn key_of(f: &Finding) -> Option<String> {
-    let program = f
-        .process
-        .as_ref()
-        .and_then(|p| p.path.clone())
-        .or_else(|| f.persistence.as_ref().and_then(|p| p.program.clone()))
-        .or_else(|| f.persistence.as_ref().map(|p| p.path.clone()))?;
-    Some(program.display().to_string())
+    if let Some(program) = &f.judged_path {
+        return Some(program.display().to_string());
+    }
+    if let Some(p) = &f.process {
+        let what = p
+            .path
+            .as_deref()
+            .map_or_else(|| p.name.clone(), |x| x.display().to_string());
+        return Some(format!("{what} (pid {})", p.pid));
+    }
+    f.persistence.as_ref().map(|p| p.path.display().to_string())
 }
 
 fn plan_group(key: String, group: &[&Finding], opts: &PlanOptions) -> Option<Plan> {
@@ -232,11 +239,15 @@ fn plan_group(key: String, group: &[&Finding], opts: &PlanOptions) -> Option<Pla
     // lenscap's own plist (and anything else protected) is never booted
     // out or moved, whatever found it.
     items.retain(|i| movable(&i.path, opts));
-    let program = PathBuf::from(&key);
+    // What to move is the judged program, never the key's process (an
+    // interpreter running inline code has nothing on disk to move).
+    let program: Option<PathBuf> = group.iter().find_map(|f| f.judged_path.clone());
     let process_uid = processes.first().map(|p| p.uid);
     let actor = actor_of(&items, &processes);
-    let names_a_program = !items.iter().any(|i| i.path == program);
-    let costs = !processes.is_empty() || (names_a_program && program.symlink_metadata().is_ok());
+    let costs = !processes.is_empty()
+        || program
+            .as_deref()
+            .is_some_and(|p| p.symlink_metadata().is_ok());
 
     let mut steps = Vec::new();
     for item in &items {
@@ -259,14 +270,15 @@ fn plan_group(key: String, group: &[&Finding], opts: &PlanOptions) -> Option<Pla
         .filter(|i| i.kind != PersistenceKind::LoginItem)
         .map(|i| i.path.clone())
         .collect();
-    let (files, hidden_folder) = helper_files(&program);
-    let placeholder = if opts.placeholder_block {
-        hidden_folder
-    } else {
-        None
-    };
-    if program.is_absolute() && !paths.contains(&files) {
-        paths.push(files);
+    let mut placeholder = None;
+    if let Some(program) = program.as_deref().filter(|p| p.is_absolute()) {
+        let (files, hidden_folder) = helper_files(program);
+        if opts.placeholder_block {
+            placeholder = hidden_folder;
+        }
+        if !paths.contains(&files) {
+            paths.push(files);
+        }
     }
     paths.retain(|p| movable(p, opts));
     if !paths.is_empty() {
@@ -280,7 +292,8 @@ fn plan_group(key: String, group: &[&Finding], opts: &PlanOptions) -> Option<Pla
     }
 
     let name = program
-        .file_name()
+        .as_deref()
+        .and_then(Path::file_name)
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| key.clone());
     let on = match ports.as_slice() {

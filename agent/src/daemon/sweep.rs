@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::judge::Observations;
 use crate::model::{HttpProbe, Listener, PersistenceItem, ProcessIdentity, ScanError};
-use crate::observe::inventory::{login_items, path_facts, read_processes, startup_items};
+use crate::observe::inventory::{
+    login_items, path_facts, read_processes, startup_items, translocation_mounts,
+};
 use crate::observe::probe;
 use crate::observe::signing::SignatureCache;
 use crate::platform::Platform;
@@ -37,6 +39,8 @@ pub struct SweepState {
     apps: BTreeSet<String>,
     last_rescan: Option<Instant>,
     persistence_dirty: bool,
+    /// App Translocation bundles of the owners, checked on the platform.
+    translocated: BTreeSet<std::path::PathBuf>,
 }
 
 /// The result of one sweep.
@@ -136,6 +140,7 @@ impl SweepState {
             .collect();
         self.processes
             .extend(read_processes(platform, cache, &parents, &mut errors));
+        self.translocated = translocation_mounts(platform, &self.processes);
 
         // Probe new browser-reachable sockets only.
         self.probes.retain(|id, _| ids.contains(id));
@@ -206,6 +211,7 @@ impl SweepState {
             existing_paths: facts.existing,
             path_owners: facts.owners,
             home_dirs: facts.homes,
+            translocated: self.translocated.clone(),
             agent_pid: std::process::id(),
             agent_exe: std::env::current_exe().ok(),
             grants: Vec::new(),

@@ -350,9 +350,13 @@ fn spies(s: TccService) -> bool {
 /// match a grant.
 fn grant_subject(g: &TccGrant) -> Subject<'_> {
     match g.client_type {
+        // TCC binds a bundle-id grant to the client's code requirement
+        // (`csreq`) and checks it at every access: the identity is vouched
+        // for by the signature TCC checked, not merely claimed.
         TccClientType::BundleId => Subject {
             signing_id: Some(g.client.as_str()),
             bundle_ids: vec![g.client.clone()],
+            vouched: super::subject::Vouched::Yes,
             ..Subject::default()
         },
         TccClientType::Path => Subject {
@@ -438,6 +442,7 @@ fn judge_grant(policy: &Policy, helpers: &[Helper<'_>], o: &GrantObservation) ->
         listener: None,
         persistence: None,
         http: None,
+        judged_path: None,
         camera: Some(CameraRef {
             service: service_name(g.service).into(),
             client: g.client.clone(),
@@ -718,6 +723,7 @@ fn judge_session(
         listener: None,
         persistence: None,
         http: None,
+        judged_path: None,
         camera: Some(CameraRef {
             service: service_name(TccService::Camera).into(),
             client,

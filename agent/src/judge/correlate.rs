@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::Observations;
-use super::heuristics::is_interpreter;
+use super::heuristics::{is_interpreter, script_arg};
 use crate::model::{PersistenceItem, PersistenceKind, ProcessIdentity};
 
 /// One persistence item linked to a listener, with how we know.
@@ -71,6 +71,35 @@ pub(crate) fn starts_process(item: &PersistenceItem, p: &ProcessIdentity) -> Opt
             || (p.args.len() == item.args.len() && p.args[1..] == item.args[1..]);
         if !is_interpreter(exe) || argv_agree {
             return Some(format!("its program is {}", program.display()));
+        }
+    }
+    // The plist names `/usr/bin/python3` or `/bin/sh`, the kernel reports
+    // the interpreter that really runs (the Command Line Tools' Python, the
+    // shell `/bin/sh` hands over to): two interpreters given the same
+    // script, or the same inline code, are the same job.
+    if let (Some(program), Some(exe)) = (item.program.as_deref(), exe)
+        && is_interpreter(program)
+        && is_interpreter(exe)
+    {
+        match (script_arg(program, &item.args), script_arg(exe, &p.args)) {
+            (Some(a), Some(b)) if same_path(a, b) => {
+                return Some(format!(
+                    "it runs the script {} that the item hands {}",
+                    a.display(),
+                    program.display()
+                ));
+            }
+            (None, None)
+                if item.args.len() > 1
+                    && p.args.len() == item.args.len()
+                    && p.args[1..] == item.args[1..] =>
+            {
+                return Some(format!(
+                    "it runs the inline code the item hands {}",
+                    program.display()
+                ));
+            }
+            _ => {}
         }
     }
     // A login item names its app bundle; the process runs inside it.
@@ -236,6 +265,39 @@ mod tests {
             "/Users/ann/.sync/server.py".into(),
         ];
         assert!(starts_process(&agent, &other).is_some());
+    }
+
+    #[test]
+    fn a_plists_interpreter_and_the_one_that_runs_are_linked_by_what_they_run() {
+        // launchd runs /usr/bin/python3, which execs the Command Line
+        // Tools' Python; /bin/sh hands over to bash.
+        let clt = "/Library/Developer/CommandLineTools/usr/bin/python3";
+        let mut agent = launch_agent(
+            "/Users/ann/Library/LaunchAgents/com.example.sync.plist",
+            "com.example.sync",
+            "/usr/bin/python3",
+        );
+        agent.args = vec![
+            "/usr/bin/python3".into(),
+            "/Users/ann/.sync/server.py".into(),
+        ];
+        let mut p = process(700, 1, clt, "python3");
+        p.args = vec!["python3".into(), "/Users/ann/.sync/server.py".into()];
+        let how = starts_process(&agent, &p).expect("same script");
+        assert!(how.contains("/Users/ann/.sync/server.py"), "{how}");
+        p.args = vec!["python3".into(), "/Users/ann/other.py".into()];
+        assert!(starts_process(&agent, &p).is_none(), "another script");
+
+        let mut sh = launch_agent("/Users/ann/Library/LaunchAgents/x.plist", "x", "/bin/sh");
+        sh.args = vec!["/bin/sh".into(), "-c".into(), "exec nc -l 8080".into()];
+        let mut bash = process(701, 1, "/bin/bash", "bash");
+        bash.args = vec!["sh".into(), "-c".into(), "exec nc -l 8080".into()];
+        assert!(starts_process(&sh, &bash).is_some_and(|h| h.contains("inline code")));
+        bash.args = vec!["bash".into(), "-c".into(), "something else".into()];
+        assert!(starts_process(&sh, &bash).is_none());
+        // An interpreter is never linked to a program that is not one.
+        let nginx = process(702, 1, "/usr/sbin/nginx", "nginx");
+        assert!(starts_process(&sh, &nginx).is_none());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::Observations;
 use super::correlate::Link;
+use super::heuristics::Code;
 use super::locate;
 use crate::model::{ProcessIdentity, enclosing_bundle};
 
@@ -17,39 +18,55 @@ fn is_app_main(exe: &Path) -> bool {
 
 /// Criterion 3: was it started by persistence or by another application,
 /// rather than by a person?
+///
+/// A persistence item starting it settles the question before any
+/// terminal is looked at: a plist can run its program under a pty
+/// (`script -qc`), and a terminal does not make what persistence starts
+/// a person's doing. Only without a link does a terminal (its own or its
+/// parent's) mean a person started it.
 pub(crate) fn helper(
     p: &ProcessIdentity,
     links: &[Link],
     obs: &Observations,
 ) -> (bool, Vec<String>) {
+    let parent = obs.processes.get(&p.ppid).filter(|q| q.pid != p.pid);
+    let tty_parent = parent.filter(|q| q.interactive);
+    if !links.is_empty() {
+        let mut why: Vec<String> = links
+            .iter()
+            .map(|l| format!("it is a helper: {}", l.how))
+            .collect();
+        let tty = if p.interactive {
+            Some("it runs with a controlling terminal".to_string())
+        } else {
+            tty_parent.map(|q| format!("its parent {} (pid {}) runs in a terminal", q.name, q.pid))
+        };
+        if let Some(tty) = tty {
+            why.push(format!(
+                "{tty}, but a persistence item starts it, so the terminal does not make it a \
+                 person's doing"
+            ));
+        }
+        return (true, why);
+    }
     if p.interactive {
         return (
             false,
             vec![
-                "it runs with a controlling terminal: a person started it from a shell, so it \
-                 is not a helper"
+                "it runs with a controlling terminal and no persistence item starts it: a \
+                 person started it from a shell, so it is not a helper"
                     .into(),
             ],
         );
     }
-    let parent = obs.processes.get(&p.ppid).filter(|q| q.pid != p.pid);
-    if let Some(q) = parent.filter(|q| q.interactive) {
+    if let Some(q) = tty_parent {
         return (
             false,
             vec![format!(
-                "its parent {} (pid {}) runs in a terminal: a person started it, so it is not a \
-                 helper",
+                "its parent {} (pid {}) runs in a terminal and no persistence item starts it: \
+                 a person started it, so it is not a helper",
                 q.name, q.pid
             )],
-        );
-    }
-    if !links.is_empty() {
-        return (
-            true,
-            links
-                .iter()
-                .map(|l| format!("it is a helper: {}", l.how))
-                .collect(),
         );
     }
     if let Some(q) = parent.filter(|q| q.pid != 1)
@@ -98,7 +115,29 @@ pub(crate) fn helper(
 
 /// The never-list: things lenscap never acts on, whatever a rule says.
 pub(crate) fn protected(p: &ProcessIdentity, obs: &Observations) -> Option<String> {
+    protected_running(p, obs, Code::Own, false)
+}
+
+/// The never-list for a process judged by what it runs (`code`, from
+/// `heuristics::code_of`). An interpreter running a script, or inline
+/// code a persistence item hands it (`persistent`), is that code's
+/// process: Apple's signature on the interpreter does not protect it, so
+/// it may be terminated (the interpreter's file is never touched: act
+/// moves the script or the plist). A script that is part of the sealed
+/// OS is still never acted on; so is a `/System` plist's inline code
+/// (checked with the item).
+pub(crate) fn protected_running(
+    p: &ProcessIdentity,
+    obs: &Observations,
+    code: Code<'_>,
+    persistent: bool,
+) -> Option<String> {
     let path = p.path.as_deref();
+    let judged_by_code = match code {
+        Code::Own => false,
+        Code::Script(_) => true,
+        Code::Inline => persistent,
+    };
     if p.pid == 0 {
         Some("it is the kernel (pid 0)".into())
     } else if p.pid == 1 {
@@ -107,6 +146,15 @@ pub(crate) fn protected(p: &ProcessIdentity, obs: &Observations) -> Option<Strin
         Some("it is lenscap itself".into())
     } else if path.is_some() && path == obs.agent_exe.as_deref() {
         Some("it is lenscap's own executable".into())
+    } else if let Code::Script(script) = code
+        && locate::is_sealed_os(script)
+    {
+        Some(format!(
+            "the script it runs, {}, is part of macOS",
+            script.display()
+        ))
+    } else if judged_by_code {
+        None
     } else if p.signature.is_apple_platform() {
         Some(format!("{} is an Apple platform binary", p.name))
     } else if path.is_some_and(locate::is_system) {
@@ -137,11 +185,25 @@ mod tests {
         obs.processes
             .insert(500, process(500, 1, "/usr/sbin/cron", "cron"));
         let table = [
+            // A persistence item starting it settles it, terminal or not
+            // (`script -qc` gives a plist's program a pty).
             (
                 interactive(process(10, 1, "/x/h", "h")),
                 vec![link.clone()],
+                true,
+                "a persistence item starts it, so the terminal does not make it",
+            ),
+            (
+                process(19, 400, "/x/h", "h"),
+                vec![link.clone()],
+                true,
+                "its parent zsh (pid 400) runs in a terminal, but a persistence item",
+            ),
+            (
+                interactive(process(20, 1, "/x/h", "h")),
+                vec![],
                 false,
-                "controlling terminal",
+                "controlling terminal and no persistence item starts it",
             ),
             (
                 process(11, 400, "/x/h", "h"),

@@ -4,10 +4,12 @@
 //! never-list are `helper`; undisclosed is `locate` and `items`.) Each
 //! answer comes with the plain-words reasons that go into the finding.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use super::{Policy, locate};
 use crate::model::{
-    Cors, HttpProbe, Listener, PersistenceItem, PersistenceKind, ProcessIdentity, SignatureStatus,
+    AddressScope, Cors, HttpProbe, Listener, PersistenceItem, PersistenceKind, ProcessIdentity,
+    SignatureStatus,
 };
 
 /// Criterion 1's answer. `Unknown` when no probe ran or it could not finish.
@@ -18,79 +20,84 @@ pub(crate) enum Reach {
     Unknown,
 }
 
-/// Executables that run a script given as an argument: their own
-/// signature says nothing about the code they run.
-pub(crate) fn is_interpreter(exe: &Path) -> bool {
-    let Some(name) = exe.file_name().and_then(|n| n.to_str()) else {
-        return false;
-    };
-    let name = name.to_ascii_lowercase();
-    name.starts_with("python")
-        || name.starts_with("perl")
-        || name.starts_with("ruby")
-        || name.starts_with("php")
-        || matches!(
-            name.as_str(),
-            "node"
-                | "nodejs"
-                | "deno"
-                | "bun"
-                | "osascript"
-                | "sh"
-                | "bash"
-                | "zsh"
-                | "dash"
-                | "ksh"
-                | "fish"
-        )
+pub(crate) use crate::model::{Code, is_interpreter, script_arg};
+
+/// What `exe` runs with `args`, judged: an interpreter installed where
+/// interpreters are (`locate::interpreter_installed`) runs its script or
+/// inline code; anything else — including a copy of `node` hidden in a
+/// dot-folder — runs its own code, whatever its name. The second value
+/// says so when a name was not believed.
+pub(crate) fn code_of<'a>(
+    exe: &Path,
+    args: &'a [String],
+    policy: &Policy,
+    homes: &[PathBuf],
+) -> (Code<'a>, Option<String>) {
+    match Code::of(exe, args) {
+        Code::Own => (Code::Own, None),
+        _ if !locate::interpreter_installed(exe, policy, homes) => (
+            Code::Own,
+            Some(format!(
+                "{} is named like an interpreter but is not installed where interpreters are \
+                 (the OS, a package manager, a toolchain, an installed app), so it is judged as \
+                 its own program",
+                exe.display()
+            )),
+        ),
+        code => (code, None),
+    }
 }
 
-/// The script file an interpreter was asked to run: the first argument
-/// after the options, when it is an absolute path. `-m`, `-c`, `-e` run a
-/// module or inline code — no script file.
-pub(crate) fn script_arg<'a>(exe: &Path, args: &'a [String]) -> Option<&'a Path> {
-    if !is_interpreter(exe) {
-        return None;
+/// What a running process runs (`code_of` on its executable and argv).
+pub(crate) fn process_code<'a>(
+    p: &'a ProcessIdentity,
+    policy: &Policy,
+    homes: &[PathBuf],
+) -> (Code<'a>, Option<String>) {
+    match p.path.as_deref() {
+        Some(exe) => code_of(exe, &p.args, policy, homes),
+        None => (Code::Own, None),
     }
-    for arg in args.iter().skip(1) {
-        if matches!(
-            arg.as_str(),
-            "-m" | "-c" | "-e" | "--eval" | "-p" | "--print" | "-"
-        ) {
-            return None;
-        }
-        if arg.starts_with('-') {
-            continue;
-        }
-        let path = Path::new(arg);
-        return path.is_absolute().then_some(path);
+}
+
+/// The file judged as the program (`Finding::judged_path`): the
+/// executable, the script, or the plist holding inline code; never an
+/// interpreter.
+pub(crate) fn judged_path(
+    exe: Option<&Path>,
+    code: Code<'_>,
+    plist: Option<&Path>,
+) -> Option<PathBuf> {
+    match code {
+        Code::Own => exe.map(Path::to_path_buf),
+        Code::Script(script) => Some(script.to_path_buf()),
+        Code::Inline => plist.map(Path::to_path_buf),
     }
-    None
 }
 
 /// Criterion 1: can a page in a browser on this machine talk HTTP to it?
+/// Loopback, every address and one LAN address alike: a page may name the
+/// machine's own network address as easily as `127.0.0.1`.
 pub(crate) fn web_reach(l: &Listener, probe: Option<&HttpProbe>) -> (Reach, Vec<String>) {
     let endpoint = match l.address {
         std::net::IpAddr::V6(a) => format!("[{a}]:{}", l.port),
         std::net::IpAddr::V4(a) => format!("{a}:{}", l.port),
     };
-    if !l.scope.browser_reachable() {
-        return (
-            Reach::No,
-            vec![format!(
-                "it listens only on {endpoint}, a specific address rather than loopback or \
-                 all addresses, so it is not counted as reachable from a page on this machine"
-            )],
-        );
-    }
-    let scope = match l.scope {
-        crate::model::AddressScope::Loopback => "loopback",
-        _ => "all addresses",
-    };
-    let mut reasons = vec![format!(
-        "it listens on {endpoint} ({scope}), which any web page open in a browser on this \
-         machine can reach"
-    )];
+    let mut reasons = vec![match l.scope {
+        AddressScope::Loopback => format!(
+            "it listens on {endpoint} (loopback), which any web page open in a browser on this \
+             machine can reach"
+        ),
+        AddressScope::Wildcard => format!(
+            "it listens on {endpoint} (all addresses), which any web page open in a browser on \
+             this machine can reach, and so can other machines on the network"
+        ),
+        AddressScope::Lan => format!(
+            "it listens on {endpoint}, this machine's own network address rather than loopback: \
+             any web page open in a browser on this machine can reach it there, and so can \
+             other machines on the network"
+        ),
+    }];
     let Some(probe) = probe else {
         reasons.push("it was not probed, so whether it speaks HTTP is unknown".into());
         return (Reach::Unknown, reasons);
@@ -123,9 +130,20 @@ pub(crate) fn web_reach(l: &Listener, probe: Option<&HttpProbe>) -> (Reach, Vec<
     }
 }
 
+/// What an interpreter runs, in words: `running /x/s.py`.
+pub(crate) fn code_words(code: Code<'_>) -> Option<String> {
+    match code {
+        Code::Own => None,
+        Code::Script(s) => Some(format!("running the script {}", s.display())),
+        Code::Inline => Some("running code handed to it on its command line".into()),
+    }
+}
+
 /// Criterion 2: is it trusted? (Admin allow rules are applied by the
-/// verdict, after this.) `script` is the script an interpreter runs.
-pub(crate) fn trust(p: Option<&ProcessIdentity>, script: Option<&Path>) -> (bool, String) {
+/// verdict, after this.) `code` is what the process runs: an interpreter's
+/// signature — Apple's or anyone's — covers the interpreter, never the
+/// script or inline code it runs.
+pub(crate) fn trust(p: Option<&ProcessIdentity>, code: Code<'_>) -> (bool, String) {
     let Some(p) = p else {
         return (
             false,
@@ -137,21 +155,25 @@ pub(crate) fn trust(p: Option<&ProcessIdentity>, script: Option<&Path>) -> (bool
         |x| x.display().to_string(),
     );
     let sig = &p.signature;
-    if sig.is_apple_platform() {
-        return match script {
-            Some(s) => (
-                false,
-                format!(
-                    "{what} is an Apple platform binary, but it is an interpreter running {}: \
-                     Apple's signature covers the interpreter, not the script",
-                    s.display()
-                ),
-            ),
-            None => (
-                true,
-                format!("{what} is an Apple platform binary (its signature validated)"),
-            ),
+    if let Some(runs) = code_words(code) {
+        let whose = if sig.is_apple_platform() {
+            "an Apple platform binary, but Apple's signature"
+        } else {
+            "an interpreter, and its signature"
         };
+        return (
+            false,
+            format!(
+                "{what} is {whose} covers the interpreter, not what it runs: it is {runs}, \
+                 which nothing vouches for"
+            ),
+        );
+    }
+    if sig.is_apple_platform() {
+        return (
+            true,
+            format!("{what} is an Apple platform binary (its signature validated)"),
+        );
     }
     let detail = match sig.status {
         SignatureStatus::NotSupported => {
@@ -208,6 +230,20 @@ pub(crate) fn aggravating_probe(probe: Option<&HttpProbe>) -> Vec<String> {
         );
     }
     out
+}
+
+/// The aggravating factor of where a web server listens: not only pages
+/// on this machine but the network can reach it.
+pub(crate) fn aggravating_scope(scope: AddressScope) -> Option<String> {
+    match scope {
+        AddressScope::Loopback => None,
+        AddressScope::Wildcard => {
+            Some("reachable from the local network: it listens on all addresses".into())
+        }
+        AddressScope::Lan => {
+            Some("reachable from the local network: it listens on a network address".into())
+        }
+    }
 }
 
 /// The aggravating factor of a persistence item: it comes back by itself.
@@ -281,8 +317,14 @@ mod tests {
             (
                 specific("192.168.1.20", 80, &[1]),
                 Some(http("")),
-                Reach::No,
-                "specific address",
+                Reach::Yes,
+                "192.168.1.20:80, this machine's own network address",
+            ),
+            (
+                specific("fe80::1", 80, &[1]),
+                None,
+                Reach::Unknown,
+                "other machines on the network",
             ),
             (loopback(80, &[1]), None, Reach::Unknown, "not probed"),
             (
@@ -372,13 +414,27 @@ mod tests {
             ),
         ];
         for (p, want, words) in table {
-            let (trusted, why) = trust(Some(&p), None);
+            let (trusted, why) = trust(Some(&p), Code::Own);
             assert_eq!(trusted, want, "{words}");
             assert!(why.contains(words), "{words}: {why}");
         }
-        let (trusted, why) = trust(Some(&apple(base, "x")), Some(Path::new("/Users/a/.x/s.py")));
-        assert!(!trusted && why.contains("not the script"), "{why}");
-        assert!(!trust(None, None).0);
+        let python = apple(base.clone(), "com.apple.python3");
+        let (trusted, why) = trust(Some(&python), Code::Script(Path::new("/Users/a/.x/s.py")));
+        assert!(!trusted && why.contains("not what it runs"), "{why}");
+        assert!(why.contains("/Users/a/.x/s.py"), "{why}");
+        // Inline code (`python3 -c`) is no more Apple's than a script is.
+        let (trusted, why) = trust(Some(&python), Code::Inline);
+        assert!(!trusted && why.contains("on its command line"), "{why}");
+        // Any interpreter's valid signature covers only itself.
+        let (trusted, why) = trust(
+            Some(&signed(base, "ABCDE12345", "org.python.python")),
+            Code::Inline,
+        );
+        assert!(
+            !trusted && why.contains("an interpreter, and its signature"),
+            "{why}"
+        );
+        assert!(!trust(None, Code::Own).0);
     }
 
     #[test]
@@ -389,6 +445,13 @@ mod tests {
             ..http("")
         };
         assert_eq!(aggravating_probe(Some(&probe)).len(), 2);
+        assert_eq!(aggravating_scope(AddressScope::Loopback), None);
+        for scope in [AddressScope::Wildcard, AddressScope::Lan] {
+            assert!(
+                aggravating_scope(scope).is_some_and(|a| a.contains("local network")),
+                "{scope:?}"
+            );
+        }
         assert!(aggravating_probe(Some(&http(""))).is_empty());
         assert!(aggravating_probe(None).is_empty());
         let mut agent = launch_agent("/p.plist", "l", "/x");

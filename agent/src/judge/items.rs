@@ -9,12 +9,12 @@
 //! belong to an installed one; with no existing paths observed, no program
 //! is assumed missing. A failed observation must not create findings.
 
-use super::heuristics::script_arg;
-use super::locate::{self, Place};
+use super::heuristics::{self, Code};
+use super::locate::{self, Context, Place};
 use super::{Observations, Policy};
-use crate::model::{PersistenceItem, enclosing_bundle};
+use crate::model::{PersistenceItem, PersistenceKind, enclosing_bundle};
 
-/// What is known about a persistence item on its own.
+/// What a persistence item tells about itself.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ItemFacts {
     /// Why it is associated with something a person chose.
@@ -23,12 +23,17 @@ pub(crate) struct ItemFacts {
     pub association_traits: Vec<String>,
     /// An installed app claims it (bundle ids, plist inside the app).
     pub claimed_by_app: bool,
-    /// Where its program lives.
+    /// Where the program that is judged lives: its program, or for an
+    /// interpreter the script it runs, or for inline code the plist.
     pub place: Option<Place>,
-    /// Traits of the script its interpreter runs.
-    pub script_traits: Vec<String>,
+    /// That program in words, to prefix its traits: `its program`.
+    pub judged: String,
+    /// Plain words about what is judged and why (the interpreter is not).
+    pub notes: Vec<String>,
     /// Its program does not exist (or it names none).
     pub program_missing: Option<String>,
+    /// The file judged as its program (`Finding::judged_path`).
+    pub judged_path: Option<std::path::PathBuf>,
 }
 
 impl ItemFacts {
@@ -39,12 +44,18 @@ impl ItemFacts {
                 place
                     .traits(self.claimed_by_app)
                     .into_iter()
-                    .map(|t| format!("its program: {t}")),
+                    .map(|t| format!("{}: {t}", self.judged)),
             );
         }
-        t.extend(self.script_traits.iter().cloned());
         t
     }
+}
+
+/// Known not to exist: observe checked paths and this one is not among
+/// them (nor anything under it: a login item may name its bundle while
+/// observe recorded the executable inside).
+fn known_missing(path: &std::path::Path, obs: &Observations) -> bool {
+    !obs.existing_paths.is_empty() && !obs.existing_paths.iter().any(|e| e.starts_with(path))
 }
 
 pub(crate) fn item_facts(item: &PersistenceItem, policy: &Policy, obs: &Observations) -> ItemFacts {
@@ -92,15 +103,64 @@ pub(crate) fn item_facts(item: &PersistenceItem, policy: &Policy, obs: &Observat
     match item.program.as_deref() {
         None => f.program_missing = Some("it names no program".into()),
         Some(program) => {
-            // A login item may name its bundle while observe recorded the
-            // executable inside it: anything under the program counts.
-            let known_missing = !obs.existing_paths.is_empty()
-                && !obs.existing_paths.iter().any(|e| e.starts_with(program));
-            if known_missing {
+            if known_missing(program, obs) {
                 f.program_missing =
                     Some(format!("its program {} does not exist", program.display()));
             }
-            let place = locate::program_place(program, policy, &obs.home_dirs);
+            // What an item starts runs by itself: toolchain folders and
+            // App Translocation do not disclose it.
+            let ctx = Context {
+                homes: &obs.home_dirs,
+                translocated: &obs.translocated,
+                persistent: true,
+            };
+            let (code, named) = heuristics::code_of(program, &item.args, policy, &obs.home_dirs);
+            f.notes.extend(named);
+            let plist =
+                Some(item.path.as_path()).filter(|_| item.kind != PersistenceKind::LoginItem);
+            f.judged_path = heuristics::judged_path(Some(program), code, plist);
+            let place = match code {
+                Code::Own => {
+                    f.judged = "its program".into();
+                    locate::program_place(program, policy, &ctx)
+                }
+                Code::Script(script) => {
+                    f.judged = format!("the script {} it runs", script.display());
+                    f.notes.push(format!(
+                        "its program {} is an interpreter: the script {} is what runs, so the \
+                         script is judged, not the interpreter",
+                        program.display(),
+                        script.display()
+                    ));
+                    if f.program_missing.is_none() && known_missing(script, obs) {
+                        f.program_missing = Some(format!(
+                            "the script it runs, {}, does not exist",
+                            script.display()
+                        ));
+                    }
+                    locate::script_place(script, policy, &ctx)
+                }
+                Code::Inline if plist.is_none() => {
+                    // A login item has no plist to hold inline code: the
+                    // interpreter's location is all there is (never moved).
+                    f.judged = "its program".into();
+                    locate::program_place(program, policy, &ctx)
+                }
+                Code::Inline => {
+                    f.judged = "its plist".into();
+                    let owner = item
+                        .owner_uid
+                        .map_or_else(String::new, |u| format!(", owned by uid {u}"));
+                    f.notes.push(format!(
+                        "its program {} is an interpreter handed code in the item itself, not a \
+                         script file: what runs is written in {}{owner}, so that is what is \
+                         judged, not the interpreter",
+                        program.display(),
+                        item.path.display()
+                    ));
+                    locate::program_place(&item.path, policy, &ctx)
+                }
+            };
             if let Some(why) = &place.disclosed {
                 let brew = item
                     .label
@@ -110,11 +170,9 @@ pub(crate) fn item_facts(item: &PersistenceItem, policy: &Policy, obs: &Observat
                     f.disclosed
                         .push("it is a Homebrew service: someone ran `brew services start`".into());
                 }
-                f.disclosed.push(why.clone());
+                f.disclosed.push(format!("{}: {why}", f.judged));
             }
-            if let Some(script) = script_arg(program, &item.args) {
-                f.script_traits = locate::script_traits(script, policy, &obs.home_dirs);
-            }
+            f.notes.extend(place.notes.iter().cloned());
             f.place = Some(place);
         }
     }

@@ -6,13 +6,15 @@ use std::path::Path;
 
 use super::correlate::Links;
 use super::helper;
-use super::heuristics::{self, Reach};
+use super::heuristics::{self, Code, Reach};
 use super::items::ItemFacts;
-use super::locate;
+use super::locate::{self, Context, Place};
 use super::subject::Subject;
 use super::verdict::{self, Facts};
 use super::{Observations, Policy, rules};
-use crate::model::{Finding, FindingKind, ListenerRef, PersistenceRef, ProcessIdentity};
+use crate::model::{
+    Finding, FindingKind, ListenerRef, PersistenceKind, PersistenceRef, ProcessIdentity,
+};
 
 /// A judged listener, with the facts persistence items inherit from it.
 #[derive(Debug, Clone)]
@@ -72,14 +74,13 @@ pub(crate) fn judge_listener(
             l.pids
         ));
     }
-    // 2. Trusted? (Admin rules come in the verdict.)
+    // 2. Trusted? (Admin rules come in the verdict.) An interpreter is
+    // judged by what it runs.
     let exe = primary.and_then(|p| p.path.as_deref());
-    let script = primary.and_then(|p| {
-        p.path
-            .as_deref()
-            .and_then(|exe| heuristics::script_arg(exe, &p.args))
-    });
-    let (trusted, why) = heuristics::trust(primary, script);
+    let code_of = |p| heuristics::process_code(p, policy, &obs.home_dirs);
+    let (code, named) = primary.map_or((Code::Own, None), code_of);
+    reasons.extend(named);
+    let (trusted, why) = heuristics::trust(primary, code);
     reasons.push(why);
     // 3. A helper?
     let (helper, why) = match primary {
@@ -87,24 +88,71 @@ pub(crate) fn judge_listener(
         None => (false, vec!["who started it is unknown".to_string()]),
     };
     reasons.extend(why);
-    // 4. Undisclosed?
+    // 4. Undisclosed? Judged on the program that runs: the executable, the
+    // script an interpreter runs, or the plist that hands it inline code.
+    let persistent = !my_links.is_empty();
+    let ctx = Context {
+        homes: &obs.home_dirs,
+        translocated: &obs.translocated,
+        persistent,
+    };
     let claimed = my_links.iter().any(|k| items[k.item].claimed_by_app);
+    let plist = my_links
+        .iter()
+        .map(|k| &obs.persistence[k.item])
+        .find(|i| i.kind != PersistenceKind::LoginItem)
+        .map(|i| i.path.as_path());
+    let judged: Option<(String, Place)> = match (exe, code) {
+        (Some(exe), Code::Own) => Some((String::new(), locate::program_place(exe, policy, &ctx))),
+        (Some(exe), Code::Script(script)) => {
+            reasons.push(format!(
+                "{} is an interpreter: the script {} is what runs, so the script is judged, not \
+                 the interpreter",
+                exe.display(),
+                script.display()
+            ));
+            Some((
+                format!("the script {} it runs: ", script.display()),
+                locate::script_place(script, policy, &ctx),
+            ))
+        }
+        (Some(exe), Code::Inline) => match plist {
+            Some(plist) => {
+                reasons.push(format!(
+                    "{} runs code handed to it on its command line by {}: what runs is written \
+                     in that plist, so the plist is judged, not the interpreter",
+                    exe.display(),
+                    plist.display()
+                ));
+                Some((
+                    format!("its plist {}: ", plist.display()),
+                    locate::program_place(plist, policy, &ctx),
+                ))
+            }
+            // Nothing on disk holds the code: the interpreter's location
+            // is all there is to judge (it is never moved).
+            None => Some((String::new(), locate::program_place(exe, policy, &ctx))),
+        },
+        (None, _) => None,
+    };
     let mut traits: Vec<String> = Vec::new();
-    match exe {
-        Some(exe) => {
-            let place = locate::program_place(exe, policy, &obs.home_dirs);
-            traits.extend(place.traits(claimed));
+    match &judged {
+        Some((prefix, place)) => {
+            reasons.extend(place.notes.iter().cloned());
+            traits.extend(
+                place
+                    .traits(claimed)
+                    .into_iter()
+                    .map(|t| format!("{prefix}{t}")),
+            );
             if let (Some(why), true) = (&place.disclosed, traits.is_empty()) {
-                reasons.push(why.clone());
+                reasons.push(format!("{prefix}{why}"));
             }
         }
         None if primary.is_some() => {
             reasons.push("its executable's path could not be read".into());
         }
         None => {}
-    }
-    if let Some(s) = script {
-        traits.extend(locate::script_traits(s, policy, &obs.home_dirs));
     }
     for link in my_links {
         for t in &items[link.item].association_traits {
@@ -117,23 +165,29 @@ pub(crate) fn judge_listener(
         reasons.push("nothing about where it lives or what installed it is undisclosed".into());
     }
     reasons.extend(traits.iter().cloned());
+    // What remediation would move: never an interpreter.
+    let judged_path = heuristics::judged_path(exe, code, plist);
 
-    // Identity for rules and the catalog.
+    // Identity for rules and the catalog: the program that runs, never an
+    // interpreter's path or signature.
     let mut subject = Subject {
         ports: vec![l.port],
         ..Subject::default()
     };
-    if let Some(p) = primary {
-        subject = subject.with_process(p);
+    if code == Code::Inline {
+        subject.program = plist;
     }
-    subject.other_paths.extend(script);
+    if let Some(p) = primary {
+        subject = subject.with_process(p, code);
+    }
     for link in my_links {
         let item = &obs.persistence[link.item];
         subject.labels.extend(item.label.as_deref());
-        if item.kind == crate::model::PersistenceKind::LoginItem {
+        if item.kind == PersistenceKind::LoginItem {
             subject.other_paths.push(&item.path);
         }
     }
+    reasons.extend(rules::unvouched(&policy.rules, &subject));
     let rule = rules::decide(&policy.rules, &subject);
     let installed = installed_app(policy, obs);
     let catalog = policy.catalog.find(&subject, &installed);
@@ -146,7 +200,7 @@ pub(crate) fn judge_listener(
     let mut blocked: Vec<String> = owners
         .iter()
         .filter_map(|p| {
-            let why = helper::protected(p, obs)?;
+            let why = helper::protected_running(p, obs, code_of(p).0, persistent)?;
             Some(if Some(p.pid) == primary_pid {
                 why
             } else {
@@ -166,12 +220,23 @@ pub(crate) fn judge_listener(
             blocked.push(why.to_string());
         }
     }
+    // Inline code that a `/System` plist hands an interpreter is macOS's.
+    if code == Code::Inline
+        && let Some(plist) = judged_path.as_deref().filter(|p| locate::is_system(p))
+    {
+        blocked.push(format!(
+            "the code it runs is written in {}, part of macOS (/System)",
+            plist.display()
+        ));
+    }
     blocked.dedup();
     if owners.is_empty() {
         blocked.push("no owning process could be seen, so there is nothing to act on".into());
     }
     let mut aggravating = if reach == Reach::Yes {
-        heuristics::aggravating_probe(probe)
+        let mut a = heuristics::aggravating_probe(probe);
+        a.extend(heuristics::aggravating_scope(l.scope));
+        a
     } else {
         Vec::new()
     };
@@ -233,6 +298,7 @@ pub(crate) fn judge_listener(
             persistence,
             http: probe.cloned(),
             camera: None,
+            judged_path,
         },
         reach,
         wanted,

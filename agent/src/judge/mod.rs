@@ -9,22 +9,37 @@
 //! allowed ones included, each with plain-words reasons in the order the
 //! judge reached them:
 //!
-//! 1. **Web-reachable** (`heuristics::web_reach`): bound to loopback or all
-//!    addresses *and* the probe saw HTTP or WebSocket. Not probed or the
-//!    probe failed → unknown, which can at most be reported.
-//! 2. **Not trusted** (`heuristics::trust`): not an Apple platform binary
-//!    (an Apple interpreter running a script is not trusted: the script is
-//!    what runs). On Linux there are no signatures, and the reasons say so.
+//! 1. **Web-reachable** (`heuristics::web_reach`): bound to loopback, all
+//!    addresses or one LAN address of the machine (a page reaches
+//!    `192.168.1.20` as easily as `127.0.0.1`) *and* the probe saw HTTP or
+//!    WebSocket. Not probed or the probe failed → unknown, which can at
+//!    most be reported.
+//! 2. **Not trusted** (`heuristics::trust`): not an Apple platform binary.
+//!    An interpreter installed where interpreters are
+//!    (`heuristics::code_of`: the OS, a package manager, a toolchain, an
+//!    installed app) is judged by what it runs — the script, or for inline
+//!    code (`-c`, `-e`, `-m`) the launchd plist that holds it — and its own
+//!    signature, Apple's or anyone's, vouches for none of it. A program
+//!    merely *named* like an interpreter elsewhere is its own program. On
+//!    Linux there are no signatures, and the reasons say so.
 //! 3. **A helper** (`helper::helper`): started by a persistence item
 //!    (`correlate`), by another app, or by launchd without being an app a
-//!    person opened. A process with a controlling terminal, or whose parent
-//!    has one, was started by a person and is never a helper.
-//! 4. **Undisclosed** (`locate`, `items::item_facts`): a hidden folder
-//!    in its path, outside every installed app, in a temp location or a
-//!    home's `Library/Application Support`, its app gone, no visible app
-//!    associated. OS locations, package-manager prefixes (`/opt/homebrew`,
-//!    `/usr/local`, `/opt/local`, `/nix`) and toolchain folders (`~/.nvm`,
-//!    `.venv`) are places a person chose and count as disclosed.
+//!    person opened. A persistence link settles it first: a terminal does
+//!    not excuse what a plist starts (`script -qc` gives it one). Without
+//!    a link, a process with a controlling terminal, or whose parent has
+//!    one, was started by a person and is not a helper.
+//! 4. **Undisclosed** (`locate`, `items::item_facts`), judged on the
+//!    program that runs (`Finding::judged_path`): a hidden folder in its
+//!    path, outside every installed app, in a temp location or a home's
+//!    `Library/Application Support`, its app gone, no visible app
+//!    associated. OS locations and package-manager prefixes (`/opt/homebrew`,
+//!    `/usr/local`, `/opt/local`, `/nix`, `~/.linuxbrew`) count as
+//!    disclosed. Toolchain folders (`~/.nvm`, `.venv`, `node_modules`,
+//!    `~/.local/bin`) and App Translocation count only for what a person
+//!    started — never for what a persistence item starts — and App
+//!    Translocation only on a mount observe confirmed
+//!    (`Observations::translocated`), never for a folder's name. The
+//!    reasons say when such a shortcut did not apply.
 //!
 //! # Precedence (`verdict::decide`)
 //!
@@ -32,7 +47,12 @@
 //!    match: a conflict resolves toward acting; narrow the deny to carve out
 //!    an exception.
 //! 2. An admin **allow** rule → allow. It beats the built-in catalog and the
-//!    heuristics: an admin knows their fleet.
+//!    heuristics: an admin knows their fleet. An allow rule by identity
+//!    (`TeamID`, `SigningID`, `BundleID`, `Label`) applies only when a
+//!    signature that validated vouches for it; for an ad-hoc, invalid,
+//!    unsigned or unchecked signature (or an interpreter's) the reasons
+//!    say the rule did not apply, and only `Path`/`Port` rules allow.
+//!    Deny rules match claimed identities too.
 //! 3. A **catalog** match → remediate; a dormant copy embedded inside its
 //!    still-installed parent app (not serving) is reported instead. A port
 //!    alone never matches the catalog.
@@ -44,10 +64,15 @@
 //!    platform binaries and anything under `/System` are never remediated —
 //!    a remediate verdict is lowered to report and the reasons say why.
 //!    A listener whose owner cannot be seen is likewise never remediated.
+//!    An installed interpreter running a script (or a plist's inline code)
+//!    is that code's process: it may be terminated, unless the script is
+//!    part of the sealed OS or the plist lives under `/System`; its file
+//!    is never moved (act moves `judged_path`).
 //!
 //! Severity: allow → info; report → low, one step up per aggravating
 //! factor (max high); remediate → high, critical with any aggravating
-//! factor (CORS `*` or reflected Origin, image answers, KeepAlive /
+//! factor (CORS `*` or reflected Origin, image answers, reachable from the
+//! local network — bound to all addresses or a LAN address —, KeepAlive /
 //! RunAtLoad / login item).
 //!
 //! # Camera (`camera`)
@@ -115,6 +140,8 @@ mod scenarios_bad;
 #[cfg(test)]
 mod scenarios_benign;
 #[cfg(test)]
+mod scenarios_dodges;
+#[cfg(test)]
 mod scenarios_misuse;
 #[cfg(test)]
 mod scenarios_never;
@@ -149,6 +176,11 @@ pub struct Observations {
     pub path_owners: BTreeMap<PathBuf, u32>,
     /// Home directories of users (for "hidden directory in a home" tests).
     pub home_dirs: Vec<PathBuf>,
+    /// `<Name>.app` folders of programs running from App Translocation
+    /// that observe found on a real translocation mount (nullfs, macOS):
+    /// only these count as "a downloaded app a person opened". A folder
+    /// merely named like one is not (`model::translocation_bundle`).
+    pub translocated: BTreeSet<PathBuf>,
     /// The agent itself: never acted on.
     pub agent_pid: u32,
     pub agent_exe: Option<PathBuf>,

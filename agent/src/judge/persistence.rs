@@ -15,7 +15,9 @@ use super::listener::{Judged, installed_app};
 use super::subject::Subject;
 use super::verdict::{self, Facts};
 use super::{Observations, Policy, locate, rules};
-use crate::model::{Finding, FindingKind, PersistenceRef, ProcessIdentity, Verdict};
+use crate::model::{
+    Finding, FindingKind, PersistenceKind, PersistenceRef, ProcessIdentity, Verdict,
+};
 
 pub(crate) fn judge_item(
     policy: &Policy,
@@ -36,21 +38,34 @@ pub(crate) fn judge_item(
         Some(p) => format!("{} runs {}", describe_item(item), p.display()),
         None => format!("{} names no program", describe_item(item)),
     }];
+    reasons.extend(facts.notes.iter().cloned());
     reasons.extend(facts.disclosed.iter().cloned());
     let traits = facts.traits();
     reasons.extend(traits.iter().cloned());
     reasons.extend(facts.program_missing.iter().cloned());
 
-    // Identity for rules and the catalog: the item, plus the running
-    // program's signature when one is running.
+    // What runs, judged: the running program (an interpreter by the
+    // script or inline code it runs), else what the item names.
+    let code_of = |p| heuristics::process_code(p, policy, &obs.home_dirs).0;
+    let plist = Some(item.path.as_path()).filter(|_| item.kind != PersistenceKind::LoginItem);
+    let judged_path = match running.first() {
+        Some(p) if p.path.is_some() => {
+            heuristics::judged_path(p.path.as_deref(), code_of(p), plist)
+        }
+        _ => facts.judged_path.clone(),
+    };
+
+    // Identity for rules and the catalog: the program judged and the
+    // item, plus the running program's signature when one is running
+    // (never an interpreter's).
     let mut subject = Subject {
-        program: item.program.as_deref(),
+        program: facts.judged_path.as_deref(),
         other_paths: vec![item.path.as_path()],
         ..Subject::default()
     }
     .with_item(item);
     if let Some(p) = running.first() {
-        subject = subject.with_process(p);
+        subject = subject.with_process(p, code_of(p));
     }
     subject.ports.extend(
         item.sockets
@@ -60,11 +75,7 @@ pub(crate) fn judge_item(
     subject
         .ports
         .extend(started.iter().map(|&li| obs.listeners[li].port));
-    if let Some(program) = item.program.as_deref()
-        && let Some(script) = heuristics::script_arg(program, &item.args)
-    {
-        subject.other_paths.push(script);
-    }
+    reasons.extend(rules::unvouched(&policy.rules, &subject));
     let rule = rules::decide(&policy.rules, &subject);
     let installed = installed_app(policy, obs);
     let catalog = policy.catalog.find(&subject, &installed);
@@ -104,7 +115,12 @@ pub(crate) fn judge_item(
             inherited = Some((judged.wanted, conclusion));
         }
         if judged.reach == Reach::Yes {
-            for a in heuristics::aggravating_probe(f.http.as_ref()) {
+            let scope = f.listener.as_ref().map(|l| l.scope);
+            let probe = heuristics::aggravating_probe(f.http.as_ref());
+            for a in probe
+                .into_iter()
+                .chain(scope.and_then(heuristics::aggravating_scope))
+            {
                 if !aggravating.contains(&a) {
                     aggravating.push(a);
                 }
@@ -131,9 +147,12 @@ pub(crate) fn judge_item(
     // The never-list: Apple's own jobs, the agent's own daemon.
     let mut blocked: Vec<String> = running
         .iter()
-        .filter_map(|p| helper::protected(p, obs))
+        .filter_map(|p| helper::protected_running(p, obs, code_of(p), true))
         .collect();
-    if locate::is_system(&item.path) || item.program.as_deref().is_some_and(locate::is_system) {
+    // The program judged, not an interpreter that runs it: `/System`'s
+    // Python running a user's hidden script is the user's script.
+    if locate::is_system(&item.path) || facts.judged_path.as_deref().is_some_and(locate::is_system)
+    {
         blocked.push("it is part of macOS (/System)".into());
     }
     if item.program.is_some() && item.program == obs.agent_exe {
@@ -176,6 +195,7 @@ pub(crate) fn judge_item(
         }),
         http: first.and_then(|f| f.http.clone()),
         camera: None,
+        judged_path,
     }
 }
 

@@ -10,8 +10,12 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 
+use super::correlate::starts_process;
+use super::heuristics::{Code, code_of, process_code};
+use super::locate::is_sealed_os;
+use super::subject::Subject;
 use super::testkit::{AGENT_EXE, AGENT_PID, HOME, rule};
-use super::{Observations, Policy, judge};
+use super::{Observations, Policy, judge, rules};
 use crate::config::{Config, RuleAction};
 use crate::model::{
     AddressScope, Cors, FindingKind, HttpProbe, LaunchdSocket, Listener, PersistenceItem,
@@ -40,6 +44,18 @@ fn path() -> impl Strategy<Value = PathBuf> {
     prop_oneof![
         4 => proptest::sample::select(PATHS).prop_map(PathBuf::from),
         1 => "(/[A-Za-z.]{0,8}){0,5}".prop_map(PathBuf::from),
+    ]
+}
+
+/// Arguments, some of them an interpreter's script (hidden, or part of
+/// the OS) or an inline-code flag.
+fn arg() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => "[-/A-Za-z.]{0,16}",
+        1 => proptest::sample::select(
+            &["/Users/ann/.x/s.py", "/usr/libexec/x.pl", "-c", "print(1)"][..]
+        )
+        .prop_map(String::from),
     ]
 }
 
@@ -92,7 +108,7 @@ fn process() -> impl Strategy<Value = ProcessIdentity> {
         proptest::sample::select(PIDS),
         proptest::sample::select(PIDS),
         proptest::option::weighted(0.9, path()),
-        proptest::collection::vec("[-/A-Za-z.]{0,16}", 0..3),
+        proptest::collection::vec(arg(), 0..3),
         name(),
         any::<bool>(),
         signature(),
@@ -190,7 +206,7 @@ fn item() -> impl Strategy<Value = PersistenceItem> {
         path(),
         proptest::option::of(name()),
         proptest::option::weighted(0.9, path()),
-        proptest::collection::vec("[-/A-Za-z.]{0,16}", 0..3),
+        proptest::collection::vec(arg(), 0..3),
         (any::<bool>(), any::<bool>()),
         proptest::option::of(port()),
         proptest::collection::vec(
@@ -285,13 +301,43 @@ fn policy(which: u8, port: u16) -> Policy {
     .unwrap_or_else(|e| panic!("test policy: {e}"))
 }
 
-fn untouchable(p: &ProcessIdentity) -> bool {
+/// The never-list as the module doc states it. A process is judged by
+/// what it runs: an installed interpreter running a script, or inline code
+/// a persistence item hands it, is that code's process (its file is never
+/// moved) — unless the script is part of the sealed OS.
+fn untouchable(p: &ProcessIdentity, policy: &Policy, obs: &Observations) -> bool {
     let path = p.path.as_deref();
-    p.pid <= 1
-        || p.pid == AGENT_PID
-        || path == Some(Path::new(AGENT_EXE))
-        || p.signature.is_apple_platform()
-        || path.is_some_and(|x| x.starts_with("/System"))
+    if p.pid <= 1 || p.pid == AGENT_PID || path == Some(Path::new(AGENT_EXE)) {
+        return true;
+    }
+    let persistent = || {
+        let parent = obs
+            .processes
+            .get(&p.ppid)
+            .filter(|q| q.pid != 1 && q.pid != p.pid);
+        obs.persistence.iter().any(|item| {
+            starts_process(item, p).is_some()
+                || parent.is_some_and(|q| starts_process(item, q).is_some())
+        })
+    };
+    let os = p.signature.is_apple_platform() || path.is_some_and(|x| x.starts_with("/System"));
+    match process_code(p, policy, &obs.home_dirs).0 {
+        Code::Own => os,
+        Code::Script(script) => is_sealed_os(script),
+        Code::Inline => os && !persistent(),
+    }
+}
+
+/// An allow rule that names only an identity.
+fn identity_allow(id: &str, team: &str, which: u8) -> crate::config::Rule {
+    let mut r = rule("allow-identity", RuleAction::Allow);
+    match which % 4 {
+        0 => r.signing_id = Some(id.into()),
+        1 => r.bundle_id = Some(id.into()),
+        2 => r.team_id = Some(team.into()),
+        _ => r.label = Some(id.into()),
+    }
+    r
 }
 
 proptest! {
@@ -313,10 +359,34 @@ proptest! {
                 continue;
             }
             prop_assert!(
-                !f.processes.iter().any(untouchable),
+                !f.processes.iter().any(|p| untouchable(p, &policy, &obs)),
                 "remediate touches a protected process: {:?}",
                 f
             );
+            // What would be moved is never /System, and never the
+            // interpreter a process or item runs as one (unless the
+            // generated plist itself sits at that path).
+            if let Some(judged) = f.judged_path.as_deref() {
+                prop_assert!(!judged.starts_with("/System"), "{:?}", f);
+                let plist = f.persistence.as_ref().map(|r| r.path.as_path());
+                let item = obs.persistence.iter().find(|i| Some(i.path.as_path()) == plist);
+                let runs_as_interpreter = f
+                    .process
+                    .as_ref()
+                    .filter(|p| process_code(p, &policy, &obs.home_dirs).0 != Code::Own)
+                    .and_then(|p| p.path.as_deref())
+                    .or_else(|| {
+                        let i = item?;
+                        let program = i.program.as_deref()?;
+                        (code_of(program, &i.args, &policy, &obs.home_dirs).0 != Code::Own)
+                            .then_some(program)
+                    });
+                prop_assert!(
+                    runs_as_interpreter.is_none_or(|x| x != judged || plist == Some(judged)),
+                    "an interpreter is to be moved: {:?}",
+                    f
+                );
+            }
             match f.kind {
                 FindingKind::Listener => {
                     prop_assert!(!f.processes.is_empty(), "remediate with no process: {:?}", f);
@@ -344,7 +414,17 @@ proptest! {
                     let item = f.persistence.as_ref();
                     let program = item.and_then(|i| i.program.as_deref());
                     prop_assert!(!item.is_some_and(|i| i.path.starts_with("/System")));
-                    prop_assert!(!program.is_some_and(|p| p.starts_with("/System")));
+                    // A /System interpreter may run a user's script: the
+                    // script is judged, the interpreter never touched.
+                    let args = obs
+                        .persistence
+                        .iter()
+                        .find(|i| Some(&i.path) == item.map(|r| &r.path))
+                        .map_or(&[][..], |i| &i.args[..]);
+                    let own = program.is_some_and(|p| {
+                        code_of(p, args, &policy, &obs.home_dirs).0 == Code::Own
+                    });
+                    prop_assert!(!(own && program.is_some_and(|p| p.starts_with("/System"))));
                     prop_assert!(program != Some(Path::new(AGENT_EXE)));
                 }
                 // The generator makes no camera observations; judge/camera
@@ -355,5 +435,69 @@ proptest! {
             }
         }
         prop_assert_eq!(judge(&policy, &obs), findings, "same input, same output");
+    }
+
+    /// An allow rule by identity (SigningID, BundleID, TeamID, Label) never
+    /// matches a subject whose signature is not Valid, nor an interpreter
+    /// running code; with a valid signature of its own it does.
+    #[test]
+    fn allow_by_identity_needs_a_valid_signature(
+        p in process(),
+        which in any::<u8>(),
+        interpreter in any::<bool>(),
+    ) {
+        let mut p = p;
+        let id = p.signature.identifier.clone().unwrap_or_else(|| "com.x".into());
+        let team = p.signature.team_id.clone().unwrap_or_else(|| "ABCDE12345".into());
+        p.signature.identifier = Some(id.clone());
+        p.signature.team_id = Some(team.clone());
+        if interpreter {
+            p.path = Some("/usr/bin/python3".into());
+            p.args = vec!["python3".into(), "/Users/ann/.x/s.py".into()];
+        }
+        let policy = Policy::new(&Config {
+            rules: vec![identity_allow(&id, &team, which)],
+            ..Config::default()
+        })
+        .unwrap_or_else(|e| panic!("test policy: {e}"));
+        let code = process_code(&p, &policy, &[PathBuf::from(HOME)]).0;
+        let mut subject = Subject::default().with_process(&p, code);
+        subject.labels.push(&id);
+        let hit = rules::decide(&policy.rules, &subject);
+        let vouched = p.signature.status == SignatureStatus::Valid && code == Code::Own;
+        prop_assert_eq!(hit.is_some(), vouched, "{:?} {:?}", p.signature, code);
+        // A process's own identity that matched but is not vouched for is
+        // said; an interpreter's identity is never the subject's at all.
+        if code == Code::Own {
+            prop_assert_eq!(rules::unvouched(&policy.rules, &subject).is_empty(), vouched);
+        }
+    }
+
+    /// The same through the whole judge: an admin allow rule by identity
+    /// decides a finding only for a process whose signature validated.
+    #[test]
+    fn identity_allow_rules_decide_only_for_valid_signatures(
+        obs in observations(),
+        which in any::<u8>(),
+    ) {
+        let policy = Policy::new(&Config {
+            rules: vec![
+                identity_allow("us.zoom.ZoomOpener", "BJ4HAAB9B3", which),
+                identity_allow("com.apple.controlcenter", "BJ4HAAB9B3", which.wrapping_add(1)),
+            ],
+            ..Config::default()
+        })
+        .unwrap_or_else(|e| panic!("test policy: {e}"));
+        for f in judge(&policy, &obs) {
+            if f.rule.as_deref() != Some("rule:allow-identity") {
+                continue;
+            }
+            let p = f.process.as_ref();
+            prop_assert!(
+                p.is_some_and(|p| p.signature.status == SignatureStatus::Valid),
+                "allowed by identity without a valid signature: {:?}",
+                f
+            );
+        }
     }
 }

@@ -14,6 +14,15 @@
 //!   (persistence): `*` stays inside one path component, `**` crosses them.
 //! - `port` is the listener's port; for a persistence item, a port it is
 //!   socket-activated on or that a listener it starts holds.
+//! - An **allow** rule that names an identity (`team_id`, `signing_id`,
+//!   `bundle_id`, `label`) applies only when a signature that validated
+//!   vouches for that identity (`Subject::vouched`): an ad-hoc, invalid,
+//!   unsigned, unchecked or unsupported (Linux) signature, or an
+//!   interpreter's signature for the script it runs, is a claim anyone
+//!   can make. Such subjects are allowed only by `path` and `port`. The
+//!   finding says which rule was not applied and why. Deny rules match
+//!   claimed identities too: a claim that makes a subject look worse is
+//!   no way to slip past lenscap.
 //!
 //! Precedence (documented in the judge's module doc too): a matching deny
 //! beats a matching allow — a conflict is resolved toward acting, and an
@@ -23,7 +32,7 @@
 use globset::GlobMatcher;
 
 use super::JudgeError;
-use super::subject::{Subject, strip_btm_type};
+use super::subject::{Subject, Vouched, strip_btm_type};
 use crate::config::{Rule, RuleAction, compile_path_glob};
 
 #[derive(Debug, Clone)]
@@ -89,6 +98,44 @@ fn compile_one(rule: &Rule) -> Result<CompiledRule, JudgeError> {
 }
 
 impl CompiledRule {
+    /// The identity matchers this rule sets, in words: `SigningID
+    /// com.x`.
+    fn identity_words(&self) -> Vec<String> {
+        let mut words = Vec::new();
+        if let Some(t) = &self.team_id {
+            words.push(format!("TeamID {t}"));
+        }
+        if let Some(i) = &self.signing_id {
+            words.push(format!("SigningID {i}"));
+        }
+        if let Some(b) = &self.bundle_id {
+            words.push(format!("BundleID {b}"));
+        }
+        if let Some(l) = &self.label {
+            words.push(format!("Label {l}"));
+        }
+        words
+    }
+
+    /// Why this rule does not apply although every matcher matched: an
+    /// allow by identity for an identity nothing vouches for.
+    fn unvouched(&self, s: &Subject<'_>) -> Option<String> {
+        let Vouched::No(why) = &s.vouched else {
+            return None;
+        };
+        let names = self.identity_words();
+        if self.action != RuleAction::Allow || names.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "admin allow rule rule:{} names {}, which it only claims: {why}, so the rule does \
+             not apply (an allow rule by identity needs a signature that validated; a Path or \
+             Port rule can allow it)",
+            self.id,
+            names.join(" and ")
+        ))
+    }
+
     /// The matchers this rule satisfied, in words, or `None` if any set
     /// matcher failed.
     fn matches(&self, s: &Subject<'_>) -> Option<Vec<String>> {
@@ -127,6 +174,7 @@ impl CompiledRule {
 pub(crate) fn decide(rules: &[CompiledRule], s: &Subject<'_>) -> Option<RuleHit> {
     let matched: Vec<(&CompiledRule, Vec<String>)> = rules
         .iter()
+        .filter(|r| r.unvouched(s).is_none())
         .filter_map(|r| r.matches(s).map(|why| (r, why)))
         .collect();
     let deny = matched.iter().find(|(r, _)| r.action == RuleAction::Deny);
@@ -152,6 +200,16 @@ pub(crate) fn decide(rules: &[CompiledRule], s: &Subject<'_>) -> Option<RuleHit>
         action: rule.action,
         reasons,
     })
+}
+
+/// The allow rules that would have matched but for an identity nothing
+/// vouches for, each as a reason for the finding.
+pub(crate) fn unvouched(rules: &[CompiledRule], s: &Subject<'_>) -> Vec<String> {
+    rules
+        .iter()
+        .filter(|r| r.matches(s).is_some())
+        .filter_map(|r| r.unvouched(s))
+        .collect()
 }
 
 #[cfg(test)]
@@ -183,8 +241,64 @@ mod tests {
             bundle_ids: vec!["com.getdropbox.dropbox".into()],
             labels: vec!["com.dropbox.DropboxMacUpdate.agent"],
             ports: vec![17500],
+            vouched: Vouched::Yes,
             ..Subject::default()
         }
+    }
+
+    #[test]
+    fn allow_by_identity_needs_a_vouched_identity_deny_does_not() {
+        type Edit = fn(&mut Rule);
+        let identity: &[(&str, Edit)] = &[
+            ("signing id", |r| {
+                r.signing_id = Some("com.getdropbox.dropbox".into())
+            }),
+            ("bundle id", |r| {
+                r.bundle_id = Some("com.getdropbox.dropbox".into())
+            }),
+            ("label", |r| {
+                r.label = Some("com.dropbox.DropboxMacUpdate.agent".into())
+            }),
+            ("team id", |r| r.team_id = Some("G7HH3F8CAK".into())),
+        ];
+        let claimed = Subject {
+            vouched: Vouched::No("its signature is ad-hoc".into()),
+            ..subject()
+        };
+        for (what, edit) in identity {
+            let mut allow = rule("dropbox-ok", RuleAction::Allow);
+            edit(&mut allow);
+            let compiled = compile(&[allow]).unwrap();
+            assert!(decide(&compiled, &subject()).is_some(), "{what}: vouched");
+            assert!(decide(&compiled, &claimed).is_none(), "{what}: claimed");
+            let notes = unvouched(&compiled, &claimed);
+            assert_eq!(notes.len(), 1, "{what}");
+            assert!(
+                notes[0].contains("rule:dropbox-ok") && notes[0].contains("ad-hoc"),
+                "{what}: {notes:?}"
+            );
+            assert!(unvouched(&compiled, &subject()).is_empty());
+
+            let mut deny = rule("no-dropbox", RuleAction::Deny);
+            edit(&mut deny);
+            let compiled = compile(&[deny]).unwrap();
+            let hit = decide(&compiled, &claimed).expect("a deny matches a claim");
+            assert_eq!(hit.action, RuleAction::Deny, "{what}");
+            assert!(unvouched(&compiled, &claimed).is_empty());
+        }
+        // Path and Port allow what nothing vouches for.
+        let mut by_path = rule("by-path", RuleAction::Allow);
+        by_path.path = Some("/Applications/Dropbox.app/**".into());
+        let mut by_port = rule("by-port", RuleAction::Allow);
+        by_port.port = Some(17500);
+        for r in [by_path, by_port] {
+            let compiled = compile(&[r]).unwrap();
+            assert!(decide(&compiled, &claimed).is_some());
+        }
+        // An identity that would not match anyway gets no note.
+        let mut other = rule("other", RuleAction::Allow);
+        other.signing_id = Some("com.other".into());
+        assert!(unvouched(&compile(&[other]).unwrap(), &claimed).is_empty());
     }
 
     #[test]

@@ -94,37 +94,60 @@ fn listener_without_a_visible_owner_is_never_remediated() {
 }
 
 #[test]
-fn apple_interpreter_running_a_hidden_script_is_reported_on_both_sides() {
-    let script = home(".sync/server.py");
+fn an_os_interpreter_is_never_acted_on_for_code_that_is_the_os() {
+    // Apple's perl running a script of the sealed OS, and Apple's python
+    // running inline code that no persistence item hands it (an app's
+    // `python3 -c`): judged by what runs, that is macOS's or nothing on
+    // disk — a deny-everything rule still lowers them to report.
+    let perl = with_args(
+        apple(process(430, 1, "/usr/bin/perl", "perl"), "com.apple.perl5"),
+        &["/usr/bin/perl", "/usr/libexec/apple-helper.pl"],
+    );
     let python = with_args(
         apple(
-            process(1300, 1, "/usr/bin/python3", "python3"),
+            process(431, 1, "/usr/bin/python3", "python3"),
             "com.apple.python3",
         ),
-        &["/usr/bin/python3", &script],
+        &["python3", "-c", "import http.server"],
     );
-    let mut agent = launch_agent(
-        &home("Library/LaunchAgents/com.sync.plist"),
-        "com.sync",
-        "/usr/bin/python3",
-    );
-    agent.args = vec!["/usr/bin/python3".into(), script.clone()];
     let findings = Scene::new()
+        .process(perl)
         .process(python)
-        .listen(loopback(8765, &[1300]), Some(http("BaseHTTP/0.6")))
-        .item(agent)
-        .exists("/usr/bin/python3")
-        .judge(&policy());
-    let l = on_port(&findings, 8765);
-    assert_eq!(l.verdict, Verdict::Report, "{}", said(l));
-    let text = said(l);
-    assert!(
-        text.contains("interpreter running /Users/ann/.sync/server.py"),
-        "{text}"
+        .listen(loopback(28200, &[430]), Some(http("")))
+        .listen(loopback(28201, &[431]), Some(http("")))
+        .judge(&policy_with(vec![deny_everything()]));
+    for (port, words) in [
+        (
+            28200,
+            "the script it runs, /usr/libexec/apple-helper.pl, is part of macOS",
+        ),
+        (28201, "python3 is an Apple platform binary"),
+    ] {
+        let f = on_port(&findings, port);
+        assert_eq!(f.verdict, Verdict::Report, "{port}: {}", said(f));
+        assert!(said(f).contains(words), "{port}: {}", said(f));
+    }
+
+    // Inline code a /System plist hands an interpreter is macOS's too.
+    let mut apple_job = launch_agent(
+        "/System/Library/LaunchAgents/com.apple.x.plist",
+        "com.apple.x",
+        "/bin/sh",
     );
-    assert!(text.contains("hidden folder .sync"), "{text}");
-    let item = of_item(&findings, "com.sync");
-    assert_eq!(item.verdict, Verdict::Report, "{}", said(item));
+    apple_job.args = vec!["/bin/sh".into(), "-c".into(), "exec x".into()];
+    let sh = with_args(
+        apple(process(432, 1, "/bin/sh", "sh"), "com.apple.sh"),
+        &["/bin/sh", "-c", "exec x"],
+    );
+    let findings = Scene::new()
+        .process(sh)
+        .listen(loopback(28202, &[432]), Some(http("")))
+        .item(apple_job)
+        .judge(&policy_with(vec![deny_everything()]));
+    for f in &findings {
+        assert_eq!(f.verdict, Verdict::Report, "{}", said(f));
+        assert!(said(f).contains("/System"), "{}", said(f));
+    }
 }
 
 #[test]

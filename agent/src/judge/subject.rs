@@ -4,7 +4,40 @@
 
 use std::path::Path;
 
-use crate::model::{PersistenceItem, ProcessIdentity};
+use super::heuristics::{Code, code_words};
+use crate::model::{PersistenceItem, ProcessIdentity, SignatureStatus};
+
+/// Whether a validated code signature vouches for the identity a subject
+/// claims (Team ID, signing identifier, bundle ids, labels). Anyone can
+/// write any identifier into an ad-hoc signature, a plist's `Label` or
+/// its `AssociatedBundleIdentifiers`: only a signature that validated
+/// makes them more than claims. Allow rules by identity need it; deny
+/// rules do not (a claim that makes something look worse is fine).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Vouched {
+    Yes,
+    /// Why not, in words that finish "…, so the rule does not apply":
+    /// `its signature is ad-hoc`.
+    No(String),
+}
+
+impl Default for Vouched {
+    fn default() -> Vouched {
+        Vouched::No("no code signature of it was checked".into())
+    }
+}
+
+/// Why a signature with this status does not vouch for an identity.
+fn unvouched(status: SignatureStatus) -> Option<&'static str> {
+    match status {
+        SignatureStatus::Valid => None,
+        SignatureStatus::AdHoc => Some("its signature is ad-hoc"),
+        SignatureStatus::Invalid => Some("its signature does not validate"),
+        SignatureStatus::Unsigned => Some("it is not signed"),
+        SignatureStatus::Unknown => Some("its signature could not be checked"),
+        SignatureStatus::NotSupported => Some("this platform has no code signatures"),
+    }
+}
 
 /// The identity of the thing being judged, as matchers see it.
 #[derive(Debug, Clone, Default)]
@@ -32,17 +65,41 @@ pub(crate) struct Subject<'a> {
     /// Ports it listens on (a listener's port; a persistence item's
     /// socket-activation ports and the ports of listeners it starts).
     pub ports: Vec<u16>,
+    /// Whether a validated signature vouches for the identity fields.
+    pub vouched: Vouched,
 }
 
 impl<'a> Subject<'a> {
-    /// Fill the process part (identity and signature) from a running process.
-    pub fn with_process(mut self, p: &'a ProcessIdentity) -> Subject<'a> {
-        if let Some(path) = p.path.as_deref() {
+    /// Fill the process part (identity and signature) from a running
+    /// process. An interpreter is not what it runs: for one running a
+    /// script the script is the subject's path; for inline code the
+    /// process adds nothing (the caller names the plist that holds the
+    /// code). Neither the interpreter's path, name nor signature is ever a
+    /// subject: an allow rule for `/usr/bin/python3` must not shield every
+    /// script it runs.
+    /// `code` is what the process runs, as `heuristics::code_of` judged.
+    pub fn with_process(mut self, p: &'a ProcessIdentity, code: Code<'a>) -> Subject<'a> {
+        let path = match code {
+            Code::Own => p.path.as_deref(),
+            Code::Script(script) => Some(script),
+            Code::Inline => None,
+        };
+        if let Some(path) = path {
             if self.program.is_none() {
                 self.program = Some(path);
-            } else {
+            } else if self.program != Some(path) {
                 self.other_paths.push(path);
             }
+        }
+        if let Some(runs) = code_words(code) {
+            let exe = p
+                .path
+                .as_deref()
+                .map_or_else(String::new, |e| e.display().to_string());
+            self.vouched = Vouched::No(format!(
+                "its signature is the interpreter {exe}'s, and it is {runs}"
+            ));
+            return self;
         }
         if !p.name.is_empty() {
             self.process_names.push(&p.name);
@@ -55,6 +112,10 @@ impl<'a> Subject<'a> {
         if let Some(id) = p.signature.identifier.as_deref() {
             self.bundle_ids.push(id.to_string());
         }
+        self.vouched = match unvouched(p.signature.status) {
+            None => Vouched::Yes,
+            Some(why) => Vouched::No(why.into()),
+        };
         self
     }
 

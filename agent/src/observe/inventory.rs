@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::judge::{CameraSessionObservation, GrantObservation, Observations};
-use crate::model::{ProcessIdentity, ScanError, enclosing_bundle};
+use crate::model::{
+    ProcessIdentity, ScanError, enclosing_bundle, script_arg, translocation_bundle,
+};
 use crate::observe::signing::SignatureCache;
 use crate::observe::{apps, camera, persistence, probe, tcc};
 use crate::platform::{Platform, PlatformError};
@@ -123,6 +125,7 @@ pub fn gather(
     };
 
     let facts = path_facts(&processes, &items);
+    let translocated = translocation_mounts(platform, &processes);
 
     Gathered {
         observations: Observations {
@@ -134,6 +137,7 @@ pub fn gather(
             existing_paths: facts.existing,
             path_owners: facts.owners,
             home_dirs: facts.homes,
+            translocated,
             agent_pid: std::process::id(),
             agent_exe: std::env::current_exe().ok(),
             grants: privacy.grants,
@@ -284,6 +288,24 @@ pub(crate) fn read_processes(
     found.into_iter().collect()
 }
 
+/// The App Translocation bundles (`model::translocation_bundle`) of the
+/// processes observed that the platform finds on a real translocation
+/// mount: the judge counts App Translocation as "a person opened it" for
+/// these only, never for a path that merely looks like one.
+pub(crate) fn translocation_mounts(
+    platform: &dyn Platform,
+    processes: &BTreeMap<u32, ProcessIdentity>,
+) -> BTreeSet<PathBuf> {
+    let candidates: BTreeSet<PathBuf> = processes
+        .values()
+        .filter_map(|p| p.path.as_deref().and_then(translocation_bundle))
+        .collect();
+    candidates
+        .into_iter()
+        .filter(|bundle| platform.on_translocation_mount(bundle))
+        .collect()
+}
+
 /// The file-system facts the judge needs about the processes and items
 /// observed: which referenced paths (programs, bundles, scripts) exist,
 /// who owns each (the actor rule: a user's plist may only get lenscap to
@@ -304,6 +326,9 @@ pub(crate) fn path_facts(
     for p in processes.values() {
         referenced.extend(p.path.iter().cloned());
         referenced.extend(p.bundle.iter().cloned());
+        if let Some(exe) = &p.path {
+            referenced.extend(script_arg(exe, &p.args).map(Path::to_path_buf));
+        }
         // A script an interpreter runs is named by an absolute argument.
         referenced.extend(absolute_args(&p.args));
     }
@@ -311,6 +336,7 @@ pub(crate) fn path_facts(
         if let Some(program) = &item.program {
             referenced.extend(enclosing_bundle(program));
             referenced.insert(program.clone());
+            referenced.extend(script_arg(program, &item.args).map(Path::to_path_buf));
         }
         referenced.insert(item.path.clone());
         referenced.extend(absolute_args(&item.args));
@@ -472,5 +498,124 @@ mod tests {
         }
         assert!(chain.contains(&std::process::id()), "{chain:?}");
         assert_eq!(obs.processes[&pid].name, "sleep");
+    }
+
+    /// The native platform, except that one bundle is on a translocation
+    /// mount (there are none on Linux).
+    #[derive(Debug)]
+    struct OneMount {
+        native: Native,
+        mounted: PathBuf,
+    }
+
+    impl Platform for OneMount {
+        fn host_info(&self) -> crate::model::HostInfo {
+            self.native.host_info()
+        }
+        fn listeners(&self) -> Result<Vec<crate::model::Listener>, PlatformError> {
+            self.native.listeners()
+        }
+        fn process(&self, pid: u32) -> Result<ProcessIdentity, PlatformError> {
+            self.native.process(pid)
+        }
+        fn check_signature(&self, path: &Path) -> crate::model::Signature {
+            self.native.check_signature(path)
+        }
+        fn login_items(&self) -> Result<Vec<crate::model::PersistenceItem>, PlatformError> {
+            self.native.login_items()
+        }
+        fn camera_source(&self) -> crate::platform::CameraSource {
+            self.native.camera_source()
+        }
+        fn established_to(
+            &self,
+            ports: &BTreeSet<u16>,
+        ) -> Result<Vec<crate::platform::Established>, PlatformError> {
+            self.native.established_to(ports)
+        }
+        fn notify_user(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String> {
+            self.native.notify_user(uid, title, message)
+        }
+        fn on_translocation_mount(&self, bundle: &Path) -> bool {
+            bundle == self.mounted
+        }
+    }
+
+    fn identity(pid: u32, path: &str, args: &[&str]) -> ProcessIdentity {
+        let mut p = Native::new(Config::default().tools())
+            .process(std::process::id())
+            .unwrap();
+        p.pid = pid;
+        p.path = Some(PathBuf::from(path));
+        p.args = args.iter().map(|a| a.to_string()).collect();
+        p
+    }
+
+    #[test]
+    fn only_bundles_on_a_translocation_mount_are_translocated() {
+        let base = "/private/var/folders/x1/abc/T/AppTranslocation";
+        let real = format!("{base}/2A2D6B24-0C1B-4F5E-9A8D-1234567890AB/d/Foo.app");
+        let other = format!("{base}/2A2D6B24-0C1B-4F5E-9A8D-FFFFFFFFFFFF/d/Bar.app");
+        let processes: BTreeMap<u32, ProcessIdentity> = [
+            identity(10, &format!("{real}/Contents/MacOS/Foo"), &["Foo"]),
+            identity(
+                11,
+                &format!("{real}/Contents/Helpers/foo-web"),
+                &["foo-web"],
+            ),
+            identity(12, &format!("{other}/Contents/MacOS/Bar"), &["Bar"]),
+            identity(
+                13,
+                "/Users/ann/AppTranslocation/d/Baz.app/Contents/MacOS/Baz",
+                &["Baz"],
+            ),
+        ]
+        .into_iter()
+        .map(|p| (p.pid, p))
+        .collect();
+        let platform = OneMount {
+            native: Native::new(Config::default().tools()),
+            mounted: PathBuf::from(&real),
+        };
+        let found = translocation_mounts(&platform, &processes);
+        assert_eq!(found, [PathBuf::from(&real)].into_iter().collect());
+        // Linux has no App Translocation: the real platform finds none.
+        assert!(translocation_mounts(&platform.native, &processes).is_empty());
+    }
+
+    #[test]
+    fn the_scripts_interpreters_run_are_checked_for_existence() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("server.py");
+        std::fs::write(&script, b"print(1)").unwrap();
+        let gone = dir.path().join("gone.py");
+        let s = script.to_str().unwrap();
+        let processes: BTreeMap<u32, ProcessIdentity> =
+            [identity(10, "/usr/bin/python3", &["python3", s])]
+                .into_iter()
+                .map(|p| (p.pid, p))
+                .collect();
+        let item = crate::model::PersistenceItem {
+            kind: crate::model::PersistenceKind::LaunchAgent,
+            path: dir.path().join("x.plist"),
+            label: Some("x".into()),
+            program: Some("/usr/bin/python3".into()),
+            args: vec!["/usr/bin/python3".into(), gone.to_str().unwrap().into()],
+            run_at_load: true,
+            keep_alive: false,
+            sockets: Vec::new(),
+            associated_bundle_ids: Vec::new(),
+            owner_uid: None,
+            parent_identifier: None,
+            developer: None,
+            disposition: None,
+        };
+        let facts = path_facts(&processes, &[item]);
+        let existing = &facts.existing;
+        assert!(existing.contains(&script), "{existing:?}");
+        assert!(!existing.contains(&gone), "{existing:?}");
+        // Owners are read by lstat for the actor rule.
+        let me = nix::unistd::geteuid().as_raw();
+        assert_eq!(facts.owners.get(&script), Some(&me));
     }
 }

@@ -291,6 +291,31 @@ fn os_version() -> Option<String> {
         .ok()
 }
 
+/// `statfs(2)` of `path`: file-system type, mount point and read-only
+/// flag. `None` when it fails (gone, no permission).
+fn statfs_of(path: &Path) -> Option<(String, PathBuf, bool)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `statfs` is plain old data; all-zero is a valid value.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is NUL-terminated and `st` is a valid out-pointer.
+    let rc = unsafe { libc::statfs(c_path.as_ptr(), &mut st) };
+    if rc != 0 {
+        return None;
+    }
+    fn text(chars: &[libc::c_char]) -> Vec<u8> {
+        chars
+            .iter()
+            .map(|c| c.to_ne_bytes()[0])
+            .take_while(|b| *b != 0)
+            .collect()
+    }
+    let fstype = String::from_utf8_lossy(&text(&st.f_fstypename)).into_owned();
+    let on = PathBuf::from(std::ffi::OsStr::from_bytes(&text(&st.f_mntonname)));
+    let read_only = st.f_flags & (libc::MNT_RDONLY as u32) != 0;
+    Some((fstype, on, read_only))
+}
+
 impl Platform for Native {
     fn host_info(&self) -> HostInfo {
         HostInfo {
@@ -376,6 +401,19 @@ impl Platform for Native {
             pids.into_iter().flat_map(tcp_connections),
             ports,
         ))
+    }
+
+    /// Gatekeeper mounts a translocated app read-only with nullfs under
+    /// the translocation folder. `statfs` follows links, so the mount
+    /// point must contain `bundle`: a link planted in a temp folder that
+    /// leads to some other translocation mount names a different one.
+    fn on_translocation_mount(&self, bundle: &Path) -> bool {
+        statfs_of(bundle).is_some_and(|(fstype, on, read_only)| {
+            fstype == "nullfs"
+                && read_only
+                && on.components().count() > 1
+                && bundle.starts_with(&on)
+        })
     }
 
     fn notify_user(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String> {

@@ -141,4 +141,14 @@ pub trait Platform: Send + Sync {
     /// Tell a user (`uid`, or whoever is logged in at the console) what
     /// lenscap did. Best effort: the error says why nobody was told.
     fn notify_user(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String>;
+
+    /// Is `bundle` (a `…/T/AppTranslocation/<UUID>/d/<Name>.app` path,
+    /// `model::translocation_bundle`) on a real App Translocation mount:
+    /// a read-only nullfs mount whose mount point contains it? Folders
+    /// anyone can create with those names are not. App Translocation
+    /// exists only on macOS; elsewhere the answer is always no.
+    fn on_translocation_mount(&self, bundle: &Path) -> bool {
+        let _ = bundle;
+        false
+    }
 }

@@ -231,7 +231,7 @@ pub fn finding_record(f: &Finding) -> FindingRecord {
             scope: match l.scope {
                 model::AddressScope::Loopback => ev::AddressScope::Loopback,
                 model::AddressScope::Wildcard => ev::AddressScope::Wildcard,
-                model::AddressScope::Specific => ev::AddressScope::Specific,
+                model::AddressScope::Lan => ev::AddressScope::Lan,
             },
         }),
         persistence: f.persistence.as_ref().map(|p| ev::PersistenceInfo {
@@ -282,7 +282,7 @@ fn camera_info(c: &model::CameraRef) -> ev::CameraInfo {
                 scope: match i.helper.scope {
                     model::AddressScope::Loopback => ev::AddressScope::Loopback,
                     model::AddressScope::Wildcard => ev::AddressScope::Wildcard,
-                    model::AddressScope::Specific => ev::AddressScope::Specific,
+                    model::AddressScope::Lan => ev::AddressScope::Lan,
                 },
             },
             helper_pid: i.helper_pid,

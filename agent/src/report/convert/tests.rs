@@ -84,6 +84,7 @@ fn zoom_finding() -> Finding {
             error: None,
         }),
         camera: None,
+        judged_path: None,
     }
 }
 
@@ -107,6 +108,7 @@ fn plist_finding() -> Finding {
         }),
         http: None,
         camera: None,
+        judged_path: None,
     }
 }
 
