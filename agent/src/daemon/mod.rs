@@ -188,7 +188,7 @@ struct Daemon {
     reporter: Reporter,
     sweep: SweepState,
     /// Finding uid → the verdict last reported for it.
-    reported: HashMap<String, Verdict>,
+    reported: HashMap<String, (Verdict, crate::model::Severity, Option<String>)>,
     /// Plan key → journal entry id, while the helper is still found.
     planned: BTreeMap<String, String>,
     /// When each remediation of the last hour ran.
@@ -465,12 +465,15 @@ impl Daemon {
             .filter(|f| f.verdict != Verdict::Allow && f.kind != FindingKind::CameraUse)
         {
             let uid = crate::report::convert::finding_uid(f);
-            let previous = self.reported.get(&uid).copied();
-            if previous != Some(f.verdict) {
+            // A new verdict, severity or deciding rule is news (a fleet
+            // catalog entry that turns a report into a critical one).
+            let now = (f.verdict, f.severity, f.rule.clone());
+            let previous = self.reported.get(&uid);
+            if previous != Some(&now) {
                 self.reporter
                     .finding(f, self.status.effective_mode, previous.is_some());
             }
-            current.insert(uid, f.verdict);
+            current.insert(uid, now);
         }
         self.reported = current;
     }

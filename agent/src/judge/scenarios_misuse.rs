@@ -120,3 +120,34 @@ fn decoy_plists_with_catalog_labels_and_no_program_plan_nothing() {
     }
     assert!(plans(&findings, &PlanOptions::default()).is_empty());
 }
+
+#[test]
+fn a_fleet_catalog_entry_by_process_name_is_an_impersonation_report() {
+    let mut entry = policy().catalog().entries[0].clone();
+    entry.id = "catalog:vendor-opener".into();
+    entry.name = "Vendor opener".into();
+    entry.hidden_dirs = vec![];
+    entry.bundle_names = vec![];
+    entry.process_names = vec!["vendoropener".into()];
+    entry.login_item_names = vec![];
+    entry.ports = vec![];
+    entry.parent_bundle_ids = vec![];
+    entry.bundle_ids = vec![];
+    let policy = policy().with_catalog_additions(vec![entry]).unwrap();
+    let exe = "/Applications/Vendor.app/Contents/MacOS/vendoropener";
+    let findings = Scene::new()
+        .process(process(770, 500, exe, "vendoropener"))
+        .listen(loopback(28091, &[770]), Some(http("")))
+        .exists(exe)
+        .installed("com.vendor")
+        .judge(&policy);
+    let f = on_port(&findings, 28091);
+    assert_eq!(f.verdict, Verdict::Report, "{}", said(f));
+    assert_eq!(
+        f.rule.as_deref(),
+        Some("catalog:vendor-opener"),
+        "{}",
+        said(f)
+    );
+    assert_eq!(f.severity, Severity::Critical, "{}", said(f));
+}

@@ -94,14 +94,15 @@ fn a_fleet_deny_and_a_catalog_addition_reach_the_agent_within_its_interval() {
         "{a:#}"
     );
     assert_eq!(a["mode"], "monitor");
+    // B matches the new entry by its process name only: a name is a claim
+    // anyone can make, so it is reported as a critical impersonation, not
+    // remediated (a `paths` entry, which becomes a deny rule, would act).
     let b = wait_until(Duration::from_secs(15), "helper B listed", || {
         finding_on(&c, &reader, b_port)
-            .filter(|f| f["payload"]["finding"]["verdict"] == "remediate")
+            .filter(|f| f["payload"]["finding"]["rule"] == "catalog:vendor-opener")
     });
-    assert_eq!(
-        b["payload"]["finding"]["rule"], "catalog:vendor-opener",
-        "{b:#}"
-    );
+    assert_eq!(b["payload"]["finding"]["verdict"], "report", "{b:#}");
+    assert_eq!(b["payload"]["finding"]["severity"], "critical", "{b:#}");
     // What it would do about them, and that the policy was applied.
     let events = wait_until(Duration::from_secs(15), "would-do events", || {
         let all = stored_events(&c, &reader);
