@@ -26,6 +26,20 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     PreconditionFailed(String),
+    /// A known identity's enrolment, waiting for an admin (409).
+    #[error("{message}")]
+    EnrollHeld {
+        message: String,
+        host_id: i64,
+        request_id: i64,
+    },
+    /// A known identity's enrolment an admin refused (403).
+    #[error("{message}")]
+    EnrollRefused {
+        message: String,
+        host_id: i64,
+        request_id: i64,
+    },
     /// Something on our side; the message shown is generic.
     #[error("internal error: {0}")]
     Internal(#[from] StoreError),
@@ -45,6 +59,8 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => {
                 (StatusCode::PRECONDITION_FAILED, "precondition_failed")
             }
+            ApiError::EnrollHeld { .. } => (StatusCode::CONFLICT, "enroll_held"),
+            ApiError::EnrollRefused { .. } => (StatusCode::FORBIDDEN, "enroll_refused"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -106,7 +122,29 @@ impl IntoResponse for ApiError {
             code: code.to_string(),
             error: message,
         };
-        let mut resp = (status, axum::Json(body)).into_response();
+        let mut resp = match &self {
+            // The ids too, for scripts that act on a held enrolment.
+            ApiError::EnrollHeld {
+                host_id,
+                request_id,
+                ..
+            }
+            | ApiError::EnrollRefused {
+                host_id,
+                request_id,
+                ..
+            } => (
+                status,
+                axum::Json(serde_json::json!({
+                    "code": body.code,
+                    "error": body.error,
+                    "host_id": host_id,
+                    "request_id": request_id,
+                })),
+            )
+                .into_response(),
+            _ => (status, axum::Json(body)).into_response(),
+        };
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

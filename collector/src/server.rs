@@ -5,9 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::accept::DefaultAcceptor;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 
 use crate::config::ServeConfig;
+use crate::conn_limit::{ConnLimiter, LimitAcceptor};
 use crate::http::{AppState, app};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
@@ -66,27 +68,45 @@ pub async fn start(config: ServeConfig) -> Result<Running, StartError> {
     listener.set_nonblocking(true).map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
 
+    let metrics = Arc::new(Metrics::default());
+    let net = config.net;
     let state = AppState {
         store: store.clone(),
-        metrics: Arc::new(Metrics::default()),
+        metrics: metrics.clone(),
         limits: config.limits,
+        net,
         tls: tls.is_some(),
+        public_metrics: config.public_metrics,
     };
-    let service = app(state).into_make_service();
+    // The client's address reaches handlers (enrolment records it).
+    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
     let handle = Handle::new();
+    let limits = LimitAcceptor::new(
+        DefaultAcceptor,
+        ConnLimiter::new(net.max_connections, net.max_connections_per_ip, metrics),
+    );
+    let mut server = axum_server::from_tcp(listener)
+        .map_err(bind_err)?
+        .handle(handle.clone())
+        // Until the first request's headers are in: hyper's own header
+        // timeout starts only once it knows the protocol, and a client that
+        // sends nothing never lets it know.
+        .first_request_timeout(net.header_read_timeout);
+    // Every later request on a keep-alive connection, and the idle wait
+    // before it. (axum-server turns hyper's default off; hyper needs the
+    // timer axum-server sets.)
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(Some(net.header_read_timeout));
     let task = match tls {
         Some(tls_config) => {
-            let server = axum_server::from_tcp_rustls(listener, tls_config)
-                .map_err(bind_err)?
-                .handle(handle.clone());
-            tokio::spawn(server.serve(service))
+            let acceptor = RustlsAcceptor::new(tls_config)
+                .handshake_timeout(net.header_read_timeout)
+                .acceptor(limits);
+            tokio::spawn(server.acceptor(acceptor).serve(service))
         }
-        None => {
-            let server = axum_server::from_tcp(listener)
-                .map_err(bind_err)?
-                .handle(handle.clone());
-            tokio::spawn(server.serve(service))
-        }
+        None => tokio::spawn(server.acceptor(limits).serve(service)),
     };
     tracing::info!(%addr, tls = config.tls.is_some(), db = %config.db.display(), "collector listening");
     Ok(Running {
