@@ -22,6 +22,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     TooLarge(String),
+    /// The client took longer than the body-read timeout to send its body.
+    #[error("{0}")]
+    Timeout(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -53,6 +56,7 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
@@ -80,8 +84,33 @@ impl ApiError {
     }
 }
 
+/// Whether reading the body failed because it came too slowly (the
+/// body-read deadline, `http::body_deadline`).
+fn is_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+fn body_timeout() -> ApiError {
+    ApiError::Timeout(
+        "the request body did not arrive within the collector's body-read timeout; send it faster or in smaller batches".into(),
+    )
+}
+
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(r: axum::extract::rejection::JsonRejection) -> ApiError {
+        use axum::extract::rejection::JsonRejection;
+        if let JsonRejection::BytesRejection(b) = &r
+            && is_body_timeout(b)
+        {
+            return body_timeout();
+        }
         ApiError::rejected(r.status(), r.body_text())
     }
 }
@@ -94,6 +123,9 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
 
 impl From<axum::extract::rejection::BytesRejection> for ApiError {
     fn from(r: axum::extract::rejection::BytesRejection) -> ApiError {
+        if is_body_timeout(&r) {
+            return body_timeout();
+        }
         ApiError::rejected(r.status(), r.body_text())
     }
 }

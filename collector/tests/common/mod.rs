@@ -103,19 +103,28 @@ impl Collector {
     }
 
     pub fn start_with(db: &Db, limits: Limits, tls: Option<TlsFiles>) -> Collector {
+        Collector::start_config(db, |c| {
+            c.limits = limits;
+            c.tls = tls;
+        })
+    }
+
+    /// A collector whose `serve` settings `adjust` changes first.
+    pub fn start_config(db: &Db, adjust: impl FnOnce(&mut ServeConfig)) -> Collector {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let config = ServeConfig {
+        let mut config = ServeConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             db: DbUrl::parse(&db.url).unwrap(),
-            tls,
-            limits,
+            tls: None,
+            limits: Limits::default(),
             net: NetLimits::default(),
             public_metrics: false,
         };
+        adjust(&mut config);
         let running = rt.block_on(server::start(config)).unwrap();
         Collector {
             base: running.base_url(),
