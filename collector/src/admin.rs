@@ -195,7 +195,7 @@ pub async fn refuse(
             host: host_label(&h),
         })?;
     Ok(format!(
-        "refused request {} for host {} (from {}): its enrolment attempts are answered 403 enroll_refused. The host's current token is untouched (`lenscap-collector token revoke {}` revokes it).",
+        "refused request {} for host {}, made from {}: its enrolment attempts are answered 403 enroll_refused. The host's current token is untouched (`lenscap-collector token revoke {}` revokes it).",
         r.id,
         host_label(&h),
         r.peer.as_deref().unwrap_or("an unknown address"),

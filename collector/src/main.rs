@@ -199,9 +199,10 @@ async fn main() -> anyhow::Result<()> {
                 max_connections_per_ip,
             )?;
             config.public_metrics = public_metrics;
+            let stop = shutdown_signal();
             let running = server::start(config).await?;
             eprintln!("lenscap-collector listening on {}", running.base_url());
-            shutdown_signal().await;
+            stop.await;
             tracing::info!("stopping");
             running.shutdown().await.context("stopping the server")?;
         }
@@ -282,21 +283,29 @@ where
     Ok(())
 }
 
-/// Ctrl-C or SIGTERM (launchd, systemd, docker stop).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Ctrl-C or SIGTERM (launchd, systemd, docker stop). The handlers are
+/// installed when this is called, not when it is first awaited, so a
+/// signal that arrives right after "listening" is not missed (it would
+/// kill the process the default way instead of stopping it gracefully).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    let mut term = signal(SignalKind::terminate()).ok();
+    async move {
+        let wait = |s: &mut Option<tokio::signal::unix::Signal>| {
+            let s = s.take();
+            async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = wait(&mut interrupt) => {},
+            _ = wait(&mut term) => {},
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
     }
 }

@@ -178,3 +178,33 @@ fn admin_commands(db: &Db) {
     assert!(!ok);
     assert!(err.contains("no enrolment waiting"), "{err}");
 }
+
+#[test]
+fn every_command_and_serve_option_is_in_docs_api_md() {
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md")).unwrap();
+    let help = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).arg("--help").output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for word in help(&["serve"]).split_whitespace() {
+        let flag = word.trim_end_matches(',');
+        if flag.starts_with("--") && flag != "--help" {
+            assert!(docs.contains(flag), "docs/api.md lacks {flag}");
+        }
+    }
+    for cmd in [
+        "token create",
+        "token list",
+        "token revoke",
+        "host list",
+        "host pending",
+        "host approve",
+        "host refuse",
+    ] {
+        let args: Vec<&str> = cmd.split(' ').collect();
+        help(&args);
+        assert!(docs.contains(cmd), "docs/api.md lacks `{cmd}`");
+    }
+}
