@@ -49,15 +49,19 @@ pub struct Running {
 pub async fn start(config: ServeConfig) -> Result<Running, StartError> {
     let store = Store::open(&config.db).await?;
     let tls = match &config.tls {
-        Some(files) => Some(
-            RustlsConfig::from_pem_file(&files.cert, &files.key)
+        Some(files) => {
+            let loaded = RustlsConfig::from_pem_file(&files.cert, &files.key)
                 .await
                 .map_err(|source| StartError::Tls {
                     cert: files.cert.display().to_string(),
                     key: files.key.display().to_string(),
                     source,
-                })?,
-        ),
+                })?;
+            // Offer HTTP/1.1 only (axum-server also offers h2): see below.
+            let mut rustls = (*loaded.get_inner()).clone();
+            rustls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Some(RustlsConfig::from_config(Arc::new(rustls)))
+        }
         None => None,
     };
     let bind_err = |source| StartError::Bind {
@@ -85,8 +89,14 @@ pub async fn start(config: ServeConfig) -> Result<Running, StartError> {
         DefaultAcceptor,
         ConnLimiter::new(net.max_connections, net.max_connections_per_ip, metrics),
     );
+    // HTTP/1.1 only. hyper closes an HTTP/1 connection that is idle or
+    // slow to send its headers (below), but has no such limit for an idle
+    // HTTP/2 connection, which could then hold its place under the
+    // connection caps for ever. Agents, browsers and Prometheus all speak
+    // HTTP/1.1.
     let mut server = axum_server::from_tcp(listener)
         .map_err(bind_err)?
+        .http1_only()
         .handle(handle.clone())
         // Until the first request's headers are in: hyper's own header
         // timeout starts only once it knows the protocol, and a client that

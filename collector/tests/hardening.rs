@@ -287,3 +287,21 @@ fn metrics_need_a_reader_unless_public() {
     assert_eq!(s, 200, "{text}");
     assert!(text.contains("lenscap_collector_hosts"), "{text}");
 }
+
+#[test]
+fn http2_is_not_spoken_so_no_connection_escapes_the_idle_limit() {
+    let db = Db::sqlite();
+    let c = Collector::start(&db);
+    let mut s = connect(&c);
+    // HTTP/2 "prior knowledge": the preface and an empty SETTINGS frame.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    let (got, closed) = until_closed(&mut s);
+    assert!(closed, "an HTTP/2 connection stayed open");
+    // An HTTP/2 server would answer with its own SETTINGS frame.
+    assert!(
+        got.is_empty() || got.starts_with("HTTP/1.1 "),
+        "answered in HTTP/2: {:?}",
+        got.as_bytes()
+    );
+}
