@@ -118,6 +118,20 @@ fn held_until_approved(db: &Db) {
             .any(|l| l.starts_with(&format!("{reimaged} "))),
         "{pending}"
     );
+    // Revoked again: the re-imaged installation's key is forgotten, and
+    // its used-up request is held anew (attempts counted from 1).
+    c.block_on(admin::token_revoke(&store, "mac-victim", 1))
+        .unwrap();
+    assert_eq!(held(&c, &enroll, &mac, Some(KEY_REIMAGED)), reimaged);
+    let pending = c.block_on(admin::pending(&store, false)).unwrap();
+    let row = pending
+        .lines()
+        .find(|l| l.starts_with(&format!("{reimaged} ")))
+        .unwrap_or_else(|| panic!("{pending}"));
+    assert!(
+        row.contains("held") && row.trim_end().ends_with(" 1"),
+        "{row}"
+    );
     // A new Mac is not affected by any of this.
     let (s, _) = c.try_enroll(&enroll, &host("mac-new"), Some(KEY_ATTACKER));
     assert_eq!(s, 200);

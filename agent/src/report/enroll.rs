@@ -92,11 +92,15 @@ pub enum EnrollError {
     /// An admin refused this installation's enrolment.
     #[error("the collector {url} refuses this enrolment: {message}")]
     Refused { url: String, message: String },
-    #[error("refusing the host token file {path}: {reason}; remove it (the agent enrolls again)")]
+    #[error(
+        "refusing {path}: {reason}; remove it (the agent enrolls again; without its enroll key that waits for the collector's admin)"
+    )]
     Insecure { path: PathBuf, reason: String },
-    #[error("host token file {path}: {reason}; remove it (the agent enrolls again)")]
+    #[error(
+        "{path}: {reason}; remove it (the agent enrolls again; without its enroll key that waits for the collector's admin)"
+    )]
     Malformed { path: PathBuf, reason: String },
-    #[error("host token file {path}: {source}")]
+    #[error("{path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
