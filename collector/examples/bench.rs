@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use lenscap_collector::auth::{new_token, token_hash};
-use lenscap_collector::config::{Limits, ServeConfig};
+use lenscap_collector::config::{Limits, NetLimits, ServeConfig};
 use lenscap_collector::server;
 use lenscap_collector::store::{DbUrl, Role};
 use lenscap_events::samples;
@@ -284,6 +284,13 @@ fn main() {
         db: DbUrl::parse(&url).unwrap(),
         tls: None,
         limits: Limits::default(),
+        // Every simulated host connects from 127.0.0.1.
+        net: NetLimits {
+            max_connections_per_ip: 0,
+            ..NetLimits::default()
+        },
+        // `store_time` scrapes /metrics without a token.
+        public_metrics: true,
     };
     let running = rt.block_on(server::start(config)).unwrap();
     let base = running.base_url();

@@ -31,6 +31,16 @@ pub fn token_hash(token: &str) -> String {
     lenscap_events::canonical::sha256_hex(token.as_bytes())
 }
 
+/// Hex digits of a token's hash that name it in `token list` and
+/// `token revoke`. A prefix of a digest of 32 random bytes tells nothing
+/// about the token.
+pub const TOKEN_ID_LEN: usize = 12;
+
+/// A token's id: the start of its hash.
+pub fn token_id(hash: &str) -> &str {
+    hash.get(..TOKEN_ID_LEN).unwrap_or(hash)
+}
+
 /// Who is calling, from their `Authorization: Bearer` token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {
@@ -91,10 +101,14 @@ pub fn cookie_token(parts: &Parts) -> Option<&str> {
 /// Look a token up.
 pub async fn caller_for(state: &AppState, token: &str) -> Result<Caller, ApiError> {
     match state.store.find_token(&token_hash(token)).await? {
-        Some(t) => Ok(Caller {
+        Some(t) if t.revoked_at.is_none() => Ok(Caller {
             role: t.role,
             host_id: t.host_id,
         }),
+        Some(t) => Err(ApiError::Unauthorized(format!(
+            "this token was revoked on {}; a host enrols again, anyone else asks the collector's admin for a new token",
+            crate::timefmt::human(t.revoked_at.unwrap_or_default())
+        ))),
         None => Err(ApiError::Unauthorized(
             "unknown token: it was never issued by this collector, or was issued by another one"
                 .into(),

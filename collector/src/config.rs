@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::store::{DbUrl, StoreError};
 
@@ -25,6 +26,79 @@ impl Default for Limits {
     }
 }
 
+/// What one client may hold of the server: time to send its headers and
+/// body, and connections. Slow clients (slowloris) are cut off, and no
+/// single address can take every connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetLimits {
+    /// From accepting a connection (after the TLS handshake) or finishing
+    /// the previous request on it, until the request's headers are in.
+    /// An idle keep-alive connection is closed after this too.
+    pub header_read_timeout: Duration,
+    /// From the headers until the whole body is in.
+    pub body_read_timeout: Duration,
+    /// A whole request, body and answer included (408 after it).
+    pub request_timeout: Duration,
+    /// Open connections at once; more are closed as soon as accepted.
+    pub max_connections: usize,
+    /// Open connections from one client address (an IPv6 client: its
+    /// /64); 0 for no per-address limit (behind a proxy, every client
+    /// has the proxy's address).
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for NetLimits {
+    fn default() -> NetLimits {
+        NetLimits {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            // Below the usual 1024 open-file limit, leaving room for the
+            // database and logs.
+            max_connections: 512,
+            // An agent uses one connection, a browser about six.
+            max_connections_per_ip: 32,
+        }
+    }
+}
+
+impl NetLimits {
+    /// From `serve`'s flags (seconds and counts), checked.
+    pub fn new(
+        header_read_timeout_s: u64,
+        body_read_timeout_s: u64,
+        request_timeout_s: u64,
+        max_connections: usize,
+        max_connections_per_ip: usize,
+    ) -> Result<NetLimits, ConfigError> {
+        let secs = |flag: &'static str, v: u64| {
+            if (1..=3600).contains(&v) {
+                Ok(Duration::from_secs(v))
+            } else {
+                Err(ConfigError::Limit {
+                    flag,
+                    value: v,
+                    expected: "1 to 3600 seconds",
+                })
+            }
+        };
+        if max_connections == 0 {
+            return Err(ConfigError::Limit {
+                flag: "--max-connections",
+                value: 0,
+                expected: "at least 1",
+            });
+        }
+        Ok(NetLimits {
+            header_read_timeout: secs("--header-read-timeout", header_read_timeout_s)?,
+            body_read_timeout: secs("--body-read-timeout", body_read_timeout_s)?,
+            request_timeout: secs("--request-timeout", request_timeout_s)?,
+            max_connections,
+            max_connections_per_ip,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
     pub cert: PathBuf,
@@ -37,6 +111,10 @@ pub struct ServeConfig {
     pub db: DbUrl,
     pub tls: Option<TlsFiles>,
     pub limits: Limits,
+    pub net: NetLimits,
+    /// Serve `/metrics` without a token (for a Prometheus that cannot send
+    /// one); otherwise it needs a reader or admin token.
+    pub public_metrics: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +132,12 @@ pub enum ConfigError {
     },
     #[error("--tls-cert and --tls-key with --insecure-http: choose TLS or plain HTTP, not both")]
     TlsAndInsecure,
+    #[error("{flag} {value}: expected {expected}")]
+    Limit {
+        flag: &'static str,
+        value: u64,
+        expected: &'static str,
+    },
     #[error(transparent)]
     Db(#[from] StoreError),
 }
@@ -96,6 +180,8 @@ impl ServeConfig {
             db: DbUrl::parse(db)?,
             tls,
             limits: Limits::default(),
+            net: NetLimits::default(),
+            public_metrics: false,
         })
     }
 }
@@ -146,6 +232,29 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn net_limits_are_checked_by_flag() {
+        let d = NetLimits::default();
+        assert_eq!(NetLimits::new(10, 30, 60, 512, 32).unwrap(), d);
+        assert_eq!(
+            NetLimits::new(10, 30, 60, 512, 0)
+                .unwrap()
+                .max_connections_per_ip,
+            0
+        );
+        let err = NetLimits::new(0, 30, 60, 512, 32).unwrap_err().to_string();
+        assert!(err.contains("--header-read-timeout 0"), "{err}");
+        let err = NetLimits::new(10, 30, 99999, 512, 32)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--request-timeout") && err.contains("3600"),
+            "{err}"
+        );
+        let err = NetLimits::new(10, 30, 60, 0, 32).unwrap_err().to_string();
+        assert!(err.contains("--max-connections 0"), "{err}");
     }
 
     #[test]

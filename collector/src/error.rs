@@ -22,10 +22,27 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     TooLarge(String),
+    /// The client took longer than the body-read timeout to send its body.
+    #[error("{0}")]
+    Timeout(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
     PreconditionFailed(String),
+    /// A known identity's enrolment, waiting for an admin (409).
+    #[error("{message}")]
+    EnrollHeld {
+        message: String,
+        host_id: i64,
+        request_id: i64,
+    },
+    /// A known identity's enrolment an admin refused (403).
+    #[error("{message}")]
+    EnrollRefused {
+        message: String,
+        host_id: i64,
+        request_id: i64,
+    },
     /// Something on our side; the message shown is generic.
     #[error("internal error: {0}")]
     Internal(#[from] StoreError),
@@ -39,12 +56,15 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::PreconditionFailed(_) => {
                 (StatusCode::PRECONDITION_FAILED, "precondition_failed")
             }
+            ApiError::EnrollHeld { .. } => (StatusCode::CONFLICT, "enroll_held"),
+            ApiError::EnrollRefused { .. } => (StatusCode::FORBIDDEN, "enroll_refused"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -64,8 +84,33 @@ impl ApiError {
     }
 }
 
+/// Whether reading the body failed because it came too slowly (the
+/// body-read deadline, `http::body_deadline`).
+fn is_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+fn body_timeout() -> ApiError {
+    ApiError::Timeout(
+        "the request body did not arrive within the collector's body-read timeout; send it faster or in smaller batches".into(),
+    )
+}
+
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(r: axum::extract::rejection::JsonRejection) -> ApiError {
+        use axum::extract::rejection::JsonRejection;
+        if let JsonRejection::BytesRejection(b) = &r
+            && is_body_timeout(b)
+        {
+            return body_timeout();
+        }
         ApiError::rejected(r.status(), r.body_text())
     }
 }
@@ -78,6 +123,9 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
 
 impl From<axum::extract::rejection::BytesRejection> for ApiError {
     fn from(r: axum::extract::rejection::BytesRejection) -> ApiError {
+        if is_body_timeout(&r) {
+            return body_timeout();
+        }
         ApiError::rejected(r.status(), r.body_text())
     }
 }
@@ -106,7 +154,29 @@ impl IntoResponse for ApiError {
             code: code.to_string(),
             error: message,
         };
-        let mut resp = (status, axum::Json(body)).into_response();
+        let mut resp = match &self {
+            // The ids too, for scripts that act on a held enrolment.
+            ApiError::EnrollHeld {
+                host_id,
+                request_id,
+                ..
+            }
+            | ApiError::EnrollRefused {
+                host_id,
+                request_id,
+                ..
+            } => (
+                status,
+                axum::Json(serde_json::json!({
+                    "code": body.code,
+                    "error": body.error,
+                    "host_id": host_id,
+                    "request_id": request_id,
+                })),
+            )
+                .into_response(),
+            _ => (status, axum::Json(body)).into_response(),
+        };
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -5,8 +5,10 @@
 //! `main.rs` parses the command line; [`server::start`] does the rest in
 //! order: config → store → migrations → serve.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod conn_limit;
 pub mod error;
 pub mod export;
 pub mod http;

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use lenscap_collector::admin;
 use lenscap_collector::auth::{new_token, token_hash};
-use lenscap_collector::config::ServeConfig;
+use lenscap_collector::config::{NetLimits, ServeConfig};
 use lenscap_collector::server;
 use lenscap_collector::store::{DbUrl, Role, Store};
 use lenscap_collector::timefmt::now_ms;
@@ -52,11 +53,76 @@ enum Command {
         /// Allow plain HTTP on a non-loopback address (a TLS proxy in front).
         #[arg(long)]
         insecure_http: bool,
+        /// Seconds a client has to send a request's headers (and the
+        /// longest an idle keep-alive connection stays open).
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        header_read_timeout: u64,
+        /// Seconds a client has to send a request's whole body, from the
+        /// end of its headers.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        body_read_timeout: u64,
+        /// Seconds for a whole request, answer included (then 408).
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        request_timeout: u64,
+        /// Open connections at most; more are closed on arrival.
+        #[arg(long, value_name = "N", default_value_t = 512)]
+        max_connections: usize,
+        /// Open connections from one client address (IPv6: one /64) at
+        /// most; 0 for no limit (behind a proxy every client has its address).
+        #[arg(long, value_name = "N", default_value_t = 32)]
+        max_connections_per_ip: usize,
+        /// Serve /metrics without a token (by default it needs a reader
+        /// or admin token, as the rest of the API).
+        #[arg(long)]
+        public_metrics: bool,
     },
     /// Manage tokens.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Manage hosts: list them, decide held enrolments.
+    Host {
+        #[command(subcommand)]
+        command: HostCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HostCommand {
+    /// Every enrolled host, with its active tokens and waiting enrolments.
+    List {
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+    },
+    /// Enrolments of an already enrolled identity, waiting for an admin.
+    Pending {
+        /// Decided requests too.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+    },
+    /// Let a held enrolment have the host: its agent gets a token at its
+    /// next attempt, and the host's older tokens are revoked now.
+    Approve {
+        /// Host id, hostname, hardware UUID, machine-id or serial.
+        host: String,
+        /// Which request, when the host has several waiting.
+        #[arg(long, value_name = "ID")]
+        request: Option<i64>,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+    },
+    /// Refuse a held enrolment: its attempts are answered 403.
+    Refuse {
+        /// Host id, hostname, hardware UUID, machine-id or serial.
+        host: String,
+        /// Which request, when the host has several waiting.
+        #[arg(long, value_name = "ID")]
+        request: Option<i64>,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
     },
 }
 
@@ -71,6 +137,23 @@ enum TokenCommand {
         /// A note to remember what it is for.
         #[arg(long)]
         note: Option<String>,
+    },
+    /// List tokens by id (the start of their hash; the tokens themselves
+    /// are not stored).
+    List {
+        /// Revoked tokens too.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+    },
+    /// Revoke a token (by id, or the token itself), or every token of a
+    /// host (by id, hostname or identity). Revoked tokens get 401.
+    Revoke {
+        /// Token id, token, or host.
+        target: String,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
     },
 }
 
@@ -100,11 +183,26 @@ async fn main() -> anyhow::Result<()> {
             tls_cert,
             tls_key,
             insecure_http,
+            header_read_timeout,
+            body_read_timeout,
+            request_timeout,
+            max_connections,
+            max_connections_per_ip,
+            public_metrics,
         } => {
-            let config = ServeConfig::new(listen, &db, tls_cert, tls_key, insecure_http)?;
+            let mut config = ServeConfig::new(listen, &db, tls_cert, tls_key, insecure_http)?;
+            config.net = NetLimits::new(
+                header_read_timeout,
+                body_read_timeout,
+                request_timeout,
+                max_connections,
+                max_connections_per_ip,
+            )?;
+            config.public_metrics = public_metrics;
+            let stop = shutdown_signal();
             let running = server::start(config).await?;
             eprintln!("lenscap-collector listening on {}", running.base_url());
-            shutdown_signal().await;
+            stop.await;
             tracing::info!("stopping");
             running.shutdown().await.context("stopping the server")?;
         }
@@ -125,25 +223,89 @@ async fn main() -> anyhow::Result<()> {
             store.close().await;
             println!("{token}");
         }
+        Command::Token {
+            command: TokenCommand::List { all, db },
+        } => {
+            with_store(
+                &db,
+                |store| async move { admin::token_list(&store, all).await },
+            )
+            .await?;
+        }
+        Command::Token {
+            command: TokenCommand::Revoke { target, db },
+        } => {
+            with_store(&db, |store| async move {
+                admin::token_revoke(&store, &target, now_ms()).await
+            })
+            .await?;
+        }
+        Command::Host { command } => match command {
+            HostCommand::List { db } => {
+                with_store(&db, |store| async move { admin::host_list(&store).await }).await?;
+            }
+            HostCommand::Pending { all, db } => {
+                with_store(
+                    &db,
+                    |store| async move { admin::pending(&store, all).await },
+                )
+                .await?;
+            }
+            HostCommand::Approve { host, request, db } => {
+                with_store(&db, |store| async move {
+                    admin::approve(&store, &host, request, now_ms()).await
+                })
+                .await?;
+            }
+            HostCommand::Refuse { host, request, db } => {
+                with_store(&db, |store| async move {
+                    admin::refuse(&store, &host, request, now_ms()).await
+                })
+                .await?;
+            }
+        },
     }
     Ok(())
 }
 
-/// Ctrl-C or SIGTERM (launchd, systemd, docker stop).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Open the store, run one admin command, close the store, print what it
+/// says.
+async fn with_store<F, Fut>(db: &str, run: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: std::future::Future<Output = Result<String, admin::AdminError>>,
+{
+    let url = DbUrl::parse(db)?;
+    let store = Store::open(&url).await?;
+    let result = run(store.clone()).await;
+    store.close().await;
+    println!("{}", result?);
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM (launchd, systemd, docker stop). The handlers are
+/// installed when this is called, not when it is first awaited, so a
+/// signal that arrives right after "listening" is not missed (it would
+/// kill the process the default way instead of stopping it gracefully).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    let mut term = signal(SignalKind::terminate()).ok();
+    async move {
+        let wait = |s: &mut Option<tokio::signal::unix::Signal>| {
+            let s = s.take();
+            async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = wait(&mut interrupt) => {},
+            _ = wait(&mut term) => {},
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
     }
 }

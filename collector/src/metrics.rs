@@ -22,6 +22,12 @@ pub struct Metrics {
     chain_breaks: AtomicU64,
     /// Total time spent storing batches, in microseconds.
     ingest_micros: AtomicU64,
+    /// Connections open now.
+    connections_open: AtomicU64,
+    /// Connections closed at once because the server, or the client's
+    /// address, held its limit.
+    refused_total_limit: AtomicU64,
+    refused_per_address: AtomicU64,
 }
 
 impl Metrics {
@@ -43,6 +49,18 @@ impl Metrics {
         self.chain_breaks
             .fetch_add(outcome.breaks, Ordering::Relaxed);
         self.ingest_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    pub fn connections_open(&self, n: usize) {
+        self.connections_open.store(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn connection_refused(&self, why: crate::conn_limit::Refusal) {
+        let counter = match why {
+            crate::conn_limit::Refusal::Total => &self.refused_total_limit,
+            crate::conn_limit::Refusal::PerAddress => &self.refused_per_address,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The exposition text. `totals` is (hosts, stored events) from the
@@ -106,6 +124,17 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
+            "# HELP lenscap_collector_connections_open Client connections open now.\n# TYPE lenscap_collector_connections_open gauge\nlenscap_collector_connections_open {}",
+            get(&self.connections_open)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP lenscap_collector_connections_refused_total Connections closed on arrival because a connection limit was reached.\n# TYPE lenscap_collector_connections_refused_total counter\nlenscap_collector_connections_refused_total{{limit=\"total\"}} {}\nlenscap_collector_connections_refused_total{{limit=\"per_address\"}} {}",
+            get(&self.refused_total_limit),
+            get(&self.refused_per_address)
+        );
+        let _ = writeln!(
+            out,
             "# HELP lenscap_collector_store_up Whether the database answered (1) or not (0).\n# TYPE lenscap_collector_store_up gauge\nlenscap_collector_store_up{{backend=\"{backend}\"}} {}",
             u8::from(totals.is_some())
         );
@@ -150,6 +179,17 @@ mod tests {
         assert!(text.contains("lenscap_collector_ingest_seconds_total 0.001500"));
         assert!(text.contains("lenscap_collector_store_up{backend=\"sqlite\"} 1"));
         assert!(text.contains("lenscap_collector_events_stored 90"));
+        m.connections_open(4);
+        m.connection_refused(crate::conn_limit::Refusal::PerAddress);
+        let text = m.render("sqlite", None);
+        assert!(
+            text.contains("lenscap_collector_connections_open 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lenscap_collector_connections_refused_total{limit=\"per_address\"} 1"),
+            "{text}"
+        );
         // Every sample line is `name{labels} value`.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let value = line.rsplit(' ').next().unwrap();

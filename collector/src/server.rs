@@ -5,9 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::accept::DefaultAcceptor;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 
 use crate::config::ServeConfig;
+use crate::conn_limit::{ConnLimiter, LimitAcceptor};
 use crate::http::{AppState, app};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
@@ -47,15 +49,19 @@ pub struct Running {
 pub async fn start(config: ServeConfig) -> Result<Running, StartError> {
     let store = Store::open(&config.db).await?;
     let tls = match &config.tls {
-        Some(files) => Some(
-            RustlsConfig::from_pem_file(&files.cert, &files.key)
+        Some(files) => {
+            let loaded = RustlsConfig::from_pem_file(&files.cert, &files.key)
                 .await
                 .map_err(|source| StartError::Tls {
                     cert: files.cert.display().to_string(),
                     key: files.key.display().to_string(),
                     source,
-                })?,
-        ),
+                })?;
+            // Offer HTTP/1.1 only (axum-server also offers h2): see below.
+            let mut rustls = (*loaded.get_inner()).clone();
+            rustls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Some(RustlsConfig::from_config(Arc::new(rustls)))
+        }
         None => None,
     };
     let bind_err = |source| StartError::Bind {
@@ -66,27 +72,51 @@ pub async fn start(config: ServeConfig) -> Result<Running, StartError> {
     listener.set_nonblocking(true).map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
 
+    let metrics = Arc::new(Metrics::default());
+    let net = config.net;
     let state = AppState {
         store: store.clone(),
-        metrics: Arc::new(Metrics::default()),
+        metrics: metrics.clone(),
         limits: config.limits,
+        net,
         tls: tls.is_some(),
+        public_metrics: config.public_metrics,
     };
-    let service = app(state).into_make_service();
+    // The client's address reaches handlers (enrolment records it).
+    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
     let handle = Handle::new();
+    let limits = LimitAcceptor::new(
+        DefaultAcceptor,
+        ConnLimiter::new(net.max_connections, net.max_connections_per_ip, metrics),
+    );
+    // HTTP/1.1 only. hyper closes an HTTP/1 connection that is idle or
+    // slow to send its headers (below), but has no such limit for an idle
+    // HTTP/2 connection, which could then hold its place under the
+    // connection caps for ever. Agents, browsers and Prometheus all speak
+    // HTTP/1.1.
+    let mut server = axum_server::from_tcp(listener)
+        .map_err(bind_err)?
+        .http1_only()
+        .handle(handle.clone())
+        // Until the first request's headers are in: hyper's own header
+        // timeout starts only once it knows the protocol, and a client that
+        // sends nothing never lets it know.
+        .first_request_timeout(net.header_read_timeout);
+    // Every later request on a keep-alive connection, and the idle wait
+    // before it. (axum-server turns hyper's default off; hyper needs the
+    // timer axum-server sets.)
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(Some(net.header_read_timeout));
     let task = match tls {
         Some(tls_config) => {
-            let server = axum_server::from_tcp_rustls(listener, tls_config)
-                .map_err(bind_err)?
-                .handle(handle.clone());
-            tokio::spawn(server.serve(service))
+            let acceptor = RustlsAcceptor::new(tls_config)
+                .handshake_timeout(net.header_read_timeout)
+                .acceptor(limits);
+            tokio::spawn(server.acceptor(acceptor).serve(service))
         }
-        None => {
-            let server = axum_server::from_tcp(listener)
-                .map_err(bind_err)?
-                .handle(handle.clone());
-            tokio::spawn(server.serve(service))
-        }
+        None => tokio::spawn(server.acceptor(limits).serve(service)),
     };
     tracing::info!(%addr, tls = config.tls.is_some(), db = %config.db.display(), "collector listening");
     Ok(Running {

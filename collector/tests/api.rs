@@ -96,9 +96,11 @@ fn auth_is_enforced(db: &Db) {
     let (s, text) = c.send(&token_a, &events_a);
     assert_eq!(s, 200, "{text}");
     assert_eq!(all_events(&c, &reader, "").len(), 3);
-    // Unauthenticated endpoints.
+    // The one unauthenticated endpoint; /metrics needs a reader (see
+    // hardening.rs for the rest).
     assert_eq!(c.http.get(&c.url("/healthz"), None).0, 200);
-    let (s, metrics) = c.http.get(&c.url("/metrics"), None);
+    assert_eq!(c.http.get(&c.url("/metrics"), None).0, 401);
+    let (s, metrics) = c.http.get(&c.url("/metrics"), Some(&reader));
     assert_eq!(s, 200);
     assert!(
         metrics.contains("lenscap_collector_http_responses_total{code=\"401\"}"),

@@ -90,3 +90,121 @@ fn serve_starts_answers_and_stops_on_sigterm() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+mod common;
+
+use common::{Collector, Db, chain, host};
+use lenscap_collector::store::Role;
+
+on_both_databases! {
+    host_and_token_commands_work_on_the_store_serve_uses => admin_commands;
+}
+
+/// `lenscap-collector ARGS --db URL`: (success, stdout, stderr).
+fn run(db: &Db, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .args(["--db", &db.url])
+        .env("RUST_LOG", "warn")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    // The docs quote this output (docs/api.md).
+    eprintln!("$ lenscap-collector {}\n{stdout}{stderr}", args.join(" "));
+    (out.status.success(), stdout, stderr)
+}
+
+fn admin_commands(db: &Db) {
+    // `serve` is running on the database while the admin works on it.
+    let c = Collector::start(db);
+    let enroll = c.token(Role::Enroll);
+    let mac = host("mac-cli");
+    let key_a = "a".repeat(64);
+    let key_b = "b".repeat(64);
+    let (s, v) = c.try_enroll(&enroll, &mac, Some(&key_a));
+    assert_eq!(s, 200, "{v}");
+    let old_token = v["token"].as_str().unwrap().to_string();
+    let (s, v) = c.try_enroll(&enroll, &mac, Some(&key_b));
+    assert_eq!(s, 409, "{v}");
+    let request = v["request_id"].as_i64().unwrap().to_string();
+
+    let (ok, out, _) = run(db, &["host", "pending"]);
+    assert!(ok);
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(&format!("{request} ")))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        row.contains("held") && row.contains("mac-cli") && row.contains("127.0.0.1"),
+        "{row}"
+    );
+    assert!(out.contains("host approve HOST"), "{out}");
+    let (ok, out, _) = run(db, &["host", "list"]);
+    assert!(ok && out.contains("mac-cli"), "{out}");
+
+    let (ok, out, _) = run(db, &["host", "approve", "mac-cli"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("approved request {request}")),
+        "{out}"
+    );
+    assert_eq!(c.send(&old_token, &chain(&mac, 1)).0, 401);
+    let (s, v) = c.try_enroll(&enroll, &mac, Some(&key_b));
+    assert_eq!(s, 200, "{v}");
+    let new_token = v["token"].as_str().unwrap().to_string();
+    assert_eq!(c.send(&new_token, &chain(&mac, 1)).0, 200);
+    let (ok, out, _) = run(db, &["host", "pending"]);
+    assert!(ok && out.contains("no enrolment waiting"), "{out}");
+
+    let (ok, out, _) = run(db, &["token", "list", "--all"]);
+    assert!(ok);
+    for t in [&enroll, &old_token, &new_token] {
+        assert!(!out.contains(t.as_str()), "a token was printed: {out}");
+    }
+    assert!(out.starts_with("ID "), "{out}");
+    let (ok, out, _) = run(db, &["token", "revoke", "mac-cli"]);
+    assert!(ok && out.contains("revoked 1 token(s) of host"), "{out}");
+    assert_eq!(c.send(&new_token, &chain(&mac, 2)[1..]).0, 401);
+
+    let (ok, _, err) = run(db, &["token", "revoke", "mac-nobody"]);
+    assert!(!ok);
+    assert!(err.contains("token list"), "{err}");
+    let (ok, _, err) = run(db, &["host", "approve", "mac-cli"]);
+    assert!(!ok);
+    assert!(err.contains("no enrolment waiting"), "{err}");
+}
+
+#[test]
+fn every_command_and_serve_option_is_in_docs_api_md() {
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md")).unwrap();
+    let help = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).arg("--help").output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for word in help(&["serve"]).split_whitespace() {
+        let flag = word.trim_end_matches(',');
+        if flag.starts_with("--") && flag != "--help" {
+            assert!(docs.contains(flag), "docs/api.md lacks {flag}");
+        }
+    }
+    for cmd in [
+        "token create",
+        "token list",
+        "token revoke",
+        "host list",
+        "host pending",
+        "host approve",
+        "host refuse",
+    ] {
+        let args: Vec<&str> = cmd.split(' ').collect();
+        help(&args);
+        assert!(docs.contains(cmd), "docs/api.md lacks `{cmd}`");
+    }
+}

@@ -290,10 +290,11 @@ fn upgrade(db: &Db) {
     assert!(lines[1].ends_with(",camera_grant"), "{csv}");
     assert!(lines[2].ends_with(',') && lines[3].ends_with(','), "{csv}");
 
-    // jdoe-air enrolls again (same machine, same host) and sends the rest
+    // jdoe-air enrolls again (same machine, same host; its enrolment of
+    // a known identity waits for the admin's approval) and sends the rest
     // of its chain: new findings get their kind, and the chain continues
     // across the upgrade without a gap or break.
-    let token = c.enroll(&air);
+    let token = c.enroll_approved(&air);
     let (s, text) = c.send(&token, &air_events[3..]);
     assert_eq!(s, 200, "{text}");
     let ingest: serde_json::Value = serde_json::from_str(&text).unwrap();

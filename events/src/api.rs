@@ -10,6 +10,12 @@ use crate::envelope::Host;
 pub struct EnrollRequest {
     pub host: Host,
     pub agent_version: String,
+    /// A random secret this installation made before its first enrolment
+    /// and keeps beside its token. Presenting it again proves a
+    /// re-enrolment comes from the same installation; without it a known
+    /// identity's enrolment waits for an admin. Absent from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enroll_key: Option<String>,
 }
 
 /// `POST /api/v1/enroll` answer: the host's own token. It is shown once;

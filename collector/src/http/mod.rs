@@ -9,17 +9,17 @@ mod policy;
 mod read;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use tower_http::timeout::TimeoutLayer;
+use tower_http::timeout::{DeadlineBody, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::config::Limits;
+use crate::config::{Limits, NetLimits};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -31,8 +31,11 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
+    pub net: NetLimits,
     /// Served over TLS: mark the dashboard cookie `Secure`.
     pub tls: bool,
+    /// `/metrics` without a token.
+    pub public_metrics: bool,
 }
 
 /// The whole application: API, dashboard, health and metrics.
@@ -49,9 +52,13 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             count_and_harden,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.net.body_read_timeout,
+            body_deadline,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(60),
+            state.net.request_timeout,
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -59,6 +66,19 @@ pub fn app(state: AppState) -> Router {
 
 async fn not_found() -> crate::error::ApiError {
     crate::error::ApiError::NotFound("no such route; see docs/api.md".into())
+}
+
+/// The whole body must arrive within the body-read timeout, counted from
+/// the end of the headers, however it trickles in (a per-chunk timeout
+/// would let one byte every few seconds through). A late body fails to
+/// read, and the route answers 400 naming the timeout.
+async fn body_deadline(
+    State(limit): State<std::time::Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
+    next.run(req.map(|body| Body::new(DeadlineBody::new(limit, body))))
+        .await
 }
 
 /// Count every response by status and add headers that cost nothing and

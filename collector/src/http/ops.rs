@@ -1,5 +1,8 @@
-//! `/healthz` and `/metrics`: for load balancers and Prometheus, so they
-//! need no token and say nothing about the fleet beyond counts.
+//! `/healthz` and `/metrics`: for load balancers and Prometheus.
+//! `/healthz` needs no token and says only whether the database answers.
+//! `/metrics` (counts of hosts, events, responses, connections) needs a
+//! reader or admin token unless `serve --public-metrics` was given:
+//! Prometheus sends one with `authorization: { credentials_file: … }`.
 
 use axum::Router;
 use axum::extract::State;
@@ -8,6 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::store::Role;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -25,15 +31,21 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+) -> Result<Response, ApiError> {
+    if !state.public_metrics {
+        caller?.require(&[Role::Reader, Role::Admin], "read metrics")?;
+    }
     let totals = state.store.totals().await.ok();
     let text = state.metrics.render(state.store.backend(), totals);
-    (
+    Ok((
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
         text,
     )
-        .into_response()
+        .into_response())
 }

@@ -10,6 +10,7 @@
 //! bound as a parameter, never spliced into SQL text.
 
 mod chain;
+mod enrollment;
 mod ingest;
 mod postgres;
 mod queries;
@@ -40,6 +41,24 @@ macro_rules! dispatch {
     };
 }
 pub(crate) use dispatch;
+
+/// Like `dispatch!` but with SQLite's single writer connection, so writes
+/// never wait on a busy lock inside SQLite.
+macro_rules! dispatch_write {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite(s) => {
+                let $pool = &s.write;
+                $body
+            }
+            $crate::store::Store::Postgres(p) => {
+                let $pool = &p.pool;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use dispatch_write;
 
 /// Where the database is, from `--db`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,6 +214,11 @@ const SQLITE_MIGRATIONS: MigrationSource = &[
         "finding kind",
         include_str!("migrations/sqlite/0002_finding_kind.sql"),
     ),
+    (
+        3,
+        "enroll approval",
+        include_str!("migrations/sqlite/0003_enroll_approval.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: MigrationSource = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -202,6 +226,11 @@ const POSTGRES_MIGRATIONS: MigrationSource = &[
         2,
         "finding kind",
         include_str!("migrations/postgres/0002_finding_kind.sql"),
+    ),
+    (
+        3,
+        "enroll approval",
+        include_str!("migrations/postgres/0003_enroll_approval.sql"),
     ),
 ];
 

@@ -4,24 +4,7 @@
 use sqlx::{QueryBuilder, Row};
 
 use super::types::*;
-use super::{Store, dispatch};
-
-/// Like `dispatch!` but with SQLite's single writer connection, so writes
-/// never wait on a busy lock inside SQLite.
-macro_rules! dispatch_write {
-    ($store:expr, $pool:ident => $body:expr) => {
-        match $store {
-            Store::Sqlite(s) => {
-                let $pool = &s.write;
-                $body
-            }
-            Store::Postgres(p) => {
-                let $pool = &p.pool;
-                $body
-            }
-        }
-    };
-}
+use super::{Store, dispatch, dispatch_write};
 
 /// Rows per page when the caller does not say, and at most.
 pub const DEFAULT_PAGE: u32 = 100;
@@ -59,64 +42,25 @@ impl Store {
     }
 
     pub async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
-        let row: Option<(String, Option<i64>)> = dispatch!(self, pool => {
-            sqlx::query_as("SELECT role, host_id FROM tokens WHERE hash = $1")
+        let row: Option<(String, Option<i64>, Option<i64>)> = dispatch!(self, pool => {
+            sqlx::query_as("SELECT role, host_id, revoked_at FROM tokens WHERE hash = $1")
                 .bind(hash)
                 .fetch_optional(pool)
                 .await
                 .ctx("looking up a token")?
         });
-        let Some((role, host_id)) = row else {
+        let Some((role, host_id, revoked_at)) = row else {
             return Ok(None);
         };
         let role = Role::parse(&role).ok_or_else(|| StoreError::Corrupt {
             what: "looking up a token",
             detail: format!("unknown role {role:?}"),
         })?;
-        Ok(Some(TokenRecord { role, host_id }))
-    }
-
-    /// Record (or find) the host with this identity and give it a new
-    /// token. Re-enrolling the same machine keeps its history and earlier
-    /// tokens.
-    pub async fn enroll(
-        &self,
-        identity: &lenscap_events::HostIdentity,
-        host: &lenscap_events::Host,
-        agent_version: &str,
-        token_hash: &str,
-        now: i64,
-    ) -> Result<i64, StoreError> {
-        dispatch_write!(self, pool => {
-            let mut tx = pool.begin().await.ctx("enrolling a host")?;
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO hosts (identity_field, identity_value, hostname, hardware_uuid, serial, machine_id, enrolled_at, agent_version)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (identity_field, identity_value) DO UPDATE SET
-                   hostname = excluded.hostname, serial = excluded.serial, agent_version = excluded.agent_version
-                 RETURNING id",
-            )
-            .bind(identity.field)
-            .bind(&identity.value)
-            .bind(&host.hostname)
-            .bind(&host.hardware_uuid)
-            .bind(&host.serial)
-            .bind(&host.machine_id)
-            .bind(now)
-            .bind(agent_version)
-            .fetch_one(&mut *tx)
-            .await
-            .ctx("enrolling a host")?;
-            sqlx::query("INSERT INTO tokens (hash, role, host_id, created_at, note) VALUES ($1, 'host', $2, $3, NULL)")
-                .bind(token_hash)
-                .bind(id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .ctx("storing a host token")?;
-            tx.commit().await.ctx("enrolling a host")?;
-            Ok(id)
-        })
+        Ok(Some(TokenRecord {
+            role,
+            host_id,
+            revoked_at,
+        }))
     }
 
     pub async fn host_key(&self, host_id: i64) -> Result<Option<HostKey>, StoreError> {

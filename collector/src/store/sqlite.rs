@@ -342,11 +342,19 @@ mod tests {
                 serial: None,
                 machine_id: None,
             };
-            let id = store
-                .enroll(&host.identity(), &host, "1", &format!("tok{i}"), 0)
-                .await
-                .unwrap();
-            hosts.push(id);
+            let identity = host.identity();
+            let claim = EnrollClaim {
+                identity: &identity,
+                host: &host,
+                agent_version: "1",
+                key_hash: None,
+                peer: None,
+            };
+            let outcome = store.enroll(&claim, &format!("tok{i}"), 0).await.unwrap();
+            let EnrollOutcome::Enrolled { host_id } = outcome else {
+                panic!("{outcome:?}")
+            };
+            hosts.push(host_id);
         }
         // 8 hosts × 10 batches at once, plus batches for a host that does
         // not exist, which must fail without taking the others down.

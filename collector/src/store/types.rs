@@ -84,6 +84,115 @@ pub struct TokenRecord {
     pub role: Role,
     /// Set for host tokens.
     pub host_id: Option<i64>,
+    /// When an admin revoked it (ms); a revoked token authenticates
+    /// nothing.
+    pub revoked_at: Option<i64>,
+}
+
+/// A token as `token list` shows it: never the token itself, which the
+/// collector does not have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// SHA-256 of the token, hex.
+    pub hash: String,
+    pub role: Role,
+    pub host_id: Option<i64>,
+    /// The host's name, for host tokens.
+    pub hostname: Option<String>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    pub note: Option<String>,
+}
+
+/// Who asks to enrol, as `POST /api/v1/enroll` told it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollClaim<'a> {
+    pub identity: &'a lenscap_events::HostIdentity,
+    pub host: &'a lenscap_events::Host,
+    pub agent_version: &'a str,
+    /// SHA-256 of the agent's enroll key, when it sent one.
+    pub key_hash: Option<String>,
+    /// The address the request came from (the proxy's, behind one).
+    pub peer: Option<String>,
+}
+
+/// What enrolling did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrollOutcome {
+    /// A new identity: the host was recorded and the token stored.
+    Enrolled { host_id: i64 },
+    /// A known identity got the token: the same installation (same enroll
+    /// key) again, or a request an admin approved (`request_id`). The
+    /// host's earlier tokens were revoked (`revoked` of them).
+    Reenrolled {
+        host_id: i64,
+        revoked: u64,
+        request_id: Option<i64>,
+    },
+    /// A known identity from another installation: no token; the request
+    /// waits for `lenscap-collector host approve`.
+    Held { host_id: i64, request_id: i64 },
+    /// An admin refused this request.
+    Refused { host_id: i64, request_id: i64 },
+}
+
+/// Where an enrolment request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestState {
+    /// Waiting for an admin.
+    Held,
+    /// Approved; the agent's next attempt gets the token.
+    Approved,
+    /// Refused; the agent's attempts are answered 403.
+    Refused,
+    /// Approved and the token handed out.
+    Issued,
+}
+
+impl RequestState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Held => "held",
+            RequestState::Approved => "approved",
+            RequestState::Refused => "refused",
+            RequestState::Issued => "issued",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RequestState> {
+        [
+            RequestState::Held,
+            RequestState::Approved,
+            RequestState::Refused,
+            RequestState::Issued,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
+/// An enrolment of a known identity that needed an admin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollRequestRecord {
+    pub id: i64,
+    pub host_id: i64,
+    pub state: RequestState,
+    /// The enrolled host's identity and current name.
+    pub identity_field: String,
+    pub identity_value: String,
+    pub host_hostname: String,
+    /// What the request said about itself.
+    pub hostname: String,
+    pub serial: Option<String>,
+    pub agent_version: Option<String>,
+    /// Whether the agent sent an enroll key (older agents do not; the
+    /// approval of a keyless request goes to the next keyless attempt).
+    pub has_key: bool,
+    pub peer: Option<String>,
+    pub requested_at: i64,
+    pub last_attempt_at: i64,
+    pub attempts: i64,
+    pub decided_at: Option<i64>,
 }
 
 /// A host's identity as enrollment recorded it.

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use lenscap_collector::auth::{new_token, token_hash};
-use lenscap_collector::config::{Limits, ServeConfig, TlsFiles};
+use lenscap_collector::config::{Limits, NetLimits, ServeConfig, TlsFiles};
 use lenscap_collector::server::{self, Running};
 use lenscap_collector::store::{DbUrl, Role};
 use lenscap_events::samples;
@@ -103,17 +103,28 @@ impl Collector {
     }
 
     pub fn start_with(db: &Db, limits: Limits, tls: Option<TlsFiles>) -> Collector {
+        Collector::start_config(db, |c| {
+            c.limits = limits;
+            c.tls = tls;
+        })
+    }
+
+    /// A collector whose `serve` settings `adjust` changes first.
+    pub fn start_config(db: &Db, adjust: impl FnOnce(&mut ServeConfig)) -> Collector {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let config = ServeConfig {
+        let mut config = ServeConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             db: DbUrl::parse(&db.url).unwrap(),
-            tls,
-            limits,
+            tls: None,
+            limits: Limits::default(),
+            net: NetLimits::default(),
+            public_metrics: false,
         };
+        adjust(&mut config);
         let running = rt.block_on(server::start(config)).unwrap();
         Collector {
             base: running.base_url(),
@@ -150,6 +161,59 @@ impl Collector {
         );
         assert_eq!(status, 200, "{text}");
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    /// The collector's store, as `lenscap-collector host …` opens it.
+    pub fn store(&self) -> lenscap_collector::store::Store {
+        self.running.as_ref().unwrap().store.clone()
+    }
+
+    /// Run `f` on the collector's runtime.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// `POST /api/v1/enroll` with `enroll_token` for `host`, sending
+    /// `key` as the enroll key; (status, parsed body).
+    pub fn try_enroll(
+        &self,
+        enroll_token: &str,
+        host: &Host,
+        key: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut body = serde_json::json!({"host": host, "agent_version": "0.1.0"});
+        if let Some(k) = key {
+            body["enroll_key"] = k.into();
+        }
+        let (status, text) = self.http.post(
+            &self.url("/api/v1/enroll"),
+            Some(enroll_token),
+            "application/json",
+            body.to_string().into_bytes(),
+            false,
+        );
+        let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        (status, v)
+    }
+
+    /// `lenscap-collector host approve HOST`, as the admin runs it.
+    pub fn approve(&self, host: &str) -> String {
+        let store = self.store();
+        self.rt
+            .block_on(lenscap_collector::admin::approve(&store, host, None, 1))
+            .unwrap()
+    }
+
+    /// Enrol a host whose identity the collector already knows: held,
+    /// approved by the admin, then the token.
+    pub fn enroll_approved(&self, host: &Host) -> String {
+        let enroll = self.token(Role::Enroll);
+        let (status, held) = self.try_enroll(&enroll, host, None);
+        assert_eq!(status, 409, "{held}");
+        self.approve(&held["host_id"].to_string());
+        let (status, v) = self.try_enroll(&enroll, host, None);
+        assert_eq!(status, 200, "{v}");
         v["token"].as_str().unwrap().to_string()
     }
 

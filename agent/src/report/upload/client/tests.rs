@@ -262,6 +262,7 @@ fn enroll_and_policy_requests() {
             machine_id: None,
         },
         agent_version: "0.1.0".into(),
+        enroll_key: None,
     };
     let got = client
         .enroll(&Secret::new("lc_enroll_s"), &request)

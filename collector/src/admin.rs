@@ -1,0 +1,451 @@
+//! What the `host` and `token` subcommands do, on the same store `serve`
+//! uses (SQLite or PostgreSQL), so an admin can act while it runs: list
+//! and decide held enrolments, list and revoke tokens. Each function
+//! returns the text to print; `main.rs` only parses arguments.
+//!
+//! Raw tokens are never shown: the collector has only their hashes. A
+//! token is named by its id, the first hex digits of its hash.
+
+use crate::auth::{token_hash, token_id};
+use crate::store::{EnrollRequestRecord, HostKey, RequestState, Store, StoreError, TokenInfo};
+use crate::timefmt::human;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "no host matches {0:?}: give a host id, hostname, hardware UUID, machine-id or serial (`lenscap-collector host list`)"
+    )]
+    NoHost(String),
+    #[error("{text:?} matches several hosts ({list}): give the host id")]
+    ManyHosts { text: String, list: String },
+    #[error(
+        "host {host} has no enrolment waiting for approval; one appears in `lenscap-collector host pending` when an agent enrols as it{refused}"
+    )]
+    NothingWaiting { host: String, refused: String },
+    #[error(
+        "host {host} has {n} enrolments waiting (requests {list}): choose one with --request ID after comparing them in `lenscap-collector host pending`"
+    )]
+    ManyWaiting {
+        host: String,
+        n: usize,
+        list: String,
+    },
+    #[error(
+        "request {request} is not an undecided enrolment of host {host} (`lenscap-collector host pending --all` lists every request)"
+    )]
+    NoSuchRequest { request: i64, host: String },
+    #[error(
+        "no token or host matches {0:?}: give a token id from `lenscap-collector token list`, the token itself, or a host id, hostname or identity"
+    )]
+    NothingToRevoke(String),
+    #[error("{text:?} matches several tokens ({list}): give more digits of the id")]
+    ManyTokens { text: String, list: String },
+    #[error(
+        "{text:?} names both token {token} and host {host}: give a longer token id, or the host's hostname or identity"
+    )]
+    Ambiguous {
+        text: String,
+        token: String,
+        host: String,
+    },
+}
+
+/// Shortest token id `token revoke` accepts.
+const MIN_ID: usize = 6;
+
+fn host_label(h: &HostKey) -> String {
+    format!(
+        "{} ({}, {} {})",
+        h.id, h.hostname, h.identity_field, h.identity_value
+    )
+}
+
+async fn one_host(store: &Store, text: &str) -> Result<HostKey, AdminError> {
+    let mut hosts = store.find_hosts(text).await?;
+    match hosts.len() {
+        0 => Err(AdminError::NoHost(text.to_string())),
+        1 => Ok(hosts.remove(0)),
+        _ => Err(AdminError::ManyHosts {
+            text: text.to_string(),
+            list: hosts.iter().map(host_label).collect::<Vec<_>>().join("; "),
+        }),
+    }
+}
+
+/// The request of `host` an admin means: `--request` if given (it must be
+/// one of `allowed`), else the host's only held one.
+async fn choose_request(
+    store: &Store,
+    host: &HostKey,
+    request: Option<i64>,
+    allowed: &[RequestState],
+) -> Result<EnrollRequestRecord, AdminError> {
+    let label = host_label(host);
+    if let Some(id) = request {
+        return store
+            .enroll_requests(Some(host.id), allowed)
+            .await?
+            .into_iter()
+            .find(|r| r.id == id)
+            .ok_or(AdminError::NoSuchRequest {
+                request: id,
+                host: label,
+            });
+    }
+    let mut held = store
+        .enroll_requests(Some(host.id), &[RequestState::Held])
+        .await?;
+    match held.len() {
+        0 => {
+            let refused = store
+                .enroll_requests(Some(host.id), &[RequestState::Refused])
+                .await?;
+            let refused = match refused.as_slice() {
+                [] => String::new(),
+                rs => format!(
+                    " (refused earlier: request {}; `--request ID` decides one again)",
+                    rs.iter()
+                        .map(|r| r.id.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            Err(AdminError::NothingWaiting {
+                host: label,
+                refused,
+            })
+        }
+        1 => Ok(held.remove(0)),
+        n => Err(AdminError::ManyWaiting {
+            host: label,
+            n,
+            list: held
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} from {}",
+                        r.id,
+                        r.peer.as_deref().unwrap_or("an unknown address")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// `host approve HOST [--request ID]`.
+pub async fn approve(
+    store: &Store,
+    host: &str,
+    request: Option<i64>,
+    now: i64,
+) -> Result<String, AdminError> {
+    let h = one_host(store, host).await?;
+    let r = choose_request(
+        store,
+        &h,
+        request,
+        &[RequestState::Held, RequestState::Refused],
+    )
+    .await?;
+    let revoked =
+        store
+            .decide_request(r.id, true, now)
+            .await?
+            .ok_or(AdminError::NoSuchRequest {
+                request: r.id,
+                host: host_label(&h),
+            })?;
+    let keyless = if r.has_key {
+        ""
+    } else {
+        "\nnote: that agent sent no enroll key (an older agent), so the token goes to the next keyless enrolment of this identity"
+    };
+    Ok(format!(
+        "approved request {} for host {}: the agent that asked from {} gets its token at its next enrolment attempt (an agent retries within about 5 minutes).\nrevoked {revoked} older token(s) of the host: the installation that held them can no longer send events.{keyless}",
+        r.id,
+        host_label(&h),
+        r.peer.as_deref().unwrap_or("an unknown address"),
+    ))
+}
+
+/// `host refuse HOST [--request ID]`.
+pub async fn refuse(
+    store: &Store,
+    host: &str,
+    request: Option<i64>,
+    now: i64,
+) -> Result<String, AdminError> {
+    let h = one_host(store, host).await?;
+    let r = choose_request(
+        store,
+        &h,
+        request,
+        &[RequestState::Held, RequestState::Approved],
+    )
+    .await?;
+    store
+        .decide_request(r.id, false, now)
+        .await?
+        .ok_or(AdminError::NoSuchRequest {
+            request: r.id,
+            host: host_label(&h),
+        })?;
+    Ok(format!(
+        "refused request {} for host {}, made from {}: its enrolment attempts are answered 403 enroll_refused. The host's current token is untouched (`lenscap-collector token revoke {}` revokes it).",
+        r.id,
+        host_label(&h),
+        r.peer.as_deref().unwrap_or("an unknown address"),
+        h.id
+    ))
+}
+
+/// Columns padded to their widest cell.
+fn table(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut width: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&width).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.trim_end().to_string()
+    };
+    let mut out = line(head.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        out.push('\n');
+        out.push_str(&line(row.clone()));
+    }
+    out
+}
+
+/// `host pending [--all]`: enrolments waiting for an admin (all of them,
+/// decided too, with `--all`).
+pub async fn pending(store: &Store, all: bool) -> Result<String, AdminError> {
+    let states: &[RequestState] = if all {
+        &[
+            RequestState::Held,
+            RequestState::Approved,
+            RequestState::Refused,
+            RequestState::Issued,
+        ]
+    } else {
+        &[RequestState::Held, RequestState::Approved]
+    };
+    let requests = store.enroll_requests(None, states).await?;
+    if requests.is_empty() {
+        return Ok(if all {
+            "no enrolment requests".into()
+        } else {
+            "no enrolment waiting for approval".into()
+        });
+    }
+    let rows: Vec<Vec<String>> = requests
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.state.as_str().to_string(),
+                format!("{} ({})", r.host_id, r.host_hostname),
+                format!("{} {}", r.identity_field, r.identity_value),
+                r.hostname.clone(),
+                r.peer.clone().unwrap_or_else(|| "-".into()),
+                if r.has_key { "yes" } else { "no" }.to_string(),
+                human(r.requested_at),
+                human(r.last_attempt_at),
+                r.attempts.to_string(),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "REQUEST", "STATE", "HOST", "IDENTITY", "SAYS", "FROM", "KEY", "FIRST", "LAST", "TRIES",
+        ],
+        &rows,
+    );
+    if requests.iter().any(|r| r.state == RequestState::Held) {
+        out.push_str("\n\napprove: lenscap-collector host approve HOST [--request REQUEST]\nrefuse:  lenscap-collector host refuse HOST [--request REQUEST]");
+    }
+    Ok(out)
+}
+
+/// `host list`: every host with its active tokens and waiting requests.
+pub async fn host_list(store: &Store) -> Result<String, AdminError> {
+    let hosts = store.hosts().await?;
+    if hosts.is_empty() {
+        return Ok("no hosts enrolled".into());
+    }
+    let tokens = store.tokens(false).await?;
+    let waiting = store.enroll_requests(None, &[RequestState::Held]).await?;
+    let rows: Vec<Vec<String>> = hosts
+        .iter()
+        .map(|h| {
+            vec![
+                h.id.to_string(),
+                h.hostname.clone(),
+                format!("{} {}", h.identity_field, h.identity_value),
+                h.last_seen.map(human).unwrap_or_else(|| "never".into()),
+                tokens
+                    .iter()
+                    .filter(|t| t.host_id == Some(h.id))
+                    .count()
+                    .to_string(),
+                waiting
+                    .iter()
+                    .filter(|r| r.host_id == h.id)
+                    .count()
+                    .to_string(),
+            ]
+        })
+        .collect();
+    Ok(table(
+        &[
+            "ID",
+            "HOSTNAME",
+            "IDENTITY",
+            "LAST SEEN",
+            "TOKENS",
+            "WAITING",
+        ],
+        &rows,
+    ))
+}
+
+/// `token list [--all]`.
+pub async fn token_list(store: &Store, all: bool) -> Result<String, AdminError> {
+    let tokens = store.tokens(all).await?;
+    if tokens.is_empty() {
+        return Ok("no tokens".into());
+    }
+    let rows: Vec<Vec<String>> = tokens
+        .iter()
+        .map(|t| {
+            vec![
+                token_id(&t.hash).to_string(),
+                t.role.as_str().to_string(),
+                match (t.host_id, &t.hostname) {
+                    (Some(id), Some(name)) => format!("{id} ({name})"),
+                    (Some(id), None) => id.to_string(),
+                    _ => "-".into(),
+                },
+                human(t.created_at),
+                t.revoked_at.map(human).unwrap_or_else(|| "-".into()),
+                t.note.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    Ok(table(
+        &["ID", "ROLE", "HOST", "CREATED", "REVOKED", "NOTE"],
+        &rows,
+    ))
+}
+
+fn token_label(t: &TokenInfo) -> String {
+    match (t.host_id, &t.hostname) {
+        (Some(id), Some(name)) => format!(
+            "{} token {} of host {id} ({name})",
+            t.role.as_str(),
+            token_id(&t.hash)
+        ),
+        _ => format!("{} token {}", t.role.as_str(), token_id(&t.hash)),
+    }
+}
+
+/// `token revoke TARGET`: a token id (or the token itself), or a host
+/// (every token of it).
+pub async fn token_revoke(store: &Store, target: &str, now: i64) -> Result<String, AdminError> {
+    let target = target.trim();
+    let tokens = if target.starts_with("lc_") {
+        store.tokens_by_prefix(&token_hash(target)).await?
+    } else {
+        let lower = target.to_ascii_lowercase();
+        if lower.len() >= MIN_ID
+            && lower.len() <= 64
+            && lower.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            store.tokens_by_prefix(&lower).await?
+        } else {
+            Vec::new()
+        }
+    };
+    let hosts = if target.starts_with("lc_") {
+        Vec::new()
+    } else {
+        store.find_hosts(target).await?
+    };
+    match (tokens.as_slice(), hosts.as_slice()) {
+        ([], []) => Err(AdminError::NothingToRevoke(target.to_string())),
+        ([t], [h]) => Err(AdminError::Ambiguous {
+            text: target.to_string(),
+            token: token_id(&t.hash).to_string(),
+            host: host_label(h),
+        }),
+        ([t], []) => {
+            if let Some(at) = t.revoked_at {
+                return Ok(format!(
+                    "{} was already revoked on {}",
+                    token_label(t),
+                    human(at)
+                ));
+            }
+            store.revoke_token(&t.hash, now).await?;
+            let then = if t.host_id.is_some() {
+                " Its host's next upload gets 401, and the agent's enrolment waits for `lenscap-collector host approve`."
+            } else {
+                ""
+            };
+            Ok(format!(
+                "revoked {}: it gets 401 from now on.{then}",
+                token_label(t)
+            ))
+        }
+        (ts, []) => Err(AdminError::ManyTokens {
+            text: target.to_string(),
+            list: ts
+                .iter()
+                .map(|t| token_id(&t.hash).to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+        ([], [h]) => {
+            let n = store.revoke_host(h.id, now).await?;
+            Ok(format!(
+                "revoked {n} token(s) of host {}: its next upload gets 401, and its enrolment waits for `lenscap-collector host approve {}`.",
+                host_label(h),
+                h.id
+            ))
+        }
+        (_, hs) => Err(AdminError::ManyHosts {
+            text: target.to_string(),
+            list: hs.iter().map(host_label).collect::<Vec<_>>().join("; "),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns_and_trim_ends() {
+        let t = table(
+            &["ID", "NAME", "NOTE"],
+            &[
+                vec!["1".into(), "mac-a".into(), String::new()],
+                vec!["22".into(), "b".into(), "x".into()],
+            ],
+        );
+        assert_eq!(t, "ID  NAME   NOTE\n1   mac-a\n22  b      x");
+    }
+}
