@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use super::guard::{Guard, Guarded};
 use super::journal::{Entry, Journal, JournalError, StepStatus};
-use super::kill::{ProcessControl, terminate_tree};
+use super::kill::{ProcessControl, terminate_tree_as};
 use super::plan::Step;
 use super::quarantine::{Vault, placeholder_block};
 use super::stop::{self, BootoutOutcome};
@@ -122,9 +122,31 @@ fn fault_point(when: &str, step: &str) {
 
 /// (succeeded, what happened, quarantine record id)
 fn run_step(ctx: &mut Context<'_>, entry: &Entry, step: &Step) -> (bool, String, Option<String>) {
+    // The actor rule: every step but the notice needs to know whose reach
+    // bounds it, and stays inside it.
+    let actor = match (entry.plan.actor, step) {
+        (_, Step::Notify { .. }) => 0,
+        (Some(actor), _) => actor,
+        (None, _) => {
+            return (
+                false,
+                "not done: who triggered this finding could not be told (items or processes \
+                 of more than one user), so no action is within anyone's reach"
+                    .into(),
+                None,
+            );
+        }
+    };
     match step {
         Step::Bootout { item, process_uid } => match stop::domain_for(item, *process_uid) {
             Err(e) => (false, e.to_string(), None),
+            Ok(domain) if !domain.within_reach(actor) => (
+                false,
+                format!(
+                    "not done: {domain} is outside the reach of uid {actor} whose finding this is"
+                ),
+                None,
+            ),
             Ok(domain) => match stop::bootout(&ctx.launchctl, &domain, ctx.command_timeout) {
                 Ok(BootoutOutcome::Unloaded) => (true, format!("unloaded {domain}"), None),
                 Ok(BootoutOutcome::NotLoaded { detail }) => {
@@ -137,7 +159,7 @@ fn run_step(ctx: &mut Context<'_>, entry: &Entry, step: &Step) -> (bool, String,
             let mut all_ok = true;
             let mut parts = Vec::new();
             for p in processes {
-                let report = terminate_tree(ctx.ctl, p, ctx.grace);
+                let report = terminate_tree_as(ctx.ctl, p, ctx.grace, actor);
                 all_ok &= report.all_gone();
                 for r in &report.processes {
                     parts.push(format!("pid {}: {:?}", r.pid, r.outcome));
@@ -157,11 +179,12 @@ fn run_step(ctx: &mut Context<'_>, entry: &Entry, step: &Step) -> (bool, String,
                 return (true, "nothing left to move".into(), None);
             }
             let summary = format!("{} (plan {})", entry.plan.subject, entry.id);
-            match ctx.vault.quarantine(
+            match ctx.vault.quarantine_as(
                 &present,
                 &summary,
                 entry.plan.rule.clone(),
                 SystemTime::now(),
+                actor,
             ) {
                 Ok(record) => (
                     true,
@@ -195,6 +218,7 @@ fn run_step(ctx: &mut Context<'_>, entry: &Entry, step: &Step) -> (bool, String,
                     plan_key: entry.plan.key.clone(),
                     quarantine_id: qid.clone(),
                     placeholder: placeholder.as_ref() == Some(p),
+                    actor: entry.plan.actor,
                 })
                 .collect();
             match ctx.guard.add(guards) {

@@ -41,6 +41,12 @@ pub struct Guarded {
     pub quarantine_id: Option<String>,
     /// A mode-000 placeholder file stands here by design.
     pub placeholder: bool,
+    /// The uid whose reach bounds what a reinstall attempt here may have
+    /// moved (the plan's actor). Guards written before actors existed have
+    /// none: the owner of the guarded path's folder stands in, as whoever
+    /// owns the folder is who can put things in it.
+    #[serde(default)]
+    pub actor: Option<u32>,
 }
 
 /// The registry of guarded paths.
@@ -146,6 +152,7 @@ mod tests {
 
     fn guarded(path: &Path, placeholder: bool) -> Guarded {
         Guarded {
+            actor: Some(501),
             path: path.to_path_buf(),
             plan_key: "k".into(),
             quarantine_id: Some("q1".into()),

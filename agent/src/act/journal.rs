@@ -223,6 +223,7 @@ mod tests {
                     message: "m".into(),
                 },
             ],
+            actor: Some(501),
         }
     }
 

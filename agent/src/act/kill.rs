@@ -103,6 +103,10 @@ pub enum Refusal {
     /// Its executable is unknown (kernel thread, no privilege): the
     /// identity check would have nothing to compare.
     NoExecutable,
+    /// It runs as another user than the actor whose finding this is: the
+    /// actor could not have signalled it, so neither does lenscap (a
+    /// helper's setuid child, or a process a user's plist merely names).
+    OutsideReach { uid: u32, actor: u32 },
 }
 
 /// One process of the tree and its fate.
@@ -145,12 +149,27 @@ pub fn terminate_tree(
     root: &ProcessIdentity,
     grace: Duration,
 ) -> TerminateReport {
-    let me = std::process::id();
+    terminate_tree_as(ctl, root, grace, 0)
+}
+
+/// [`terminate_tree`] on behalf of `actor` (a uid; 0 is root, whose reach
+/// is every process but the never-list): only processes running as the
+/// actor are signalled; the rest are reported as out of reach.
+pub fn terminate_tree_as(
+    ctl: &dyn ProcessControl,
+    root: &ProcessIdentity,
+    grace: Duration,
+    actor: u32,
+) -> TerminateReport {
+    let reach = Reach {
+        me: std::process::id(),
+        actor,
+    };
     let mut report = TerminateReport::default();
     // Phase 1: capture. `members` holds the verified identities, in the
     // order they will be signalled.
     let mut members: Vec<ProcessIdentity> = Vec::new();
-    match check_root(ctl, root, me) {
+    match check_root(ctl, root, reach) {
         Ok(()) => members.push(root.clone()),
         Err(outcome) => {
             report.processes.push(entry(root.pid, Some(root), outcome));
@@ -162,7 +181,7 @@ pub fn terminate_tree(
     while next < members.len() {
         let parent = members[next].clone();
         next += 1;
-        let found = descendants_of(ctl, &parent, me, &mut seen, &mut report);
+        let found = descendants_of(ctl, &parent, reach, &mut seen, &mut report);
         if members.len() + found.len() > MAX_TREE {
             report.truncated = true;
             tracing::warn!(
@@ -197,7 +216,7 @@ pub fn terminate_tree(
     let mut late: Vec<(usize, ProcessIdentity)> = Vec::new();
     for (_, id) in &survivors {
         // A survivor may have forked while it ignored SIGTERM.
-        for child in descendants_of(ctl, id, me, &mut seen, &mut report) {
+        for child in descendants_of(ctl, id, reach, &mut seen, &mut report) {
             late.push((report.processes.len(), child.clone()));
             report
                 .processes
@@ -247,19 +266,41 @@ fn signal_following_exec(
 
 /// Why the root may not be touched, or how it is gone; `Ok` when it is
 /// still the process the caller identified.
+/// Who is walking the tree: the agent's own pid (never signalled) and the
+/// actor whose reach bounds the signals.
+#[derive(Debug, Clone, Copy)]
+struct Reach {
+    me: u32,
+    actor: u32,
+}
+
+impl Reach {
+    fn refuses(&self, id: &ProcessIdentity) -> Option<Refusal> {
+        (self.actor != 0 && id.uid != self.actor).then_some(Refusal::OutsideReach {
+            uid: id.uid,
+            actor: self.actor,
+        })
+    }
+}
+
 fn check_root(
     ctl: &dyn ProcessControl,
     root: &ProcessIdentity,
-    me: u32,
+    reach: Reach,
 ) -> Result<(), KillOutcome> {
-    if let Some(refusal) = protected(root.pid, me) {
+    if let Some(refusal) = protected(root.pid, reach.me) {
         return Err(KillOutcome::Refused(refusal));
     }
     if root.path.is_none() {
         return Err(KillOutcome::Refused(Refusal::NoExecutable));
     }
     match ctl.process(root.pid) {
-        Ok(now) if same_process(&now, root) => Ok(()),
+        // The uid as it is now: a process that changed user since the
+        // sweep (setuid exec) is judged by who it is at signal time.
+        Ok(now) if same_process(&now, root) => match reach.refuses(&now) {
+            Some(refusal) => Err(KillOutcome::Refused(refusal)),
+            None => Ok(()),
+        },
         Ok(now) if exited(&now) && now.start_time == root.start_time => {
             Err(KillOutcome::AlreadyGone)
         }
@@ -298,7 +339,7 @@ fn same_process(now: &ProcessIdentity, expected: &ProcessIdentity) -> bool {
 fn descendants_of(
     ctl: &dyn ProcessControl,
     parent: &ProcessIdentity,
-    me: u32,
+    reach: Reach,
     seen: &mut HashSet<u32>,
     report: &mut TerminateReport,
 ) -> Vec<ProcessIdentity> {
@@ -320,7 +361,7 @@ fn descendants_of(
         if !seen.insert(pid) {
             continue;
         }
-        if let Some(refusal) = protected(pid, me) {
+        if let Some(refusal) = protected(pid, reach.me) {
             report
                 .processes
                 .push(entry(pid, None, KillOutcome::Refused(refusal)));
@@ -339,6 +380,13 @@ fn descendants_of(
                 Some(&id),
                 KillOutcome::Refused(Refusal::NoExecutable),
             )),
+            Ok(id) if reach.refuses(&id).is_some() => {
+                if let Some(refusal) = reach.refuses(&id) {
+                    report
+                        .processes
+                        .push(entry(pid, Some(&id), KillOutcome::Refused(refusal)));
+                }
+            }
             Ok(id) => found.push(id),
             Err(PlatformError::NoSuchProcess { .. }) => {}
             Err(e) => report.processes.push(entry(

@@ -139,6 +139,15 @@ pub struct Plan {
     pub severity: Severity,
     pub reasons: Vec<String>,
     pub steps: Vec<Step>,
+    /// The uid whose reach bounds every step (0 is root): the owner of the
+    /// persistence item that starts the helper (root when root owns one),
+    /// else the uid its processes run as. `None` when that cannot be told
+    /// (items of two users, or processes of two users, and no root item):
+    /// then no step but the notice runs. Journals written before actors
+    /// existed read as `None`, so a half-done old plan is never finished
+    /// beyond anyone's reach.
+    #[serde(default)]
+    pub actor: Option<u32>,
 }
 
 /// Options that shape plans, from configuration.
@@ -215,8 +224,12 @@ fn plan_group(key: String, group: &[&Finding], opts: &PlanOptions) -> Option<Pla
             items.push(persistence_item(p));
         }
     }
+    // lenscap's own plist (and anything else protected) is never booted
+    // out or moved, whatever found it.
+    items.retain(|i| movable(&i.path, opts));
     let program = PathBuf::from(&key);
     let process_uid = processes.first().map(|p| p.uid);
+    let actor = actor_of(&items, &processes);
 
     let mut steps = Vec::new();
     for item in &items {
@@ -286,7 +299,29 @@ fn plan_group(key: String, group: &[&Finding], opts: &PlanOptions) -> Option<Pla
         severity,
         reasons,
         steps,
+        actor,
     })
+}
+
+/// Who triggered the helper's findings (see [`Plan::actor`]). A root-owned
+/// item (`/Library/LaunchAgents`, `/Library/LaunchDaemons`) acts as root
+/// whoever its job runs as; a user's item acts as that user.
+fn actor_of(items: &[PersistenceItem], processes: &[ProcessIdentity]) -> Option<u32> {
+    fn one(uids: &[u32]) -> Option<u32> {
+        let first = *uids.first()?;
+        uids.iter().all(|&u| u == first).then_some(first)
+    }
+    // An item whose plist is gone since the sweep names no one: its steps
+    // will find nothing to do, and the processes still tell who runs it.
+    let owners: Vec<u32> = items.iter().filter_map(|i| i.owner_uid).collect();
+    if owners.contains(&0) {
+        return Some(0);
+    }
+    if !owners.is_empty() {
+        return one(&owners);
+    }
+    let uids: Vec<u32> = processes.iter().map(|p| p.uid).collect();
+    one(&uids)
 }
 
 /// A persistence finding carries a [`crate::model::PersistenceRef`]; the

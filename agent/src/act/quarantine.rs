@@ -55,6 +55,17 @@ pub enum QuarantineError {
     #[error("nothing to quarantine: the item list is empty")]
     NoItems,
     #[error(
+        "refusing to quarantine {}: {what} belongs to uid {owner}, outside the reach of \
+         uid {actor} whose finding this is (lenscap only moves what the actor could move itself)",
+        path.display()
+    )]
+    OutsideReach {
+        path: PathBuf,
+        what: String,
+        owner: u32,
+        actor: u32,
+    },
+    #[error(
         "{} is listed and so is {}, which contains it; list only the outer one",
         inner.display(), outer.display()
     )]
@@ -160,12 +171,29 @@ impl Vault {
         rule: Option<String>,
         now: SystemTime,
     ) -> Result<QuarantineRecord, QuarantineError> {
+        self.quarantine_as(items, finding_summary, rule, now, 0)
+    }
+
+    /// [`Vault::quarantine`] on behalf of `actor` (a uid; 0 is root):
+    /// refused, with nothing moved, unless the actor could have moved every
+    /// item itself — each entry of each tree owned by the actor, and its
+    /// folder the actor's (or a sticky world-writable one like `/tmp`).
+    /// Checked on the descriptors the move then uses, with no link
+    /// followed at any component.
+    pub fn quarantine_as(
+        &self,
+        items: &[PathBuf],
+        finding_summary: &str,
+        rule: Option<String>,
+        now: SystemTime,
+        actor: u32,
+    ) -> Result<QuarantineRecord, QuarantineError> {
         let Prepared {
             dir,
             payload,
             mut record,
             targets,
-        } = self.prepare(items, finding_summary, rule, now)?;
+        } = self.prepare(items, finding_summary, rule, now, actor)?;
         for (n, t) in targets.iter().enumerate() {
             let name = record.items[n].payload_name().to_os_string();
             match fsops::move_entry(&t.parent, &t.name, &payload, &name, &partial_name(&name)) {
@@ -190,6 +218,7 @@ impl Vault {
         finding_summary: &str,
         rule: Option<String>,
         now: SystemTime,
+        actor: u32,
     ) -> Result<Prepared, QuarantineError> {
         if items.is_empty() {
             return Err(QuarantineError::NoItems);
@@ -199,6 +228,9 @@ impl Vault {
         let mut records = Vec::with_capacity(items.len());
         for (n, path) in items.iter().enumerate() {
             let (target, tree) = preflight(path)?;
+            if actor != 0 {
+                within_reach(path, &target, &tree, actor)?;
+            }
             targets.push(target);
             records.push(ItemRecord::from_tree(
                 path.clone(),
@@ -382,6 +414,42 @@ fn preflight(path: &Path) -> Result<(Target, Vec<fsops::Entry>), QuarantineError
     }
     let tree = fsops::scan(&parent, &name)?;
     Ok((Target { parent, name }, tree))
+}
+
+/// Could `actor` have moved `path` itself? Its folder must let the actor
+/// rename in it (the actor's own, or sticky and world-writable, where the
+/// sticky bit still limits the actor to its own entries), and every entry
+/// of the tree must be the actor's: a root-owned file a user hard-linked
+/// into their hidden folder is root's, not theirs.
+fn within_reach(
+    path: &Path,
+    target: &Target,
+    tree: &[fsops::Entry],
+    actor: u32,
+) -> Result<(), QuarantineError> {
+    let refuse = |what: String, owner: u32| QuarantineError::OutsideReach {
+        path: path.to_path_buf(),
+        what,
+        owner,
+        actor,
+    };
+    let folder = target.parent.stat_self()?;
+    let sticky_shared = folder.mode & 0o1002 == 0o1002;
+    if folder.uid != actor && !sticky_shared {
+        return Err(refuse(
+            format!("its folder {}", target.parent.path().display()),
+            folder.uid,
+        ));
+    }
+    if let Some(e) = tree.iter().find(|e| e.meta.uid != actor) {
+        let what = if e.path.0.as_os_str().is_empty() {
+            "it".to_string()
+        } else {
+            format!("{} inside it", e.path.0.display())
+        };
+        return Err(refuse(what, e.meta.uid));
+    }
+    Ok(())
 }
 
 fn partial_name(payload_name: &OsStr) -> OsString {

@@ -140,6 +140,16 @@ impl Domain {
             Domain::System { label } | Domain::Gui { label, .. } => label,
         }
     }
+
+    /// Could `actor` (a uid; 0 is root) boot this job out itself? A user
+    /// reaches only jobs in their own gui domain.
+    pub fn within_reach(&self, actor: u32) -> bool {
+        match self {
+            _ if actor == 0 => true,
+            Domain::System { .. } => false,
+            Domain::Gui { uid, .. } => *uid == actor,
+        }
+    }
 }
 
 impl fmt::Display for Domain {

@@ -569,13 +569,7 @@ impl Daemon {
     fn act_on(&mut self, findings: &[Finding]) {
         let opts = PlanOptions {
             placeholder_block: self.config().placeholder_block,
-            protected: [
-                Some(self.config().state_dir.clone()),
-                std::env::current_exe().ok(),
-            ]
-            .into_iter()
-            .flatten()
-            .collect(),
+            protected: own_paths(self.config(), &self.sources),
         };
         let plans = plan::plans(findings, &opts);
         self.planned
@@ -662,11 +656,18 @@ impl Daemon {
                 continue;
             }
             let summary = format!("reinstall attempt of {}", g.plan_key);
-            let mut moved = self.vault.quarantine(
+            // Only what the guard's actor could move itself: a root-owned
+            // file that appears in a user's guarded spot stays.
+            let actor = g
+                .actor
+                .or_else(|| folder_owner(&g.path))
+                .unwrap_or(u32::MAX);
+            let mut moved = self.vault.quarantine_as(
                 std::slice::from_ref(&g.path),
                 &summary,
                 None,
                 SystemTime::now(),
+                actor,
             );
             if g.placeholder {
                 // Whatever replaced our placeholder is gone now; the
@@ -930,3 +931,35 @@ impl Notifier for Native {
         self.notify_user(uid, title, message)
     }
 }
+
+/// The owner of the folder holding `path` (lstat): for guards written
+/// before they recorded an actor, who can put things there.
+fn folder_owner(path: &std::path::Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    path.parent()?.symlink_metadata().ok().map(|m| m.uid())
+}
+
+/// lenscap's own files: never a target, whatever a rule or the catalog
+/// says — its executable, its LaunchDaemon plist, its preference files
+/// (local, managed, `--config`), the whole managed-preferences folder an
+/// MDM writes, and its state directory (vault, journal, outbox).
+fn own_paths(config: &Config, sources: &Sources) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = vec![
+        config.state_dir.clone(),
+        PathBuf::from(OWN_LAUNCHD_PLIST),
+        PathBuf::from(MANAGED_PREFERENCES),
+    ];
+    paths.extend(std::env::current_exe().ok());
+    paths.extend(
+        [&sources.managed, &sources.local, &sources.explicit]
+            .into_iter()
+            .flatten()
+            .cloned(),
+    );
+    paths
+}
+
+/// Where the pkg installs the daemon's plist (launchd/io.lenscap.agent.plist).
+const OWN_LAUNCHD_PLIST: &str = "/Library/LaunchDaemons/io.lenscap.agent.plist";
+/// Where an MDM's configuration profiles land, for every domain.
+const MANAGED_PREFERENCES: &str = "/Library/Managed Preferences";

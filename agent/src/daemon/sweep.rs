@@ -196,15 +196,16 @@ impl SweepState {
                     .map(|p| ((l.address, l.port), p.clone()))
             })
             .collect();
-        let (existing_paths, home_dirs) = path_facts(&self.processes, &self.persistence);
+        let facts = path_facts(&self.processes, &self.persistence);
         Observations {
             listeners,
             processes: self.processes.clone(),
             persistence: self.persistence.clone(),
             probes,
             installed_bundle_ids: self.apps.clone(),
-            existing_paths,
-            home_dirs,
+            existing_paths: facts.existing,
+            path_owners: facts.owners,
+            home_dirs: facts.homes,
             agent_pid: std::process::id(),
             agent_exe: std::env::current_exe().ok(),
             grants: Vec::new(),

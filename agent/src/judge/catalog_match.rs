@@ -22,6 +22,12 @@ pub(crate) struct CatalogHit {
     /// that is still installed (e.g. inside `zoom.us.app`): part of an
     /// installed app rather than a left-behind helper.
     pub embedded_in: Option<std::path::PathBuf>,
+    /// Only claims matched — a label, a login-item or process name, a
+    /// bundle id, a signing identifier without a valid signature — and
+    /// nothing that shows where the catalog's helper lives or who signed
+    /// it. Anyone can write a plist labelled `ZoomOpener`: such a match is
+    /// a reason to report an impersonation, never to act.
+    pub claims_only: bool,
 }
 
 impl Catalog {
@@ -90,11 +96,15 @@ fn match_entry(
         }
     };
     let mut matched_path: Option<&Path> = None;
+    // Evidence of identity: where it lives (the catalog's hidden folder or
+    // bundle) or a signature that validated. Everything else is a claim.
+    let mut evidence = false;
     for path in s.all_paths() {
         if let Some(dir) = dir_components(path).find(|c| entry.hidden_dirs.iter().any(|h| eq(c, h)))
         {
             add(format!("its hidden folder {dir}"));
             matched_path.get_or_insert(path);
+            evidence = true;
         }
         let bundle = path.components().find_map(|c| match c {
             Component::Normal(x) => x
@@ -105,6 +115,7 @@ fn match_entry(
         if let Some(b) = bundle {
             add(format!("its bundle {b}"));
             matched_path.get_or_insert(path);
+            evidence = true;
         }
     }
     if let Some(n) = s
@@ -114,11 +125,11 @@ fn match_entry(
     {
         add(format!("its name {n}"));
     }
-    if let Some(id) = s
-        .identifiers()
-        .into_iter()
-        .find(|id| entry.bundle_ids.iter().any(|b| eq(id, b)))
-    {
+    let known_id = |id: &str| entry.bundle_ids.iter().any(|b| eq(id, b));
+    if let Some(id) = s.signing_id.filter(|id| s.signature_valid && known_id(id)) {
+        add(format!("its valid signature's identifier {id}"));
+        evidence = true;
+    } else if let Some(id) = s.identifiers().into_iter().find(|id| known_id(id)) {
         add(format!("its identifier {id}"));
     }
     if let Some(l) = s
@@ -142,6 +153,12 @@ fn match_entry(
     if let Some(p) = s.ports.iter().find(|p| entry.ports.contains(p)) {
         first.push_str(&format!("; port {p}, which it is known to use, agrees"));
     }
+    if !evidence {
+        first.push_str(
+            " — names only, which anyone can give a plist or a program: nothing shows where \
+             the catalog's helper lives or who signed it",
+        );
+    }
     let mut reasons = vec![first, entry.summary.clone()];
     if !entry.cves.is_empty() {
         reasons.push(format!("known vulnerabilities: {}", entry.cves.join(", ")));
@@ -155,6 +172,7 @@ fn match_entry(
         name: entry.name.clone(),
         reasons,
         embedded_in,
+        claims_only: !evidence,
     })
 }
 
@@ -238,6 +256,83 @@ mod tests {
                 hit.map(|h| h.id),
                 Some("catalog:zoomopener".to_string()),
                 "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_are_claims_and_location_or_a_valid_signature_is_evidence() {
+        let claims: Vec<(&str, Subject<'static>)> = vec![
+            (
+                "label",
+                Subject {
+                    program: Some(Path::new("/usr/local/libexec/rootd")),
+                    labels: vec!["ZoomOpener"],
+                    ..Subject::default()
+                },
+            ),
+            (
+                "process name",
+                Subject {
+                    process_names: vec!["ZoomOpener"],
+                    ..Subject::default()
+                },
+            ),
+            (
+                "ad-hoc signing id",
+                Subject {
+                    signing_id: Some("us.zoom.ZoomOpener"),
+                    signature_valid: false,
+                    ..Subject::default()
+                },
+            ),
+            (
+                "associated bundle id",
+                Subject {
+                    bundle_ids: vec!["us.zoom.ZoomOpener".into()],
+                    ..Subject::default()
+                },
+            ),
+        ];
+        for (what, s) in claims {
+            let hit = catalog().find(&s, &nothing_installed);
+            assert!(
+                hit.as_ref().is_some_and(|h| h.claims_only),
+                "{what}: {hit:?}"
+            );
+            let first = &hit.map(|h| h.reasons[0].clone()).unwrap_or_default();
+            assert!(first.contains("names only"), "{what}: {first}");
+        }
+        let evidence: Vec<(&str, Subject<'static>)> = vec![
+            (
+                "hidden folder",
+                Subject {
+                    program: Some(Path::new("/Users/a/.zoomus/x")),
+                    labels: vec!["ZoomOpener"],
+                    ..Subject::default()
+                },
+            ),
+            (
+                "bundle",
+                Subject {
+                    program: Some(Path::new("/tmp/ZoomOpener.app/Contents/MacOS/x")),
+                    ..Subject::default()
+                },
+            ),
+            (
+                "valid signature",
+                Subject {
+                    signing_id: Some("us.zoom.ZoomOpener"),
+                    signature_valid: true,
+                    ..Subject::default()
+                },
+            ),
+        ];
+        for (what, s) in evidence {
+            let hit = catalog().find(&s, &nothing_installed);
+            assert!(
+                hit.as_ref().is_some_and(|h| !h.claims_only),
+                "{what}: {hit:?}"
             );
         }
     }

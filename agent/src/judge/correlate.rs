@@ -131,6 +131,16 @@ pub(crate) fn link(obs: &Observations) -> Links {
             .collect();
         for &ii in &order {
             let item = &obs.persistence[ii];
+            // A user's plist cannot have started what runs as someone else
+            // (root's cupsd, another user's server): such a link is a claim,
+            // and honouring it would make their server this user's helper.
+            if !owners
+                .iter()
+                .filter(|p| p.pid != 1)
+                .all(|p| super::actor::could_start(item, p))
+            {
+                continue;
+            }
             let mut how = None;
             for p in &owners {
                 if let Some(h) = starts_process(item, p) {

@@ -182,7 +182,17 @@ pub(crate) fn judge_listener(
             aggravating.push(a);
         }
     }
+    // The actor rule: what it names must be its actor's to touch.
+    let misuse = match primary {
+        Some(p) => {
+            let items: Vec<&crate::model::PersistenceItem> =
+                my_links.iter().map(|k| &obs.persistence[k.item]).collect();
+            super::actor::listener_outside_reach(&items, p, &owners, obs)
+        }
+        None => Vec::new(),
+    };
     let facts = Facts {
+        misuse,
         trusted,
         helper,
         undisclosed: !traits.is_empty(),

@@ -95,6 +95,7 @@ use std::path::PathBuf;
 
 use crate::model::{Finding, HttpProbe, Listener, PersistenceItem, ProcessIdentity};
 
+mod actor;
 mod camera;
 mod catalog;
 mod catalog_match;
@@ -113,6 +114,8 @@ mod rules;
 mod scenarios_bad;
 #[cfg(test)]
 mod scenarios_benign;
+#[cfg(test)]
+mod scenarios_misuse;
 #[cfg(test)]
 mod scenarios_never;
 mod subject;
@@ -140,6 +143,10 @@ pub struct Observations {
     /// Of the paths that findings refer to (programs, bundles), the ones
     /// that exist right now.
     pub existing_paths: BTreeSet<PathBuf>,
+    /// The owner (uid, from lstat) of each referenced path that exists:
+    /// programs, scripts, bundles, plists. What an action may touch is
+    /// bounded by who triggered it (`actor`).
+    pub path_owners: BTreeMap<PathBuf, u32>,
     /// Home directories of users (for "hidden directory in a home" tests).
     pub home_dirs: Vec<PathBuf>,
     /// The agent itself: never acted on.

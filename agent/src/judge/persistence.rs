@@ -140,6 +140,7 @@ pub(crate) fn judge_item(
         blocked.push("it starts lenscap itself".into());
     }
     blocked.dedup();
+    let misuse = super::actor::item_outside_reach(item, &running, obs);
 
     let outcome = verdict::decide(&Facts {
         undisclosed: !traits.is_empty(),
@@ -149,6 +150,7 @@ pub(crate) fn judge_item(
         inherited,
         dormant,
         blocked,
+        misuse,
         aggravating,
         persistence: true,
         idle: facts.program_missing.clone(),

@@ -20,6 +20,9 @@ pub(crate) struct Subject<'a> {
     /// Team ID, only when the signature validated (see `Signature`).
     pub team_id: Option<&'a str>,
     pub signing_id: Option<&'a str>,
+    /// The signature behind `signing_id` validated: only then is the
+    /// identifier evidence of who made it rather than a claim.
+    pub signature_valid: bool,
     /// Bundle ids a rule's `bundle_id` is tested against: a process's
     /// signing identifier; a persistence item's `AssociatedBundleIdentifiers`
     /// and BTM parent identifier.
@@ -45,7 +48,10 @@ impl<'a> Subject<'a> {
             self.process_names.push(&p.name);
         }
         self.team_id = self.team_id.or(p.signature.team_id.as_deref());
-        self.signing_id = self.signing_id.or(p.signature.identifier.as_deref());
+        if self.signing_id.is_none() {
+            self.signing_id = p.signature.identifier.as_deref();
+            self.signature_valid = p.signature.status == crate::model::SignatureStatus::Valid;
+        }
         if let Some(id) = p.signature.identifier.as_deref() {
             self.bundle_ids.push(id.to_string());
         }

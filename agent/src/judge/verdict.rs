@@ -36,6 +36,11 @@ pub(crate) struct Facts {
     pub dormant: Option<String>,
     /// Why lenscap must not act on it (never-list, nothing to act on).
     pub blocked: Vec<String>,
+    /// What it names beyond the reach of whoever triggered it (the actor
+    /// rule, `actor`): a user's plist naming root's program, a process of
+    /// another user. Wanting to remediate such a thing is how lenscap
+    /// would be turned against the Mac: reported, critical, never acted on.
+    pub misuse: Vec<String>,
     pub aggravating: Vec<String>,
     /// Judging a persistence item rather than a listener (changes words only).
     pub persistence: bool,
@@ -57,6 +62,7 @@ impl Facts {
             inherited: None,
             dormant: None,
             blocked: Vec::new(),
+            misuse: Vec::new(),
             aggravating: Vec::new(),
             persistence: false,
             idle: None,
@@ -77,6 +83,15 @@ pub(crate) struct Outcome {
     pub rule: Option<String>,
     /// The closing reasons, to append after the fact-finding ones.
     pub reasons: Vec<String>,
+}
+
+/// What it is on its own merits: the strongest verdict of what it starts
+/// (persistence), else the heuristics.
+fn own_merits(f: &Facts) -> (Verdict, String) {
+    match &f.inherited {
+        Some((v, why)) if *v > Verdict::Allow => (*v, why.clone()),
+        _ => heuristic(f),
+    }
 }
 
 fn heuristic(f: &Facts) -> (Verdict, String) {
@@ -136,6 +151,7 @@ fn heuristic(f: &Facts) -> (Verdict, String) {
 pub(crate) fn decide(f: &Facts) -> Outcome {
     let mut reasons = Vec::new();
     let mut rule = None;
+    let mut impersonation = false;
     let (mut verdict, mut conclusion) = match (&f.rule, &f.catalog) {
         (Some(hit), catalog) => {
             reasons.extend(hit.reasons.iter().cloned());
@@ -161,6 +177,26 @@ pub(crate) fn decide(f: &Facts) -> Outcome {
                 }
             }
         }
+        (None, Some(hit)) if hit.claims_only => {
+            // Names are claims: they decide nothing. The item is judged
+            // on what it is, and is at least an impersonation to report.
+            reasons.extend(hit.reasons.iter().cloned());
+            rule = Some(hit.id.clone());
+            match own_merits(f) {
+                (Verdict::Remediate, why) => (Verdict::Remediate, why),
+                _ => {
+                    impersonation = true;
+                    (
+                        Verdict::Report,
+                        format!(
+                            "it impersonates a known-bad helper: it carries {}'s names, but \
+                             names alone never make lenscap act: reported",
+                            hit.name
+                        ),
+                    )
+                }
+            }
+        }
         (None, Some(hit)) => {
             reasons.extend(hit.reasons.iter().cloned());
             rule = Some(hit.id.clone());
@@ -180,14 +216,22 @@ pub(crate) fn decide(f: &Facts) -> Outcome {
                 ),
             }
         }
-        (None, None) => match &f.inherited {
-            Some((v, why)) if *v > Verdict::Allow => (*v, why.clone()),
-            _ => heuristic(f),
-        },
+        (None, None) => own_merits(f),
     };
     let wanted = verdict;
     let mut lowered = false;
-    if verdict == Verdict::Remediate && !f.blocked.is_empty() {
+    // The actor rule comes before the never-list: an item that names what
+    // its owner does not own is a possible attack, and says so.
+    let misuse = verdict == Verdict::Remediate && !f.misuse.is_empty();
+    if misuse {
+        reasons.push(conclusion);
+        reasons.extend(f.misuse.iter().cloned());
+        conclusion = "it names a program it does not own: a possible attempt to misuse \
+                      lenscap, which acts only within the reach of whoever owns what \
+                      triggered it — reported, never acted on"
+            .to_string();
+        verdict = Verdict::Report;
+    } else if verdict == Verdict::Remediate && !f.blocked.is_empty() {
         reasons.push(conclusion);
         conclusion = format!(
             "lenscap never acts on it — {} — so remediate is lowered to report",
@@ -206,7 +250,11 @@ pub(crate) fn decide(f: &Facts) -> Outcome {
     };
     reasons.extend(f.aggravating.iter().map(|a| format!("{prefix}: {a}")));
     reasons.push(conclusion);
-    let severity = severity(verdict, f.aggravating.len(), lowered || embedded_report);
+    let severity = if misuse || impersonation {
+        Severity::Critical
+    } else {
+        severity(verdict, f.aggravating.len(), lowered || embedded_report)
+    };
     Outcome {
         verdict,
         wanted,
@@ -328,7 +376,63 @@ mod tests {
             name: "ZoomOpener".into(),
             reasons: vec!["matches the known-bad catalog entry catalog:zoomopener".into()],
             embedded_in: embedded.then(|| "/Applications/zoom.us.app".into()),
+            claims_only: false,
         }
+    }
+
+    #[test]
+    fn a_catalog_match_on_names_only_is_an_impersonation_never_an_action() {
+        let mut hit = catalog_hit(false);
+        hit.claims_only = true;
+        // Nothing else about it is bad: reported as an impersonation.
+        let out = decide(&Facts {
+            catalog: Some(hit.clone()),
+            ..Facts::new(Reach::Unknown)
+        });
+        assert_eq!(out.verdict, Verdict::Report);
+        assert_eq!(out.severity, Severity::Critical);
+        assert!(
+            out.reasons
+                .last()
+                .is_some_and(|r| r.contains("impersonates")),
+            "{:?}",
+            out.reasons
+        );
+        // The four criteria hold on their own: remediated on those grounds.
+        let out = decide(&Facts {
+            catalog: Some(hit),
+            trusted: false,
+            helper: true,
+            undisclosed: true,
+            ..Facts::new(Reach::Yes)
+        });
+        assert_eq!(out.verdict, Verdict::Remediate);
+    }
+
+    #[test]
+    fn misuse_lowers_remediate_to_a_critical_report() {
+        let out = decide(&Facts {
+            catalog: Some(catalog_hit(false)),
+            misuse: vec!["it names /usr/local/bin/x, which belongs to root".into()],
+            ..Facts::new(Reach::Yes)
+        });
+        assert_eq!(out.verdict, Verdict::Report);
+        assert_eq!(out.wanted, Verdict::Remediate);
+        assert_eq!(out.severity, Severity::Critical);
+        assert!(
+            out.reasons
+                .last()
+                .is_some_and(|r| r.contains("names a program it does not own")),
+            "{:?}",
+            out.reasons
+        );
+        // Misuse matters only where lenscap would act.
+        let out = decide(&Facts {
+            misuse: vec!["x".into()],
+            ..Facts::new(Reach::No)
+        });
+        assert_eq!(out.verdict, Verdict::Allow);
+        assert_eq!(out.severity, Severity::Info);
     }
 
     #[test]

@@ -122,7 +122,7 @@ pub fn gather(
         BTreeMap::new()
     };
 
-    let (existing_paths, home_dirs) = path_facts(&processes, &items);
+    let facts = path_facts(&processes, &items);
 
     Gathered {
         observations: Observations {
@@ -131,8 +131,9 @@ pub fn gather(
             persistence: items,
             probes,
             installed_bundle_ids,
-            existing_paths,
-            home_dirs,
+            existing_paths: facts.existing,
+            path_owners: facts.owners,
+            home_dirs: facts.homes,
             agent_pid: std::process::id(),
             agent_exe: std::env::current_exe().ok(),
             grants: privacy.grants,
@@ -284,34 +285,66 @@ pub(crate) fn read_processes(
 }
 
 /// The file-system facts the judge needs about the processes and items
-/// observed: which referenced paths (programs, bundles) exist, and the
-/// home directories of the users involved.
+/// observed: which referenced paths (programs, bundles, scripts) exist,
+/// who owns each (the actor rule: a user's plist may only get lenscap to
+/// act on what that user owns), and the home directories of the users
+/// involved.
+pub(crate) struct PathFacts {
+    pub existing: BTreeSet<PathBuf>,
+    pub owners: BTreeMap<PathBuf, u32>,
+    pub homes: Vec<PathBuf>,
+}
+
 pub(crate) fn path_facts(
     processes: &BTreeMap<u32, ProcessIdentity>,
     items: &[crate::model::PersistenceItem],
-) -> (BTreeSet<PathBuf>, Vec<PathBuf>) {
+) -> PathFacts {
+    use std::os::unix::fs::MetadataExt;
     let mut referenced: BTreeSet<PathBuf> = BTreeSet::new();
     for p in processes.values() {
         referenced.extend(p.path.iter().cloned());
         referenced.extend(p.bundle.iter().cloned());
+        // A script an interpreter runs is named by an absolute argument.
+        referenced.extend(absolute_args(&p.args));
     }
     for item in items {
         if let Some(program) = &item.program {
             referenced.extend(enclosing_bundle(program));
             referenced.insert(program.clone());
         }
+        referenced.insert(item.path.clone());
+        referenced.extend(absolute_args(&item.args));
     }
-    let existing = referenced
-        .into_iter()
-        .filter(|p| p.symlink_metadata().is_ok())
-        .collect();
+    let mut existing = BTreeSet::new();
+    let mut owners = BTreeMap::new();
+    for path in referenced {
+        // lstat: the owner of a link is who planted it, not its target's.
+        if let Ok(meta) = path.symlink_metadata() {
+            owners.insert(path.clone(), meta.uid());
+            existing.insert(path);
+        }
+    }
     let homes = home_dirs(
         processes
             .values()
             .map(|p| p.uid)
             .chain(items.iter().filter_map(|i| i.owner_uid)),
     );
-    (existing, homes)
+    PathFacts {
+        existing,
+        owners,
+        homes,
+    }
+}
+
+/// Absolute paths among the arguments after the program (bounded: a
+/// command line is not a file list worth a thousand lstats).
+fn absolute_args(args: &[String]) -> impl Iterator<Item = PathBuf> + '_ {
+    args.iter()
+        .skip(1)
+        .take(8)
+        .filter(|a| a.starts_with('/'))
+        .map(PathBuf::from)
 }
 
 /// Home directories of the given users, from the user database.

@@ -398,3 +398,48 @@ fn report_serialises_with_tagged_outcomes() {
 
 #[path = "real_tests.rs"]
 mod real;
+
+#[test]
+fn only_the_actors_processes_are_signalled() {
+    // 100 (uid 501) → 101 (uid 501), 102 (setuid root) → 103 (root)
+    let f = family(OnTerm::Exit);
+    for pid in [102, 103] {
+        if let Some(p) = f.procs.borrow_mut().get_mut(&pid) {
+            p.id.uid = 0;
+        }
+    }
+    let report = terminate_tree_as(&f, &ident(100, 1), SHORT, 501);
+    assert_eq!(f.delivered(), vec![(100, TERM), (101, TERM)]);
+    assert!(f.alive(102) && !f.alive(100) && !f.alive(101));
+    assert_eq!(
+        report.outcome_of(102),
+        Some(&KillOutcome::Refused(Refusal::OutsideReach {
+            uid: 0,
+            actor: 501
+        }))
+    );
+    assert!(
+        !report.all_gone(),
+        "an untouched member is reported: {report:?}"
+    );
+}
+
+#[test]
+fn a_root_process_is_never_signalled_for_a_user() {
+    let f = family(OnTerm::Exit);
+    if let Some(p) = f.procs.borrow_mut().get_mut(&100) {
+        p.id.uid = 0;
+    }
+    let mut judged = ident(100, 1);
+    // Judged as the user's at sweep time; root's by signal time.
+    judged.uid = 501;
+    let report = terminate_tree_as(&f, &judged, SHORT, 501);
+    assert!(f.delivered().is_empty(), "{:?}", f.delivered());
+    assert!(matches!(
+        report.outcome_of(100),
+        Some(KillOutcome::Refused(Refusal::OutsideReach { uid: 0, .. }))
+    ));
+    // Root (actor 0) reaches it.
+    let report = terminate_tree_as(&f, &judged, SHORT, 0);
+    assert!(report.all_gone(), "{report:?}");
+}

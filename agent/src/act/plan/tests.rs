@@ -146,3 +146,60 @@ fn protected_paths_are_never_moved() {
     assert!(!movable(Path::new("/"), &opts));
     assert!(movable(Path::new("/Users/ann/.zoomus"), &opts));
 }
+
+fn item(owner: Option<u32>) -> PersistenceItem {
+    let mut i = kit::launch_agent("/Users/ann/Library/LaunchAgents/a.plist", "a", "/x");
+    i.owner_uid = owner;
+    i
+}
+
+#[test]
+fn the_actor_is_who_owns_the_trigger() {
+    let user = kit::process(900, 1, "/Users/ann/.x/h", "h");
+    let mut root = user.clone();
+    root.uid = 0;
+    // A user's plist: that user, whoever the process claims to be.
+    assert_eq!(actor_of(&[item(Some(501))], &[user.clone()]), Some(501));
+    assert_eq!(actor_of(&[item(Some(501))], &[root.clone()]), Some(501));
+    // A root-owned plist acts as root.
+    assert_eq!(
+        actor_of(&[item(Some(0)), item(Some(501))], &[user.clone()]),
+        Some(0)
+    );
+    // Two users' plists: nobody's reach covers both.
+    assert_eq!(actor_of(&[item(Some(501)), item(Some(502))], &[]), None);
+    // No item (or its plist is gone): the processes, when they agree.
+    assert_eq!(actor_of(&[item(None)], &[user.clone()]), Some(501));
+    assert_eq!(actor_of(&[], &[user.clone(), root]), None);
+    assert_eq!(actor_of(&[], &[]), None);
+}
+
+#[test]
+fn lenscaps_own_plist_is_never_booted_out_or_moved() {
+    let own = "/Library/LaunchDaemons/io.lenscap.agent.plist";
+    let exe = "/usr/local/libexec/rogue";
+    let mut daemon = kit::launch_agent(own, "io.lenscap.agent", exe);
+    daemon.kind = crate::model::PersistenceKind::LaunchDaemon;
+    daemon.owner_uid = Some(0);
+    let mut deny = kit::rule("deny-all-of-it", crate::config::RuleAction::Deny);
+    deny.label = Some("io.lenscap.agent".into());
+    let findings = Scene::new()
+        .item(daemon)
+        .exists(exe)
+        .judge(&kit::policy_with(vec![deny]));
+    let opts = PlanOptions {
+        protected: vec![PathBuf::from(own)],
+        ..PlanOptions::default()
+    };
+    for p in plans(&findings, &opts) {
+        for step in &p.steps {
+            match step {
+                Step::Bootout { item, .. } => panic!("booted out {}", item.path.display()),
+                Step::Quarantine { paths } | Step::Guard { paths, .. } => {
+                    assert!(!paths.contains(&PathBuf::from(own)), "{paths:?}")
+                }
+                _ => {}
+            }
+        }
+    }
+}

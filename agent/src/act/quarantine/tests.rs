@@ -400,3 +400,56 @@ fn running_out_of_space_rolls_back_cleanly() {
         "no partial copy left"
     );
 }
+
+#[test]
+fn an_actor_moves_only_what_it_could_move_itself() {
+    if !is_root() {
+        return;
+    }
+    let h = home();
+    let vault = Vault::open(&h.state).unwrap();
+    let outside = fingerprint(&h.outside);
+    // Root's file, named by a user's finding: refused, nothing moved.
+    let err = vault
+        .quarantine_as(&[h.outside.clone()], "decoy", None, now(), 1234)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            QuarantineError::OutsideReach {
+                owner: 0,
+                actor: 1234,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(fingerprint(&h.outside), outside);
+    // A tree holding another user's file (secret.db is uid 501's): refused
+    // whole, and the user's own plist listed beside it does not move either.
+    let before = snap(&h);
+    let err = vault
+        .quarantine_as(&items(&h), "mixed", None, now(), 1234)
+        .unwrap_err();
+    assert!(err.to_string().contains("secret.db"), "{err}");
+    assert_back(&h, &before);
+    // Root's file hard-linked into the user's own folder is still root's.
+    let link = h.home.join("Library/LaunchAgents/hard");
+    fs::hard_link(&h.outside, &link).unwrap();
+    let err = vault
+        .quarantine_as(&[link.clone()], "hard link", None, now(), 1234)
+        .unwrap_err();
+    assert!(
+        matches!(err, QuarantineError::OutsideReach { owner: 0, .. }),
+        "{err}"
+    );
+    fs::remove_file(&link).unwrap();
+    // The user's own plist in the user's own folder: moved.
+    let rec = vault
+        .quarantine_as(&[h.plist.clone()], "own", None, now(), 1234)
+        .unwrap();
+    assert_eq!(rec.state, RecordState::Quarantined);
+    assert!(!h.plist.exists());
+    // Another user acting on it would have been refused by its folder too.
+    assert_eq!(vault.list().len(), 1, "refusals leave no record behind");
+}

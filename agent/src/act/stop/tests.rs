@@ -378,3 +378,18 @@ fn a_missing_or_hanging_launchctl_is_a_command_error() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn a_user_reaches_only_their_own_gui_domain() {
+    let gui = |uid| Domain::Gui {
+        uid,
+        label: label("com.acme.helper"),
+    };
+    let system = Domain::System {
+        label: label("com.acme.helper"),
+    };
+    assert!(gui(501).within_reach(501));
+    assert!(!gui(502).within_reach(501));
+    assert!(!system.within_reach(501));
+    assert!(system.within_reach(0) && gui(501).within_reach(0));
+}

@@ -179,6 +179,10 @@ pub fn kill_outcome(o: &KillOutcome) -> StepOutcome {
             Refusal::NoExecutable => {
                 "its executable is unknown, so its identity cannot be verified".to_string()
             }
+            Refusal::OutsideReach { uid, actor } => format!(
+                "it runs as uid {uid}, outside the reach of uid {actor} whose finding this is; \
+                 lenscap never acts beyond the actor's reach"
+            ),
         }),
         KillOutcome::Survived => StepOutcome::Failure("still running after SIGKILL".to_string()),
         KillOutcome::Error(e) => StepOutcome::Failure(e.clone()),

@@ -14,7 +14,7 @@ use crate::act::quarantine::{PAYLOAD_DIR, RecoveryAction, Vault};
 
 /// Phase one done by hand, then a crash: returns the record's paths.
 fn crashed(h: &Home, vault: &Vault) -> (String, PathBuf) {
-    let p = vault.prepare(&items(h), "x", None, now()).unwrap();
+    let p = vault.prepare(&items(h), "x", None, now(), 0).unwrap();
     (p.record.id.clone(), p.payload.path().to_path_buf())
 }
 
@@ -237,7 +237,7 @@ fn a_failure_after_a_commit_is_rolled_back_too() {
     let h = home();
     let before = snap(&h);
     let vault = Vault::open(&h.state).unwrap();
-    let mut p = vault.prepare(&items(&h), "x", None, now()).unwrap();
+    let mut p = vault.prepare(&items(&h), "x", None, now(), 0).unwrap();
     let src = SafeDir::open(&h.home).unwrap();
     fsops::copy_tree(&src, OsStr::new(".zoomus"), &p.payload, OsStr::new("0")).unwrap();
     super::super::abort(&p.dir, &p.payload, &mut p.record, &p.targets[..1]);
