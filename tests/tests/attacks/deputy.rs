@@ -155,7 +155,7 @@ fn a_plist_naming_roots_program_under_a_catalog_label_touches_nothing_of_roots()
     // owner does not own, or claims to be a known-bad helper.
     for plist in [&on_server, &on_sleeper] {
         let found = about(plist);
-        let says_why = found.iter().any(|f| {
+        let says_why = found.iter().find(|f| {
             if f["payload"]["finding"]["severity"] != "critical" {
                 return false;
             }
@@ -166,8 +166,14 @@ fn a_plist_naming_roots_program_under_a_catalog_label_touches_nothing_of_roots()
             let words = words.to_lowercase();
             words.contains("not own") || words.contains("impersonat")
         });
+        if let Some(f) = says_why {
+            eprintln!(
+                "deputy: {} — {}",
+                f["payload"]["message"], f["payload"]["finding"]["reasons"]
+            );
+        }
         assert!(
-            says_why,
+            says_why.is_some(),
             "no critical finding about {} says it names a program it does not own or \
              impersonates a known-bad helper; the last finding: {:#}",
             plist.display(),
