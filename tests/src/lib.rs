@@ -302,9 +302,10 @@ impl Standin {
     /// every job it starts, runs as `uid`:`gid` with no supplementary groups
     /// — that user's own launchd, as on a Mac where a LaunchAgent runs as
     /// the user who is logged in. `state` is created and given to that
-    /// user. The environment is a job's minimal one (`PATH`, `SHELL=/bin/sh`)
-    /// rather than the test's, whose paths that user may not reach. Needs
-    /// root (setuid).
+    /// user; the stand-in runs from a root-owned copy in `<state>/bin`. The
+    /// environment is a job's minimal one (`PATH`, `SHELL=/bin/sh`) rather
+    /// than the test's, whose paths that user may not reach. Needs root
+    /// (setuid).
     pub fn start_as_user(
         dirs: &[&Path],
         state: &Path,
@@ -312,12 +313,26 @@ impl Standin {
         uid: u32,
         gid: u32,
     ) -> Standin {
+        use std::os::unix::fs::PermissionsExt;
         use std::os::unix::process::CommandExt;
-        std::fs::create_dir_all(state).expect("create the stand-in's state dir");
+        let open = || std::fs::Permissions::from_mode(0o755);
+        // The user may not reach the build's target directory (a checkout
+        // in a home that is not world-readable): run a root-owned copy.
+        let bin_dir = state.join("bin");
+        std::fs::create_dir_all(&bin_dir).expect("create the stand-in's state dir");
+        let exe = bin_dir.join("launchd-standin");
+        std::fs::copy(fixture_bin("launchd-standin"), &exe).expect("copy the stand-in");
+        for (path, mode) in [
+            (&bin_dir, open()),
+            (&exe, open()),
+            (&state.to_path_buf(), open()),
+        ] {
+            std::fs::set_permissions(path, mode).expect("chmod the stand-in's files");
+        }
         std::os::unix::fs::chown(state, Some(uid), Some(gid)).expect("chown the state dir");
         let ready = state.join("ready");
         let _ = std::fs::remove_file(&ready);
-        let mut cmd = Command::new(fixture_bin("launchd-standin"));
+        let mut cmd = Command::new(&exe);
         for dir in dirs {
             cmd.arg("--dir").arg(dir);
         }

@@ -85,8 +85,19 @@ impl Attack {
     pub fn setup() -> Attack {
         let tree = temp_tree();
         let root = tree.path().to_path_buf();
-        // tempfile makes it 0700; eve must reach her home through it.
+        // tempfile makes it 0700; eve must reach her home through it, and
+        // through every directory above it.
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for dir in root.ancestors().skip(1) {
+            let mode = dir.metadata().unwrap().mode();
+            assert!(
+                mode & 0o001 != 0,
+                "uid {EVE} cannot pass through {} (mode {:o}): point TMPDIR at a directory \
+                 every user can reach, such as /tmp",
+                dir.display(),
+                mode & 0o7777
+            );
+        }
         let home = root.join("Users/eve");
         let agents = home.join("Library/LaunchAgents");
         let run = root.join("run");
@@ -99,6 +110,9 @@ impl Attack {
             std::fs::create_dir_all(d).unwrap();
         }
         std::os::unix::fs::chown(&run, Some(EVE), Some(EVE)).unwrap();
+        // Whatever the umask: eve passes through `Users` to her home.
+        let users = root.join("Users");
+        std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o755)).unwrap();
         Attack {
             root,
             home,
@@ -268,11 +282,19 @@ impl Attack {
         })
     }
 
-    /// Wait until the helper `label` (first pid `pid`, program `exe`) is
-    /// contained: that process is gone, nothing runs `exe`, `files` are each
-    /// in a quarantine record, and for a second launchd runs no process
-    /// for the job (it was booted out, not just killed).
-    pub fn assert_contained(&self, d: &Daemon, label: &str, pid: u32, exe: &Path, files: &[&Path]) {
+    /// Wait until the helper `label` is contained: its process `pid` is
+    /// gone, `files` are each in a quarantine record, and for a second
+    /// launchd runs no process for the job (it was booted out, not just
+    /// killed) and no process names `mark` — a path in the helper's command
+    /// line: its program, or the script an interpreter runs.
+    pub fn assert_contained(
+        &self,
+        d: &Daemon,
+        label: &str,
+        pid: u32,
+        mark: &Path,
+        files: &[&Path],
+    ) {
         wait_for(d, CONTAIN, &format!("{label} (pid {pid}) stopped"), || {
             (!pid_running(pid)).then_some(())
         });
@@ -305,7 +327,7 @@ impl Attack {
         let deadline = Instant::now() + Duration::from_secs(1);
         while Instant::now() < deadline {
             let job = self.standin().job_pid(&Attack::target(label));
-            let running = processes_matching(exe.to_str().unwrap());
+            let running = processes_matching(mark.to_str().unwrap());
             assert!(
                 job.is_none() && running.is_empty(),
                 "{label} runs again (job pid {job:?}, processes {running:?}); daemon log:\n{}",

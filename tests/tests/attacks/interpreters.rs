@@ -95,8 +95,6 @@ fn a_plist_running_an_interpreter_on_a_hidden_script_loses_the_script_not_the_in
 
     let d = a.start_daemon(&[]);
     assert_remediated(&a, &d, &[&script], CONTAIN);
-    // `exe` is what a process runs: for this job, the script's path is in
-    // its command line, so nothing may still name it.
     a.assert_contained(&d, label, pid, &script, &[&script, &plist]);
     assert!(!script.is_file(), "the script is still in place");
     assert_interpreter_untouched(&a, &perl, &perl_before, &d.log());
@@ -129,8 +127,8 @@ fn a_plist_running_inline_interpreter_code_loses_the_plist_not_the_interpreter()
 
     let d = a.start_daemon(&[]);
     assert_remediated(&a, &d, &[&plist], CONTAIN);
-    // Nothing but the plist names this helper; the port-file path is in its
-    // command line only.
+    // No file of eve's but the plist is this helper; its command line is
+    // marked by the port file's path.
     a.assert_contained(&d, label, pid, &port_file, &[&plist]);
     assert!(!plist.exists(), "the plist is still in place");
     assert_interpreter_untouched(&a, &python, &python_before, &d.log());
