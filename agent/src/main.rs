@@ -168,11 +168,24 @@ fn main() -> ExitCode {
             // `{:#}` prints the whole context chain on one line.
             eprintln!("lenscap: error: {e:#}");
             // 78 = config::EXIT_CONFIG (EX_CONFIG); ExitCode takes a u8.
-            let bad_config = e.downcast_ref::<config::ConfigError>().is_some()
-                || e.downcast_ref::<lenscap::judge::JudgeError>().is_some();
-            ExitCode::from(if bad_config { 78 } else { 1 })
+            ExitCode::from(if is_bad_config(&e) { 78 } else { 1 })
         }
     }
+}
+
+/// Whether `e` is a bad configuration (exit 78) rather than a failure.
+/// `lenscap run` wraps the same errors in `DaemonError`, whose
+/// `#[error(transparent)]` variants hide them from `anyhow`'s downcast, so
+/// they are looked for there too: launchd must show 78 for the daemon
+/// exactly as an admin sees it from `scan`.
+fn is_bad_config(e: &anyhow::Error) -> bool {
+    use lenscap::daemon::DaemonError;
+    e.downcast_ref::<config::ConfigError>().is_some()
+        || e.downcast_ref::<lenscap::judge::JudgeError>().is_some()
+        || matches!(
+            e.downcast_ref::<DaemonError>(),
+            Some(DaemonError::Config(_) | DaemonError::Rules(_))
+        )
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {

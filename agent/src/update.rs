@@ -18,7 +18,13 @@
 //! - a release older than the installed version (a server offering a
 //!   downgrade is either misconfigured or replaying an old, vulnerable
 //!   release); the same version is "up to date", not an update;
-//! - a binary that does not answer `--version` as lenscap.
+//! - a release whose asset is not named for the listed version (zipsign
+//!   signs the name, so an old signed asset listed under a new tag keeps
+//!   its old name), before anything is downloaded;
+//! - a binary that does not answer `--version` as lenscap, is a symlink,
+//!   or whose own version — the only version the signature vouches for —
+//!   is not strictly newer than the running one or not the listed one
+//!   ([`verify::check_binary`]).
 //!
 //! Only then does self_update replace the file (atomically, via
 //! `self_replace` when it is the running executable). The running process
@@ -31,6 +37,7 @@ mod policy;
 mod source;
 mod verify;
 
+use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,7 +48,10 @@ use crate::config::Loaded;
 
 pub use policy::{Permission, permission};
 pub use source::{DEFAULT_UPDATE_URL, PublicKey, UpdateUrl};
-pub use verify::{SignatureVerdict, check_runs, check_signature};
+pub use verify::{
+    BinaryVerdict, MAX_VERSION_OUTPUT, Reported, SignatureVerdict, check_binary, check_signature,
+    parse_version_output,
+};
 
 /// The version of this lenscap.
 pub const CURRENT_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -96,8 +106,34 @@ pub enum UpdateError {
         target: String,
         expected: String,
     },
-    #[error("refusing update: the new binary from {asset} does not work on this machine: {reason}")]
+    #[error(
+        "refusing update: release {version} offers {asset}, not {expected}; a signed asset keeps the version it was signed under, so this is an older build listed as a new release (or a misnamed one); nothing was downloaded"
+    )]
+    AssetName {
+        version: Version,
+        asset: String,
+        expected: String,
+    },
+    #[error(
+        "refusing update: the binary in {asset} is not a working lenscap for this machine: {reason}"
+    )]
     BrokenBinary { asset: String, reason: String },
+    #[error(
+        "refusing update: the signed binary in {asset} is lenscap {}, not newer than the installed {} (the release listing claimed {}); the release server offers an old build as new — check UpdateURL and the release",
+        .versions.reported, .versions.installed, .versions.listed
+    )]
+    NotNewer {
+        asset: String,
+        versions: Box<Versions>,
+    },
+    #[error(
+        "refusing update: the release listing claims {listed}, but the signed binary in {asset} is lenscap {reported}; the release is mislabelled — fix it on the release server"
+    )]
+    ListingMismatch {
+        asset: String,
+        listed: Version,
+        reported: Version,
+    },
     #[error("the release {tag:?} at {url} has no valid semantic version: {reason}")]
     BadVersion {
         tag: String,
@@ -126,6 +162,18 @@ pub enum UpdateError {
     },
 }
 
+/// The versions behind a refusal of a signed binary (boxed in
+/// [`UpdateError`] to keep the error small).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versions {
+    /// What the release listing claimed.
+    pub listed: Version,
+    /// What the signed binary reported for `--version`.
+    pub reported: Version,
+    /// The running lenscap.
+    pub installed: Version,
+}
+
 /// Who asked for the update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -147,8 +195,10 @@ pub struct Check {
 }
 
 impl Check {
+    /// Whether the listing claims a newer version. A claim only: `--apply`
+    /// believes the version the signed binary reports.
     pub fn update_available(&self) -> bool {
-        self.latest > self.installed
+        self.latest.cmp_precedence(&self.installed) == Ordering::Greater
     }
 }
 
@@ -162,7 +212,7 @@ pub enum Applied {
         from: Version,
         to: Version,
         path: PathBuf,
-        /// What the new binary printed for `--version`.
+        /// What the new binary printed for `--version` (`lenscap <to>`).
         reported: String,
     },
 }
@@ -212,8 +262,10 @@ impl Updater {
         })
     }
 
-    /// Installs the latest release if it is newer, signed by the configured
-    /// key and runs. Every refusal leaves the installed file untouched.
+    /// Installs the latest release if it is signed by the configured key
+    /// and its binary runs and reports a version newer than this one and
+    /// equal to the listing's. Every refusal leaves the installed file
+    /// untouched.
     pub fn apply(&self, trigger: Trigger) -> Result<Applied, UpdateError> {
         match (&self.permission, trigger) {
             (Permission::ManagedDisabled { path }, _) => {
@@ -224,21 +276,32 @@ impl Updater {
         }
         let key = self.key.ok_or(UpdateError::NoKey)?;
         let (latest, asset) = self.latest()?;
-        if latest < self.installed {
-            return Err(UpdateError::Older {
-                latest,
-                installed: self.installed.clone(),
-            });
+        // The listing's claim decides only whether to look further; the
+        // signed binary's own version decides what is installed.
+        match latest.cmp_precedence(&self.installed) {
+            Ordering::Less => {
+                return Err(UpdateError::Older {
+                    latest,
+                    installed: self.installed.clone(),
+                });
+            }
+            Ordering::Equal => return Ok(Applied::UpToDate { installed: latest }),
+            Ordering::Greater => {}
         }
-        if latest == self.installed {
-            return Ok(Applied::UpToDate { installed: latest });
-        }
+        let expected = asset_name(&latest.to_string(), &self.target);
         let asset = asset.ok_or_else(|| UpdateError::NoAsset {
-            expected: asset_name(&latest.to_string(), &self.target),
+            expected: expected.clone(),
             version: latest.clone(),
             target: self.target.clone(),
         })?;
-        self.install(key, &asset)
+        if asset != expected {
+            return Err(UpdateError::AssetName {
+                version: latest,
+                asset,
+                expected,
+            });
+        }
+        self.install(key, &asset, &latest)
     }
 
     /// The newest release and the name of its asset for this target.
@@ -264,9 +327,14 @@ impl Updater {
 
     /// Download, verify, test and replace, all inside self_update's flow;
     /// our checks run in its `verify_archive` and `verify_binary` hooks.
-    fn install(&self, key: PublicKey, asset: &str) -> Result<Applied, UpdateError> {
+    fn install(
+        &self,
+        key: PublicKey,
+        asset: &str,
+        listed: &Version,
+    ) -> Result<Applied, UpdateError> {
         let verdict: Arc<Mutex<Option<SignatureVerdict>>> = Arc::default();
-        let reported: Arc<Mutex<Option<String>>> = Arc::default();
+        let binary: Arc<Mutex<Option<Result<Reported, BinaryVerdict>>>> = Arc::default();
         let mut builder = self.backend();
         {
             let verdict = Arc::clone(&verdict);
@@ -281,14 +349,21 @@ impl Updater {
             });
         }
         {
-            let reported = Arc::clone(&reported);
-            builder.verify_binary(move |binary: &Path| {
-                let out = check_runs(binary)
-                    .map_err(self_update::errors::Error::verification_rejected)?;
-                if let Ok(mut slot) = reported.lock() {
-                    *slot = Some(out);
+            // Runs on the extracted binary, after the archive hook above
+            // accepted the signature and before anything is replaced.
+            let slot = Arc::clone(&binary);
+            let listed = listed.clone();
+            let installed = self.installed.clone();
+            builder.verify_binary(move |path: &Path| {
+                let result = check_binary(path, &listed, &installed);
+                let rejected = result.as_ref().err().map(|v| format!("{v:?}"));
+                if let Ok(mut slot) = slot.lock() {
+                    *slot = Some(result);
                 }
-                Ok(())
+                match rejected {
+                    None => Ok(()),
+                    Some(reason) => Err(self_update::errors::Error::verification_rejected(reason)),
+                }
             });
         }
         let updater = builder
@@ -309,9 +384,31 @@ impl Updater {
                     }
                 }
                 self_update::errors::Error::VerificationRejected { reason, .. } => {
-                    UpdateError::BrokenBinary {
-                        asset,
-                        reason: reason.unwrap_or_default(),
+                    match binary.lock().ok().and_then(|mut v| v.take()) {
+                        Some(Err(BinaryVerdict::NotNewer { listed, reported })) => {
+                            UpdateError::NotNewer {
+                                asset,
+                                versions: Box::new(Versions {
+                                    listed,
+                                    reported,
+                                    installed: self.installed.clone(),
+                                }),
+                            }
+                        }
+                        Some(Err(BinaryVerdict::ListingMismatch { listed, reported })) => {
+                            UpdateError::ListingMismatch {
+                                asset,
+                                listed,
+                                reported,
+                            }
+                        }
+                        Some(Err(BinaryVerdict::Broken(reason))) => {
+                            UpdateError::BrokenBinary { asset, reason }
+                        }
+                        Some(Ok(_)) | None => UpdateError::BrokenBinary {
+                            asset,
+                            reason: reason.unwrap_or_default(),
+                        },
                     }
                 }
                 self_update::errors::Error::InstallPathNotWritable { .. }
@@ -322,18 +419,23 @@ impl Updater {
                 other => self.remote("download the release", other),
             }
         })?;
-        let Some(release) = status.into_updated_release() else {
+        if status.into_updated_release().is_none() {
             // The listing changed between our check and the download.
             return Ok(Applied::UpToDate {
                 installed: self.installed.clone(),
             });
+        }
+        // self_update replaces the file only after the binary hook
+        // accepted it, so its verdict is there; the version is the one the
+        // signed binary reported, not the listing's.
+        let Some(Ok(Reported { version: to, line })) =
+            binary.lock().ok().and_then(|mut r| r.take())
+        else {
+            return Err(UpdateError::BrokenBinary {
+                asset: asset.to_string(),
+                reason: "installed without a version check; reinstall lenscap".into(),
+            });
         };
-        let to = parse_version(release.version(), &self.url.to_string())?;
-        let reported = reported
-            .lock()
-            .ok()
-            .and_then(|mut r| r.take())
-            .unwrap_or_default();
         tracing::info!(
             from = %self.installed,
             to = %to,
@@ -344,7 +446,7 @@ impl Updater {
             from: self.installed.clone(),
             to,
             path: self.install_path.clone(),
-            reported,
+            reported: line,
         })
     }
 
@@ -457,6 +559,28 @@ mod tests {
                 .contains("release server http://127.0.0.1:9/repos/o/r"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn build_metadata_does_not_make_a_listing_newer() {
+        let available = |latest: &str| {
+            Check {
+                installed: Version::new(0, 1, 0),
+                latest: Version::parse(latest).unwrap(),
+                asset: None,
+                permission: Permission::Unmanaged { automatic: false },
+                key_configured: true,
+            }
+            .update_available()
+        };
+        assert!(available("0.1.1"));
+        assert!(available("0.2.0-rc.1"));
+        assert!(!available("0.1.0"));
+        assert!(
+            !available("0.1.0+rebuilt"),
+            "semver precedence ignores build"
+        );
+        assert!(!available("0.1.0-rc.1"));
     }
 
     #[test]

@@ -66,9 +66,22 @@ pub enum HealthStatus {
     CircuitBreaker {
         state: BreakerState,
         reason: String,
-        /// Remediations in the window that tripped it.
+        /// Remediations in the window that tripped it: distinct running
+        /// programs of one actor.
         actions_in_window: u32,
         window_seconds: u32,
+        /// The uid whose budget this is: the breaker counts per actor, so
+        /// one user's flood never suspends remediation for anyone else.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        actor_uid: Option<u32>,
+        /// The distinct programs remediated in the window.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        programs: Vec<String>,
+        /// `critical` when it opens: remediation is suspended for that
+        /// actor, which is either a bad rule or someone spending the budget
+        /// on purpose.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        severity: Option<crate::Severity>,
     },
     /// The outbox reached its disk limit. Remediation events are never
     /// dropped; `dropped_events` counts the others the policy let go, and

@@ -558,6 +558,9 @@ mod tests {
                 reason: "12 remediations in 60 s".into(),
                 actions_in_window: 12,
                 window_seconds: 60,
+                actor_uid: Some(501),
+                programs: vec!["/Users/jdoe/.zoomus/ZoomOpener.app".into()],
+                severity: Some(crate::Severity::Critical),
             },
             HealthStatus::OutboxFull {
                 queued_events: 100_000,

@@ -3,6 +3,11 @@
 //! by zipsign: a correctly signed newer release is installed and runs;
 //! unsigned, wrong-key, tampered and older releases are each refused with
 //! their own message and the installed file is byte-for-byte unchanged.
+//! So is a correctly signed archive whose binary is not what the listing
+//! claims: an old signed build listed as a new release, a build of the
+//! running version, a newer build under another version's tag, a symlink,
+//! a binary that prints garbage — the version that counts is the one the
+//! signed binary reports.
 //!
 //! The "installed" lenscap is a file in a temp dir passed as `--bin-path`,
 //! never the binary under test. Also: `lenscap completions` and `lenscap
@@ -21,7 +26,9 @@ use std::time::Instant;
 
 use lenscap::update::{CURRENT_VERSION, asset_name, target};
 use lenscap_e2e::{lenscap_bin, temp_tree};
-use server::{Release, ReleaseServer, archive, new_key, public_b64, sign};
+use server::{
+    Release, ReleaseServer, archive, archive_script, archive_symlink, new_key, public_b64, sign,
+};
 use sha2::{Digest, Sha256};
 use zipsign_api::SigningKey;
 
@@ -299,6 +306,138 @@ fn same_version_is_up_to_date_and_nothing_changes() {
         text(&apply.stdout)
     );
     assert_eq!(machine.sha256(), before);
+}
+
+/// Serves a release listed as `listed`, its asset named for `listed` and
+/// correctly signed under that name, holding the archive `inside`.
+fn serve_signed(listed: &str, key: &SigningKey, inside: Vec<u8>) -> ReleaseServer {
+    serve(listed, move |_, name| sign(&inside, key, name))
+}
+
+fn asset_downloaded(server: &ReleaseServer) -> bool {
+    server
+        .requests()
+        .iter()
+        .any(|r| r.ends_with("/releases/assets/1"))
+}
+
+/// The replay: an old build, correctly signed when it was released, listed
+/// again under a new tag. zipsign signed its file name, so it keeps its
+/// old name; that alone refuses it, before the download.
+#[test]
+fn listing_claiming_a_newer_version_over_an_older_signed_build_is_refused() {
+    let key = new_key();
+    let old_name = asset_name(OLDER, target());
+    let server = ReleaseServer::start(Release {
+        version: "9.9.9".into(),
+        asset_name: old_name.clone(),
+        bytes: sign(&archive(OLDER), &key, &old_name),
+    });
+    let machine = Machine::new(&server.update_url(), Some(&public_b64(&key)));
+    assert_refused(
+        &machine,
+        &format!(
+            "refusing update: release 9.9.9 offers {old_name}, not {}",
+            asset_name("9.9.9", target())
+        ),
+    );
+    assert!(!asset_downloaded(&server), "{:?}", server.requests());
+}
+
+/// The same replay with the name made to fit (a build signed under the
+/// wrong name, or a name check someone loosened): the binary itself says
+/// what it is, and 0.0.9 under a 9.9.9 listing is refused after the
+/// signature check, before anything is replaced.
+#[test]
+fn signed_older_build_under_a_newer_listing_is_refused_by_its_own_version() {
+    let key = new_key();
+    let server = serve_signed("9.9.9", &key, archive(OLDER));
+    let machine = Machine::new(&server.update_url(), Some(&public_b64(&key)));
+    assert_refused(
+        &machine,
+        &format!(
+            "refusing update: the signed binary in {} is lenscap {OLDER}, not newer than the installed {CURRENT_VERSION} (the release listing claimed 9.9.9)",
+            asset_name("9.9.9", target())
+        ),
+    );
+    assert!(
+        asset_downloaded(&server),
+        "the refusal came after the download"
+    );
+}
+
+#[test]
+fn signed_build_of_the_running_version_is_refused() {
+    let key = new_key();
+    let listed = newer();
+    let server = serve_signed(&listed, &key, archive(CURRENT_VERSION));
+    let machine = Machine::new(&server.update_url(), Some(&public_b64(&key)));
+    assert_refused(
+        &machine,
+        &format!(
+            "is lenscap {CURRENT_VERSION}, not newer than the installed {CURRENT_VERSION} (the release listing claimed {listed})"
+        ),
+    );
+}
+
+#[test]
+fn newer_signed_build_under_another_versions_listing_is_refused() {
+    let key = new_key();
+    let real = newer();
+    let server = serve_signed("9.9.9", &key, archive(&real));
+    let machine = Machine::new(&server.update_url(), Some(&public_b64(&key)));
+    assert_refused(
+        &machine,
+        &format!(
+            "refusing update: the release listing claims 9.9.9, but the signed binary in {} is lenscap {real}",
+            asset_name("9.9.9", target())
+        ),
+    );
+}
+
+#[test]
+fn signed_binary_that_prints_garbage_is_refused() {
+    let key = new_key();
+    let version = newer();
+    // The right words, with an escape sequence in the middle.
+    let script = format!("#!/bin/sh\nprintf 'lenscap \\033[2J{version}\\n'\n");
+    let server = serve_signed(&version, &key, archive_script(&script));
+    let machine = Machine::new(&server.update_url(), Some(&public_b64(&key)));
+    assert_refused(
+        &machine,
+        "is not a working lenscap for this machine: `--version` printed \"lenscap \\u{1b}[2J",
+    );
+}
+
+/// A symlink in a signed archive would install a link to whatever it
+/// names (here a script outside the archive that answers correctly).
+#[test]
+fn signed_archive_whose_binary_is_a_symlink_is_refused() {
+    let key = new_key();
+    let version = newer();
+    let elsewhere = temp_tree();
+    let target_script = elsewhere.path().join("impostor");
+    std::fs::write(
+        &target_script,
+        format!("#!/bin/sh\necho \"lenscap {version}\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&target_script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = serve_signed(&version, &key, archive_symlink(&target_script));
+    let machine = Machine::new(&server.update_url(), Some(&public_b64(&key)));
+    assert_refused(
+        &machine,
+        &format!(
+            "the archive's `lenscap` is a symbolic link to {}",
+            target_script.display()
+        ),
+    );
+    assert!(
+        !std::fs::symlink_metadata(machine.bin())
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
 }
 
 #[test]

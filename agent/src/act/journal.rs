@@ -224,6 +224,7 @@ mod tests {
                 },
             ],
             actor: Some(501),
+            costs: true,
         }
     }
 

@@ -13,6 +13,7 @@
 //!   them exactly, recover half-done moves, block a hidden folder's return.
 
 pub mod allowlist;
+pub mod budget;
 pub mod execute;
 pub mod fsops;
 pub mod guard;

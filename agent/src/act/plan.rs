@@ -148,6 +148,11 @@ pub struct Plan {
     /// beyond anyone's reach.
     #[serde(default)]
     pub actor: Option<u32>,
+    /// It stops something that runs or could run — a process, or a program
+    /// that exists — and so counts against the remediation budget
+    /// (`budget`). Moving a plist whose program is gone costs nothing.
+    #[serde(default)]
+    pub costs: bool,
 }
 
 /// Options that shape plans, from configuration.
@@ -230,6 +235,8 @@ fn plan_group(key: String, group: &[&Finding], opts: &PlanOptions) -> Option<Pla
     let program = PathBuf::from(&key);
     let process_uid = processes.first().map(|p| p.uid);
     let actor = actor_of(&items, &processes);
+    let names_a_program = !items.iter().any(|i| i.path == program);
+    let costs = !processes.is_empty() || (names_a_program && program.symlink_metadata().is_ok());
 
     let mut steps = Vec::new();
     for item in &items {
@@ -300,6 +307,7 @@ fn plan_group(key: String, group: &[&Finding], opts: &PlanOptions) -> Option<Pla
         reasons,
         steps,
         actor,
+        costs,
     })
 }
 

@@ -98,6 +98,20 @@ pub enum ConfigError {
         suggestion: Option<&'static str>,
     },
 
+    /// A top-level key that differs from a lenscap key only by case.
+    /// Plist keys are case-sensitive, so `mode` would be ignored and the
+    /// agent would quietly run with the default `Mode`: unlike an unknown
+    /// key (a warning), this is an error.
+    #[error(
+        "{}: `{key}` is not a key; did you mean `{known}`? keys are case-sensitive, so rename it to `{known}`",
+        .path.display()
+    )]
+    KeyCase {
+        path: PathBuf,
+        key: String,
+        known: &'static str,
+    },
+
     #[error(
         "{}: Rules[{second}] reuses the Id {id:?} of Rules[{first}]; give every rule a unique Id",
         .path.display()
@@ -134,6 +148,7 @@ impl ConfigError {
             | ConfigError::Invalid { path, .. }
             | ConfigError::Missing { path, .. }
             | ConfigError::UnknownRuleField { path, .. }
+            | ConfigError::KeyCase { path, .. }
             | ConfigError::DuplicateRuleId { path, .. }
             | ConfigError::RuleWithoutMatcher { path, .. } => path,
         }
@@ -187,6 +202,21 @@ mod tests {
             expected: "an integer 1..=65535".into(),
         };
         assert!(err.to_string().ends_with("; fix the value"), "{err}");
+    }
+
+    #[test]
+    fn key_case_names_the_right_key() {
+        let err = ConfigError::KeyCase {
+            path: PathBuf::from("/p.plist"),
+            key: "mode".into(),
+            known: "Mode",
+        };
+        assert_eq!(
+            err.to_string(),
+            "/p.plist: `mode` is not a key; did you mean `Mode`? keys are case-sensitive, \
+             so rename it to `Mode`"
+        );
+        assert_eq!(err.path(), Path::new("/p.plist"));
     }
 
     #[test]

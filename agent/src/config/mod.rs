@@ -556,6 +556,36 @@ mod tests {
     }
 
     #[test]
+    fn a_miscased_key_is_an_error_in_every_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = write(
+            dir.path(),
+            "bad.plist",
+            &plist_xml("<key>mode</key><string>remediate</string>"),
+        );
+        let absent = dir.path().join("absent.plist");
+        for sources in [
+            Sources::layered(&bad, &absent),
+            Sources::layered(&absent, &bad),
+            // Also under a valid managed file that sets Mode itself.
+            Sources::layered(fixture("managed.plist"), &bad),
+            Sources::explicit(&bad),
+        ] {
+            let err = load(&sources).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::KeyCase { key, known: "Mode", .. } if key == "mode"),
+                "{sources:?}: {err:?}"
+            );
+            assert_eq!(err.path(), bad);
+            assert!(
+                err.to_string()
+                    .contains("`mode` is not a key; did you mean `Mode`? keys are case-sensitive"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn show_json_values_load_back_to_the_same_config() {
         let loaded = load(&Sources::layered(
             fixture("managed.plist"),

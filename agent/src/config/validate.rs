@@ -141,7 +141,8 @@ impl Setting {
     }
 }
 
-/// Validates a whole file. Unknown keys add a warning to `warnings`.
+/// Validates a whole file. Unknown keys add a warning to `warnings`; a key
+/// that is a lenscap key but for its case is an error.
 pub(crate) fn parse_file(
     path: &Path,
     root: &Value,
@@ -158,13 +159,37 @@ pub(crate) fn parse_file(
     for (key, value) in dict {
         match parse_key(&ctx, key, value) {
             Some(setting) => settings.push(setting?),
-            // A profile payload's bookkeeping keys (PayloadUUID, …) are not
-            // ours; admins who paste a payload dict should not get warnings.
-            None if key.starts_with("Payload") => {}
-            None => warnings.push(unknown_key_warning(path, key)),
+            None => {
+                // `mode` is almost certainly meant as `Mode`, but plist keys
+                // are case-sensitive: as a mere warning the agent would run
+                // with the default the admin meant to change (in monitor
+                // mode when they asked for remediate, say). A newer agent's
+                // key cannot collide this way, so an error costs nothing.
+                if let Some(known) = case_twin(key) {
+                    return Err(ConfigError::KeyCase {
+                        path: path.to_path_buf(),
+                        key: key.to_string(),
+                        known,
+                    });
+                }
+                // A profile payload's bookkeeping keys (PayloadUUID, …) are
+                // not ours; admins who paste a payload dict should not get
+                // warnings.
+                if !key.starts_with("Payload") {
+                    warnings.push(unknown_key_warning(path, key));
+                }
+            }
         }
     }
     Ok(settings)
+}
+
+/// The lenscap key `key` equals but for ASCII case, when it is not that
+/// key itself (every key in [`KEYS`] is ASCII).
+pub(crate) fn case_twin(key: &str) -> Option<&'static str> {
+    KEYS.iter()
+        .copied()
+        .find(|known| *known != key && known.eq_ignore_ascii_case(key))
 }
 
 fn unknown_key_warning(path: &Path, key: &str) -> String {
@@ -663,6 +688,55 @@ mod tests {
                 .iter()
                 .any(|w| w.contains("\"Colour\" is ignored; docs/configuration.md"))
         );
+    }
+
+    #[test]
+    fn a_key_that_differs_only_by_case_is_an_error_naming_the_key() {
+        let text = err("mode", s("remediate"));
+        assert_eq!(
+            text,
+            format!(
+                "{FILE}: `mode` is not a key; did you mean `Mode`? keys are case-sensitive, \
+                 so rename it to `Mode`"
+            )
+        );
+        // Whatever the value, and for every key, in any casing.
+        for key in KEYS {
+            for variant in [key.to_ascii_lowercase(), key.to_ascii_uppercase()] {
+                if variant == *key {
+                    continue;
+                }
+                match one(&variant, Value::Boolean(true)) {
+                    Err(ConfigError::KeyCase { key: k, known, .. }) => {
+                        assert_eq!((k.as_str(), known), (variant.as_str(), *key));
+                    }
+                    other => panic!("{variant}: {other:?}"),
+                }
+            }
+        }
+        // A correct key next to its miscased twin still fails the file:
+        // which of the two the admin meant is not ours to guess.
+        let mut dict = Dictionary::new();
+        dict.insert("Mode".into(), s("monitor"));
+        dict.insert("MODE".into(), s("remediate"));
+        let result = parse_file(Path::new(FILE), &Value::Dictionary(dict), &mut Vec::new());
+        assert!(
+            matches!(result, Err(ConfigError::KeyCase { known: "Mode", .. })),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn case_twin_needs_the_same_letters() {
+        assert_eq!(case_twin("tccdatabases"), Some("TCCDatabases"));
+        assert_eq!(case_twin("updateUrl"), Some("UpdateURL"));
+        assert_eq!(case_twin("Mode"), None, "the key itself");
+        assert_eq!(case_twin("Mod"), None);
+        assert_eq!(case_twin("mode "), None);
+        // Non-ASCII look-alikes are not case variants (and stay warnings).
+        assert_eq!(case_twin("M\u{f6}de"), None);
+        assert_eq!(case_twin("\u{1d40}ode"), None);
+        assert_eq!(case_twin(""), None);
     }
 
     fn arb_value() -> impl Strategy<Value = Value> {

@@ -131,22 +131,41 @@ impl Reporter {
         ));
     }
 
-    pub(super) fn breaker(&mut self, open: bool, in_window: usize, window: Duration) {
-        let state = if open {
-            BreakerState::Open
-        } else {
-            BreakerState::Closed
-        };
-        let reason = if open {
-            "MaxRemediationsPerHour reached"
-        } else {
-            "the hour window passed"
-        };
+    /// An actor's breaker opened: critical, naming whose budget and what
+    /// it was spent on, and the plan that is now only monitored.
+    pub(super) fn breaker_opened(
+        &mut self,
+        actor: Option<u32>,
+        programs: &[String],
+        held: &str,
+        window: Duration,
+    ) {
+        let who = actor.map_or_else(|| "an unknown actor".to_string(), |u| format!("uid {u}"));
+        let reason = format!(
+            "MaxRemediationsPerHour reached for {who}: {} distinct running programs remediated \
+             within the window ({}); {held} and the rest of {who}'s findings are monitored only \
+             until it passes — a bad rule, or someone spending the budget on purpose",
+            programs.len(),
+            programs.join(", ")
+        );
         self.record(convert::circuit_breaker(
-            state,
-            reason,
-            u32::try_from(in_window).unwrap_or(u32::MAX),
+            BreakerState::Open,
+            &reason,
+            u32::try_from(programs.len()).unwrap_or(u32::MAX),
             u32::try_from(window.as_secs()).unwrap_or(u32::MAX),
+            actor,
+            programs.to_vec(),
+        ));
+    }
+
+    pub(super) fn breaker_closed(&mut self, actor: Option<u32>, window: Duration) {
+        self.record(convert::circuit_breaker(
+            BreakerState::Closed,
+            "the hour window passed",
+            0,
+            u32::try_from(window.as_secs()).unwrap_or(u32::MAX),
+            actor,
+            Vec::new(),
         ));
     }
 

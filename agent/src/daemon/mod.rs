@@ -21,7 +21,7 @@ pub mod status;
 pub mod sweep;
 pub mod watch;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -29,6 +29,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::act::allowlist;
+use crate::act::budget::{Budget, Charge};
 use crate::act::execute::{self, Context, Notifier, StepEvent};
 use crate::act::guard::{Guard, GuardError};
 use crate::act::journal::{Entry, Journal, JournalError};
@@ -191,8 +192,8 @@ struct Daemon {
     /// Plan key → journal entry id, while the helper is still found.
     planned: BTreeMap<String, String>,
     /// When each remediation of the last hour ran.
-    breaker: VecDeque<Instant>,
-    breaker_open: bool,
+    /// The remediation budget, per actor (`act::budget`).
+    budget: Budget,
     /// Identity of guard.json and allow-rules.json when last read.
     local_state_stamp: Option<(Option<FileStamp>, Option<FileStamp>)>,
     /// Reappeared guarded paths left in place (refused, or monitor mode),
@@ -255,6 +256,7 @@ impl Daemon {
         let journal = Journal::open(&state_dir)?;
         let guard = Guard::open(&state_dir)?;
         let mode = loaded.config.mode;
+        let max_remediations = loaded.config.max_remediations_per_hour;
         let status = Status {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -294,8 +296,7 @@ impl Daemon {
             sweep: SweepState::default(),
             reported: HashMap::new(),
             planned: BTreeMap::new(),
-            breaker: VecDeque::new(),
-            breaker_open: false,
+            budget: Budget::new(max_remediations, BREAKER_WINDOW),
             reinstall_left: HashMap::new(),
             local_state_stamp: None,
             local_rules,
@@ -536,34 +537,45 @@ impl Daemon {
         }
     }
 
+    /// The configured mode, after closing (and reporting) the breakers
+    /// whose window has passed.
     fn effective_mode(&mut self) -> Mode {
-        if self.config().mode == Mode::Monitor {
+        self.budget.set_max(self.config().max_remediations_per_hour);
+        for closed in self.budget.expire(Instant::now()) {
+            tracing::info!(actor = ?closed.actor, "circuit breaker closed: the hour window passed");
+            self.reporter.breaker_closed(closed.actor, BREAKER_WINDOW);
+        }
+        self.status.breaker_open = self.budget.any_open();
+        self.status.effective_mode = self.config().mode;
+        self.status.effective_mode
+    }
+
+    /// The mode one plan runs in: the configured mode, unless the plan's
+    /// actor is over the remediation budget (then monitor, and the first
+    /// time a critical health event says whose budget and on what).
+    fn mode_for(&mut self, plan: &plan::Plan) -> Mode {
+        if self.effective_mode() == Mode::Monitor {
             return Mode::Monitor;
         }
-        let now = Instant::now();
-        while self
-            .breaker
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= BREAKER_WINDOW)
+        match self
+            .budget
+            .charge(plan.actor, &plan.key, plan.costs, Instant::now())
         {
-            self.breaker.pop_front();
-        }
-        let max = usize::try_from(self.config().max_remediations_per_hour).unwrap_or(usize::MAX);
-        let open = self.breaker.len() >= max;
-        if open != self.breaker_open {
-            self.breaker_open = open;
-            self.reporter
-                .breaker(open, self.breaker.len(), BREAKER_WINDOW);
-            if open {
-                tracing::error!(
-                    "circuit breaker open: {} remediations within an hour; monitoring only until the window passes",
-                    self.breaker.len()
-                );
+            Charge::Free | Charge::Spent => Mode::Remediate,
+            Charge::Over { opened, programs } => {
+                if opened {
+                    tracing::error!(
+                        actor = ?plan.actor,
+                        programs = ?programs,
+                        "circuit breaker open: MaxRemediationsPerHour distinct programs of this actor within an hour; its findings are monitored only until the window passes"
+                    );
+                    self.reporter
+                        .breaker_opened(plan.actor, &programs, &plan.key, BREAKER_WINDOW);
+                }
+                self.status.breaker_open = true;
+                Mode::Monitor
             }
         }
-        self.status.breaker_open = open;
-        self.status.effective_mode = if open { Mode::Monitor } else { Mode::Remediate };
-        self.status.effective_mode
     }
 
     fn act_on(&mut self, findings: &[Finding]) {
@@ -578,7 +590,7 @@ impl Daemon {
             if self.planned.contains_key(&p.key) {
                 continue;
             }
-            let mode = self.effective_mode();
+            let mode = self.mode_for(&p);
             let mut entry = Entry::new(p, mode, SystemTime::now());
             if let Err(e) = self.journal.write(&entry) {
                 // Nothing is done that is not journaled first.
@@ -594,7 +606,6 @@ impl Daemon {
                     self.note_entry(&entry);
                 }
                 Mode::Remediate => {
-                    self.breaker.push_back(Instant::now());
                     self.status.remediations += 1;
                     self.execute(&mut entry);
                 }
@@ -635,7 +646,7 @@ impl Daemon {
         if back.is_empty() {
             return;
         }
-        let mode = self.effective_mode();
+        let configured = self.effective_mode();
         // Forget what was left in place at paths that are empty again.
         self.reinstall_left
             .retain(|path, _| back.iter().any(|g| &g.path == path));
@@ -647,7 +658,8 @@ impl Daemon {
                 continue;
             }
             self.status.reinstall_attempts += 1;
-            if mode == Mode::Monitor {
+            let over_budget = self.budget.is_open(g.actor, Instant::now());
+            if configured == Mode::Monitor || over_budget {
                 if let Some(id) = seen {
                     self.reinstall_left.insert(g.path.clone(), id);
                 }

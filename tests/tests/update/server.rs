@@ -9,6 +9,7 @@
 //! a synchronous server in a thread is all a test needs.
 
 use std::io::{Cursor, Write};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -126,7 +127,11 @@ fn serve(server: &Server, port: u16, release: &Release, requests: &Mutex<Vec<Str
 /// `--version` with `lenscap <version>` like the real binary, so the test
 /// can run what was installed.
 pub fn archive(version: &str) -> Vec<u8> {
-    let script = format!("#!/bin/sh\necho \"lenscap {version}\"\n");
+    archive_script(&format!("#!/bin/sh\necho \"lenscap {version}\"\n"))
+}
+
+/// A `.tar.gz` whose `lenscap` is the shell script `script`.
+pub fn archive_script(script: &str) -> Vec<u8> {
     let mut tar = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();
     header.set_size(script.len() as u64);
@@ -134,7 +139,22 @@ pub fn archive(version: &str) -> Vec<u8> {
     header.set_cksum();
     tar.append_data(&mut header, "lenscap", script.as_bytes())
         .expect("append to tar");
-    let tar = tar.into_inner().expect("finish tar");
+    gzip(tar.into_inner().expect("finish tar"))
+}
+
+/// A `.tar.gz` whose `lenscap` is a symbolic link to `target`.
+pub fn archive_symlink(target: &Path) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Symlink);
+    header.set_size(0);
+    header.set_mode(0o777);
+    tar.append_link(&mut header, "lenscap", target)
+        .expect("append a symlink to tar");
+    gzip(tar.into_inner().expect("finish tar"))
+}
+
+fn gzip(tar: Vec<u8>) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&tar).expect("gzip");
     gz.finish().expect("finish gzip")

@@ -159,17 +159,26 @@ fn the_actor_is_who_owns_the_trigger() {
     let mut root = user.clone();
     root.uid = 0;
     // A user's plist: that user, whoever the process claims to be.
-    assert_eq!(actor_of(&[item(Some(501))], &[user.clone()]), Some(501));
+    assert_eq!(
+        actor_of(&[item(Some(501))], std::slice::from_ref(&user)),
+        Some(501)
+    );
     assert_eq!(actor_of(&[item(Some(501))], &[root.clone()]), Some(501));
     // A root-owned plist acts as root.
     assert_eq!(
-        actor_of(&[item(Some(0)), item(Some(501))], &[user.clone()]),
+        actor_of(
+            &[item(Some(0)), item(Some(501))],
+            std::slice::from_ref(&user)
+        ),
         Some(0)
     );
     // Two users' plists: nobody's reach covers both.
     assert_eq!(actor_of(&[item(Some(501)), item(Some(502))], &[]), None);
     // No item (or its plist is gone): the processes, when they agree.
-    assert_eq!(actor_of(&[item(None)], &[user.clone()]), Some(501));
+    assert_eq!(
+        actor_of(&[item(None)], std::slice::from_ref(&user)),
+        Some(501)
+    );
     assert_eq!(actor_of(&[], &[user.clone(), root]), None);
     assert_eq!(actor_of(&[], &[]), None);
 }

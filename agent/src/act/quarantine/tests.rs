@@ -411,7 +411,7 @@ fn an_actor_moves_only_what_it_could_move_itself() {
     let outside = fingerprint(&h.outside);
     // Root's file, named by a user's finding: refused, nothing moved.
     let err = vault
-        .quarantine_as(&[h.outside.clone()], "decoy", None, now(), 1234)
+        .quarantine_as(std::slice::from_ref(&h.outside), "decoy", None, now(), 1234)
         .unwrap_err();
     assert!(
         matches!(
@@ -437,7 +437,7 @@ fn an_actor_moves_only_what_it_could_move_itself() {
     let link = h.home.join("Library/LaunchAgents/hard");
     fs::hard_link(&h.outside, &link).unwrap();
     let err = vault
-        .quarantine_as(&[link.clone()], "hard link", None, now(), 1234)
+        .quarantine_as(std::slice::from_ref(&link), "hard link", None, now(), 1234)
         .unwrap_err();
     assert!(
         matches!(err, QuarantineError::OutsideReach { owner: 0, .. }),
@@ -446,7 +446,7 @@ fn an_actor_moves_only_what_it_could_move_itself() {
     fs::remove_file(&link).unwrap();
     // The user's own plist in the user's own folder: moved.
     let rec = vault
-        .quarantine_as(&[h.plist.clone()], "own", None, now(), 1234)
+        .quarantine_as(std::slice::from_ref(&h.plist), "own", None, now(), 1234)
         .unwrap();
     assert_eq!(rec.state, RecordState::Quarantined);
     assert!(!h.plist.exists());

@@ -57,12 +57,15 @@ pub fn config_changed(changed_keys: &[String], source: &str) -> Body {
     )
 }
 
-/// The remediation circuit breaker tripped (`Open`) or reset (`Closed`).
+/// The remediation circuit breaker of one actor tripped (`Open`, critical)
+/// or reset (`Closed`).
 pub fn circuit_breaker(
     state: BreakerState,
     reason: &str,
     actions_in_window: u32,
     window_seconds: u32,
+    actor_uid: Option<u32>,
+    programs: Vec<String>,
 ) -> Body {
     let message = match state {
         BreakerState::Open => format!(
@@ -70,6 +73,7 @@ pub fn circuit_breaker(
         ),
         BreakerState::Closed => format!("Remediation resumed: {reason}"),
     };
+    let severity = (state == BreakerState::Open).then_some(ev::Severity::Critical);
     health(
         message,
         HealthStatus::CircuitBreaker {
@@ -77,6 +81,9 @@ pub fn circuit_breaker(
             reason: reason.to_string(),
             actions_in_window,
             window_seconds,
+            actor_uid,
+            programs,
+            severity,
         },
     )
 }

@@ -431,8 +431,17 @@ fn health_events_round_trip() {
             "MaxRemediationsPerHour 10 reached",
             10,
             3600,
+            Some(501),
+            vec!["/Users/ann/.x/helper".into()],
         ),
-        circuit_breaker(ev::BreakerState::Closed, "an hour passed", 0, 3600),
+        circuit_breaker(
+            ev::BreakerState::Closed,
+            "an hour passed",
+            0,
+            3600,
+            Some(501),
+            Vec::new(),
+        ),
         outbox_full(1200, 9_000_000, 10_000_000, 37),
         permission_missing(
             "full_disk_access",
