@@ -101,8 +101,8 @@ fn decoy_plists_with_catalog_labels_do_not_spend_the_remediation_budget() {
     }) {
         let reason = e["payload"]["reason"].as_str().unwrap_or_default();
         assert!(
-            !reason.is_empty(),
-            "the breaker opened without a reason: {e:#}"
+            !reason.is_empty() && e["payload"]["severity"] == "critical",
+            "the breaker opened without a critical event saying why: {e:#}"
         );
     }
 }
