@@ -304,6 +304,83 @@ impl Standin {
         standin
     }
 
+    /// [`Standin::start_with`] as an unprivileged user: the stand-in, and so
+    /// every job it starts, runs as `uid`:`gid` with no supplementary groups
+    /// — that user's own launchd, as on a Mac where a LaunchAgent runs as
+    /// the user who is logged in. `state` is created and given to that
+    /// user; the stand-in runs from a root-owned copy in `<state>/bin`. The
+    /// environment is a job's minimal one (`PATH`, `SHELL=/bin/sh`) rather
+    /// than the test's, whose paths that user may not reach. Needs root
+    /// (setuid).
+    pub fn start_as_user(
+        dirs: &[&Path],
+        state: &Path,
+        extra: &[&str],
+        uid: u32,
+        gid: u32,
+    ) -> Standin {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        let open = || std::fs::Permissions::from_mode(0o755);
+        // The user may not reach the build's target directory (a checkout
+        // in a home that is not world-readable): run a root-owned copy.
+        let bin_dir = state.join("bin");
+        std::fs::create_dir_all(&bin_dir).expect("create the stand-in's state dir");
+        let exe = bin_dir.join("launchd-standin");
+        std::fs::copy(fixture_bin("launchd-standin"), &exe).expect("copy the stand-in");
+        for (path, mode) in [
+            (&bin_dir, open()),
+            (&exe, open()),
+            (&state.to_path_buf(), open()),
+        ] {
+            std::fs::set_permissions(path, mode).expect("chmod the stand-in's files");
+        }
+        std::os::unix::fs::chown(state, Some(uid), Some(gid)).expect("chown the state dir");
+        let ready = state.join("ready");
+        let _ = std::fs::remove_file(&ready);
+        let mut cmd = Command::new(&exe);
+        for dir in dirs {
+            cmd.arg("--dir").arg(dir);
+        }
+        cmd.arg("--state").arg(state).args(extra);
+        cmd.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("SHELL", "/bin/sh");
+        // SAFETY: setgroups, setgid and setuid are async-signal-safe system
+        // calls; nothing is allocated between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(0, std::ptr::null()) < 0
+                    || libc::setgid(gid) < 0
+                    || libc::setuid(uid) < 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?} as uid {uid}: {e}"));
+        let mut standin = Standin {
+            child,
+            state: state.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ready.exists() {
+            if let Some(status) = standin.child.try_wait().expect("try_wait") {
+                panic!("launchd-standin (uid {uid}) exited before it was ready: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "launchd-standin (uid {uid}) not ready in 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        standin
+    }
+
     /// The `launchctl` shim, for the daemon's `LaunchctlPath`. Whoever runs
     /// it needs [`STANDIN_SOCK_ENV`] set to [`Standin::sock_path`].
     pub fn launchctl_path() -> PathBuf {
