@@ -540,6 +540,30 @@ pub fn enclosing_bundle(path: &std::path::Path) -> Option<PathBuf> {
     None
 }
 
+/// Paths no plan ever moves, whatever a finding says: the operating
+/// system's own trees. The judge never remediates under `/System`; this is
+/// the second lock on the same door. The actor rule skips them too: naming
+/// what is never moved gets nobody anything.
+const NEVER_MOVED: &[&str] = &[
+    "/System",
+    "/usr/bin",
+    "/usr/sbin",
+    "/usr/lib",
+    "/usr/libexec",
+    "/bin",
+    "/sbin",
+    "/etc",
+    "/private/etc",
+    "/dev",
+    "/proc",
+    "/sys",
+];
+
+/// Is `path` in the operating system's own trees, which no plan moves?
+pub fn never_moved(path: &std::path::Path) -> bool {
+    NEVER_MOVED.iter().any(|p| path.starts_with(p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,24 +24,6 @@ use crate::model::{
     enclosing_bundle,
 };
 
-/// Paths no plan ever moves, whatever a finding says: the operating
-/// system's own trees. The judge never remediates under `/System`; this is
-/// the second lock on the same door.
-const PROTECTED_PREFIXES: &[&str] = &[
-    "/System",
-    "/usr/bin",
-    "/usr/sbin",
-    "/usr/lib",
-    "/usr/libexec",
-    "/bin",
-    "/sbin",
-    "/etc",
-    "/private/etc",
-    "/dev",
-    "/proc",
-    "/sys",
-];
-
 /// One step of a plan. Serialized into the journal, so each variant holds
 /// everything needed to run it after a restart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,8 +174,19 @@ pub fn plans(findings: &[Finding], opts: &PlanOptions) -> Vec<Plan> {
 /// interpreter); else, when nothing on disk is the program, its process
 /// by pid; else the plist itself.
 fn key_of(f: &Finding) -> Option<String> {
-    if let Some(program) = &f.judged_path {
+    // An OS program a plist runs (`/usr/bin/script -qc …`) is never moved,
+    // so it is not what identifies the helper: the plist is.
+    if let Some(program) = f
+        .judged_path
+        .as_deref()
+        .filter(|p| !crate::model::never_moved(p))
+    {
         return Some(program.display().to_string());
+    }
+    if f.kind == FindingKind::Persistence
+        && let Some(p) = &f.persistence
+    {
+        return Some(p.path.display().to_string());
     }
     if let Some(p) = &f.process {
         let what = p
@@ -414,7 +407,7 @@ fn movable(path: &Path, opts: &PlanOptions) -> bool {
     if !path.is_absolute() || path.parent().is_none() {
         return false;
     }
-    if PROTECTED_PREFIXES.iter().any(|p| path.starts_with(p)) {
+    if crate::model::never_moved(path) {
         return false;
     }
     !opts

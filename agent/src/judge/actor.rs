@@ -65,7 +65,7 @@ fn outside(
         return Vec::new();
     };
     let mut out = Vec::new();
-    for path in paths {
+    for path in paths.iter().filter(|p| !crate::model::never_moved(p)) {
         if let Some(&owner) = obs.path_owners.get(*path)
             && owner != actor
         {

@@ -197,14 +197,28 @@ pub fn parse_version_output(output: &[u8]) -> Result<Version, String> {
 /// restarting a daemon that cannot start. It runs only after the signature
 /// check passed, so it is code signed with the release key.
 fn run_version(binary: &Path, timeout: Duration) -> Result<Vec<u8>, String> {
-    let mut child = Command::new(binary)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot start it: {e}"))?;
+    let spawn = || {
+        Command::new(binary)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+    };
+    // A file just written may be "busy" for a moment (ETXTBSY): a child
+    // another thread forked while it was open for writing still holds the
+    // descriptor until that child execs. Asking again shortly settles it.
+    let mut tries = 0;
+    let mut child = loop {
+        match spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            other => break other.map_err(|e| format!("cannot start it: {e}"))?,
+        }
+    };
     let (tx, rx) = mpsc::channel();
     if let Some(stdout) = child.stdout.take() {
         std::thread::spawn(move || {
