@@ -275,9 +275,22 @@ impl Standin {
     /// [`Standin::start`] with more arguments, e.g. `["--throttle-ms", "50"]`.
     pub fn start_with(dirs: &[&Path], state: &Path, extra: &[&str]) -> Standin {
         std::fs::create_dir_all(state).expect("create the stand-in's state dir");
+        let cmd = Command::new(fixture_bin("launchd-standin"));
+        Standin::launch(cmd, dirs, state, extra, "launchd-standin")
+    }
+
+    /// Run `cmd` (the stand-in, already set up to run as someone) on
+    /// `dirs` and wait until it has loaded them and started the RunAtLoad
+    /// jobs. `who` names it in a failure.
+    fn launch(
+        mut cmd: Command,
+        dirs: &[&Path],
+        state: &Path,
+        extra: &[&str],
+        who: &str,
+    ) -> Standin {
         let ready = state.join("ready");
         let _ = std::fs::remove_file(&ready);
-        let mut cmd = Command::new(fixture_bin("launchd-standin"));
         for dir in dirs {
             cmd.arg("--dir").arg(dir);
         }
@@ -285,7 +298,7 @@ impl Standin {
         let child = cmd
             .stdin(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+            .unwrap_or_else(|e| panic!("spawn {who} {cmd:?}: {e}"));
         let mut standin = Standin {
             child,
             state: state.to_path_buf(),
@@ -293,12 +306,9 @@ impl Standin {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !ready.exists() {
             if let Some(status) = standin.child.try_wait().expect("try_wait") {
-                panic!("launchd-standin exited before it was ready: {status}");
+                panic!("{who} exited before it was ready: {status}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "launchd-standin not ready in 10 s"
-            );
+            assert!(Instant::now() < deadline, "{who} not ready in 10 s");
             std::thread::sleep(Duration::from_millis(10));
         }
         standin
@@ -336,13 +346,7 @@ impl Standin {
             std::fs::set_permissions(path, mode).expect("chmod the stand-in's files");
         }
         std::os::unix::fs::chown(state, Some(uid), Some(gid)).expect("chown the state dir");
-        let ready = state.join("ready");
-        let _ = std::fs::remove_file(&ready);
         let mut cmd = Command::new(&exe);
-        for dir in dirs {
-            cmd.arg("--dir").arg(dir);
-        }
-        cmd.arg("--state").arg(state).args(extra);
         cmd.env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("SHELL", "/bin/sh");
@@ -359,26 +363,13 @@ impl Standin {
                 Ok(())
             });
         }
-        let child = cmd
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {cmd:?} as uid {uid}: {e}"));
-        let mut standin = Standin {
-            child,
-            state: state.to_path_buf(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ready.exists() {
-            if let Some(status) = standin.child.try_wait().expect("try_wait") {
-                panic!("launchd-standin (uid {uid}) exited before it was ready: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "launchd-standin (uid {uid}) not ready in 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        standin
+        Standin::launch(
+            cmd,
+            dirs,
+            state,
+            extra,
+            &format!("launchd-standin (uid {uid})"),
+        )
     }
 
     /// The `launchctl` shim, for the daemon's `LaunchctlPath`. Whoever runs
