@@ -18,6 +18,7 @@ pub mod model;
 pub mod observe;
 pub mod parse;
 pub mod platform;
+pub mod policy;
 pub mod render;
 pub mod report;
 pub mod scan;

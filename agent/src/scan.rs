@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::judge::{self, JudgeError, Policy};
+use crate::judge::{self, JudgeError};
 use crate::model::{Finding, FindingKind, HostInfo, ScanError, Verdict};
 use crate::observe::inventory::{self, GatherOptions};
 use crate::observe::signing::SignatureCache;
@@ -37,7 +37,9 @@ pub fn run(
     config: &Config,
     opts: GatherOptions,
 ) -> Result<ScanReport, JudgeError> {
-    let policy = Policy::new(config)?;
+    // The daemon's policy: configured rules, `restore --allow` rules and
+    // the stored fleet policy, not the configured rules alone.
+    let policy = crate::policy::load(config)?;
     let cache = SignatureCache::default();
     let gathered = inventory::gather(platform, config, &cache, opts);
     let findings = judge::judge(&policy, &gathered.observations);

@@ -28,7 +28,6 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use crate::act::allowlist;
 use crate::act::budget::{Budget, Charge};
 use crate::act::execute::{self, Context, Notifier, StepEvent};
 use crate::act::guard::{Guard, GuardError};
@@ -885,30 +884,7 @@ fn count(findings: &[Finding], v: Verdict) -> usize {
     findings.iter().filter(|f| f.verdict == v).count()
 }
 
-/// The policy from configured rules, then the allow rules `quarantine
-/// restore --allow` added, then the fleet policy's rules, and the built-in
-/// catalog plus the fleet's additions. A deny beats an allow wherever
-/// either comes from (judge::verdict), so a fleet deny overrides a local
-/// allow and a fleet allow cannot lift an admin's deny.
-pub fn policy_for(
-    config: &Config,
-    local: &[crate::config::Rule],
-    fleet: &FleetAdditions,
-) -> Result<Policy, JudgeError> {
-    let mut with_local = config.clone();
-    with_local.rules.extend(local.iter().cloned());
-    with_local.rules.extend(fleet.rules.iter().cloned());
-    Policy::new(&with_local)?.with_catalog_additions(fleet.catalog.clone())
-}
-
-/// The local allow rules; a broken file is logged and treated as empty
-/// (the configured rules still apply).
-pub fn load_local_rules(state_dir: &std::path::Path) -> Vec<crate::config::Rule> {
-    allowlist::load(state_dir).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "local allow rules ignored");
-        Vec::new()
-    })
-}
+pub use crate::policy::{load_local_rules, policy_for};
 
 fn create_state_dir(dir: &std::path::Path) -> Result<(), DaemonError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

@@ -207,6 +207,17 @@ fn rogue_helper_is_stopped_quarantined_and_restored_exactly() {
         "{:#?}",
         s.quarantine_list()
     );
+    // `lenscap scan` judges by the same policy: the restored, allowed
+    // helper is `allow` there too, and scan exits 0 (an MDM extension
+    // attribute built on it reports a clean Mac).
+    let scan: Value = serde_json::from_str(&s.lenscap(&["scan", "--json"])).unwrap();
+    let helper = scan["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "listener" && f["process"]["pid"] == pid)
+        .unwrap_or_else(|| panic!("scan lists the helper (pid {pid}): {scan:#}"));
+    assert_eq!(helper["verdict"], "allow", "{helper:#}");
     assert_eq!(d.stop().code(), Some(0), "clean stop; log:\n{}", d.log());
 }
 
