@@ -1,11 +1,15 @@
 //! Fuzz the probe's reply classifier (`lenscap::observe::probe::classify`)
 //! with whatever a listener might send back: it must never panic, must
 //! always decide once the connection is over, and must read a reply the
-//! same however the network splits it into reads.
+//! same however the network splits it into reads. The origin the request
+//! carried only decides whether an `Access-Control-Allow-Origin` is a
+//! reflection; any one will do here.
 #![no_main]
 
 use lenscap::observe::probe::{Reply, classify};
 use libfuzzer_sys::fuzz_target;
+
+const SENT: &str = "https://brolaxen.io";
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the read size, as the probe re-classifies the
@@ -18,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let mut end = 0;
     while end < reply.len() {
         end = (end + step).min(reply.len());
-        match classify(&reply[..end], false) {
+        match classify(&reply[..end], false, SENT) {
             Reply::Incomplete { .. } => {}
             // Decided early: the probe stops reading here, so more bytes
             // must not have turned a "not HTTP" into HTTP.
@@ -28,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let at_eof = classify(reply, true);
+    let at_eof = classify(reply, true, SENT);
     assert!(
         !matches!(at_eof, Reply::Incomplete { .. }),
         "undecided at eof"

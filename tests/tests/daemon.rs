@@ -15,6 +15,9 @@
 //!   helper's folder never make the daemon touch what they point at.
 //! - `daemon/pid_reuse.rs`: a PID reused by another process before the kill
 //!   is not signalled.
+//! - `daemon/probe.rs`: probing beside the sweep — a helper that hangs up
+//!   on a probe's give-away or stays silent at first is still found; and
+//!   the benchmark of a sweep with 1,000 silent listeners.
 //! - `daemon/bench.rs`: the benchmarks in docs/benchmarks.md ("## Daemon"),
 //!   ignored by default; `bench/daemon.sh` runs them on a release build.
 //!
@@ -36,6 +39,8 @@ mod faults;
 mod monitor;
 #[path = "daemon/pid_reuse.rs"]
 mod pid_reuse;
+#[path = "daemon/probe.rs"]
+mod probe;
 #[path = "daemon/remediate.rs"]
 mod remediate;
 #[path = "daemon/symlinks.rs"]

@@ -112,6 +112,9 @@ async fn run_loop(sources: Sources) -> Result<(), DaemonError> {
     };
     let mut tick = interval(d.sweep_interval());
     let mut ticks: u64 = 0;
+    // Probes run beside the sweeps; a result that changes something wakes
+    // the loop to judge at once rather than at the next tick.
+    let probed = d.sweep.probe_results();
     // Self-update: first look 10 minutes after start (not in the boot
     // rush), then every UPDATE_EVERY. Only when configuration allows
     // automatic updates (never by default under MDM, which ships pkgs).
@@ -162,6 +165,7 @@ async fn run_loop(sources: Sources) -> Result<(), DaemonError> {
                     w.refresh(&d.watch_set());
                 }
             }
+            () = probed.notified() => d.cycle(),
         }
     }
     Ok(())

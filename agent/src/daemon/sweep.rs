@@ -3,29 +3,50 @@
 //! Listing sockets is cheap (a few ms); resolving their owners' identities,
 //! signatures and HTTP behaviour is not. So a sweep lists sockets every
 //! time and resolves only what is new: a socket seen in the previous sweep
-//! (same socket id) keeps its owners' identities and its probe result. A
-//! new socket always gets fresh identities for its PIDs, so a PID reused by
-//! a new process is never judged by its predecessor's identity.
+//! (same socket id) keeps its owners' identities. A new socket always gets
+//! fresh identities for its PIDs, so a PID reused by a new process is never
+//! judged by its predecessor's identity; every [`FULL_RESCAN`] all owners
+//! are read again (a fork hands a socket on, an `exec` changes the program).
 //! Persistence is rescanned when a watcher fires or every
 //! [`FULL_RESCAN`], because watchers coalesce and drop events.
+//!
+//! Probing never blocks a sweep: the sweep hands the probes due
+//! ([`Schedule`]: new sockets, unsettled answers with backoff, owner
+//! changes, a refresh every 10 minutes) to the [`Prober`] thread and judges
+//! with the latest results it has. A new socket is held back from judging
+//! until its first probe result arrives (at most [`HOLD_FIRST`]), so a
+//! helper is not first reported as "unknown whether it speaks HTTP" only
+//! to be flagged a moment later; the daemon is woken as soon as a result
+//! changes something ([`SweepState::probe_results`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::judge::Observations;
-use crate::model::{HttpProbe, Listener, PersistenceItem, ProcessIdentity, ScanError};
+use crate::model::{Listener, PersistenceItem, ProcessIdentity, ScanError};
 use crate::observe::inventory::{
     login_items, path_facts, read_processes, startup_items, translocation_mounts,
 };
-use crate::observe::probe;
+use crate::observe::probe::schedule::{Owners, Schedule, Target, Timing};
+use crate::observe::probe::worker::Prober;
 use crate::observe::signing::SignatureCache;
 use crate::platform::Platform;
+use crate::report::upload::backoff::random;
 
 /// Safety-net interval for a full persistence rescan.
 pub const FULL_RESCAN: Duration = Duration::from_secs(30);
 
+/// Probes in flight at once: enough to get through a thousand silent
+/// listeners in ~20 s, few enough not to look like a port scan (each
+/// probe is three connections).
 const PROBE_CONCURRENCY: usize = 16;
+
+/// The longest a new socket waits for its first probe result before it is
+/// judged without one (then as "not probed yet"): the prober may be busy
+/// with a flood of new listeners.
+pub const HOLD_FIRST: Duration = Duration::from_secs(10);
 
 /// What the daemon remembers between sweeps.
 #[derive(Debug, Default)]
@@ -34,7 +55,7 @@ pub struct SweepState {
     listeners: Vec<Listener>,
     last_owner_walk: Option<Instant>,
     processes: BTreeMap<u32, ProcessIdentity>,
-    probes: HashMap<u64, HttpProbe>,
+    probing: Probing,
     persistence: Vec<PersistenceItem>,
     apps: BTreeSet<String>,
     last_rescan: Option<Instant>,
@@ -53,7 +74,37 @@ pub struct Swept {
     pub changed: bool,
 }
 
+/// Probing beside the sweeps.
+#[derive(Debug, Default)]
+struct Probing {
+    schedule: Schedule,
+    /// Started at the first probe; restarted if its thread ever died.
+    prober: Option<Prober>,
+    /// Notified when a result changed something.
+    ready: Arc<tokio::sync::Notify>,
+    /// New sockets not judged yet: waiting for their first result, since.
+    held: HashMap<u64, Instant>,
+}
+
 impl SweepState {
+    /// A sweep state whose probes retry and refresh on `timing` (tests
+    /// shorten it; [`SweepState::default`] uses [`Timing::default`]).
+    pub fn with_probe_timing(timing: Timing) -> SweepState {
+        SweepState {
+            probing: Probing {
+                schedule: Schedule::new(timing),
+                ..Probing::default()
+            },
+            ..SweepState::default()
+        }
+    }
+
+    /// Notified whenever a probe result arrived that changes what is
+    /// known: the daemon then sweeps and judges again at once.
+    pub fn probe_results(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.probing.ready)
+    }
+
     /// Make the next sweep rescan persistence (a watcher fired).
     pub fn mark_persistence_dirty(&mut self) {
         self.persistence_dirty = true;
@@ -68,6 +119,8 @@ impl SweepState {
         now: Instant,
     ) -> Swept {
         let mut errors = Vec::new();
+        // Results that arrived since the last sweep.
+        let mut probes_changed = self.probing.collect(now);
         // Idle machines are the common case: when the set of listening
         // sockets is the one we know, reuse its owners instead of walking
         // every process's descriptors again. Owners can change without the
@@ -103,7 +156,7 @@ impl SweepState {
                 return Swept {
                     observations: self.observations(Vec::new()),
                     errors,
-                    changed: false,
+                    changed: probes_changed,
                 };
             }
         };
@@ -116,15 +169,16 @@ impl SweepState {
             || ids != self.socket_ids
             || (!unchanged && listeners != self.listeners);
 
-        // Fresh identities for the owners of new sockets; forget owners of
-        // nothing.
+        // Fresh identities for the owners of new sockets, and for every
+        // owner when owners are due (an exec keeps the pid and changes the
+        // program); forget owners of nothing.
         let fresh: BTreeSet<u32> = new.iter().flat_map(|l| l.pids.iter().copied()).collect();
         let owners: BTreeSet<u32> = listeners
             .iter()
             .flat_map(|l| l.pids.iter().copied())
             .collect();
         self.processes
-            .retain(|pid, _| owners.contains(pid) && !fresh.contains(pid));
+            .retain(|pid, _| owners.contains(pid) && !fresh.contains(pid) && !owners_due);
         let missing: BTreeSet<u32> = owners
             .iter()
             .copied()
@@ -142,26 +196,30 @@ impl SweepState {
             .extend(read_processes(platform, cache, &parents, &mut errors));
         self.translocated = translocation_mounts(platform, &self.processes);
 
-        // Probe new browser-reachable sockets only.
-        self.probes.retain(|id, _| ids.contains(id));
         if config.probe {
-            let targets: Vec<(std::net::IpAddr, u16)> = new
+            let targets: Vec<Target> = listeners
                 .iter()
                 .filter(|l| l.scope.browser_reachable())
-                .map(|l| (l.address, l.port))
+                .map(|l| Target {
+                    socket_id: l.socket_id,
+                    address: (l.address, l.port),
+                    owners: owners_of(l, &self.processes),
+                })
                 .collect();
-            if !targets.is_empty() {
-                let results = probe::probe_all(
-                    &targets,
-                    Duration::from_millis(config.probe_timeout_ms),
-                    PROBE_CONCURRENCY,
-                );
-                for l in &new {
-                    if let Some(p) = results.get(&(l.address, l.port)) {
-                        self.probes.insert(l.socket_id, p.clone());
-                    }
-                }
+            for l in new.iter().filter(|l| l.scope.browser_reachable()) {
+                self.probing.held.insert(l.socket_id, now);
             }
+            let timeout = Duration::from_millis(config.probe_timeout_ms);
+            if let Err(e) = self.probing.dispatch(&targets, now, timeout) {
+                errors.push(ScanError {
+                    source: "probe".into(),
+                    path: None,
+                    message: format!("cannot start the prober thread: {e}"),
+                });
+            }
+            probes_changed |= self.probing.release_overdue(now);
+        } else {
+            self.probing.stop();
         }
         self.socket_ids = ids;
         self.listeners = listeners.clone();
@@ -182,23 +240,25 @@ impl SweepState {
             return Swept {
                 observations: self.observations(listeners),
                 errors,
-                changed: sockets_changed || persistence_changed,
+                changed: sockets_changed || persistence_changed || probes_changed,
             };
         }
         Swept {
             observations: self.observations(listeners),
             errors,
-            changed: sockets_changed,
+            changed: sockets_changed || probes_changed,
         }
     }
 
-    fn observations(&self, listeners: Vec<Listener>) -> Observations {
+    fn observations(&self, mut listeners: Vec<Listener>) -> Observations {
+        listeners.retain(|l| !self.probing.held.contains_key(&l.socket_id));
         let probes = listeners
             .iter()
             .filter_map(|l| {
-                self.probes
-                    .get(&l.socket_id)
-                    .map(|p| ((l.address, l.port), p.clone()))
+                self.probing
+                    .schedule
+                    .known(l.socket_id)
+                    .map(|k| ((l.address, l.port), k.probe.clone()))
             })
             .collect();
         let facts = path_facts(&self.processes, &self.persistence);
@@ -221,10 +281,84 @@ impl SweepState {
     }
 }
 
+impl Probing {
+    /// Take in the results that arrived. True when what is known about a
+    /// socket changed or a held socket got its first result.
+    fn collect(&mut self, now: Instant) -> bool {
+        let Some(prober) = &self.prober else {
+            return false;
+        };
+        let mut changed = false;
+        for done in prober.results() {
+            let id = done.socket_id;
+            changed |= self.schedule.record(done, now, random());
+            if self.schedule.known(id).is_some() && self.held.remove(&id).is_some() {
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Hand the probes due to the prober (started if need be).
+    fn dispatch(
+        &mut self,
+        targets: &[Target],
+        now: Instant,
+        timeout: Duration,
+    ) -> std::io::Result<()> {
+        let live: std::collections::HashSet<u64> = targets.iter().map(|t| t.socket_id).collect();
+        self.held.retain(|id, _| live.contains(id));
+        if let Some(p) = &self.prober {
+            p.cancel(|id| live.contains(&id));
+        }
+        let jobs = self.schedule.due(targets, now, timeout);
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        if !self.prober.as_ref().is_some_and(Prober::alive) {
+            // The jobs a dead thread held are issued again when the
+            // schedule takes them for lost.
+            self.prober = Some(Prober::start(PROBE_CONCURRENCY, Arc::clone(&self.ready))?);
+        }
+        if let Some(p) = &self.prober {
+            p.submit(jobs);
+        }
+        Ok(())
+    }
+
+    /// Judge held sockets without a probe once they waited [`HOLD_FIRST`].
+    fn release_overdue(&mut self, now: Instant) -> bool {
+        let before = self.held.len();
+        self.held
+            .retain(|_, since| now.saturating_duration_since(*since) < HOLD_FIRST);
+        self.held.len() != before
+    }
+
+    /// Probing was turned off: forget everything, end the thread.
+    fn stop(&mut self) {
+        self.prober = None;
+        self.schedule.clear();
+        self.held.clear();
+    }
+}
+
+/// Who holds `l`, as the schedule compares owners.
+fn owners_of(l: &Listener, processes: &BTreeMap<u32, ProcessIdentity>) -> Owners {
+    l.pids
+        .iter()
+        .filter_map(|pid| processes.get(pid))
+        .map(|p| (p.pid, p.start_time, p.path.clone()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::platform::Native;
+    use std::io::{Read, Write};
+    use std::net::{IpAddr, Ipv4Addr, TcpListener};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn config(dir: &std::path::Path) -> Config {
         Config {
@@ -315,5 +449,227 @@ mod tests {
                 .persistence
                 .is_empty()
         );
+    }
+
+    fn probing_config(dir: &std::path::Path) -> Config {
+        Config {
+            probe: true,
+            probe_timeout_ms: 300,
+            ..config(dir)
+        }
+    }
+
+    fn local(port: u16) -> (IpAddr, u16) {
+        (IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+    }
+
+    /// Answer one request on `stream` with a CORS-open 200.
+    fn answer(mut stream: std::net::TcpStream) {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = stream.read(&mut [0u8; 4096]);
+        let _ = stream.write_all(
+            b"HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: *\r\nContent-Length: 2\r\n\r\nok",
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    /// A helper that says nothing to whoever connects in its first
+    /// `quiet` (the connections are held open), and answers HTTP after.
+    fn shy_server(quiet: Duration) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let born = Instant::now();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                if born.elapsed() < quiet {
+                    held.push(stream);
+                } else {
+                    std::thread::spawn(move || answer(stream));
+                }
+            }
+        });
+        port
+    }
+
+    /// Timing short enough for a test; `reprobe` never comes in one.
+    fn quick() -> Timing {
+        Timing {
+            first_retry: Duration::from_millis(800),
+            max_retry: Duration::from_millis(1500),
+            reprobe: Duration::from_secs(3600),
+        }
+    }
+
+    #[test]
+    fn silent_at_first_is_asked_again_and_then_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = probing_config(dir.path());
+        let cache = SignatureCache::default();
+        let port = shy_server(Duration::from_secs(3));
+        let platform = Only::port(port, &cfg);
+        let mut state = SweepState::with_probe_timing(quick());
+
+        // The sweep that finds the socket hands it to the prober and does
+        // not wait; the socket is held back from judging meanwhile.
+        let first = state.sweep(&platform, &cfg, &cache, Instant::now());
+        assert!(!first.observations.listeners.iter().any(|l| l.port == port));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut answers: Vec<(bool, Option<String>)> = Vec::new();
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let swept = state.sweep(&platform, &cfg, &cache, Instant::now());
+            let listed = swept.observations.listeners.iter().any(|l| l.port == port);
+            let probe = swept.observations.probes.get(&local(port));
+            // Listed exactly when a result is there to judge it by.
+            assert_eq!(listed, probe.is_some());
+            if let Some(p) = probe {
+                let a = (p.http, p.error.clone());
+                if answers.last() != Some(&a) {
+                    // A new answer makes the sweep say "judge again".
+                    assert!(swept.changed);
+                    answers.push(a);
+                }
+                if p.http {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "never seen as HTTP: {answers:?}");
+        }
+        assert_eq!(
+            answers,
+            [
+                (false, Some("no answer within 300 ms".to_string())),
+                (true, None)
+            ]
+        );
+        let p = &state.observations(state.listeners.clone()).probes[&local(port)];
+        assert_eq!(p.cors, crate::model::Cors::Wildcard);
+    }
+
+    /// Native, except that it lists only the test's own listener — so
+    /// the test probes no other test's server — and says it is held by
+    /// `owner` when set; every sweep walks the owners (the socket-id
+    /// shortcut fails).
+    struct Only {
+        native: Native,
+        port: u16,
+        owner: Mutex<Option<u32>>,
+    }
+
+    impl Only {
+        fn port(port: u16, cfg: &Config) -> Only {
+            Only {
+                native: Native::new(cfg.tools()),
+                port,
+                owner: Mutex::new(None),
+            }
+        }
+    }
+
+    impl Platform for Only {
+        fn host_info(&self) -> crate::model::HostInfo {
+            self.native.host_info()
+        }
+        fn listeners(&self) -> Result<Vec<Listener>, crate::platform::PlatformError> {
+            let mut ours = self.native.listeners()?;
+            ours.retain(|l| l.port == self.port);
+            if let Some(pid) = *self.owner.lock().unwrap() {
+                for l in &mut ours {
+                    l.pids = vec![pid];
+                }
+            }
+            Ok(ours)
+        }
+        fn listening_socket_ids(&self) -> Result<BTreeSet<u64>, crate::platform::PlatformError> {
+            Err(crate::platform::PlatformError::io(
+                "/proc/net/tcp",
+                std::io::Error::other("test: always walk owners"),
+            ))
+        }
+        fn process(&self, pid: u32) -> Result<ProcessIdentity, crate::platform::PlatformError> {
+            self.native.process(pid)
+        }
+        fn check_signature(&self, path: &std::path::Path) -> crate::model::Signature {
+            self.native.check_signature(path)
+        }
+        fn login_items(&self) -> Result<Vec<PersistenceItem>, crate::platform::PlatformError> {
+            self.native.login_items()
+        }
+        fn camera_source(&self) -> crate::platform::CameraSource {
+            self.native.camera_source()
+        }
+        fn established_to(
+            &self,
+            ports: &BTreeSet<u16>,
+        ) -> Result<Vec<crate::platform::Established>, crate::platform::PlatformError> {
+            self.native.established_to(ports)
+        }
+        fn notify_user(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String> {
+            self.native.notify_user(uid, title, message)
+        }
+    }
+
+    #[test]
+    fn a_socket_changing_hands_is_probed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = probing_config(dir.path());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&connections);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                counted.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || answer(stream));
+            }
+        });
+        let mut heir = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let platform = Only::port(port, &cfg);
+        let cache = SignatureCache::default();
+        // Nothing is due again within the test but an owner change.
+        let mut state = SweepState::with_probe_timing(Timing {
+            first_retry: Duration::from_secs(3600),
+            max_retry: Duration::from_secs(3600),
+            reprobe: Duration::from_secs(3600),
+        });
+        let sweep_until = |state: &mut SweepState, what: &str, done: &dyn Fn(&Swept) -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let swept = state.sweep(&platform, &cfg, &cache, Instant::now());
+                if done(&swept) {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "{what}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        sweep_until(&mut state, "first probe", &|s| {
+            s.observations.probes.contains_key(&local(port))
+        });
+        let once = connections.load(Ordering::SeqCst);
+        assert_eq!(once, 3, "one probe is three requests");
+        for _ in 0..10 {
+            state.sweep(&platform, &cfg, &cache, Instant::now());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            once,
+            "probed again unasked"
+        );
+
+        // The socket passes to another process (as a fork and exit would):
+        // probed again at once.
+        *platform.owner.lock().unwrap() = Some(heir.id());
+        sweep_until(&mut state, "a probe after the owner changed", &|s| {
+            connections.load(Ordering::SeqCst) >= once + 3
+                && s.observations.processes.contains_key(&heir.id())
+        });
+        let _ = heir.kill();
+        let _ = heir.wait();
     }
 }

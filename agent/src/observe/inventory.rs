@@ -115,11 +115,10 @@ pub fn gather(
             .filter(|l| l.scope.browser_reachable())
             .map(|l| (l.address, l.port))
             .collect();
-        probe::probe_all(
-            &targets,
-            Duration::from_millis(config.probe_timeout_ms),
-            PROBE_CONCURRENCY,
-        )
+        // One-shot: what settled nothing is asked once more, after a
+        // pause of one timeout (the daemon asks again on a schedule).
+        let timeout = Duration::from_millis(config.probe_timeout_ms);
+        probe::probe_all_retrying(&targets, timeout, PROBE_CONCURRENCY, Some(timeout))
     } else {
         BTreeMap::new()
     };

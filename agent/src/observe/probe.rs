@@ -4,17 +4,28 @@
 //! Three requests, each on its own connection, run side by side so that a
 //! listener that accepts and then says nothing costs one timeout, not three:
 //!
-//! - `OPTIONS /` — a CORS preflight from [`PROBE_ORIGIN`];
+//! - `OPTIONS /` — a CORS preflight;
 //! - `GET /` — the status, `Server`, `Content-Type`, CORS and image answer;
 //! - `GET /` with `Upgrade: websocket` — closed as soon as the status line
 //!   is in, so we never speak the WebSocket protocol.
 //!
-//! Only safe methods, no cookies or credentials, `Connection: close`,
-//! redirects recorded and never followed, at most [`MAX_REPLY`]
-//! bytes read per reply, and every connect and read under a deadline. What
-//! the bytes mean is decided by the pure [`classify`].
+//! Each probe looks like a page open in Chrome on this Mac, from a random
+//! foreign origin of its own ([`request`]), so a helper cannot answer the
+//! probe differently from the pages it serves. Only safe methods, no
+//! cookies or credentials, redirects recorded and never followed, at most
+//! [`MAX_REPLY`] bytes read per reply, and every connect and read under a
+//! deadline. What the bytes mean is decided by the pure [`classify`].
+//!
+//! An answer *settles* what a listener is when a request got HTTP (or
+//! TLS) back; anything else — silence, a reset, a hang-up, bytes that are
+//! not HTTP — may be a helper dodging the probe, so the daemon asks again
+//! ([`schedule`], run beside its sweeps by [`worker`]), and `lenscap scan`
+//! asks once more ([`probe_all_retrying`]).
 
 mod reply;
+pub mod request;
+pub mod schedule;
+pub mod worker;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -25,26 +36,42 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
-pub use reply::{
-    BODY_SNIFF, HttpReply, MAX_HEAD, MAX_REPLY, NotHttp, PROBE_ORIGIN, Reply, classify,
-};
+pub use reply::{BODY_SNIFF, HttpReply, MAX_HEAD, MAX_REPLY, NotHttp, Reply, classify};
+pub use request::{Disguise, Kind, USER_AGENT};
 
 use crate::model::{Cors, HttpProbe};
 
-/// A fixed, valid `Sec-WebSocket-Key` (the RFC 6455 sample nonce): we
-/// never complete the handshake, so it need not be random.
-const WEBSOCKET_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+/// One probe's result, and whether it settles what the listener is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probed {
+    pub probe: HttpProbe,
+    pub settled: bool,
+}
 
 /// Probe one listener. A wildcard or IPv4-mapped address is probed through
 /// the loopback address of the same family (see [`reachable`]).
 pub async fn probe(target: SocketAddr, timeout: Duration) -> HttpProbe {
+    probe_settled(target, timeout).await.probe
+}
+
+/// [`probe`], saying whether the answer settles what the listener is. A
+/// fresh [`Disguise`] each time: one origin for the three requests (one
+/// page asks), another for the next probe.
+pub async fn probe_settled(target: SocketAddr, timeout: Duration) -> Probed {
+    probe_as(target, timeout, &Disguise::random()).await
+}
+
+async fn probe_as(target: SocketAddr, timeout: Duration, disguise: &Disguise) -> Probed {
     let target = reachable(target.ip(), target.port());
     let (options, get, websocket) = tokio::join!(
-        exchange(target, Kind::Options, timeout),
-        exchange(target, Kind::Get, timeout),
-        exchange(target, Kind::WebSocket, timeout),
+        exchange(target, Kind::Options, timeout, disguise),
+        exchange(target, Kind::Get, timeout, disguise),
+        exchange(target, Kind::WebSocket, timeout, disguise),
     );
-    combine(&options, &get, &websocket)
+    Probed {
+        probe: combine(&options, &get, &websocket),
+        settled: [&options, &get, &websocket].iter().any(|o| o.settles()),
+    }
 }
 
 /// Probe many listeners from synchronous code, at most `concurrency` at a
@@ -57,6 +84,23 @@ pub fn probe_all(
     timeout: Duration,
     concurrency: usize,
 ) -> BTreeMap<(IpAddr, u16), HttpProbe> {
+    probe_all_retrying(targets, timeout, concurrency, None)
+}
+
+/// [`probe_all`], then — with `retry_after` — once more after that pause
+/// for every listener whose answer did not settle what it is: one
+/// connection cut short, a helper hanging up on its first visitors. A
+/// settled answer from the second round replaces an unsettled one; an
+/// unsettled one keeps the first round's reason. `lenscap scan` is a
+/// one-shot, so it asks again once and not on a schedule as the daemon
+/// does (the cost: `retry_after` plus one probe when anything is
+/// unsettled).
+pub fn probe_all_retrying(
+    targets: &[(IpAddr, u16)],
+    timeout: Duration,
+    concurrency: usize,
+    retry_after: Option<Duration>,
+) -> BTreeMap<(IpAddr, u16), HttpProbe> {
     let keys: BTreeSet<(IpAddr, u16)> = targets.iter().copied().collect();
     if keys.is_empty() {
         return BTreeMap::new();
@@ -65,21 +109,42 @@ pub fn probe_all(
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(probe_many(&keys, timeout, concurrency)),
+        Ok(runtime) => runtime.block_on(async {
+            let mut results = probe_many(&keys, timeout, concurrency).await;
+            let Some(pause) = retry_after else {
+                return results;
+            };
+            let again: BTreeSet<(IpAddr, u16)> = results
+                .iter()
+                .filter(|(_, p)| !p.settled)
+                .map(|(k, _)| *k)
+                .collect();
+            if !again.is_empty() {
+                tokio::time::sleep(pause).await;
+                for (key, p) in probe_many(&again, timeout, concurrency).await {
+                    if p.settled {
+                        results.insert(key, p);
+                    }
+                }
+            }
+            results
+        }),
         Err(e) => all_failed(&keys, &format!("cannot start the probe runtime: {e}")),
     };
-    if tokio::runtime::Handle::try_current().is_err() {
-        return run();
-    }
-    std::thread::scope(|s| s.spawn(run).join())
-        .unwrap_or_else(|_| all_failed(&keys, "the probe thread panicked"))
+    let results = if tokio::runtime::Handle::try_current().is_err() {
+        run()
+    } else {
+        std::thread::scope(|s| s.spawn(run).join())
+            .unwrap_or_else(|_| all_failed(&keys, "the probe thread panicked"))
+    };
+    results.into_iter().map(|(k, p)| (k, p.probe)).collect()
 }
 
 async fn probe_many(
     keys: &BTreeSet<(IpAddr, u16)>,
     timeout: Duration,
     concurrency: usize,
-) -> BTreeMap<(IpAddr, u16), HttpProbe> {
+) -> BTreeMap<(IpAddr, u16), Probed> {
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for &(ip, port) in keys {
@@ -88,7 +153,8 @@ async fn probe_many(
             // The semaphore is never closed, so acquiring cannot fail; if it
             // somehow did, probing unbounded is still correct.
             let _permit = permits.acquire_owned().await.ok();
-            ((ip, port), probe(SocketAddr::new(ip, port), timeout).await)
+            let probed = probe_settled(SocketAddr::new(ip, port), timeout).await;
+            ((ip, port), probed)
         });
     }
     let mut results = BTreeMap::new();
@@ -101,7 +167,7 @@ async fn probe_many(
     for key in keys {
         results
             .entry(*key)
-            .or_insert_with(|| failed("the probe task panicked"));
+            .or_insert_with(|| unsettled("the probe task panicked"));
     }
     results
 }
@@ -118,38 +184,6 @@ pub fn reachable(ip: IpAddr, port: u16) -> SocketAddr {
     SocketAddr::new(ip, port)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Options,
-    Get,
-    WebSocket,
-}
-
-impl Kind {
-    fn request(self, target: SocketAddr) -> String {
-        let (line, extra) = match self {
-            Kind::Options => (
-                "OPTIONS / HTTP/1.1",
-                "Access-Control-Request-Method: GET\r\nConnection: close\r\n".to_string(),
-            ),
-            Kind::Get => ("GET / HTTP/1.1", "Connection: close\r\n".to_string()),
-            Kind::WebSocket => (
-                "GET / HTTP/1.1",
-                format!(
-                    "Upgrade: websocket\r\nConnection: Upgrade\r\n\
-                     Sec-WebSocket-Key: {WEBSOCKET_KEY}\r\nSec-WebSocket-Version: 13\r\n"
-                ),
-            ),
-        };
-        // Host is the address we connect to, as a browser would send it.
-        format!(
-            "{line}\r\nHost: {target}\r\nUser-Agent: lenscap-probe/{}\r\n\
-             Accept: */*\r\nOrigin: {PROBE_ORIGIN}\r\n{extra}\r\n",
-            env!("CARGO_PKG_VERSION")
-        )
-    }
-}
-
 /// How one request went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
@@ -158,7 +192,24 @@ enum Outcome {
     Failed(String),
 }
 
-async fn exchange(target: SocketAddr, kind: Kind, timeout: Duration) -> Outcome {
+impl Outcome {
+    /// Does this answer tell what the listener is? HTTP does, and so does
+    /// TLS (an HTTPS server answering plain text); silence, a hang-up or
+    /// other bytes may be a helper dodging the probe.
+    fn settles(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Http(_) | Outcome::NotHttp(NotHttp::Tls { .. })
+        )
+    }
+}
+
+async fn exchange(
+    target: SocketAddr,
+    kind: Kind,
+    timeout: Duration,
+    disguise: &Disguise,
+) -> Outcome {
     let ms = timeout.as_millis();
     let mut stream = match tokio::time::timeout(timeout, TcpStream::connect(target)).await {
         Err(_) => return Outcome::Failed(format!("connect timed out after {ms} ms")),
@@ -168,8 +219,8 @@ async fn exchange(target: SocketAddr, kind: Kind, timeout: Duration) -> Outcome 
     let deadline = Instant::now() + timeout;
     // A server that spoke first and hung up can make the write fail while
     // its words wait in our receive buffer: read them before giving up.
-    let wrote = match timeout_at(deadline, stream.write_all(kind.request(target).as_bytes())).await
-    {
+    let request = disguise.request(kind, target);
+    let wrote = match timeout_at(deadline, stream.write_all(request.as_bytes())).await {
         Err(_) => Err(format!("sending the request timed out after {ms} ms")),
         Ok(result) => result.map_err(|e| describe(&e)),
     };
@@ -178,30 +229,30 @@ async fn exchange(target: SocketAddr, kind: Kind, timeout: Duration) -> Outcome 
     loop {
         let room = MAX_REPLY - buf.len();
         if room == 0 {
-            return decided(&buf, true);
+            return decided(&buf, true, disguise);
         }
         let want = room.min(chunk.len());
         let read = timeout_at(deadline, stream.read(&mut chunk[..want])).await;
         let n = match read {
             Ok(Ok(n)) => n,
-            Ok(Err(_)) | Err(_) if !buf.is_empty() => return decided(&buf, true),
+            Ok(Err(_)) | Err(_) if !buf.is_empty() => return decided(&buf, true, disguise),
             Ok(Err(e)) => return Outcome::Failed(wrote.err().unwrap_or_else(|| describe(&e))),
             Err(_) => return Outcome::Failed(format!("no answer within {ms} ms")),
         };
         if n == 0 {
             return match (&wrote, buf.is_empty()) {
                 (Err(e), true) => Outcome::Failed(e.clone()),
-                _ => decided(&buf, true),
+                _ => decided(&buf, true, disguise),
             };
         }
         buf.extend_from_slice(&chunk[..n]);
-        match classify(&buf, false) {
+        match classify(&buf, false, disguise.origin()) {
             // The upgrade was accepted: hang up once the status line is
             // whole rather than wait for headers and start a conversation.
             Reply::Incomplete { status: Some(101) }
                 if kind == Kind::WebSocket && buf.contains(&b'\n') =>
             {
-                return decided(&buf, true);
+                return decided(&buf, true, disguise);
             }
             Reply::Incomplete { .. } => {}
             Reply::Http(r) if r.wants_body > 0 => {}
@@ -212,8 +263,8 @@ async fn exchange(target: SocketAddr, kind: Kind, timeout: Duration) -> Outcome 
 }
 
 /// The verdict on the bytes we have, read as final.
-fn decided(buf: &[u8], eof: bool) -> Outcome {
-    match classify(buf, eof) {
+fn decided(buf: &[u8], eof: bool, disguise: &Disguise) -> Outcome {
+    match classify(buf, eof, disguise.origin()) {
         Reply::Http(r) => Outcome::Http(r),
         Reply::NotHttp(n) => Outcome::NotHttp(n),
         // classify never says Incomplete at eof; treat it as cut off if so.
@@ -275,6 +326,13 @@ fn combine(options: &Outcome, get: &Outcome, websocket: &Outcome) -> HttpProbe {
     }
 }
 
+fn unsettled(reason: &str) -> Probed {
+    Probed {
+        probe: failed(reason),
+        settled: false,
+    }
+}
+
 fn failed(reason: &str) -> HttpProbe {
     HttpProbe {
         http: false,
@@ -288,8 +346,8 @@ fn failed(reason: &str) -> HttpProbe {
     }
 }
 
-fn all_failed(keys: &BTreeSet<(IpAddr, u16)>, reason: &str) -> BTreeMap<(IpAddr, u16), HttpProbe> {
-    keys.iter().map(|k| (*k, failed(reason))).collect()
+fn all_failed(keys: &BTreeSet<(IpAddr, u16)>, reason: &str) -> BTreeMap<(IpAddr, u16), Probed> {
+    keys.iter().map(|k| (*k, unsettled(reason))).collect()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! ```text
 //! rogue-helper [--bind ADDR:PORT] [--cors star|reflect|none] [--image]
 //!              [--raw] [--websocket] [--share-with-child] [--camera PATH]
-//!              [--port-file PATH]
+//!              [--silent-for SECS] [--hang-up-on TEXT] [--port-file PATH]
 //! ```
 //!
 //! - `--bind` (default `127.0.0.1:0`): `[::1]:0` binds ::1 only.
@@ -26,6 +26,14 @@
 //!   helper "using the camera", with a regular file standing in for
 //!   `/dev/video0` (the Linux camera-in-use signal is an open descriptor on
 //!   a `CameraDevices` path). Not passed on to a `--share-with-child` child.
+//! - `--silent-for SECS`: a helper dodging a probe that comes right after
+//!   it starts listening — every connection accepted within SECS of its
+//!   first one is read from and never answered (held until the client
+//!   goes). Counted from the first visitor, not from `listen()`, so a
+//!   test does not race the prober's start.
+//! - `--hang-up-on TEXT`: a helper dodging a probe that names itself —
+//!   closes, unanswered, every connection whose `User-Agent` contains
+//!   TEXT (ASCII case-insensitive).
 //! - `--port-file PATH`: once listening (and any child started), writes the
 //!   port to `PATH.tmp` and renames it to `PATH`, so a test that sees the
 //!   file sees a complete port and a ready server.
@@ -42,7 +50,7 @@ use std::path::PathBuf;
 use std::process::{Command, exit};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The status the `--image` GIF encodes as its (width, height).
 const LAUNCHED: (u16, u16) = (2, 1);
@@ -64,6 +72,8 @@ struct Options {
     share_with_child: bool,
     port_file: Option<PathBuf>,
     camera: Option<PathBuf>,
+    silent_for: Option<Duration>,
+    hang_up_on: Option<String>,
     hold_fd: Option<i32>,
     /// The serving flags, passed on to a `--share-with-child` child.
     serve_args: Vec<String>,
@@ -79,6 +89,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         share_with_child: false,
         port_file: None,
         camera: None,
+        silent_for: None,
+        hang_up_on: None,
         hold_fd: None,
         serve_args: Vec::new(),
     };
@@ -107,6 +119,20 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             "--share-with-child" => o.share_with_child = true,
             "--port-file" => o.port_file = Some(PathBuf::from(value()?)),
             "--camera" => o.camera = Some(PathBuf::from(value()?)),
+            "--silent-for" => {
+                let v = value()?;
+                let secs: f64 = v.parse().map_err(|e| format!("--silent-for {v}: {e}"))?;
+                o.silent_for = Some(
+                    Duration::try_from_secs_f64(secs)
+                        .map_err(|e| format!("--silent-for {v}: {e}"))?,
+                );
+                o.serve_args.extend([arg.clone(), v]);
+            }
+            "--hang-up-on" => {
+                let v = value()?;
+                o.hang_up_on = Some(v.to_ascii_lowercase());
+                o.serve_args.extend([arg.clone(), v]);
+            }
             "--hold-fd" => {
                 o.hold_fd = Some(value()?.parse().map_err(|e| format!("--hold-fd: {e}"))?)
             }
@@ -146,7 +172,13 @@ fn main() {
             .unwrap_or_else(|e| fail(&format!("port file {}: {e}", path.display())));
     }
     let opts = Arc::new(opts);
+    let mut first_visit: Option<Instant> = None;
     for stream in listener.incoming().flatten() {
+        let since = *first_visit.get_or_insert_with(Instant::now);
+        if opts.silent_for.is_some_and(|quiet| since.elapsed() < quiet) {
+            thread::spawn(move || hold_silently(stream));
+            continue;
+        }
         let opts = Arc::clone(&opts);
         thread::spawn(move || handle(stream, &opts));
     }
@@ -178,6 +210,12 @@ fn share_with_child(listener: &TcpListener, opts: &Options) -> Result<(), String
     Ok(())
 }
 
+/// Read whatever comes, answer nothing, until the client hangs up.
+fn hold_silently(mut stream: TcpStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    let _ = stream.read_to_end(&mut Vec::new());
+}
+
 fn handle(mut stream: TcpStream, opts: &Options) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     if opts.raw {
@@ -190,6 +228,11 @@ fn handle(mut stream: TcpStream, opts: &Options) {
         return;
     };
     let header = |name: &str| headers.get(name).map(String::as_str);
+    if let (Some(text), Some(agent)) = (&opts.hang_up_on, header("user-agent"))
+        && agent.to_ascii_lowercase().contains(text.as_str())
+    {
+        return;
+    }
     let cors = match (opts.cors, header("origin")) {
         (Cors::Star, _) => "Access-Control-Allow-Origin: *\r\n".to_string(),
         (Cors::Reflect, Some(origin)) => format!("Access-Control-Allow-Origin: {origin}\r\n"),

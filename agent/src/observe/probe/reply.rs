@@ -14,10 +14,6 @@ use std::fmt;
 
 use crate::model::Cors;
 
-/// The foreign origin every probe request claims to come from. `.invalid`
-/// can never resolve (RFC 2606), so no real site is impersonated.
-pub const PROBE_ORIGIN: &str = "http://lenscap-probe.invalid";
-
 /// Most header bytes we read before giving up on finding the end.
 pub const MAX_HEAD: usize = 16 * 1024;
 
@@ -88,21 +84,24 @@ impl fmt::Display for NotHttp {
 }
 
 /// Classify the bytes received so far. With `eof` (connection closed, read
-/// cap or deadline reached) it never answers `Incomplete`.
-pub fn classify(bytes: &[u8], eof: bool) -> Reply {
+/// cap or deadline reached) it never answers `Incomplete`. `origin` is the
+/// `Origin` the request carried: an `Access-Control-Allow-Origin` equal to
+/// it is a reflected origin (each probe sends its own, so a helper cannot
+/// pass off a reflection as one fixed allowed site).
+pub fn classify(bytes: &[u8], eof: bool, origin: &str) -> Reply {
     if let [0x15 | 0x16, 0x03, ..] = bytes {
         return Reply::NotHttp(NotHttp::Tls {
             alert: bytes[0] == 0x15,
         });
     }
     let head = &bytes[..bytes.len().min(MAX_HEAD)];
-    match parse(head) {
+    match parse(head, origin) {
         Parsed::Complete(facts, head_len) => Reply::Http(facts.finish(&bytes[head_len..], false)),
         Parsed::Error => Reply::NotHttp(not_http(bytes)),
         Parsed::Partial(status) if !eof && bytes.len() < MAX_HEAD => Reply::Incomplete { status },
         // Cut off: parse the complete lines we have as if the block ended
         // there, so padding past our cap hides nothing that came before.
-        Parsed::Partial(_) => match salvage(head) {
+        Parsed::Partial(_) => match salvage(head, origin) {
             Some(facts) => Reply::Http(facts.finish(&[], true)),
             None if bytes.is_empty() => Reply::NotHttp(NotHttp::Closed),
             None => Reply::NotHttp(not_http(bytes)),
@@ -150,14 +149,14 @@ fn config() -> httparse::ParserConfig {
     config
 }
 
-fn parse(head: &[u8]) -> Parsed {
+fn parse(head: &[u8], origin: &str) -> Parsed {
     let mut small = [httparse::EMPTY_HEADER; 64];
-    match parse_with(head, &mut small) {
+    match parse_with(head, &mut small, origin) {
         Err(httparse::Error::TooManyHeaders) => {
             // Hundreds of junk headers must not hide the real ones: the
             // shortest header line is 3 bytes (`a:\n`), so this many always fit.
             let mut big = vec![httparse::EMPTY_HEADER; head.len() / 3 + 1];
-            parse_with(head, &mut big).unwrap_or(Parsed::Error)
+            parse_with(head, &mut big, origin).unwrap_or(Parsed::Error)
         }
         other => other.unwrap_or(Parsed::Error),
     }
@@ -166,29 +165,33 @@ fn parse(head: &[u8]) -> Parsed {
 fn parse_with<'b>(
     head: &'b [u8],
     headers: &mut [httparse::Header<'b>],
+    origin: &str,
 ) -> Result<Parsed, httparse::Error> {
     let mut response = httparse::Response::new(headers);
     match config().parse_response(&mut response, head)? {
         httparse::Status::Partial => Ok(Parsed::Partial(response.code)),
         httparse::Status::Complete(len) => {
             let status = response.code.unwrap_or(0);
-            Ok(Parsed::Complete(facts(status, response.headers), len))
+            Ok(Parsed::Complete(
+                facts(status, response.headers, origin),
+                len,
+            ))
         }
     }
 }
 
 /// Parse the complete lines of a cut-off header block as a whole one.
-fn salvage(head: &[u8]) -> Option<Facts> {
+fn salvage(head: &[u8], origin: &str) -> Option<Facts> {
     let last_newline = head.iter().rposition(|&b| b == b'\n')?;
     let mut whole = head[..=last_newline].to_vec();
     whole.extend_from_slice(b"\r\n");
-    match parse(&whole) {
+    match parse(&whole, origin) {
         Parsed::Complete(facts, _) => Some(facts),
         Parsed::Partial(_) | Parsed::Error => None,
     }
 }
 
-fn facts(status: u16, headers: &[httparse::Header<'_>]) -> Facts {
+fn facts(status: u16, headers: &[httparse::Header<'_>], origin: &str) -> Facts {
     let mut facts = Facts {
         status,
         server: None,
@@ -207,7 +210,7 @@ fn facts(status: u16, headers: &[httparse::Header<'_>]) -> Facts {
         } else if name.eq_ignore_ascii_case("content-type") && facts.content_type.is_none() {
             facts.content_type = Some(printable(value));
         } else if name.eq_ignore_ascii_case("access-control-allow-origin") {
-            facts.cors = most_open(facts.cors, cors_of(value));
+            facts.cors = most_open(facts.cors, cors_of(value, origin));
         } else if name.eq_ignore_ascii_case("upgrade") {
             facts.upgrade_websocket |= value.to_ascii_lowercase().contains("websocket");
         } else if name.eq_ignore_ascii_case("content-length") {
@@ -219,12 +222,14 @@ fn facts(status: u16, headers: &[httparse::Header<'_>]) -> Facts {
     facts
 }
 
-/// What one `Access-Control-Allow-Origin` value allows.
-pub fn cors_of(value: &str) -> Cors {
+/// What one `Access-Control-Allow-Origin` value allows, answering a
+/// request from `origin`. Scheme and host compare without case, as
+/// browsers compare them.
+pub fn cors_of(value: &str, origin: &str) -> Cors {
     let value = value.trim();
     if value == "*" {
         Cors::Wildcard
-    } else if value.eq_ignore_ascii_case(PROBE_ORIGIN) {
+    } else if !origin.is_empty() && value.eq_ignore_ascii_case(origin) {
         Cors::Reflected
     } else if value.is_empty() {
         Cors::None
@@ -320,6 +325,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The origin the tests' requests carried.
+    const SENT: &str = "https://brolaxen.io";
+
+    fn classify(bytes: &[u8], eof: bool) -> Reply {
+        super::classify(bytes, eof, SENT)
+    }
+
     fn http(bytes: &[u8]) -> HttpReply {
         match classify(bytes, false) {
             Reply::Http(r) => r,
@@ -344,7 +356,11 @@ mod tests {
                 .cors
         };
         assert_eq!(of("*"), Cors::Wildcard);
-        assert_eq!(of("HTTP://LENSCAP-PROBE.INVALID"), Cors::Reflected);
+        assert_eq!(of("HTTPS://BroLaxen.IO"), Cors::Reflected);
+        // Someone else's origin — an earlier probe's, or the constant
+        // older versions sent — is a specific site, not a reflection.
+        assert_eq!(of("https://brolaxen.com"), Cors::Specific);
+        assert_eq!(of("http://lenscap-probe.invalid"), Cors::Specific);
         assert_eq!(of("https://zoom.us"), Cors::Specific);
         assert_eq!(
             http(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").cors,
@@ -434,9 +450,7 @@ mod tests {
         for i in 0..500 {
             junk.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
         }
-        junk.extend_from_slice(
-            b"Access-Control-Allow-Origin: http://lenscap-probe.invalid\r\n\r\n",
-        );
+        junk.extend_from_slice(b"Access-Control-Allow-Origin: https://brolaxen.io\r\n\r\n");
         assert_eq!(http(&junk).cors, Cors::Reflected);
         // Cut off by the peer mid-header: what arrived still counts.
         let cut = b"HTTP/1.0 403 Forbidden\r\nServer: rogue\r\nContent-Ty";
@@ -444,6 +458,20 @@ mod tests {
             Reply::Http(r) => assert_eq!((r.status, r.server.as_deref()), (403, Some("rogue"))),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn reflection_is_judged_against_the_origin_sent() {
+        let reply = b"HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: https://kaivo.net\r\n\r\n";
+        let cors = |sent| match super::classify(reply, false, sent) {
+            Reply::Http(r) => r.cors,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(cors("https://kaivo.net"), Cors::Reflected);
+        assert_eq!(cors("https://pelmo.app"), Cors::Specific);
+        // No origin sent: nothing can be a reflection of it.
+        assert_eq!(cors(""), Cors::Specific);
+        assert_eq!(cors_of("", ""), Cors::None);
     }
 
     #[test]
@@ -470,7 +498,7 @@ mod tests {
         fn well_formed_responses_are_read(
             status in 100u16..600,
             server in "[ -~]{0,40}",
-            acao in prop_oneof![Just("*".to_string()), Just(PROBE_ORIGIN.to_string()), "https://[a-z]{1,10}\\.example"],
+            acao in prop_oneof![Just("*".to_string()), Just(SENT.to_string()), "https://[a-z]{1,10}\\.example"],
             split in 0usize..200,
         ) {
             let text = format!("HTTP/1.1 {status} X\r\nServer: {server}\r\nAccess-Control-Allow-Origin: {acao}\r\nContent-Type: text/plain\r\n\r\n");
@@ -478,7 +506,7 @@ mod tests {
             let r = http(bytes);
             prop_assert_eq!(r.status, status);
             prop_assert_eq!(r.server.as_deref(), Some(server.trim()));
-            prop_assert_eq!(r.cors, cors_of(&acao));
+            prop_assert_eq!(r.cors, cors_of(&acao, SENT));
             prop_assert_eq!(r.websocket, status == 101);
             // Any strict prefix is incomplete, never an error.
             let cut = split.min(bytes.len() - 1);

@@ -110,27 +110,28 @@ fn cors_star_on_v4_and_v6() {
 }
 
 #[test]
-fn requests_are_the_safe_ones() {
+fn requests_are_the_safe_ones_and_look_like_a_browser() {
     let s = Server::start("127.0.0.1:0", |_| ok_with("", b""));
     s.probe();
     let reqs = s.requests();
     assert_eq!(reqs.len(), 3, "{reqs:?}");
     let host = format!("127.0.0.1:{}", s.addr.port());
+    let origin = header(&reqs[0], "Origin").unwrap().to_string();
+    assert!(origin.starts_with("https://"), "{origin}");
     for r in &reqs {
-        assert_eq!(header(r, "Origin"), Some(PROBE_ORIGIN));
+        // One page asks: the three requests share their origin.
+        assert_eq!(header(r, "Origin"), Some(origin.as_str()));
         assert_eq!(header(r, "Host"), Some(host.as_str()));
-        assert!(
-            header(r, "User-Agent")
-                .unwrap()
-                .starts_with("lenscap-probe/")
-        );
+        assert_eq!(header(r, "User-Agent"), Some(USER_AGENT));
+        assert!(!r.to_ascii_lowercase().contains("lenscap"), "{r}");
         assert!(header(r, "Cookie").is_none() && header(r, "Authorization").is_none());
     }
     let find = |pred: &dyn Fn(&String) -> bool| reqs.iter().find(|r| pred(r)).unwrap();
     let options = find(&|r| r.starts_with("OPTIONS"));
     let ws = find(&|r| header(r, "Upgrade").is_some());
     let get = find(&|r| r.starts_with("GET") && header(r, "Upgrade").is_none());
-    assert!(get.starts_with("GET / HTTP/1.1\r\n") && header(get, "Connection") == Some("close"));
+    assert!(get.starts_with("GET / HTTP/1.1\r\n"));
+    assert_eq!(header(get, "Sec-Fetch-Site"), Some("cross-site"));
     assert_eq!(header(ws, "Upgrade"), Some("websocket"));
     assert!(header(ws, "Sec-WebSocket-Key").is_some());
     assert!(options.starts_with("OPTIONS / HTTP/1.1\r\n"));
@@ -138,6 +139,94 @@ fn requests_are_the_safe_ones() {
         header(options, "Access-Control-Request-Method"),
         Some("GET")
     );
+    // The next probe comes from another page.
+    s.probe();
+    let next = s.requests();
+    assert_eq!(next.len(), 6);
+    let second = header(&next[3], "Origin").unwrap();
+    assert_ne!(second, origin);
+    let keys: Vec<&str> = next
+        .iter()
+        .filter_map(|r| header(r, "Sec-WebSocket-Key"))
+        .collect();
+    assert_eq!(keys.len(), 2);
+    assert_ne!(keys[0], keys[1]);
+}
+
+#[test]
+fn a_helper_hanging_up_on_the_old_give_away_is_still_seen() {
+    // What a helper could do against older versions: close the connection,
+    // unanswered, when the User-Agent names lenscap.
+    let addr = hang_up_on("lenscap");
+    let p = probe_addr(addr, TIMEOUT);
+    assert!(p.http && p.status == Some(200), "{p:?}");
+    assert_eq!(p.cors, Cors::Reflected);
+}
+
+/// A server that closes every connection unanswered whose request head
+/// contains `give_away` (any case), and otherwise reflects the Origin.
+fn hang_up_on(give_away: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            thread::spawn(move || {
+                let head = read_head(&mut stream);
+                if head.to_ascii_lowercase().contains(give_away) {
+                    return;
+                }
+                let origin = header(&head, "Origin").unwrap_or("").to_string();
+                let _ = stream.write_all(&ok_with(
+                    &format!("Access-Control-Allow-Origin: {origin}\r\n"),
+                    b"ok",
+                ));
+                thread::sleep(Duration::from_secs(1));
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_remembered_origin_is_not_a_reflection() {
+    // A helper that allows whatever origin first asked it: the first probe
+    // sees its own origin reflected, the next sees someone else's.
+    let first: Arc<Mutex<Option<String>>> = Arc::default();
+    let s = Server::start("127.0.0.1:0", move |req| {
+        let origin = header(req, "Origin").unwrap_or("").to_string();
+        let allowed = first.lock().unwrap().get_or_insert(origin).clone();
+        ok_with(&format!("Access-Control-Allow-Origin: {allowed}\r\n"), b"")
+    });
+    assert_eq!(s.probe().cors, Cors::Reflected);
+    assert_eq!(s.probe().cors, Cors::Specific);
+}
+
+#[test]
+fn scan_asks_once_more_when_the_first_answer_settles_nothing() {
+    // Hangs up on its first three connections (one probe), then answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for (i, mut stream) in listener.incoming().flatten().enumerate() {
+            thread::spawn(move || {
+                read_head(&mut stream);
+                if i >= 3 {
+                    let _ = stream.write_all(&ok_with("", b"hi"));
+                    thread::sleep(Duration::from_secs(1));
+                }
+            });
+        }
+    });
+    let key = (addr.ip(), addr.port());
+    let once = probe_all_retrying(&[key], TIMEOUT, 1, None);
+    assert!(!once[&key].http, "{:?}", once[&key]);
+    let twice = probe_all_retrying(&[key], TIMEOUT, 1, Some(Duration::from_millis(50)));
+    assert!(twice[&key].http, "{:?}", twice[&key]);
+    // A listener that never answers keeps its first reason.
+    let silent = raw_server("127.0.0.1:0", None);
+    let key = (silent.ip(), silent.port());
+    let p = probe_all_retrying(&[key], TIMEOUT, 1, Some(Duration::from_millis(10)));
+    assert_eq!(p[&key].error.as_deref(), Some("no answer within 500 ms"));
 }
 
 #[test]
@@ -227,7 +316,12 @@ fn upgrade_status_line_alone_is_enough() {
         .enable_all()
         .build()
         .unwrap();
-    let outcome = rt.block_on(exchange(addr, Kind::WebSocket, TIMEOUT));
+    let outcome = rt.block_on(exchange(
+        addr,
+        Kind::WebSocket,
+        TIMEOUT,
+        &Disguise::random(),
+    ));
     assert!(started.elapsed() < TIMEOUT / 2, "{:?}", started.elapsed());
     assert!(
         matches!(&outcome, Outcome::Http(r) if r.websocket),
@@ -268,9 +362,15 @@ fn silent_server_costs_one_timeout() {
     let addr = raw_server("127.0.0.1:0", None);
     let timeout = Duration::from_millis(300);
     let started = Instant::now();
-    let p = probe_addr(addr, timeout);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let probed = rt.block_on(probe_settled(addr, timeout));
     let took = started.elapsed();
     assert!(took >= timeout && took < timeout * 2, "took {took:?}");
+    assert!(!probed.settled);
+    let p = probed.probe;
     assert!(!p.http);
     assert_eq!(p.error.as_deref(), Some("no answer within 300 ms"));
 }
@@ -293,7 +393,14 @@ fn tls_alert_reply() {
         "127.0.0.1:0",
         Some(&[0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46]),
     );
-    let p = probe_addr(addr, TIMEOUT);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let probed = rt.block_on(probe_settled(addr, TIMEOUT));
+    // An HTTPS server has shown what it is; nothing to ask again.
+    assert!(probed.settled);
+    let p = probed.probe;
     assert!(!p.http);
     assert_eq!(p.error.as_deref(), Some("TLS alert: HTTPS listener?"));
 }
