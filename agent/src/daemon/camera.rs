@@ -33,11 +33,19 @@ const CONNECTION_MEMORY_US: u64 = 310 * 1_000_000;
 /// A camera session starting or stopping, for the event stream.
 #[derive(Debug, Clone)]
 pub struct SessionChange {
+    /// When the change was seen (how long its record has waited).
+    pub seen: std::time::Instant,
     pub started: bool,
     pub pid: Option<u32>,
     pub bundle_id: Option<String>,
     pub device: Option<PathBuf>,
     pub duration_us: Option<u64>,
+}
+
+impl SessionChange {
+    pub fn waited(&self) -> std::time::Duration {
+        self.seen.elapsed()
+    }
 }
 
 /// Something the health stream should say.
@@ -345,6 +353,7 @@ fn sessions_of(watcher: &CameraWatcher) -> Vec<CameraSessionObservation> {
 
 fn change_of(e: &CameraUseEvent) -> SessionChange {
     SessionChange {
+        seen: std::time::Instant::now(),
         started: e.change == CameraChange::Start,
         pid: Some(e.session.pid),
         bundle_id: None,
@@ -356,6 +365,7 @@ fn change_of(e: &CameraUseEvent) -> SessionChange {
 fn log_change_of(e: &LogSessionEvent) -> SessionChange {
     let o = e.session.observation();
     SessionChange {
+        seen: std::time::Instant::now(),
         started: e.change == CameraChange::Start,
         pid: o.pid,
         bundle_id: o.bundle_id,

@@ -216,6 +216,11 @@ struct Daemon {
     flagged: std::collections::BTreeSet<(std::net::IpAddr, u16)>,
     /// The last camera_use finding of each open session, for its stop event.
     sessions: BTreeMap<SessionKey, Finding>,
+    /// Camera session starts and stops not yet recorded: while a new
+    /// socket waits for its first probe result, the helper it may be is not
+    /// flagged yet, and a session's start is recorded with the verdict it
+    /// will keep (a helper's camera use is critical from its first event).
+    camera_pending: Vec<SessionChange>,
 }
 
 /// A camera session across sweeps: its pid, or its bundle id when the log
@@ -309,6 +314,7 @@ impl Daemon {
             camera: CameraWatch::new(),
             flagged: Default::default(),
             sessions: BTreeMap::new(),
+            camera_pending: Vec::new(),
         };
         d.recover();
         d.write_status();
@@ -410,8 +416,19 @@ impl Daemon {
                 .collect();
             self.report_findings(&findings);
             // Before acting: the camera session of a helper about to be
-            // contained is on record before the kill ends it.
-            self.report_camera(&findings, &cam.changes);
+            // contained is on record before the kill ends it. While a new
+            // socket awaits its first probe, its verdict (and so that of a
+            // camera session in its tree) may still change: wait for it.
+            self.camera_pending.extend(cam.changes.iter().cloned());
+            let (wait, ready): (Vec<SessionChange>, Vec<SessionChange>) =
+                std::mem::take(&mut self.camera_pending)
+                    .into_iter()
+                    .partition(|c| {
+                        c.waited() < CAMERA_WAIT_MAX
+                            && in_held_tree(c.pid, self.sweep.held_pids(), &swept.observations)
+                    });
+            self.camera_pending = wait;
+            self.report_camera(&findings, &ready);
             self.act_on(&findings);
             self.status.camera_sessions = swept.observations.camera_sessions.len();
             self.status.privacy_grants = swept.observations.grants.len();
@@ -958,3 +975,28 @@ fn own_paths(config: &Config, sources: &Sources) -> Vec<PathBuf> {
 const OWN_LAUNCHD_PLIST: &str = "/Library/LaunchDaemons/io.lenscap.agent.plist";
 /// Where an MDM's configuration profiles land, for every domain.
 const MANAGED_PREFERENCES: &str = "/Library/Managed Preferences";
+
+/// How long a camera session's record may wait for its process's new
+/// socket to be judged (the probe's first-result hold is shorter).
+const CAMERA_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// Does `pid`, or an ancestor of it, hold a socket still waiting for its
+/// first probe result? (Bounded walk: parent chains can loop while pids
+/// are reused.)
+fn in_held_tree(
+    pid: Option<u32>,
+    held: &std::collections::BTreeSet<u32>,
+    obs: &judge::Observations,
+) -> bool {
+    let mut next = pid;
+    for _ in 0..16 {
+        let Some(p) = next.filter(|&p| p > 1) else {
+            return false;
+        };
+        if held.contains(&p) {
+            return true;
+        }
+        next = obs.processes.get(&p).map(|q| q.ppid);
+    }
+    false
+}

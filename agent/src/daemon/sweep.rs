@@ -62,6 +62,8 @@ pub struct SweepState {
     persistence_dirty: bool,
     /// App Translocation bundles of the owners, checked on the platform.
     translocated: BTreeSet<std::path::PathBuf>,
+    /// Pids holding a socket that is held back from judging.
+    held_pids: BTreeSet<u32>,
 }
 
 /// The result of one sweep.
@@ -103,6 +105,13 @@ impl SweepState {
     /// known: the daemon then sweeps and judges again at once.
     pub fn probe_results(&self) -> Arc<tokio::sync::Notify> {
         Arc::clone(&self.probing.ready)
+    }
+
+    /// The pids holding a new socket that is held back from judging,
+    /// waiting for its first probe result: a verdict about them (or their
+    /// children) reached meanwhile may still change.
+    pub fn held_pids(&self) -> &BTreeSet<u32> {
+        &self.held_pids
     }
 
     /// Make the next sweep rescan persistence (a watcher fired).
@@ -250,7 +259,12 @@ impl SweepState {
         }
     }
 
-    fn observations(&self, mut listeners: Vec<Listener>) -> Observations {
+    fn observations(&mut self, mut listeners: Vec<Listener>) -> Observations {
+        self.held_pids = listeners
+            .iter()
+            .filter(|l| self.probing.held.contains_key(&l.socket_id))
+            .flat_map(|l| l.pids.iter().copied())
+            .collect();
         listeners.retain(|l| !self.probing.held.contains_key(&l.socket_id));
         let probes = listeners
             .iter()
