@@ -315,9 +315,21 @@ fn untouchable(p: &ProcessIdentity, policy: &Policy, obs: &Observations) -> bool
             .processes
             .get(&p.ppid)
             .filter(|q| q.pid != 1 && q.pid != p.pid);
+        // Started by an item directly, through its parent, or by launchd
+        // socket activation of a port it holds (correlate's three links).
+        let ports: Vec<String> = obs
+            .listeners
+            .iter()
+            .filter(|l| l.pids.contains(&p.pid))
+            .map(|l| l.port.to_string())
+            .collect();
         obs.persistence.iter().any(|item| {
             starts_process(item, p).is_some()
                 || parent.is_some_and(|q| starts_process(item, q).is_some())
+                || item
+                    .sockets
+                    .iter()
+                    .any(|s| s.service.as_ref().is_some_and(|svc| ports.contains(svc)))
         })
     };
     let os = p.signature.is_apple_platform() || path.is_some_and(|x| x.starts_with("/System"));
