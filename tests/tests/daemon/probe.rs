@@ -161,7 +161,11 @@ impl Dodger {
         let home = root.join("Users/ann");
         let exe = home.join(".acmedodger/acme-dodger");
         let plist = home.join(format!("Library/LaunchAgents/{DODGER}.plist"));
-        let port_file = root.join("port");
+        // The helper runs as ann (the stand-in runs a gui/<uid> job as that
+        // user): it writes its port where ann may write.
+        let port_file = root.join("run/port");
+        std::fs::create_dir_all(root.join("run")).unwrap();
+        chown_tree(&root.join("run"), USER_UID);
         std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
         std::fs::copy(ROGUE, &exe).unwrap();
         let port_arg = ["--port-file", port_file.to_str().unwrap()];
