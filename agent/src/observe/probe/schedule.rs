@@ -13,6 +13,11 @@
 //!   each wait jittered into its upper half so a helper cannot count on
 //!   the moment. A helper that stays silent for its first seconds, or
 //!   hangs up on the first connections, is found by a later try.
+//! - A retry gets a browser's patience: at least [`RETRY_TIMEOUT`] to
+//!   answer, not the first probe's short timeout, so a helper that keeps
+//!   every new connection waiting a few seconds (a browser waits) is still
+//!   seen answering. Retries run beside the sweeps, so their patience
+//!   costs a sweep nothing.
 //! - A settled answer (it spoke HTTP, or TLS) is asked again every
 //!   [`Timing::reprobe`] (jittered down by up to a tenth): a helper that
 //!   changes its answers over time is seen within that period.
@@ -65,6 +70,9 @@ impl Default for Timing {
         }
     }
 }
+
+/// The least time a retry waits for an answer (see the module doc).
+pub const RETRY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a job was issued; lower goes first when the prober is busy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -213,7 +221,11 @@ impl Schedule {
                 address: e.address,
                 urgency: e.urgency,
                 owner: t.owners.first().map_or(0, |o| o.0),
-                timeout,
+                timeout: if e.urgency == Urgency::Retry {
+                    timeout.max(RETRY_TIMEOUT)
+                } else {
+                    timeout
+                },
                 previous: e.known.clone(),
             });
         }
@@ -411,6 +423,8 @@ mod tests {
         let job = s.due(std::slice::from_ref(&t), due, TIMEOUT).remove(0);
         assert_eq!(job.urgency, Urgency::Retry);
         assert_eq!(job.previous, Some(silent()));
+        // The retry waits as a browser would, not the first probe's 300 ms.
+        assert_eq!(job.timeout, TIMEOUT.max(RETRY_TIMEOUT));
         assert!(s.record(done(&job, web()), due, 0));
         assert_eq!(s.known(7), Some(&web()));
         // A later silence does not undo what it showed.
