@@ -10,14 +10,17 @@
 //! Persistence is rescanned when a watcher fires or every
 //! [`FULL_RESCAN`], because watchers coalesce and drop events.
 //!
-//! Probing never blocks a sweep: the sweep hands the probes due
+//! Probing never holds up a sweep: the sweep hands the probes due
 //! ([`Schedule`]: new sockets, unsettled answers with backoff, owner
 //! changes, a refresh every 10 minutes) to the [`Prober`] thread and judges
 //! with the latest results it has. A new socket is held back from judging
 //! until its first probe result arrives (at most [`HOLD_FIRST`]), so a
 //! helper is not first reported as "unknown whether it speaks HTTP" only
-//! to be flagged a moment later; the daemon is woken as soon as a result
-//! changes something ([`SweepState::probe_results`]).
+//! to be flagged a moment later. The sweep that found it gives that first
+//! result [`FIRST_WAIT`] (a local web server answers within milliseconds,
+//! so a helper is judged and contained in the same sweep); after that the
+//! daemon is woken as soon as a result changes something
+//! ([`SweepState::probe_results`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -29,7 +32,7 @@ use crate::model::{Listener, PersistenceItem, ProcessIdentity, ScanError};
 use crate::observe::inventory::{
     login_items, path_facts, read_processes, startup_items, translocation_mounts,
 };
-use crate::observe::probe::schedule::{Owners, Schedule, Target, Timing};
+use crate::observe::probe::schedule::{Done, Owners, Schedule, Target, Timing};
 use crate::observe::probe::worker::Prober;
 use crate::observe::signing::SignatureCache;
 use crate::platform::Platform;
@@ -42,6 +45,12 @@ pub const FULL_RESCAN: Duration = Duration::from_secs(30);
 /// listeners in ~20 s, few enough not to look like a port scan (each
 /// probe is three connections).
 const PROBE_CONCURRENCY: usize = 16;
+
+/// How long a sweep that found new sockets waits for their first probe
+/// results: a local web server answers within a few milliseconds, so a
+/// helper is usually judged in the sweep that found it; a silent one is
+/// judged when its result comes (the daemon is woken for it).
+pub const FIRST_WAIT: Duration = Duration::from_millis(50);
 
 /// The longest a new socket waits for its first probe result before it is
 /// judged without one (then as "not probed yet"): the prober may be busy
@@ -215,16 +224,22 @@ impl SweepState {
                     owners: owners_of(l, &self.processes),
                 })
                 .collect();
-            for l in new.iter().filter(|l| l.scope.browser_reachable()) {
-                self.probing.held.insert(l.socket_id, now);
+            let new_reachable: Vec<u64> = new
+                .iter()
+                .filter(|l| l.scope.browser_reachable())
+                .map(|l| l.socket_id)
+                .collect();
+            for id in &new_reachable {
+                self.probing.held.insert(*id, now);
             }
             let timeout = Duration::from_millis(config.probe_timeout_ms);
-            if let Err(e) = self.probing.dispatch(&targets, now, timeout) {
-                errors.push(ScanError {
+            match self.probing.dispatch(&targets, now, timeout) {
+                Ok(()) => probes_changed |= self.probing.await_first(&new_reachable, now),
+                Err(e) => errors.push(ScanError {
                     source: "probe".into(),
                     path: None,
                     message: format!("cannot start the prober thread: {e}"),
-                });
+                }),
             }
             probes_changed |= self.probing.release_overdue(now);
         } else {
@@ -302,9 +317,44 @@ impl Probing {
         let Some(prober) = &self.prober else {
             return false;
         };
+        // The wake-ups for what is taken in here are spent: without this,
+        // each would cost the daemon a cycle that finds nothing new. First
+        // the permit, then the results, so a result arriving in between
+        // is taken in now and still wakes the daemon (for nothing, once).
+        spend_wakeup(&self.ready);
+        let arrived = prober.results();
+        self.take(arrived, now)
+    }
+
+    /// Give the first probes of `new` sockets up to [`FIRST_WAIT`] to come
+    /// back, so a helper that answers at once is judged in the sweep that
+    /// found it rather than one cycle later. A silent one costs the sweep
+    /// that wait, once.
+    fn await_first(&mut self, new: &[u64], now: Instant) -> bool {
+        let deadline = Instant::now() + FIRST_WAIT;
         let mut changed = false;
-        for done in prober.results() {
+        while new.iter().any(|id| self.held.contains_key(id)) && Instant::now() < deadline {
+            let Some(prober) = &self.prober else {
+                break;
+            };
+            spend_wakeup(&self.ready);
+            let arrived = prober.results_by(deadline);
+            changed |= self.take(arrived, now);
+        }
+        changed
+    }
+
+    fn take(&mut self, arrived: Vec<Done>, now: Instant) -> bool {
+        let mut changed = false;
+        for done in arrived {
             let id = done.socket_id;
+            tracing::debug!(
+                socket = id,
+                settled = done.known.settled,
+                http = done.known.probe.http,
+                error = done.known.probe.error.as_deref().unwrap_or(""),
+                "probe result"
+            );
             changed |= self.schedule.record(done, now, random());
             if self.schedule.known(id).is_some() && self.held.remove(&id).is_some() {
                 changed = true;
@@ -354,6 +404,17 @@ impl Probing {
         self.schedule.clear();
         self.held.clear();
     }
+}
+
+/// Use up a stored wake-up of `ready`, if there is one. (A `notified()`
+/// future polled once takes a stored permit and completes; without one it
+/// only registers, and dropping it unregisters.)
+fn spend_wakeup(ready: &tokio::sync::Notify) {
+    use std::future::Future as _;
+    let mut woken = std::pin::pin!(ready.notified());
+    let _ = woken
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
 }
 
 /// Who holds `l`, as the schedule compares owners.
@@ -524,8 +585,9 @@ mod tests {
         let platform = Only::port(port, &cfg);
         let mut state = SweepState::with_probe_timing(quick());
 
-        // The sweep that finds the socket hands it to the prober and does
-        // not wait; the socket is held back from judging meanwhile.
+        // The sweep that finds the socket hands it to the prober and waits
+        // no longer than FIRST_WAIT; the socket is held back from judging
+        // meanwhile.
         let first = state.sweep(&platform, &cfg, &cache, Instant::now());
         assert!(!first.observations.listeners.iter().any(|l| l.port == port));
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -559,6 +621,21 @@ mod tests {
         );
         let p = &state.observations(state.listeners.clone()).probes[&local(port)];
         assert_eq!(p.cors, crate::model::Cors::Wildcard);
+    }
+
+    #[test]
+    fn a_spent_wakeup_is_gone() {
+        use std::future::Future as _;
+        let ready = tokio::sync::Notify::new();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        ready.notify_one();
+        spend_wakeup(&ready);
+        let mut woken = std::pin::pin!(ready.notified());
+        assert!(woken.as_mut().poll(&mut cx).is_pending());
+        // Nothing stored: spending is a no-op, and a later wake-up counts.
+        spend_wakeup(&ready);
+        ready.notify_one();
+        assert!(woken.as_mut().poll(&mut cx).is_ready());
     }
 
     /// Native, except that it lists only the test's own listener — so

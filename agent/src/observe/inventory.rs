@@ -21,6 +21,10 @@ use crate::platform::{Platform, PlatformError};
 /// listeners, few enough not to look like a port scan.
 const PROBE_CONCURRENCY: usize = 16;
 
+/// Before `lenscap scan` asks again what settled nothing: long enough for
+/// a listener that just reset a connection to be back in `accept`.
+const SCAN_RETRY_PAUSE: Duration = Duration::from_millis(50);
+
 /// Options that come from the command line rather than configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct GatherOptions {
@@ -115,10 +119,10 @@ pub fn gather(
             .filter(|l| l.scope.browser_reachable())
             .map(|l| (l.address, l.port))
             .collect();
-        // One-shot: what settled nothing is asked once more, after a
-        // pause of one timeout (the daemon asks again on a schedule).
+        // One-shot: what settled nothing is asked once more, right away
+        // (at most one more timeout); the daemon asks again on a schedule.
         let timeout = Duration::from_millis(config.probe_timeout_ms);
-        probe::probe_all_retrying(&targets, timeout, PROBE_CONCURRENCY, Some(timeout))
+        probe::probe_all_retrying(&targets, timeout, PROBE_CONCURRENCY, Some(SCAN_RETRY_PAUSE))
     } else {
         BTreeMap::new()
     };

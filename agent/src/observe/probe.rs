@@ -58,11 +58,8 @@ pub async fn probe(target: SocketAddr, timeout: Duration) -> HttpProbe {
 /// fresh [`Disguise`] each time: one origin for the three requests (one
 /// page asks), another for the next probe.
 pub async fn probe_settled(target: SocketAddr, timeout: Duration) -> Probed {
-    probe_as(target, timeout, &Disguise::random()).await
-}
-
-async fn probe_as(target: SocketAddr, timeout: Duration, disguise: &Disguise) -> Probed {
     let target = reachable(target.ip(), target.port());
+    let disguise = &Disguise::random();
     let (options, get, websocket) = tokio::join!(
         exchange(target, Kind::Options, timeout, disguise),
         exchange(target, Kind::Get, timeout, disguise),

@@ -133,12 +133,15 @@ pub struct Known {
 }
 
 /// What is known after `new` arrives where `previous` was: `None` when
-/// nothing changes (the same answer again, or an unsettled answer where a
-/// settled one stands).
+/// nothing changes — the same answer again; an unsettled answer where a
+/// settled one stands; or an unsettled answer where an unsettled one
+/// stands (its reason may differ, a reset instead of silence, but the
+/// judge reads them alike — "whether it speaks HTTP is unknown" — so
+/// the first reason stays and nothing is judged again for it).
 pub fn merge(previous: Option<&Known>, new: &Known) -> Option<Known> {
     match previous {
         Some(p) if p == new => None,
-        Some(p) if p.settled && !new.settled => None,
+        Some(_) if !new.settled => None,
         _ => Some(new.clone()),
     }
 }
@@ -498,6 +501,11 @@ mod tests {
     fn merge_rules() {
         assert_eq!(merge(None, &silent()), Some(silent()));
         assert_eq!(merge(Some(&silent()), &silent()), None);
+        let reset = Known {
+            probe: probe(false, Some("connection reset")),
+            settled: false,
+        };
+        assert_eq!(merge(Some(&silent()), &reset), None);
         assert_eq!(merge(Some(&silent()), &web()), Some(web()));
         assert_eq!(merge(Some(&web()), &silent()), None);
         let other = Known {

@@ -149,6 +149,15 @@ impl Prober {
         self.results.try_iter().collect()
     }
 
+    /// Like [`Prober::results`], but when none has arrived yet wait for
+    /// one until `deadline`.
+    pub fn results_by(&self, deadline: std::time::Instant) -> Vec<Done> {
+        let wait = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut out: Vec<Done> = self.results.recv_timeout(wait).into_iter().collect();
+        out.extend(self.results.try_iter());
+        out
+    }
+
     /// Is the thread still there? (It ends only if a probe panicked the
     /// runtime.)
     pub fn alive(&self) -> bool {
