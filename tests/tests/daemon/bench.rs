@@ -140,9 +140,13 @@ fn rig() -> Rig {
         &[(STANDIN_SOCK_ENV, sock.as_os_str())],
     );
     daemon.wait_sweeps(1);
+    // The helpers run as the user (the stand-in runs a gui/<uid> job as
+    // that user) and write their port files here.
+    let aside = temp_tree();
+    chown_tree(aside.path(), USER_UID);
     Rig {
         root,
-        aside: temp_tree(),
+        aside,
         standin,
         daemon,
         _tree: tree,
