@@ -222,11 +222,22 @@ fn scan_asks_once_more_when_the_first_answer_settles_nothing() {
     assert!(!once[&key].http, "{:?}", once[&key]);
     let twice = probe_all_retrying(&[key], TIMEOUT, 1, Some(Duration::from_millis(50)));
     assert!(twice[&key].http, "{:?}", twice[&key]);
-    // A listener that never answers keeps its first reason.
-    let silent = raw_server("127.0.0.1:0", None);
+    // A listener that lets every request time out is not asked again:
+    // its connections are counted.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = listener.local_addr().unwrap();
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let held = Arc::clone(&accepted);
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            held.lock().unwrap().push(stream);
+        }
+    });
     let key = (silent.ip(), silent.port());
     let p = probe_all_retrying(&[key], TIMEOUT, 1, Some(Duration::from_millis(10)));
     assert_eq!(p[&key].error.as_deref(), Some("no answer within 500 ms"));
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(accepted.lock().unwrap().len(), 3);
 }
 
 #[test]
@@ -369,7 +380,7 @@ fn silent_server_costs_one_timeout() {
     let probed = rt.block_on(probe_settled(addr, timeout));
     let took = started.elapsed();
     assert!(took >= timeout && took < timeout * 2, "took {took:?}");
-    assert!(!probed.settled);
+    assert!(!probed.settled && probed.silent);
     let p = probed.probe;
     assert!(!p.http);
     assert_eq!(p.error.as_deref(), Some("no answer within 300 ms"));
@@ -466,7 +477,7 @@ fn combine_prefers_get_and_reports_reasons() {
         truncated: false,
         wants_body: 0,
     };
-    let timeout = Outcome::Failed("no answer within 5 ms".into());
+    let timeout = Outcome::TimedOut("no answer within 5 ms".into());
     let p = combine(
         &Outcome::Http(reply(204, Cors::Wildcard)),
         &timeout,
