@@ -46,6 +46,9 @@ use crate::model::{Cors, HttpProbe};
 pub struct Probed {
     pub probe: HttpProbe,
     pub settled: bool,
+    /// Every request timed out: asking again right away costs another
+    /// full timeout (the daemon asks later, on its schedule).
+    pub silent: bool,
 }
 
 /// Probe one listener. A wildcard or IPv4-mapped address is probed through
@@ -68,6 +71,9 @@ pub async fn probe_settled(target: SocketAddr, timeout: Duration) -> Probed {
     Probed {
         probe: combine(&options, &get, &websocket),
         settled: [&options, &get, &websocket].iter().any(|o| o.settles()),
+        silent: [&options, &get, &websocket]
+            .iter()
+            .all(|o| matches!(o, Outcome::TimedOut(_))),
     }
 }
 
@@ -85,13 +91,14 @@ pub fn probe_all(
 }
 
 /// [`probe_all`], then — with `retry_after` — once more after that pause
-/// for every listener whose answer did not settle what it is: one
-/// connection cut short, a helper hanging up on its first visitors. A
-/// settled answer from the second round replaces an unsettled one; an
-/// unsettled one keeps the first round's reason. `lenscap scan` is a
-/// one-shot, so it asks again once and not on a schedule as the daemon
-/// does (the cost: `retry_after` plus one probe when anything is
-/// unsettled).
+/// for every listener whose answer did not settle what it is but came
+/// quickly: a connection cut short, a helper hanging up on its first
+/// visitors, bytes that are not HTTP. A listener that let every request
+/// time out is not asked again here: that would cost a one-shot another
+/// full timeout (`lenscap scan` on a machine with one PostgreSQL would
+/// double), and the daemon asks it again on its schedule. A settled
+/// answer from the second round replaces an unsettled one; an unsettled
+/// one keeps the first round's reason.
 pub fn probe_all_retrying(
     targets: &[(IpAddr, u16)],
     timeout: Duration,
@@ -113,7 +120,7 @@ pub fn probe_all_retrying(
             };
             let again: BTreeSet<(IpAddr, u16)> = results
                 .iter()
-                .filter(|(_, p)| !p.settled)
+                .filter(|(_, p)| !p.settled && !p.silent)
                 .map(|(k, _)| *k)
                 .collect();
             if !again.is_empty() {
@@ -187,6 +194,8 @@ enum Outcome {
     Http(HttpReply),
     NotHttp(NotHttp),
     Failed(String),
+    /// Nothing came back before the deadline (connect or answer).
+    TimedOut(String),
 }
 
 impl Outcome {
@@ -209,7 +218,7 @@ async fn exchange(
 ) -> Outcome {
     let ms = timeout.as_millis();
     let mut stream = match tokio::time::timeout(timeout, TcpStream::connect(target)).await {
-        Err(_) => return Outcome::Failed(format!("connect timed out after {ms} ms")),
+        Err(_) => return Outcome::TimedOut(format!("connect timed out after {ms} ms")),
         Ok(Err(e)) => return Outcome::Failed(describe(&e)),
         Ok(Ok(stream)) => stream,
     };
@@ -234,7 +243,7 @@ async fn exchange(
             Ok(Ok(n)) => n,
             Ok(Err(_)) | Err(_) if !buf.is_empty() => return decided(&buf, true, disguise),
             Ok(Err(e)) => return Outcome::Failed(wrote.err().unwrap_or_else(|| describe(&e))),
-            Err(_) => return Outcome::Failed(format!("no answer within {ms} ms")),
+            Err(_) => return Outcome::TimedOut(format!("no answer within {ms} ms")),
         };
         if n == 0 {
             return match (&wrote, buf.is_empty()) {
@@ -296,7 +305,7 @@ fn combine(options: &Outcome, get: &Outcome, websocket: &Outcome) -> HttpProbe {
     let reason = |o: &Outcome| match o {
         Outcome::Http(_) => None,
         Outcome::NotHttp(n) => Some(n.to_string()),
-        Outcome::Failed(e) => Some(e.clone()),
+        Outcome::Failed(e) | Outcome::TimedOut(e) => Some(e.clone()),
     };
     let error = if replies.is_empty() {
         all.iter().find_map(|o| reason(o))
@@ -327,6 +336,7 @@ fn unsettled(reason: &str) -> Probed {
     Probed {
         probe: failed(reason),
         settled: false,
+        silent: false,
     }
 }
 

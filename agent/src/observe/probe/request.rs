@@ -72,12 +72,17 @@ pub enum Kind {
     WebSocket,
 }
 
-/// The browser one probe pretends to be: its page's origin and the
-/// WebSocket key it would send. Random per probe ([`Disguise::random`]).
+/// The browser one probe pretends to be: its page's origin, the WebSocket
+/// key it would send, and how the page names this machine. Random per
+/// probe ([`Disguise::random`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disguise {
     origin: String,
     websocket_key: String,
+    /// Pages reach a helper as `http://localhost:PORT` (ZoomOpener's did)
+    /// or by the address; a helper that answers only one `Host` is found
+    /// by the probes that send the other.
+    by_name: bool,
 }
 
 /// Random bytes for one disguise.
@@ -104,6 +109,7 @@ impl Disguise {
         Disguise {
             origin: format!("https://{name}.{tld}"),
             websocket_key: BASE64.encode(&seed[8..24]),
+            by_name: pick.below(2) == 1,
         }
     }
 
@@ -112,10 +118,21 @@ impl Disguise {
         &self.origin
     }
 
-    /// The bytes of one request to `target` (the address connected to,
-    /// which is what a browser puts in `Host`).
+    /// The `Host` a page reaching `target` sends: `localhost:PORT` or the
+    /// address, as this disguise's page names it (only a loopback address
+    /// has the name).
+    pub fn host(&self, target: SocketAddr) -> String {
+        if self.by_name && target.ip().is_loopback() {
+            format!("localhost:{}", target.port())
+        } else {
+            target.to_string()
+        }
+    }
+
+    /// The bytes of one request to `target`, the address connected to.
     pub fn request(&self, kind: Kind, target: SocketAddr) -> String {
         let origin = &self.origin;
+        let target = self.host(target);
         let mut r = String::with_capacity(768);
         // Header order is Chrome's (HTTP/1.1), so that it gives nothing away either.
         let _ = match kind {
@@ -201,12 +218,13 @@ fn seed() -> Seed {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     fn target() -> SocketAddr {
-        "127.0.0.1:19421".parse().unwrap_or_else(|_| unreachable!())
+        "127.0.0.1:19421".parse().unwrap()
     }
 
     fn all(d: &Disguise) -> [String; 3] {
@@ -231,7 +249,7 @@ mod tests {
                 "{ua}"
             );
             assert_eq!(header(&r, "Origin"), Some(d.origin()));
-            assert_eq!(header(&r, "Host"), Some("127.0.0.1:19421"));
+            assert_eq!(header(&r, "Host"), Some(d.host(target()).as_str()));
             assert_eq!(header(&r, "Accept-Language"), Some(ACCEPT_LANGUAGE));
             // What a browser never sends on these, or a page has none of.
             for absent in ["Cookie", "Authorization", "X-Requested-With"] {
@@ -264,6 +282,24 @@ mod tests {
         assert_eq!(header(&ws, "Sec-WebSocket-Version"), Some("13"));
         let key = header(&ws, "Sec-WebSocket-Key").unwrap_or_default();
         assert_eq!(BASE64.decode(key).map(|k| k.len()).ok(), Some(16), "{key}");
+    }
+
+    #[test]
+    fn pages_name_the_machine_either_way() {
+        let hosts: std::collections::BTreeSet<String> =
+            (0..64).map(|_| Disguise::random().host(target())).collect();
+        let both: std::collections::BTreeSet<String> = ["127.0.0.1:19421", "localhost:19421"]
+            .map(String::from)
+            .into();
+        assert_eq!(hosts, both);
+        let v6: SocketAddr = "[::1]:80".parse().unwrap();
+        for _ in 0..16 {
+            let h = Disguise::random().host(v6);
+            assert!(h == "[::1]:80" || h == "localhost:80", "{h}");
+        }
+        // Only loopback has the name.
+        let lan: SocketAddr = "192.168.1.4:80".parse().unwrap();
+        assert!((0..16).all(|_| Disguise::random().host(lan) == "192.168.1.4:80"));
     }
 
     #[test]

@@ -86,6 +86,9 @@ struct Shared {
     /// A result changed something: the daemon should judge again.
     ready: Arc<Notify>,
     stop: AtomicBool,
+    /// Probes in flight; closed on stop, so a loop waiting for a free
+    /// slot ends at once.
+    slots: Arc<Semaphore>,
 }
 
 /// The prober thread and its two channels.
@@ -108,12 +111,13 @@ impl Prober {
             work: Notify::new(),
             ready,
             stop: AtomicBool::new(false),
+            slots: Arc::new(Semaphore::new(concurrency.max(1))),
         });
         let (tx, results) = mpsc::channel();
         let serving = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("probe".into())
-            .spawn(move || runtime.block_on(serve(serving, tx, concurrency.max(1))))?;
+            .spawn(move || runtime.block_on(serve(serving, tx)))?;
         Ok(Prober {
             shared,
             results,
@@ -177,22 +181,22 @@ impl Prober {
 impl Drop for Prober {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.slots.close();
         self.shared.work.notify_one();
         if let Some(t) = self.thread.take() {
-            // Returns within one probe timeout: tasks in flight are
-            // dropped with the runtime once the loop sees `stop`.
+            // Returns at once: the loop sees `stop` or the closed slots,
+            // and probes in flight are dropped with the runtime.
             let _ = t.join();
         }
     }
 }
 
-async fn serve(shared: Arc<Shared>, tx: mpsc::Sender<Done>, concurrency: usize) {
-    let slots = Arc::new(Semaphore::new(concurrency));
+async fn serve(shared: Arc<Shared>, tx: mpsc::Sender<Done>) {
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         while tasks.try_join_next().is_some() {}
-        // Never closed, so this only waits for a free slot.
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+        // Closed only on stop.
+        let Ok(slot) = Arc::clone(&shared.slots).acquire_owned().await else {
             return;
         };
         let job = loop {
@@ -320,5 +324,26 @@ mod tests {
         assert!(prober.alive());
         assert_eq!(prober.queued(), 0);
         drop(prober);
+    }
+
+    #[test]
+    fn stopping_does_not_wait_for_probes_in_flight() {
+        // Every slot taken by a listener that never answers, within a
+        // timeout far longer than this test.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let prober = Prober::start(1, Arc::new(Notify::new())).unwrap();
+        let mut j = job(1, 1, Urgency::First);
+        j.address.1 = port;
+        j.timeout = Duration::from_secs(600);
+        let mut queued = j.clone();
+        queued.socket_id = 2;
+        prober.submit(vec![j, queued]);
+        std::thread::sleep(Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        drop(prober);
+        // Not a timing assertion: the probe in flight would take ten minutes.
+        assert!(started.elapsed() < Duration::from_secs(60));
+        drop(silent);
     }
 }

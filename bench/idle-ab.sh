@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Idle cost of two lenscap builds side by side (docs/benchmarks.md,
+# "Probing beside the sweep"): both daemons run at the same time on the same
+# machine, so a change in its load falls on both alike. Each gets its own
+# temporary tree (remediate mode, shipping SweepSeconds 2, no persistence,
+# no login items); after WARM seconds, CPU (utime + stime), sweeps and RSS
+# are measured over SECS.
+#
+#   bench/idle-ab.sh BIN_A BIN_B [SECS] [WARM]      (defaults 300 10)
+#
+# e.g. with the build of another commit copied aside:
+#   git worktree add /tmp/old 8397703 && (cd /tmp/old && cargo build --release -p lenscap)
+#   bench/idle-ab.sh target/release/lenscap /tmp/old/target/release/lenscap 300 330
+#
+# Linux only (/proc). Run as root, like the daemon.
+set -euo pipefail
+a=$1; b=$2; secs=${3:-300}; warm=${4:-10}
+hz=$(getconf CLK_TCK)
+start() {
+    local bin=$1 w; w=$(mktemp -d /tmp/lenscap-ab.XXXXXX)
+    mkdir -p "$w/Users/ann/Library/LaunchAgents" "$w/Applications" "$w/private/tmp"
+    cat >"$w/config.plist" <<PLIST
+<?xml version="1.0" encoding="UTF-8"?>
+<plist version="1.0"><dict>
+<key>Mode</key><string>remediate</string>
+<key>PersistenceDirs</key><array><string>$w/Users/*/Library/LaunchAgents</string></array>
+<key>ApplicationDirs</key><array><string>$w/Applications</string></array>
+<key>StateDir</key><string>$w/state</string>
+<key>LoginItems</key><false/>
+</dict></plist>
+PLIST
+    "$bin" run --config "$w/config.plist" >"$w/log" 2>&1 &
+    echo "$! $w"
+}
+read -r pa wa < <(start "$a"); read -r pb wb < <(start "$b")
+trap 'kill $pa $pb 2>/dev/null; wait 2>/dev/null; rm -rf "$wa" "$wb"' EXIT
+sleep "$warm"
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+sweeps() { grep -o '"sweeps": *[0-9]*' "$1/state/status.json" | grep -o '[0-9]*$'; }
+ta=$(ticks $pa); tb=$(ticks $pb); sa=$(sweeps $wa); sb=$(sweeps $wb)
+sleep "$secs"
+for x in "A $a $pa $wa $ta $sa" "B $b $pb $wb $tb $sb"; do
+    set -- $x
+    t=$(( $(ticks $3) - $5 )); s=$(( $(sweeps $4) - $6 ))
+    rss=$(awk '/VmRSS/{print $2}' /proc/$3/status)
+    awk -v n="$1" -v bin="$2" -v t="$t" -v s="$s" -v hz="$hz" -v secs="$secs" -v rss="$rss" 'BEGIN {
+        printf "%s %s: cpu=%.2fs (%.3f%% of one core) sweeps=%d (%.2f ms/sweep) rss=%.1fMB\n",
+            n, bin, t/hz, 100*t/hz/secs, s, 1000*t/hz/(s>0?s:1), rss/1024 }'
+done
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg); listening TCP sockets: $(ss -ltnH | wc -l)"
