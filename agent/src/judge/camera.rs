@@ -50,7 +50,7 @@ pub(crate) fn judge_camera(
     let mut findings: Vec<Finding> = obs
         .grants
         .iter()
-        .map(|g| judge_grant(policy, &helpers, g))
+        .map(|g| judge_grant(policy, obs, &helpers, g))
         .collect();
     findings.extend(
         obs.camera_sessions

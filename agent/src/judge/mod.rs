@@ -107,12 +107,19 @@
 //!    microphone and screen capture, high for Full Disk Access.
 //! 2. It gives access and an admin deny rule matches the client → report,
 //!    high, with the rule.
-//! 3. It gives access and is new since the previous read of its database
+//! 3. It gives access and an admin allow rule matches the client (bundle
+//!    id → `BundleID`/`SigningID`, path → `Path`) while something below
+//!    would report it → allow, with the rule id.
+//! 4. It gives access and the client, judged on its own with nothing
+//!    running, is the catalog's (its bundle id — TCC vouches for it by the
+//!    code requirement — or its path) → report, critical (high for Full
+//!    Disk Access), with the catalog entry; a path client whose program
+//!    lives where no installed app put it (hidden, temporary, support
+//!    folder, outside every app) or is gone → report, high.
+//! 5. It gives access and is new since the previous read of its database
 //!    → report, medium (all four services: a new Full Disk Access grant is
-//!    no less worth a look) — unless an admin allow rule matches the
-//!    client (bundle id → `BundleID`/`SigningID`, path → `Path`): allow,
-//!    with the rule id.
-//! 4. Else allow, info, one line saying who may (or is denied) what.
+//!    no less worth a look).
+//! 6. Else allow, info, one line saying who may (or is denied) what.
 
 use crate::model::Finding;
 

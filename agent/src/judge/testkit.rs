@@ -431,9 +431,11 @@ pub(crate) fn tcc_grant(
 /// A grant read from the user's TCC.db; `new` as the daemon's diff says.
 pub(crate) fn grant_seen(grant: crate::model::TccGrant, new: bool) -> GrantObservation {
     GrantObservation {
-        grant,
         database: user_tcc_db(),
         new,
+        // A path client's program is there unless a test says otherwise.
+        client_exists: (grant.client_type == crate::model::TccClientType::Path).then_some(true),
+        grant,
     }
 }
 

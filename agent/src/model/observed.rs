@@ -134,6 +134,9 @@ pub struct GrantObservation {
     /// Not in the previous read of that database (the daemon's diff);
     /// always false in `lenscap scan`, which has no previous read.
     pub new: bool,
+    /// A path client: is its program on disk now (lstat)? `None` for a
+    /// bundle-id client, or when observe could not tell.
+    pub client_exists: Option<bool>,
 }
 
 /// One camera session: who (a pid, or only a bundle id when the log line

@@ -7,9 +7,11 @@ use std::path::Path;
 use super::Helper;
 use crate::config::RuleAction;
 use crate::fsutil::rfc3339;
+use crate::judge::listener::installed_app;
+use crate::judge::locate::{self, Context};
 use crate::judge::rules;
 use crate::judge::subject::Subject;
-use crate::judge::{GrantObservation, Policy};
+use crate::judge::{GrantObservation, Observations, Policy};
 use crate::model::{CameraRef, Finding, FindingKind, Severity, Verdict};
 use crate::model::{TccAuth, TccClientType, TccGrant, TccReason, TccService};
 
@@ -125,8 +127,65 @@ fn grant_subject(g: &TccGrant) -> Subject<'_> {
     }
 }
 
+/// What a grant's client tells by itself, with no helper running: the
+/// known-bad catalog names it, or (a path client) its program lives where
+/// no installed app put it, or is gone. Judged by the same evidence as a
+/// helper: the catalog on the client's identity (a bundle id TCC vouches
+/// for, a path), the place on the path as `locate` reads it.
+struct ClientConcern {
+    /// `(catalog entry id, reasons)` when the catalog names the client.
+    catalog: Option<(String, Vec<String>)>,
+    /// Why the path client's place is undisclosed, or that it is gone.
+    place: Vec<String>,
+}
+
+fn client_concern(policy: &Policy, obs: &Observations, o: &GrantObservation) -> ClientConcern {
+    let g = &o.grant;
+    let subject = grant_subject(g);
+    let installed = installed_app(policy, obs);
+    let catalog = policy
+        .catalog
+        .find(&subject, &installed)
+        // A copy embedded in its installed parent app is that app's own.
+        .filter(|hit| hit.embedded_in.is_none())
+        .map(|hit| {
+            let mut reasons = hit.reasons;
+            if hit.claims_only {
+                reasons.push(
+                    "only its name matches, which anyone can claim; a grant to it is reported \
+                     all the same"
+                        .into(),
+                );
+            }
+            (hit.id, reasons)
+        });
+    let mut place = Vec::new();
+    if g.client_type == TccClientType::Path {
+        let path = Path::new(&g.client);
+        if o.client_exists == Some(false) {
+            place.push(format!(
+                "the program it was granted to, {}, is gone: the grant outlived its app",
+                path.display()
+            ));
+        } else {
+            // A grant is not a person starting a program, but a program a
+            // person keeps in a toolchain folder may well hold one: judged
+            // as a person's choice, as for a process started from a shell.
+            let ctx = Context {
+                homes: &obs.home_dirs,
+                translocated: &obs.translocated,
+                persistent: false,
+            };
+            let at = locate::program_place(path, policy, &ctx);
+            place.extend(at.traits(false));
+        }
+    }
+    ClientConcern { catalog, place }
+}
+
 pub(super) fn judge_grant(
     policy: &Policy,
+    obs: &Observations,
     helpers: &[Helper<'_>],
     o: &GrantObservation,
 ) -> Finding {
@@ -145,6 +204,19 @@ pub(super) fn judge_grant(
             o.database.display()
         ));
     }
+    let concern = if grants && owner.is_none() {
+        client_concern(policy, obs, o)
+    } else {
+        ClientConcern {
+            catalog: None,
+            place: Vec::new(),
+        }
+    };
+    let (spy_severity, spy_word) = if spies(g.service) {
+        (Severity::Critical, "critical")
+    } else {
+        (Severity::High, "high")
+    };
 
     let (verdict, severity, rule) = match (grants, owner, hit) {
         (true, Some((h, how)), _) => {
@@ -153,16 +225,12 @@ pub(super) fn judge_grant(
                 h.describe(),
                 h.flagged_by()
             ));
-            let (severity, word) = if spies(g.service) {
-                (Severity::Critical, "critical")
-            } else {
-                (Severity::High, "high")
-            };
             reasons.push(format!(
-                "a helper lenscap remediates holds access to {what}: reported, {word} (lenscap \
-                 does not revoke privacy grants; remediating the helper ends its use of this one)"
+                "a helper lenscap remediates holds access to {what}: reported, {spy_word} \
+                 (lenscap does not revoke privacy grants; remediating the helper ends its use of \
+                 this one)"
             ));
-            (Verdict::Report, severity, h.finding.rule.clone())
+            (Verdict::Report, spy_severity, h.finding.rule.clone())
         }
         (true, None, Some(hit)) if hit.action == RuleAction::Deny => {
             reasons.extend(hit.reasons);
@@ -172,24 +240,40 @@ pub(super) fn judge_grant(
             ));
             (Verdict::Report, Severity::High, Some(hit.id))
         }
-        (true, None, hit) if o.new => match hit {
-            Some(hit) => {
-                reasons.extend(hit.reasons);
-                reasons.push(
-                    "an admin allow rule covers this client, so a new grant is expected: \
-                         allowed"
-                        .into(),
-                );
-                (Verdict::Allow, Severity::Info, Some(hit.id))
-            }
-            None => {
-                reasons.push(format!(
-                    "a new grant of {what} is worth a look: reported (nothing ties it to a \
-                         flagged helper)"
-                ));
-                (Verdict::Report, Severity::Medium, None)
-            }
-        },
+        (true, None, Some(hit))
+            if o.new || concern.catalog.is_some() || !concern.place.is_empty() =>
+        {
+            reasons.extend(concern.catalog.into_iter().flat_map(|(_, r)| r));
+            reasons.extend(concern.place);
+            reasons.extend(hit.reasons);
+            reasons.push(
+                "an admin allow rule covers this client, so the grant is expected: allowed".into(),
+            );
+            (Verdict::Allow, Severity::Info, Some(hit.id))
+        }
+        (true, None, None) if concern.catalog.is_some() => {
+            let (id, why) = concern.catalog.unwrap_or_default();
+            reasons.extend(why);
+            reasons.push(format!(
+                "a known-bad helper holds access to {what}, running or not: reported, {spy_word} \
+                 (lenscap does not revoke privacy grants)"
+            ));
+            (Verdict::Report, spy_severity, Some(id))
+        }
+        (true, None, None) if !concern.place.is_empty() => {
+            reasons.extend(concern.place);
+            reasons.push(format!(
+                "a program no installed app accounts for holds access to {what}: reported, high"
+            ));
+            (Verdict::Report, Severity::High, None)
+        }
+        (true, None, None) if o.new => {
+            reasons.push(format!(
+                "a new grant of {what} is worth a look: reported (nothing ties it to a flagged \
+                 helper)"
+            ));
+            (Verdict::Report, Severity::Medium, None)
+        }
         _ => (Verdict::Allow, Severity::Info, None),
     };
 
@@ -220,3 +304,6 @@ pub(super) fn judge_grant(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests;
