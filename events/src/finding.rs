@@ -324,6 +324,13 @@ pub struct HttpProbe {
     /// Answers with an image: the Zoom trick of encoding status in the
     /// image's dimensions to get round CORS.
     pub image: bool,
+    /// The CORS preflight that asks for a private (local) network
+    /// (`Access-Control-Request-Private-Network: true`) was answered with
+    /// `Access-Control-Allow-Private-Network: true`: the helper opts in to
+    /// being reached from public web pages. Absent (false) in events of
+    /// agents that did not ask.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private_network: bool,
     /// The reason the probe could not finish, if it could not.
     pub error: Option<String>,
 }

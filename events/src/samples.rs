@@ -108,6 +108,7 @@ pub fn zoom_finding(verdict: Verdict, rule: Option<&str>) -> DetectionFinding {
                 content_type: Some("image/gif".into()),
                 cors: Cors::None,
                 image: true,
+                private_network: false,
                 error: None,
             }),
             camera: None,

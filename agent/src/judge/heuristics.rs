@@ -114,6 +114,8 @@ pub(crate) fn web_reach(l: &Listener, probe: Option<&HttpProbe>) -> (Reach, Vec<
             what.push("accepts WebSocket connections".to_string());
         }
         reasons.push(format!("it {}", what.join(" and ")));
+        reasons.extend(super::browsers::opt_in_note(probe));
+        reasons.extend(super::browsers::reach_note(probe));
         return (Reach::Yes, reasons);
     }
     match &probe.error {
@@ -442,6 +444,7 @@ mod tests {
         let probe = HttpProbe {
             cors: Cors::Reflected,
             image: true,
+            private_network: false,
             ..http("")
         };
         assert_eq!(aggravating_probe(Some(&probe)).len(), 2);

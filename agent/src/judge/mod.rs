@@ -124,6 +124,7 @@
 use crate::model::Finding;
 
 mod actor;
+mod browsers;
 mod camera;
 mod catalog;
 mod catalog_match;

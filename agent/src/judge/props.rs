@@ -180,17 +180,21 @@ fn probe() -> impl Strategy<Value = HttpProbe> {
         cors,
         any::<bool>(),
         proptest::option::of("[a-z ]{0,10}"),
+        any::<bool>(),
     )
-        .prop_map(|(http, websocket, cors, image, error)| HttpProbe {
-            http,
-            websocket,
-            status: None,
-            server: None,
-            content_type: None,
-            cors,
-            image,
-            error,
-        })
+        .prop_map(
+            |(http, websocket, cors, image, error, private_network)| HttpProbe {
+                http,
+                websocket,
+                status: None,
+                server: None,
+                content_type: None,
+                cors,
+                image,
+                private_network,
+                error,
+            },
+        )
 }
 
 fn item() -> impl Strategy<Value = PersistenceItem> {

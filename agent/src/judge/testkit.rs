@@ -173,6 +173,7 @@ pub(crate) fn http(server: &str) -> HttpProbe {
         content_type: Some("text/html".into()),
         cors: Cors::None,
         image: false,
+        private_network: false,
         error: None,
     }
 }
@@ -186,6 +187,7 @@ pub(crate) fn not_http() -> HttpProbe {
         content_type: None,
         cors: Cors::None,
         image: false,
+        private_network: false,
         error: None,
     }
 }
@@ -205,6 +207,7 @@ pub(crate) fn zoom_image_probe() -> HttpProbe {
         content_type: Some("image/gif".into()),
         server: None,
         image: true,
+        private_network: false,
         ..http("")
     }
 }

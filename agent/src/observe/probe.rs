@@ -328,6 +328,8 @@ fn combine(options: &Outcome, get: &Outcome, websocket: &Outcome) -> HttpProbe {
             })
             .fold(Cors::None, reply::most_open),
         image: get_reply.is_some_and(|r| r.image),
+        // Only the preflight asks for a private network.
+        private_network: matches!(options, Outcome::Http(r) if r.private_network),
         error,
     }
 }
@@ -349,6 +351,7 @@ fn failed(reason: &str) -> HttpProbe {
         content_type: None,
         cors: Cors::None,
         image: false,
+        private_network: false,
         error: Some(reason.to_string()),
     }
 }

@@ -50,6 +50,9 @@ pub struct HttpReply {
     pub websocket: bool,
     /// `Content-Type: image/*`, or image magic at the start of the body.
     pub image: bool,
+    /// `Access-Control-Allow-Private-Network: true`: the answer to a
+    /// preflight that asked for a private network opts in.
+    pub private_network: bool,
     /// The header block was cut (read cap or connection end); the facts
     /// come from the complete header lines that did arrive.
     pub truncated: bool,
@@ -131,6 +134,7 @@ struct Facts {
     upgrade_websocket: bool,
     content_length: Option<usize>,
     chunked: bool,
+    private_network: bool,
 }
 
 enum Parsed {
@@ -200,6 +204,7 @@ fn facts(status: u16, headers: &[httparse::Header<'_>], origin: &str) -> Facts {
         upgrade_websocket: false,
         content_length: None,
         chunked: false,
+        private_network: false,
     };
     for header in headers {
         let value = String::from_utf8_lossy(header.value);
@@ -215,6 +220,8 @@ fn facts(status: u16, headers: &[httparse::Header<'_>], origin: &str) -> Facts {
             facts.upgrade_websocket |= value.to_ascii_lowercase().contains("websocket");
         } else if name.eq_ignore_ascii_case("content-length") {
             facts.content_length = value.parse().ok();
+        } else if name.eq_ignore_ascii_case("access-control-allow-private-network") {
+            facts.private_network |= value.eq_ignore_ascii_case("true");
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             facts.chunked = value.to_ascii_lowercase().contains("chunked");
         }
@@ -293,6 +300,7 @@ impl Facts {
             cors: self.cors,
             websocket: self.status == 101 || self.upgrade_websocket,
             image,
+            private_network: self.private_network,
             truncated,
             wants_body,
         }

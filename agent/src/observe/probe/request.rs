@@ -140,7 +140,8 @@ impl Disguise {
                 r,
                 "OPTIONS / HTTP/1.1\r\nHost: {target}\r\nConnection: keep-alive\r\n\
                  Accept: */*\r\nAccess-Control-Request-Method: GET\r\n\
-                 Access-Control-Request-Headers: content-type\r\nOrigin: {origin}\r\n\
+                 Access-Control-Request-Headers: content-type\r\n\
+                 Access-Control-Request-Private-Network: true\r\nOrigin: {origin}\r\n\
                  User-Agent: {USER_AGENT}\r\nSec-Fetch-Mode: cors\r\n\
                  Sec-Fetch-Site: cross-site\r\nSec-Fetch-Dest: empty\r\n\
                  Referer: {origin}/\r\nAccept-Encoding: {ACCEPT_ENCODING}\r\n\

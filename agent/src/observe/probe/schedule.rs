@@ -299,6 +299,7 @@ mod tests {
             content_type: None,
             cors: Cors::None,
             image: false,
+            private_network: false,
             error: error.map(str::to_string),
         }
     }

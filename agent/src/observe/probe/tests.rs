@@ -483,6 +483,7 @@ fn combine_prefers_get_and_reports_reasons() {
         cors,
         websocket: status == 101,
         image: false,
+        private_network: false,
         truncated: false,
         wants_body: 0,
     };
@@ -507,4 +508,73 @@ fn combine_prefers_get_and_reports_reasons() {
         &Outcome::Http(reply(101, Cors::Wildcard)),
     );
     assert_eq!((p.cors, p.websocket, p.error), (Cors::None, true, None));
+}
+
+/// A helper that opts in to the private-network preflight: it answers
+/// `Access-Control-Allow-Private-Network: true` to the preflight that asks.
+/// One that does not ask gets nothing; a GET that carries the header is not
+/// an opt-in (only a preflight answer is).
+#[test]
+fn a_helper_opting_in_to_the_private_network_preflight_is_seen() {
+    let s = Server::start("127.0.0.1:0", |req| {
+        if req.starts_with("OPTIONS")
+            && header(req, "Access-Control-Request-Private-Network") == Some("true")
+        {
+            ok_with(
+                "Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Private-Network: true\r\n",
+                b"",
+            )
+        } else {
+            ok_with("", b"")
+        }
+    });
+    let p = s.probe();
+    assert!(p.http && p.private_network, "{p:?}");
+    assert!(
+        s.requests().iter().any(|r| r.starts_with("OPTIONS")
+            && header(r, "Access-Control-Request-Private-Network") == Some("true")),
+        "the preflight asks for a private network: {:?}",
+        s.requests()
+    );
+
+    let plain = Server::start("127.0.0.1:0", |_| ok_with("", b""));
+    assert!(!plain.probe().private_network);
+    let on_get_only = Server::start("127.0.0.1:0", |req| {
+        if req.starts_with("GET") {
+            ok_with("Access-Control-Allow-Private-Network: true\r\n", b"")
+        } else {
+            ok_with("", b"")
+        }
+    });
+    assert!(!on_get_only.probe().private_network);
+}
+
+/// A WebSocket that checks `Origin` refuses the probe's foreign page; one
+/// that does not accepts it. `websocket` says which.
+#[test]
+fn a_websocket_refusing_a_foreign_origin_is_not_open_to_any_page() {
+    let checks = Server::start("127.0.0.1:0", |req| {
+        let from_us = header(req, "Origin").is_some_and(|o| o == "https://app.example.com");
+        if header(req, "Upgrade") == Some("websocket") && from_us {
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+                .to_vec()
+        } else if header(req, "Upgrade") == Some("websocket") {
+            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".to_vec()
+        } else {
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec()
+        }
+    });
+    let p = checks.probe();
+    assert!(p.http && !p.websocket, "{p:?}");
+
+    let any = Server::start("127.0.0.1:0", |req| {
+        if header(req, "Upgrade") == Some("websocket") {
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+                .to_vec()
+        } else {
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec()
+        }
+    });
+    let p = any.probe();
+    assert!(p.websocket, "{p:?}");
 }

@@ -81,6 +81,7 @@ fn zoom_finding() -> Finding {
             content_type: Some("image/gif".into()),
             cors: Cors::None,
             image: true,
+            private_network: false,
             error: None,
         }),
         camera: None,
