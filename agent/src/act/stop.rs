@@ -297,13 +297,9 @@ fn bootout_one(
     let out = run(launchctl, "bootout", &target_text, timeout)?;
     let failure = (!out.success()).then(|| failure_of(&out));
     match failure {
-        None => return settled(launchctl, target, timeout, settle, "exit 0"),
-        Some(f) if f.is_in_progress() => {
-            return settled(launchctl, target, timeout, settle, &f.message);
-        }
-        Some(f) if f.is_not_loaded() => {
-            return Ok(BootoutOutcome::NotLoaded { detail: f.message });
-        }
+        None => settled(launchctl, target, timeout, settle, "exit 0"),
+        Some(f) if f.is_in_progress() => settled(launchctl, target, timeout, settle, &f.message),
+        Some(f) if f.is_not_loaded() => Ok(BootoutOutcome::NotLoaded { detail: f.message }),
         Some(f) if f.is_io_error() => {
             if let Ok(None) = print(launchctl, target, timeout) {
                 return Ok(BootoutOutcome::NotLoaded { detail: f.message });
