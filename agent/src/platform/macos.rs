@@ -304,6 +304,16 @@ fn signal_with_audittoken() -> Option<SignalWithAuditToken> {
         // looks the symbol up.
         let ptr =
             unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"proc_signal_with_audittoken".as_ptr()) };
+        // Said once, so a first run on a Mac shows which path signals take.
+        tracing::info!(
+            available = !ptr.is_null(),
+            "proc_signal_with_audittoken: {}",
+            if ptr.is_null() {
+                "absent; signals re-check the process version right before kill(2)"
+            } else {
+                "present; the kernel checks the process version with each signal"
+            }
+        );
         if ptr.is_null() {
             return None;
         }
