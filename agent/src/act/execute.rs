@@ -148,7 +148,7 @@ fn run_step(ctx: &mut Context<'_>, entry: &Entry, step: &Step) -> (bool, String,
                 None,
             ),
             Ok(domain) => match stop::bootout(&ctx.launchctl, &domain, ctx.command_timeout) {
-                Ok(BootoutOutcome::Unloaded) => (true, format!("unloaded {domain}"), None),
+                Ok(BootoutOutcome::Unloaded { from }) => (true, format!("unloaded {from}"), None),
                 Ok(BootoutOutcome::NotLoaded { detail }) => {
                     (true, format!("{domain} was not loaded ({detail})"), None)
                 }

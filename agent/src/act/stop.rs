@@ -6,6 +6,11 @@
 //! - [`bootout`] runs `launchctl bootout <target>`. A job that is already
 //!   gone is not an error ([`BootoutOutcome::NotLoaded`]): the step is
 //!   idempotent, so a plan resumed after a crash can simply run it again.
+//!   For a user's job, `gui/<uid>` is tried and, when the job is not
+//!   there, `user/<uid>`: agents limited to the `Background` or
+//!   `StandardIO` session types, and agents loaded over SSH, live in the
+//!   user domain, and a miss in `gui` alone would leave a KeepAlive job
+//!   running.
 //! - [`print`] asks launchd about the job (`launchctl print <target>`).
 //!
 //! `launchctl` is run through [`crate::observe::command::run`] (deadline,
@@ -13,9 +18,14 @@
 //! plist the helper wrote itself, so it is checked ([`Label::parse`]) before
 //! it is put into a command line.
 //!
-//! On macOS `bootout` also stops the job's process (SIGTERM, SIGKILL after
-//! its exit timeout) and waits for it, so give it a timeout longer than the
-//! job's `ExitTimeOut` (default 20 s).
+//! Bootout is asynchronous. launchd sends the job's process SIGTERM
+//! (SIGKILL after its `ExitTimeOut`, 20 s by default) and removes the job
+//! once the process is gone; `launchctl` may return before that (exit 0)
+//! or say so (`Boot-out failed: 36: Operation now in progress`). Either
+//! way [`bootout`] then asks `print` until launchd no longer knows the job
+//! ([`SETTLE`] at most), and each launchctl run gets at least
+//! [`MIN_TIMEOUT`], longer than an `ExitTimeOut` of 30 s, whatever the
+//! caller passed.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -29,6 +39,15 @@ use crate::parse::launchctl::{self, Failure, JobStatus, PrintError};
 const MAX_OUTPUT: usize = 256 * 1024;
 /// launchd's own limit on a label's length.
 const MAX_LABEL: usize = 255;
+/// The least time a `launchctl bootout` is given: above a job's
+/// `ExitTimeOut` (20 s by default; lenscap's own daemon sets 30 s).
+pub const MIN_TIMEOUT: Duration = Duration::from_secs(35);
+/// How long, after a bootout launchd accepted, `print` is asked whether the
+/// job is gone (launchd removes it once its process exits, SIGKILL at the
+/// latest after `ExitTimeOut`).
+pub const SETTLE: Duration = Duration::from_secs(40);
+/// Between two `print`s while waiting for a job to go.
+const SETTLE_POLL: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StopError {
@@ -64,6 +83,14 @@ pub enum StopError {
         failure: Box<Failure>,
         /// launchctl's standard error, capped, for the journal.
         stderr: String,
+    },
+    #[error(
+        "launchd accepted `launchctl bootout {target}` but still lists the job after {waited:?} ({detail}); its process may be ignoring SIGTERM"
+    )]
+    StillLoaded {
+        target: String,
+        waited: Duration,
+        detail: String,
     },
     #[error("`launchctl print {target}`: {source}")]
     Print {
@@ -132,12 +159,18 @@ pub enum Domain {
     System { label: Label },
     /// `gui/<uid>/<label>`: a user's agents while they are logged in.
     Gui { uid: u32, label: Label },
+    /// `user/<uid>/<label>`: a user's agents outside the GUI session
+    /// (`LimitLoadToSessionType` `Background`/`StandardIO`, or loaded over
+    /// SSH). [`bootout`] tries it after a miss in `gui/<uid>`.
+    User { uid: u32, label: Label },
 }
 
 impl Domain {
     pub fn label(&self) -> &Label {
         match self {
-            Domain::System { label } | Domain::Gui { label, .. } => label,
+            Domain::System { label } | Domain::Gui { label, .. } | Domain::User { label, .. } => {
+                label
+            }
         }
     }
 
@@ -147,7 +180,7 @@ impl Domain {
         match self {
             _ if actor == 0 => true,
             Domain::System { .. } => false,
-            Domain::Gui { uid, .. } => *uid == actor,
+            Domain::Gui { uid, .. } | Domain::User { uid, .. } => *uid == actor,
         }
     }
 }
@@ -157,6 +190,7 @@ impl fmt::Display for Domain {
         match self {
             Domain::System { label } => write!(f, "system/{label}"),
             Domain::Gui { uid, label } => write!(f, "gui/{uid}/{label}"),
+            Domain::User { uid, label } => write!(f, "user/{uid}/{label}"),
         }
     }
 }
@@ -197,51 +231,113 @@ pub fn domain_for(item: &PersistenceItem, process_uid: Option<u32>) -> Result<Do
 /// What `bootout` achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootoutOutcome {
-    /// launchctl unloaded the job (and stopped its process).
-    Unloaded,
+    /// launchd unloaded the job from `from` and no longer lists it.
+    Unloaded { from: Domain },
     /// The job was not loaded (never was, or already booted out, or the
     /// user has no session): nothing to do. `detail` is launchctl's word.
     NotLoaded { detail: String },
 }
 
-/// `launchctl bootout <target>`.
+/// `launchctl bootout <target>`, then wait until launchd has let the job go.
 ///
-/// Exit 0 → [`BootoutOutcome::Unloaded`]. "Not loaded" answers (exit 113,
-/// `Could not find service`, `Boot-out failed: 3: No such process`, no such
-/// domain) → [`BootoutOutcome::NotLoaded`]. launchd's ambiguous
-/// `5: Input/output error` is settled by asking `print`: a job `print`
-/// cannot find is not loaded; one it still shows is an error. Anything
-/// else is [`StopError::Launchctl`] with launchctl's message.
+/// Exit 0 or `36: Operation now in progress` → launchd is stopping the job:
+/// `print` is asked until it no longer finds it ([`SETTLE`] at most;
+/// [`StopError::StillLoaded`] after that) → [`BootoutOutcome::Unloaded`].
+/// "Not loaded" answers (exit 113, `Could not find service`, `Boot-out
+/// failed: 3: No such process`, no such domain) → [`BootoutOutcome::NotLoaded`].
+/// launchd's ambiguous `5: Input/output error` is settled by asking
+/// `print`: a job `print` cannot find is not loaded; one it still shows is
+/// an error. Anything else is [`StopError::Launchctl`] with launchctl's
+/// message. A [`Domain::Gui`] target that is not loaded is tried again as
+/// [`Domain::User`] (see the module doc). Each run gets at least
+/// [`MIN_TIMEOUT`].
 pub fn bootout(
     launchctl: &Path,
     target: &Domain,
     timeout: Duration,
 ) -> Result<BootoutOutcome, StopError> {
+    bootout_settling(launchctl, target, timeout.max(MIN_TIMEOUT), SETTLE)
+}
+
+/// [`bootout`] with the run timeout and settle window given as they are
+/// (tests use short ones).
+pub fn bootout_settling(
+    launchctl: &Path,
+    target: &Domain,
+    timeout: Duration,
+    settle: Duration,
+) -> Result<BootoutOutcome, StopError> {
+    let outcome = bootout_one(launchctl, target, timeout, settle)?;
+    match (target, outcome) {
+        (Domain::Gui { uid, label }, BootoutOutcome::NotLoaded { detail }) => {
+            let user = Domain::User {
+                uid: *uid,
+                label: label.clone(),
+            };
+            match bootout_one(launchctl, &user, timeout, settle)? {
+                BootoutOutcome::NotLoaded {
+                    detail: user_detail,
+                } => Ok(BootoutOutcome::NotLoaded {
+                    detail: format!("{detail}; {user}: {user_detail}"),
+                }),
+                unloaded => Ok(unloaded),
+            }
+        }
+        (_, outcome) => Ok(outcome),
+    }
+}
+
+fn bootout_one(
+    launchctl: &Path,
+    target: &Domain,
+    timeout: Duration,
+    settle: Duration,
+) -> Result<BootoutOutcome, StopError> {
     let target_text = target.to_string();
     let out = run(launchctl, "bootout", &target_text, timeout)?;
-    if out.success() {
-        return Ok(BootoutOutcome::Unloaded);
+    let failure = (!out.success()).then(|| failure_of(&out));
+    match failure {
+        None => settled(launchctl, target, timeout, settle, "exit 0"),
+        Some(f) if f.is_in_progress() => settled(launchctl, target, timeout, settle, &f.message),
+        Some(f) if f.is_not_loaded() => Ok(BootoutOutcome::NotLoaded { detail: f.message }),
+        Some(f) if f.is_io_error() => {
+            if let Ok(None) = print(launchctl, target, timeout) {
+                return Ok(BootoutOutcome::NotLoaded { detail: f.message });
+            }
+            Err(launchctl_error(launchctl, "bootout", target_text, &out, f))
+        }
+        Some(f) => Err(launchctl_error(launchctl, "bootout", target_text, &out, f)),
     }
-    let failure = failure_of(&out);
-    if failure.is_not_loaded() {
-        return Ok(BootoutOutcome::NotLoaded {
-            detail: failure.message,
-        });
+}
+
+/// After launchd accepted a bootout: ask `print` until the job is gone.
+fn settled(
+    launchctl: &Path,
+    target: &Domain,
+    timeout: Duration,
+    settle: Duration,
+    said: &str,
+) -> Result<BootoutOutcome, StopError> {
+    let started = std::time::Instant::now();
+    loop {
+        let status = print(launchctl, target, timeout)?;
+        let Some(status) = status else {
+            return Ok(BootoutOutcome::Unloaded {
+                from: target.clone(),
+            });
+        };
+        if started.elapsed() >= settle {
+            return Err(StopError::StillLoaded {
+                target: target.to_string(),
+                waited: started.elapsed(),
+                detail: format!(
+                    "bootout said {said:?}; print still shows state {:?}, pid {:?}",
+                    status.state, status.pid
+                ),
+            });
+        }
+        std::thread::sleep(SETTLE_POLL);
     }
-    if failure.is_io_error()
-        && let Ok(None) = print(launchctl, target, timeout)
-    {
-        return Ok(BootoutOutcome::NotLoaded {
-            detail: failure.message,
-        });
-    }
-    Err(launchctl_error(
-        launchctl,
-        "bootout",
-        target_text,
-        &out,
-        failure,
-    ))
 }
 
 /// `launchctl print <target>`: `Ok(None)` when launchd has no such job,

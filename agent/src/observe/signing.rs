@@ -23,6 +23,29 @@ const MAX_OUTPUT: usize = 64 * 1024;
 /// bounded by `timeout`. Never fails: what could not be learned is
 /// [`SignatureStatus::Unknown`].
 pub fn check_with_codesign(codesign: &Path, exe: &Path, timeout: Duration) -> Signature {
+    check_with_timeouts(codesign, exe, timeout, timeout)
+}
+
+/// [`check_with_codesign`] with separate limits: `display` for `codesign
+/// -dv` (reads the signature blob only) and `verify` for each `codesign
+/// --verify` (hashes the whole executable; a large bundle can take far
+/// longer than 10 s).
+///
+/// Mac App Store apps: their leaf certificate is Apple's ("Apple Mac OS
+/// Application Signing"), whose subject OU is not the developer's Team
+/// ID, so the team requirement (`certificate leaf[subject.OU] = …`) is
+/// never met and such an app is `Valid` with no confirmed `team_id`. That
+/// is deliberate: the TeamIdentifier in a MAS code directory is covered by
+/// Apple's signature, but the requirement language has no way to test it,
+/// and an unconfirmed team only means no Team-ID allow rule applies (the
+/// app is judged by its other facts). Documented in docs/macos-first-run.md.
+pub fn check_with_timeouts(
+    codesign: &Path,
+    exe: &Path,
+    display_timeout: Duration,
+    verify_timeout: Duration,
+) -> Signature {
+    let timeout = display_timeout;
     let args = match codesign::display_args(exe) {
         Ok(args) => args,
         Err(err) => {
@@ -66,7 +89,7 @@ pub fn check_with_codesign(codesign: &Path, exe: &Path, timeout: Duration) -> Si
         let Ok(args) = codesign::verify_args(exe, req) else {
             return VerifyOutcome::Inconclusive;
         };
-        match command::run(codesign, &args, timeout, MAX_OUTPUT) {
+        match command::run(codesign, &args, verify_timeout, MAX_OUTPUT) {
             Ok(out) => VerifyOutcome::from_exit_code(out.code),
             Err(err) => {
                 tracing::warn!(%err, path = %exe.display(), "codesign --verify failed");
@@ -169,8 +192,36 @@ pub struct SignatureCache {
     inner: Mutex<CacheInner>,
 }
 
+/// First wait before an inconclusive check of one file version is run
+/// again; it doubles with each further inconclusive run, up to
+/// [`UNKNOWN_RETRY_MAX`].
+pub const UNKNOWN_RETRY_FIRST: Duration = Duration::from_secs(60);
+/// Longest wait between retries of an inconclusive check.
+pub const UNKNOWN_RETRY_MAX: Duration = Duration::from_secs(3600);
+
+/// The wait after `failures` consecutive inconclusive checks (1, 2, …).
+pub fn unknown_retry_after(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    UNKNOWN_RETRY_FIRST
+        .saturating_mul(1u32 << doublings)
+        .min(UNKNOWN_RETRY_MAX)
+}
+
+/// An inconclusive check remembered for one file version: not retried
+/// before `retry_at`.
+#[derive(Debug, Clone)]
+struct Inconclusive {
+    version: FileVersion,
+    failures: u32,
+    retry_at: std::time::Instant,
+}
+
 #[derive(Debug, Default)]
 struct CacheInner {
+    /// Inconclusive (`Unknown`) results, by path, with their backoff. A
+    /// `codesign --verify` that times out on a large bundle would
+    /// otherwise run again every sweep.
+    inconclusive: HashMap<PathBuf, Inconclusive>,
     entries: HashMap<PathBuf, (FileVersion, Signature)>,
     /// Insertion order of the keys of `entries`, oldest first, for eviction.
     order: VecDeque<PathBuf>,
@@ -209,22 +260,69 @@ impl SignatureCache {
     /// version as when it was checked, else from `check` (then cached).
     ///
     /// A path whose metadata cannot be read is `Unknown` without running
-    /// `check`. `Unknown` results are not cached (a timeout deserves a
-    /// retry), nor are results for a file that changed while `check` ran.
+    /// `check`. An `Unknown` result (a timeout, a codesign that could not
+    /// decide) is retried, but with backoff: not before
+    /// [`unknown_retry_after`] has passed for that file version (1 min,
+    /// doubling to 1 h); a changed file is checked at once. Results for a
+    /// file that changed while `check` ran are not kept.
     pub fn get_or_check(&self, path: &Path, check: impl FnOnce(&Path) -> Signature) -> Signature {
+        self.get_or_check_at(path, std::time::Instant::now(), check)
+    }
+
+    /// [`SignatureCache::get_or_check`] at a given time (tests stage the
+    /// backoff with it).
+    pub fn get_or_check_at(
+        &self,
+        path: &Path,
+        now: std::time::Instant,
+        check: impl FnOnce(&Path) -> Signature,
+    ) -> Signature {
         let Some(before) = FileVersion::of(path) else {
             return Signature::unknown();
         };
-        if let Some((version, sig)) = self.lock().entries.get(path)
-            && *version == before
+        let mut earlier_failures = 0;
         {
-            return sig.clone();
+            let inner = self.lock();
+            if let Some((version, sig)) = inner.entries.get(path)
+                && *version == before
+            {
+                return sig.clone();
+            }
+            if let Some(unknown) = inner.inconclusive.get(path)
+                && unknown.version == before
+            {
+                if now < unknown.retry_at {
+                    return Signature::unknown();
+                }
+                earlier_failures = unknown.failures;
+            }
         }
         let sig = check(path);
-        if sig.status == SignatureStatus::Unknown || FileVersion::of(path) != Some(before.clone()) {
+        if FileVersion::of(path) != Some(before.clone()) {
+            return sig;
+        }
+        if sig.status == SignatureStatus::Unknown {
+            let failures = earlier_failures.saturating_add(1);
+            let mut inner = self.lock();
+            if !inner.inconclusive.contains_key(path) && inner.inconclusive.len() >= self.capacity {
+                // Bounded like the entries: forget an arbitrary old one
+                // (at worst it is checked again sooner).
+                if let Some(old) = inner.inconclusive.keys().next().cloned() {
+                    inner.inconclusive.remove(&old);
+                }
+            }
+            inner.inconclusive.insert(
+                path.to_path_buf(),
+                Inconclusive {
+                    version: before,
+                    failures,
+                    retry_at: now + unknown_retry_after(failures),
+                },
+            );
             return sig;
         }
         let mut inner = self.lock();
+        inner.inconclusive.remove(path);
         let key = path.to_path_buf();
         if inner
             .entries
@@ -542,5 +640,89 @@ exit 2
     fn cache_is_shareable_across_threads() {
         fn assert_sync<T: Send + Sync>() {}
         assert_sync::<SignatureCache>();
+    }
+
+    #[test]
+    fn inconclusive_checks_are_retried_with_backoff() {
+        use std::time::Instant;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = SignatureCache::new(8);
+        let runs = AtomicUsize::new(0);
+        let big = dir.path().join("Big.app-binary");
+        std::fs::write(&big, b"v1").unwrap();
+        // A verify that times out every time: Unknown.
+        let timeout = |_: &Path| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Signature::unknown()
+        };
+        let t0 = Instant::now();
+        assert_eq!(
+            cache.get_or_check_at(&big, t0, timeout),
+            Signature::unknown()
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        // Next sweeps within the first minute: no codesign run.
+        for secs in [5, 30, 59] {
+            cache.get_or_check_at(&big, t0 + Duration::from_secs(secs), timeout);
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "retried inside the backoff");
+        // After a minute: tried again, still inconclusive → wait doubles.
+        let t1 = t0 + Duration::from_secs(60);
+        cache.get_or_check_at(&big, t1, timeout);
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        cache.get_or_check_at(&big, t1 + Duration::from_secs(119), timeout);
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        let t2 = t1 + Duration::from_secs(120);
+        // This time codesign finishes: the answer is cached for good.
+        let sig = cache.get_or_check_at(&big, t2, |_| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            valid("TEAMID1234")
+        });
+        assert_eq!(sig, valid("TEAMID1234"));
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        cache.get_or_check_at(&big, t2 + Duration::from_secs(1), timeout);
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+
+        // A changed file is checked at once, backoff or not.
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"1").unwrap();
+        cache.get_or_check_at(&other, t0, timeout);
+        std::fs::write(&other, b"22").unwrap();
+        cache.get_or_check_at(&other, t0 + Duration::from_secs(1), timeout);
+        assert_eq!(runs.load(Ordering::SeqCst), 5);
+
+        assert_eq!(unknown_retry_after(1), Duration::from_secs(60));
+        assert_eq!(unknown_retry_after(3), Duration::from_secs(240));
+        assert_eq!(unknown_retry_after(40), UNKNOWN_RETRY_MAX);
+    }
+
+    #[test]
+    fn verify_gets_its_own_timeout() {
+        // codesign -dv answers at once; --verify takes 1.5 s (a big
+        // bundle). A 1 s display limit with a 10 s verify limit validates.
+        let dir = tempfile::tempdir().unwrap();
+        let codesign = dir.path().join("codesign");
+        std::fs::write(
+            &codesign,
+            "#!/bin/sh\ncase \"$1\" in\n  -dv) printf 'Identifier=x\\nCodeDirectory v=20500 size=1 flags=0x0(none) hashes=1+0 location=embedded\\nTeamIdentifier=not set\\n' >&2; exit 0 ;;\n  *) sleep 1.5; exit 0 ;;\nesac\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&codesign, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let exe = dir.path().join("exe");
+        std::fs::write(&exe, b"x").unwrap();
+        let slow = check_with_timeouts(
+            &codesign,
+            &exe,
+            Duration::from_secs(1),
+            Duration::from_secs(10),
+        );
+        assert_eq!(slow.status, SignatureStatus::Valid);
+        let cut = check_with_codesign(&codesign, &exe, Duration::from_secs(1));
+        assert_eq!(
+            cut.status,
+            SignatureStatus::Unknown,
+            "one 1 s limit cuts the verify"
+        );
     }
 }

@@ -25,7 +25,10 @@
 //!   `Boot-out failed: 113: Could not find specified service` (older),
 //!   `Bootstrap failed: 5: Input/output error` (already loaded, a race with
 //!   a recent bootout, or a plist that is not root:wheel 0644),
-//!   `Boot-out failed: 1: Operation not permitted` (not root);
+//!   `Boot-out failed: 1: Operation not permitted` (not root),
+//!   `Boot-out failed: 36: Operation now in progress` (launchd accepted the
+//!   bootout and is still stopping the job: errno 36 is Darwin's
+//!   `EINPROGRESS`; the job disappears once its process has exited);
 //! - `Could not find domain for user gui: 501` (nobody logged in as 501).
 //!
 //! Shapes: `/work/shared/macos-reference.md` and the public samples listed in
@@ -218,6 +221,9 @@ pub const EXIT_SERVICE_NOT_FOUND: i32 = 113;
 /// errno `ESRCH`, what recent launchctl reports for bootout of a job that is
 /// not loaded (`Boot-out failed: 3: No such process`).
 const ESRCH: i32 = 3;
+/// Darwin's `EINPROGRESS` (`<sys/errno.h>`: 36; Linux numbers it 115, so
+/// it is spelled out rather than taken from `libc` on the build host).
+pub const EINPROGRESS: i32 = 36;
 
 impl Failure {
     /// The job is not loaded in the target domain: what `bootout` wanted
@@ -233,6 +239,20 @@ impl Failure {
             } => *errno == EXIT_SERVICE_NOT_FOUND || (*errno == ESRCH && operation == "Boot-out"),
             FailureKind::Other => false,
         }
+    }
+
+    /// `Boot-out failed: 36: Operation now in progress`: launchd is stopping
+    /// the job (SIGTERM sent, SIGKILL after its `ExitTimeOut`) and removes
+    /// it once the process has gone. Not a failure: wait for `print` to
+    /// stop finding it.
+    pub fn is_in_progress(&self) -> bool {
+        matches!(
+            self.kind,
+            FailureKind::Operation {
+                errno: EINPROGRESS,
+                ..
+            }
+        )
     }
 
     /// `<operation> failed: 5: Input/output error`: launchd refused without

@@ -230,6 +230,10 @@ pub enum AbiError {
     Short { got: usize, need: usize },
     #[error("TCP socket with insi_vflag {vflag:#x} is neither IPv4 (0x1) nor IPv6 (0x2); skipped")]
     UnknownFamily { vflag: u8 },
+    #[error(
+        "none of the {failed} socket descriptors read in this sweep could be decoded (e.g. {example}): the agent cannot see any listener on this macOS; update parse/libproc_abi.rs"
+    )]
+    Blind { failed: usize, example: String },
 }
 
 /// One TCP socket as seen through one file descriptor.
@@ -439,6 +443,146 @@ pub fn group_listeners(seen: impl IntoIterator<Item = (u32, DecodedListener)>) -
     let mut out: Vec<Listener> = by_socket.into_values().collect();
     out.sort_by_key(|l| (l.port, l.address, l.socket_id));
     out
+}
+
+/// Bytes handed to `proc_pidfdinfo(PROC_PIDFDSOCKETINFO)`. xnu
+/// (`bsd/kern/proc_info.c`, `proc_pidfdinfo`) refuses a buffer smaller than
+/// its own `sizeof(struct socket_fdinfo)` with ENOMEM, and libproc's
+/// wrapper (`libsyscall/wrappers/libproc/libproc.c`) turns every error
+/// into a return of 0: a buffer sized to exactly today's 792 bytes would
+/// make every socket unreadable the day the struct grows. So the buffer is
+/// roomy and the decoders read only the prefix they know
+/// ([`SOCKET_FDINFO_SIZE`]), from however many bytes the kernel wrote.
+pub const SOCKET_FDINFO_BUFFER: usize = 4096;
+const _: () = assert!(SOCKET_FDINFO_BUFFER >= SOCKET_FDINFO_SIZE);
+
+/// `sizeof(struct proc_fdinfo)`: `int32_t proc_fd; uint32_t proc_fdtype`.
+pub const PROC_FDINFO_SIZE: usize = 8;
+/// Never ask for more descriptor slots than this (the kernel's own
+/// `maxfilesperproc` ceiling is far below).
+pub const MAX_FD_SLOTS: usize = 1 << 20;
+
+/// Slots to allocate for `proc_pidinfo(PROC_PIDLISTFDS)`. `pbi_nfiles` is
+/// the size of the descriptor table when it was read; the table can grow
+/// before the listing, and xnu (`proc_pidfdlist`) silently fills only what
+/// fits. The kernel's own sizing hint (null buffer) adds 20; so do we, and
+/// [`fd_list_retry`] asks again when the answer filled the buffer.
+pub fn fd_list_slots(nfiles: u32) -> usize {
+    usize::try_from(nfiles)
+        .unwrap_or(MAX_FD_SLOTS)
+        .saturating_add(20)
+        .min(MAX_FD_SLOTS)
+}
+
+/// After a `PROC_PIDLISTFDS` call that wrote `written` bytes into room for
+/// `slots` entries: `Some(bigger)` when the buffer came back full (the
+/// list may have been cut short, so ask again with twice the room), `None`
+/// when the list is complete (or the ceiling is reached).
+pub fn fd_list_retry(written: usize, slots: usize) -> Option<usize> {
+    let full = written / PROC_FDINFO_SIZE >= slots;
+    (full && slots < MAX_FD_SLOTS).then(|| slots.saturating_mul(2).clamp(1, MAX_FD_SLOTS))
+}
+
+/// What a libproc call that returns a byte count (and 0 on any error, with
+/// errno set: `proc_pidinfo`, `proc_pidfdinfo`, `proc_listpids` in
+/// `libsyscall/wrappers/libproc/libproc.c`) answered. The caller clears
+/// errno right before the call, so a 0 with errno still 0 is a real empty
+/// answer (a childless process has no children) and not a stale error from
+/// an earlier call — the libproc crate's `pids_by_type` reads errno without
+/// clearing it and reported "cannot list children" for childless processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LibprocAnswer {
+    Bytes(usize),
+    Failed { errno: i32 },
+}
+
+pub fn libproc_answer(ret: i32, errno_after: i32) -> LibprocAnswer {
+    match usize::try_from(ret) {
+        Ok(0) if errno_after != 0 => LibprocAnswer::Failed { errno: errno_after },
+        Ok(n) => LibprocAnswer::Bytes(n),
+        Err(_) => LibprocAnswer::Failed {
+            errno: if errno_after == 0 {
+                libc::EINVAL
+            } else {
+                errno_after
+            },
+        },
+    }
+}
+
+/// The socket descriptors of one sweep, counted: how many decoded, how many
+/// vanished (closed, or the process exited, between listing and reading:
+/// normal churn) and how many failed (a short or undecodable answer, ENOMEM
+/// for a buffer the kernel finds too small). When every attempt failed the
+/// sweep is blind and [`SocketTally::health`] says so, instead of each
+/// failure being a debug line and the sweep reporting no listeners.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SocketTally {
+    pub decoded: usize,
+    pub vanished: usize,
+    pub failed: usize,
+    pub first_failure: Option<String>,
+}
+
+impl SocketTally {
+    /// Count one decode attempt; the error, if any, is handed back.
+    pub fn record<T>(&mut self, result: Result<T, AbiError>) -> Option<T> {
+        match result {
+            Ok(value) => {
+                self.decoded += 1;
+                Some(value)
+            }
+            Err(err) => {
+                self.fail(err.to_string());
+                None
+            }
+        }
+    }
+
+    /// Count a descriptor that could not be read at all (`what` says why).
+    pub fn fail(&mut self, what: String) {
+        self.failed += 1;
+        if self.first_failure.is_none() {
+            self.first_failure = Some(what);
+        }
+    }
+
+    pub fn vanish(&mut self) {
+        self.vanished += 1;
+    }
+
+    /// `Err(Blind)` when descriptors were read and not one decoded.
+    pub fn health(&self) -> Result<(), AbiError> {
+        if self.failed > 0 && self.decoded == 0 {
+            return Err(AbiError::Blind {
+                failed: self.failed,
+                example: self.first_failure.clone().unwrap_or_default(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// How `proc_pidfdinfo` answered for one socket descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdInfoAnswer {
+    /// This many bytes were written.
+    Bytes(usize),
+    /// The descriptor closed or the process exited meanwhile (EBADF, ESRCH).
+    Vanished,
+    /// Anything else: ENOMEM (buffer too small for this kernel's struct),
+    /// EPERM, … — a failure the sweep must count.
+    Failed { errno: i32 },
+}
+
+pub fn fdinfo_answer(ret: i32, errno_after: i32) -> FdInfoAnswer {
+    match libproc_answer(ret, errno_after) {
+        LibprocAnswer::Bytes(n) => FdInfoAnswer::Bytes(n),
+        LibprocAnswer::Failed { errno } if errno == libc::EBADF || errno == libc::ESRCH => {
+            FdInfoAnswer::Vanished
+        }
+        LibprocAnswer::Failed { errno } => FdInfoAnswer::Failed { errno },
+    }
 }
 
 #[cfg(test)]
@@ -829,5 +973,94 @@ mod tests {
             let c = decode_conn(&conn(INI_IPV4, lo, port, lo, fport));
             prop_assert_eq!((c.local.port(), c.remote.port()), (port, fport));
         }
+    }
+
+    #[test]
+    fn a_four_kib_buffer_decodes_by_the_decoders_own_size() {
+        // What the kernel writes into a 4 KiB buffer: today's 792 bytes,
+        // or a longer struct some later macOS may append to.
+        let sock = bytes(&tcp(INI_IPV4, v4([127, 0, 0, 1]), 19421, TSI_S_LISTEN));
+        let mut buf = vec![0u8; SOCKET_FDINFO_BUFFER];
+        buf[..sock.len()].copy_from_slice(&sock);
+        for written in [SOCKET_FDINFO_SIZE, 800, SOCKET_FDINFO_BUFFER] {
+            let d = decode_tcp_listener(&buf[..written]).unwrap().unwrap();
+            assert_eq!((d.port, d.listening), (19421, true), "{written} bytes");
+            assert!(decode_tcp_connection(&buf[..written]).unwrap().is_some());
+        }
+        // ENOMEM from a too-small buffer arrives as 0 bytes + errno: a
+        // failure to count, not a silently skipped socket.
+        assert_eq!(
+            fdinfo_answer(0, libc::ENOMEM),
+            FdInfoAnswer::Failed {
+                errno: libc::ENOMEM
+            }
+        );
+        assert_eq!(fdinfo_answer(0, libc::EBADF), FdInfoAnswer::Vanished);
+        assert_eq!(fdinfo_answer(0, libc::ESRCH), FdInfoAnswer::Vanished);
+        assert_eq!(fdinfo_answer(792, 0), FdInfoAnswer::Bytes(792));
+    }
+
+    #[test]
+    fn every_socket_failing_is_a_health_error() {
+        let good = bytes(&tcp(INI_IPV4, v4([127, 0, 0, 1]), 8080, TSI_S_LISTEN));
+        let short = &good[..500];
+        // Three processes, every socket fd short: blind.
+        let mut tally = SocketTally::default();
+        for _pid in 0..3 {
+            for _fd in 0..2 {
+                assert!(tally.record(decode_tcp_listener(short)).is_none());
+            }
+        }
+        tally.vanish();
+        let err = tally.health().unwrap_err();
+        assert!(
+            matches!(&err, AbiError::Blind { failed: 6, example } if example.contains("returned 500 bytes")),
+            "{err}"
+        );
+        assert!(err.to_string().contains("cannot see any listener"));
+        // One socket decoding is enough to show the layout still works.
+        assert!(tally.record(decode_tcp_listener(&good)).is_some());
+        assert_eq!(tally.health(), Ok(()));
+        // Nothing read at all (no sockets, or only churn) is not blindness.
+        let mut quiet = SocketTally::default();
+        quiet.vanish();
+        assert_eq!(quiet.health(), Ok(()));
+        // ENOMEM for every fd: blind too.
+        let mut nomem = SocketTally::default();
+        nomem.fail(format!("proc_pidfdinfo: errno {}", libc::ENOMEM));
+        assert!(nomem.health().is_err());
+    }
+
+    #[test]
+    fn fd_list_is_asked_again_when_it_filled_the_buffer() {
+        assert_eq!(fd_list_slots(10), 30);
+        assert_eq!(fd_list_slots(u32::MAX), MAX_FD_SLOTS);
+        // 30 slots, 12 came back: complete.
+        assert_eq!(fd_list_retry(12 * PROC_FDINFO_SIZE, 30), None);
+        // 30 of 30: the table may have grown since pbi_nfiles was read.
+        assert_eq!(fd_list_retry(30 * PROC_FDINFO_SIZE, 30), Some(60));
+        assert_eq!(
+            fd_list_retry(MAX_FD_SLOTS * PROC_FDINFO_SIZE, MAX_FD_SLOTS),
+            None
+        );
+        assert_eq!(fd_list_retry(0, 0), Some(1));
+    }
+
+    #[test]
+    fn libproc_zero_means_empty_only_when_errno_stayed_clear() {
+        // A childless process: proc_listpids(PROC_PPID_ONLY) returns 0 and
+        // errno (cleared before the call) stays 0.
+        assert_eq!(libproc_answer(0, 0), LibprocAnswer::Bytes(0));
+        assert_eq!(
+            libproc_answer(0, libc::ESRCH),
+            LibprocAnswer::Failed { errno: libc::ESRCH }
+        );
+        assert_eq!(libproc_answer(16, libc::ENOENT), LibprocAnswer::Bytes(16));
+        assert_eq!(
+            libproc_answer(-1, 0),
+            LibprocAnswer::Failed {
+                errno: libc::EINVAL
+            }
+        );
     }
 }

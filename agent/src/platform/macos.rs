@@ -16,29 +16,29 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use libproc::bsd_info::BSDInfo;
-use libproc::file_info::ListFDs;
-use libproc::proc_pid::{listpidinfo, pidinfo, pidpath};
+use libproc::proc_pid::pidpath;
 use libproc::processes::{ProcFilter, pids_by_type};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, Uid, User};
 
-use crate::model::{
-    HostInfo, Listener, PersistenceItem, ProcessIdentity, Signature, StartTime, enclosing_bundle,
-};
+use crate::model::{HostInfo, Listener, PersistenceItem, ProcessIdentity, Signature, StartTime};
 use crate::observe::{command, login_items, signing};
 use crate::parse::libproc_abi::{
     DecodedConnection, DecodedListener, PROC_PIDFDSOCKETINFO, PROX_FDTYPE_SOCKET,
-    SOCKET_FDINFO_SIZE, decode_tcp_connection, decode_tcp_listener, established_to_ports,
-    group_listeners,
+    decode_tcp_connection, decode_tcp_listener, established_to_ports, group_listeners,
 };
 use crate::parse::proc_bsdinfo::{self, Observed};
 use crate::parse::{procargs, sw_vers};
 use crate::platform::{CameraSource, Established, Platform, PlatformError, SignalOutcome, Tools};
 
-/// Each `codesign` run (display or verify) is cut off after this.
+/// `codesign -dv` only reads the signature blob: quick.
 const CODESIGN_TIMEOUT: Duration = Duration::from_secs(10);
+/// `codesign --verify` hashes every page of the executable (and, for a
+/// bundle path, its resources): a large app takes well over 10 s on a
+/// busy Mac. An inconclusive run is retried with backoff by the
+/// signature cache, so a long limit costs one wait, not one per sweep.
+const CODESIGN_VERIFY_TIMEOUT: Duration = Duration::from_secs(60);
 /// `sfltool dumpbtm` reads a database and can be slow on a busy Mac.
 const SFLTOOL_TIMEOUT: Duration = Duration::from_secs(30);
 const SW_VERS: &str = "/usr/bin/sw_vers";
@@ -71,30 +71,69 @@ impl Native {
     /// A process's start time, microsecond resolution
     /// (`pbi_start_tvsec/usec`). Gone → `NoSuchProcess`.
     pub fn process_start_time(&self, pid: u32) -> Result<StartTime, PlatformError> {
-        let info = bsd_info(pid)?;
-        Ok(proc_bsdinfo::start_time(
-            info.pbi_start_tvsec,
-            info.pbi_start_tvusec,
-        ))
+        Ok(bsd_info(pid)?.start_time)
+    }
+
+    /// Direct children of `pid` (`proc_listpids(PROC_PPID_ONLY)`). errno is
+    /// cleared before the call, so a childless process (0 bytes, errno
+    /// untouched) is an empty list and not a stale error
+    /// ([`crate::parse::libproc_abi::libproc_answer`]).
+    pub fn child_pids(&self, pid: u32) -> Result<Vec<u32>, PlatformError> {
+        let failed = |errno: i32| PlatformError::Command {
+            program: PathBuf::from("proc_listpids(PROC_PPID_ONLY)"),
+            detail: Errno::from_raw(errno).to_string(),
+        };
+        let mut slots: usize = 64;
+        loop {
+            let mut buf = vec![0i32; slots];
+            let len = libc::c_int::try_from(slots * std::mem::size_of::<i32>())
+                .map_err(|_| failed(libc::EINVAL))?;
+            let answer = libproc_call(|| {
+                // SAFETY: `buf` is a live, writable allocation of `len`
+                // bytes; the kernel writes at most `len` bytes of pids.
+                unsafe { libc::proc_listpids(PROC_PPID_ONLY, pid, buf.as_mut_ptr().cast(), len) }
+            });
+            match answer {
+                crate::parse::libproc_abi::LibprocAnswer::Bytes(n) => {
+                    let count = n / std::mem::size_of::<i32>();
+                    // A full buffer may be a cut list: ask again with more room.
+                    if count >= slots && slots < crate::parse::libproc_abi::MAX_FD_SLOTS {
+                        slots *= 2;
+                        continue;
+                    }
+                    buf.truncate(count.min(slots));
+                    return Ok(buf
+                        .into_iter()
+                        .filter_map(|p| u32::try_from(p).ok())
+                        .filter(|&p| p > 0)
+                        .collect());
+                }
+                crate::parse::libproc_abi::LibprocAnswer::Failed { errno } => {
+                    return Err(failed(errno));
+                }
+            }
+        }
     }
 
     /// Send `signal` (e.g. `libc::SIGTERM`) to `expected.pid` only if that
-    /// PID still has `expected.start_time` and `expected.path`, re-read
-    /// immediately before `kill`. macOS has no pidfd, so a window of a few
-    /// microseconds remains between the check and the signal; PIDs are
-    /// handed out in increasing order and wrap at 99 999, so for a stranger
-    /// to get the PID in that window the whole PID space would have to
-    /// cycle through it.
-    /// Direct children of `pid` (libproc `PROC_PPID_ONLY`).
-    pub fn child_pids(&self, pid: u32) -> Result<Vec<u32>, PlatformError> {
-        pids_by_type(ProcFilter::ByParentProcess { ppid: pid }).map_err(|e| {
-            PlatformError::Command {
-                program: PathBuf::from("proc_listpids"),
-                detail: e.to_string(),
-            }
-        })
-    }
-
+    /// PID still has `expected.start_time` and `expected.path`.
+    ///
+    /// The check is tied to a process *version* (`p_uniqueid` and
+    /// `p_idversion`, `PROC_PIDUNIQIDENTIFIERINFO`, which needs no privilege
+    /// over the target): the version is read before and after the start
+    /// time and path, and only if both reads agree do start time and path
+    /// belong to that version. Then:
+    /// - where libproc exports `proc_signal_with_audittoken` (xnu-11215 /
+    ///   macOS 15 and later; absent from xnu-8792 and xnu-10002, macOS
+    ///   13 and 14, so it is looked up at run time), the signal goes to an
+    ///   audit token naming that version, and the kernel refuses it
+    ///   atomically (ESRCH) if the PID now holds another version
+    ///   (`psignal_by_audit_token`, xnu `bsd/kern/proc_info.c`);
+    /// - otherwise the version is read once more right before `kill(2)`.
+    ///   A window of a few microseconds remains there: a stranger would
+    ///   need the PID space to cycle through it.
+    ///
+    /// A zombie is `Gone`: it has exited, only its parent has not reaped it.
     pub fn signal_verified(
         &self,
         expected: &ProcessIdentity,
@@ -108,17 +147,49 @@ impl Native {
         let Some(pid) = i32::try_from(expected.pid).ok().filter(|&p| p > 0) else {
             return Ok(SignalOutcome::Gone);
         };
+        let before = proc_version(pid);
         let observed = match bsd_info(expected.pid) {
             Ok(info) => Some(Observed {
-                start_time: proc_bsdinfo::start_time(info.pbi_start_tvsec, info.pbi_start_tvusec),
-                path: pidpath(pid).ok().map(PathBuf::from),
-                status: info.pbi_status,
+                start_time: info.start_time,
+                path: if info.is_zombie() {
+                    None
+                } else {
+                    pidpath(pid).ok().map(PathBuf::from)
+                },
+                status: info.status,
             }),
             Err(PlatformError::NoSuchProcess { .. }) => None,
             Err(e) => return Err(e),
         };
         if let Some(outcome) = proc_bsdinfo::pre_signal_check(expected, observed.as_ref()) {
             return Ok(outcome);
+        }
+        let after = proc_version(pid);
+        let Some(version) = proc_bsdinfo::stable_version(before, after) else {
+            // The PID changed hands (or exec'd) while it was read: what was
+            // verified may not be what holds it now.
+            return Ok(proc_bsdinfo::after_stale_token(after));
+        };
+        if let Some(signal_with_token) = signal_with_audittoken() {
+            let mut token = proc_bsdinfo::audit_token_for(expected.pid, version);
+            // SAFETY: the symbol is libproc's `int
+            // proc_signal_with_audittoken(audit_token_t *, int)`
+            // (libsyscall/wrappers/libproc/libproc.h); `audit_token_t` is
+            // `unsigned int val[8]`, which `token` is, and the kernel only
+            // reads it (copyin of exactly sizeof(audit_token_t)).
+            let rc = unsafe { signal_with_token(token.as_mut_ptr(), signal) };
+            return match rc {
+                0 => Ok(SignalOutcome::Sent),
+                libc::ESRCH => Ok(proc_bsdinfo::after_stale_token(proc_version(pid))),
+                errno => Err(PlatformError::io(
+                    format!("proc_signal_with_audittoken({pid}, {sig})"),
+                    std::io::Error::from_raw_os_error(errno),
+                )),
+            };
+        }
+        let now = proc_version(pid);
+        if now != Some(version) {
+            return Ok(proc_bsdinfo::after_stale_token(now));
         }
         match kill(Pid::from_raw(pid), sig) {
             Ok(()) => Ok(SignalOutcome::Sent),
@@ -143,84 +214,238 @@ impl Native {
     }
 }
 
-/// `proc_pidinfo(PROC_PIDTBSDINFO)`. libproc reports failures as strings,
-/// so whether the process is gone is asked of `kill(pid, 0)`.
-fn bsd_info(pid: u32) -> Result<BSDInfo, PlatformError> {
+/// `proc_listpids` type: processes whose parent is `typeinfo`
+/// (xnu `bsd/sys/proc_info.h`).
+const PROC_PPID_ONLY: u32 = 6;
+
+/// Run a libproc call that returns a byte count and 0 on error (with
+/// errno set, libsyscall/wrappers/libproc/libproc.c): errno is cleared
+/// first so a 0 with errno untouched reads as a real empty answer.
+fn libproc_call(call: impl FnOnce() -> libc::c_int) -> crate::parse::libproc_abi::LibprocAnswer {
+    Errno::clear();
+    let ret = call();
+    crate::parse::libproc_abi::libproc_answer(ret, Errno::last_raw())
+}
+
+/// `proc_pidinfo(pid, flavor, arg)` into `buf`.
+fn pidinfo_bytes(
+    pid: libc::c_int,
+    flavor: libc::c_int,
+    arg: u64,
+    buf: &mut [u8],
+) -> crate::parse::libproc_abi::LibprocAnswer {
+    let Ok(len) = libc::c_int::try_from(buf.len()) else {
+        return crate::parse::libproc_abi::LibprocAnswer::Failed {
+            errno: libc::EINVAL,
+        };
+    };
+    libproc_call(|| {
+        // SAFETY: `buf` is a live, writable allocation of `len` bytes and
+        // proc_pidinfo writes at most `len` bytes into it; the bytes are
+        // then decoded as a plain slice, never transmuted.
+        unsafe { libc::proc_pidinfo(pid, flavor, arg, buf.as_mut_ptr().cast(), len) }
+    })
+}
+
+/// `proc_pidinfo(PROC_PIDTBSDINFO)` asked with `FIND_ZOMBIES`, so a dead,
+/// unreaped process is reported (with `pbi_status == SZOMB`) instead of
+/// failing while `kill(pid, 0)` still succeeds. ESRCH: no process at all.
+fn bsd_info(pid: u32) -> Result<proc_bsdinfo::BsdInfo, PlatformError> {
     let gone = PlatformError::NoSuchProcess { pid };
     let Some(ipid) = i32::try_from(pid).ok().filter(|&p| p > 0) else {
         return Err(gone);
     };
-    pidinfo::<BSDInfo>(ipid, 0).map_err(|msg| {
-        if kill(Pid::from_raw(ipid), None) == Err(Errno::ESRCH) {
-            gone
-        } else {
-            PlatformError::io(
-                format!("proc_pidinfo({pid}, PROC_PIDTBSDINFO)"),
-                std::io::Error::other(msg),
-            )
+    let mut buf = [0u8; proc_bsdinfo::PROC_BSDINFO_SIZE];
+    let what = || format!("proc_pidinfo({pid}, PROC_PIDTBSDINFO)");
+    match pidinfo_bytes(
+        ipid,
+        proc_bsdinfo::PROC_PIDTBSDINFO,
+        proc_bsdinfo::FIND_ZOMBIES,
+        &mut buf,
+    ) {
+        crate::parse::libproc_abi::LibprocAnswer::Bytes(n) => {
+            proc_bsdinfo::decode_bsdinfo(&buf[..n.min(buf.len())]).map_err(|e| {
+                PlatformError::Malformed {
+                    what: "proc_bsdinfo",
+                    path: PathBuf::from(what()),
+                    detail: e.to_string(),
+                }
+            })
         }
+        crate::parse::libproc_abi::LibprocAnswer::Failed { errno: libc::ESRCH } => Err(gone),
+        crate::parse::libproc_abi::LibprocAnswer::Failed { errno } => Err(PlatformError::io(
+            what(),
+            std::io::Error::from_raw_os_error(errno),
+        )),
+    }
+}
+
+/// The version of the live process holding `pid` (`None`: none, or a
+/// zombie — asked without `FIND_ZOMBIES`).
+fn proc_version(pid: libc::c_int) -> Option<proc_bsdinfo::ProcVersion> {
+    let mut buf = [0u8; proc_bsdinfo::PROC_UNIQIDENTIFIERINFO_SIZE];
+    match pidinfo_bytes(pid, proc_bsdinfo::PROC_PIDUNIQIDENTIFIERINFO, 0, &mut buf) {
+        crate::parse::libproc_abi::LibprocAnswer::Bytes(n) => {
+            proc_bsdinfo::decode_uniqid(&buf[..n.min(buf.len())]).ok()
+        }
+        crate::parse::libproc_abi::LibprocAnswer::Failed { .. } => None,
+    }
+}
+
+type SignalWithAuditToken = unsafe extern "C" fn(*mut u32, libc::c_int) -> libc::c_int;
+
+/// libproc's `proc_signal_with_audittoken`, when this macOS has it
+/// (exported from xnu-11215, macOS 15; not in the macOS 13/14 libproc, so
+/// it is looked up rather than linked).
+fn signal_with_audittoken() -> Option<SignalWithAuditToken> {
+    static FOUND: OnceLock<Option<SignalWithAuditToken>> = OnceLock::new();
+    *FOUND.get_or_init(|| {
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only
+        // looks the symbol up.
+        let ptr =
+            unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"proc_signal_with_audittoken".as_ptr()) };
+        // Said once, so a first run on a Mac shows which path signals take.
+        tracing::info!(
+            available = !ptr.is_null(),
+            "proc_signal_with_audittoken: {}",
+            if ptr.is_null() {
+                "absent; signals re-check the process version right before kill(2)"
+            } else {
+                "present; the kernel checks the process version with each signal"
+            }
+        );
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: the symbol, when present, is the C function
+        // `int proc_signal_with_audittoken(audit_token_t *, int)`.
+        Some(unsafe { std::mem::transmute::<*mut libc::c_void, SignalWithAuditToken>(ptr) })
     })
 }
 
 /// Every TCP socket `pid` holds, decoded as a possible listener.
-fn tcp_sockets(pid: u32) -> Vec<(u32, DecodedListener)> {
+fn tcp_sockets(
+    pid: u32,
+    tally: &mut crate::parse::libproc_abi::SocketTally,
+) -> Vec<(u32, DecodedListener)> {
     let mut out = Vec::new();
-    each_socket(pid, |fd, info| match decode_tcp_listener(info) {
-        Ok(Some(socket)) => out.push((pid, socket)),
-        Ok(None) => {}
-        Err(err) => tracing::debug!(%err, pid, fd, "socket skipped"),
+    each_socket(pid, tally, |fd, info| {
+        decode_tcp_listener(info)
+            .map(|socket| out.extend(socket.map(|s| (pid, s))))
+            .inspect_err(|err| tracing::debug!(%err, pid, fd, "socket skipped"))
     });
     out
 }
 
 /// Every TCP socket `pid` holds, decoded as a connection.
-fn tcp_connections(pid: u32) -> Vec<DecodedConnection> {
+fn tcp_connections(
+    pid: u32,
+    tally: &mut crate::parse::libproc_abi::SocketTally,
+) -> Vec<DecodedConnection> {
     let mut out = Vec::new();
-    each_socket(pid, |fd, info| match decode_tcp_connection(info) {
-        Ok(Some(connection)) => out.push(connection),
-        Ok(None) => {}
-        Err(err) => tracing::debug!(%err, pid, fd, "socket skipped"),
+    each_socket(pid, tally, |fd, info| {
+        decode_tcp_connection(info)
+            .map(|c| out.extend(c))
+            .inspect_err(|err| tracing::debug!(%err, pid, fd, "socket skipped"))
     });
     out
 }
 
+/// The descriptor list of `pid` as `(fd, type)`, sized from `nfiles` with
+/// headroom and asked again while the answer fills the buffer (the table
+/// can grow between `proc_bsdinfo` and this call).
+fn fd_list(pid: libc::c_int, nfiles: u32) -> Option<Vec<(i32, u32)>> {
+    use crate::parse::libproc_abi::{
+        LibprocAnswer, PROC_FDINFO_SIZE, fd_list_retry, fd_list_slots,
+    };
+    let mut slots = fd_list_slots(nfiles);
+    loop {
+        let mut buf = vec![0u8; slots.saturating_mul(PROC_FDINFO_SIZE)];
+        match pidinfo_bytes(pid, libc::PROC_PIDLISTFDS, 0, &mut buf) {
+            LibprocAnswer::Bytes(n) => {
+                if let Some(more) = fd_list_retry(n, slots) {
+                    slots = more;
+                    continue;
+                }
+                let written = &buf[..n.min(buf.len())];
+                return Some(
+                    written
+                        .chunks_exact(PROC_FDINFO_SIZE)
+                        .map(|c| {
+                            let fd = i32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
+                            let kind = u32::from_ne_bytes([c[4], c[5], c[6], c[7]]);
+                            (fd, kind)
+                        })
+                        .collect(),
+                );
+            }
+            LibprocAnswer::Failed { .. } => return None,
+        }
+    }
+}
+
 /// Hand `each` the `socket_fdinfo` bytes of every socket descriptor `pid`
-/// holds (with the fd). Processes we may not inspect (not root, or gone
+/// holds (with the fd), counting in `tally` what decoded, what vanished
+/// and what failed. Processes we may not inspect (not root, or gone
 /// mid-walk) contribute nothing rather than failing the whole sweep.
-fn each_socket(pid: u32, mut each: impl FnMut(i32, &[u8])) {
+fn each_socket(
+    pid: u32,
+    tally: &mut crate::parse::libproc_abi::SocketTally,
+    mut each: impl FnMut(i32, &[u8]) -> Result<(), crate::parse::libproc_abi::AbiError>,
+) {
+    use crate::parse::libproc_abi::{FdInfoAnswer, SOCKET_FDINFO_BUFFER, fdinfo_answer};
     let Some(ipid) = i32::try_from(pid).ok().filter(|&p| p > 0) else {
         return;
     };
-    let Ok(info) = pidinfo::<BSDInfo>(ipid, 0) else {
+    let Ok(info) = bsd_info(pid) else {
         return;
     };
-    let slots = usize::try_from(info.pbi_nfiles).unwrap_or(0);
-    let Ok(fds) = listpidinfo::<ListFDs>(ipid, slots) else {
+    if info.is_zombie() {
+        return;
+    }
+    let Some(fds) = fd_list(ipid, info.nfiles) else {
         return;
     };
-    let mut buf = vec![0u8; SOCKET_FDINFO_SIZE];
+    let mut buf = vec![0u8; SOCKET_FDINFO_BUFFER];
     let Ok(len) = libc::c_int::try_from(buf.len()) else {
         return;
     };
-    for fd in fds.iter().filter(|fd| fd.proc_fdtype == PROX_FDTYPE_SOCKET) {
+    for (fd, _) in fds.iter().filter(|(_, kind)| *kind == PROX_FDTYPE_SOCKET) {
+        Errno::clear();
         // SAFETY: `buf` is a live, writable allocation of `len` bytes, and
         // proc_pidfdinfo writes at most `len` bytes into it. Nothing is
         // read through the pointer afterwards; the bytes are decoded as a
         // plain slice.
-        let written = unsafe {
+        let ret = unsafe {
             libc::proc_pidfdinfo(
                 ipid,
-                fd.proc_fd,
+                *fd,
                 PROC_PIDFDSOCKETINFO,
                 buf.as_mut_ptr().cast(),
                 len,
             )
         };
-        let Ok(written) = usize::try_from(written) else {
-            continue; // -1: the fd closed or the process exited meanwhile
-        };
-        each(fd.proc_fd, &buf[..written.min(buf.len())]);
+        match fdinfo_answer(ret, Errno::last_raw()) {
+            FdInfoAnswer::Bytes(n) => {
+                tally.record(each(*fd, &buf[..n.min(buf.len())]));
+            }
+            FdInfoAnswer::Vanished => tally.vanish(),
+            FdInfoAnswer::Failed { errno } => tally.fail(format!(
+                "proc_pidfdinfo({pid}, {fd}, PROC_PIDFDSOCKETINFO): {}",
+                Errno::from_raw(errno)
+            )),
+        }
     }
+}
+
+/// A sweep in which every socket descriptor failed to decode is an error
+/// (the daemon reports it), not an empty list of listeners.
+fn sweep_health(tally: &crate::parse::libproc_abi::SocketTally) -> Result<(), PlatformError> {
+    tally.health().map_err(|e| PlatformError::Malformed {
+        what: "socket_fdinfo",
+        path: PathBuf::from("proc_pidfdinfo(PROC_PIDFDSOCKETINFO)"),
+        detail: e.to_string(),
+    })
 }
 
 /// `sysctl(KERN_PROCARGS2)` for `pid`, parsed. `None` when the process is
@@ -269,12 +494,6 @@ fn procargs(pid: u32) -> Option<procargs::ProcArgs> {
     procargs::parse_procargs2(&buf)
         .inspect_err(|err| tracing::debug!(%err, pid, "arguments unreadable"))
         .ok()
-}
-
-/// A `c_char` array as bytes, whatever `c_char`'s signedness on this
-/// architecture.
-fn c_bytes<const N: usize>(chars: &[libc::c_char; N]) -> [u8; N] {
-    chars.map(|c| u8::from_ne_bytes(c.to_ne_bytes()))
 }
 
 fn os_version() -> Option<String> {
@@ -332,41 +551,40 @@ impl Platform for Native {
     fn listeners(&self) -> Result<Vec<Listener>, PlatformError> {
         let pids = pids_by_type(ProcFilter::All)
             .map_err(|e| PlatformError::io("proc_listpids(PROC_ALL_PIDS)", e))?;
-        Ok(group_listeners(pids.into_iter().flat_map(tcp_sockets)))
+        let mut tally = crate::parse::libproc_abi::SocketTally::default();
+        let mut found = Vec::new();
+        for pid in pids {
+            found.extend(tcp_sockets(pid, &mut tally));
+        }
+        sweep_health(&tally)?;
+        Ok(group_listeners(found))
     }
 
     /// `signature` is left [`Signature::unknown`]: callers fill it through
     /// the signature cache.
     fn process(&self, pid: u32) -> Result<ProcessIdentity, PlatformError> {
         let info = bsd_info(pid)?;
+        let user = self.user_name(info.uid);
+        if info.is_zombie() {
+            // Exited, not reaped: no image left to read.
+            return Ok(proc_bsdinfo::identity(&info, None, Vec::new(), user));
+        }
         let path = i32::try_from(pid)
             .ok()
             .and_then(|p| pidpath(p).ok())
             .filter(|p| !p.is_empty())
             .map(PathBuf::from);
         let args = procargs(pid).map(|a| a.args).unwrap_or_default();
-        // `pbi_name` is the full name when one is registered; `pbi_comm`
-        // is the 16-byte truncation.
-        let name = Some(proc_bsdinfo::c_string(&c_bytes(&info.pbi_name)))
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| proc_bsdinfo::c_string(&c_bytes(&info.pbi_comm)));
-        Ok(ProcessIdentity {
-            pid,
-            ppid: info.pbi_ppid,
-            start_time: proc_bsdinfo::start_time(info.pbi_start_tvsec, info.pbi_start_tvusec),
-            bundle: path.as_deref().and_then(enclosing_bundle),
-            path,
-            args,
-            uid: info.pbi_uid,
-            user: self.user_name(info.pbi_uid),
-            name,
-            interactive: proc_bsdinfo::has_controlling_tty(info.e_tdev),
-            signature: Signature::unknown(),
-        })
+        Ok(proc_bsdinfo::identity(&info, path, args, user))
     }
 
     fn check_signature(&self, path: &Path) -> Signature {
-        signing::check_with_codesign(&self.tools.codesign, path, CODESIGN_TIMEOUT)
+        signing::check_with_timeouts(
+            &self.tools.codesign,
+            path,
+            CODESIGN_TIMEOUT,
+            CODESIGN_VERIFY_TIMEOUT,
+        )
     }
 
     fn login_items(&self) -> Result<Vec<PersistenceItem>, PlatformError> {
@@ -397,10 +615,13 @@ impl Platform for Native {
         }
         let pids = pids_by_type(ProcFilter::All)
             .map_err(|e| PlatformError::io("proc_listpids(PROC_ALL_PIDS)", e))?;
-        Ok(established_to_ports(
-            pids.into_iter().flat_map(tcp_connections),
-            ports,
-        ))
+        let mut tally = crate::parse::libproc_abi::SocketTally::default();
+        let mut found = Vec::new();
+        for pid in pids {
+            found.extend(tcp_connections(pid, &mut tally));
+        }
+        sweep_health(&tally)?;
+        Ok(established_to_ports(found, ports))
     }
 
     /// Gatekeeper mounts a translocated app read-only with nullfs under

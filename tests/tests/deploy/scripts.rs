@@ -340,8 +340,8 @@ fn postinstall_does_not_retry_other_errors() {
     let s = Sandbox::payload();
     let env = [
         ("SHIM_BOOTSTRAP_FAILS", "99"),
-        ("SHIM_BOOTSTRAP_RC", "37"),
-        ("SHIM_BOOTSTRAP_ERROR", "37: Operation already in progress"),
+        ("SHIM_BOOTSTRAP_RC", "1"),
+        ("SHIM_BOOTSTRAP_ERROR", "1: Operation not permitted"),
     ];
     let out = s.run("installer/scripts/postinstall", &installer_args("/"), &env);
     assert!(!out.status.success());
@@ -352,7 +352,59 @@ fn postinstall_does_not_retry_other_errors() {
             .count(),
         1
     );
-    assert!(stderr(&out).contains("exited 37"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("exited 1"), "{}", stderr(&out));
+}
+
+#[test]
+fn postinstall_retries_error_37_while_the_old_daemon_exits() {
+    // launchd answers EALREADY while the old job (ExitTimeOut 30 s) is
+    // still going away; ten refusals, then it accepts.
+    let s = Sandbox::payload();
+    let env = [
+        ("SHIM_BOOTSTRAP_FAILS", "10"),
+        ("SHIM_BOOTSTRAP_RC", "37"),
+        ("SHIM_BOOTSTRAP_ERROR", "37: Operation already in progress"),
+    ];
+    let out = s.run("installer/scripts/postinstall", &installer_args("/"), &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        s.calls()
+            .iter()
+            .filter(|c| c.starts_with("launchctl bootstrap"))
+            .count(),
+        11
+    );
+    assert_eq!(stdout(&out).matches("failed with error 37").count(), 10);
+}
+
+#[test]
+fn postinstall_retry_window_outlasts_the_old_daemons_exit_timeout() {
+    // The default: attempts × sleep must cover ExitTimeOut (30 s) plus the
+    // ~5 s launchd takes to accept the label again.
+    let text = std::fs::read_to_string(repo().join("installer/scripts/postinstall"))
+        .expect("read postinstall");
+    let default = |var: &str| -> u64 {
+        let start = text.find(&format!("${{{var}:-")).expect(var) + var.len() + 4;
+        text[start..]
+            .split('}')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("numeric default")
+    };
+    let window = default("LENSCAP_RETRIES") * default("LENSCAP_RETRY_SLEEP");
+    let plist =
+        std::fs::read_to_string(repo().join(format!("launchd/{LABEL}.plist"))).expect("read plist");
+    let exit_timeout: u64 = plist
+        .split("<key>ExitTimeOut</key>")
+        .nth(1)
+        .and_then(|rest| rest.split("<integer>").nth(1))
+        .and_then(|rest| rest.split("</integer>").next())
+        .and_then(|n| n.trim().parse().ok())
+        .expect("ExitTimeOut in the daemon plist");
+    assert!(
+        window >= exit_timeout + 5,
+        "retry window {window}s < ExitTimeOut {exit_timeout}s + 5s"
+    );
 }
 
 #[test]

@@ -154,3 +154,61 @@ fn workflow_run_blocks_pass_shellcheck() {
         );
     }
 }
+
+#[test]
+fn workflow_runs_the_macos_end_to_end_script_after_the_unit_tests() {
+    let script = repo().join("tests/macos/e2e.sh");
+    let helper = repo().join("tests/macos/helper.c");
+    assert!(script.is_file(), "{} missing", script.display());
+    assert!(helper.is_file(), "{} missing", helper.display());
+    use std::os::unix::fs::PermissionsExt;
+    assert!(
+        script.metadata().expect("stat").permissions().mode() & 0o111 != 0,
+        "tests/macos/e2e.sh is not executable"
+    );
+    let doc = workflow();
+    let steps = steps(&doc);
+    let test = position(&steps, &["cargo test", "-p lenscap"]);
+    let pkg = position(&steps, &["installer/build-pkg.sh"]);
+    let e2e = position(&steps, &["sudo tests/macos/e2e.sh", "--pkg"]);
+    assert!(
+        test < e2e && pkg < e2e,
+        "{WORKFLOW}: the end-to-end step must follow the unit tests and the pkg build"
+    );
+    // The log is kept even when a check fails.
+    let upload = steps
+        .iter()
+        .enumerate()
+        .position(|(i, (_, uses, _))| i > e2e && uses.starts_with("actions/upload-artifact@"))
+        .expect("an upload step after the end-to-end run");
+    let step = doc["jobs"]
+        .as_mapping()
+        .and_then(|jobs| jobs.iter().next())
+        .map(|(_, job)| &job["steps"][upload])
+        .expect("one job");
+    assert_eq!(step["if"].as_str(), Some("always()"), "{step:?}");
+    assert!(
+        step["with"]["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("e2e.log")),
+        "{step:?}"
+    );
+}
+
+#[test]
+fn the_macos_end_to_end_script_passes_shellcheck_and_refuses_linux() {
+    let script = repo().join("tests/macos/e2e.sh");
+    if let Some(shellcheck) = shellcheck() {
+        assert_shellcheck_clean(shellcheck, "tests/macos/e2e.sh", Some(&script), None);
+    }
+    // Off macOS it says so and exits 2 (a precondition), touching nothing.
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .output()
+        .expect("run e2e.sh");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("macOS only"),
+        "{out:?}"
+    );
+}

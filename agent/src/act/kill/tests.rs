@@ -443,3 +443,90 @@ fn a_root_process_is_never_signalled_for_a_user() {
     let report = terminate_tree_as(&f, &judged, SHORT, 0);
     assert!(report.all_gone(), "{report:?}");
 }
+
+/// The macOS platform's answers, built from `proc_bsdinfo` bytes through
+/// the same decoding `platform/macos.rs` uses: a helper that exits on
+/// SIGTERM but is never reaped by its parent stays a zombie, which
+/// `proc_pidinfo(PROC_PIDTBSDINFO, FIND_ZOMBIES)` reports with
+/// `pbi_status` 5.
+struct BsdInfoTable {
+    /// pid → the bytes the kernel would write now.
+    bytes: RefCell<BTreeMap<u32, Vec<u8>>>,
+    path: std::path::PathBuf,
+    signals: RefCell<Vec<(u32, i32)>>,
+}
+
+impl ProcessControl for BsdInfoTable {
+    fn process(&self, pid: u32) -> Result<ProcessIdentity, PlatformError> {
+        use crate::parse::proc_bsdinfo::{decode_bsdinfo, identity};
+        let bytes = self.bytes.borrow();
+        let Some(b) = bytes.get(&pid) else {
+            return Err(PlatformError::NoSuchProcess { pid });
+        };
+        let info = decode_bsdinfo(b).unwrap();
+        Ok(identity(
+            &info,
+            Some(self.path.clone()),
+            vec!["helper".into()],
+            None,
+        ))
+    }
+
+    fn signal_verified(
+        &self,
+        expected: &ProcessIdentity,
+        signal: i32,
+    ) -> Result<SignalOutcome, PlatformError> {
+        use crate::parse::proc_bsdinfo::{
+            Observed, SZOMB, decode_bsdinfo, fixture_bsdinfo, pre_signal_check,
+        };
+        let observed = self.bytes.borrow().get(&expected.pid).map(|b| {
+            let info = decode_bsdinfo(b).unwrap();
+            Observed {
+                start_time: info.start_time,
+                path: (!info.is_zombie()).then(|| self.path.clone()),
+                status: info.status,
+            }
+        });
+        if let Some(outcome) = pre_signal_check(expected, observed.as_ref()) {
+            return Ok(outcome);
+        }
+        self.signals.borrow_mut().push((expected.pid, signal));
+        // The helper exits at once; its parent never waits for it.
+        self.bytes.borrow_mut().insert(
+            expected.pid,
+            fixture_bsdinfo(expected.pid, 4000, SZOMB, "helper", 1_700_000_000),
+        );
+        Ok(SignalOutcome::Sent)
+    }
+
+    fn child_pids(&self, _pid: u32) -> Result<Vec<u32>, PlatformError> {
+        Ok(Vec::new())
+    }
+}
+
+#[test]
+fn an_unreaped_zombie_counts_as_terminated_on_macos() {
+    use crate::parse::proc_bsdinfo::fixture_bsdinfo;
+    let table = BsdInfoTable {
+        bytes: RefCell::new(BTreeMap::from([(
+            4242,
+            fixture_bsdinfo(4242, 4000, 2, "helper", 1_700_000_000),
+        )])),
+        path: "/Users/a/.x/helper".into(),
+        signals: RefCell::new(Vec::new()),
+    };
+    let root = table.process(4242).unwrap();
+    assert!(root.path.is_some());
+    let started = std::time::Instant::now();
+    let report = terminate_tree(&table, &root, Duration::from_secs(5));
+    assert_eq!(report.outcome_of(4242), Some(&KillOutcome::Terminated));
+    assert!(report.all_gone());
+    // Only SIGTERM: the zombie was seen as gone, no SIGKILL, no wait for
+    // the whole grace.
+    assert_eq!(*table.signals.borrow(), vec![(4242, libc::SIGTERM)]);
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // Asked again, a zombie root is already gone, not an error.
+    let again = terminate_tree(&table, &root, Duration::from_secs(5));
+    assert_eq!(again.outcome_of(4242), Some(&KillOutcome::AlreadyGone));
+}

@@ -212,20 +212,141 @@ fn items_without_a_usable_label_are_refused() {
 
 #[test]
 fn bootout_success_passes_the_target_as_one_argument() {
-    let shim = Shim::new("exit 0");
+    let shim = Shim::new(&format!(
+        r#"case "$1" in
+  bootout) exit 0 ;;
+  print) {NOT_FOUND} ;;
+esac"#
+    ));
     assert_eq!(
         bootout(&shim.path, &agent_target(), T).unwrap(),
-        BootoutOutcome::Unloaded
+        BootoutOutcome::Unloaded {
+            from: agent_target()
+        }
     );
+    // Then `print` confirms launchd has let the job go.
     assert_eq!(
         shim.calls(),
-        vec![vec!["bootout", "gui/501/com.example.helper"]]
+        vec![
+            vec!["bootout", "gui/501/com.example.helper"],
+            vec!["print", "gui/501/com.example.helper"]
+        ]
     );
     let daemon = Domain::System {
         label: label("com.example.d"),
     };
     bootout(&shim.path, &daemon, T).unwrap();
-    assert_eq!(shim.calls()[1], vec!["bootout", "system/com.example.d"]);
+    assert_eq!(shim.calls()[2], vec!["bootout", "system/com.example.d"]);
+}
+
+/// `print`'s answer for a job launchd does not know.
+const NOT_FOUND: &str = r#"echo 'Bad request.'; echo "Could not find service \"x\" in domain for user gui: 501" >&2; exit 113"#;
+
+#[test]
+fn bootout_in_progress_waits_until_print_no_longer_finds_the_job() {
+    // launchd answers 36 while it is still stopping the job; the first
+    // print still shows it, the second does not.
+    let shim = Shim::new(&format!(
+        r#"d=$(dirname "$0")
+case "$1" in
+  bootout) echo 'Boot-out failed: 36: Operation now in progress' >&2; exit 36 ;;
+  print)
+    if [ -e "$d/printed" ]; then {NOT_FOUND}; fi
+    : > "$d/printed"
+    printf 'gui/501/com.example.helper = {{\n\tstate = running\n\tpid = 4242\n}}\n' ;;
+esac"#
+    ));
+    let outcome = bootout(&shim.path, &agent_target(), T).unwrap();
+    assert_eq!(
+        outcome,
+        BootoutOutcome::Unloaded {
+            from: agent_target()
+        }
+    );
+    let verbs: Vec<String> = shim.calls().into_iter().map(|c| c[0].clone()).collect();
+    assert_eq!(verbs, ["bootout", "print", "print"]);
+
+    // A job that never goes: an error naming the wait, not a success.
+    let stuck = Shim::new(
+        r#"case "$1" in
+  bootout) echo 'Boot-out failed: 36: Operation now in progress' >&2; exit 36 ;;
+  print) printf 'gui/501/com.example.helper = {\n\tstate = running\n\tpid = 4242\n}\n' ;;
+esac"#,
+    );
+    let err =
+        bootout_settling(&stuck.path, &agent_target(), T, Duration::from_millis(600)).unwrap_err();
+    assert!(
+        matches!(&err, StopError::StillLoaded { target, .. } if target == "gui/501/com.example.helper"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("36: Operation now in progress"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_gui_miss_is_tried_in_the_user_domain() {
+    let shim = Shim::new(&format!(
+        r#"case "$1 $2" in
+  "bootout gui/"*) echo 'Boot-out failed: 3: No such process' >&2; exit 3 ;;
+  "bootout user/"*) exit 0 ;;
+  "print "*) {NOT_FOUND} ;;
+esac"#
+    ));
+    let outcome = bootout(&shim.path, &agent_target(), T).unwrap();
+    assert_eq!(
+        outcome,
+        BootoutOutcome::Unloaded {
+            from: Domain::User {
+                uid: 501,
+                label: label("com.example.helper")
+            }
+        }
+    );
+    assert_eq!(
+        shim.calls(),
+        vec![
+            vec!["bootout", "gui/501/com.example.helper"],
+            vec!["bootout", "user/501/com.example.helper"],
+            vec!["print", "user/501/com.example.helper"]
+        ]
+    );
+    // A daemon has no user domain to fall back to.
+    let daemon = Domain::System {
+        label: label("com.example.d"),
+    };
+    let missing = Shim::new("echo 'Boot-out failed: 3: No such process' >&2; exit 3");
+    assert!(matches!(
+        bootout(&missing.path, &daemon, T).unwrap(),
+        BootoutOutcome::NotLoaded { .. }
+    ));
+    assert_eq!(missing.calls().len(), 1);
+    assert_eq!(
+        Domain::User {
+            uid: 501,
+            label: label("x")
+        }
+        .to_string(),
+        "user/501/x"
+    );
+}
+
+#[test]
+fn a_short_timeout_is_raised_to_the_bootout_minimum() {
+    // launchctl waits up to the job's ExitTimeOut; a caller's 10 s (or,
+    // here, 1 ms) must not cut it off.
+    let slow = Shim::new(&format!(
+        r#"case "$1" in
+  bootout) sleep 0.5; exit 0 ;;
+  print) {NOT_FOUND} ;;
+esac"#
+    ));
+    assert!(matches!(
+        bootout(&slow.path, &agent_target(), Duration::from_millis(1)).unwrap(),
+        BootoutOutcome::Unloaded { .. }
+    ));
+    assert!(MIN_TIMEOUT > Duration::from_secs(30));
 }
 
 #[test]
@@ -243,7 +364,14 @@ fn bootout_of_a_job_that_is_not_loaded_is_not_an_error() {
             matches!(outcome, BootoutOutcome::NotLoaded { .. }),
             "{body}: {outcome:?}"
         );
-        assert_eq!(shim.calls().len(), 1, "{body}");
+        // Not in gui/501: the user domain is tried too, with the same answer.
+        let calls = shim.calls();
+        assert_eq!(calls.len(), 2, "{body}");
+        assert_eq!(calls[1], vec!["bootout", "user/501/com.example.helper"]);
+        assert!(
+            matches!(outcome, BootoutOutcome::NotLoaded { ref detail } if detail.contains("user/501/com.example.helper")),
+            "{outcome:?}"
+        );
     }
 }
 
@@ -291,7 +419,11 @@ esac"#,
         matches!(outcome, BootoutOutcome::NotLoaded { ref detail } if detail.contains("5: Input/output"))
     );
     let calls = gone.calls();
-    assert_eq!(calls.len(), 2);
+    assert_eq!(
+        calls.len(),
+        4,
+        "gui: bootout + print, then user: bootout + print"
+    );
     assert_eq!(calls[1], vec!["print", "gui/501/com.example.helper"]);
 
     let still_loaded = Shim::new(
@@ -365,7 +497,13 @@ fn a_missing_or_hanging_launchctl_is_a_command_error() {
 
     let hang = Shim::new("exec sleep 30");
     let started = std::time::Instant::now();
-    let err = bootout(&hang.path, &agent_target(), Duration::from_millis(300)).unwrap_err();
+    let err = bootout_settling(
+        &hang.path,
+        &agent_target(),
+        Duration::from_millis(300),
+        Duration::from_millis(300),
+    )
+    .unwrap_err();
     assert!(
         matches!(
             &err,

@@ -25,6 +25,16 @@
 //! dropping the `LogStream`) kills and reaps the child and joins the
 //! supervisor promptly: every wait, including a five-minute backoff, is a
 //! condition-variable wait that `stop` interrupts.
+//!
+//! If the daemon itself dies (a crash, SIGKILL), nothing of the above runs,
+//! and an orphaned `log stream` would live on until its next write hits the
+//! closed pipe — for the camera predicate, possibly hours. So each child
+//! gets a *reaper* ([`spawn_reaper`]): a `/bin/sh` in the child's process
+//! group that blocks reading a pipe whose only writer is this process.
+//! The daemon never writes to it; when the daemon is gone, however it
+//! ended, the kernel closes the write end, the read sees EOF and the
+//! reaper kills the group. (macOS has no parent-death signal, and launchd
+//! cleans up only the job's own process group, which the child left.)
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read};
@@ -269,11 +279,21 @@ fn run_once(
     };
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
+    // Held until this run ends: dropping it (or this process dying) is the
+    // reaper's cue.
+    let mut reaper = match spawn_reaper(child.id()) {
+        Ok(reaper) => Some(reaper),
+        Err(e) => {
+            tracing::warn!(error = %e, "log stream reaper not started; a crash of the daemon would orphan `log stream`");
+            None
+        }
+    };
     {
         let mut state = shared.lock();
         if state.stopping {
             kill_group(&mut child);
             let _ = child.wait();
+            end_reaper(reaper.take());
             return Run::Over;
         }
         state.child = Some(child);
@@ -332,6 +352,7 @@ fn run_once(
     }
     drop(done_tx);
     let ended = watch_child(shared, opts, feed, in_trouble, &receiver_gone);
+    end_reaper(reaper.take());
     wait_readers(&done_rx, readers);
     match ended {
         Ended::Stopped => Run::Over,
@@ -352,6 +373,45 @@ fn run_once(
             };
             Run::Failed(format!("{program} {status}{stderr}"))
         }
+    }
+}
+
+/// The reaper's script: wait for EOF on stdin (the daemon gone), then kill
+/// the process group given as `$1`. Nothing is ever written to the pipe,
+/// so `read` returns only at EOF.
+const REAPER_SCRIPT: &str = r#"read -r _; kill -s KILL -- "-$1""#;
+
+/// A reaper for the process group `group` (the `log` child's pid, which
+/// leads it): `/bin/sh` joins that group, so stopping the child with
+/// [`kill_group`] ends it too, and reads a pipe whose write end (returned)
+/// only this process holds. Drop the writer, or die, and the reaper kills
+/// the group. The write end is close-on-exec, so no other child of the
+/// daemon inherits it and keeps the reaper waiting.
+pub(crate) fn spawn_reaper(group: u32) -> io::Result<(Child, io::PipeWriter)> {
+    let pgid = i32::try_from(group).map_err(|_| io::Error::other("pid out of range"))?;
+    let (reader, writer) = io::pipe()?;
+    let child = Command::new("/bin/sh")
+        .args([
+            "-c",
+            REAPER_SCRIPT,
+            "lenscap-log-reaper",
+            &group.to_string(),
+        ])
+        .stdin(reader)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(pgid)
+        .spawn()?;
+    Ok((child, writer))
+}
+
+/// This run is over: end the reaper (it is still ours and unreaped, so its
+/// PID names it) and reap it; then the pipe is closed.
+fn end_reaper(reaper: Option<(Child, io::PipeWriter)>) {
+    if let Some((mut child, writer)) = reaper {
+        let _ = child.kill();
+        let _ = child.wait();
+        drop(writer);
     }
 }
 

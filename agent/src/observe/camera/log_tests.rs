@@ -622,3 +622,37 @@ fn log_show_failure_and_timeout_are_errors() {
     .unwrap_err();
     assert!(matches!(err, LogShowError::Spawn { .. }), "{err}");
 }
+
+#[test]
+fn the_reaper_kills_an_orphaned_stream_once_its_daemon_is_gone() {
+    use super::log_stream::spawn_reaper;
+    use std::os::unix::process::CommandExt;
+    // A stand-in `log stream` in its own process group, as `run_once`
+    // starts it; the reaper watches the pipe a daemon would hold.
+    let mut stream = Command::new("/bin/sh")
+        .args(["-c", "exec sleep 30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let (mut reaper, writer) = spawn_reaper(stream.id()).unwrap();
+    // While the "daemon" lives, nothing happens.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(stream.try_wait().unwrap().is_none(), "killed too early");
+    assert!(reaper.try_wait().unwrap().is_none());
+    // The daemon dies: its end of the pipe closes.
+    drop(writer);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = stream.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "orphaned stream still running");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    // The reaper was in the group it killed.
+    assert_eq!(reaper.wait().unwrap().signal(), Some(libc::SIGKILL));
+}

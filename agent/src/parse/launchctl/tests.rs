@@ -283,3 +283,18 @@ proptest! {
         prop_assert!(!f.message.chars().any(char::is_control));
     }
 }
+
+#[test]
+fn bootout_in_progress_is_its_own_answer() {
+    let f = parse_failure(Some(36), "Boot-out failed: 36: Operation now in progress\n");
+    assert!(f.is_in_progress());
+    assert!(!f.is_not_loaded() && !f.is_io_error());
+    assert_eq!(f.message, "Boot-out failed: 36: Operation now in progress");
+    for other in [
+        "Boot-out failed: 5: Input/output error",
+        "Boot-out failed: 3: No such process",
+        "Boot-out failed: 1: Operation not permitted",
+    ] {
+        assert!(!parse_failure(Some(1), other).is_in_progress(), "{other}");
+    }
+}

@@ -163,22 +163,29 @@ pub struct Target {
 }
 
 impl Target {
-    /// `system` or `gui/<uid>` (the only domains modelled), normalised.
+    /// `system`, `gui/<uid>` or `user/<uid>` (the only domains
+    /// modelled), normalised.
     pub fn parse_domain(s: &str) -> Option<String> {
         if s == "system" {
             return Some(s.into());
         }
-        let uid: u32 = s.strip_prefix("gui/")?.parse().ok()?;
-        Some(format!("gui/{uid}"))
+        for kind in ["gui", "user"] {
+            if let Some(rest) = s.strip_prefix(kind).and_then(|r| r.strip_prefix('/')) {
+                let uid: u32 = rest.parse().ok()?;
+                return Some(format!("{kind}/{uid}"));
+            }
+        }
+        None
     }
 
-    /// `system/<label>` or `gui/<uid>/<label>`.
+    /// `system/<label>`, `gui/<uid>/<label>` or `user/<uid>/<label>`.
     pub fn parse_service(s: &str) -> Option<Target> {
         let (domain, label) = match s.strip_prefix("system/") {
             Some(label) => ("system".to_string(), label),
             None => {
-                let (uid, label) = s.strip_prefix("gui/")?.split_once('/')?;
-                (Target::parse_domain(&format!("gui/{uid}"))?, label)
+                let (kind, rest) = s.split_once('/')?;
+                let (uid, label) = rest.split_once('/')?;
+                (Target::parse_domain(&format!("{kind}/{uid}"))?, label)
             }
         };
         let label = label.to_string();
@@ -225,7 +232,8 @@ mod tests {
             "gui/x/l",
             "gui/501/",
             "system/",
-            "user/501/l",
+            "user/x/l",
+            "login/501/l",
             "",
         ] {
             assert_eq!(Target::parse_service(bad), None, "{bad}");
