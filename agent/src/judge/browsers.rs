@@ -121,19 +121,13 @@ pub(crate) fn opt_in_note(probe: &HttpProbe) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Cors;
 
     fn probe(http: bool, websocket: bool) -> HttpProbe {
         HttpProbe {
             http,
             websocket,
             status: Some(200),
-            server: None,
-            content_type: None,
-            cors: Cors::None,
-            image: false,
-            private_network: false,
-            error: None,
+            ..crate::judge::testkit::not_http()
         }
     }
 
