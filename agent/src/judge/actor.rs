@@ -22,24 +22,20 @@
 use std::path::Path;
 
 use super::Observations;
-use super::heuristics::{is_interpreter, script_arg};
 use crate::model::{PersistenceItem, ProcessIdentity, enclosing_bundle};
 
-/// The paths a plan would move for a program run with `args`: the script
-/// when an interpreter runs one, else the program and its bundle. Inline
-/// code (`python3 -c`) names no file but the plist.
-pub(crate) fn targets<'a>(
-    program: &'a Path,
-    args: &'a [String],
-) -> Vec<std::borrow::Cow<'a, Path>> {
+/// The paths a plan would move for a finding: the file judged as its
+/// program (`Finding::judged_path` — the executable, the script an
+/// interpreter runs, or the plist holding inline code; never an
+/// interpreter) and the app bundle around it. Taken from the judge's own
+/// answer, so the actor is checked against exactly what act would move.
+fn targets(moved: Option<&Path>) -> Vec<std::borrow::Cow<'_, Path>> {
     use std::borrow::Cow;
-    if is_interpreter(program) {
-        return script_arg(program, args)
-            .map(|s| vec![Cow::Borrowed(s)])
-            .unwrap_or_default();
-    }
-    let mut out = vec![Cow::Borrowed(program)];
-    out.extend(enclosing_bundle(program).map(Cow::Owned));
+    let Some(moved) = moved else {
+        return Vec::new();
+    };
+    let mut out = vec![Cow::Borrowed(moved)];
+    out.extend(enclosing_bundle(moved).map(Cow::Owned));
     out
 }
 
@@ -95,14 +91,11 @@ fn outside(
 /// processes it runs.
 pub(crate) fn item_outside_reach(
     item: &PersistenceItem,
+    moved: Option<&Path>,
     running: &[&ProcessIdentity],
     obs: &Observations,
 ) -> Vec<String> {
-    let targets = item
-        .program
-        .as_deref()
-        .map(|p| targets(p, &item.args))
-        .unwrap_or_default();
+    let targets = targets(moved);
     let paths: Vec<&Path> = targets.iter().map(AsRef::as_ref).collect();
     outside(item.owner_uid, "the plist", &paths, running, obs)
 }
@@ -124,15 +117,12 @@ pub(crate) fn listener_actor(items: &[&PersistenceItem], primary: &ProcessIdenti
 pub(crate) fn listener_outside_reach(
     items: &[&PersistenceItem],
     primary: &ProcessIdentity,
+    moved: Option<&Path>,
     owners: &[&ProcessIdentity],
     obs: &Observations,
 ) -> Vec<String> {
     let actor = listener_actor(items, primary);
-    let targets = primary
-        .path
-        .as_deref()
-        .map(|p| targets(p, &primary.args))
-        .unwrap_or_default();
+    let targets = targets(moved);
     let paths: Vec<&Path> = targets.iter().map(AsRef::as_ref).collect();
     // launchd (pid 1) co-holds a socket-activated job's socket; it is
     // never signalled (never-list), so it is not the actor's to reach.
@@ -174,13 +164,14 @@ mod tests {
             "/usr/local/libexec/rootd",
         );
         owned(&mut obs, "/usr/local/libexec/rootd", 0);
-        let out = item_outside_reach(&item, &[], &obs);
+        let rootd = Some(Path::new("/usr/local/libexec/rootd"));
+        let out = item_outside_reach(&item, rootd, &[], &obs);
         assert_eq!(out.len(), 1, "{out:?}");
         assert!(out[0].contains("belongs to root"), "{out:?}");
         // Root's process, run by nobody's plist: also out of reach.
         let mut root = process(700, 1, "/usr/local/libexec/rootd", "rootd");
         root.uid = 0;
-        let out = item_outside_reach(&item, &[&root], &obs);
+        let out = item_outside_reach(&item, rootd, &[&root], &obs);
         assert_eq!(out.len(), 2, "{out:?}");
     }
 
@@ -191,10 +182,10 @@ mod tests {
         let item = launch_agent("/Users/ann/Library/LaunchAgents/a.plist", "a", exe);
         owned(&mut obs, exe, 501);
         let p = process(700, 1, exe, "helper");
-        assert!(item_outside_reach(&item, &[&p], &obs).is_empty());
+        assert!(item_outside_reach(&item, Some(Path::new(exe)), &[&p], &obs).is_empty());
         // Unknown owner: not the judge's call (act checks on descriptors).
         let item = launch_agent("/Users/ann/Library/LaunchAgents/b.plist", "b", "/nowhere");
-        assert!(item_outside_reach(&item, &[], &obs).is_empty());
+        assert!(item_outside_reach(&item, Some(Path::new("/nowhere")), &[], &obs).is_empty());
     }
 
     #[test]
@@ -208,10 +199,12 @@ mod tests {
         item.args = vec!["/usr/bin/python3".into(), "/Users/ann/.x/serve.py".into()];
         owned(&mut obs, "/usr/bin/python3", 0);
         owned(&mut obs, "/Users/ann/.x/serve.py", 501);
-        assert!(item_outside_reach(&item, &[], &obs).is_empty());
+        // The judge moves the script (`judged_path`), never the interpreter.
+        let script = Some(Path::new("/Users/ann/.x/serve.py"));
+        assert!(item_outside_reach(&item, script, &[], &obs).is_empty());
         // Root's script run through a user's plist is not the user's.
         owned(&mut obs, "/Users/ann/.x/serve.py", 0);
-        assert_eq!(item_outside_reach(&item, &[], &obs).len(), 1);
+        assert_eq!(item_outside_reach(&item, script, &[], &obs).len(), 1);
     }
 
     #[test]
@@ -221,9 +214,10 @@ mod tests {
         item.owner_uid = Some(0);
         owned(&mut obs, "/opt/v/.h/helper", 0);
         let p = process(700, 1, "/opt/v/.h/helper", "helper");
-        assert!(item_outside_reach(&item, &[&p], &obs).is_empty());
+        let helper = Some(Path::new("/opt/v/.h/helper"));
+        assert!(item_outside_reach(&item, helper, &[&p], &obs).is_empty());
         assert_eq!(listener_actor(&[&item], &p), Some(0));
-        assert!(listener_outside_reach(&[&item], &p, &[&p], &obs).is_empty());
+        assert!(listener_outside_reach(&[&item], &p, helper, &[&p], &obs).is_empty());
     }
 
     #[test]
@@ -246,8 +240,12 @@ mod tests {
         let p = process(700, 1, "/Users/ann/.h/helper", "helper");
         owned(&mut obs, "/Users/ann/.h/helper", 501);
         assert_eq!(listener_actor(&[], &p), Some(501));
-        assert!(listener_outside_reach(&[], &p, &[&p], &obs).is_empty());
+        let helper = Some(Path::new("/Users/ann/.h/helper"));
+        assert!(listener_outside_reach(&[], &p, helper, &[&p], &obs).is_empty());
         owned(&mut obs, "/Users/ann/.h/helper", 0);
-        assert_eq!(listener_outside_reach(&[], &p, &[&p], &obs).len(), 1);
+        assert_eq!(
+            listener_outside_reach(&[], &p, helper, &[&p], &obs).len(),
+            1
+        );
     }
 }

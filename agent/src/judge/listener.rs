@@ -270,7 +270,7 @@ pub(crate) fn judge_listener(
         Some(p) => {
             let items: Vec<&crate::model::PersistenceItem> =
                 my_links.iter().map(|k| &obs.persistence[k.item]).collect();
-            super::actor::listener_outside_reach(&items, p, &owners, obs)
+            super::actor::listener_outside_reach(&items, p, judged_path.as_deref(), &owners, obs)
         }
         None => Vec::new(),
     };

@@ -159,7 +159,7 @@ pub(crate) fn judge_item(
         blocked.push("it starts lenscap itself".into());
     }
     blocked.dedup();
-    let misuse = super::actor::item_outside_reach(item, &running, obs);
+    let misuse = super::actor::item_outside_reach(item, judged_path.as_deref(), &running, obs);
 
     let outcome = verdict::decide(&Facts {
         undisclosed: !traits.is_empty(),

@@ -151,3 +151,39 @@ fn a_fleet_catalog_entry_by_process_name_is_an_impersonation_report() {
     );
     assert_eq!(f.severity, Severity::Critical, "{}", said(f));
 }
+
+/// A program merely named like an interpreter (`~/bin/python3`, not where
+/// interpreters are installed) is judged as its own program, so it is what
+/// a plan would move: when root owns it (a hard link planted in the user's
+/// folder), the user's plist names what the user does not own.
+#[test]
+fn a_fake_interpreter_of_roots_in_a_users_folder_is_checked_as_the_program_it_is() {
+    let fake = home("bin/python3");
+    let plist = home("Library/LaunchAgents/py.plist");
+    let mut item = launch_agent(&plist, "py", &fake);
+    item.args = vec![fake.clone(), home(".x/serve.py")];
+    let mut p = process(700, 1, &fake, "python3");
+    p.args = item.args.clone();
+    let mut scene = Scene::new()
+        .process(p)
+        .listen(loopback(8701, &[700]), Some(http("")))
+        .item(item)
+        .exists(&fake);
+    scene.obs.path_owners.insert(fake.clone().into(), 0);
+    scene
+        .obs
+        .path_owners
+        .insert(home(".x/serve.py").into(), 501);
+    scene.obs.path_owners.insert(plist.into(), 501);
+    let findings = scene.judge(&policy());
+    for f in [of_item(&findings, "py"), on_port(&findings, 8701)] {
+        assert_eq!(f.verdict, Verdict::Report, "{}", said(f));
+        assert_eq!(f.severity, Severity::Critical, "{}", said(f));
+        assert!(
+            said(f).contains("names a program it does not own"),
+            "{}",
+            said(f)
+        );
+    }
+    assert!(plans(&findings, &PlanOptions::default()).is_empty());
+}
