@@ -21,6 +21,7 @@
 //! `lenscap config show`. docs/configuration.md is the admin's reference.
 
 mod error;
+mod remote;
 mod rules;
 mod secret;
 pub mod show;
@@ -34,10 +35,14 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use error::{ConfigError, EXIT_CONFIG};
+pub use remote::{CollectorUrl, DEFAULT_UPDATE_URL, EXPECTED_URL, PublicKey, UpdateUrl};
 pub use rules::{RULE_KEYS, compile_path_glob};
 pub use secret::Secret;
 pub use show::{render_show, to_json};
 pub use source::{DOMAIN, LOCAL_PATH, MANAGED_PATH, MAX_DEPTH, MAX_FILE_BYTES, Origin, Sources};
+
+/// The default `CameraDevices`: V4L2 capture nodes.
+pub const DEFAULT_CAMERA_DEVICES: &[&str] = &["/dev/video*"];
 
 /// Every top-level preference key lenscap reads, in documentation order.
 /// MDM profiles and docs/configuration.md are checked against this list.
@@ -205,14 +210,13 @@ pub struct Config {
     /// MDM, also what allows `lenscap update --apply` (`update::policy`).
     pub auto_update: bool,
     /// `UpdateURL`: the GitHub-releases API URL of the repository updates
-    /// come from (validated by `update::UpdateUrl::parse`).
+    /// come from (validated by [`UpdateUrl::parse`]).
     pub update_url: String,
     /// `UpdatePublicKey`: base64 ed25519 key releases must be signed with;
     /// empty means no key, so every update is refused.
     pub update_public_key: String,
     /// `CollectorURL`: where events go and the fleet policy comes from;
-    /// empty means no upload (validated by
-    /// `report::upload::client::CollectorUrl::parse`).
+    /// empty means no upload (validated by [`CollectorUrl::parse`]).
     pub collector_url: String,
     /// `EnrollmentSecret`: the enroll token this host trades for its own
     /// host token, once. Never logged or shown.
@@ -270,7 +274,7 @@ impl Default for Config {
             term_grace_ms: 3000,
             max_outbox_bytes: 64 * 1024 * 1024,
             auto_update: false,
-            update_url: crate::update::DEFAULT_UPDATE_URL.to_string(),
+            update_url: DEFAULT_UPDATE_URL.to_string(),
             update_public_key: String::new(),
             collector_url: String::new(),
             enrollment_secret: Secret::default(),
@@ -281,22 +285,12 @@ impl Default for Config {
                 "/Users/*/Library/Application Support/com.apple.TCC/TCC.db".into(),
             ],
             camera_watch: true,
-            camera_devices: crate::observe::camera::DEFAULT_CAMERA_DEVICES
+            camera_devices: DEFAULT_CAMERA_DEVICES
                 .iter()
                 .map(|d| (*d).to_string())
                 .collect(),
             camera_correlation_seconds: 10,
             log_path: "/usr/bin/log".into(),
-        }
-    }
-}
-
-impl Config {
-    pub fn tools(&self) -> crate::platform::Tools {
-        crate::platform::Tools {
-            codesign: self.codesign_path.clone(),
-            sfltool: self.sfltool_path.clone(),
-            launchctl: self.launchctl_path.clone(),
         }
     }
 }
