@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod rule;
+
+pub use rule::{Rule, RuleAction};
+
 /// What kind of address a listener is bound to. Every kind is reachable
 /// from a web page on this machine: a page may name the machine's own
 /// network address as easily as `127.0.0.1`. `Wildcard` and `Lan` are

@@ -36,8 +36,11 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{ConfigError, EXIT_CONFIG};
 pub use remote::{CollectorUrl, DEFAULT_UPDATE_URL, EXPECTED_URL, PublicKey, UpdateUrl};
-pub use rules::{RULE_KEYS, compile_path_glob};
+pub use rules::RULE_KEYS;
 pub use secret::Secret;
+// The rule vocabulary is shared with the judge and the other sources of
+// policy; `Rules` is where the preferences write it.
+pub use crate::model::rule::{Rule, RuleAction, compile_path_glob};
 pub use show::{render_show, to_json};
 pub use source::{DOMAIN, LOCAL_PATH, MANAGED_PATH, MAX_DEPTH, MAX_FILE_BYTES, Origin, Sources};
 
@@ -136,30 +139,6 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
 pub enum Mode {
     Monitor,
     Remediate,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RuleAction {
-    Allow,
-    Deny,
-}
-
-/// An admin rule. Every matcher that is set must match (AND); a rule with
-/// no matcher is rejected at load time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rule {
-    /// Shown in findings as `rule:<id>`.
-    pub id: String,
-    pub action: RuleAction,
-    pub team_id: Option<String>,
-    pub signing_id: Option<String>,
-    pub bundle_id: Option<String>,
-    pub label: Option<String>,
-    /// Glob on the executable (listener) or program (persistence) path.
-    pub path: Option<String>,
-    pub port: Option<u16>,
-    pub comment: Option<String>,
 }
 
 /// The effective configuration. Field docs name the plist key.

@@ -166,7 +166,8 @@ fn rule_fields(rule: &Rule) -> Vec<(&'static str, Value)> {
     fields
 }
 
-fn rule_json(rule: &Rule) -> Value {
+/// A rule, plist-shaped (`{"Id": …, "Action": "deny", "Path": …}`).
+pub fn rule_json(rule: &Rule) -> Value {
     Value::Object(
         rule_fields(rule)
             .into_iter()
@@ -175,28 +176,28 @@ fn rule_json(rule: &Rule) -> Value {
     )
 }
 
-/// `deny  zoom-opener  Path=/Users/*/.zoomus/** Port=19421  # why`
 fn rule_lines(rules: &[Rule]) -> Vec<String> {
-    rules
-        .iter()
-        .map(|rule| {
-            let matchers: Vec<String> = rule_fields(rule)
-                .into_iter()
-                .filter(|(name, _)| !matches!(*name, "Id" | "Action" | "Comment"))
-                .map(|(name, value)| format!("{name}={}", scalar(&value)))
-                .collect();
-            let mut line = format!(
-                "{:<5} {}  {}",
-                action_name(rule.action),
-                rule.id,
-                matchers.join(" ")
-            );
-            if let Some(comment) = &rule.comment {
-                let _ = write!(line, "  # {comment}");
-            }
-            line
-        })
-        .collect()
+    rules.iter().map(rule_line).collect()
+}
+
+/// `deny  zoom-opener  Path=/Users/*/.zoomus/** Port=19421  # why`: a rule
+/// as `config show` lists it, whichever source it came from.
+pub fn rule_line(rule: &Rule) -> String {
+    let matchers: Vec<String> = rule_fields(rule)
+        .into_iter()
+        .filter(|(name, _)| !matches!(*name, "Id" | "Action" | "Comment"))
+        .map(|(name, value)| format!("{name}={}", scalar(&value)))
+        .collect();
+    let mut line = format!(
+        "{:<5} {}  {}",
+        action_name(rule.action),
+        rule.id,
+        matchers.join(" ")
+    );
+    if let Some(comment) = &rule.comment {
+        let _ = write!(line, "  # {comment}");
+    }
+    line
 }
 
 fn count(n: usize, noun: &str) -> String {
