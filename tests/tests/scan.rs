@@ -446,7 +446,9 @@ fn a_stored_fleet_policy_applies_its_rules_and_catalog_additions() {
     let t = the_listener(&after, tool_port);
     assert_eq!(t["rule"], "catalog:acme-tool", "{t:#}");
     assert!(
-        reasons(t).contains("matches the known-bad catalog entry catalog:acme-tool (Acme tool, fleet policy)"),
+        reasons(t).contains(
+            "matches the known-bad catalog entry catalog:acme-tool (Acme tool, fleet policy)"
+        ),
         "{}",
         reasons(t)
     );

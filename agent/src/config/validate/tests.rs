@@ -5,7 +5,10 @@
 use plist::{Dictionary, Integer};
 use proptest::prelude::*;
 
+use std::path::PathBuf;
+
 use super::*;
+use crate::config::{Mode, Secret};
 
 const FILE: &str = "/prefs/io.lenscap.agent.plist";
 
