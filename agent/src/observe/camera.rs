@@ -25,7 +25,7 @@ use globset::GlobMatcher;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::judge::CameraSessionObservation;
+use crate::model::CameraSessionObservation;
 use crate::model::ScanError;
 use crate::platform::{CameraSource, Platform, PlatformError};
 

@@ -31,11 +31,8 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::Config;
-use crate::judge::GrantObservation;
-use crate::parse::tcc::{
-    FDA_PROFILE, TccAuth, TccClientType, TccError, TccGrant, TccReadOptions, TccService,
-    read_grants,
-};
+use crate::model::{GrantObservation, TccAuth, TccClientType, TccGrant, TccService};
+use crate::parse::tcc::{FDA_PROFILE, TccError, TccReadOptions, read_grants};
 
 /// `ScanError::source` for TCC problems.
 pub const SOURCE: &str = "tcc";

@@ -12,7 +12,7 @@ use crate::judge::testkit::*;
 use crate::judge::{CameraSessionObservation, ConnectionSeen, GrantObservation};
 use crate::model::RuleAction;
 use crate::model::{Finding, FindingKind, ProcessIdentity, Severity, Verdict};
-use crate::parse::tcc::{TccAuth, TccClientType, TccReason, TccService};
+use crate::model::{TccAuth, TccClientType, TccReason, TccService};
 
 const HELPER_PID: u32 = 601;
 
