@@ -133,7 +133,7 @@ pub fn events(events: &[lenscap_events::Event]) -> String {
         let _ = writeln!(
             out,
             "{}  #{:<6} {:<20} {:<9} {}",
-            crate::fsutil::rfc3339(e.time.div_euclid(1000)),
+            crate::clock::rfc3339(e.time.div_euclid(1000)),
             e.seq,
             e.kind().as_str(),
             e.mode.as_str(),

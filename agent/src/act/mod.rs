@@ -21,7 +21,6 @@ pub mod journal;
 pub mod kill;
 pub mod lock;
 pub mod manifest;
-pub mod notify;
 pub mod plan;
 pub mod quarantine;
 pub mod restore;

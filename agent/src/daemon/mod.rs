@@ -50,7 +50,7 @@ use self::events::{Deliverer, Reporter};
 use self::status::{RecentAction, Status};
 use self::sweep::SweepState;
 use self::watch::{Trigger, WatchSet, Watches};
-use crate::fsutil::unix_now;
+use crate::clock::{unix_now, unix_now_us};
 
 /// When the daemon first looks for an update, and how often after.
 const UPDATE_FIRST: Duration = Duration::from_secs(600);
@@ -881,13 +881,6 @@ fn session_key_of_finding(f: &Finding) -> Option<SessionKey> {
         pid.is_none().then(|| cam.client.clone()),
         cam.device.clone(),
     ))
-}
-
-fn unix_now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// Device, inode, mtime, ctime of a file: what changes when it is replaced.

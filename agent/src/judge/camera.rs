@@ -21,8 +21,8 @@ use super::helper;
 use super::rules;
 use super::subject::{Subject, strip_btm_type};
 use super::{CameraSessionObservation, ConnectionSeen, GrantObservation, Observations, Policy};
+use crate::clock::rfc3339;
 use crate::config::RuleAction;
-use crate::fsutil::rfc3339;
 use crate::model::{
     CameraIncident, CameraRef, Finding, FindingKind, ListenerRef, PersistenceKind, ProcessIdentity,
     Severity, Verdict, enclosing_bundle,

@@ -2,9 +2,7 @@
 //! ([`crate::model`]). It never decides anything.
 pub mod apps;
 pub mod camera;
-pub mod command;
 pub mod inventory;
-pub mod login_items;
 pub mod persistence;
 pub mod probe;
 pub mod signing;
