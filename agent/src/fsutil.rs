@@ -53,6 +53,17 @@ pub fn write_atomic(
     Ok(())
 }
 
+/// Device, inode, mtime, ctime of a file: what changes when it is replaced.
+pub type FileStamp = (u64, u64, i64, i64);
+
+/// Identity of whatever stands at `path` (lstat: a link is not followed).
+pub fn what_stands_at(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino(), m.mtime(), m.ctime()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

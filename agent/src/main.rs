@@ -248,7 +248,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 write!(
                     stdout,
                     "{}",
-                    lenscap::render::status(&status, alive, unix_now())
+                    lenscap::daemon::status::render(&status, alive, unix_now())
                 )?;
             }
             stdout.flush()?;

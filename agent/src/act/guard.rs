@@ -142,7 +142,7 @@ impl Guard {
 }
 
 /// Our placeholder: a regular, empty, mode-000 file owned by root.
-fn is_placeholder(meta: &fs::Metadata) -> bool {
+pub(crate) fn is_placeholder(meta: &fs::Metadata) -> bool {
     meta.file_type().is_file() && meta.len() == 0 && meta.mode() & 0o7777 == 0 && meta.uid() == 0
 }
 
