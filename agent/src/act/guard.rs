@@ -4,8 +4,9 @@
 //! The registry lives in `<StateDir>/guard.json` (replaced atomically), so
 //! the guard outlives restarts. The daemon asks [`Guard::reappeared`] after
 //! every file-system event on a watched directory and on every sweep
-//! (watchers coalesce and drop events; the sweep is the safety net), then
-//! quarantines what came back and records a `reinstall_attempt`.
+//! (watchers coalesce and drop events; the sweep is the safety net), and
+//! `act::reinstall` journals moving what came back into quarantine, does
+//! it, and the report records a `reinstall_attempt`.
 //! Restoring a quarantine record lifts its guard first, or the restored
 //! files would be taken away again at once.
 

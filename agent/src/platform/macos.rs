@@ -9,7 +9,7 @@
 //! buffers, grouping into listeners, established connections to chosen
 //! ports), `parse::proc_bsdinfo` (start time, terminal, the pre-signal
 //! identity rule), `parse::procargs` (`KERN_PROCARGS2`), `parse::sw_vers`,
-//! and `observe::signing`.
+//! and `platform::signing`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
