@@ -294,7 +294,7 @@ fn walk(src: &Path, file: &Path, module: Vec<String>, out: &mut Vec<(PathBuf, Ve
             a -= 1;
             attrs.push(lines[a].trim());
         }
-        if attrs.iter().any(|l| *l == "#[cfg(test)]") {
+        if attrs.contains(&"#[cfg(test)]") {
             continue;
         }
         let path = attrs
