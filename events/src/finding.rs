@@ -1,12 +1,16 @@
 //! Detection Finding (OCSF class 2004): one judged listener or persistence
 //! item.
 //!
-//! `finding` is a typed mirror of the agent's `model::Finding` with the same
-//! field names and spellings (the `lenscap scan --json` contract), so the
-//! agent converts field by field and the collector can read verdict, rule
-//! and severity without guessing. It is a mirror rather than the agent's
-//! type because this crate is serde only: the agent depends on it, not the
-//! other way round. Paths are strings (UTF-8; the agent converts lossily).
+//! The small types of a finding — verdict, severity, kinds, address scope,
+//! signature, start time, the probe's answer, the listener, a camera
+//! incident — are defined here once, and the agent's `model` uses these
+//! very types: what the judge decides is what goes on the wire, with no
+//! mapping to drift. The records that hold paths (`ProcessInfo`,
+//! `PersistenceInfo`, `CameraInfo`, `FindingRecord`) have the same field
+//! names and spellings as the agent's `model` (the `lenscap scan --json`
+//! contract) but carry paths as UTF-8 strings, where the agent keeps
+//! `PathBuf`s and converts lossily when it writes an event. This crate is
+//! serde only: the agent depends on it, never the other way round.
 
 use std::net::IpAddr;
 
@@ -17,6 +21,7 @@ pub const DETECTION_FINDING_CLASS: u32 = 2004;
 /// OCSF category "Findings".
 pub const FINDINGS_CATEGORY: u32 = 2;
 
+/// The judge's decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
@@ -96,68 +101,182 @@ impl FindingActivity {
 pub enum FindingKind {
     Listener,
     Persistence,
+    /// A privacy grant (camera, microphone, screen capture, Full Disk
+    /// Access) from a TCC database.
     CameraGrant,
+    /// A process using a camera right now.
     CameraUse,
 }
 
+impl FindingKind {
+    /// The JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::Listener => "listener",
+            FindingKind::Persistence => "persistence",
+            FindingKind::CameraGrant => "camera_grant",
+            FindingKind::CameraUse => "camera_use",
+        }
+    }
+}
+
+/// What kind of address a listener is bound to. Every kind is reachable
+/// from a web page on this machine: a page may name the machine's own
+/// network address as easily as `127.0.0.1`. `Wildcard` and `Lan` are
+/// reachable from the local network as well.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AddressScope {
     Loopback,
     Wildcard,
-    /// A specific non-loopback address of the machine (LAN). Earlier
-    /// agents sent `specific`; still read so.
+    /// One specific address of this machine that is not loopback (a LAN
+    /// or link address). Earlier agents wrote `specific`; still read so.
     #[serde(alias = "specific")]
     Lan,
+}
+
+impl AddressScope {
+    /// Classify an address. `::ffff:127.0.0.1` is loopback: `is_loopback`
+    /// on the raw IPv6 form says false, so canonicalise first.
+    pub fn of(addr: IpAddr) -> AddressScope {
+        let addr = addr.to_canonical();
+        if addr.is_loopback() {
+            AddressScope::Loopback
+        } else if addr.is_unspecified() {
+            AddressScope::Wildcard
+        } else {
+            AddressScope::Lan
+        }
+    }
+
+    /// Can a browser running on this machine open a connection to it?
+    /// Always: a page reaches the machine's own LAN address as it reaches
+    /// loopback. Spelled out per kind so a new kind must decide.
+    pub fn browser_reachable(self) -> bool {
+        match self {
+            AddressScope::Loopback | AddressScope::Wildcard | AddressScope::Lan => true,
+        }
+    }
+
+    /// Can other machines on the network reach it (firewalls aside)?
+    pub fn network_reachable(self) -> bool {
+        match self {
+            AddressScope::Loopback => false,
+            AddressScope::Wildcard | AddressScope::Lan => true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SignatureStatus {
+    /// The platform has no code signatures (Linux). Said honestly rather
+    /// than pretending "unsigned".
     NotSupported,
+    /// Checking failed (codesign missing, timed out, file gone).
     Unknown,
     Unsigned,
     AdHoc,
+    /// Signed and the signature validated.
     Valid,
+    /// Signed but the signature did not validate.
     Invalid,
 }
 
+/// Where a persistence item came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PersistenceKind {
     LaunchAgent,
     LaunchDaemon,
+    /// A login item from Background Task Management (`sfltool dumpbtm`).
     LoginItem,
 }
 
+impl PersistenceKind {
+    /// The JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PersistenceKind::LaunchAgent => "launch_agent",
+            PersistenceKind::LaunchDaemon => "launch_daemon",
+            PersistenceKind::LoginItem => "login_item",
+        }
+    }
+
+    /// As a person names it.
+    pub fn title(self) -> &'static str {
+        match self {
+            PersistenceKind::LaunchAgent => "LaunchAgent",
+            PersistenceKind::LaunchDaemon => "LaunchDaemon",
+            PersistenceKind::LoginItem => "Login item",
+        }
+    }
+}
+
+/// How a listener answers a cross-origin request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Cors {
+    /// No `Access-Control-Allow-Origin`: a page may send but not read.
     None,
+    /// `Access-Control-Allow-Origin: *`.
     Wildcard,
+    /// Echoes the foreign `Origin` we sent.
     Reflected,
+    /// Allows some other, fixed origin.
     Specific,
 }
 
-/// Mirror of `model::StartTime`.
+/// Process start time at the platform's finest resolution, as microseconds
+/// since the Unix epoch. Linux measures in clock ticks (usually 10 ms), macOS
+/// in microseconds; `resolution_us` says which, so PID-reuse checks know how
+/// much to trust equality.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct StartTime {
     pub unix_us: u64,
     pub resolution_us: u32,
 }
 
-/// Mirror of `model::Signature`.
+/// What is known of an executable's code signature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signature {
     pub status: SignatureStatus,
+    /// Signing identifier (`Identifier=` from codesign).
     pub identifier: Option<String>,
-    /// Only a Team ID validated against Apple's anchor.
+    /// Team ID, only when validated against Apple's anchor with a designated
+    /// requirement. A Team ID merely read from the binary is never put here.
     pub team_id: Option<String>,
+    /// `Platform identifier=` present: an Apple platform binary.
     pub platform_binary: bool,
+    /// Leaf-first signing authorities, for display.
     pub authorities: Vec<String>,
 }
 
-/// Mirror of `model::ProcessIdentity`.
+impl Signature {
+    pub fn not_supported() -> Signature {
+        Signature {
+            status: SignatureStatus::NotSupported,
+            identifier: None,
+            team_id: None,
+            platform_binary: false,
+            authorities: Vec::new(),
+        }
+    }
+
+    pub fn unknown() -> Signature {
+        Signature {
+            status: SignatureStatus::Unknown,
+            ..Signature::not_supported()
+        }
+    }
+
+    /// An Apple platform binary whose signature validated.
+    pub fn is_apple_platform(&self) -> bool {
+        self.platform_binary && self.status == SignatureStatus::Valid
+    }
+}
+
+/// The agent's `model::ProcessIdentity`, with paths as strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessInfo {
     pub pid: u32,
@@ -173,15 +292,15 @@ pub struct ProcessInfo {
     pub signature: Signature,
 }
 
-/// Mirror of `model::ListenerRef`.
+/// The listener part of a finding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ListenerInfo {
+pub struct ListenerRef {
     pub address: IpAddr,
     pub port: u16,
     pub scope: AddressScope,
 }
 
-/// Mirror of `model::PersistenceRef`.
+/// The agent's `model::PersistenceRef`, with paths as strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersistenceInfo {
     pub kind: PersistenceKind,
@@ -190,30 +309,42 @@ pub struct PersistenceInfo {
     pub program: Option<String>,
 }
 
-/// Mirror of `model::HttpProbe`.
+/// What the safe HTTP probe learned about a listener.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HttpInfo {
+pub struct HttpProbe {
+    /// Answered with a parseable HTTP response.
     pub http: bool,
+    /// Accepted a WebSocket upgrade (101) or advertised one.
     pub websocket: bool,
+    /// Status of `GET /`.
     pub status: Option<u16>,
     pub server: Option<String>,
     pub content_type: Option<String>,
     pub cors: Cors,
+    /// Answers with an image: the Zoom trick of encoding status in the
+    /// image's dimensions to get round CORS.
     pub image: bool,
+    /// The reason the probe could not finish, if it could not.
     pub error: Option<String>,
 }
 
-/// Mirror of `model::CameraIncident`.
+/// The Zoom attack as lenscap sees it: something connected to a flagged
+/// helper's port and, within `CameraCorrelationSeconds`, a camera turned on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CameraIncidentInfo {
-    pub helper: ListenerInfo,
+pub struct CameraIncident {
+    /// The flagged helper's listener.
+    pub helper: ListenerRef,
+    /// The helper's process, when known.
     pub helper_pid: Option<u32>,
+    /// Rule or catalog entry that flagged the helper.
     pub helper_rule: Option<String>,
+    /// When the connection to the helper was first seen (RFC 3339).
     pub connection_at: String,
+    /// Seconds from the connection to the camera session's start.
     pub seconds_before: u64,
 }
 
-/// Mirror of `model::CameraRef`.
+/// The agent's `model::CameraRef`, with paths as strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CameraInfo {
     pub service: String,
@@ -233,10 +364,11 @@ pub struct CameraInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_seconds: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub incident: Option<CameraIncidentInfo>,
+    pub incident: Option<CameraIncident>,
 }
 
-/// Mirror of `model::Finding`: what the judge decided and why.
+/// The agent's `model::Finding` (what the judge decided and why), with
+/// paths as strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FindingRecord {
     pub kind: FindingKind,
@@ -251,11 +383,11 @@ pub struct FindingRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub processes: Vec<ProcessInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub listener: Option<ListenerInfo>,
+    pub listener: Option<ListenerRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistence: Option<PersistenceInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<HttpInfo>,
+    pub http: Option<HttpProbe>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub camera: Option<CameraInfo>,
 }
@@ -350,7 +482,35 @@ impl TryFrom<FindingWire> for DetectionFinding {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
+    use std::net::IpAddr;
+
     use super::AddressScope;
+
+    #[test]
+    fn mapped_loopback_is_loopback() {
+        let a: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert!(!a.is_loopback(), "std says false on the raw form");
+        assert_eq!(AddressScope::of(a), AddressScope::Loopback);
+        assert_eq!(
+            AddressScope::of("::".parse().unwrap()),
+            AddressScope::Wildcard
+        );
+        assert_eq!(
+            AddressScope::of("0.0.0.0".parse().unwrap()),
+            AddressScope::Wildcard
+        );
+        assert_eq!(
+            AddressScope::of("::ffff:0.0.0.0".parse().unwrap()),
+            AddressScope::Wildcard
+        );
+        assert_eq!(
+            AddressScope::of("192.168.1.4".parse().unwrap()),
+            AddressScope::Lan
+        );
+        assert!(AddressScope::Lan.browser_reachable());
+        assert!(AddressScope::Lan.network_reachable());
+        assert!(!AddressScope::Loopback.network_reachable());
+    }
 
     #[test]
     fn lan_scope_is_written_lan_and_older_specific_is_still_read() {

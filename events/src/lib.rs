@@ -24,6 +24,7 @@ mod health;
 pub mod ocsf;
 mod policy;
 mod remediation;
+#[cfg(any(test, feature = "samples"))]
 pub mod samples;
 
 pub use canonical::{GENESIS_HASH, canonical_hash, canonical_json};
@@ -31,9 +32,9 @@ pub use envelope::{
     Body, Event, EventError, EventUid, Host, HostIdentity, Kind, MAX_SEQ, Mode, Sha256Hex,
 };
 pub use finding::{
-    AddressScope, CameraIncidentInfo, CameraInfo, Cors, DETECTION_FINDING_CLASS, DetectionFinding,
-    FINDINGS_CATEGORY, FindingActivity, FindingInfo, FindingKind, FindingRecord, HttpInfo,
-    ListenerInfo, PersistenceInfo, PersistenceKind, ProcessInfo, Severity, Signature,
+    AddressScope, CameraIncident, CameraInfo, Cors, DETECTION_FINDING_CLASS, DetectionFinding,
+    FINDINGS_CATEGORY, FindingActivity, FindingInfo, FindingKind, FindingRecord, HttpProbe,
+    ListenerRef, PersistenceInfo, PersistenceKind, ProcessInfo, Severity, Signature,
     SignatureStatus, StartTime, Verdict,
 };
 pub use health::{AgentHealth, BreakerState, CameraWatchState, HealthStatus};

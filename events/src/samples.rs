@@ -7,9 +7,9 @@
 //! benchmark build on them.
 
 use crate::{
-    Action, AddressScope, AgentHealth, Body, CameraIncidentInfo, CameraInfo, CameraWatchState,
-    Cors, DetectionFinding, Event, EventUid, FileTarget, FindingActivity, FindingInfo, FindingKind,
-    FindingRecord, HealthStatus, Host, HttpInfo, ListenerInfo, Mode, Outcome, OutcomeStatus,
+    Action, AddressScope, AgentHealth, Body, CameraIncident, CameraInfo, CameraWatchState, Cors,
+    DetectionFinding, Event, EventUid, FileTarget, FindingActivity, FindingInfo, FindingKind,
+    FindingRecord, HealthStatus, Host, HttpProbe, ListenerRef, Mode, Outcome, OutcomeStatus,
     PersistenceInfo, PersistenceKind, ProcessInfo, ProcessTarget, Remediation, RemediationActivity,
     Severity, Sha256Hex, Signature, SignatureStatus, StartTime, Verdict,
 };
@@ -87,7 +87,7 @@ pub fn zoom_finding(verdict: Verdict, rule: Option<&str>) -> DetectionFinding {
             rule: rule.map(str::to_string),
             process: Some(zoom_process()),
             processes: Vec::new(),
-            listener: Some(ListenerInfo {
+            listener: Some(ListenerRef {
                 address: std::net::IpAddr::from([127, 0, 0, 1]),
                 port: 19421,
                 scope: AddressScope::Loopback,
@@ -100,7 +100,7 @@ pub fn zoom_finding(verdict: Verdict, rule: Option<&str>) -> DetectionFinding {
                     "/Users/jdoe/.zoomus/ZoomOpener.app/Contents/MacOS/ZoomOpener".into(),
                 ),
             }),
-            http: Some(HttpInfo {
+            http: Some(HttpProbe {
                 http: true,
                 websocket: false,
                 status: Some(200),
@@ -288,8 +288,8 @@ pub fn camera_incident() -> DetectionFinding {
         pid: Some(4242),
         device: None,
         duration_seconds: None,
-        incident: Some(CameraIncidentInfo {
-            helper: ListenerInfo {
+        incident: Some(CameraIncident {
+            helper: ListenerRef {
                 address: std::net::IpAddr::from([127, 0, 0, 1]),
                 port: 19421,
                 scope: AddressScope::Loopback,

@@ -1,4 +1,4 @@
-//! The actor rule (DESIGN.md §4): every action has an actor — whoever owns
+//! The actor rule (docs/design.md §4): every action has an actor — whoever owns
 //! what triggered the finding — and may touch only what that actor could
 //! have touched itself.
 //!

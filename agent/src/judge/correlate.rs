@@ -1,6 +1,6 @@
 //! Linking listeners, processes and persistence items: which launchd job or
 //! login item started the process that holds a socket. A listener started
-//! by persistence is a helper (DESIGN.md §2, criterion 3), and a
+//! by persistence is a helper (docs/design.md §2, criterion 3), and a
 //! persistence item is judged by what its program does when it runs.
 
 use std::path::{Path, PathBuf};
@@ -57,6 +57,25 @@ fn same_path(a: &Path, b: &Path) -> bool {
     a == b
         || a.to_string_lossy()
             .eq_ignore_ascii_case(&b.to_string_lossy())
+}
+
+/// Did `item` start process `p` itself — by its program and arguments, or
+/// by launchd socket activation of `port` (launchd runs the item's own
+/// program on demand)? Not through a parent: that is a link for "is it a
+/// helper", not for "whose code does it run".
+pub(crate) fn starts_directly(item: &PersistenceItem, p: &ProcessIdentity, port: u16) -> bool {
+    if starts_process(item, p).is_some() {
+        return true;
+    }
+    let port = port.to_string();
+    item.sockets
+        .iter()
+        .any(|s| s.service.as_deref() == Some(port.as_str()))
+        && item
+            .program
+            .as_deref()
+            .zip(p.path.as_deref())
+            .is_some_and(|(a, b)| same_path(a, b))
 }
 
 /// How `item` started process `p`, if it did.

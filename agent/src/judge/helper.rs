@@ -1,4 +1,4 @@
-//! Criterion 3 of DESIGN.md §2 — was it started by persistence or by
+//! Criterion 3 of docs/design.md §2 — was it started by persistence or by
 //! another application, rather than by a person? — and the never-list of
 //! things lenscap never acts on, whatever a rule or the catalog says.
 

@@ -1,4 +1,4 @@
-//! Criteria 1 and 2 of DESIGN.md §2 as separate, individually tested
+//! Criteria 1 and 2 of docs/design.md §2 as separate, individually tested
 //! questions — web-reachable? trusted? — plus the aggravating factors and
 //! the interpreter/script distinction both rely on. (A helper and the
 //! never-list are `helper`; undisclosed is `locate` and `items`.) Each

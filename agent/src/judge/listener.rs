@@ -1,10 +1,10 @@
 //! Judging one listener: gather the facts about its owning process, the
-//! persistence that starts it and its probe, in the order DESIGN.md §2
+//! persistence that starts it and its probe, in the order docs/design.md §2
 //! lists the criteria, then let [`verdict::decide`] conclude.
 
 use std::path::Path;
 
-use super::correlate::Links;
+use super::correlate::{self, Links};
 use super::helper;
 use super::heuristics::{self, Code, Reach};
 use super::items::ItemFacts;
@@ -97,10 +97,24 @@ pub(crate) fn judge_listener(
         persistent,
     };
     let claimed = my_links.iter().any(|k| items[k.item].claimed_by_app);
-    let plist = my_links
-        .iter()
-        .map(|k| &obs.persistence[k.item])
-        .find(|i| i.kind != PersistenceKind::LoginItem)
+    // Inline code is the plist's only when the plist starts the
+    // interpreter itself: an interpreter that merely shares a socket with
+    // what a plist started runs code the plist never wrote.
+    let starts_itself = |p: &ProcessIdentity| {
+        my_links.iter().any(|k| {
+            let item = &obs.persistence[k.item];
+            item.kind != PersistenceKind::LoginItem && correlate::starts_directly(item, p, l.port)
+        })
+    };
+    // The plist that holds the inline code an interpreter runs (only
+    // inline code is judged by its plist).
+    let plist = primary
+        .filter(|_| code == Code::Inline)
+        .and_then(|p| {
+            my_links.iter().map(|k| &obs.persistence[k.item]).find(|i| {
+                i.kind != PersistenceKind::LoginItem && correlate::starts_directly(i, p, l.port)
+            })
+        })
         .map(|i| i.path.as_path());
     let judged: Option<(String, Place)> = match (exe, code) {
         (Some(exe), Code::Own) => Some((String::new(), locate::program_place(exe, policy, &ctx))),
@@ -200,7 +214,11 @@ pub(crate) fn judge_listener(
     let mut blocked: Vec<String> = owners
         .iter()
         .filter_map(|p| {
-            let why = helper::protected_running(p, obs, code_of(p).0, persistent)?;
+            let code = code_of(p).0;
+            // Inline code vouches for a process only when a plist handed
+            // it that code, i.e. started that very process.
+            let handed = persistent && (code != Code::Inline || starts_itself(p));
+            let why = helper::protected_running(p, obs, code, handed)?;
             Some(if Some(p.pid) == primary_pid {
                 why
             } else {

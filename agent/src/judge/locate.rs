@@ -1,5 +1,5 @@
 //! Where a program lives, judged in plain words: a location a person or the
-//! OS chose (disclosed), or traits that make it undisclosed (DESIGN.md §2,
+//! OS chose (disclosed), or traits that make it undisclosed (docs/design.md §2,
 //! criterion 4).
 //!
 //! Order matters and is deliberate: the OS and package-manager prefixes
@@ -20,7 +20,7 @@ use crate::model::{enclosing_bundle, translocation_bundle};
 /// App Translocation mounts observe confirmed, and whether a persistence
 /// item starts the program. A shortcut that says "a person chose this"
 /// (a toolchain folder, App Translocation) holds only for what a person
-/// started: persistence is not a person (DESIGN.md §4, "Judge what runs,
+/// started: persistence is not a person (docs/design.md §4, "Judge what runs,
 /// not what it says about itself").
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Context<'a> {
@@ -354,7 +354,7 @@ pub(crate) fn interpreter_installed(exe: &Path, policy: &Policy, homes: &[PathBu
 }
 
 /// Judge the location of the script an interpreter runs, which is the
-/// program that matters (DESIGN.md §2, criterion 2). As for a program,
+/// program that matters (docs/design.md §2, criterion 2). As for a program,
 /// except that "outside every installed application" does not apply: a
 /// script in a project folder is ordinary, and a persistence item's own
 /// "no visible app is associated" covers one that nothing claims.

@@ -1,6 +1,6 @@
 //! judge: `(policy, observations) → findings with verdicts`. Pure and
 //! synchronous — no I/O, no clock reads — so every decision is
-//! reproducible in a unit test. DESIGN.md §2 is the definition this module
+//! reproducible in a unit test. docs/design.md §2 is the definition this module
 //! implements.
 //!
 //! # How a verdict is reached
@@ -107,18 +107,21 @@
 //!    microphone and screen capture, high for Full Disk Access.
 //! 2. It gives access and an admin deny rule matches the client → report,
 //!    high, with the rule.
-//! 3. It gives access and is new since the previous read of its database
+//! 3. It gives access and an admin allow rule matches the client (bundle
+//!    id → `BundleID`/`SigningID`, path → `Path`) while something below
+//!    would report it → allow, with the rule id.
+//! 4. It gives access and the client, judged on its own with nothing
+//!    running, is the catalog's (its bundle id — TCC vouches for it by the
+//!    code requirement — or its path) → report, critical (high for Full
+//!    Disk Access), with the catalog entry; a path client whose program
+//!    lives where no installed app put it (hidden, temporary, support
+//!    folder, outside every app) or is gone → report, high.
+//! 5. It gives access and is new since the previous read of its database
 //!    → report, medium (all four services: a new Full Disk Access grant is
-//!    no less worth a look) — unless an admin allow rule matches the
-//!    client (bundle id → `BundleID`/`SigningID`, path → `Path`): allow,
-//!    with the rule id.
-//! 4. Else allow, info, one line saying who may (or is denied) what.
+//!    no less worth a look).
+//! 6. Else allow, info, one line saying who may (or is denied) what.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
-use std::path::PathBuf;
-
-use crate::model::{Finding, HttpProbe, Listener, PersistenceItem, ProcessIdentity};
+use crate::model::Finding;
 
 mod actor;
 mod camera;
@@ -153,75 +156,7 @@ mod verdict;
 pub use catalog::{Catalog, CatalogEntry, CatalogFile, DisclosedLocations};
 pub use policy::Policy;
 
-/// Everything observe learned in one pass. Facts that need I/O to learn
-/// (does this path exist? which apps are installed?) are gathered by
-/// observe and handed in here, so the judge stays pure.
-#[derive(Debug, Clone, Default)]
-pub struct Observations {
-    pub listeners: Vec<Listener>,
-    /// Identity of every process that owns a listener (and their parents,
-    /// where observe could read them).
-    pub processes: BTreeMap<u32, ProcessIdentity>,
-    pub persistence: Vec<PersistenceItem>,
-    /// Probe results keyed by the listener's (address, port).
-    pub probes: BTreeMap<(IpAddr, u16), HttpProbe>,
-    /// Bundle identifiers of the apps installed in `ApplicationDirs`.
-    pub installed_bundle_ids: BTreeSet<String>,
-    /// Of the paths that findings refer to (programs, bundles), the ones
-    /// that exist right now.
-    pub existing_paths: BTreeSet<PathBuf>,
-    /// The owner (uid, from lstat) of each referenced path that exists:
-    /// programs, scripts, bundles, plists. What an action may touch is
-    /// bounded by who triggered it (`actor`).
-    pub path_owners: BTreeMap<PathBuf, u32>,
-    /// Home directories of users (for "hidden directory in a home" tests).
-    pub home_dirs: Vec<PathBuf>,
-    /// `<Name>.app` folders of programs running from App Translocation
-    /// that observe found on a real translocation mount (nullfs, macOS):
-    /// only these count as "a downloaded app a person opened". A folder
-    /// merely named like one is not (`model::translocation_bundle`).
-    pub translocated: BTreeSet<PathBuf>,
-    /// The agent itself: never acted on.
-    pub agent_pid: u32,
-    pub agent_exe: Option<PathBuf>,
-    /// Privacy grants read from the TCC databases.
-    pub grants: Vec<GrantObservation>,
-    /// Camera sessions open now. Their processes (and ancestors, where
-    /// readable) are in `processes`.
-    pub camera_sessions: Vec<CameraSessionObservation>,
-    /// Connections to listening ports recently seen, newest last (the
-    /// daemon samples them every sweep; `lenscap scan` has none).
-    pub connections: Vec<ConnectionSeen>,
-}
-
-/// One TCC grant and where it was read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GrantObservation {
-    pub grant: crate::parse::tcc::TccGrant,
-    pub database: PathBuf,
-    /// Not in the previous read of that database (the daemon's diff);
-    /// always false in `lenscap scan`, which has no previous read.
-    pub new: bool,
-}
-
-/// One camera session: who (a pid, or only a bundle id when the log line
-/// named no pid), which device, since when.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CameraSessionObservation {
-    pub pid: Option<u32>,
-    pub bundle_id: Option<String>,
-    pub device: Option<PathBuf>,
-    pub since_unix_us: u64,
-}
-
-/// A TCP connection to a local listening port, first seen at a time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionSeen {
-    /// The listening side (the helper's address and port).
-    pub address: IpAddr,
-    pub port: u16,
-    pub first_seen_unix_us: u64,
-}
+pub use crate::model::{CameraSessionObservation, ConnectionSeen, GrantObservation, Observations};
 
 /// Why a [`Policy`] could not be built. Each names what to fix.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! Scenario tests: the ways a user-level helper used to talk its way out
 //! of `remediate` (issue 9, "Trust") — a terminal, a toolchain folder, a
 //! folder named `AppTranslocation`, a LAN address, an OS interpreter, an
-//! identifier it only claims. DESIGN.md §4: judge what runs, not what it
+//! identifier it only claims. docs/design.md §4: judge what runs, not what it
 //! says about itself. Each test pairs the dodge with the honest case it
 //! imitates, which must keep its verdict.
 

@@ -413,33 +413,35 @@ pub(crate) fn user_tcc_db() -> PathBuf {
 
 /// A macOS 14 row: user consent, last modified 2019-07-10.
 pub(crate) fn tcc_grant(
-    service: crate::parse::tcc::TccService,
+    service: crate::model::TccService,
     client: &str,
-    client_type: crate::parse::tcc::TccClientType,
-    auth: crate::parse::tcc::TccAuth,
-) -> crate::parse::tcc::TccGrant {
-    crate::parse::tcc::TccGrant {
+    client_type: crate::model::TccClientType,
+    auth: crate::model::TccAuth,
+) -> crate::model::TccGrant {
+    crate::model::TccGrant {
         service,
         client: client.into(),
         client_type,
         auth,
-        reason: Some(crate::parse::tcc::TccReason::UserConsent),
+        reason: Some(crate::model::TccReason::UserConsent),
         last_modified: Some(1_562_716_800),
     }
 }
 
 /// A grant read from the user's TCC.db; `new` as the daemon's diff says.
-pub(crate) fn grant_seen(grant: crate::parse::tcc::TccGrant, new: bool) -> GrantObservation {
+pub(crate) fn grant_seen(grant: crate::model::TccGrant, new: bool) -> GrantObservation {
     GrantObservation {
-        grant,
         database: user_tcc_db(),
         new,
+        // A path client's program is there unless a test says otherwise.
+        client_exists: (grant.client_type == crate::model::TccClientType::Path).then_some(true),
+        grant,
     }
 }
 
 /// An allowed camera grant for a bundle id.
 pub(crate) fn camera_grant(bundle_id: &str, new: bool) -> GrantObservation {
-    use crate::parse::tcc::{TccAuth, TccClientType, TccService};
+    use crate::model::{TccAuth, TccClientType, TccService};
     grant_seen(
         tcc_grant(
             TccService::Camera,

@@ -7,7 +7,7 @@
 //! 3. a **catalog** match → remediate (report for a dormant copy embedded
 //!    in its installed parent app);
 //! 4. persistence **inherits** the strongest verdict of what it starts;
-//! 5. the **heuristics** of DESIGN.md §2;
+//! 5. the **heuristics** of docs/design.md §2;
 //! 6. the **never-list** caps anything at report, whatever decided above.
 
 use std::cmp::Reverse;

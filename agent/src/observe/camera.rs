@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::unix_now_us;
 use crate::config::Config;
-use crate::judge::CameraSessionObservation;
+use crate::model::CameraSessionObservation;
 use crate::model::ScanError;
 use crate::platform::{CameraSource, Platform, PlatformError};
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::judge::{CameraSessionObservation, GrantObservation, Observations};
+use crate::model::{CameraSessionObservation, GrantObservation, Observations};
 use crate::model::{
     ProcessIdentity, ScanError, enclosing_bundle, script_arg, translocation_bundle,
 };

@@ -5,7 +5,7 @@
 //! the scan.
 //!
 //! A root daemon reading users' home directories is an attack surface
-//! (DESIGN.md §4), so nothing here is opened by following a link a user
+//! (docs/design.md §4), so nothing here is opened by following a link a user
 //! could have planted:
 //!
 //! - each directory is opened one path component at a time, relative to

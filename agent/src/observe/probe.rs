@@ -1,4 +1,4 @@
-//! The safe HTTP probe (DESIGN.md §2): does a listener answer HTTP or
+//! The safe HTTP probe (docs/design.md §2): does a listener answer HTTP or
 //! WebSocket, and how does it treat a foreign web page's `Origin`?
 //!
 //! Three requests, each on its own connection, run side by side so that a

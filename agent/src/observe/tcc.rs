@@ -31,11 +31,8 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::Config;
-use crate::judge::GrantObservation;
-use crate::parse::tcc::{
-    FDA_PROFILE, TccAuth, TccClientType, TccError, TccGrant, TccReadOptions, TccService,
-    read_grants,
-};
+use crate::model::{GrantObservation, TccAuth, TccClientType, TccGrant, TccService};
+use crate::parse::tcc::{FDA_PROFILE, TccError, TccReadOptions, read_grants};
 
 /// `ScanError::source` for TCC problems.
 pub const SOURCE: &str = "tcc";
@@ -80,6 +77,7 @@ pub fn read_all(config: &Config, scratch: Option<&Path>) -> TccRead {
         match read_one(&path, &opts) {
             Outcome::Absent => {}
             Outcome::Read(read) => grants.extend(read.into_iter().map(|grant| GrantObservation {
+                client_exists: client_exists(&grant),
                 grant,
                 database: path.clone(),
                 new: false,
@@ -88,6 +86,15 @@ pub fn read_all(config: &Config, scratch: Option<&Path>) -> TccRead {
         }
     }
     TccRead { grants, problems }
+}
+
+/// A path client's program: there or gone (lstat, so a link planted in
+/// its place counts as there). A bundle-id client says nothing about where
+/// its app is, so `None`. Asked on every poll, so a program deleted since
+/// the grant shows at the next sweep (the judge calls such a grant's app
+/// gone).
+fn client_exists(g: &TccGrant) -> Option<bool> {
+    (g.client_type == TccClientType::Path).then(|| Path::new(&g.client).symlink_metadata().is_ok())
 }
 
 /// What one [`TccTracker::poll`] found.
@@ -260,6 +267,7 @@ impl TccTracker {
                     grant: g.clone(),
                     database: db.clone(),
                     new: state.new_keys.contains(&key(g)),
+                    client_exists: client_exists(g),
                 })
             })
             .collect();

@@ -1,6 +1,6 @@
 //! The real Linux platform: procfs and netlink, real signals. lenscap's
 //! target is macOS, but Linux is where the end-to-end tests run, so nothing
-//! here is a mock (DESIGN.md §4).
+//! here is a mock (docs/design.md §4).
 //!
 //! - `listeners()`: LISTEN sockets from netlink `sock_diag` (fallback
 //!   `/proc/net/tcp{,6}`, [`sockets`]), owners from a parallel walk of

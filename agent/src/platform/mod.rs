@@ -1,5 +1,5 @@
 //! The platform boundary. This file is the ONLY place in the project where
-//! `cfg(target_os)` appears (DESIGN.md §4): it picks `linux.rs` or
+//! `cfg(target_os)` appears (docs/design.md §4): it picks `linux.rs` or
 //! `macos.rs` as `native` and every other module talks to the [`Platform`]
 //! trait. The Linux implementation is real (procfs, real signals) so the
 //! end-to-end tests exercise real behaviour; the macOS one is type-checked

@@ -82,40 +82,11 @@ pub fn finding_uid(f: &Finding) -> String {
         return format!("listener:{}:{owner}", SocketAddr::new(l.address, l.port));
     }
     if let Some(p) = &f.persistence {
-        return format!(
-            "persistence:{}:{}",
-            persistence_kind_name(p.kind),
-            lossy(&p.path)
-        );
+        return format!("persistence:{}:{}", p.kind.as_str(), lossy(&p.path));
     }
     // The judge always fills one of the two; keep a key anyway rather than
     // fail on a finding a future judge shapes differently.
-    format!("{}:{}", kind_name(f.kind), f.reasons.join("; "))
-}
-
-fn kind_name(k: FindingKind) -> &'static str {
-    match k {
-        FindingKind::Listener => "listener",
-        FindingKind::Persistence => "persistence",
-        FindingKind::CameraGrant => "camera_grant",
-        FindingKind::CameraUse => "camera_use",
-    }
-}
-
-fn persistence_kind_name(k: model::PersistenceKind) -> &'static str {
-    match k {
-        model::PersistenceKind::LaunchAgent => "launch_agent",
-        model::PersistenceKind::LaunchDaemon => "launch_daemon",
-        model::PersistenceKind::LoginItem => "login_item",
-    }
-}
-
-fn persistence_kind_title(k: model::PersistenceKind) -> &'static str {
-    match k {
-        model::PersistenceKind::LaunchAgent => "LaunchAgent",
-        model::PersistenceKind::LaunchDaemon => "LaunchDaemon",
-        model::PersistenceKind::LoginItem => "Login item",
-    }
+    format!("{}:{}", f.kind.as_str(), f.reasons.join("; "))
 }
 
 fn process_name(f: &Finding) -> String {
@@ -144,7 +115,7 @@ fn finding_text(f: &Finding, activity: FindingActivity, mode: ev::Mode) -> (Stri
         };
         (title, message)
     } else if let Some(p) = &f.persistence {
-        let kind = persistence_kind_title(p.kind);
+        let kind = p.kind.title();
         let what = p.label.clone().unwrap_or_else(|| lossy(&p.path));
         let title = format!("{kind} {what}");
         let program = p
@@ -161,7 +132,7 @@ fn finding_text(f: &Finding, activity: FindingActivity, mode: ev::Mode) -> (Stri
         };
         (title, message)
     } else {
-        let title = format!("{} finding", kind_name(f.kind));
+        let title = format!("{} finding", f.kind.as_str());
         (title.clone(), title)
     };
     let message = match activity {
@@ -203,62 +174,21 @@ pub fn detection_finding(f: &Finding, activity: FindingActivity, mode: ev::Mode)
 /// The wire mirror of a [`Finding`], field for field.
 pub fn finding_record(f: &Finding) -> FindingRecord {
     FindingRecord {
-        kind: match f.kind {
-            FindingKind::Listener => ev::FindingKind::Listener,
-            FindingKind::Persistence => ev::FindingKind::Persistence,
-            FindingKind::CameraGrant => ev::FindingKind::CameraGrant,
-            FindingKind::CameraUse => ev::FindingKind::CameraUse,
-        },
-        verdict: match f.verdict {
-            model::Verdict::Allow => ev::Verdict::Allow,
-            model::Verdict::Report => ev::Verdict::Report,
-            model::Verdict::Remediate => ev::Verdict::Remediate,
-        },
-        severity: match f.severity {
-            model::Severity::Info => ev::Severity::Info,
-            model::Severity::Low => ev::Severity::Low,
-            model::Severity::Medium => ev::Severity::Medium,
-            model::Severity::High => ev::Severity::High,
-            model::Severity::Critical => ev::Severity::Critical,
-        },
+        kind: f.kind,
+        verdict: f.verdict,
+        severity: f.severity,
         reasons: f.reasons.clone(),
         rule: f.rule.clone(),
         process: f.process.as_ref().map(process_info),
         processes: f.processes.iter().map(process_info).collect(),
-        listener: f.listener.as_ref().map(|l| ev::ListenerInfo {
-            address: l.address,
-            port: l.port,
-            scope: match l.scope {
-                model::AddressScope::Loopback => ev::AddressScope::Loopback,
-                model::AddressScope::Wildcard => ev::AddressScope::Wildcard,
-                model::AddressScope::Lan => ev::AddressScope::Lan,
-            },
-        }),
+        listener: f.listener.clone(),
         persistence: f.persistence.as_ref().map(|p| ev::PersistenceInfo {
-            kind: match p.kind {
-                model::PersistenceKind::LaunchAgent => ev::PersistenceKind::LaunchAgent,
-                model::PersistenceKind::LaunchDaemon => ev::PersistenceKind::LaunchDaemon,
-                model::PersistenceKind::LoginItem => ev::PersistenceKind::LoginItem,
-            },
+            kind: p.kind,
             path: lossy(&p.path),
             label: p.label.clone(),
             program: p.program.as_deref().map(lossy),
         }),
-        http: f.http.as_ref().map(|h| ev::HttpInfo {
-            http: h.http,
-            websocket: h.websocket,
-            status: h.status,
-            server: h.server.clone(),
-            content_type: h.content_type.clone(),
-            cors: match h.cors {
-                model::Cors::None => ev::Cors::None,
-                model::Cors::Wildcard => ev::Cors::Wildcard,
-                model::Cors::Reflected => ev::Cors::Reflected,
-                model::Cors::Specific => ev::Cors::Specific,
-            },
-            image: h.image,
-            error: h.error.clone(),
-        }),
+        http: f.http.clone(),
         camera: f.camera.as_ref().map(camera_info),
     }
 }
@@ -275,21 +205,7 @@ fn camera_info(c: &model::CameraRef) -> ev::CameraInfo {
         pid: c.pid,
         device: c.device.as_deref().map(lossy),
         duration_seconds: c.duration_seconds,
-        incident: c.incident.as_ref().map(|i| ev::CameraIncidentInfo {
-            helper: ev::ListenerInfo {
-                address: i.helper.address,
-                port: i.helper.port,
-                scope: match i.helper.scope {
-                    model::AddressScope::Loopback => ev::AddressScope::Loopback,
-                    model::AddressScope::Wildcard => ev::AddressScope::Wildcard,
-                    model::AddressScope::Lan => ev::AddressScope::Lan,
-                },
-            },
-            helper_pid: i.helper_pid,
-            helper_rule: i.helper_rule.clone(),
-            connection_at: i.connection_at.clone(),
-            seconds_before: i.seconds_before,
-        }),
+        incident: c.incident.clone(),
     }
 }
 
@@ -297,10 +213,7 @@ fn process_info(p: &ProcessIdentity) -> ev::ProcessInfo {
     ev::ProcessInfo {
         pid: p.pid,
         ppid: p.ppid,
-        start_time: ev::StartTime {
-            unix_us: p.start_time.unix_us,
-            resolution_us: p.start_time.resolution_us,
-        },
+        start_time: p.start_time,
         path: p.path.as_deref().map(lossy),
         args: p.args.clone(),
         uid: p.uid,
@@ -308,20 +221,7 @@ fn process_info(p: &ProcessIdentity) -> ev::ProcessInfo {
         name: p.name.clone(),
         interactive: p.interactive,
         bundle: p.bundle.as_deref().map(lossy),
-        signature: ev::Signature {
-            status: match p.signature.status {
-                model::SignatureStatus::NotSupported => ev::SignatureStatus::NotSupported,
-                model::SignatureStatus::Unknown => ev::SignatureStatus::Unknown,
-                model::SignatureStatus::Unsigned => ev::SignatureStatus::Unsigned,
-                model::SignatureStatus::AdHoc => ev::SignatureStatus::AdHoc,
-                model::SignatureStatus::Valid => ev::SignatureStatus::Valid,
-                model::SignatureStatus::Invalid => ev::SignatureStatus::Invalid,
-            },
-            identifier: p.signature.identifier.clone(),
-            team_id: p.signature.team_id.clone(),
-            platform_binary: p.signature.platform_binary,
-            authorities: p.signature.authorities.clone(),
-        },
+        signature: p.signature.clone(),
     }
 }
 

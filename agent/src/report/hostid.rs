@@ -15,7 +15,7 @@
 //!       "IOPlatformUUID" = "6F1E2C3A-8B4D-4E5F-9A0B-1C2D3E4F5A6B"
 //! ```
 //!
-//! The choice is made at run time, not by `cfg` (DESIGN.md §4): `ioreg` is
+//! The choice is made at run time, not by `cfg` (docs/design.md §4): `ioreg` is
 //! run when it exists at its fixed path, else `/etc/machine-id` is read. The
 //! parsers are pure so they are tested on Linux with fixtures, and the
 //! running of `ioreg` is tested against a stand-in script.

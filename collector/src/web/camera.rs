@@ -11,8 +11,8 @@
 use axum::extract::{Query, State};
 use axum::response::Response;
 use lenscap_events::{
-    Body, CameraIncidentInfo, CameraInfo, DetectionFinding, Event, FindingActivity, FindingKind,
-    Kind, Severity, Verdict,
+    Body, CameraIncident, CameraInfo, DetectionFinding, Event, FindingActivity, FindingKind, Kind,
+    Severity, Verdict,
 };
 
 use super::Viewer;
@@ -196,7 +196,7 @@ pub(super) fn session_owner(d: &DetectionFinding) -> String {
 
 /// The helper a camera incident points at: `127.0.0.1:19421 (pid 1873,
 /// catalog:zoom-opener)`, as HTML.
-pub(super) fn helper_html(i: &CameraIncidentInfo) -> String {
+pub(super) fn helper_html(i: &CameraIncident) -> String {
     let sock = std::net::SocketAddr::new(i.helper.address, i.helper.port);
     let mut extra = Vec::new();
     if let Some(pid) = i.helper_pid {
@@ -223,7 +223,7 @@ fn seconds_words(n: u64) -> String {
 
 /// The incident line: what connected where and how soon the camera came
 /// on, as HTML.
-pub(super) fn incident_html(i: &CameraIncidentInfo) -> String {
+pub(super) fn incident_html(i: &CameraIncident) -> String {
     format!(
         "<div class=\"incident\">Incident: the camera turned on {} after a connection to the \
          flagged helper on {} at {}</div>",

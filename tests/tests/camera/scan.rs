@@ -163,3 +163,75 @@ fn scan_lists_camera_use_and_grants_and_reports_a_corrupt_tcc_db() {
         "the good database reported as an error: {errors:#?}"
     );
 }
+
+/// Grants judged on their own, nothing running: the catalog's bundle id
+/// and a program in a hidden folder are reported; an ordinary app's grant
+/// stays allowed.
+#[test]
+fn scan_judges_grants_by_their_client_with_nothing_running() {
+    let tree = temp_tree();
+    let r = tree.path();
+    let hidden = r.join("Users/ann/.acmeopener/AcmeOpener");
+    std::fs::create_dir_all(hidden.parent().unwrap()).unwrap();
+    std::fs::write(&hidden, b"#!/bin/sh\n").unwrap();
+    let gone = r.join("Users/ann/Applications/Gone.app/Contents/MacOS/Gone");
+    let (hidden_s, gone_s) = (hidden.to_str().unwrap(), gone.to_str().unwrap());
+    write_tcc_db(
+        &tcc_path(r, "ann"),
+        &[
+            (
+                "kTCCServiceCamera",
+                "us.zoom.ZoomOpener",
+                0,
+                2,
+                2,
+                1_717_000_000,
+            ),
+            ("kTCCServiceCamera", hidden_s, 1, 2, 2, 1_717_000_100),
+            ("kTCCServiceMicrophone", gone_s, 1, 2, 2, 1_717_000_200),
+            (
+                "kTCCServiceCamera",
+                "com.example.Meetings",
+                0,
+                2,
+                2,
+                1_717_000_300,
+            ),
+        ],
+    );
+    for d in ["Applications", "private/tmp", "Library/LaunchAgents"] {
+        std::fs::create_dir_all(r.join(d)).unwrap();
+    }
+    let config = write_config(r, &camera_keys(r));
+    let (code, report, stderr) = scan(&config);
+    assert!(
+        code == 0 || code == 3,
+        "scan exited {code}; stderr:\n{stderr}"
+    );
+    let grants = findings(&report, "camera_grant");
+    let grant = |client: &str| {
+        *grants
+            .iter()
+            .find(|g| g["camera"]["client"] == client)
+            .unwrap_or_else(|| panic!("no camera_grant for {client}: {report:#}"))
+    };
+    let opener = grant("us.zoom.ZoomOpener");
+    assert_eq!(opener["verdict"], "report", "{opener:#}");
+    assert_eq!(opener["severity"], "critical", "{opener:#}");
+    assert_eq!(opener["rule"], "catalog:zoomopener", "{opener:#}");
+    let acme = grant(hidden_s);
+    assert_eq!(acme["verdict"], "report", "{acme:#}");
+    assert_eq!(acme["severity"], "high", "{acme:#}");
+    let said = acme["reasons"].to_string();
+    assert!(said.contains("hidden folder .acmeopener"), "{acme:#}");
+    let gone_f = grant(gone_s);
+    assert_eq!(gone_f["verdict"], "report", "{gone_f:#}");
+    assert_eq!(gone_f["severity"], "high", "{gone_f:#}");
+    assert!(
+        gone_f["reasons"].to_string().contains("is gone"),
+        "{gone_f:#}"
+    );
+    let ordinary = grant("com.example.Meetings");
+    assert_eq!(ordinary["verdict"], "allow", "{ordinary:#}");
+    assert_eq!(ordinary["severity"], "info", "{ordinary:#}");
+}

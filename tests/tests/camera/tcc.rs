@@ -1,5 +1,6 @@
 //! A TCC.db the daemon cannot read is said in a health event naming it,
-//! and the daemon keeps sweeping.
+//! and the daemon keeps sweeping; a new grant to the catalog's helper is
+//! judged as `scan` judges it.
 
 use std::time::Duration;
 
@@ -62,6 +63,43 @@ fn a_corrupt_tcc_db_is_a_health_event_and_the_daemon_keeps_sweeping() {
         "a health event about the readable database:\n{}",
         summary(&all)
     );
+
+    // A new grant to the catalog's helper, which is not running: the
+    // daemon judges it as scan does — reported, critical, by the catalog.
+    // (Written beside it and renamed over it: a whole new database.)
+    let next = tcc("ann").with_extension("next");
+    let opener_row = (
+        "kTCCServiceCamera",
+        "us.zoom.ZoomOpener",
+        0,
+        2,
+        2,
+        1_717_000_500,
+    );
+    write_tcc_db(
+        &next,
+        &[
+            ("kTCCServiceCamera", "us.zoom.xos", 0, 2, 2, 1_717_000_000),
+            opener_row,
+        ],
+    );
+    std::fs::rename(&next, tcc("ann")).unwrap();
+    let opener = wait_event(
+        &config,
+        &d,
+        Duration::from_secs(15),
+        "a camera_grant finding for us.zoom.ZoomOpener",
+        |all| {
+            all.iter()
+                .find(|e| e["payload"]["finding"]["camera"]["client"] == "us.zoom.ZoomOpener")
+                .cloned()
+        },
+    );
+    let f = &opener["payload"]["finding"];
+    assert_eq!(f["kind"], "camera_grant", "{opener:#}");
+    assert_eq!(f["verdict"], "report", "{opener:#}");
+    assert_eq!(f["severity"], "critical", "{opener:#}");
+    assert_eq!(f["rule"], "catalog:zoomopener", "{opener:#}");
 
     // Still sweeping, several times over, and still running.
     let before = d.sweeps();

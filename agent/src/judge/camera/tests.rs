@@ -12,7 +12,7 @@ use crate::config::RuleAction;
 use crate::judge::testkit::*;
 use crate::judge::{CameraSessionObservation, ConnectionSeen, GrantObservation};
 use crate::model::{Finding, FindingKind, ProcessIdentity, Severity, Verdict};
-use crate::parse::tcc::{TccAuth, TccClientType, TccReason, TccService};
+use crate::model::{TccAuth, TccClientType, TccReason, TccService};
 
 const HELPER_PID: u32 = 601;
 
@@ -590,7 +590,9 @@ fn a_grant_held_by_the_flagged_helper_is_critical() {
             "{text}"
         );
     }
-    // A path that merely shares a prefix is not inside the bundle.
+    // A path that merely shares a prefix is not inside the bundle: not the
+    // running helper's grant — though judged on its own, the hidden
+    // `.zoomus` folder is the catalog's, so it is reported all the same.
     let findings = zoom_2019()
         .grant(grant_seen(
             tcc_grant(
@@ -602,7 +604,9 @@ fn a_grant_held_by_the_flagged_helper_is_critical() {
             false,
         ))
         .judge(&policy());
-    assert_eq!(the_grant(&findings).verdict, Verdict::Allow);
+    let f = the_grant(&findings);
+    assert!(!said(f).contains("the flagged helper"), "{}", said(f));
+    assert_eq!(f.verdict, Verdict::Report, "{}", said(f));
 }
 
 #[test]

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::judge::CameraSessionObservation;
+use crate::model::CameraSessionObservation;
 use crate::parse::camera_log::{CameraChange, CameraClient, CameraEvent, LogShape};
 
 /// A camera session seen in the unified log.

@@ -452,7 +452,7 @@ fn current_sessions_from_the_log_keep_only_live_original_processes() {
     assert!(args.contains("com.apple.SystemStatus"), "{args}");
     assert_eq!(
         sessions,
-        vec![crate::judge::CameraSessionObservation {
+        vec![crate::model::CameraSessionObservation {
             pid: Some(live),
             bundle_id: None,
             device: None,

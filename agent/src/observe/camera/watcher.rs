@@ -23,8 +23,8 @@ pub struct CameraSession {
 
 impl CameraSession {
     /// The judge's view of this session.
-    pub fn observation(&self) -> crate::judge::CameraSessionObservation {
-        crate::judge::CameraSessionObservation {
+    pub fn observation(&self) -> crate::model::CameraSessionObservation {
+        crate::model::CameraSessionObservation {
             pid: Some(self.pid),
             bundle_id: None,
             device: Some(self.device.clone()),

@@ -20,7 +20,7 @@
 //!   `Accept-Language`, `Accept-Encoding`) or on a WebSocket handshake (a
 //!   fresh random key);
 //!
-//! and nothing in it names lenscap. What stays safe (DESIGN.md §2): only
+//! and nothing in it names lenscap. What stays safe (docs/design.md §2): only
 //! `OPTIONS` and `GET /`, no cookies or credentials, redirects never
 //! followed — a browser would send cookies a page has none of here.
 //!

@@ -1,4 +1,4 @@
-//! When the daemon probes a listener again (DESIGN.md §4: "what did not
+//! When the daemon probes a listener again (docs/design.md §4: "what did not
 //! answer is asked again"). Pure bookkeeping — sockets, owners, results
 //! and times in, probe jobs out — so every rule below is tested without a
 //! socket or a clock.

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use rusqlite::Connection;
 
 use super::*;
-use crate::parse::tcc::TccAuth;
+use crate::model::TccAuth;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tcc");
 const USER_DB: &str = "Library/Application Support/com.apple.TCC/TCC.db";

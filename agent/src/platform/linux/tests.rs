@@ -1,5 +1,5 @@
 //! Tests of the Linux platform against real processes and real sockets on
-//! 127.0.0.1 / ::1 (DESIGN.md §4: Linux is a real platform, not a mock).
+//! 127.0.0.1 / ::1 (docs/design.md §4: Linux is a real platform, not a mock).
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;
