@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use super::Helper;
+use crate::clock::rfc3339;
 use crate::config::RuleAction;
-use crate::fsutil::rfc3339;
 use crate::judge::listener::installed_app;
 use crate::judge::locate::{self, Context};
 use crate::judge::rules;
