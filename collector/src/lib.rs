@@ -14,6 +14,7 @@ pub mod export;
 pub mod http;
 pub mod metrics;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod timefmt;
 pub mod web;

@@ -10,8 +10,9 @@ use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 
 use crate::config::ServeConfig;
 use crate::conn_limit::{ConnLimiter, LimitAcceptor};
-use crate::http::{AppState, app};
+use crate::http::app;
 use crate::metrics::Metrics;
+use crate::state::AppState;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]

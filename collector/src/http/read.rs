@@ -12,10 +12,10 @@ use axum::{Json, Router};
 use lenscap_events::{Kind, Verdict};
 use serde::{Deserialize, Serialize};
 
-use super::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::export::{self, Format};
+use crate::state::AppState;
 use crate::store::{
     Cursor, DEFAULT_PAGE, EventFilter, FINDING_KINDS, HostSummary, MAX_PAGE, Role,
     finding_kind_str, parse_finding_kind,

@@ -14,8 +14,8 @@
 
 use std::collections::HashSet;
 
-use super::chain::Link;
-use super::types::{HostMeta, IngestItem};
+use super::chain::{Link, Plan};
+use super::types::{HostMeta, IngestItem, IngestOutcome};
 
 pub(crate) const SELECT_GAPS: &str = "SELECT first_seq, last_seq FROM gaps
      WHERE host_id = $1 AND last_seq >= $2 AND first_seq <= $3";
@@ -39,6 +39,96 @@ pub(crate) const UPSERT_FINDING: &str = "INSERT INTO findings (host_id, finding_
        last_seq = excluded.last_seq, is_open = excluded.is_open, verdict = excluded.verdict,
        severity = excluded.severity, rule = excluded.rule, title = excluded.title, updated_at = excluded.updated_at
      WHERE findings.last_seq < excluded.last_seq";
+
+/// Steps 2–4, written once for both databases: read the host's chain
+/// state (`$host_sql`, which takes the host's lock where the database
+/// needs one), drop the events already stored (`$existing_sql` with the
+/// batch's seqs bound as `$seqs`, each database its own way of passing a
+/// list), load what late events need, and work out the chain plan.
+/// Evaluates to a [`Planned`]. A macro for the reason given at
+/// [`load_late`].
+macro_rules! plan_batch {
+    ($tx:expr, $host_id:expr, $items:expr,
+     host: $host_sql:expr,
+     existing: $existing_sql:expr, |$seqs:ident| $bind_seqs:expr) => {{
+        use $crate::store::types::Ctx as _;
+        let batch = $crate::store::ingest::Batch::new($items);
+        let (max_seq, last_hash): (i64, Option<String>) = sqlx::query_as($host_sql)
+            .bind($host_id)
+            .fetch_optional(&mut *$tx)
+            .await
+            .ctx("reading the host's sequence")?
+            .ok_or_else(|| $crate::store::types::StoreError::Corrupt {
+                what: "storing events",
+                detail: format!("host {} has a token but no row", $host_id),
+            })?;
+        let existing: std::collections::HashSet<(i64, String)> = if batch.may_hold_stored(max_seq) {
+            let $seqs = batch.seqs();
+            sqlx::query_as($existing_sql)
+                .bind($host_id)
+                .bind($bind_seqs)
+                .fetch_all(&mut *$tx)
+                .await
+                .ctx("checking for duplicates")?
+                .into_iter()
+                .collect()
+        } else {
+            std::collections::HashSet::new()
+        };
+        let total = batch.items.len() as u64;
+        let repeated = batch.repeated;
+        let new: Vec<$crate::store::types::IngestItem> = batch
+            .items
+            .into_iter()
+            .filter(|i| !existing.contains(&(i.seq, i.uid.clone())))
+            .collect();
+        let refs: Vec<&$crate::store::types::IngestItem> = new.iter().collect();
+        let (gaps, stored) = $crate::store::ingest::load_late!($tx, $host_id, &refs, max_seq);
+        let links: Vec<_> = refs
+            .iter()
+            .map(|i| $crate::store::ingest::link(i))
+            .collect();
+        let plan = $crate::store::chain::plan(
+            &$crate::store::chain::ChainState { max_seq, last_hash },
+            &gaps,
+            &stored,
+            &links,
+        );
+        $crate::store::ingest::Planned {
+            new,
+            plan,
+            max_seq,
+            total,
+            repeated,
+        }
+    }};
+}
+pub(super) use plan_batch;
+
+/// A batch after planning: the events to insert and what to write after.
+#[derive(Debug)]
+pub(super) struct Planned {
+    /// Events not stored before, in seq order.
+    pub new: Vec<IngestItem>,
+    pub plan: Plan,
+    /// The host's highest seq before the batch.
+    pub max_seq: i64,
+    /// Events in the batch after dropping uids repeated inside it.
+    pub total: u64,
+    pub repeated: u64,
+}
+
+impl Planned {
+    /// The answer to the agent once `accepted` events were inserted.
+    pub fn outcome(&self, accepted: u64) -> IngestOutcome {
+        IngestOutcome {
+            accepted,
+            duplicate: self.repeated + (self.total - accepted),
+            gaps_opened: self.plan.insert_gaps.len() as u64,
+            breaks: self.plan.breaks.len() as u64,
+        }
+    }
+}
 
 /// Read the gaps and stored neighbours the late events need (step 3).
 /// A macro rather than a generic function: the same code runs on a SQLite

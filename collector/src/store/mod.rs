@@ -5,9 +5,12 @@
 //! Queries are written once in SQL both databases accept (`$1`
 //! placeholders work in SQLite too) and run through [`dispatch!`], which
 //! expands the same code for each pool so each is type-checked against its
-//! own driver. Only ingest differs — the two databases lock differently —
-//! and lives in `sqlite.rs` and `postgres.rs`. Every value from outside is
-//! bound as a parameter, never spliced into SQL text.
+//! own driver; rows map onto result structs by column name through one
+//! generic `FromRow` per struct (`row_struct!` in `types.rs`). Ingest's
+//! dedup-and-chain planning is written once (`ingest.rs`); only how each
+//! database locks the host and bulk-inserts differs, in `sqlite.rs` and
+//! `postgres.rs`. Every value from outside is bound as a parameter, never
+//! spliced into SQL text.
 
 mod chain;
 mod enrollment;

@@ -1,7 +1,7 @@
 //! Queries both databases run with the same SQL: tokens, enrollment, the
 //! policy, and everything readers see. See [`dispatch!`](super::dispatch).
 
-use sqlx::{QueryBuilder, Row};
+use sqlx::QueryBuilder;
 
 use super::types::*;
 use super::{Store, dispatch, dispatch_write};
@@ -64,60 +64,30 @@ impl Store {
     }
 
     pub async fn host_key(&self, host_id: i64) -> Result<Option<HostKey>, StoreError> {
-        let row: Option<(i64, String, String, String)> = dispatch!(self, pool => {
+        dispatch!(self, pool => {
             sqlx::query_as("SELECT id, identity_field, identity_value, hostname FROM hosts WHERE id = $1")
                 .bind(host_id)
                 .fetch_optional(pool)
                 .await
-                .ctx("looking up a host")?
-        });
-        Ok(
-            row.map(|(id, identity_field, identity_value, hostname)| HostKey {
-                id,
-                identity_field,
-                identity_value,
-                hostname,
-            }),
-        )
+                .ctx("looking up a host")
+        })
     }
 
     pub async fn hosts(&self) -> Result<Vec<HostSummary>, StoreError> {
         dispatch!(self, pool => {
-            let rows = sqlx::query(
+            sqlx::query_as(
                 "SELECT h.id, h.hostname, h.identity_field, h.identity_value, h.serial, h.enrolled_at,
                         h.last_seen, h.agent_version, h.mode, h.max_seq, h.event_count,
                         (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.id AND f.is_open) AS open_findings,
-                        (SELECT COUNT(*) FROM gaps g WHERE g.host_id = h.id) AS gap_count,
+                        (SELECT COUNT(*) FROM gaps g WHERE g.host_id = h.id) AS gaps,
                         (SELECT CAST(COALESCE(SUM(g.last_seq - g.first_seq + 1), 0) AS BIGINT)
-                           FROM gaps g WHERE g.host_id = h.id) AS missing,
-                        (SELECT COUNT(*) FROM chain_breaks b WHERE b.host_id = h.id) AS breaks
+                           FROM gaps g WHERE g.host_id = h.id) AS missing_events,
+                        (SELECT COUNT(*) FROM chain_breaks b WHERE b.host_id = h.id) AS chain_breaks
                  FROM hosts h ORDER BY h.hostname, h.id",
             )
             .fetch_all(pool)
             .await
-            .ctx("listing hosts")?;
-            rows.iter()
-                .map(|r| {
-                    Ok(HostSummary {
-                        id: r.try_get("id")?,
-                        hostname: r.try_get("hostname")?,
-                        identity_field: r.try_get("identity_field")?,
-                        identity_value: r.try_get("identity_value")?,
-                        serial: r.try_get("serial")?,
-                        enrolled_at: r.try_get("enrolled_at")?,
-                        last_seen: r.try_get("last_seen")?,
-                        agent_version: r.try_get("agent_version")?,
-                        mode: r.try_get("mode")?,
-                        max_seq: r.try_get("max_seq")?,
-                        event_count: r.try_get("event_count")?,
-                        open_findings: r.try_get("open_findings")?,
-                        gaps: r.try_get("gap_count")?,
-                        missing_events: r.try_get("missing")?,
-                        chain_breaks: r.try_get("breaks")?,
-                    })
-                })
-                .collect::<Result<Vec<_>, sqlx::Error>>()
-                .ctx("reading hosts")
+            .ctx("listing hosts")
         })
     }
 
@@ -206,26 +176,11 @@ impl Store {
             }
             qb.push(" ORDER BY e.time DESC, e.id DESC LIMIT ")
                 .push_bind(i64::from(limit) + 1);
-            let rows = qb.build().fetch_all(pool).await.ctx("listing events")?;
-            let mut events = rows
-                .iter()
-                .map(|r| {
-                    Ok(StoredEvent {
-                        id: r.try_get("id")?,
-                        host_id: r.try_get("host_id")?,
-                        hostname: r.try_get("hostname")?,
-                        seq: r.try_get("seq")?,
-                        time: r.try_get("time")?,
-                        received_at: r.try_get("received_at")?,
-                        kind: r.try_get("kind")?,
-                        finding_kind: r.try_get("finding_kind")?,
-                        verdict: r.try_get("verdict")?,
-                        rule: r.try_get("rule")?,
-                        body: r.try_get("body")?,
-                    })
-                })
-                .collect::<Result<Vec<_>, sqlx::Error>>()
-                .ctx("reading events")?;
+            let mut events: Vec<StoredEvent> = qb
+                .build_query_as()
+                .fetch_all(pool)
+                .await
+                .ctx("listing events")?;
             let more = events.len() > limit as usize;
             events.truncate(limit as usize);
             let next = if more {
@@ -239,7 +194,7 @@ impl Store {
 
     /// Open sequence gaps, newest first; one host's or everyone's.
     pub async fn gaps(&self, host_id: Option<i64>) -> Result<Vec<GapRecord>, StoreError> {
-        let rows: Vec<(i64, String, i64, i64, i64)> = dispatch!(self, pool => {
+        dispatch!(self, pool => {
             sqlx::query_as(
                 "SELECT g.host_id, h.hostname, g.first_seq, g.last_seq, g.detected_at
                  FROM gaps g JOIN hosts h ON h.id = g.host_id
@@ -249,25 +204,13 @@ impl Store {
             .bind(host_id)
             .fetch_all(pool)
             .await
-            .ctx("listing gaps")?
-        });
-        Ok(rows
-            .into_iter()
-            .map(
-                |(host_id, hostname, first_seq, last_seq, detected_at)| GapRecord {
-                    host_id,
-                    hostname,
-                    first_seq,
-                    last_seq,
-                    detected_at,
-                },
-            )
-            .collect())
+            .ctx("listing gaps")
+        })
     }
 
     pub async fn chain_breaks(&self, host_id: Option<i64>) -> Result<Vec<BreakRecord>, StoreError> {
         dispatch!(self, pool => {
-            let rows = sqlx::query(
+            sqlx::query_as(
                 "SELECT b.host_id, h.hostname, b.seq, b.kind, b.uid, b.expected, b.actual, b.detected_at
                  FROM chain_breaks b JOIN hosts h ON h.id = b.host_id
                  WHERE ($1 IS NULL OR b.host_id = $1)
@@ -276,22 +219,7 @@ impl Store {
             .bind(host_id)
             .fetch_all(pool)
             .await
-            .ctx("listing chain breaks")?;
-            rows.iter()
-                .map(|r| {
-                    Ok(BreakRecord {
-                        host_id: r.try_get("host_id")?,
-                        hostname: r.try_get("hostname")?,
-                        seq: r.try_get("seq")?,
-                        kind: r.try_get("kind")?,
-                        uid: r.try_get("uid")?,
-                        expected: r.try_get("expected")?,
-                        actual: r.try_get("actual")?,
-                        detected_at: r.try_get("detected_at")?,
-                    })
-                })
-                .collect::<Result<Vec<_>, sqlx::Error>>()
-                .ctx("reading chain breaks")
+            .ctx("listing chain breaks")
         })
     }
 
@@ -341,17 +269,12 @@ impl Store {
     }
 
     pub async fn policy(&self) -> Result<Option<PolicyRecord>, StoreError> {
-        let row: Option<(String, String, i64)> = dispatch!(self, pool => {
+        dispatch!(self, pool => {
             sqlx::query_as("SELECT body, etag, updated_at FROM policy WHERE id = 1")
                 .fetch_optional(pool)
                 .await
-                .ctx("reading the policy")?
-        });
-        Ok(row.map(|(body, etag, updated_at)| PolicyRecord {
-            body,
-            etag,
-            updated_at,
-        }))
+                .ctx("reading the policy")
+        })
     }
 
     /// Store a new policy. With `if_match`, only when the stored policy's

@@ -2,6 +2,35 @@
 
 use lenscap_events::{FindingKind, Kind, Verdict};
 
+/// Declare a struct that a query result row maps onto by column name, on
+/// either database: the struct as written plus a generic
+/// [`sqlx::FromRow`], so `query_as::<_, T>` serves SQLite and PostgreSQL
+/// alike instead of a hand-written `try_get` per field per query. (What
+/// sqlx's `FromRow` derive would generate; the workspace builds sqlx
+/// without its proc macros.) The SELECT names its columns as the fields.
+macro_rules! row_struct {
+    ($(#[$m:meta])* pub struct $ty:ident {
+        $($(#[$fm:meta])* pub $field:ident : $fty:ty),* $(,)?
+    }) => {
+        $(#[$m])*
+        pub struct $ty {
+            $($(#[$fm])* pub $field: $fty),*
+        }
+
+        impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for $ty
+        where
+            &'r str: sqlx::ColumnIndex<R>,
+            $($fty: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,)*
+        {
+            fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+                Ok($ty {
+                    $($field: row.try_get(stringify!($field))?),*
+                })
+            }
+        }
+    };
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database URL {url:?}: {reason}")]
@@ -195,6 +224,7 @@ pub struct EnrollRequestRecord {
     pub decided_at: Option<i64>,
 }
 
+row_struct! {
 /// A host's identity as enrollment recorded it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostKey {
@@ -203,7 +233,9 @@ pub struct HostKey {
     pub identity_value: String,
     pub hostname: String,
 }
+}
 
+row_struct! {
 /// A host as the fleet overview shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostSummary {
@@ -224,6 +256,7 @@ pub struct HostSummary {
     pub gaps: i64,
     pub missing_events: i64,
     pub chain_breaks: i64,
+}
 }
 
 /// The host snapshot from the newest event of a batch.
@@ -342,6 +375,7 @@ pub struct EventFilter {
     pub limit: u32,
 }
 
+row_struct! {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
     pub id: i64,
@@ -358,6 +392,7 @@ pub struct StoredEvent {
     /// Canonical JSON, exactly as hashed.
     pub body: String,
 }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventPage {
@@ -366,6 +401,7 @@ pub struct EventPage {
     pub next: Option<Cursor>,
 }
 
+row_struct! {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GapRecord {
     pub host_id: i64,
@@ -374,7 +410,9 @@ pub struct GapRecord {
     pub last_seq: i64,
     pub detected_at: i64,
 }
+}
 
+row_struct! {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BreakRecord {
     pub host_id: i64,
@@ -385,6 +423,7 @@ pub struct BreakRecord {
     pub expected: Option<String>,
     pub actual: Option<String>,
     pub detected_at: i64,
+}
 }
 
 /// Findings grouped by the rule that decided them.
@@ -398,12 +437,14 @@ pub struct RuleSummary {
     pub worst_severity: String,
 }
 
+row_struct! {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyRecord {
     /// Canonical JSON of the policy.
     pub body: String,
     pub etag: String,
     pub updated_at: i64,
+}
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use super::Viewer;
 use super::html::{badge, esc, page, rule_code, table};
 use super::pages::{Paging, host_link, more_link_to};
 use crate::error::ApiError;
-use crate::http::AppState;
+use crate::state::AppState;
 use crate::store::{Cursor, EventFilter, MAX_PAGE, StoredEvent};
 use crate::timefmt::human;
 

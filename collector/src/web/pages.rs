@@ -13,7 +13,7 @@ use super::html::{badge, esc, page, table, tile, url_value};
 use super::summary::{describe, remediation_cells};
 use super::{Viewer, not_found};
 use crate::error::ApiError;
-use crate::http::AppState;
+use crate::state::AppState;
 use crate::store::{Cursor, EventFilter, EventPage};
 use crate::timefmt::human;
 
