@@ -12,6 +12,7 @@ pub mod conn_limit;
 pub mod error;
 pub mod export;
 pub mod http;
+pub mod incidents;
 pub mod metrics;
 pub mod server;
 pub mod state;

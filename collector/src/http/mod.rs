@@ -3,6 +3,7 @@
 //! metrics, security headers). docs/api.md describes the routes.
 
 mod enroll;
+mod incidents;
 mod ingest;
 mod ops;
 mod policy;
@@ -27,6 +28,7 @@ pub fn app(state: AppState) -> Router {
         .merge(enroll::router())
         .merge(ingest::router(state.limits))
         .merge(read::router())
+        .merge(incidents::router())
         .merge(policy::router())
         .merge(ops::router())
         .merge(crate::web::router())

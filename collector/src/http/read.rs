@@ -142,7 +142,7 @@ async fn list_events(
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&e.body);
+        out.push_str(&export::event_json(e));
     }
     out.push_str("],\"next_cursor\":");
     match page.next {

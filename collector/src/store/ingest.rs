@@ -31,6 +31,11 @@ pub(crate) const UPDATE_HOST: &str = "UPDATE hosts SET max_seq = $2, last_hash =
        event_count = event_count + $5,
        hostname = COALESCE($6, hostname), agent_version = COALESCE($7, agent_version), mode = COALESCE($8, mode)
      WHERE id = $1";
+/// Queue an event for grouping into incidents (`store/incidents.rs`),
+/// in the transaction that stores it, so none is ever missed.
+pub(crate) const QUEUE_FOR_INCIDENTS: &str = "INSERT INTO incident_pending (event_id)
+     SELECT id FROM events WHERE host_id = $1 AND seq = $2 AND uid = $3
+     ON CONFLICT (event_id) DO NOTHING";
 /// A finding's row follows its newest event only: an older event that
 /// arrives late does not reopen or rewrite it.
 pub(crate) const UPSERT_FINDING: &str = "INSERT INTO findings (host_id, finding_uid, last_seq, is_open, verdict, severity, rule, title, updated_at)
@@ -82,6 +87,12 @@ macro_rules! plan_batch {
             .into_iter()
             .filter(|i| !existing.contains(&(i.seq, i.uid.clone())))
             .collect();
+        // Taken now: the inserts move the uids out of the items.
+        let queue: Vec<(i64, String)> = new
+            .iter()
+            .filter(|i| i.kind != "agent_health")
+            .map(|i| (i.seq, i.uid.clone()))
+            .collect();
         let refs: Vec<&$crate::store::types::IngestItem> = new.iter().collect();
         let (gaps, stored) = $crate::store::ingest::load_late!($tx, $host_id, &refs, max_seq);
         let links: Vec<_> = refs
@@ -100,6 +111,7 @@ macro_rules! plan_batch {
             max_seq,
             total,
             repeated,
+            queue,
         }
     }};
 }
@@ -116,6 +128,8 @@ pub(super) struct Planned {
     /// Events in the batch after dropping uids repeated inside it.
     pub total: u64,
     pub repeated: u64,
+    /// (seq, uid) of the new events that may belong to an incident.
+    pub queue: Vec<(i64, String)>,
 }
 
 impl Planned {
@@ -184,9 +198,10 @@ pub(super) use load_late;
 /// Apply the plan and update the host and findings (step 5, after the
 /// events are inserted). See [`load_late`] for why a macro.
 macro_rules! finish_batch {
-    ($tx:expr, $host_id:expr, $plan:expr, $new:expr, $max_seq:expr, $accepted:expr, $now:expr) => {{
+    ($tx:expr, $host_id:expr, $planned:expr, $new:expr, $accepted:expr, $now:expr) => {{
         use $crate::store::types::Ctx as _;
-        let plan: &$crate::store::chain::Plan = $plan;
+        let planned: &$crate::store::ingest::Planned = $planned;
+        let plan = &planned.plan;
         for first in &plan.delete_gaps {
             sqlx::query($crate::store::ingest::DELETE_GAP)
                 .bind($host_id)
@@ -218,7 +233,7 @@ macro_rules! finish_batch {
                 .await
                 .ctx("recording a chain break")?;
         }
-        let meta = $crate::store::ingest::newest_meta($new, $max_seq);
+        let meta = $crate::store::ingest::newest_meta($new, planned.max_seq);
         sqlx::query($crate::store::ingest::UPDATE_HOST)
             .bind($host_id)
             .bind(plan.state.max_seq)
@@ -231,6 +246,17 @@ macro_rules! finish_batch {
             .execute(&mut *$tx)
             .await
             .ctx("updating the host")?;
+        // Health events belong to no incident; the rest wait for the
+        // grouper.
+        for (seq, uid) in &planned.queue {
+            sqlx::query($crate::store::ingest::QUEUE_FOR_INCIDENTS)
+                .bind($host_id)
+                .bind(*seq)
+                .bind(uid)
+                .execute(&mut *$tx)
+                .await
+                .ctx("queueing for incidents")?;
+        }
         // Only each finding's newest event in the batch can win the
         // upsert; skip the rest rather than send them.
         let mut newest: std::collections::BTreeMap<&str, &$crate::store::types::IngestItem> =

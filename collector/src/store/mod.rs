@@ -14,6 +14,7 @@
 
 mod chain;
 mod enrollment;
+mod incidents;
 mod ingest;
 mod postgres;
 mod queries;
@@ -222,6 +223,11 @@ const SQLITE_MIGRATIONS: MigrationSource = &[
         "enroll approval",
         include_str!("migrations/sqlite/0003_enroll_approval.sql"),
     ),
+    (
+        4,
+        "incidents",
+        include_str!("migrations/sqlite/0004_incidents.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: MigrationSource = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -234,6 +240,11 @@ const POSTGRES_MIGRATIONS: MigrationSource = &[
         3,
         "enroll approval",
         include_str!("migrations/postgres/0003_enroll_approval.sql"),
+    ),
+    (
+        4,
+        "incidents",
+        include_str!("migrations/postgres/0004_incidents.sql"),
     ),
 ];
 

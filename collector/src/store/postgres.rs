@@ -86,15 +86,7 @@ impl PgStore {
                 .rows_affected()
         };
         let new: Vec<&IngestItem> = planned.new.iter().collect();
-        finish_batch!(
-            tx,
-            host_id,
-            &planned.plan,
-            &new,
-            planned.max_seq,
-            accepted,
-            now
-        );
+        finish_batch!(tx, host_id, &planned, &new, accepted, now);
         tx.commit().await.ctx("committing a batch")?;
         Ok(planned.outcome(accepted))
     }

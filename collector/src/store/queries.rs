@@ -6,6 +6,11 @@ use sqlx::QueryBuilder;
 use super::types::*;
 use super::{Store, dispatch, dispatch_write};
 
+/// Whether event `e` is involved in a chain break, as a column
+/// `untrusted`: one lookup in the `chain_breaks (host_id, seq)` index.
+pub(crate) const UNTRUSTED: &str = "EXISTS (SELECT 1 FROM chain_breaks b
+     WHERE b.host_id = e.host_id AND b.seq = e.seq AND b.uid = e.uid) AS untrusted";
+
 /// Rows per page when the caller does not say, and at most.
 pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_PAGE: u32 = 1000;
@@ -121,10 +126,10 @@ impl Store {
             });
         }
         dispatch!(self, pool => {
-            let mut qb = QueryBuilder::new(
-                "SELECT e.id, e.host_id, h.hostname, e.seq, e.time, e.received_at, e.kind, e.finding_kind, e.verdict, e.rule, e.body
-                 FROM events e JOIN hosts h ON h.id = e.host_id WHERE 1 = 1",
-            );
+            let mut qb = QueryBuilder::new(format!(
+                "SELECT e.id, e.host_id, h.hostname, e.seq, e.time, e.received_at, e.kind, e.finding_kind, e.verdict, e.rule, e.body, {UNTRUSTED}
+                 FROM events e JOIN hosts h ON h.id = e.host_id WHERE 1 = 1"
+            ));
             match host_ids.as_deref() {
                 Some([id]) => {
                     qb.push(" AND e.host_id = ").push_bind(*id);

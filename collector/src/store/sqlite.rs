@@ -237,15 +237,7 @@ async fn ingest_one(
             .rows_affected();
     }
     let new: Vec<&IngestItem> = planned.new.iter().collect();
-    finish_batch!(
-        tx,
-        host_id,
-        &planned.plan,
-        &new,
-        planned.max_seq,
-        accepted,
-        now
-    );
+    finish_batch!(tx, host_id, &planned, &new, accepted, now);
     Ok(planned.outcome(accepted))
 }
 

@@ -391,6 +391,9 @@ pub struct StoredEvent {
     pub rule: Option<String>,
     /// Canonical JSON, exactly as hashed.
     pub body: String,
+    /// The event is involved in a chain break (its seq was reused, or its
+    /// `prev_hash` or its successor's does not match): do not trust it.
+    pub untrusted: bool,
 }
 }
 
@@ -424,6 +427,61 @@ pub struct BreakRecord {
     pub actual: Option<String>,
     pub detected_at: i64,
 }
+}
+
+row_struct! {
+/// An incident as readers see it (`crate::incidents` explains them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentRecord {
+    pub id: i64,
+    pub host_id: i64,
+    pub hostname: String,
+    pub title: String,
+    pub state: String,
+    pub severity: String,
+    pub name: String,
+    pub what: Option<String>,
+    pub rule: Option<String>,
+    pub first_time: i64,
+    pub last_time: i64,
+    pub findings: i64,
+    pub open_findings: i64,
+    pub steps_done: i64,
+    pub steps_failed: i64,
+    pub steps_would: i64,
+    pub restores: i64,
+    pub quarantined: i64,
+    pub event_count: i64,
+    /// One of its events is involved in a chain break.
+    pub untrusted: bool,
+}
+}
+
+/// Which incidents to list; every field narrows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IncidentFilter {
+    /// Hostname, hardware UUID, machine-id or serial, exactly.
+    pub host: Option<String>,
+    pub host_id: Option<i64>,
+    pub state: Option<String>,
+    /// At least this severity.
+    pub min_severity: Option<i64>,
+    pub rule: Option<String>,
+    /// Last activity `>= since` (ms).
+    pub since: Option<i64>,
+    /// Last activity `< until` (ms).
+    pub until: Option<i64>,
+    /// Only incidents holding an event on a chain break.
+    pub untrusted: bool,
+    /// After this position in most-recent-first order (`last_time`, id).
+    pub cursor: Option<Cursor>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentPage {
+    pub incidents: Vec<IncidentRecord>,
+    pub next: Option<Cursor>,
 }
 
 /// Findings grouped by the rule that decided them.
