@@ -335,7 +335,8 @@ pub(super) async fn camera_page(
                 esc(&human(e.stored.time)),
                 host_link(e.stored.host_id, &e.stored.hostname),
                 format!(
-                    "{} {} {}",
+                    "{}{} {} {}",
+                    super::html::untrusted_mark(e.stored.untrusted),
                     kind_badge(d),
                     badge(d.finding.severity.as_str(), d.finding.severity.as_str()),
                     esc(&d.message)

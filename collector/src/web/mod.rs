@@ -5,6 +5,7 @@
 
 mod camera;
 mod html;
+mod incidents;
 mod pages;
 mod summary;
 

@@ -9,7 +9,7 @@ use lenscap_events::{Kind, Verdict};
 use serde::Deserialize;
 
 use super::camera;
-use super::html::{badge, esc, page, table, tile, url_value};
+use super::html::{badge, esc, page, table, tile, untrusted_mark, url_value};
 use super::summary::{describe, remediation_cells};
 use super::{Viewer, not_found};
 use crate::error::ApiError;
@@ -24,7 +24,9 @@ const INCIDENTS: usize = 10;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
-        .route("/ui/", get(fleet))
+        .route("/ui/", get(super::incidents::incidents_page))
+        .route("/ui/incidents/{id}", get(super::incidents::incident_page))
+        .route("/ui/fleet", get(fleet))
         .route("/ui/hosts/{id}", get(host))
         .route("/ui/rules", get(rules))
         .route("/ui/remediations", get(remediations))
@@ -81,7 +83,8 @@ fn incidents_section(found: &[camera::CameraEvent], partial: bool) -> String {
                     .map(|i| format!("{} s", i.seconds_before))
                     .unwrap_or_else(|| "—".into()),
                 format!(
-                    "{} {}",
+                    "{}{} {}",
+                    untrusted_mark(e.stored.untrusted),
                     badge(d.finding.verdict.as_str(), d.finding.verdict.as_str()),
                     esc(&d.message)
                 ),
@@ -196,13 +199,13 @@ async fn fleet(State(state): State<AppState>, _: Viewer) -> Result<Response, Api
                 vec![
                     esc(&human(e.time)),
                     host_link(e.host_id, &e.hostname),
-                    describe(&e.body),
+                    format!("{}{}", untrusted_mark(e.untrusted), describe(&e.body)),
                 ]
             })
             .collect::<Vec<_>>(),
         "No finding has been judged `remediate` yet.",
     ));
-    Ok(page("Fleet", "/ui/", &body))
+    Ok(page("Fleet", "/ui/fleet", &body))
 }
 
 async fn host(
@@ -262,12 +265,18 @@ async fn host(
         &events
             .events
             .iter()
-            .map(|e| vec![esc(&human(e.time)), e.seq.to_string(), describe(&e.body)])
+            .map(|e| {
+                vec![
+                    esc(&human(e.time)),
+                    e.seq.to_string(),
+                    format!("{}{}", untrusted_mark(e.untrusted), describe(&e.body)),
+                ]
+            })
             .collect::<Vec<_>>(),
         "No events from this host yet.",
     ));
     body.push_str(&more_link(&format!("/ui/hosts/{id}"), &events));
-    Ok(page(&h.hostname, "/ui/", &body))
+    Ok(page(&h.hostname, "/ui/fleet", &body))
 }
 
 async fn rules(State(state): State<AppState>, _: Viewer) -> Result<Response, ApiError> {
@@ -320,9 +329,12 @@ async fn remediations(
         .map(|e| {
             let mut row = vec![esc(&human(e.time)), host_link(e.host_id, &e.hostname)];
             match remediation_cells(&e.body) {
-                Some(cells) => row.extend(cells),
+                Some(mut cells) => {
+                    cells[0] = format!("{}{}", untrusted_mark(e.untrusted), cells[0]);
+                    row.extend(cells)
+                }
                 None => row.extend([
-                    describe(&e.body),
+                    format!("{}{}", untrusted_mark(e.untrusted), describe(&e.body)),
                     String::new(),
                     String::new(),
                     String::new(),
