@@ -197,7 +197,7 @@ fn camera_findings(db: &Db) {
     };
     let hosts = c.get_json("/api/v1/hosts", &reader);
     let id_of = |name: &str| {
-        hosts
+        hosts["hosts"]
             .as_array()
             .unwrap()
             .iter()

@@ -11,6 +11,21 @@ use super::{Store, dispatch, dispatch_write};
 pub(crate) const UNTRUSTED: &str = "EXISTS (SELECT 1 FROM chain_breaks b
      WHERE b.host_id = e.host_id AND b.seq = e.seq AND b.uid = e.uid) AS untrusted";
 
+/// The columns of [`HostSummary`] for `hosts h`, counters included.
+const HOST_COLUMNS: &str =
+    "h.id, h.hostname, h.identity_field, h.identity_value, h.serial, h.enrolled_at,
+     h.last_seen, h.agent_version, h.mode, h.max_seq, h.event_count,
+     (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.id AND f.is_open) AS open_findings,
+     (SELECT COUNT(*) FROM gaps g WHERE g.host_id = h.id) AS gaps,
+     (SELECT CAST(COALESCE(SUM(g.last_seq - g.first_seq + 1), 0) AS BIGINT)
+        FROM gaps g WHERE g.host_id = h.id) AS missing_events,
+     (SELECT COUNT(*) FROM chain_breaks b WHERE b.host_id = h.id) AS chain_breaks";
+
+/// Ids of the hosts that need attention: open findings, missing events
+/// or chain breaks.
+const ATTENTION_IDS: &str = "SELECT host_id FROM findings WHERE is_open
+     UNION SELECT host_id FROM gaps UNION SELECT host_id FROM chain_breaks";
+
 /// Rows per page when the caller does not say, and at most.
 pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_PAGE: u32 = 1000;
@@ -78,21 +93,118 @@ impl Store {
         })
     }
 
+    /// Every host, by name. For the admin CLI's listing; readers page
+    /// with [`Store::host_page`].
     pub async fn hosts(&self) -> Result<Vec<HostSummary>, StoreError> {
+        Ok(self
+            .host_page(&HostFilter {
+                limit: u32::MAX,
+                ..HostFilter::default()
+            })
+            .await?
+            .hosts)
+    }
+
+    /// One host with its counters.
+    pub async fn host(&self, id: i64) -> Result<Option<HostSummary>, StoreError> {
         dispatch!(self, pool => {
-            sqlx::query_as(
-                "SELECT h.id, h.hostname, h.identity_field, h.identity_value, h.serial, h.enrolled_at,
-                        h.last_seen, h.agent_version, h.mode, h.max_seq, h.event_count,
-                        (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.id AND f.is_open) AS open_findings,
-                        (SELECT COUNT(*) FROM gaps g WHERE g.host_id = h.id) AS gaps,
-                        (SELECT CAST(COALESCE(SUM(g.last_seq - g.first_seq + 1), 0) AS BIGINT)
-                           FROM gaps g WHERE g.host_id = h.id) AS missing_events,
-                        (SELECT COUNT(*) FROM chain_breaks b WHERE b.host_id = h.id) AS chain_breaks
-                 FROM hosts h ORDER BY h.hostname, h.id",
-            )
-            .fetch_all(pool)
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {HOST_COLUMNS} FROM hosts h WHERE h.id = $1"
+            )))
+            .bind(id)
+            .fetch_optional(pool)
             .await
-            .ctx("listing hosts")
+            .ctx("reading a host")
+        })
+    }
+
+    /// A page of hosts by name. Each host's counters are indexed lookups
+    /// for that host, so a page costs the same in a fleet of any size;
+    /// `attention` starts from the hosts that have open findings, gaps or
+    /// chain breaks (partial and per-host indexes), not from the fleet.
+    pub async fn host_page(&self, filter: &HostFilter) -> Result<HostPage, StoreError> {
+        let limit = filter.limit.max(1);
+        dispatch!(self, pool => {
+            let mut qb = QueryBuilder::new(format!(
+                "SELECT {HOST_COLUMNS} FROM hosts h WHERE 1 = 1"
+            ));
+            if filter.attention {
+                qb.push(format!(" AND h.id IN ({ATTENTION_IDS})"));
+            }
+            if let Some(mode) = &filter.mode {
+                qb.push(" AND h.mode = ").push_bind(mode.clone());
+            }
+            if let Some(t) = filter.seen_before {
+                qb.push(" AND h.last_seen < ").push_bind(t);
+            }
+            if let Some(t) = filter.seen_since {
+                qb.push(" AND h.last_seen >= ").push_bind(t);
+            }
+            if let Some(prefix) = &filter.name_prefix {
+                // Not LIKE: a hostname may hold `%` and `_`, and both
+                // databases compare substrings the same way.
+                qb.push(" AND substr(h.hostname, 1, length(")
+                    .push_bind(prefix.clone())
+                    .push(")) = ")
+                    .push_bind(prefix.clone());
+            }
+            if let Some(c) = &filter.cursor {
+                qb.push(" AND (h.hostname > ")
+                    .push_bind(c.hostname.clone())
+                    .push(" OR (h.hostname = ")
+                    .push_bind(c.hostname.clone())
+                    .push(" AND h.id > ")
+                    .push_bind(c.id)
+                    .push("))");
+            }
+            qb.push(" ORDER BY h.hostname, h.id LIMIT ")
+                .push_bind(i64::from(limit).saturating_add(1).min(i64::MAX));
+            let mut hosts: Vec<HostSummary> = qb
+                .build_query_as()
+                .fetch_all(pool)
+                .await
+                .ctx("listing hosts")?;
+            let more = hosts.len() > limit as usize;
+            hosts.truncate(limit as usize);
+            let next = if more {
+                hosts.last().map(|h| HostCursor { hostname: h.hostname.clone(), id: h.id })
+            } else {
+                None
+            };
+            Ok(HostPage { hosts, next })
+        })
+    }
+
+    /// The fleet page's counts. Counting hosts reads the hosts table's
+    /// smallest index; everything else reads only rows about problems.
+    pub async fn fleet_counts(&self) -> Result<FleetCounts, StoreError> {
+        let (hosts, attention, open_findings, hosts_with_gaps, missing_events, chain_breaks): (
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+        ) = dispatch!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT (SELECT COUNT(*) FROM hosts),
+                        (SELECT COUNT(*) FROM ({ATTENTION_IDS}) a),
+                        (SELECT COUNT(*) FROM findings WHERE is_open),
+                        (SELECT COUNT(DISTINCT host_id) FROM gaps),
+                        (SELECT CAST(COALESCE(SUM(last_seq - first_seq + 1), 0) AS BIGINT) FROM gaps),
+                        (SELECT COUNT(*) FROM chain_breaks)"
+            )))
+            .fetch_one(pool)
+            .await
+            .ctx("counting the fleet")?
+        });
+        Ok(FleetCounts {
+            hosts,
+            attention,
+            open_findings,
+            hosts_with_gaps,
+            missing_events,
+            chain_breaks,
         })
     }
 

@@ -259,6 +259,63 @@ pub struct HostSummary {
 }
 }
 
+/// Position in the hosts-by-name order: `(hostname, id)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostCursor {
+    pub hostname: String,
+    pub id: i64,
+}
+
+impl HostCursor {
+    /// The opaque text form handed to clients: the hostname in hex (it
+    /// may hold any character), `_`, the id.
+    pub fn encode(&self) -> String {
+        format!("{}_{}", hex::encode(self.hostname.as_bytes()), self.id)
+    }
+
+    pub fn decode(s: &str) -> Option<HostCursor> {
+        let (name, id) = s.rsplit_once('_')?;
+        Some(HostCursor {
+            hostname: String::from_utf8(hex::decode(name).ok()?).ok()?,
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+/// Which hosts to list; every field narrows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostFilter {
+    /// Only hosts with open findings, missing events or chain breaks.
+    pub attention: bool,
+    pub mode: Option<String>,
+    /// Last seen before / at or after (ms); a host never seen matches
+    /// neither.
+    pub seen_before: Option<i64>,
+    pub seen_since: Option<i64>,
+    /// Hostname starts with this.
+    pub name_prefix: Option<String>,
+    pub cursor: Option<HostCursor>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPage {
+    pub hosts: Vec<HostSummary>,
+    pub next: Option<HostCursor>,
+}
+
+/// Fleet-wide counts for the fleet page's tiles.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FleetCounts {
+    pub hosts: i64,
+    /// Hosts with open findings, missing events or chain breaks.
+    pub attention: i64,
+    pub open_findings: i64,
+    pub hosts_with_gaps: i64,
+    pub missing_events: i64,
+    pub chain_breaks: i64,
+}
+
 /// The host snapshot from the newest event of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostMeta {
@@ -508,6 +565,20 @@ pub struct PolicyRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_cursor_round_trips_any_name_and_rejects_junk() {
+        for name in ["mac", "", "a_b_c", "<script>", "Jürgen's MacBook"] {
+            let c = HostCursor {
+                hostname: name.into(),
+                id: 7,
+            };
+            assert_eq!(HostCursor::decode(&c.encode()), Some(c));
+        }
+        for junk in ["", "zz_1", "61_", "61_x", "6_1", "ff_1"] {
+            assert_eq!(HostCursor::decode(junk), None, "{junk}");
+        }
+    }
 
     #[test]
     fn cursor_round_trips_and_rejects_junk() {
