@@ -158,7 +158,7 @@ impl Store {
                     .push("))");
             }
             qb.push(" ORDER BY h.hostname, h.id LIMIT ")
-                .push_bind(i64::from(limit).saturating_add(1).min(i64::MAX));
+                .push_bind(i64::from(limit) + 1);
             let mut hosts: Vec<HostSummary> = qb
                 .build_query_as()
                 .fetch_all(pool)
