@@ -499,7 +499,7 @@ fn enrol_and_send(base: &str, enroll: &str, range: std::ops::Range<u64>, clients
                     // Every tenth Mac has an open finding (it needs
                     // attention); the rest report health.
                     let t0 = 1_764_312_000_000i64 + i as i64;
-                    let second = if i % 10 == 0 {
+                    let second = if i.is_multiple_of(10) {
                         Body::DetectionFinding(Box::new(samples::zoom_finding(
                             Verdict::Remediate,
                             Some("catalog:zoom-opener"),
