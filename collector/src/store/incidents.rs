@@ -215,7 +215,7 @@ impl Store {
     pub async fn group_all_pending(&self) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
-            let n = self.group_pending(500).await?;
+            let n = self.group_pending(100).await?;
             total += n;
             if n == 0 {
                 return Ok(total);

@@ -31,10 +31,14 @@ pub(crate) const UPDATE_HOST: &str = "UPDATE hosts SET max_seq = $2, last_hash =
        event_count = event_count + $5,
        hostname = COALESCE($6, hostname), agent_version = COALESCE($7, agent_version), mode = COALESCE($8, mode)
      WHERE id = $1";
-/// Queue an event for grouping into incidents (`store/incidents.rs`),
-/// in the transaction that stores it, so none is ever missed.
+/// Queue the batch's events for grouping into incidents
+/// (`store/incidents.rs`), in the transaction that stores them, so none is
+/// ever missed: one statement per batch, over the (host, seq) range of its
+/// new events, reading the unique (host_id, seq, uid) index. Health
+/// events belong to no incident.
 pub(crate) const QUEUE_FOR_INCIDENTS: &str = "INSERT INTO incident_pending (event_id)
-     SELECT id FROM events WHERE host_id = $1 AND seq = $2 AND uid = $3
+     SELECT id FROM events
+     WHERE host_id = $1 AND seq BETWEEN $2 AND $3 AND received_at = $4 AND kind <> 'agent_health'
      ON CONFLICT (event_id) DO NOTHING";
 /// A finding's row follows its newest event only: an older event that
 /// arrives late does not reopen or rewrite it.
@@ -87,12 +91,7 @@ macro_rules! plan_batch {
             .into_iter()
             .filter(|i| !existing.contains(&(i.seq, i.uid.clone())))
             .collect();
-        // Taken now: the inserts move the uids out of the items.
-        let queue: Vec<(i64, String)> = new
-            .iter()
-            .filter(|i| i.kind != "agent_health")
-            .map(|i| (i.seq, i.uid.clone()))
-            .collect();
+        let queue = $crate::store::ingest::incident_range(&new);
         let refs: Vec<&$crate::store::types::IngestItem> = new.iter().collect();
         let (gaps, stored) = $crate::store::ingest::load_late!($tx, $host_id, &refs, max_seq);
         let links: Vec<_> = refs
@@ -128,8 +127,8 @@ pub(super) struct Planned {
     /// Events in the batch after dropping uids repeated inside it.
     pub total: u64,
     pub repeated: u64,
-    /// (seq, uid) of the new events that may belong to an incident.
-    pub queue: Vec<(i64, String)>,
+    /// Seq range of the new events that may belong to an incident.
+    pub queue: Option<(i64, i64)>,
 }
 
 impl Planned {
@@ -246,13 +245,12 @@ macro_rules! finish_batch {
             .execute(&mut *$tx)
             .await
             .ctx("updating the host")?;
-        // Health events belong to no incident; the rest wait for the
-        // grouper.
-        for (seq, uid) in &planned.queue {
+        if let Some((lo, hi)) = planned.queue {
             sqlx::query($crate::store::ingest::QUEUE_FOR_INCIDENTS)
                 .bind($host_id)
-                .bind(*seq)
-                .bind(uid)
+                .bind(lo)
+                .bind(hi)
+                .bind($now)
                 .execute(&mut *$tx)
                 .await
                 .ctx("queueing for incidents")?;
@@ -341,6 +339,17 @@ pub(super) fn link(item: &IngestItem) -> Link {
         hash: item.hash.clone(),
         prev_hash: item.prev_hash.clone(),
     }
+}
+
+/// Seq range of the events that may belong to an incident (all but
+/// health events), if any.
+pub(crate) fn incident_range(new: &[IngestItem]) -> Option<(i64, i64)> {
+    let mut seqs = new
+        .iter()
+        .filter(|i| i.kind != "agent_health")
+        .map(|i| i.seq);
+    let first = seqs.next()?;
+    Some(seqs.fold((first, first), |(lo, hi), s| (lo.min(s), hi.max(s))))
 }
 
 /// Seq range of the late events (seq ≤ `max_seq`), if any.
