@@ -94,11 +94,16 @@ pub fn facts(kind: &str, body: &str) -> Facts {
         return Facts::default();
     };
     let p = &v["payload"];
-    match kind {
+    let mut f = match kind {
         "detection_finding" => finding_facts(p),
         "process_remediation" | "file_remediation" => step_facts(p),
         _ => Facts::default(),
-    }
+    };
+    // Each key once, first place kept: the store writes them in one
+    // statement.
+    let mut seen = std::collections::HashSet::new();
+    f.keys.retain(|k| seen.insert(k.clone()));
+    f
 }
 
 fn s(v: &Value) -> Option<String> {

@@ -40,9 +40,6 @@ const UPDATE_INCIDENT: &str = "UPDATE incidents SET title = $2, state = $3, seve
        steps_done = $13, steps_failed = $14, steps_would = $15, restores = $16, quarantined = $17, event_count = $18
      WHERE id = $1";
 
-const UPSERT_KEY: &str = "INSERT INTO incident_keys (host_id, key, incident_id, is_open) VALUES ($1, $2, $3, $4)
-     ON CONFLICT (host_id, key) DO UPDATE SET incident_id = excluded.incident_id, is_open = excluded.is_open";
-
 fn row_of(r: &IncidentRecord) -> IncidentRow {
     IncidentRow {
         name: r.name.clone(),
@@ -103,20 +100,32 @@ impl Store {
                 if f.keys.is_empty() && !f.starts {
                     continue;
                 }
-                let mut owner: Option<i64> = None;
-                for key in &f.keys {
-                    owner = sqlx::query_scalar(
-                        "SELECT incident_id FROM incident_keys WHERE host_id = $1 AND key = $2",
-                    )
-                    .bind(host_id)
-                    .bind(key)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .ctx("grouping incidents")?;
-                    if owner.is_some() {
-                        break;
+                // Every key this event has, in one lookup; the first of
+                // the event's keys (most specific first) that has an
+                // owner decides.
+                let known: Vec<(String, i64, Option<bool>)> = {
+                    let mut qb = QueryBuilder::new(
+                        "SELECT key, incident_id, is_open FROM incident_keys WHERE host_id = ",
+                    );
+                    qb.push_bind(host_id).push(" AND key IN (");
+                    let mut sep = qb.separated(", ");
+                    for key in &f.keys {
+                        sep.push_bind(key.clone());
                     }
-                }
+                    qb.push(")");
+                    if f.keys.is_empty() {
+                        Vec::new()
+                    } else {
+                        qb.build_query_as()
+                            .fetch_all(&mut *tx)
+                            .await
+                            .ctx("grouping incidents")?
+                    }
+                };
+                let owner: Option<i64> = f
+                    .keys
+                    .iter()
+                    .find_map(|k| known.iter().find(|(key, _, _)| key == k).map(|(_, id, _)| *id));
                 let mut current: Option<(i64, IncidentRow)> = None;
                 if let Some(id) = owner {
                     let rec: Option<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -149,19 +158,13 @@ impl Store {
                     }
                     None => continue,
                 };
-                let was_open: Option<bool> = match &f.finding {
-                    Some((uid, _)) => sqlx::query_scalar(
-                        "SELECT is_open FROM incident_keys WHERE host_id = $1 AND key = $2 AND incident_id = $3",
-                    )
-                    .bind(host_id)
-                    .bind(format!("f:{uid}"))
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .ctx("grouping incidents")?
-                    .flatten(),
-                    None => None,
-                };
+                let was_open: Option<bool> = f.finding.as_ref().and_then(|(uid, _)| {
+                    let key = format!("f:{uid}");
+                    known
+                        .iter()
+                        .find(|(k, owner, _)| *k == key && *owner == id)
+                        .and_then(|(_, _, open)| *open)
+                });
                 row.apply(&f, time, was_open);
                 sqlx::query(UPDATE_INCIDENT)
                     .bind(id)
@@ -191,16 +194,26 @@ impl Store {
                     .execute(&mut *tx)
                     .await
                     .ctx("updating an incident")?;
-                for key in &f.keys {
-                    let is_open = match &f.finding {
-                        Some((uid, open)) if key.strip_prefix("f:") == Some(uid.as_str()) => Some(*open),
-                        _ => None,
-                    };
-                    sqlx::query(UPSERT_KEY)
-                        .bind(host_id)
-                        .bind(key)
-                        .bind(id)
-                        .bind(is_open)
+                if !f.keys.is_empty() {
+                    let mut qb = QueryBuilder::new(
+                        "INSERT INTO incident_keys (host_id, key, incident_id, is_open) ",
+                    );
+                    qb.push_values(&f.keys, |mut b, key| {
+                        let is_open = match &f.finding {
+                            Some((uid, open)) if key.strip_prefix("f:") == Some(uid.as_str()) => {
+                                Some(*open)
+                            }
+                            _ => None,
+                        };
+                        b.push_bind(host_id)
+                            .push_bind(key.clone())
+                            .push_bind(id)
+                            .push_bind(is_open);
+                    });
+                    qb.push(
+                        " ON CONFLICT (host_id, key) DO UPDATE SET incident_id = excluded.incident_id, is_open = excluded.is_open",
+                    );
+                    qb.build()
                         .execute(&mut *tx)
                         .await
                         .ctx("updating an incident")?;
