@@ -7,6 +7,14 @@
 //!   cargo run --release -p lenscap-collector --example bench -- --db postgres
 //! ```
 //!
+//! **Fleet mode** (`--url`): against a `lenscap-collector serve` already
+//! running (any version, so two builds can be compared in one run; see
+//! bench/fleet-ab.sh), enrol simulated Macs through the API — each
+//! enrolled, each sending two chained events — up to each size in
+//! `--fleet`, and after each size time what readers fetch: the hosts API,
+//! the fleet page, one host's page, the Remediations page, and (where the
+//! collector has them) the Incidents page and API.
+//!
 //! Everything runs on this machine: a real collector on 127.0.0.1:0 and
 //! client threads sending pre-built gzip-less JSON batches (building and
 //! hashing events is the agent's cost, so it is done before the clock
@@ -49,6 +57,18 @@ struct Args {
     /// Queries per query shape.
     #[arg(long, default_value_t = 100)]
     queries: usize,
+    /// Fleet mode: the base URL of a running collector.
+    #[arg(long)]
+    url: Option<String>,
+    /// Fleet mode: an enroll token of that collector.
+    #[arg(long)]
+    enroll_token: Option<String>,
+    /// Fleet mode: a reader token of that collector.
+    #[arg(long)]
+    reader_token: Option<String>,
+    /// Fleet mode: fleet sizes to measure at, ascending.
+    #[arg(long, value_delimiter = ',', default_value = "5000,20000")]
+    fleet: Vec<u64>,
 }
 
 const BATCH: u64 = 100;
@@ -259,6 +279,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn main() {
     let args = Args::parse();
+    if let Some(url) = &args.url {
+        fleet_mode(&args, url);
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -441,4 +465,184 @@ async fn pg_exec(url: &str, sql: &str) {
         .await
         .unwrap();
     conn.close().await.unwrap();
+}
+
+/// Enrol host `i` and send its two chained events; with `clients`
+/// threads over `range`.
+fn enrol_and_send(base: &str, enroll: &str, range: std::ops::Range<u64>, clients: usize) {
+    let next = std::sync::atomic::AtomicU64::new(range.start);
+    std::thread::scope(|s| {
+        for _ in 0..clients {
+            s.spawn(|| {
+                let a = agent();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= range.end {
+                        break;
+                    }
+                    let h = Host {
+                        hostname: format!("fleet-mac-{i:06}"),
+                        hardware_uuid: Some(format!("00000000-0000-4000-9000-{i:012}")),
+                        serial: Some(format!("FLEET{i:07}")),
+                        machine_id: None,
+                    };
+                    let mut resp = a
+                        .post(format!("{base}/api/v1/enroll"))
+                        .header("authorization", format!("Bearer {enroll}"))
+                        .header("content-type", "application/json")
+                        .send(serde_json::json!({"host": h, "agent_version": "0.1.0"}).to_string())
+                        .unwrap();
+                    let text = resp.body_mut().read_to_string().unwrap();
+                    assert_eq!(resp.status(), 200, "{text}");
+                    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                    let token = v["token"].as_str().unwrap();
+                    // Every tenth Mac has an open finding (it needs
+                    // attention); the rest report health.
+                    let t0 = 1_764_312_000_000i64 + i as i64;
+                    let second = if i.is_multiple_of(10) {
+                        Body::DetectionFinding(Box::new(samples::zoom_finding(
+                            Verdict::Remediate,
+                            Some("catalog:zoom-opener"),
+                        )))
+                    } else {
+                        Body::AgentHealth(samples::started())
+                    };
+                    let mut events = vec![
+                        samples::event(
+                            &h,
+                            1,
+                            t0,
+                            Mode::Remediate,
+                            Body::AgentHealth(samples::started()),
+                        ),
+                        samples::event(&h, 2, t0 + 1000, Mode::Remediate, second),
+                    ];
+                    samples::link(&mut events, Sha256Hex::genesis());
+                    let mut resp = a
+                        .post(format!("{base}/api/v1/events"))
+                        .header("authorization", format!("Bearer {token}"))
+                        .header("content-type", "application/json")
+                        .send(serde_json::to_vec(&events).unwrap().as_slice())
+                        .unwrap();
+                    let text = resp.body_mut().read_to_string().unwrap();
+                    assert_eq!(resp.status(), 200, "{text}");
+                }
+            });
+        }
+    });
+}
+
+/// GET `path` `n` times (bearer token for /api, the session cookie for
+/// /ui); sorted times and the answer's size, or `None` when the
+/// collector does not serve it (404).
+fn time_get(
+    a: &ureq::Agent,
+    base: &str,
+    path: &str,
+    reader: &str,
+    n: usize,
+) -> Option<(Vec<Duration>, usize)> {
+    let mut times = Vec::with_capacity(n);
+    let mut size = 0;
+    for _ in 0..n {
+        let req = a.get(format!("{base}{path}"));
+        let req = if path.starts_with("/ui") {
+            req.header("cookie", format!("lenscap_session={reader}"))
+        } else {
+            req.header("authorization", format!("Bearer {reader}"))
+        };
+        let started = Instant::now();
+        let mut resp = req.call().unwrap();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_string()
+            .unwrap();
+        times.push(started.elapsed());
+        if resp.status() == 404 {
+            return None;
+        }
+        assert_eq!(resp.status(), 200, "{path}: {text}");
+        size = text.len();
+    }
+    times.sort();
+    Some((times, size))
+}
+
+fn fleet_mode(args: &Args, base: &str) {
+    let enroll = args.enroll_token.as_deref().expect("--enroll-token");
+    let reader = args.reader_token.as_deref().expect("--reader-token");
+    let a = agent();
+    let mut enrolled = 0;
+    for &size in &args.fleet {
+        let started = Instant::now();
+        enrol_and_send(base, enroll, enrolled..size, args.clients);
+        println!(
+            "fleet: {size} hosts (enrolled {} more in {:.1} s)",
+            size - enrolled,
+            started.elapsed().as_secs_f64()
+        );
+        enrolled = size;
+        // One host from the middle of the fleet, by name.
+        let mid = format!("fleet-mac-{:06}", size / 2);
+        let page: serde_json::Value = serde_json::from_str(
+            &a.get(format!("{base}/api/v1/hosts?name_prefix={mid}"))
+                .header("authorization", format!("Bearer {reader}"))
+                .call()
+                .unwrap()
+                .body_mut()
+                .with_config()
+                .limit(1 << 30)
+                .read_to_string()
+                .unwrap(),
+        )
+        .unwrap();
+        // A collector before paging answers with every host in an array.
+        let list = page.get("hosts").unwrap_or(&page);
+        let id = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["hostname"] == mid.as_str())
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap();
+        let fleet_page = if time_get(&a, base, "/ui/fleet", reader, 1).is_some() {
+            "/ui/fleet"
+        } else {
+            "/ui/"
+        };
+        let host_page = format!("/ui/hosts/{id}");
+        let shapes: Vec<(&str, &str)> = vec![
+            ("GET /api/v1/hosts", "/api/v1/hosts"),
+            (
+                "GET /api/v1/hosts?attention=true",
+                "/api/v1/hosts?attention=true",
+            ),
+            ("fleet page", fleet_page),
+            ("one host's page", &host_page),
+            ("Remediations page", "/ui/remediations"),
+            ("GET /api/v1/incidents", "/api/v1/incidents"),
+            (
+                "Incidents page",
+                if fleet_page == "/ui/fleet" {
+                    "/ui/"
+                } else {
+                    "/ui/none"
+                },
+            ),
+        ];
+        for (name, path) in shapes {
+            match time_get(&a, base, path, reader, args.queries) {
+                Some((times, size)) => println!(
+                    "  {name:<34} p50 {:>7.1} ms  p95 {:>7.1} ms  {:>9} bytes",
+                    percentile(&times, 0.5).as_secs_f64() * 1e3,
+                    percentile(&times, 0.95).as_secs_f64() * 1e3,
+                    size
+                ),
+                None => println!("  {name:<34} (not served)"),
+            }
+        }
+    }
 }

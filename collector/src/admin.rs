@@ -281,6 +281,18 @@ pub async fn pending(store: &Store, all: bool) -> Result<String, AdminError> {
 }
 
 /// `host list`: every host with its active tokens and waiting requests.
+/// `incidents rebuild`: forget every incident and group every stored
+/// event again (incidents are derived from events only). Safe while
+/// collectors serve: they take turns grouping, and the queue is kept.
+pub async fn incidents_rebuild(store: &Store) -> Result<String, AdminError> {
+    store.rebuild_incidents().await?;
+    let queued = store.incidents_pending().await?;
+    let grouped = store.group_all_pending().await?;
+    Ok(format!(
+        "incidents rebuilt: {queued} stored events queued, {grouped} grouped"
+    ))
+}
+
 pub async fn host_list(store: &Store) -> Result<String, AdminError> {
     let hosts = store.hosts().await?;
     if hosts.is_empty() {

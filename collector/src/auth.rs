@@ -13,7 +13,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 
 use crate::error::ApiError;
-use crate::http::AppState;
+use crate::state::AppState;
 use crate::store::Role;
 
 /// Name of the dashboard's session cookie (it holds the reader token).

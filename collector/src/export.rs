@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use futures_util::Stream;
 use serde_json::Value;
 
-use crate::store::{EventFilter, MAX_PAGE, Store, StoredEvent};
+use crate::store::{EventFilter, IncidentFilter, IncidentRecord, MAX_PAGE, Store, StoredEvent};
 use crate::timefmt::rfc3339;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,9 +31,31 @@ impl Format {
     }
 }
 
-/// `finding_kind` comes last so scripts that read the earlier columns by
-/// position keep working.
-pub const CSV_HEADER: &str = "time,host,seq,kind,verdict,severity,rule,uid,message,finding_kind\n";
+/// `finding_kind` and `integrity` come last so scripts that read the
+/// earlier columns by position keep working.
+pub const CSV_HEADER: &str =
+    "time,host,seq,kind,verdict,severity,rule,uid,message,finding_kind,integrity\n";
+
+/// What `integrity` says of an event or incident: `chain_break` when it
+/// is (or holds) an event involved in a chain break, else `ok`.
+pub fn integrity(untrusted: bool) -> &'static str {
+    if untrusted { "chain_break" } else { "ok" }
+}
+
+/// An event as the API and the NDJSON export hand it out: the stored
+/// canonical JSON, with `"integrity":"chain_break"` added in front when
+/// the event is involved in a chain break. The mark is the collector's,
+/// not the agent's: it is not part of the hashed event, and a reader
+/// checking hashes removes it first.
+pub fn event_json(e: &StoredEvent) -> std::borrow::Cow<'_, str> {
+    match (e.untrusted, e.body.strip_prefix('{')) {
+        (true, Some(rest)) => {
+            let sep = if rest.starts_with('}') { "" } else { "," };
+            format!("{{\"integrity\":\"chain_break\"{sep}{rest}").into()
+        }
+        _ => e.body.as_str().into(),
+    }
+}
 
 struct Cursorwise {
     store: Store,
@@ -83,7 +105,7 @@ pub fn stream(
         for e in &page.events {
             match st.format {
                 Format::Ndjson => {
-                    chunk.push_str(&e.body);
+                    chunk.push_str(&event_json(e));
                     chunk.push('\n');
                 }
                 Format::Csv => chunk.push_str(&csv_row(e)),
@@ -95,6 +117,131 @@ pub fn stream(
         }
         Some((Ok(Bytes::from(chunk)), st))
     })
+}
+
+/// An incident as the API and the exports give it.
+#[derive(Debug, serde::Serialize)]
+pub struct IncidentView {
+    pub id: i64,
+    pub host_id: i64,
+    pub hostname: String,
+    pub title: String,
+    /// `open`, `contained`, `failed`, `restored`, `would_do` or `closed`.
+    pub state: String,
+    /// `chain_break` when one of its events is involved in a chain break.
+    pub integrity: &'static str,
+    pub severity: String,
+    pub rule: Option<String>,
+    pub first_time: String,
+    pub last_time: String,
+    pub findings: i64,
+    pub open_findings: i64,
+    pub steps_done: i64,
+    pub steps_failed: i64,
+    pub steps_would_do: i64,
+    pub restores: i64,
+    pub events: i64,
+}
+
+impl From<&IncidentRecord> for IncidentView {
+    fn from(i: &IncidentRecord) -> IncidentView {
+        IncidentView {
+            id: i.id,
+            host_id: i.host_id,
+            hostname: i.hostname.clone(),
+            title: i.title.clone(),
+            state: i.state.clone(),
+            integrity: integrity(i.untrusted),
+            severity: i.severity.clone(),
+            rule: i.rule.clone(),
+            first_time: rfc3339(i.first_time),
+            last_time: rfc3339(i.last_time),
+            findings: i.findings,
+            open_findings: i.open_findings,
+            steps_done: i.steps_done,
+            steps_failed: i.steps_failed,
+            steps_would_do: i.steps_would,
+            restores: i.restores,
+            events: i.event_count,
+        }
+    }
+}
+
+/// `integrity` last, as for events.
+pub const INCIDENT_CSV_HEADER: &str = "first_time,last_time,host,id,state,severity,rule,title,findings,steps_done,steps_failed,steps_would_do,restores,events,integrity\n";
+
+/// One CSV row for an incident.
+pub fn incident_csv_row(i: &IncidentRecord) -> String {
+    let fields = [
+        rfc3339(i.first_time),
+        rfc3339(i.last_time),
+        i.hostname.clone(),
+        i.id.to_string(),
+        i.state.clone(),
+        i.severity.clone(),
+        i.rule.clone().unwrap_or_default(),
+        i.title.clone(),
+        i.findings.to_string(),
+        i.steps_done.to_string(),
+        i.steps_failed.to_string(),
+        i.steps_would.to_string(),
+        i.restores.to_string(),
+        i.event_count.to_string(),
+        integrity(i.untrusted).to_string(),
+    ];
+    let mut row = fields
+        .iter()
+        .map(|f| csv_field(f))
+        .collect::<Vec<_>>()
+        .join(",");
+    row.push('\n');
+    row
+}
+
+/// Every matching incident, page by page, like [`stream`].
+pub fn incident_stream(
+    store: Store,
+    mut filter: IncidentFilter,
+    format: Format,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    filter.limit = MAX_PAGE;
+    filter.cursor = None;
+    futures_util::stream::unfold(
+        (store, filter, false, false),
+        move |(store, mut filter, started, done)| async move {
+            if done {
+                return None;
+            }
+            let page = match store.incidents(&filter).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "incident export stopped");
+                    return Some((
+                        Err(std::io::Error::other("export stopped: database error")),
+                        (store, filter, true, true),
+                    ));
+                }
+            };
+            let mut chunk = String::new();
+            if !started && format == Format::Csv {
+                chunk.push_str(INCIDENT_CSV_HEADER);
+            }
+            for i in &page.incidents {
+                match format {
+                    Format::Ndjson => {
+                        if let Ok(line) = serde_json::to_string(&IncidentView::from(i)) {
+                            chunk.push_str(&line);
+                            chunk.push('\n');
+                        }
+                    }
+                    Format::Csv => chunk.push_str(&incident_csv_row(i)),
+                }
+            }
+            let done = page.next.is_none();
+            filter.cursor = page.next;
+            Some((Ok(Bytes::from(chunk)), (store, filter, true, done)))
+        },
+    )
 }
 
 /// One CSV row for an event.
@@ -115,6 +262,7 @@ pub fn csv_row(e: &StoredEvent) -> String {
         uid.to_string(),
         message.to_string(),
         e.finding_kind.clone().unwrap_or_default(),
+        integrity(e.untrusted).to_string(),
     ];
     let mut row = fields
         .iter()
@@ -171,10 +319,39 @@ mod tests {
             verdict: Some("remediate".into()),
             rule: Some("catalog:zoom-opener".into()),
             body: serde_json::to_string(ev).unwrap(),
+            untrusted: false,
         };
         let row = csv_row(&stored);
         assert_eq!(row.matches(',').count(), CSV_HEADER.matches(',').count());
         assert!(row.starts_with("2025-11-28T06:40:05.25Z,jdoe-mbp,2,detection_finding,remediate,critical,catalog:zoom-opener,5d1e8f3a-"));
-        assert!(row.ends_with("ZoomOpener listens on 127.0.0.1:19421,listener\n"));
+        assert!(row.ends_with("ZoomOpener listens on 127.0.0.1:19421,listener,ok\n"));
+        assert_eq!(event_json(&stored), stored.body);
+    }
+
+    #[test]
+    fn an_untrusted_event_is_marked_outside_its_hashed_fields() {
+        let ev = &lenscap_events::samples::docs_chain()[2];
+        let stored = StoredEvent {
+            id: 1,
+            host_id: 1,
+            hostname: "h".into(),
+            seq: 3,
+            time: ev.time,
+            received_at: ev.time,
+            kind: "process_remediation".into(),
+            finding_kind: None,
+            verdict: None,
+            rule: None,
+            body: serde_json::to_string(ev).unwrap(),
+            untrusted: true,
+        };
+        let marked: serde_json::Value = serde_json::from_str(&event_json(&stored)).unwrap();
+        assert_eq!(marked["integrity"], "chain_break");
+        // Without the mark it is the event as hashed.
+        let mut unmarked = marked.clone();
+        unmarked.as_object_mut().unwrap().remove("integrity");
+        let back: lenscap_events::Event = serde_json::from_value(unmarked).unwrap();
+        assert_eq!(back.hash().unwrap(), ev.hash().unwrap());
+        assert!(csv_row(&stored).ends_with(",chain_break\n"));
     }
 }

@@ -86,6 +86,20 @@ enum Command {
         #[command(subcommand)]
         command: HostCommand,
     },
+    /// Incidents, derived from stored events.
+    Incidents {
+        #[command(subcommand)]
+        command: IncidentsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IncidentsCommand {
+    /// Forget every incident and derive them again from the stored events.
+    Rebuild {
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -264,6 +278,14 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
             }
         },
+        Command::Incidents {
+            command: IncidentsCommand::Rebuild { db },
+        } => {
+            with_store(&db, |store| async move {
+                admin::incidents_rebuild(&store).await
+            })
+            .await?;
+        }
     }
     Ok(())
 }

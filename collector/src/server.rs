@@ -10,8 +10,9 @@ use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 
 use crate::config::ServeConfig;
 use crate::conn_limit::{ConnLimiter, LimitAcceptor};
-use crate::http::{AppState, app};
+use crate::http::app;
 use crate::metrics::Metrics;
+use crate::state::AppState;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,33 @@ pub struct Running {
     pub store: Store,
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    grouper: tokio::task::JoinHandle<()>,
+}
+
+/// How often the grouper looks for queued events.
+const GROUP_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Group queued events into incidents (`store/incidents.rs`) as they
+/// arrive, here and from any collector sharing the database. An error is
+/// logged and retried on the next tick: the queue keeps the events.
+async fn grouper(store: Store) {
+    let mut tick = tokio::time::interval(GROUP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // A read first: an idle collector takes no write lock.
+        match store.incidents_pending().await {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the incident queue");
+                continue;
+            }
+        }
+        if let Err(e) = store.group_all_pending().await {
+            tracing::warn!(error = %e, "grouping incidents failed; retrying");
+        }
+    }
 }
 
 /// Open the store, migrate it, bind and serve. Returns once the socket
@@ -118,6 +146,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, StartError> {
         }
         None => tokio::spawn(server.acceptor(limits).serve(service)),
     };
+    let grouper = tokio::spawn(grouper(store.clone()));
     tracing::info!(%addr, tls = config.tls.is_some(), db = %config.db.display(), "collector listening");
     Ok(Running {
         addr,
@@ -125,6 +154,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, StartError> {
         store,
         handle,
         task,
+        grouper,
     })
 }
 
@@ -144,6 +174,8 @@ impl Running {
             Ok(r) => r,
             Err(e) => Err(std::io::Error::other(e)),
         };
+        self.grouper.abort();
+        let _ = self.grouper.await;
         self.store.close().await;
         result
     }

@@ -19,6 +19,7 @@ on_both_databases! {
     gaps_are_only_the_seqs_that_never_arrived => gaps_only_for_missing_seqs;
     an_altered_event_shows_as_a_chain_break => altered_event_is_a_chain_break;
     pagination_and_filters => pagination_and_filters;
+    hosts_come_a_page_at_a_time_with_filters => hosts_page_with_filters;
 }
 
 fn auth_is_enforced(db: &Db) {
@@ -282,7 +283,10 @@ fn sql_shaped_filters_are_inert(db: &Db) {
     // Everything is still there.
     assert_eq!(all_events(&c, &reader, "").len(), 8);
     let hosts = c.get_json("/api/v1/hosts", &reader);
-    assert_eq!(hosts[0]["hostname"], "mac'); DROP TABLE events; --");
+    assert_eq!(
+        hosts["hosts"][0]["hostname"],
+        "mac'); DROP TABLE events; --"
+    );
 }
 
 fn duplicates_are_stored_once(db: &Db) {
@@ -419,7 +423,7 @@ fn pagination_and_filters(db: &Db) {
     assert_eq!(count("since=2025-11-28T06:40:00Z&host=mac-pages"), 250);
     assert_eq!(count("until=2025-11-28T06:40:00Z"), 0);
     let hosts = c.get_json("/api/v1/hosts", &reader);
-    let ph = hosts
+    let ph = hosts["hosts"]
         .as_array()
         .unwrap()
         .iter()
@@ -430,4 +434,94 @@ fn pagination_and_filters(db: &Db) {
     assert_eq!(ph["mode"], "remediate");
     // One open finding: every finding event has the same finding uid.
     assert_eq!(ph["open_findings"], 1);
+}
+
+/// Events 1..=n of `h`: health events only, in `mode`.
+fn quiet(
+    h: &lenscap_events::Host,
+    n: u64,
+    mode: lenscap_events::Mode,
+) -> Vec<lenscap_events::Event> {
+    let mut events: Vec<lenscap_events::Event> = (1..=n)
+        .map(|seq| {
+            lenscap_events::samples::event(
+                h,
+                seq,
+                1_764_312_000_000 + seq as i64 * 1000,
+                mode,
+                lenscap_events::Body::AgentHealth(lenscap_events::samples::started()),
+            )
+        })
+        .collect();
+    lenscap_events::samples::link(&mut events, lenscap_events::Sha256Hex::genesis());
+    events
+}
+
+fn hosts_page_with_filters(db: &Db) {
+    use lenscap_events::Mode;
+    let c = Collector::start(db);
+    let reader = c.token(Role::Reader);
+    // fleet-0 … fleet-6: fleet-1 missed an event, fleet-2 has an open
+    // finding, fleet-3 runs in monitor mode, fleet-6 never sent anything.
+    for i in 0..7 {
+        let h = host(&format!("fleet-{i}"));
+        let token = c.enroll(&h);
+        let events = match i {
+            1 => {
+                let mut e = quiet(&h, 4, Mode::Remediate);
+                e.remove(1);
+                e
+            }
+            2 => chain(&h, 2),
+            3 => quiet(&h, 2, Mode::Monitor),
+            6 => Vec::new(),
+            _ => quiet(&h, 2, Mode::Remediate),
+        };
+        if !events.is_empty() {
+            assert_eq!(c.send(&token, &events).0, 200);
+        }
+    }
+    let names = |query: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let page = c.get_json(&format!("/api/v1/hosts?{query}{cursor}"), &reader);
+            let list = page["hosts"].as_array().unwrap();
+            out.extend(
+                list.iter()
+                    .map(|h| h["hostname"].as_str().unwrap().to_string()),
+            );
+            match page["next_cursor"].as_str() {
+                Some(n) => cursor = format!("&cursor={n}"),
+                None => return out,
+            }
+        }
+    };
+    let all: Vec<String> = (0..7).map(|i| format!("fleet-{i}")).collect();
+    assert_eq!(names("limit=3"), all);
+    let first = c.get_json("/api/v1/hosts?limit=3", &reader);
+    assert_eq!(first["hosts"].as_array().unwrap().len(), 3);
+    assert!(first["next_cursor"].is_string());
+    assert_eq!(names("attention=true&limit=1"), ["fleet-1", "fleet-2"]);
+    assert_eq!(names("mode=monitor"), ["fleet-3"]);
+    assert_eq!(names("name_prefix=fleet-2"), ["fleet-2"]);
+    assert_eq!(names("name_prefix=fleet-"), all);
+    assert_eq!(names("name_prefix=%25"), Vec::<String>::new());
+    assert_eq!(names("last_seen_after=2000-01-01T00:00:00Z").len(), 6);
+    assert_eq!(names("last_seen_before=2000-01-01T00:00:00Z").len(), 0);
+    for bad in [
+        "attention=yes",
+        "mode=paranoid",
+        "limit=0",
+        "limit=1001",
+        "cursor=zz_1",
+        "last_seen_before=yesterday",
+        "colour=red",
+    ] {
+        let (s, text) = c
+            .http
+            .get(&c.url(&format!("/api/v1/hosts?{bad}")), Some(&reader));
+        assert_eq!(s, 400, "{bad}: {text}");
+    }
+    c.stop();
 }

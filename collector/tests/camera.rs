@@ -197,7 +197,7 @@ fn camera_findings(db: &Db) {
     };
     let hosts = c.get_json("/api/v1/hosts", &reader);
     let id_of = |name: &str| {
-        hosts
+        hosts["hosts"]
             .as_array()
             .unwrap()
             .iter()
@@ -209,7 +209,7 @@ fn camera_findings(db: &Db) {
 
     // Fleet: two incidents (jdoe-air's and busy-mac's), newest first, and
     // not ZoomOpener's listener finding.
-    let fleet = get("/ui/");
+    let fleet = get("/ui/fleet");
     assert!(
         fleet.contains("<div class=\"n\">2</div><div class=\"l\">camera incidents</div>"),
         "{fleet}"

@@ -177,6 +177,15 @@ fn admin_commands(db: &Db) {
     let (ok, _, err) = run(db, &["host", "approve", "mac-cli"]);
     assert!(!ok);
     assert!(err.contains("no enrolment waiting"), "{err}");
+
+    // chain(…, 1) is one finding about ZoomOpener: one incident, derived
+    // again from the stored events.
+    let (ok, out, _) = run(db, &["incidents", "rebuild"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("1 stored events queued"), "{out}");
+    let reader = c.token(Role::Reader);
+    let list = c.get_json("/api/v1/incidents?host=mac-cli", &reader);
+    assert_eq!(list["incidents"].as_array().unwrap().len(), 1, "{list}");
 }
 
 #[test]
@@ -202,6 +211,7 @@ fn every_command_and_serve_option_is_in_docs_api_md() {
         "host pending",
         "host approve",
         "host refuse",
+        "incidents rebuild",
     ] {
         let args: Vec<&str> = cmd.split(' ').collect();
         help(&args);

@@ -80,7 +80,7 @@ fn dashboard_pages_render_escaped_for_a_signed_in_reader() {
         assert!(!body.contains("<script>alert"), "{path} did not escape");
         body
     };
-    let fleet = get("/ui/");
+    let fleet = get("/ui/fleet");
     assert!(fleet.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert!(fleet.contains("1 in 1 gap(s)"), "{fleet}");
     let host_page = get("/ui/hosts/1");

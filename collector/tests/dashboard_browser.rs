@@ -216,13 +216,13 @@ fn dashboard_in_headless_chromium() {
     tab.type_into("#token", &reader);
     tab.click_and_wait("button[type=submit]");
     assert_eq!(tab.url(), c.url("/ui/"));
-    assert!(tab.dom().contains("<title>Fleet · lenscap</title>"));
+    assert!(tab.dom().contains("<title>Incidents · lenscap</title>"));
     tab.close();
     step("signed in through the form (typed token, clicked Sign in)");
 
     // Fleet overview.
-    let fleet = chrome.dump_dom(&c.url("/ui/"));
-    assert_inert("/ui/", &fleet);
+    let fleet = chrome.dump_dom(&c.url("/ui/fleet"));
+    assert_inert("/ui/fleet", &fleet);
     assert!(fleet.contains(EVIL_ESCAPED), "{fleet}");
     assert_eq!(tile(&fleet, "hosts"), "2");
     assert_eq!(tile(&fleet, "open findings"), "3");
@@ -367,8 +367,8 @@ fn camera_in_headless_chromium() {
 
     // Fleet: one incident, with who had the camera, the helper and the
     // seconds in between.
-    let fleet = chrome.dump_dom(&c.url("/ui/"));
-    assert_inert("/ui/", &fleet);
+    let fleet = chrome.dump_dom(&c.url("/ui/fleet"));
+    assert_inert("/ui/fleet", &fleet);
     assert_eq!(tile(&fleet, "camera incidents"), "1");
     let t = rows(&fleet);
     let incident = t
@@ -451,4 +451,107 @@ fn camera_in_headless_chromium() {
     assert_eq!(t[1][3..6], ["camera", "zoom.us (pid 4242)", "in_use"]);
     assert_eq!(t[2][3..6], ["camera", "us.zoom.xos", "allowed"]);
     assert!(t[1][6].starts_with("Incident: the camera turned on 3 seconds"));
+}
+
+/// Incidents are the first page a signed-in person sees, and a forged
+/// event — one that reused a stored seq under a new uid — carries the
+/// chain-break mark on the Incidents page, the incident's page, the
+/// Remediations page and the host's timeline, while the events around it
+/// do not.
+#[test]
+fn incidents_and_a_forged_event_in_headless_chromium() {
+    let Some(bin) = browser::find() else {
+        let why = "no `chromium` on PATH (Debian: apt-get install chromium), and \
+                   LENSCAP_CHROMIUM does not name one";
+        if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+            panic!("the dashboard must be tested in a browser under CI, but there is {why}");
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED incidents_and_a_forged_event_in_headless_chromium: {why}. Under CI this fails instead."
+        );
+        return;
+    };
+    const MARK: &str = "chain break — untrusted";
+    const FORGED: &str = "FORGED: ZoomOpener was stopped, all is well";
+    let db = Db::sqlite();
+    let c = Collector::start(&db);
+    let (mac_a, events_a) = remediating_mac();
+    let token_a = c.enroll(&mac_a);
+    assert_eq!(c.send(&token_a, &events_a).0, 200);
+    let mut forged = events_a[2].clone();
+    forged.uid = lenscap_events::EventUid::new_v4();
+    let Body::ProcessRemediation(r) = &mut forged.body else {
+        panic!("event 3 should be the kill step")
+    };
+    r.message = FORGED.into();
+    assert_eq!(c.send(&token_a, &[forged]).0, 200);
+    // Grouping runs beside ingest; wait for it.
+    let store = c.store();
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    while c.block_on(store.incidents_pending()).unwrap() > 0 {
+        assert!(Instant::now() < deadline, "events never grouped");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let reader = c.token(Role::Reader);
+
+    let dir = tempfile::tempdir().unwrap();
+    let chrome = Chromium::new(bin, dir.path());
+    let mut tab = chrome.devtools();
+    tab.open(&c.url("/ui/"));
+    tab.type_into("#token", &reader);
+    tab.click_and_wait("button[type=submit]");
+    assert_eq!(tab.url(), c.url("/ui/"));
+    assert!(tab.dom().contains("<title>Incidents · lenscap</title>"));
+    tab.close();
+
+    // The Incidents page: one incident, its state marked.
+    let list = chrome.dump_dom(&c.url("/ui/"));
+    assert_inert("/ui/", &list);
+    let t = rows(&list);
+    assert_eq!(t.len(), 1, "{t:#?}");
+    // Last activity, host, incident, state, severity, events.
+    assert_eq!(t[0][1], "jdoe-mbp");
+    assert_eq!(
+        t[0][2],
+        "ZoomOpener, a hidden web server on 127.0.0.1:19421, remediation failed"
+    );
+    assert_eq!(t[0][3], format!("{MARK} failed"));
+    assert_eq!(t[0][4], "critical");
+    assert_eq!(t[0][5], "5");
+
+    // The incident's page, reached by its link: only the forged step
+    // is marked.
+    let href = link_to(
+        &list,
+        "ZoomOpener, a hidden web server on 127.0.0.1:19421, remediation failed",
+    );
+    let detail = chrome.dump_dom(&c.url(&href));
+    assert_inert(&href, &detail);
+    let t = rows(&detail);
+    let marked: Vec<_> = t.iter().filter(|r| r[2].starts_with(MARK)).collect();
+    assert_eq!(marked.len(), 1, "{t:#?}");
+    assert!(marked[0][2].contains(FORGED), "{:?}", marked[0]);
+    assert_eq!(marked[0][1], "3");
+    assert_eq!(t.len(), 5, "{t:#?}");
+
+    // The Remediations page: the forged row is marked, the real ones not.
+    let rem = chrome.dump_dom(&c.url("/ui/remediations"));
+    let t = rows(&rem);
+    let marked: Vec<_> = t.iter().filter(|r| r[2].starts_with(MARK)).collect();
+    assert_eq!(marked.len(), 1, "{t:#?}");
+    assert!(
+        marked[0].iter().any(|cell| cell.contains(FORGED)),
+        "{:?}",
+        marked[0]
+    );
+    assert_eq!(t.len(), 4, "{t:#?}");
+
+    // The host's timeline.
+    let host = chrome.dump_dom(&c.url("/ui/hosts/1"));
+    let marked = rows(&host)
+        .into_iter()
+        .filter(|r| r.len() == 3 && r[2].starts_with(MARK))
+        .count();
+    assert_eq!(marked, 1);
 }

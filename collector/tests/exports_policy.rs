@@ -37,7 +37,7 @@ fn exports(db: &Db) {
     let mut rows = csv.lines();
     assert_eq!(
         rows.next(),
-        Some("time,host,seq,kind,verdict,severity,rule,uid,message,finding_kind")
+        Some("time,host,seq,kind,verdict,severity,rule,uid,message,finding_kind,integrity")
     );
     assert_eq!(rows.count(), 625);
     let (s, text) = c

@@ -138,20 +138,20 @@ fn filters(db: &Db) {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "time,host,seq,kind,verdict,severity,rule,uid,message,finding_kind"
+        "time,host,seq,kind,verdict,severity,rule,uid,message,finding_kind,integrity"
     );
     assert_eq!(lines.len(), 4, "{csv}");
-    assert!(lines[1].ends_with(",camera_use"), "{}", lines[1]);
-    assert!(lines[2].ends_with(",camera_use"), "{}", lines[2]);
-    assert!(lines[3].ends_with(",camera_grant"), "{}", lines[3]);
-    // Other events: an empty last column.
+    assert!(lines[1].ends_with(",camera_use,ok"), "{}", lines[1]);
+    assert!(lines[2].ends_with(",camera_use,ok"), "{}", lines[2]);
+    assert!(lines[3].ends_with(",camera_grant,ok"), "{}", lines[3]);
+    // Other events: an empty finding_kind column.
     let (_, csv) = c.http.get(
         &c.url("/api/v1/export.csv?host=jdoe-air&kind=agent_health"),
         Some(&reader),
     );
     let lines: Vec<&str> = csv.lines().skip(1).collect();
     assert_eq!(lines.len(), 4, "{csv}");
-    assert!(lines.iter().all(|l| l.ends_with(',')), "{csv}");
+    assert!(lines.iter().all(|l| l.ends_with(",,ok")), "{csv}");
 
     // NDJSON honours the filter too.
     let (s, ndjson) = c.http.get(
@@ -287,8 +287,33 @@ fn upgrade(db: &Db) {
         .get(&c.url("/api/v1/export.csv?host=jdoe-air"), Some(&reader));
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 4, "{csv}");
-    assert!(lines[1].ends_with(",camera_grant"), "{csv}");
-    assert!(lines[2].ends_with(',') && lines[3].ends_with(','), "{csv}");
+    assert!(lines[1].ends_with(",camera_grant,ok"), "{csv}");
+    assert!(
+        lines[2].ends_with(",,ok") && lines[3].ends_with(",,ok"),
+        "{csv}"
+    );
+    // Incidents did not exist when these events were stored: the upgrade
+    // queued them, and the collector grouped them (jdoe-mbp's listener,
+    // killed and quarantined).
+    let store = c.store();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while c.block_on(store.incidents_pending()).unwrap() > 0 {
+        assert!(std::time::Instant::now() < deadline, "never grouped");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let incidents = c.get_json("/api/v1/incidents?host=jdoe-mbp", &reader);
+    let list = incidents["incidents"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{incidents}");
+    assert_eq!(list[0]["state"], "contained");
+    assert_eq!(list[0]["events"], 3);
+    assert_eq!(
+        c.get_json("/api/v1/incidents?host=jdoe-air", &reader)["incidents"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "the camera grant is its own incident"
+    );
 
     // jdoe-air enrolls again (same machine, same host; its enrolment of
     // a known identity waits for the admin's approval) and sends the rest

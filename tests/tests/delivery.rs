@@ -203,7 +203,8 @@ pub fn stored_events(c: &Collector, reader: &str) -> Vec<Value> {
 pub fn host_row(c: &Collector, reader: &str) -> Value {
     let (status, body) = get(c, "/api/v1/hosts", reader);
     assert_eq!(status, 200, "{body}");
-    let hosts: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let page: Value = serde_json::from_str(&body).unwrap();
+    let hosts: Vec<Value> = serde_json::from_value(page["hosts"].clone()).unwrap();
     assert_eq!(hosts.len(), 1, "{hosts:#?}");
     hosts.into_iter().next().unwrap()
 }

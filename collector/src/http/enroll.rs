@@ -11,9 +11,9 @@ use axum::routing::post;
 use axum::{Json, Router};
 use lenscap_events::api::{EnrollRequest, EnrollResponse};
 
-use super::AppState;
 use crate::auth::{Caller, new_token, token_hash};
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store::{EnrollClaim, EnrollOutcome, Role};
 use crate::timefmt::now_ms;
 

@@ -20,10 +20,10 @@ use lenscap_events::api::IngestResponse;
 use lenscap_events::{Body, Event, FindingActivity, Sha256Hex, Verdict, canonical_json};
 use serde_json::Value;
 
-use super::AppState;
 use crate::auth::Caller;
 use crate::config::Limits;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store::{FindingUpdate, HostKey, HostMeta, IngestItem, Role, finding_kind_str};
 use crate::timefmt::now_ms;
 

@@ -3,12 +3,11 @@
 //! metrics, security headers). docs/api.md describes the routes.
 
 mod enroll;
+mod incidents;
 mod ingest;
 mod ops;
 mod policy;
 mod read;
-
-use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
@@ -19,24 +18,9 @@ use axum::response::{IntoResponse, Response};
 use tower_http::timeout::{DeadlineBody, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::config::{Limits, NetLimits};
-use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::state::AppState;
 
 pub use policy::policy_etag;
-
-/// What every handler can reach.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub metrics: Arc<Metrics>,
-    pub limits: Limits,
-    pub net: NetLimits,
-    /// Served over TLS: mark the dashboard cookie `Secure`.
-    pub tls: bool,
-    /// `/metrics` without a token.
-    pub public_metrics: bool,
-}
 
 /// The whole application: API, dashboard, health and metrics.
 pub fn app(state: AppState) -> Router {
@@ -44,6 +28,7 @@ pub fn app(state: AppState) -> Router {
         .merge(enroll::router())
         .merge(ingest::router(state.limits))
         .merge(read::router())
+        .merge(incidents::router())
         .merge(policy::router())
         .merge(ops::router())
         .merge(crate::web::router())

@@ -14,9 +14,9 @@ use axum::{Json, Router};
 use lenscap_events::canonical::sha256_hex;
 use lenscap_events::{FleetPolicy, canonical_json};
 
-use super::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store::Role;
 use crate::timefmt::now_ms;
 

@@ -12,13 +12,13 @@ use axum::{Json, Router};
 use lenscap_events::{Kind, Verdict};
 use serde::{Deserialize, Serialize};
 
-use super::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::export::{self, Format};
+use crate::state::AppState;
 use crate::store::{
-    Cursor, DEFAULT_PAGE, EventFilter, FINDING_KINDS, HostSummary, MAX_PAGE, Role,
-    finding_kind_str, parse_finding_kind,
+    Cursor, DEFAULT_PAGE, EventFilter, FINDING_KINDS, HostCursor, HostFilter, HostSummary,
+    MAX_PAGE, Role, finding_kind_str, parse_finding_kind,
 };
 use crate::timefmt::{parse_time, rfc3339};
 
@@ -142,7 +142,7 @@ async fn list_events(
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&e.body);
+        out.push_str(&export::event_json(e));
     }
     out.push_str("],\"next_cursor\":");
     match page.next {
@@ -204,13 +204,87 @@ impl From<HostSummary> for HostView {
     }
 }
 
+/// The query string of `GET /api/v1/hosts`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostQuery {
+    /// `true`: only hosts with open findings, missing events or chain
+    /// breaks.
+    pub attention: Option<String>,
+    pub mode: Option<String>,
+    pub last_seen_before: Option<String>,
+    pub last_seen_after: Option<String>,
+    pub name_prefix: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<String>,
+}
+
+impl HostQuery {
+    pub fn filter(&self) -> Result<HostFilter, ApiError> {
+        let bad = |m: String| ApiError::BadRequest(m);
+        let attention = match self.attention.as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(v) => return Err(bad(format!("attention: expected true or false, not {v:?}"))),
+        };
+        let mode = match self.mode.as_deref() {
+            None => None,
+            Some(m @ ("monitor" | "remediate")) => Some(m.to_string()),
+            Some(m) => {
+                return Err(bad(format!(
+                    "mode: expected monitor or remediate, not {m:?}"
+                )));
+            }
+        };
+        let time = |name: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|s| parse_time(s).map_err(|e| bad(format!("{name}: {e}"))))
+                .transpose()
+        };
+        let cursor = match &self.cursor {
+            None => None,
+            Some(c) => Some(HostCursor::decode(c).ok_or_else(|| {
+                bad("cursor: not a cursor this collector handed out; pass next_cursor back unchanged".into())
+            })?),
+        };
+        let limit = match &self.limit {
+            None => DEFAULT_PAGE,
+            Some(l) => l
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE).contains(n))
+                .ok_or_else(|| bad(format!("limit: give a number from 1 to {MAX_PAGE}")))?,
+        };
+        Ok(HostFilter {
+            attention,
+            mode,
+            seen_before: time("last_seen_before", &self.last_seen_before)?,
+            seen_since: time("last_seen_after", &self.last_seen_after)?,
+            name_prefix: self.name_prefix.clone().filter(|p| !p.is_empty()),
+            cursor,
+            limit,
+        })
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct HostList {
+    hosts: Vec<HostView>,
+    next_cursor: Option<String>,
+}
+
 async fn list_hosts(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Vec<HostView>>, ApiError> {
+    query: Result<Query<HostQuery>, QueryRejection>,
+) -> Result<Json<HostList>, ApiError> {
     caller.require(READERS, "read hosts")?;
-    let hosts = state.store.hosts().await?;
-    Ok(Json(hosts.into_iter().map(HostView::from).collect()))
+    let Query(query) = query?;
+    let page = state.store.host_page(&query.filter()?).await?;
+    Ok(Json(HostList {
+        hosts: page.hosts.into_iter().map(HostView::from).collect(),
+        next_cursor: page.next.map(|c| c.encode()),
+    }))
 }
 
 async fn export_ndjson(

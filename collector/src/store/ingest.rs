@@ -14,8 +14,8 @@
 
 use std::collections::HashSet;
 
-use super::chain::Link;
-use super::types::{HostMeta, IngestItem};
+use super::chain::{Link, Plan};
+use super::types::{HostMeta, IngestItem, IngestOutcome};
 
 pub(crate) const SELECT_GAPS: &str = "SELECT first_seq, last_seq FROM gaps
      WHERE host_id = $1 AND last_seq >= $2 AND first_seq <= $3";
@@ -31,6 +31,15 @@ pub(crate) const UPDATE_HOST: &str = "UPDATE hosts SET max_seq = $2, last_hash =
        event_count = event_count + $5,
        hostname = COALESCE($6, hostname), agent_version = COALESCE($7, agent_version), mode = COALESCE($8, mode)
      WHERE id = $1";
+/// Queue the batch's events for grouping into incidents
+/// (`store/incidents.rs`), in the transaction that stores them, so none is
+/// ever missed: one statement per batch, over the (host, seq) range of its
+/// new events, reading the unique (host_id, seq, uid) index. Health
+/// events belong to no incident.
+pub(crate) const QUEUE_FOR_INCIDENTS: &str = "INSERT INTO incident_pending (event_id)
+     SELECT id FROM events
+     WHERE host_id = $1 AND seq BETWEEN $2 AND $3 AND received_at = $4 AND kind <> 'agent_health'
+     ON CONFLICT (event_id) DO NOTHING";
 /// A finding's row follows its newest event only: an older event that
 /// arrives late does not reopen or rewrite it.
 pub(crate) const UPSERT_FINDING: &str = "INSERT INTO findings (host_id, finding_uid, last_seq, is_open, verdict, severity, rule, title, updated_at)
@@ -39,6 +48,100 @@ pub(crate) const UPSERT_FINDING: &str = "INSERT INTO findings (host_id, finding_
        last_seq = excluded.last_seq, is_open = excluded.is_open, verdict = excluded.verdict,
        severity = excluded.severity, rule = excluded.rule, title = excluded.title, updated_at = excluded.updated_at
      WHERE findings.last_seq < excluded.last_seq";
+
+/// Steps 2–4, written once for both databases: read the host's chain
+/// state (`$host_sql`, which takes the host's lock where the database
+/// needs one), drop the events already stored (`$existing_sql` with the
+/// batch's seqs bound as `$seqs`, each database its own way of passing a
+/// list), load what late events need, and work out the chain plan.
+/// Evaluates to a [`Planned`]. A macro for the reason given at
+/// [`load_late`].
+macro_rules! plan_batch {
+    ($tx:expr, $host_id:expr, $items:expr,
+     host: $host_sql:expr,
+     existing: $existing_sql:expr, |$seqs:ident| $bind_seqs:expr) => {{
+        use $crate::store::types::Ctx as _;
+        let batch = $crate::store::ingest::Batch::new($items);
+        let (max_seq, last_hash): (i64, Option<String>) = sqlx::query_as($host_sql)
+            .bind($host_id)
+            .fetch_optional(&mut *$tx)
+            .await
+            .ctx("reading the host's sequence")?
+            .ok_or_else(|| $crate::store::types::StoreError::Corrupt {
+                what: "storing events",
+                detail: format!("host {} has a token but no row", $host_id),
+            })?;
+        let existing: std::collections::HashSet<(i64, String)> = if batch.may_hold_stored(max_seq) {
+            let $seqs = batch.seqs();
+            sqlx::query_as($existing_sql)
+                .bind($host_id)
+                .bind($bind_seqs)
+                .fetch_all(&mut *$tx)
+                .await
+                .ctx("checking for duplicates")?
+                .into_iter()
+                .collect()
+        } else {
+            std::collections::HashSet::new()
+        };
+        let total = batch.items.len() as u64;
+        let repeated = batch.repeated;
+        let new: Vec<$crate::store::types::IngestItem> = batch
+            .items
+            .into_iter()
+            .filter(|i| !existing.contains(&(i.seq, i.uid.clone())))
+            .collect();
+        let queue = $crate::store::ingest::incident_range(&new);
+        let refs: Vec<&$crate::store::types::IngestItem> = new.iter().collect();
+        let (gaps, stored) = $crate::store::ingest::load_late!($tx, $host_id, &refs, max_seq);
+        let links: Vec<_> = refs
+            .iter()
+            .map(|i| $crate::store::ingest::link(i))
+            .collect();
+        let plan = $crate::store::chain::plan(
+            &$crate::store::chain::ChainState { max_seq, last_hash },
+            &gaps,
+            &stored,
+            &links,
+        );
+        $crate::store::ingest::Planned {
+            new,
+            plan,
+            max_seq,
+            total,
+            repeated,
+            queue,
+        }
+    }};
+}
+pub(super) use plan_batch;
+
+/// A batch after planning: the events to insert and what to write after.
+#[derive(Debug)]
+pub(super) struct Planned {
+    /// Events not stored before, in seq order.
+    pub new: Vec<IngestItem>,
+    pub plan: Plan,
+    /// The host's highest seq before the batch.
+    pub max_seq: i64,
+    /// Events in the batch after dropping uids repeated inside it.
+    pub total: u64,
+    pub repeated: u64,
+    /// Seq range of the new events that may belong to an incident.
+    pub queue: Option<(i64, i64)>,
+}
+
+impl Planned {
+    /// The answer to the agent once `accepted` events were inserted.
+    pub fn outcome(&self, accepted: u64) -> IngestOutcome {
+        IngestOutcome {
+            accepted,
+            duplicate: self.repeated + (self.total - accepted),
+            gaps_opened: self.plan.insert_gaps.len() as u64,
+            breaks: self.plan.breaks.len() as u64,
+        }
+    }
+}
 
 /// Read the gaps and stored neighbours the late events need (step 3).
 /// A macro rather than a generic function: the same code runs on a SQLite
@@ -94,9 +197,10 @@ pub(super) use load_late;
 /// Apply the plan and update the host and findings (step 5, after the
 /// events are inserted). See [`load_late`] for why a macro.
 macro_rules! finish_batch {
-    ($tx:expr, $host_id:expr, $plan:expr, $new:expr, $max_seq:expr, $accepted:expr, $now:expr) => {{
+    ($tx:expr, $host_id:expr, $planned:expr, $new:expr, $accepted:expr, $now:expr) => {{
         use $crate::store::types::Ctx as _;
-        let plan: &$crate::store::chain::Plan = $plan;
+        let planned: &$crate::store::ingest::Planned = $planned;
+        let plan = &planned.plan;
         for first in &plan.delete_gaps {
             sqlx::query($crate::store::ingest::DELETE_GAP)
                 .bind($host_id)
@@ -128,7 +232,7 @@ macro_rules! finish_batch {
                 .await
                 .ctx("recording a chain break")?;
         }
-        let meta = $crate::store::ingest::newest_meta($new, $max_seq);
+        let meta = $crate::store::ingest::newest_meta($new, planned.max_seq);
         sqlx::query($crate::store::ingest::UPDATE_HOST)
             .bind($host_id)
             .bind(plan.state.max_seq)
@@ -141,6 +245,16 @@ macro_rules! finish_batch {
             .execute(&mut *$tx)
             .await
             .ctx("updating the host")?;
+        if let Some((lo, hi)) = planned.queue {
+            sqlx::query($crate::store::ingest::QUEUE_FOR_INCIDENTS)
+                .bind($host_id)
+                .bind(lo)
+                .bind(hi)
+                .bind($now)
+                .execute(&mut *$tx)
+                .await
+                .ctx("queueing for incidents")?;
+        }
         // Only each finding's newest event in the batch can win the
         // upsert; skip the rest rather than send them.
         let mut newest: std::collections::BTreeMap<&str, &$crate::store::types::IngestItem> =
@@ -225,6 +339,17 @@ pub(super) fn link(item: &IngestItem) -> Link {
         hash: item.hash.clone(),
         prev_hash: item.prev_hash.clone(),
     }
+}
+
+/// Seq range of the events that may belong to an incident (all but
+/// health events), if any.
+pub(crate) fn incident_range(new: &[IngestItem]) -> Option<(i64, i64)> {
+    let mut seqs = new
+        .iter()
+        .filter(|i| i.kind != "agent_health")
+        .map(|i| i.seq);
+    let first = seqs.next()?;
+    Some(seqs.fold((first, first), |(lo, hi), s| (lo.min(s), hi.max(s))))
 }
 
 /// Seq range of the late events (seq ≤ `max_seq`), if any.

@@ -5,12 +5,16 @@
 //! Queries are written once in SQL both databases accept (`$1`
 //! placeholders work in SQLite too) and run through [`dispatch!`], which
 //! expands the same code for each pool so each is type-checked against its
-//! own driver. Only ingest differs — the two databases lock differently —
-//! and lives in `sqlite.rs` and `postgres.rs`. Every value from outside is
-//! bound as a parameter, never spliced into SQL text.
+//! own driver; rows map onto result structs by column name through one
+//! generic `FromRow` per struct (`row_struct!` in `types.rs`). Ingest's
+//! dedup-and-chain planning is written once (`ingest.rs`); only how each
+//! database locks the host and bulk-inserts differs, in `sqlite.rs` and
+//! `postgres.rs`. Every value from outside is bound as a parameter, never
+//! spliced into SQL text.
 
 mod chain;
 mod enrollment;
+mod incidents;
 mod ingest;
 mod postgres;
 mod queries;
@@ -219,6 +223,11 @@ const SQLITE_MIGRATIONS: MigrationSource = &[
         "enroll approval",
         include_str!("migrations/sqlite/0003_enroll_approval.sql"),
     ),
+    (
+        4,
+        "incidents",
+        include_str!("migrations/sqlite/0004_incidents.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: MigrationSource = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -231,6 +240,11 @@ const POSTGRES_MIGRATIONS: MigrationSource = &[
         3,
         "enroll approval",
         include_str!("migrations/postgres/0003_enroll_approval.sql"),
+    ),
+    (
+        4,
+        "incidents",
+        include_str!("migrations/postgres/0004_incidents.sql"),
     ),
 ];
 

@@ -8,13 +8,11 @@
 //! different hosts proceed in parallel. Events go in with one `UNNEST`
 //! insert per batch rather than one round trip per event.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::chain::{self, ChainState};
-use super::ingest::{Batch, finish_batch, link, load_late};
+use super::ingest::{finish_batch, plan_batch};
 use super::types::*;
 
 const INSERT_EVENTS: &str = "INSERT INTO events (uid, host_id, seq, time, received_at, kind, finding_kind, verdict, rule, severity, hash, prev_hash, body)
@@ -50,40 +48,12 @@ impl PgStore {
         items: Vec<IngestItem>,
         now: i64,
     ) -> Result<IngestOutcome, StoreError> {
-        let batch = Batch::new(items);
         let mut tx = self.pool.begin().await.ctx("starting a batch")?;
-        let (max_seq, last_hash): (i64, Option<String>) =
-            sqlx::query_as("SELECT max_seq, last_hash FROM hosts WHERE id = $1 FOR UPDATE")
-                .bind(host_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .ctx("locking the host")?
-                .ok_or_else(|| StoreError::Corrupt {
-                    what: "storing events",
-                    detail: format!("host {host_id} has a token but no row"),
-                })?;
-        let total = batch.items.len() as u64;
-        let existing: HashSet<(i64, String)> = if batch.may_hold_stored(max_seq) {
-            sqlx::query_as("SELECT seq, uid FROM events WHERE host_id = $1 AND seq = ANY($2)")
-                .bind(host_id)
-                .bind(batch.seqs())
-                .fetch_all(&mut *tx)
-                .await
-                .ctx("checking for duplicates")?
-                .into_iter()
-                .collect()
-        } else {
-            HashSet::new()
-        };
-        let mut new: Vec<IngestItem> = batch
-            .items
-            .into_iter()
-            .filter(|i| !existing.contains(&(i.seq, i.uid.clone())))
-            .collect();
-        let refs: Vec<&IngestItem> = new.iter().collect();
-        let (gaps, stored) = load_late!(tx, host_id, &refs, max_seq);
-        let links: Vec<_> = refs.iter().map(|i| link(i)).collect();
-        let plan = chain::plan(&ChainState { max_seq, last_hash }, &gaps, &stored, &links);
+        let mut planned = plan_batch!(tx, host_id, items,
+            host: "SELECT max_seq, last_hash FROM hosts WHERE id = $1 FOR UPDATE",
+            existing: "SELECT seq, uid FROM events WHERE host_id = $1 AND seq = ANY($2)",
+            |seqs| seqs);
+        let new = &mut planned.new;
 
         // The strings are moved into the statement's arrays, not copied:
         // nothing after the insert reads them.
@@ -115,14 +85,9 @@ impl PgStore {
                 .ctx("storing events")?
                 .rows_affected()
         };
-        let new: Vec<&IngestItem> = new.iter().collect();
-        finish_batch!(tx, host_id, &plan, &new, max_seq, accepted, now);
+        let new: Vec<&IngestItem> = planned.new.iter().collect();
+        finish_batch!(tx, host_id, &planned, &new, accepted, now);
         tx.commit().await.ctx("committing a batch")?;
-        Ok(IngestOutcome {
-            accepted,
-            duplicate: batch.repeated + (total - accepted),
-            gaps_opened: plan.insert_gaps.len() as u64,
-            breaks: plan.breaks.len() as u64,
-        })
+        Ok(planned.outcome(accepted))
     }
 }

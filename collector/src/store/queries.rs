@@ -1,10 +1,30 @@
 //! Queries both databases run with the same SQL: tokens, enrollment, the
 //! policy, and everything readers see. See [`dispatch!`](super::dispatch).
 
-use sqlx::{QueryBuilder, Row};
+use sqlx::QueryBuilder;
 
 use super::types::*;
 use super::{Store, dispatch, dispatch_write};
+
+/// Whether event `e` is involved in a chain break, as a column
+/// `untrusted`: one lookup in the `chain_breaks (host_id, seq)` index.
+pub(crate) const UNTRUSTED: &str = "EXISTS (SELECT 1 FROM chain_breaks b
+     WHERE b.host_id = e.host_id AND b.seq = e.seq AND b.uid = e.uid) AS untrusted";
+
+/// The columns of [`HostSummary`] for `hosts h`, counters included.
+const HOST_COLUMNS: &str =
+    "h.id, h.hostname, h.identity_field, h.identity_value, h.serial, h.enrolled_at,
+     h.last_seen, h.agent_version, h.mode, h.max_seq, h.event_count,
+     (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.id AND f.is_open) AS open_findings,
+     (SELECT COUNT(*) FROM gaps g WHERE g.host_id = h.id) AS gaps,
+     (SELECT CAST(COALESCE(SUM(g.last_seq - g.first_seq + 1), 0) AS BIGINT)
+        FROM gaps g WHERE g.host_id = h.id) AS missing_events,
+     (SELECT COUNT(*) FROM chain_breaks b WHERE b.host_id = h.id) AS chain_breaks";
+
+/// Ids of the hosts that need attention: open findings, missing events
+/// or chain breaks.
+const ATTENTION_IDS: &str = "SELECT host_id FROM findings WHERE is_open
+     UNION SELECT host_id FROM gaps UNION SELECT host_id FROM chain_breaks";
 
 /// Rows per page when the caller does not say, and at most.
 pub const DEFAULT_PAGE: u32 = 100;
@@ -64,60 +84,127 @@ impl Store {
     }
 
     pub async fn host_key(&self, host_id: i64) -> Result<Option<HostKey>, StoreError> {
-        let row: Option<(i64, String, String, String)> = dispatch!(self, pool => {
+        dispatch!(self, pool => {
             sqlx::query_as("SELECT id, identity_field, identity_value, hostname FROM hosts WHERE id = $1")
                 .bind(host_id)
                 .fetch_optional(pool)
                 .await
-                .ctx("looking up a host")?
-        });
-        Ok(
-            row.map(|(id, identity_field, identity_value, hostname)| HostKey {
-                id,
-                identity_field,
-                identity_value,
-                hostname,
-            }),
-        )
+                .ctx("looking up a host")
+        })
     }
 
+    /// Every host, by name. For the admin CLI's listing; readers page
+    /// with [`Store::host_page`].
     pub async fn hosts(&self) -> Result<Vec<HostSummary>, StoreError> {
+        Ok(self
+            .host_page(&HostFilter {
+                limit: u32::MAX,
+                ..HostFilter::default()
+            })
+            .await?
+            .hosts)
+    }
+
+    /// One host with its counters.
+    pub async fn host(&self, id: i64) -> Result<Option<HostSummary>, StoreError> {
         dispatch!(self, pool => {
-            let rows = sqlx::query(
-                "SELECT h.id, h.hostname, h.identity_field, h.identity_value, h.serial, h.enrolled_at,
-                        h.last_seen, h.agent_version, h.mode, h.max_seq, h.event_count,
-                        (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.id AND f.is_open) AS open_findings,
-                        (SELECT COUNT(*) FROM gaps g WHERE g.host_id = h.id) AS gap_count,
-                        (SELECT CAST(COALESCE(SUM(g.last_seq - g.first_seq + 1), 0) AS BIGINT)
-                           FROM gaps g WHERE g.host_id = h.id) AS missing,
-                        (SELECT COUNT(*) FROM chain_breaks b WHERE b.host_id = h.id) AS breaks
-                 FROM hosts h ORDER BY h.hostname, h.id",
-            )
-            .fetch_all(pool)
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {HOST_COLUMNS} FROM hosts h WHERE h.id = $1"
+            )))
+            .bind(id)
+            .fetch_optional(pool)
             .await
-            .ctx("listing hosts")?;
-            rows.iter()
-                .map(|r| {
-                    Ok(HostSummary {
-                        id: r.try_get("id")?,
-                        hostname: r.try_get("hostname")?,
-                        identity_field: r.try_get("identity_field")?,
-                        identity_value: r.try_get("identity_value")?,
-                        serial: r.try_get("serial")?,
-                        enrolled_at: r.try_get("enrolled_at")?,
-                        last_seen: r.try_get("last_seen")?,
-                        agent_version: r.try_get("agent_version")?,
-                        mode: r.try_get("mode")?,
-                        max_seq: r.try_get("max_seq")?,
-                        event_count: r.try_get("event_count")?,
-                        open_findings: r.try_get("open_findings")?,
-                        gaps: r.try_get("gap_count")?,
-                        missing_events: r.try_get("missing")?,
-                        chain_breaks: r.try_get("breaks")?,
-                    })
-                })
-                .collect::<Result<Vec<_>, sqlx::Error>>()
-                .ctx("reading hosts")
+            .ctx("reading a host")
+        })
+    }
+
+    /// A page of hosts by name. Each host's counters are indexed lookups
+    /// for that host, so a page costs the same in a fleet of any size;
+    /// `attention` starts from the hosts that have open findings, gaps or
+    /// chain breaks (partial and per-host indexes), not from the fleet.
+    pub async fn host_page(&self, filter: &HostFilter) -> Result<HostPage, StoreError> {
+        let limit = filter.limit.max(1);
+        dispatch!(self, pool => {
+            let mut qb = QueryBuilder::new(format!(
+                "SELECT {HOST_COLUMNS} FROM hosts h WHERE 1 = 1"
+            ));
+            if filter.attention {
+                qb.push(format!(" AND h.id IN ({ATTENTION_IDS})"));
+            }
+            if let Some(mode) = &filter.mode {
+                qb.push(" AND h.mode = ").push_bind(mode.clone());
+            }
+            if let Some(t) = filter.seen_before {
+                qb.push(" AND h.last_seen < ").push_bind(t);
+            }
+            if let Some(t) = filter.seen_since {
+                qb.push(" AND h.last_seen >= ").push_bind(t);
+            }
+            if let Some(prefix) = &filter.name_prefix {
+                // Not LIKE: a hostname may hold `%` and `_`, and both
+                // databases compare substrings the same way.
+                qb.push(" AND substr(h.hostname, 1, length(")
+                    .push_bind(prefix.clone())
+                    .push(")) = ")
+                    .push_bind(prefix.clone());
+            }
+            if let Some(c) = &filter.cursor {
+                qb.push(" AND (h.hostname > ")
+                    .push_bind(c.hostname.clone())
+                    .push(" OR (h.hostname = ")
+                    .push_bind(c.hostname.clone())
+                    .push(" AND h.id > ")
+                    .push_bind(c.id)
+                    .push("))");
+            }
+            qb.push(" ORDER BY h.hostname, h.id LIMIT ")
+                .push_bind(i64::from(limit) + 1);
+            let mut hosts: Vec<HostSummary> = qb
+                .build_query_as()
+                .fetch_all(pool)
+                .await
+                .ctx("listing hosts")?;
+            let more = hosts.len() > limit as usize;
+            hosts.truncate(limit as usize);
+            let next = if more {
+                hosts.last().map(|h| HostCursor { hostname: h.hostname.clone(), id: h.id })
+            } else {
+                None
+            };
+            Ok(HostPage { hosts, next })
+        })
+    }
+
+    /// The fleet page's counts. Counting hosts reads the hosts table's
+    /// smallest index; everything else reads only rows about problems.
+    pub async fn fleet_counts(&self) -> Result<FleetCounts, StoreError> {
+        let (hosts, attention, open_findings, hosts_with_gaps, missing_events, chain_breaks): (
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+        ) = dispatch!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT (SELECT COUNT(*) FROM hosts),
+                        (SELECT COUNT(*) FROM ({ATTENTION_IDS}) a),
+                        (SELECT COUNT(*) FROM findings WHERE is_open),
+                        (SELECT COUNT(DISTINCT host_id) FROM gaps),
+                        (SELECT CAST(COALESCE(SUM(last_seq - first_seq + 1), 0) AS BIGINT) FROM gaps),
+                        (SELECT COUNT(*) FROM chain_breaks)"
+            )))
+            .fetch_one(pool)
+            .await
+            .ctx("counting the fleet")?
+        });
+        Ok(FleetCounts {
+            hosts,
+            attention,
+            open_findings,
+            hosts_with_gaps,
+            missing_events,
+            chain_breaks,
         })
     }
 
@@ -151,10 +238,10 @@ impl Store {
             });
         }
         dispatch!(self, pool => {
-            let mut qb = QueryBuilder::new(
-                "SELECT e.id, e.host_id, h.hostname, e.seq, e.time, e.received_at, e.kind, e.finding_kind, e.verdict, e.rule, e.body
-                 FROM events e JOIN hosts h ON h.id = e.host_id WHERE 1 = 1",
-            );
+            let mut qb = QueryBuilder::new(format!(
+                "SELECT e.id, e.host_id, h.hostname, e.seq, e.time, e.received_at, e.kind, e.finding_kind, e.verdict, e.rule, e.body, {UNTRUSTED}
+                 FROM events e JOIN hosts h ON h.id = e.host_id WHERE 1 = 1"
+            ));
             match host_ids.as_deref() {
                 Some([id]) => {
                     qb.push(" AND e.host_id = ").push_bind(*id);
@@ -206,26 +293,11 @@ impl Store {
             }
             qb.push(" ORDER BY e.time DESC, e.id DESC LIMIT ")
                 .push_bind(i64::from(limit) + 1);
-            let rows = qb.build().fetch_all(pool).await.ctx("listing events")?;
-            let mut events = rows
-                .iter()
-                .map(|r| {
-                    Ok(StoredEvent {
-                        id: r.try_get("id")?,
-                        host_id: r.try_get("host_id")?,
-                        hostname: r.try_get("hostname")?,
-                        seq: r.try_get("seq")?,
-                        time: r.try_get("time")?,
-                        received_at: r.try_get("received_at")?,
-                        kind: r.try_get("kind")?,
-                        finding_kind: r.try_get("finding_kind")?,
-                        verdict: r.try_get("verdict")?,
-                        rule: r.try_get("rule")?,
-                        body: r.try_get("body")?,
-                    })
-                })
-                .collect::<Result<Vec<_>, sqlx::Error>>()
-                .ctx("reading events")?;
+            let mut events: Vec<StoredEvent> = qb
+                .build_query_as()
+                .fetch_all(pool)
+                .await
+                .ctx("listing events")?;
             let more = events.len() > limit as usize;
             events.truncate(limit as usize);
             let next = if more {
@@ -239,7 +311,7 @@ impl Store {
 
     /// Open sequence gaps, newest first; one host's or everyone's.
     pub async fn gaps(&self, host_id: Option<i64>) -> Result<Vec<GapRecord>, StoreError> {
-        let rows: Vec<(i64, String, i64, i64, i64)> = dispatch!(self, pool => {
+        dispatch!(self, pool => {
             sqlx::query_as(
                 "SELECT g.host_id, h.hostname, g.first_seq, g.last_seq, g.detected_at
                  FROM gaps g JOIN hosts h ON h.id = g.host_id
@@ -249,25 +321,13 @@ impl Store {
             .bind(host_id)
             .fetch_all(pool)
             .await
-            .ctx("listing gaps")?
-        });
-        Ok(rows
-            .into_iter()
-            .map(
-                |(host_id, hostname, first_seq, last_seq, detected_at)| GapRecord {
-                    host_id,
-                    hostname,
-                    first_seq,
-                    last_seq,
-                    detected_at,
-                },
-            )
-            .collect())
+            .ctx("listing gaps")
+        })
     }
 
     pub async fn chain_breaks(&self, host_id: Option<i64>) -> Result<Vec<BreakRecord>, StoreError> {
         dispatch!(self, pool => {
-            let rows = sqlx::query(
+            sqlx::query_as(
                 "SELECT b.host_id, h.hostname, b.seq, b.kind, b.uid, b.expected, b.actual, b.detected_at
                  FROM chain_breaks b JOIN hosts h ON h.id = b.host_id
                  WHERE ($1 IS NULL OR b.host_id = $1)
@@ -276,22 +336,7 @@ impl Store {
             .bind(host_id)
             .fetch_all(pool)
             .await
-            .ctx("listing chain breaks")?;
-            rows.iter()
-                .map(|r| {
-                    Ok(BreakRecord {
-                        host_id: r.try_get("host_id")?,
-                        hostname: r.try_get("hostname")?,
-                        seq: r.try_get("seq")?,
-                        kind: r.try_get("kind")?,
-                        uid: r.try_get("uid")?,
-                        expected: r.try_get("expected")?,
-                        actual: r.try_get("actual")?,
-                        detected_at: r.try_get("detected_at")?,
-                    })
-                })
-                .collect::<Result<Vec<_>, sqlx::Error>>()
-                .ctx("reading chain breaks")
+            .ctx("listing chain breaks")
         })
     }
 
@@ -341,17 +386,12 @@ impl Store {
     }
 
     pub async fn policy(&self) -> Result<Option<PolicyRecord>, StoreError> {
-        let row: Option<(String, String, i64)> = dispatch!(self, pool => {
+        dispatch!(self, pool => {
             sqlx::query_as("SELECT body, etag, updated_at FROM policy WHERE id = 1")
                 .fetch_optional(pool)
                 .await
-                .ctx("reading the policy")?
-        });
-        Ok(row.map(|(body, etag, updated_at)| PolicyRecord {
-            body,
-            etag,
-            updated_at,
-        }))
+                .ctx("reading the policy")
+        })
     }
 
     /// Store a new policy. With `if_match`, only when the stored policy's

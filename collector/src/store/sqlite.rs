@@ -16,7 +16,6 @@
 //! alone; a failed commit fails every batch of the group, and none of them
 //! is acknowledged.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -28,8 +27,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::chain::{self, ChainState};
-use super::ingest::{Batch, finish_batch, link, load_late};
+use super::ingest::{finish_batch, plan_batch};
 use super::types::*;
 
 const INSERT_EVENTS_HEAD: &str = "INSERT INTO events (uid, host_id, seq, time, received_at, kind, finding_kind, verdict, rule, severity, hash, prev_hash, body) ";
@@ -198,46 +196,14 @@ async fn ingest_one(
     items: Vec<IngestItem>,
     now: i64,
 ) -> Result<IngestOutcome, StoreError> {
-    let batch = Batch::new(items);
-    let (max_seq, last_hash): (i64, Option<String>) =
-        sqlx::query_as("SELECT max_seq, last_hash FROM hosts WHERE id = $1")
-            .bind(host_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .ctx("reading the host's sequence")?
-            .ok_or_else(|| StoreError::Corrupt {
-                what: "storing events",
-                detail: format!("host {host_id} has a token but no row"),
-            })?;
-    let total = batch.items.len() as u64;
-    let existing: HashSet<(i64, String)> = if batch.may_hold_stored(max_seq) {
-        // json_each keeps the statement text fixed whatever the batch size.
-        let seqs = serde_json::to_string(&batch.seqs()).map_err(|e| StoreError::Corrupt {
+    // json_each keeps the statement text fixed whatever the batch size.
+    let mut planned = plan_batch!(tx, host_id, items,
+        host: "SELECT max_seq, last_hash FROM hosts WHERE id = $1",
+        existing: "SELECT seq, uid FROM events WHERE host_id = $1 AND seq IN (SELECT value FROM json_each($2))",
+        |seqs| serde_json::to_string(&seqs).map_err(|e| StoreError::Corrupt {
             what: "storing events",
             detail: e.to_string(),
-        })?;
-        sqlx::query_as(
-            "SELECT seq, uid FROM events WHERE host_id = $1 AND seq IN (SELECT value FROM json_each($2))",
-        )
-        .bind(host_id)
-        .bind(seqs)
-        .fetch_all(&mut *tx)
-        .await
-        .ctx("checking for duplicates")?
-        .into_iter()
-        .collect()
-    } else {
-        HashSet::new()
-    };
-    let mut new: Vec<IngestItem> = batch
-        .items
-        .into_iter()
-        .filter(|i| !existing.contains(&(i.seq, i.uid.clone())))
-        .collect();
-    let refs: Vec<&IngestItem> = new.iter().collect();
-    let (gaps, stored) = load_late!(tx, host_id, &refs, max_seq);
-    let links: Vec<_> = refs.iter().map(|i| link(i)).collect();
-    let plan = chain::plan(&ChainState { max_seq, last_hash }, &gaps, &stored, &links);
+        })?);
 
     // One multi-row INSERT per chunk: per statement, sqlx hands work to
     // SQLite's connection thread and back, which costs more than the
@@ -245,7 +211,7 @@ async fn ingest_one(
     // limit of 32,766 bound values. The strings are moved into the
     // statement, not copied: nothing after the insert reads them.
     let mut accepted = 0u64;
-    for chunk in new.chunks_mut(500) {
+    for chunk in planned.new.chunks_mut(500) {
         let mut qb = QueryBuilder::new(INSERT_EVENTS_HEAD);
         qb.push_values(chunk.iter_mut(), |mut row, item| {
             row.push_bind(std::mem::take(&mut item.uid))
@@ -270,14 +236,9 @@ async fn ingest_one(
             .ctx("storing events")?
             .rows_affected();
     }
-    let new: Vec<&IngestItem> = new.iter().collect();
-    finish_batch!(tx, host_id, &plan, &new, max_seq, accepted, now);
-    Ok(IngestOutcome {
-        accepted,
-        duplicate: batch.repeated + (total - accepted),
-        gaps_opened: plan.insert_gaps.len() as u64,
-        breaks: plan.breaks.len() as u64,
-    })
+    let new: Vec<&IngestItem> = planned.new.iter().collect();
+    finish_batch!(tx, host_id, &planned, &new, accepted, now);
+    Ok(planned.outcome(accepted))
 }
 
 #[cfg(test)]

@@ -2,6 +2,35 @@
 
 use lenscap_events::{FindingKind, Kind, Verdict};
 
+/// Declare a struct that a query result row maps onto by column name, on
+/// either database: the struct as written plus a generic
+/// [`sqlx::FromRow`], so `query_as::<_, T>` serves SQLite and PostgreSQL
+/// alike instead of a hand-written `try_get` per field per query. (What
+/// sqlx's `FromRow` derive would generate; the workspace builds sqlx
+/// without its proc macros.) The SELECT names its columns as the fields.
+macro_rules! row_struct {
+    ($(#[$m:meta])* pub struct $ty:ident {
+        $($(#[$fm:meta])* pub $field:ident : $fty:ty),* $(,)?
+    }) => {
+        $(#[$m])*
+        pub struct $ty {
+            $($(#[$fm])* pub $field: $fty),*
+        }
+
+        impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for $ty
+        where
+            &'r str: sqlx::ColumnIndex<R>,
+            $($fty: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,)*
+        {
+            fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+                Ok($ty {
+                    $($field: row.try_get(stringify!($field))?),*
+                })
+            }
+        }
+    };
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database URL {url:?}: {reason}")]
@@ -195,6 +224,7 @@ pub struct EnrollRequestRecord {
     pub decided_at: Option<i64>,
 }
 
+row_struct! {
 /// A host's identity as enrollment recorded it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostKey {
@@ -203,7 +233,9 @@ pub struct HostKey {
     pub identity_value: String,
     pub hostname: String,
 }
+}
 
+row_struct! {
 /// A host as the fleet overview shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostSummary {
@@ -222,6 +254,64 @@ pub struct HostSummary {
     pub open_findings: i64,
     /// Number of gap ranges and the events missing in them.
     pub gaps: i64,
+    pub missing_events: i64,
+    pub chain_breaks: i64,
+}
+}
+
+/// Position in the hosts-by-name order: `(hostname, id)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostCursor {
+    pub hostname: String,
+    pub id: i64,
+}
+
+impl HostCursor {
+    /// The opaque text form handed to clients: the hostname in hex (it
+    /// may hold any character), `_`, the id.
+    pub fn encode(&self) -> String {
+        format!("{}_{}", hex::encode(self.hostname.as_bytes()), self.id)
+    }
+
+    pub fn decode(s: &str) -> Option<HostCursor> {
+        let (name, id) = s.rsplit_once('_')?;
+        Some(HostCursor {
+            hostname: String::from_utf8(hex::decode(name).ok()?).ok()?,
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+/// Which hosts to list; every field narrows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostFilter {
+    /// Only hosts with open findings, missing events or chain breaks.
+    pub attention: bool,
+    pub mode: Option<String>,
+    /// Last seen before / at or after (ms); a host never seen matches
+    /// neither.
+    pub seen_before: Option<i64>,
+    pub seen_since: Option<i64>,
+    /// Hostname starts with this.
+    pub name_prefix: Option<String>,
+    pub cursor: Option<HostCursor>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPage {
+    pub hosts: Vec<HostSummary>,
+    pub next: Option<HostCursor>,
+}
+
+/// Fleet-wide counts for the fleet page's tiles.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FleetCounts {
+    pub hosts: i64,
+    /// Hosts with open findings, missing events or chain breaks.
+    pub attention: i64,
+    pub open_findings: i64,
+    pub hosts_with_gaps: i64,
     pub missing_events: i64,
     pub chain_breaks: i64,
 }
@@ -342,6 +432,7 @@ pub struct EventFilter {
     pub limit: u32,
 }
 
+row_struct! {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
     pub id: i64,
@@ -357,6 +448,10 @@ pub struct StoredEvent {
     pub rule: Option<String>,
     /// Canonical JSON, exactly as hashed.
     pub body: String,
+    /// The event is involved in a chain break (its seq was reused, or its
+    /// `prev_hash` or its successor's does not match): do not trust it.
+    pub untrusted: bool,
+}
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -366,6 +461,7 @@ pub struct EventPage {
     pub next: Option<Cursor>,
 }
 
+row_struct! {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GapRecord {
     pub host_id: i64,
@@ -374,7 +470,9 @@ pub struct GapRecord {
     pub last_seq: i64,
     pub detected_at: i64,
 }
+}
 
+row_struct! {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BreakRecord {
     pub host_id: i64,
@@ -385,6 +483,62 @@ pub struct BreakRecord {
     pub expected: Option<String>,
     pub actual: Option<String>,
     pub detected_at: i64,
+}
+}
+
+row_struct! {
+/// An incident as readers see it (`crate::incidents` explains them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentRecord {
+    pub id: i64,
+    pub host_id: i64,
+    pub hostname: String,
+    pub title: String,
+    pub state: String,
+    pub severity: String,
+    pub name: String,
+    pub what: Option<String>,
+    pub rule: Option<String>,
+    pub first_time: i64,
+    pub last_time: i64,
+    pub findings: i64,
+    pub open_findings: i64,
+    pub steps_done: i64,
+    pub steps_failed: i64,
+    pub steps_would: i64,
+    pub restores: i64,
+    pub quarantined: i64,
+    pub event_count: i64,
+    /// One of its events is involved in a chain break.
+    pub untrusted: bool,
+}
+}
+
+/// Which incidents to list; every field narrows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IncidentFilter {
+    /// Hostname, hardware UUID, machine-id or serial, exactly.
+    pub host: Option<String>,
+    pub host_id: Option<i64>,
+    pub state: Option<String>,
+    /// At least this severity.
+    pub min_severity: Option<i64>,
+    pub rule: Option<String>,
+    /// Last activity `>= since` (ms).
+    pub since: Option<i64>,
+    /// Last activity `< until` (ms).
+    pub until: Option<i64>,
+    /// Only incidents holding an event on a chain break.
+    pub untrusted: bool,
+    /// After this position in most-recent-first order (`last_time`, id).
+    pub cursor: Option<Cursor>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentPage {
+    pub incidents: Vec<IncidentRecord>,
+    pub next: Option<Cursor>,
 }
 
 /// Findings grouped by the rule that decided them.
@@ -398,6 +552,7 @@ pub struct RuleSummary {
     pub worst_severity: String,
 }
 
+row_struct! {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyRecord {
     /// Canonical JSON of the policy.
@@ -405,10 +560,25 @@ pub struct PolicyRecord {
     pub etag: String,
     pub updated_at: i64,
 }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_cursor_round_trips_any_name_and_rejects_junk() {
+        for name in ["mac", "", "a_b_c", "<script>", "Jürgen's MacBook"] {
+            let c = HostCursor {
+                hostname: name.into(),
+                id: 7,
+            };
+            assert_eq!(HostCursor::decode(&c.encode()), Some(c));
+        }
+        for junk in ["", "zz_1", "61_", "61_x", "6_1", "ff_1"] {
+            assert_eq!(HostCursor::decode(junk), None, "{junk}");
+        }
+    }
 
     #[test]
     fn cursor_round_trips_and_rejects_junk() {

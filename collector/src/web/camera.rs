@@ -19,7 +19,7 @@ use super::Viewer;
 use super::html::{badge, esc, page, rule_code, table};
 use super::pages::{Paging, host_link, more_link_to};
 use crate::error::ApiError;
-use crate::http::AppState;
+use crate::state::AppState;
 use crate::store::{Cursor, EventFilter, MAX_PAGE, StoredEvent};
 use crate::timefmt::human;
 
@@ -335,7 +335,8 @@ pub(super) async fn camera_page(
                 esc(&human(e.stored.time)),
                 host_link(e.stored.host_id, &e.stored.hostname),
                 format!(
-                    "{} {} {}",
+                    "{}{} {} {}",
+                    super::html::untrusted_mark(e.stored.untrusted),
                     kind_badge(d),
                     badge(d.finding.severity.as_str(), d.finding.severity.as_str()),
                     esc(&d.message)

@@ -12,6 +12,18 @@ pub fn rule_code(rule: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
+/// The mark on an event involved in a chain break, put before its
+/// description wherever one is shown: its content may be forged.
+pub fn untrusted_mark(untrusted: bool) -> &'static str {
+    if untrusted {
+        "<span class=\"b bad untrusted\" title=\"This event is involved in a chain break: \
+         its sequence number was reused or its hash link does not match. Do not trust its content.\">\
+         chain break — untrusted</span> "
+    } else {
+        ""
+    }
+}
+
 /// Escape text for HTML element content and double-quoted attributes.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -71,7 +83,8 @@ form.login input[type=password]{width:100%;padding:6px;font:inherit;margin:6px 0
 
 /// The pages in the navigation bar: (path, label).
 const NAV: &[(&str, &str)] = &[
-    ("/ui/", "Fleet"),
+    ("/ui/", "Incidents"),
+    ("/ui/fleet", "Fleet"),
     ("/ui/rules", "Findings by rule"),
     ("/ui/remediations", "Remediations"),
     ("/ui/camera", "Camera"),

@@ -5,6 +5,7 @@
 
 mod camera;
 mod html;
+mod incidents;
 mod pages;
 mod summary;
 
@@ -19,7 +20,7 @@ use serde::Deserialize;
 
 use crate::auth::{SESSION_COOKIE, caller_for, cookie_token};
 use crate::error::ApiError;
-use crate::http::AppState;
+use crate::state::AppState;
 use html::{esc, page};
 
 pub fn router() -> Router<AppState> {

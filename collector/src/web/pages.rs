@@ -9,12 +9,12 @@ use lenscap_events::{Kind, Verdict};
 use serde::Deserialize;
 
 use super::camera;
-use super::html::{badge, esc, page, table, tile, url_value};
+use super::html::{badge, esc, page, table, tile, untrusted_mark, url_value};
 use super::summary::{describe, remediation_cells};
 use super::{Viewer, not_found};
 use crate::error::ApiError;
-use crate::http::AppState;
-use crate::store::{Cursor, EventFilter, EventPage};
+use crate::state::AppState;
+use crate::store::{Cursor, EventFilter, EventPage, HostCursor, HostFilter};
 use crate::timefmt::human;
 
 pub(super) const PAGE: u32 = 50;
@@ -24,7 +24,9 @@ const INCIDENTS: usize = 10;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
-        .route("/ui/", get(fleet))
+        .route("/ui/", get(super::incidents::incidents_page))
+        .route("/ui/incidents/{id}", get(super::incidents::incident_page))
+        .route("/ui/fleet", get(fleet))
         .route("/ui/hosts/{id}", get(host))
         .route("/ui/rules", get(rules))
         .route("/ui/remediations", get(remediations))
@@ -81,7 +83,8 @@ fn incidents_section(found: &[camera::CameraEvent], partial: bool) -> String {
                     .map(|i| format!("{} s", i.seconds_before))
                     .unwrap_or_else(|| "—".into()),
                 format!(
-                    "{} {}",
+                    "{}{} {}",
+                    untrusted_mark(e.stored.untrusted),
                     badge(d.finding.verdict.as_str(), d.finding.verdict.as_str()),
                     esc(&d.message)
                 ),
@@ -116,21 +119,45 @@ fn incidents_section(found: &[camera::CameraEvent], partial: bool) -> String {
     )
 }
 
-async fn fleet(State(state): State<AppState>, _: Viewer) -> Result<Response, ApiError> {
-    let hosts = state.store.hosts().await?;
-    let open: i64 = hosts.iter().map(|h| h.open_findings).sum();
-    let missing: i64 = hosts.iter().map(|h| h.missing_events).sum();
-    let breaks: i64 = hosts.iter().map(|h| h.chain_breaks).sum();
-    let with_gaps = hosts.iter().filter(|h| h.gaps > 0).count();
+/// The fleet page's query: which page of hosts, and whether to list
+/// every host rather than those that need attention.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct FleetQuery {
+    cursor: Option<String>,
+    all: Option<String>,
+}
+
+/// Hosts per fleet page.
+const FLEET_PAGE: u32 = 100;
+
+async fn fleet(
+    State(state): State<AppState>,
+    _: Viewer,
+    Query(q): Query<FleetQuery>,
+) -> Result<Response, ApiError> {
+    // A page at a time, whatever the fleet's size: the counts come from
+    // indexes over problems, the rows from one page of hosts.
+    let counts = state.store.fleet_counts().await?;
+    let all = q.all.as_deref() == Some("1");
+    let page_of = state
+        .store
+        .host_page(&HostFilter {
+            attention: !all,
+            cursor: q.cursor.as_deref().and_then(HostCursor::decode),
+            limit: FLEET_PAGE,
+            ..HostFilter::default()
+        })
+        .await?;
     let (incidents, partial) = camera::incidents(&state, None, INCIDENTS).await?;
     let mut body = String::from(
         "<h1>Fleet</h1><p class=\"lead\">Every enrolled Mac, what lenscap found on it and whether its events all arrived.</p><div class=\"tiles\">",
     );
-    body.push_str(&tile(hosts.len(), "hosts"));
-    body.push_str(&tile(open, "open findings"));
-    body.push_str(&tile(with_gaps, "hosts with missing events"));
-    body.push_str(&tile(missing, "events missing"));
-    body.push_str(&tile(breaks, "chain breaks"));
+    body.push_str(&tile(counts.hosts, "hosts"));
+    body.push_str(&tile(counts.attention, "hosts that need attention"));
+    body.push_str(&tile(counts.open_findings, "open findings"));
+    body.push_str(&tile(counts.hosts_with_gaps, "hosts with missing events"));
+    body.push_str(&tile(counts.missing_events, "events missing"));
+    body.push_str(&tile(counts.chain_breaks, "chain breaks"));
     body.push_str(&tile(
         if incidents.len() >= INCIDENTS {
             format!("{INCIDENTS}+")
@@ -140,7 +167,8 @@ async fn fleet(State(state): State<AppState>, _: Viewer) -> Result<Response, Api
         "camera incidents",
     ));
     body.push_str("</div>");
-    let rows: Vec<Vec<String>> = hosts
+    let rows: Vec<Vec<String>> = page_of
+        .hosts
         .iter()
         .map(|h| {
             let mode = h.mode.as_deref().unwrap_or("unknown");
@@ -169,12 +197,49 @@ async fn fleet(State(state): State<AppState>, _: Viewer) -> Result<Response, Api
             ]
         })
         .collect();
-    body.push_str("<h2>Hosts</h2>");
+    let (heading, empty) = if all {
+        (
+            "All hosts, by name",
+            "No host has enrolled yet. Agents enroll with an enroll token (lenscap-collector token create --role enroll).",
+        )
+    } else {
+        (
+            "Hosts that need attention",
+            "No host needs attention: no open findings, no missing events, no chain breaks.",
+        )
+    };
+    body.push_str(&format!("<h2>{heading}</h2>"));
     body.push_str(&table(
-        &["Host", "Mode", "Agent", "Last seen", "Open findings", "Events", "Missing events", "Chain breaks"],
+        &[
+            "Host",
+            "Mode",
+            "Agent",
+            "Last seen",
+            "Open findings",
+            "Events",
+            "Missing events",
+            "Chain breaks",
+        ],
         &rows,
-        "No host has enrolled yet. Agents enroll with an enroll token (lenscap-collector token create --role enroll).",
+        empty,
     ));
+    let base = if all {
+        "/ui/fleet?all=1&"
+    } else {
+        "/ui/fleet?"
+    };
+    if let Some(c) = &page_of.next {
+        body.push_str(&format!(
+            "<p class=\"more\"><a href=\"{base}cursor={}\">More hosts →</a></p>",
+            url_value(&c.encode())
+        ));
+    }
+    if !all {
+        let rest = counts.hosts - counts.attention;
+        body.push_str(&format!(
+            "<p class=\"more\">{rest} other host(s) need nothing. <a href=\"/ui/fleet?all=1\">All hosts, by name →</a></p>"
+        ));
+    }
     body.push_str(&incidents_section(&incidents, partial));
 
     let latest = state
@@ -196,13 +261,13 @@ async fn fleet(State(state): State<AppState>, _: Viewer) -> Result<Response, Api
                 vec![
                     esc(&human(e.time)),
                     host_link(e.host_id, &e.hostname),
-                    describe(&e.body),
+                    format!("{}{}", untrusted_mark(e.untrusted), describe(&e.body)),
                 ]
             })
             .collect::<Vec<_>>(),
         "No finding has been judged `remediate` yet.",
     ));
-    Ok(page("Fleet", "/ui/", &body))
+    Ok(page("Fleet", "/ui/fleet", &body))
 }
 
 async fn host(
@@ -214,7 +279,7 @@ async fn host(
     let Ok(id) = id.parse::<i64>() else {
         return Ok(not_found("There is no such host."));
     };
-    let Some(h) = state.store.hosts().await?.into_iter().find(|h| h.id == id) else {
+    let Some(h) = state.store.host(id).await? else {
         return Ok(not_found("There is no such host."));
     };
     let mut body = format!(
@@ -262,12 +327,18 @@ async fn host(
         &events
             .events
             .iter()
-            .map(|e| vec![esc(&human(e.time)), e.seq.to_string(), describe(&e.body)])
+            .map(|e| {
+                vec![
+                    esc(&human(e.time)),
+                    e.seq.to_string(),
+                    format!("{}{}", untrusted_mark(e.untrusted), describe(&e.body)),
+                ]
+            })
             .collect::<Vec<_>>(),
         "No events from this host yet.",
     ));
     body.push_str(&more_link(&format!("/ui/hosts/{id}"), &events));
-    Ok(page(&h.hostname, "/ui/", &body))
+    Ok(page(&h.hostname, "/ui/fleet", &body))
 }
 
 async fn rules(State(state): State<AppState>, _: Viewer) -> Result<Response, ApiError> {
@@ -320,9 +391,12 @@ async fn remediations(
         .map(|e| {
             let mut row = vec![esc(&human(e.time)), host_link(e.host_id, &e.hostname)];
             match remediation_cells(&e.body) {
-                Some(cells) => row.extend(cells),
+                Some(mut cells) => {
+                    cells[0] = format!("{}{}", untrusted_mark(e.untrusted), cells[0]);
+                    row.extend(cells)
+                }
                 None => row.extend([
-                    describe(&e.body),
+                    format!("{}{}", untrusted_mark(e.untrusted), describe(&e.body)),
                     String::new(),
                     String::new(),
                     String::new(),

@@ -414,8 +414,8 @@ pub fn chain(host: &Host, n: u64) -> Vec<Event> {
 
 /// (gaps, missing events, chain breaks) of the host called `name`.
 pub fn host_health(c: &Collector, reader: &str, name: &str) -> (i64, i64, i64) {
-    let hosts = c.get_json("/api/v1/hosts", reader);
-    let h = hosts
+    let hosts = c.get_json("/api/v1/hosts?limit=1000", reader);
+    let h = hosts["hosts"]
         .as_array()
         .unwrap()
         .iter()

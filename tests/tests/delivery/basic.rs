@@ -250,7 +250,7 @@ fn https_trusts_the_system_roots_and_nothing_else() {
             .call()
             .unwrap();
         let hosts: serde_json::Value = resp.body_mut().read_json().unwrap();
-        hosts[0]["events"].as_u64().unwrap_or(0)
+        hosts["hosts"][0]["events"].as_u64().unwrap_or(0)
     };
     wait_until(Duration::from_secs(60), "events over https", || {
         (count() >= 1).then_some(())

@@ -1,0 +1,235 @@
+//! Incidents for readers: `GET /api/v1/incidents` (filters, cursor
+//! paging), `GET /api/v1/incidents/{id}` (the incident with its events in
+//! order) and the exports `/api/v1/incidents/export.ndjson` and `.csv`.
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::export::{self, Format, IncidentView};
+use crate::incidents::severity_rank;
+use crate::state::AppState;
+use crate::store::{Cursor, DEFAULT_PAGE, IncidentFilter, MAX_PAGE, Role};
+use crate::timefmt::parse_time;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/incidents", get(list))
+        .route("/api/v1/incidents/export.ndjson", get(export_ndjson))
+        .route("/api/v1/incidents/export.csv", get(export_csv))
+        .route("/api/v1/incidents/{id}", get(detail))
+}
+
+const READERS: &[Role] = &[Role::Reader, Role::Admin];
+
+pub const STATES: [&str; 6] = [
+    "open",
+    "contained",
+    "failed",
+    "restored",
+    "would_do",
+    "closed",
+];
+
+/// The query string of the incident routes; unknown parameters are
+/// refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentQuery {
+    pub host: Option<String>,
+    pub state: Option<String>,
+    /// At least this severity.
+    pub severity: Option<String>,
+    pub rule: Option<String>,
+    /// `chain_break`: only incidents holding an untrusted event.
+    pub integrity: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<String>,
+}
+
+impl IncidentQuery {
+    pub fn filter(&self) -> Result<IncidentFilter, ApiError> {
+        let bad = |m: String| ApiError::BadRequest(m);
+        let state = match self.state.as_deref() {
+            None => None,
+            Some(s) if STATES.contains(&s) => Some(s.to_string()),
+            Some(s) => {
+                return Err(bad(format!(
+                    "unknown state {s:?}; expected one of {}",
+                    STATES.join(", ")
+                )));
+            }
+        };
+        let min_severity = match self.severity.as_deref() {
+            None => None,
+            Some(s @ ("info" | "low" | "medium" | "high" | "critical")) => Some(severity_rank(s)),
+            Some(s) => {
+                return Err(bad(format!(
+                    "unknown severity {s:?}; expected info, low, medium, high or critical"
+                )));
+            }
+        };
+        let untrusted = match self.integrity.as_deref() {
+            None | Some("any") => false,
+            Some("chain_break") => true,
+            Some(s) => {
+                return Err(bad(format!(
+                    "unknown integrity {s:?}; expected chain_break"
+                )));
+            }
+        };
+        let time = |name: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|s| parse_time(s).map_err(|e| bad(format!("{name}: {e}"))))
+                .transpose()
+        };
+        let cursor = match &self.cursor {
+            None => None,
+            Some(c) => Some(Cursor::decode(c).ok_or_else(|| {
+                bad("cursor: not a cursor this collector handed out; pass next_cursor back unchanged".into())
+            })?),
+        };
+        let limit = match &self.limit {
+            None => DEFAULT_PAGE,
+            Some(l) => l
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE).contains(n))
+                .ok_or_else(|| bad(format!("limit: give a number from 1 to {MAX_PAGE}")))?,
+        };
+        Ok(IncidentFilter {
+            host: self.host.clone(),
+            host_id: None,
+            state,
+            min_severity,
+            rule: self.rule.clone(),
+            since: time("since", &self.since)?,
+            until: time("until", &self.until)?,
+            untrusted,
+            cursor,
+            limit,
+        })
+    }
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ListAnswer {
+    incidents: Vec<IncidentView>,
+    next_cursor: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<IncidentQuery>, QueryRejection>,
+) -> Result<Json<ListAnswer>, ApiError> {
+    caller.require(READERS, "read incidents")?;
+    let Query(query) = query?;
+    let page = state.store.incidents(&query.filter()?).await?;
+    Ok(Json(ListAnswer {
+        incidents: page.incidents.iter().map(IncidentView::from).collect(),
+        next_cursor: page.next.map(Cursor::encode),
+    }))
+}
+
+async fn detail(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(READERS, "read incidents")?;
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("{id:?} is not an incident id")))?;
+    let Some((incident, events)) = state.store.incident(id).await? else {
+        return Err(ApiError::NotFound(format!("no incident {id}")));
+    };
+    let head = serde_json::to_string(&IncidentView::from(&incident)).map_err(|e| {
+        ApiError::Internal(crate::store::StoreError::Corrupt {
+            what: "writing an incident",
+            detail: e.to_string(),
+        })
+    })?;
+    // The events are spliced in as stored (see `export::event_json`).
+    let mut out = String::with_capacity(
+        head.len() + events.iter().map(|e| e.body.len() + 1).sum::<usize>() + 32,
+    );
+    out.push_str("{\"incident\":");
+    out.push_str(&head);
+    out.push_str(",\"events\":[");
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&export::event_json(e));
+    }
+    out.push_str("]}");
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        out,
+    )
+        .into_response())
+}
+
+async fn export_ndjson(
+    state: State<AppState>,
+    caller: Caller,
+    query: Result<Query<IncidentQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    export_route(state, caller, query, Format::Ndjson).await
+}
+
+async fn export_csv(
+    state: State<AppState>,
+    caller: Caller,
+    query: Result<Query<IncidentQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    export_route(state, caller, query, Format::Csv).await
+}
+
+async fn export_route(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<IncidentQuery>, QueryRejection>,
+    format: Format,
+) -> Result<Response, ApiError> {
+    caller.require(READERS, "export incidents")?;
+    let Query(query) = query?;
+    if query.limit.is_some() || query.cursor.is_some() {
+        return Err(ApiError::BadRequest(
+            "exports take every matching incident: leave out limit and cursor".into(),
+        ));
+    }
+    let filter = query.filter()?;
+    state.store.ping().await?;
+    let disposition = match format {
+        Format::Ndjson => "attachment; filename=\"lenscap-incidents.ndjson\"",
+        Format::Csv => "attachment; filename=\"lenscap-incidents.csv\"",
+    };
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static(disposition),
+            ),
+        ],
+        Body::from_stream(export::incident_stream(state.store.clone(), filter, format)),
+    )
+        .into_response())
+}

@@ -1,0 +1,368 @@
+//! Incidents in the database: grouping queued events, and reading.
+//!
+//! Ingest queues every event that may belong to an incident
+//! (`incident_pending`, in the same transaction that stores it). The
+//! grouper ([`Store::group_pending`]) takes queued events in the order
+//! they were stored, under a lock row so that collectors sharing one
+//! PostgreSQL take turns, and applies `crate::incidents` to each: find the
+//! incident owning one of the event's keys, or start one, update its
+//! aggregate, record the event and its keys. Grouping is idempotent per
+//! event (an event already in an incident is skipped), so a retried turn
+//! changes nothing twice. [`Store::rebuild_incidents`] empties the tables
+//! and queues every stored event again.
+//!
+//! Reading never groups: a reader's answer costs the same however long
+//! the queue is. Whether an incident holds an untrusted event is asked at
+//! read time (a chain break may be found after its event was grouped).
+
+use sqlx::QueryBuilder;
+
+use super::queries::{MAX_PAGE, UNTRUSTED};
+use super::types::*;
+use super::{Store, dispatch, dispatch_write};
+use crate::incidents::{IncidentRow, facts, severity_rank};
+
+/// The columns of [`IncidentRecord`] for `incidents i JOIN hosts h`.
+const INCIDENT_COLUMNS: &str =
+    "i.id, i.host_id, h.hostname, i.title, i.state, i.severity, i.name, i.what, i.rule,
+     i.first_time, i.last_time, i.findings, i.open_findings, i.steps_done, i.steps_failed,
+     i.steps_would, i.restores, i.quarantined, i.event_count,
+     EXISTS (SELECT 1 FROM incident_events ie JOIN events e ON e.id = ie.event_id
+             JOIN chain_breaks b ON b.host_id = e.host_id AND b.seq = e.seq AND b.uid = e.uid
+             WHERE ie.incident_id = i.id) AS untrusted";
+
+const INSERT_INCIDENT: &str = "INSERT INTO incidents (host_id, title, state, severity, severity_rank, name, what, rule,
+       first_time, last_time, findings, open_findings, steps_done, steps_failed, steps_would, restores, quarantined, event_count)
+     VALUES ($1, '', '', 'info', 1, $2, NULL, NULL, $3, $3, 0, 0, 0, 0, 0, 0, 0, 0) RETURNING id";
+
+const UPDATE_INCIDENT: &str = "UPDATE incidents SET title = $2, state = $3, severity = $4, severity_rank = $5,
+       name = $6, what = $7, rule = $8, first_time = $9, last_time = $10, findings = $11, open_findings = $12,
+       steps_done = $13, steps_failed = $14, steps_would = $15, restores = $16, quarantined = $17, event_count = $18
+     WHERE id = $1";
+
+fn row_of(r: &IncidentRecord) -> IncidentRow {
+    IncidentRow {
+        name: r.name.clone(),
+        what: r.what.clone(),
+        severity: r.severity.clone(),
+        rule: r.rule.clone(),
+        first_time: r.first_time,
+        last_time: r.last_time,
+        open_findings: r.open_findings,
+        findings: r.findings,
+        steps_done: r.steps_done,
+        steps_failed: r.steps_failed,
+        steps_would: r.steps_would,
+        restores: r.restores,
+        quarantined: r.quarantined,
+        events: r.event_count,
+    }
+}
+
+impl Store {
+    /// Group up to `max` queued events into incidents, in one transaction.
+    /// Returns how many were taken from the queue (0: it is empty).
+    pub async fn group_pending(&self, max: i64) -> Result<usize, StoreError> {
+        dispatch_write!(self, pool => {
+            let mut tx = pool.begin().await.ctx("grouping incidents")?;
+            // Take the turn: an update holds the row (PostgreSQL) or the
+            // write lock (SQLite) until commit.
+            sqlx::query("UPDATE incident_lock SET turns = turns + 1 WHERE id = 1")
+                .execute(&mut *tx)
+                .await
+                .ctx("grouping incidents")?;
+            let queued: Vec<(i64, i64, i64, String, String)> = sqlx::query_as(
+                "SELECT p.event_id, e.host_id, e.time, e.kind, e.body
+                 FROM incident_pending p JOIN events e ON e.id = p.event_id
+                 ORDER BY p.event_id LIMIT $1",
+            )
+            .bind(max)
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("reading queued events")?;
+            let taken = queued.len();
+            for (event_id, host_id, time, kind, body) in queued {
+                sqlx::query("DELETE FROM incident_pending WHERE event_id = $1")
+                    .bind(event_id)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("grouping incidents")?;
+                let done: Option<i64> =
+                    sqlx::query_scalar("SELECT incident_id FROM incident_events WHERE event_id = $1")
+                        .bind(event_id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .ctx("grouping incidents")?;
+                if done.is_some() {
+                    continue;
+                }
+                let f = facts(&kind, &body);
+                if f.keys.is_empty() && !f.starts {
+                    continue;
+                }
+                // Every key this event has, in one lookup; the first of
+                // the event's keys (most specific first) that has an
+                // owner decides.
+                let known: Vec<(String, i64, Option<bool>)> = {
+                    let mut qb = QueryBuilder::new(
+                        "SELECT key, incident_id, is_open FROM incident_keys WHERE host_id = ",
+                    );
+                    qb.push_bind(host_id).push(" AND key IN (");
+                    let mut sep = qb.separated(", ");
+                    for key in &f.keys {
+                        sep.push_bind(key.clone());
+                    }
+                    qb.push(")");
+                    if f.keys.is_empty() {
+                        Vec::new()
+                    } else {
+                        qb.build_query_as()
+                            .fetch_all(&mut *tx)
+                            .await
+                            .ctx("grouping incidents")?
+                    }
+                };
+                let owner: Option<i64> = f
+                    .keys
+                    .iter()
+                    .find_map(|k| known.iter().find(|(key, _, _)| key == k).map(|(_, id, _)| *id));
+                let mut current: Option<(i64, IncidentRow)> = None;
+                if let Some(id) = owner {
+                    let rec: Option<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "SELECT {INCIDENT_COLUMNS} FROM incidents i JOIN hosts h ON h.id = i.host_id WHERE i.id = $1"
+                    )))
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .ctx("grouping incidents")?;
+                    current = rec.map(|r| (id, row_of(&r)));
+                }
+                // A new finding about a program whose incident is over
+                // starts the next incident.
+                let opens = matches!(&f.finding, Some((_, true)));
+                if current.as_ref().is_some_and(|(_, row)| row.closed()) && f.starts && opens {
+                    current = None;
+                }
+                let (id, mut row) = match current {
+                    Some(c) => c,
+                    None if f.starts => {
+                        let row = IncidentRow::start(&f, time);
+                        let id: i64 = sqlx::query_scalar(INSERT_INCIDENT)
+                            .bind(host_id)
+                            .bind(&row.name)
+                            .bind(time)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .ctx("starting an incident")?;
+                        (id, row)
+                    }
+                    None => continue,
+                };
+                let was_open: Option<bool> = f.finding.as_ref().and_then(|(uid, _)| {
+                    let key = format!("f:{uid}");
+                    known
+                        .iter()
+                        .find(|(k, owner, _)| *k == key && *owner == id)
+                        .and_then(|(_, _, open)| *open)
+                });
+                row.apply(&f, time, was_open);
+                sqlx::query(UPDATE_INCIDENT)
+                    .bind(id)
+                    .bind(row.title())
+                    .bind(row.state())
+                    .bind(&row.severity)
+                    .bind(severity_rank(&row.severity))
+                    .bind(&row.name)
+                    .bind(&row.what)
+                    .bind(&row.rule)
+                    .bind(row.first_time)
+                    .bind(row.last_time)
+                    .bind(row.findings)
+                    .bind(row.open_findings)
+                    .bind(row.steps_done)
+                    .bind(row.steps_failed)
+                    .bind(row.steps_would)
+                    .bind(row.restores)
+                    .bind(row.quarantined)
+                    .bind(row.events)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("updating an incident")?;
+                sqlx::query("INSERT INTO incident_events (incident_id, event_id) VALUES ($1, $2)")
+                    .bind(id)
+                    .bind(event_id)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("updating an incident")?;
+                if !f.keys.is_empty() {
+                    let mut qb = QueryBuilder::new(
+                        "INSERT INTO incident_keys (host_id, key, incident_id, is_open) ",
+                    );
+                    qb.push_values(&f.keys, |mut b, key| {
+                        let is_open = match &f.finding {
+                            Some((uid, open)) if key.strip_prefix("f:") == Some(uid.as_str()) => {
+                                Some(*open)
+                            }
+                            _ => None,
+                        };
+                        b.push_bind(host_id)
+                            .push_bind(key.clone())
+                            .push_bind(id)
+                            .push_bind(is_open);
+                    });
+                    qb.push(
+                        " ON CONFLICT (host_id, key) DO UPDATE SET incident_id = excluded.incident_id, is_open = excluded.is_open",
+                    );
+                    qb.build()
+                        .execute(&mut *tx)
+                        .await
+                        .ctx("updating an incident")?;
+                }
+            }
+            tx.commit().await.ctx("grouping incidents")?;
+            Ok(taken)
+        })
+    }
+
+    /// Group until the queue is empty.
+    pub async fn group_all_pending(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self.group_pending(100).await?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Forget every incident and queue every stored event again; the
+    /// grouper then derives them afresh.
+    pub async fn rebuild_incidents(&self) -> Result<(), StoreError> {
+        dispatch_write!(self, pool => {
+            let mut tx = pool.begin().await.ctx("rebuilding incidents")?;
+            for sql in [
+                "UPDATE incident_lock SET turns = turns + 1 WHERE id = 1",
+                "DELETE FROM incident_keys",
+                "DELETE FROM incident_events",
+                "DELETE FROM incidents",
+                "DELETE FROM incident_pending",
+                "INSERT INTO incident_pending (event_id) SELECT id FROM events WHERE kind <> 'agent_health'",
+            ] {
+                sqlx::query(sql)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("rebuilding incidents")?;
+            }
+            tx.commit().await.ctx("rebuilding incidents")?;
+        });
+        Ok(())
+    }
+
+    /// Events waiting to be grouped (for /metrics and tests).
+    pub async fn incidents_pending(&self) -> Result<i64, StoreError> {
+        dispatch!(self, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM incident_pending")
+                .fetch_one(pool)
+                .await
+                .ctx("counting queued events")
+        })
+    }
+
+    /// A page of incidents, most recently active first.
+    pub async fn incidents(&self, filter: &IncidentFilter) -> Result<IncidentPage, StoreError> {
+        let limit = filter.limit.clamp(1, MAX_PAGE);
+        dispatch!(self, pool => {
+            let mut qb = QueryBuilder::new(format!(
+                "SELECT {INCIDENT_COLUMNS} FROM incidents i JOIN hosts h ON h.id = i.host_id WHERE 1 = 1"
+            ));
+            if let Some(id) = filter.host_id {
+                qb.push(" AND i.host_id = ").push_bind(id);
+            }
+            if let Some(host) = &filter.host {
+                qb.push(" AND i.host_id IN (SELECT id FROM hosts WHERE hostname = ")
+                    .push_bind(host.clone())
+                    .push(" OR identity_value = ")
+                    .push_bind(host.clone())
+                    .push(" OR serial = ")
+                    .push_bind(host.clone())
+                    .push(")");
+            }
+            if let Some(state) = &filter.state {
+                qb.push(" AND i.state = ").push_bind(state.clone());
+            }
+            if let Some(rank) = filter.min_severity {
+                qb.push(" AND i.severity_rank >= ").push_bind(rank);
+            }
+            if let Some(rule) = &filter.rule {
+                qb.push(" AND i.rule = ").push_bind(rule.clone());
+            }
+            if let Some(since) = filter.since {
+                qb.push(" AND i.last_time >= ").push_bind(since);
+            }
+            if let Some(until) = filter.until {
+                qb.push(" AND i.last_time < ").push_bind(until);
+            }
+            if filter.untrusted {
+                qb.push(
+                    " AND EXISTS (SELECT 1 FROM incident_events ie JOIN events e ON e.id = ie.event_id
+                       JOIN chain_breaks b ON b.host_id = e.host_id AND b.seq = e.seq AND b.uid = e.uid
+                       WHERE ie.incident_id = i.id)",
+                );
+            }
+            if let Some(c) = filter.cursor {
+                qb.push(" AND (i.last_time, i.id) < (")
+                    .push_bind(c.time)
+                    .push(", ")
+                    .push_bind(c.id)
+                    .push(")");
+            }
+            qb.push(" ORDER BY i.last_time DESC, i.id DESC LIMIT ")
+                .push_bind(i64::from(limit) + 1);
+            let mut incidents: Vec<IncidentRecord> = qb
+                .build_query_as()
+                .fetch_all(pool)
+                .await
+                .ctx("listing incidents")?;
+            let more = incidents.len() > limit as usize;
+            incidents.truncate(limit as usize);
+            let next = if more {
+                incidents.last().map(|i| Cursor { time: i.last_time, id: i.id })
+            } else {
+                None
+            };
+            Ok(IncidentPage { incidents, next })
+        })
+    }
+
+    /// One incident with its events in the host's order (at most
+    /// [`MAX_PAGE`] of them).
+    pub async fn incident(
+        &self,
+        id: i64,
+    ) -> Result<Option<(IncidentRecord, Vec<StoredEvent>)>, StoreError> {
+        dispatch!(self, pool => {
+            let rec: Option<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {INCIDENT_COLUMNS} FROM incidents i JOIN hosts h ON h.id = i.host_id WHERE i.id = $1"
+            )))
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .ctx("reading an incident")?;
+            let Some(rec) = rec else {
+                return Ok(None);
+            };
+            let events: Vec<StoredEvent> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT e.id, e.host_id, h.hostname, e.seq, e.time, e.received_at, e.kind, e.finding_kind,
+                        e.verdict, e.rule, e.body, {UNTRUSTED}
+                 FROM incident_events ie JOIN events e ON e.id = ie.event_id JOIN hosts h ON h.id = e.host_id
+                 WHERE ie.incident_id = $1 ORDER BY e.seq, e.id LIMIT {MAX_PAGE}"
+            )))
+            .bind(id)
+            .fetch_all(pool)
+            .await
+            .ctx("reading an incident's events")?;
+            Ok(Some((rec, events)))
+        })
+    }
+}
