@@ -295,10 +295,22 @@ impl Standin {
             cmd.arg("--dir").arg(dir);
         }
         cmd.arg("--state").arg(state).args(extra);
-        let child = cmd
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {who} {cmd:?}: {e}"));
+        cmd.stdin(Stdio::null());
+        // The stand-in was just copied into the tree: a test on another
+        // thread that forks while the copy's file was open for writing
+        // holds it open in its child until that child execs, and exec
+        // then fails with ETXTBSY. Brief; try again.
+        let mut tries = 0;
+        let child = loop {
+            match cmd.spawn() {
+                Ok(child) => break child,
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("spawn {who} {cmd:?}: {e}"),
+            }
+        };
         let mut standin = Standin {
             child,
             state: state.to_path_buf(),
