@@ -219,6 +219,16 @@ impl Scenario {
         journal_entries(&self.root.join("state"))
     }
 
+    /// The journal's plans, without the one-step entries that undo a
+    /// reinstall (those are journaled too, and may sort first within a
+    /// second).
+    pub fn plans(&self) -> Vec<Value> {
+        self.journal()
+            .into_iter()
+            .filter(|e| step_names(e) != ["reinstall"])
+            .collect()
+    }
+
     /// Processes running the helper: its command line or executable names
     /// the helper's original path (a moved executable keeps its inode, so
     /// its `/proc/<pid>/exe` would name the vault; the command line does

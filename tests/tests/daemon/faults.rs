@@ -110,7 +110,7 @@ fn crash_and_recover(point: &str) {
     s.wait_gone(s.pid, Duration::from_secs(10), &second);
     s.assert_stays_gone(Duration::from_millis(1500));
 
-    let entry = &s.journal()[0];
+    let entry = &s.plans()[0];
     assert_eq!(
         step_names(entry),
         ["bootout", "terminate", "quarantine", "guard", "notify"]
@@ -133,7 +133,7 @@ fn crash_and_recover(point: &str) {
     assert_eq!(records[0]["state"], "quarantined", "{point}");
     assert_manifest_matches(&records[0], &want, point);
     assert_no_leftovers(&s.root);
-    assert_eq!(s.journal().len(), 1, "{point}: no second plan");
+    assert_eq!(s.plans().len(), 1, "{point}: no second plan");
     assert_eq!(second.stop().code(), Some(0));
 }
 

@@ -28,7 +28,7 @@ fn monitor_mode_changes_nothing_and_records_the_plan() {
     let before = snapshot(&s.root);
     let mut d = s.start_daemon();
     let entry = wait_until(Duration::from_secs(10), "a monitor journal entry", || {
-        s.journal().into_iter().next()
+        s.plans().into_iter().next()
     });
     d.wait_sweeps(2);
 
@@ -38,7 +38,7 @@ fn monitor_mode_changes_nothing_and_records_the_plan() {
     assert!(s.quarantine_list().is_empty());
 
     // The journal: the whole plan, finished, every step "would do".
-    assert_eq!(s.journal().len(), 1, "one plan, not one per sweep");
+    assert_eq!(s.plans().len(), 1, "one plan, not one per sweep");
     assert_eq!(entry["mode"], "monitor");
     assert_eq!(entry["finished"], true);
     assert_eq!(

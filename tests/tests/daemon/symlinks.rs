@@ -31,13 +31,13 @@ fn crash_then_plant(s: &Scenario, plant: impl FnOnce()) {
 fn finish(s: &Scenario) -> (Value, String) {
     let mut d = s.start_daemon();
     wait_until(Duration::from_secs(15), "the plan finished", || {
-        s.journal()
+        s.plans()
             .into_iter()
             .next()
             .filter(|e| e["finished"] == true)
     });
     d.wait_sweeps(3);
-    let entry = s.journal().into_iter().next().unwrap();
+    let entry = s.plans().into_iter().next().unwrap();
     assert_eq!(d.stop().code(), Some(0), "{}", d.log());
     (entry, d.log())
 }
