@@ -36,6 +36,7 @@ use crate::act::execute::{self, Context, StepEvent};
 use crate::act::guard::{Guard, GuardError};
 use crate::act::journal::{Entry, Journal, JournalError, StepStatus};
 use crate::act::lock::StateLock;
+use crate::act::manifest::RecordState;
 use crate::act::plan::{self, PlanOptions};
 use crate::act::quarantine::{QuarantineError, Vault};
 use crate::act::reinstall::Reinstalls;
@@ -415,7 +416,19 @@ impl Daemon {
         }
         self.local_state_stamp = Some(stamp);
         match Guard::open(&self.config().state_dir) {
-            Ok(g) => self.guard = g,
+            Ok(g) => {
+                let lifted = lifted_records(&self.guard, &g);
+                self.guard = g;
+                // `quarantine restore` lifts a record's guard before it
+                // puts the files back: report what came back.
+                for id in lifted {
+                    match self.vault.get(&id) {
+                        Ok(r) if r.state == RecordState::Restored => self.reporter.restored(&r),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, id, "lifted guard names no record"),
+                    }
+                }
+            }
             Err(e) => tracing::error!(error = %e, "keeping the guard registry in memory"),
         }
         let local = load_local_rules(&self.config().state_dir);
@@ -753,6 +766,21 @@ impl Daemon {
             None => false,
         }
     }
+}
+
+/// Quarantine records guarded in `before` and no longer in `after`.
+fn lifted_records(before: &Guard, after: &Guard) -> Vec<String> {
+    let ids = |g: &Guard| -> std::collections::BTreeSet<String> {
+        g.entries()
+            .iter()
+            .filter_map(|e| e.quarantine_id.clone())
+            .collect()
+    };
+    let now = ids(after);
+    ids(before)
+        .into_iter()
+        .filter(|id| !now.contains(id))
+        .collect()
 }
 
 fn count(findings: &[Finding], v: Verdict) -> usize {

@@ -16,6 +16,7 @@ use lenscap_events::{Body, BreakerState, CameraWatchState, FindingActivity, Mode
 
 use crate::act::execute::StepEvent;
 use crate::act::journal::{Entry, StepStatus};
+use crate::act::manifest::QuarantineRecord;
 use crate::act::plan::Step;
 use crate::config::{Config, Mode};
 use crate::model::{Finding, FindingKind, HostInfo, Severity, Verdict};
@@ -252,6 +253,27 @@ impl Reporter {
             }
         }
         self.mode = saved;
+    }
+
+    /// A `lenscap quarantine restore` the daemon noticed (the record's
+    /// guard was lifted and the record says `restored`): one Restore event
+    /// per item put back, named by the record, so the collector can close
+    /// the incident as restored. The CLI does not write the outbox itself:
+    /// the daemon is its only writer.
+    pub fn restored(&mut self, record: &QuarantineRecord) {
+        let ctx = StepContext {
+            finding_uid: None,
+            command_uid: None,
+        };
+        for item in &record.items {
+            self.record(file_remediation(
+                file_target(&item.original.0),
+                FileAction::Restore,
+                Some(&record.id),
+                &StepOutcome::Success(None),
+                &ctx,
+            ));
+        }
     }
 
     /// What carrying out a plan's steps did.

@@ -177,6 +177,29 @@ fn rogue_helper_is_stopped_quarantined_and_restored_exactly() {
     );
     d.wait_sweeps(2);
     assert_eq!(before, tree_facts(&users), "the daemon left them back");
+    // The daemon saw the restore and reported it: one Restore event per
+    // item, named by the record, for the collector to close the incident.
+    let restores = wait_until(Duration::from_secs(10), "restore events", || {
+        let events: Vec<Value> = s
+            .events()
+            .into_iter()
+            .filter(|e| e["payload"]["action"] == "restore_file")
+            .collect();
+        (events.len() >= 2).then_some(events)
+    });
+    for e in &restores {
+        assert_eq!(e["payload"]["outcome"]["status"], "success", "{e:#}");
+        assert_eq!(e["payload"]["command_uid"], id.as_str(), "{e:#}");
+    }
+    let restored: Vec<&str> = restores
+        .iter()
+        .filter_map(|e| e["payload"]["file"]["path"].as_str())
+        .collect();
+    assert!(
+        restored.contains(&s.plist.to_str().unwrap())
+            && restored.contains(&s.folder.to_str().unwrap()),
+        "{restored:?}"
+    );
 
     // Not allowed: once it runs again, it is removed again.
     let pid = start_job_again(&s);
