@@ -19,6 +19,7 @@ use lenscap::fsutil::unix_now;
 use lenscap::logging::{LogFormat, LogOptions};
 use lenscap::observe::inventory::GatherOptions;
 use lenscap::platform::Native;
+use lenscap::policy;
 use lenscap::scan;
 
 /// lenscap finds undisclosed helper web servers (like Zoom's 2019
@@ -198,12 +199,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             init_logging(&common)?;
             let loaded = load_config(&common)?;
             let platform = Native::new(loaded.config.tools());
-            let report = scan::run(
-                &platform,
-                &loaded.config,
-                GatherOptions { probe: !no_probe },
-            )
-            .context("the configured rules are invalid")?;
+            let report = scan::run(&platform, &loaded, GatherOptions { probe: !no_probe })
+                .context("the configured rules are invalid")?;
             // Stdout is line-buffered: unbuffered JSON would cost a write
             // per line, which dominated the whole scan's time.
             let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
@@ -321,13 +318,26 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => {
             init_logging(&common)?;
             let loaded = load_config(&common)?;
+            // The keys, then every rule in force with where it came from
+            // (the same merge `scan` and the daemon judge by). Rules that
+            // do not compile still get the keys shown, then exit 78.
+            let merged = policy::load(&loaded);
             let mut stdout = std::io::stdout().lock();
             if json {
-                serde_json::to_writer_pretty(&mut stdout, &config::to_json(&loaded))?;
+                let mut out = config::to_json(&loaded);
+                if let (Ok(m), Some(obj)) = (&merged, out.as_object_mut()) {
+                    obj.insert("policy".into(), policy::show::to_json(m));
+                }
+                serde_json::to_writer_pretty(&mut stdout, &out)?;
                 writeln!(stdout)?;
             } else {
                 write!(stdout, "{}", config::render_show(&loaded))?;
+                if let Ok(m) = &merged {
+                    write!(stdout, "\n{}", policy::show::render(m))?;
+                }
             }
+            stdout.flush()?;
+            merged.context("the rules in force are invalid")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Update {

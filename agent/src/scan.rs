@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::config;
 use crate::judge::{self, JudgeError};
 use crate::model::{Finding, FindingKind, HostInfo, ScanError, Verdict};
 use crate::observe::inventory::{self, GatherOptions};
@@ -34,15 +34,16 @@ impl ScanReport {
 /// Observe once and judge. Changes nothing on the machine.
 pub fn run(
     platform: &dyn Platform,
-    config: &Config,
+    loaded: &config::Loaded,
     opts: GatherOptions,
 ) -> Result<ScanReport, JudgeError> {
     // The daemon's policy: configured rules, `restore --allow` rules and
     // the stored fleet policy, not the configured rules alone.
-    let policy = crate::policy::load(config)?;
+    let merged = crate::policy::load(loaded)?;
+    merged.log_problems();
     let cache = SignatureCache::default();
-    let gathered = inventory::gather(platform, config, &cache, opts);
-    let findings = judge::judge(&policy, &gathered.observations);
+    let gathered = inventory::gather(platform, &loaded.config, &cache, opts);
+    let findings = judge::judge(&merged.policy, &gathered.observations);
     Ok(ScanReport {
         host: platform.host_info(),
         findings,

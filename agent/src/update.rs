@@ -34,7 +34,6 @@
 //! call it from `spawn_blocking` inside the daemon.
 
 mod policy;
-mod source;
 mod verify;
 
 use std::cmp::Ordering;
@@ -46,8 +45,8 @@ use semver::Version;
 
 use crate::config::Loaded;
 
+pub use crate::config::{DEFAULT_UPDATE_URL, PublicKey, UpdateUrl};
 pub use policy::{Permission, permission};
-pub use source::{DEFAULT_UPDATE_URL, PublicKey, UpdateUrl};
 pub use verify::{
     BinaryVerdict, MAX_VERSION_OUTPUT, Reported, SignatureVerdict, check_binary, check_signature,
     parse_version_output,

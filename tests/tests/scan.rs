@@ -389,3 +389,89 @@ fn snapshot(root: &Path) -> Vec<(PathBuf, u64, u32)> {
     out.sort();
     out
 }
+
+/// `scan` judges by the fleet policy the daemon stored in the state
+/// directory: its rules and its catalog additions, not only the
+/// configured rules (issue 10).
+#[test]
+fn a_stored_fleet_policy_applies_its_rules_and_catalog_additions() {
+    let root = temp_tree();
+    let r = root.path();
+    // A visible vendor app's helper: at most `report` on its own.
+    let app = r.join("Applications/Vendor.app");
+    let vendor = install_helper(&app.join("Contents/MacOS/vendor-helper"));
+    write_launchd_plist(
+        &r.join("Library/LaunchAgents/com.vendor.helper.plist"),
+        "com.vendor.helper",
+        &[vendor.to_str().unwrap(), "--cors", "none"],
+        true,
+    );
+    // A tool the fleet's catalog names by its process name.
+    let tool = install_helper(&r.join("opt/acme/acmed"));
+    let config = write_config(r, &[]);
+    let (_vendor, vendor_port) = start_detached(&vendor, &["--cors", "none"], &r.join("p1"));
+    let (_tool, tool_port) = start_detached(&tool, &["--cors", "none"], &r.join("p2"));
+
+    let (_, before) = scan(&config, &[]);
+    let v = the_listener(&before, vendor_port);
+    assert_ne!(v["verdict"], "remediate", "{}", reasons(v));
+    let t = the_listener(&before, tool_port);
+    assert_ne!(t["rule"], "catalog:acme-tool", "{t:#}");
+
+    // What the daemon writes after a poll (policy::fleet::store).
+    let state = r.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let stored = serde_json::json!({
+        "etag": "\"fleet-1\"",
+        "source": "https://collector.example/api/v1/policy",
+        "policy": {
+            "rules": [{"id": "deny-vendor-helper", "action": "deny",
+                       "path": vendor.to_str().unwrap()}],
+            "catalog": [{"id": "acme-tool", "name": "Acme tool", "severity": "high",
+                         "process_names": ["acmed"]}]
+        }
+    });
+    std::fs::write(
+        state.join("fleet-policy.json"),
+        serde_json::to_vec(&stored).unwrap(),
+    )
+    .unwrap();
+
+    let (code, after) = scan(&config, &[]);
+    let v = the_listener(&after, vendor_port);
+    assert_eq!(v["verdict"], "remediate", "{}", reasons(v));
+    assert_eq!(v["rule"], "rule:deny-vendor-helper", "{v:#}");
+    // Matched by the fleet's entry; on its name alone the judge reports
+    // rather than acts (as for a built-in entry).
+    let t = the_listener(&after, tool_port);
+    assert_eq!(t["rule"], "catalog:acme-tool", "{t:#}");
+    assert!(
+        reasons(t).contains(
+            "matches the known-bad catalog entry catalog:acme-tool (Acme tool, fleet policy)"
+        ),
+        "{}",
+        reasons(t)
+    );
+    assert_eq!(t["verdict"], "report", "{}", reasons(t));
+    assert_eq!(code, 3, "exit 3: the fleet policy calls for remediation");
+
+    // `config show` lists both with where they came from.
+    let out = Command::new(lenscap_bin())
+        .args(["config", "show", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "  - deny  deny-vendor-helper  Path={}  # fleet policy  (fleet policy \"fleet-1\" from https://collector.example/api/v1/policy)\n",
+            vendor.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("  - catalog:acme-tool  Acme tool (fleet policy)  (fleet catalog \"fleet-1\" from https://collector.example/api/v1/policy)\n"),
+        "{text}"
+    );
+}

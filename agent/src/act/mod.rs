@@ -12,7 +12,6 @@
 //! - [`quarantine`]: the root-only vault — move files in reversibly, restore
 //!   them exactly, recover half-done moves, block a hidden folder's return.
 
-pub mod allowlist;
 pub mod budget;
 pub mod execute;
 pub mod fsops;

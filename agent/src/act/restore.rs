@@ -4,12 +4,12 @@
 //! `--allow` an allow rule for the restored program paths is added before
 //! the files come back, so the next sweep leaves them alone.
 
-use super::allowlist::{self, AllowlistError};
 use super::fsops::EntryKind;
 use super::guard::{Guard, GuardError};
 use super::lock::StateLock;
 use super::quarantine::{QuarantineError, RestoreReport, Vault};
 use crate::config::{Config, Rule, RuleAction};
+use crate::policy::allowlist::{self, AllowlistError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {

@@ -9,11 +9,11 @@
 
 use std::collections::BTreeMap;
 
-use globset::{GlobBuilder, GlobMatcher};
 use plist::{Dictionary, Value};
 
 use super::values::{Ctx, suggest};
 use super::{ConfigError, Rule, RuleAction};
+use crate::model::rule::{self, EXPECT_PATH_GLOB, EXPECT_TEAM_ID, RuleProblem};
 
 /// Every field a rule dictionary may have.
 pub const RULE_KEYS: &[&str] = &[
@@ -27,21 +27,6 @@ pub const RULE_KEYS: &[&str] = &[
     "Port",
     "Comment",
 ];
-
-const EXPECT_TEAM_ID: &str =
-    "a 10-character Team ID of capital letters and digits, such as ABCDE12345";
-const EXPECT_PATH_GLOB: &str = "an absolute path glob starting with / or **/";
-
-/// Compiles a rule's `Path` the way lenscap matches it: `*` and `?` stay
-/// inside one path component, `**` spans any number of components. The
-/// judge calls this too, so the semantics documented in
-/// docs/configuration.md hold in one place.
-pub fn compile_path_glob(pattern: &str) -> Result<GlobMatcher, globset::Error> {
-    GlobBuilder::new(pattern)
-        .literal_separator(true)
-        .build()
-        .map(|glob| glob.compile_matcher())
-}
 
 pub(crate) fn parse_rules(ctx: &Ctx<'_>, value: &Value) -> Result<Vec<Rule>, ConfigError> {
     let items = value
@@ -100,7 +85,14 @@ fn parse_rule(
     };
     let optional_string = |name: &str| -> Result<Option<String>, ConfigError> {
         match field(name) {
-            (field_key, Some(value)) => ctx.non_empty_string(&field_key, value).map(Some),
+            (field_key, Some(value)) => {
+                let s = ctx.non_empty_string(&field_key, value)?;
+                // The shared validator's rule: blank is empty.
+                if s.trim().is_empty() {
+                    return Err(ctx.invalid(&field_key, value, "a non-empty string"));
+                }
+                Ok(Some(s))
+            }
             (_, None) => Ok(None),
         }
     };
@@ -114,12 +106,7 @@ fn parse_rule(
     let team_id = match field("TeamID") {
         (field_key, Some(value)) => {
             let s = ctx.string(&field_key, value, EXPECT_TEAM_ID)?;
-            let well_formed = s.len() == 10
-                && s.bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
-            if !well_formed {
-                return Err(ctx.invalid(&field_key, value, EXPECT_TEAM_ID));
-            }
+            rule::check_team_id(s).map_err(|p| ctx.invalid(&field_key, value, p.expected()))?;
             Some(s.to_string())
         }
         (_, None) => None,
@@ -128,11 +115,8 @@ fn parse_rule(
     let path = match field("Path") {
         (field_key, Some(value)) => {
             let s = ctx.string(&field_key, value, EXPECT_PATH_GLOB)?;
-            if !(s.starts_with('/') || s.starts_with("**/")) || s.contains('\0') {
-                return Err(ctx.invalid(&field_key, value, EXPECT_PATH_GLOB));
-            }
-            if let Err(err) = compile_path_glob(s) {
-                let expected = format!("a valid glob ({})", err.kind());
+            if let Err(p) = rule::check_path_glob(s) {
+                let expected = RuleProblem::Path(p).expected();
                 return Err(ctx.invalid(&field_key, value, expected));
             }
             Some(s.to_string())
@@ -168,20 +152,19 @@ fn parse_rule(
         port,
         comment,
     };
-    let has_matcher = rule.team_id.is_some()
-        || rule.signing_id.is_some()
-        || rule.bundle_id.is_some()
-        || rule.label.is_some()
-        || rule.path.is_some()
-        || rule.port.is_some();
-    if !has_matcher {
-        return Err(ConfigError::RuleWithoutMatcher {
+    // Each field was checked above as it was read, so its error names the
+    // field; what is left is what only the whole rule can say.
+    match rule.check() {
+        Ok(()) => Ok(rule),
+        Err(RuleProblem::NoMatcher) => Err(ConfigError::RuleWithoutMatcher {
             path: ctx.path.to_path_buf(),
             index,
             id: rule.id,
-        });
+        }),
+        Err(problem) => {
+            Err(ctx.invalid(key, &Value::Dictionary(dict.clone()), problem.to_string()))
+        }
     }
-    Ok(rule)
 }
 
 fn parse_action(ctx: &Ctx<'_>, key: &str, value: &Value) -> Result<RuleAction, ConfigError> {
@@ -414,17 +397,5 @@ mod tests {
                 .to_string()
                 .contains("Rules is a dictionary of 3 keys, expected an array")
         );
-    }
-
-    #[test]
-    fn path_glob_semantics() {
-        let zoom = compile_path_glob("/Users/*/.zoomus/**").unwrap();
-        assert!(zoom.is_match("/Users/alice/.zoomus/ZoomOpener.app/Contents/MacOS/ZoomOpener"));
-        assert!(!zoom.is_match("/Users/alice/x/.zoomus/ZoomOpener"));
-        let star = compile_path_glob("/Applications/*.app/Contents/MacOS/*").unwrap();
-        assert!(star.is_match("/Applications/zoom.us.app/Contents/MacOS/zoom.us"));
-        assert!(!star.is_match("/Applications/a/b.app/Contents/MacOS/x"));
-        let anywhere = compile_path_glob("**/ZoomOpener").unwrap();
-        assert!(anywhere.is_match("/Users/a/.zoomus/ZoomOpener.app/Contents/MacOS/ZoomOpener"));
     }
 }

@@ -9,51 +9,13 @@ use std::fmt::Write as _;
 
 use serde_json::{Map, Value, json};
 
-use super::{Config, KEYS, Loaded, Mode, Rule, RuleAction};
+use super::{KEYS, Loaded, Mode, Rule, RuleAction};
 
 /// The longest key plus two spaces, so no key runs into its value.
 const KEY_WIDTH: usize = longest_key() + 2;
 const VALUE_WIDTH: usize = 40;
 
-/// The effective value of one top-level key, plist-shaped. `None` when
-/// `key` is not one of [`KEYS`].
-pub fn effective_value(config: &Config, key: &str) -> Option<Value> {
-    let path = |p: &std::path::Path| Value::String(p.display().to_string());
-    Some(match key {
-        "Mode" => json!(mode_name(config.mode)),
-        "PersistenceDirs" => json!(config.persistence_dirs),
-        "ApplicationDirs" => json!(config.application_dirs),
-        "TempDirs" => json!(config.temp_dirs),
-        "Rules" => Value::Array(config.rules.iter().map(rule_json).collect()),
-        "StateDir" => path(&config.state_dir),
-        "SweepSeconds" => json!(config.sweep_seconds),
-        "LaunchctlPath" => path(&config.launchctl_path),
-        "CodesignPath" => path(&config.codesign_path),
-        "SfltoolPath" => path(&config.sfltool_path),
-        "LoginItems" => json!(config.login_items),
-        "Probe" => json!(config.probe),
-        "ProbeTimeoutMillis" => json!(config.probe_timeout_ms),
-        "TCCDatabases" => json!(config.tcc_databases),
-        "CameraWatch" => json!(config.camera_watch),
-        "CameraDevices" => json!(config.camera_devices),
-        "CameraCorrelationSeconds" => json!(config.camera_correlation_seconds),
-        "LogPath" => path(&config.log_path),
-        "MaxPlistBytes" => json!(config.max_plist_bytes),
-        "MaxRemediationsPerHour" => json!(config.max_remediations_per_hour),
-        "PlaceholderBlock" => json!(config.placeholder_block),
-        "TermGraceMillis" => json!(config.term_grace_ms),
-        "MaxOutboxBytes" => json!(config.max_outbox_bytes),
-        "AutoUpdate" => json!(config.auto_update),
-        "UpdateURL" => json!(config.update_url),
-        "UpdatePublicKey" => json!(config.update_public_key),
-        "CollectorURL" => json!(config.collector_url),
-        // Never the secret itself: `(set)`, or empty.
-        "EnrollmentSecret" => json!(config.enrollment_secret.shown()),
-        "UploadIntervalSeconds" => json!(config.upload_interval_seconds),
-        "PolicyIntervalSeconds" => json!(config.policy_interval_seconds),
-        _ => return None,
-    })
-}
+pub use super::keys::effective_value;
 
 /// `config show --json`:
 /// `{"keys": {"Mode": {"value": "monitor", "origin": "default"}, "SweepSeconds":
@@ -125,7 +87,7 @@ const fn longest_key() -> usize {
     longest
 }
 
-fn mode_name(mode: Mode) -> &'static str {
+pub(super) fn mode_name(mode: Mode) -> &'static str {
     match mode {
         Mode::Monitor => "monitor",
         Mode::Remediate => "remediate",
@@ -166,7 +128,8 @@ fn rule_fields(rule: &Rule) -> Vec<(&'static str, Value)> {
     fields
 }
 
-fn rule_json(rule: &Rule) -> Value {
+/// A rule, plist-shaped (`{"Id": …, "Action": "deny", "Path": …}`).
+pub fn rule_json(rule: &Rule) -> Value {
     Value::Object(
         rule_fields(rule)
             .into_iter()
@@ -175,28 +138,28 @@ fn rule_json(rule: &Rule) -> Value {
     )
 }
 
-/// `deny  zoom-opener  Path=/Users/*/.zoomus/** Port=19421  # why`
 fn rule_lines(rules: &[Rule]) -> Vec<String> {
-    rules
-        .iter()
-        .map(|rule| {
-            let matchers: Vec<String> = rule_fields(rule)
-                .into_iter()
-                .filter(|(name, _)| !matches!(*name, "Id" | "Action" | "Comment"))
-                .map(|(name, value)| format!("{name}={}", scalar(&value)))
-                .collect();
-            let mut line = format!(
-                "{:<5} {}  {}",
-                action_name(rule.action),
-                rule.id,
-                matchers.join(" ")
-            );
-            if let Some(comment) = &rule.comment {
-                let _ = write!(line, "  # {comment}");
-            }
-            line
-        })
-        .collect()
+    rules.iter().map(rule_line).collect()
+}
+
+/// `deny  zoom-opener  Path=/Users/*/.zoomus/** Port=19421  # why`: a rule
+/// as `config show` lists it, whichever source it came from.
+pub fn rule_line(rule: &Rule) -> String {
+    let matchers: Vec<String> = rule_fields(rule)
+        .into_iter()
+        .filter(|(name, _)| !matches!(*name, "Id" | "Action" | "Comment"))
+        .map(|(name, value)| format!("{name}={}", scalar(&value)))
+        .collect();
+    let mut line = format!(
+        "{:<5} {}  {}",
+        action_name(rule.action),
+        rule.id,
+        matchers.join(" ")
+    );
+    if let Some(comment) = &rule.comment {
+        let _ = write!(line, "  # {comment}");
+    }
+    line
 }
 
 fn count(n: usize, noun: &str) -> String {
@@ -220,7 +183,7 @@ fn scalar(value: &Value) -> String {
 mod tests {
     use std::path::PathBuf;
 
-    use super::super::Origin;
+    use super::super::{Config, Origin};
     use super::*;
 
     fn loaded() -> Loaded {

@@ -138,12 +138,11 @@ impl Ctx<'_> {
     }
 
     /// `UpdateURL`: a GitHub-releases repository API URL (the rules are
-    /// in `update::UpdateUrl::parse`). Kept as text; the updater re-parses.
+    /// in [`super::UpdateUrl::parse`]). Kept as text; the updater re-parses.
     pub(crate) fn update_url(&self, key: &str, value: &Value) -> Result<String, ConfigError> {
         const EXPECTED: &str = "a URL like https://api.github.com/repos/<owner>/<name>";
         let s = self.string(key, value, EXPECTED)?;
-        crate::update::UpdateUrl::parse(s)
-            .map_err(|expected| self.invalid(key, value, expected))?;
+        super::UpdateUrl::parse(s).map_err(|expected| self.invalid(key, value, expected))?;
         Ok(s.to_string())
     }
 
@@ -151,15 +150,14 @@ impl Ctx<'_> {
     pub(crate) fn public_key(&self, key: &str, value: &Value) -> Result<String, ConfigError> {
         const EXPECTED: &str = "the base64 of a 32-byte ed25519 public key, or an empty string";
         let s = self.string(key, value, EXPECTED)?;
-        crate::update::PublicKey::parse(s)
-            .map_err(|expected| self.invalid(key, value, expected))?;
+        super::PublicKey::parse(s).map_err(|expected| self.invalid(key, value, expected))?;
         Ok(s.trim().to_string())
     }
 
     /// `CollectorURL`: empty (no upload), or a URL
-    /// `report::upload::client::CollectorUrl::parse` accepts.
+    /// [`super::CollectorUrl::parse`] accepts.
     pub(crate) fn collector_url(&self, key: &str, value: &Value) -> Result<String, ConfigError> {
-        use crate::report::upload::client::{CollectorUrl, EXPECTED_URL};
+        use super::{CollectorUrl, EXPECTED_URL};
         let s = self.string(key, value, EXPECTED_URL)?.trim();
         if !s.is_empty() {
             CollectorUrl::parse(s).map_err(|expected| self.invalid(key, value, expected))?;

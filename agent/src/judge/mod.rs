@@ -161,18 +161,12 @@ pub use crate::model::{CameraSessionObservation, ConnectionSeen, GrantObservatio
 /// Why a [`Policy`] could not be built. Each names what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum JudgeError {
-    #[error("rule {rule_id}: Path {glob:?} is not a valid glob ({source}); fix that rule's Path")]
-    RuleGlob {
+    /// A rule the judge cannot match with (`model::rule` says why).
+    #[error("rule {rule_id}: {problem}; fix that rule")]
+    Rule {
         rule_id: String,
-        glob: String,
-        #[source]
-        source: globset::Error,
+        problem: crate::model::rule::RuleProblem,
     },
-    #[error(
-        "rule {rule_id} has no matcher; set at least one of TeamID, SigningID, BundleID, Label, \
-         Path, Port (a rule without one would match everything)"
-    )]
-    EmptyRule { rule_id: String },
     #[error("{key} entry {glob:?} is not a valid glob ({source}); fix that entry")]
     DirGlob {
         key: &'static str,

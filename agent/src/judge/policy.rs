@@ -109,7 +109,7 @@ impl DirSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Rule, RuleAction};
+    use crate::model::{Rule, RuleAction};
 
     #[test]
     fn default_config_compiles() {

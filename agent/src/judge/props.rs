@@ -16,7 +16,8 @@ use super::locate::is_sealed_os;
 use super::subject::Subject;
 use super::testkit::{AGENT_EXE, AGENT_PID, HOME, rule};
 use super::{Observations, Policy, judge, rules};
-use crate::config::{Config, RuleAction};
+use crate::config::Config;
+use crate::model::RuleAction;
 use crate::model::{
     AddressScope, Cors, FindingKind, HttpProbe, LaunchdSocket, Listener, PersistenceItem,
     PersistenceKind, ProcessIdentity, Signature, SignatureStatus, StartTime, Verdict,
@@ -341,7 +342,7 @@ fn untouchable(p: &ProcessIdentity, policy: &Policy, obs: &Observations) -> bool
 }
 
 /// An allow rule that names only an identity.
-fn identity_allow(id: &str, team: &str, which: u8) -> crate::config::Rule {
+fn identity_allow(id: &str, team: &str, which: u8) -> crate::model::Rule {
     let mut r = rule("allow-identity", RuleAction::Allow);
     match which % 4 {
         0 => r.signing_id = Some(id.into()),

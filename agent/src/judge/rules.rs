@@ -1,4 +1,4 @@
-//! Admin allow/deny rules (`config::Rule`), compiled once per policy.
+//! Admin allow/deny rules (`model::Rule`), compiled once per policy.
 //!
 //! Semantics an admin can rely on:
 //! - Every matcher that is set must match (AND). A rule with no matcher
@@ -33,7 +33,7 @@ use globset::GlobMatcher;
 
 use super::JudgeError;
 use super::subject::{Subject, Vouched, strip_btm_type};
-use crate::config::{Rule, RuleAction, compile_path_glob};
+use crate::model::rule::{self, Rule, RuleAction, RuleProblem};
 
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledRule {
@@ -61,27 +61,21 @@ pub(crate) fn compile(rules: &[Rule]) -> Result<Vec<CompiledRule>, JudgeError> {
 }
 
 fn compile_one(rule: &Rule) -> Result<CompiledRule, JudgeError> {
-    let has_matcher = rule.team_id.is_some()
-        || rule.signing_id.is_some()
-        || rule.bundle_id.is_some()
-        || rule.label.is_some()
-        || rule.path.is_some()
-        || rule.port.is_some();
-    if !has_matcher {
-        return Err(JudgeError::EmptyRule {
-            rule_id: rule.id.clone(),
-        });
+    // Only what matching itself depends on; every source checked the rest
+    // with the same validator (`model::rule`) when it read the rule.
+    let bad = |problem| JudgeError::Rule {
+        rule_id: rule.id.clone(),
+        problem,
+    };
+    if !rule.has_matcher() {
+        return Err(bad(RuleProblem::NoMatcher));
     }
     let path = match &rule.path {
         None => None,
         Some(glob) => {
             // The config loader's compiler, so validation and matching
             // share one set of glob semantics.
-            let matcher = compile_path_glob(glob).map_err(|source| JudgeError::RuleGlob {
-                rule_id: rule.id.clone(),
-                glob: glob.clone(),
-                source,
-            })?;
+            let matcher = rule::check_path_glob(glob).map_err(|p| bad(RuleProblem::Path(p)))?;
             Some((glob.clone(), matcher))
         }
     };

@@ -4,7 +4,7 @@
 //! (testkit.rs); the benign side is in scenarios_benign.rs.
 
 use super::testkit::*;
-use crate::config::RuleAction;
+use crate::model::RuleAction;
 use crate::model::{Cors, FindingKind, HttpProbe, Severity, Verdict};
 
 /// Zoom 2019: the login item "ZoomOpener" and its running listener on

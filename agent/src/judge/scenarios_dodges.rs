@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::testkit::*;
 use crate::act::plan::{PlanOptions, Step, plans};
-use crate::config::RuleAction;
+use crate::model::RuleAction;
 use crate::model::{AddressScope, Finding, Severity, Verdict};
 
 fn plist(label: &str) -> String {

@@ -48,7 +48,7 @@ fn a_users_catalog_labelled_plist_naming_roots_program_is_reported_never_acted_o
 fn an_admin_deny_rule_cannot_be_aimed_at_roots_program_through_a_users_plist() {
     // Even where something wants to remediate (a deny rule on the label),
     // the user's plist names what the user does not own: critical report.
-    let mut deny = rule("rule:deny-zoom", crate::config::RuleAction::Deny);
+    let mut deny = rule("rule:deny-zoom", crate::model::RuleAction::Deny);
     deny.label = Some("ZoomOpener".into());
     let policy = policy_with(vec![deny]);
     let findings = confused_deputy().judge(&policy);

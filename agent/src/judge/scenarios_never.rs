@@ -3,11 +3,11 @@
 //! determinism of the output.
 
 use super::testkit::*;
-use crate::config::RuleAction;
+use crate::model::RuleAction;
 use crate::model::{FindingKind, LaunchdSocket, Verdict};
 
 /// A deny rule that matches every path: the strongest push to remediate.
-fn deny_everything() -> crate::config::Rule {
+fn deny_everything() -> crate::model::Rule {
     let mut r = rule("deny-all", RuleAction::Deny);
     r.path = Some("/**".into());
     r

@@ -7,11 +7,12 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use super::{CameraSessionObservation, ConnectionSeen, GrantObservation, Observations, Policy};
-use crate::config::{Config, Rule, RuleAction};
+use crate::config::Config;
 use crate::model::{
     AddressScope, Cors, HttpProbe, Listener, PersistenceItem, PersistenceKind, ProcessIdentity,
     Signature, SignatureStatus, StartTime, enclosing_bundle,
 };
+use crate::model::{Rule, RuleAction};
 
 pub(crate) const HOME: &str = "/Users/ann";
 pub(crate) const AGENT_PID: u32 = 77;

@@ -15,7 +15,7 @@ use std::cmp::Reverse;
 use super::catalog_match::CatalogHit;
 use super::heuristics::Reach;
 use super::rules::RuleHit;
-use crate::config::RuleAction;
+use crate::model::RuleAction;
 use crate::model::{Finding, FindingKind, Severity, Verdict};
 
 /// Everything the verdict depends on, already turned into facts.

@@ -15,11 +15,14 @@
 //! - [`grant`]: privacy grants as TCC records them.
 //! - [`finding`]: what the judge decided ([`Finding`]).
 //! - [`paths`]: facts read from a path's shape alone.
+//! - [`rule`]: admin allow/deny rules, whichever source wrote them, and
+//!   the one validator they all go through.
 
 mod finding;
 mod grant;
 mod observed;
 mod paths;
+pub mod rule;
 
 pub use lenscap_events::{
     AddressScope, CameraIncident, Cors, FindingKind, HttpProbe, ListenerRef, PersistenceKind,
@@ -35,3 +38,4 @@ pub use observed::{
 pub use paths::{
     Code, enclosing_bundle, is_interpreter, never_moved, script_arg, translocation_bundle,
 };
+pub use rule::{Rule, RuleAction};

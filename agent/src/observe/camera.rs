@@ -49,8 +49,7 @@ pub const SCAN_LOG_LOOKBACK: Duration = Duration::from_secs(3600);
 /// log store, which takes seconds on a busy Mac.
 pub const SCAN_LOG_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The default `CameraDevices`: V4L2 capture nodes.
-pub const DEFAULT_CAMERA_DEVICES: &[&str] = &["/dev/video*"];
+pub use crate::config::DEFAULT_CAMERA_DEVICES;
 
 /// One process holding one matching device open (however many descriptors
 /// it uses for it).

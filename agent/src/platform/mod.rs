@@ -31,6 +31,20 @@ pub struct Tools {
     pub launchctl: PathBuf,
 }
 
+// Here rather than in `config`: the configuration names the paths, the
+// platform decides what it needs of them, and `config` imports nothing
+// above the leaf modules.
+impl crate::config::Config {
+    /// The outside tools this configuration points at.
+    pub fn tools(&self) -> Tools {
+        Tools {
+            codesign: self.codesign_path.clone(),
+            sfltool: self.sfltool_path.clone(),
+            launchctl: self.launchctl_path.clone(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
     #[error("reading {path}: {source}")]

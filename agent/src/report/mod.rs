@@ -10,8 +10,9 @@
 //! - [`enroll`]: the host token — enrolling once, kept root-only.
 //! - [`upload`]: the delivery thread — batches to the collector at least
 //!   once, with backoff — and the HTTP client.
-//! - [`policy_sync`]: the fleet policy the collector serves, converted,
-//!   stored and applied.
+//! - [`policy_sync`]: the health events for a fleet policy applied or
+//!   rejected (fetching it is `upload`'s; checking, converting and storing
+//!   it is `policy::fleet`).
 
 pub mod convert;
 pub mod enroll;

@@ -5,13 +5,13 @@
 use std::path::Path;
 
 use super::Helper;
-use crate::config::RuleAction;
 use crate::fsutil::rfc3339;
 use crate::judge::listener::installed_app;
 use crate::judge::locate::{self, Context};
 use crate::judge::rules;
 use crate::judge::subject::Subject;
 use crate::judge::{GrantObservation, Observations, Policy};
+use crate::model::RuleAction;
 use crate::model::{CameraRef, Finding, FindingKind, Severity, Verdict};
 use crate::model::{TccAuth, TccClientType, TccGrant, TccReason, TccService};
 

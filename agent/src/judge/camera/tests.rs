@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 
 use super::same_listener;
-use crate::config::RuleAction;
 use crate::judge::testkit::*;
 use crate::judge::{CameraSessionObservation, ConnectionSeen, GrantObservation};
+use crate::model::RuleAction;
 use crate::model::{Finding, FindingKind, ProcessIdentity, Severity, Verdict};
 use crate::model::{TccAuth, TccClientType, TccReason, TccService};
 

@@ -13,14 +13,13 @@
 //!   be the API's answer and account for the whole batch, so a captive
 //!   portal or a proxy's page is never taken for "stored".
 
-use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use lenscap_events::api::{EnrollRequest, EnrollResponse, ErrorBody, IngestResponse};
 use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
-use url::{Host, Url};
 
 use crate::config::Secret;
+pub use crate::config::{CollectorUrl, EXPECTED_URL};
 use crate::report::enroll::HostToken;
 
 /// Connecting (DNS, TCP, TLS) may take this long.
@@ -37,74 +36,6 @@ const ERROR_BODY_LIMIT: u64 = 16 * 1024;
 const POLICY_BODY_LIMIT: u64 = 8 * 1024 * 1024;
 /// Success bodies of enroll and events are small JSON objects.
 const SMALL_BODY_LIMIT: u64 = 64 * 1024;
-
-/// A validated `CollectorURL`: `https://…`, or `http://…` to a loopback
-/// host only (a collector on the same machine, or tests). No user info,
-/// query or fragment; a path prefix (a reverse proxy's) is kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CollectorUrl {
-    base: String,
-    authority: String,
-    loopback: bool,
-}
-
-/// What a `CollectorURL` must look like, for error messages.
-pub const EXPECTED_URL: &str = "an https:// URL of the collector (plain http only to a loopback host: 127.0.0.1, ::1, localhost), without user, query or fragment; or an empty string for no upload";
-
-impl CollectorUrl {
-    /// `Err` says what was expected.
-    pub fn parse(text: &str) -> Result<CollectorUrl, String> {
-        let url = Url::parse(text.trim()).map_err(|e| format!("{EXPECTED_URL} ({e})"))?;
-        let host = url
-            .host()
-            .ok_or_else(|| format!("{EXPECTED_URL} (no host)"))?;
-        let loopback = match &host {
-            Host::Ipv4(ip) => IpAddr::V4(*ip).is_loopback(),
-            Host::Ipv6(ip) => IpAddr::V6(*ip).is_loopback(),
-            Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
-        };
-        match url.scheme() {
-            "https" => {}
-            "http" if loopback => {}
-            "http" => {
-                return Err(format!(
-                    "{EXPECTED_URL} (plain http would send the host token in clear text)"
-                ));
-            }
-            other => return Err(format!("{EXPECTED_URL} (scheme {other:?})")),
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(format!("{EXPECTED_URL} (it has a user name or password)"));
-        }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err(format!("{EXPECTED_URL} (it has a query or fragment)"));
-        }
-        let authority = match url.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.to_string(),
-        };
-        let base = url.as_str().trim_end_matches('/').to_string();
-        Ok(CollectorUrl {
-            base,
-            authority,
-            loopback,
-        })
-    }
-
-    /// `<base>/api/v1/…`.
-    pub fn endpoint(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// `host[:port]`.
-    pub fn authority(&self) -> &str {
-        &self.authority
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.base
-    }
-}
 
 /// Why a call did not give the answer asked for, sorted by what the caller
 /// does about it.

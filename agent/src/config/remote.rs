@@ -1,7 +1,10 @@
-//! The two update settings that need more than a type check: `UpdateURL`
-//! (where releases are listed) and `UpdatePublicKey` (who must have signed
-//! them). Pure parsers, used by the configuration loader to validate the
-//! keys and by the updater to use them, so both agree on what is valid.
+//! The settings that name another party and need more than a type check:
+//! `UpdateURL` (where releases are listed), `UpdatePublicKey` (who must
+//! have signed them) and `CollectorURL` (where events go). Pure parsers,
+//! used by the configuration loader to validate the keys and by the
+//! updater and the uploader to use them, so both agree on what is valid.
+//! They live here, not with their users, so that the configuration
+//! imports nothing of the stages that read it.
 //!
 //! `UpdateURL` is a GitHub-releases API repository URL,
 //! `<api base>/repos/<owner>/<name>`: `https://api.github.com/repos/lenscap/lenscap`
@@ -12,6 +15,7 @@
 //! on the path hide updates from the fleet.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -110,6 +114,75 @@ impl PublicKey {
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PublicKey({})", BASE64.encode(self.0))
+    }
+}
+
+/// A validated `CollectorURL`: `https://…`, or `http://…` to a loopback
+/// host only (a collector on the same machine, or tests). No user info,
+/// query or fragment; a path prefix (a reverse proxy's) is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectorUrl {
+    base: String,
+    authority: String,
+    /// Plain http is allowed, and no proxy is used, only to a loopback host.
+    pub(crate) loopback: bool,
+}
+
+/// What a `CollectorURL` must look like, for error messages.
+pub const EXPECTED_URL: &str = "an https:// URL of the collector (plain http only to a loopback host: 127.0.0.1, ::1, localhost), without user, query or fragment; or an empty string for no upload";
+
+impl CollectorUrl {
+    /// `Err` says what was expected.
+    pub fn parse(text: &str) -> Result<CollectorUrl, String> {
+        let url = Url::parse(text.trim()).map_err(|e| format!("{EXPECTED_URL} ({e})"))?;
+        let host = url
+            .host()
+            .ok_or_else(|| format!("{EXPECTED_URL} (no host)"))?;
+        let loopback = match &host {
+            Host::Ipv4(ip) => IpAddr::V4(*ip).is_loopback(),
+            Host::Ipv6(ip) => IpAddr::V6(*ip).is_loopback(),
+            Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        };
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            "http" => {
+                return Err(format!(
+                    "{EXPECTED_URL} (plain http would send the host token in clear text)"
+                ));
+            }
+            other => return Err(format!("{EXPECTED_URL} (scheme {other:?})")),
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!("{EXPECTED_URL} (it has a user name or password)"));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!("{EXPECTED_URL} (it has a query or fragment)"));
+        }
+        let authority = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        let base = url.as_str().trim_end_matches('/').to_string();
+        Ok(CollectorUrl {
+            base,
+            authority,
+            loopback,
+        })
+    }
+
+    /// `<base>/api/v1/…`.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `host[:port]`.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.base
     }
 }
 

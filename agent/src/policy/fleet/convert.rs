@@ -1,5 +1,5 @@
 //! The collector's policy shapes (`lenscap_events::{PolicyRule,
-//! CatalogEntry}`) → the agent's (`config::Rule`, `judge::CatalogEntry`).
+//! CatalogEntry}`) → the agent's (`model::Rule`, `judge::CatalogEntry`).
 //! The mapping and why it is so are in the parent module's doc.
 
 use std::collections::BTreeSet;
@@ -9,8 +9,8 @@ use lenscap_events::{
 };
 
 use super::PolicySyncError;
-use crate::config::{Rule, RuleAction, compile_path_glob};
 use crate::judge::{Catalog, CatalogEntry};
+use crate::model::rule::{Rule, RuleAction, check_path_glob};
 
 /// What a fleet policy adds to the judge's policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub fn convert(policy: &FleetPolicy, source: &str) -> Result<FleetAdditions, Pol
             problem,
         };
         for (n, glob) in e.paths.iter().enumerate() {
-            check_path(glob).map_err(|p| bad(format!("paths[{n}]: {p}")))?;
+            check_path_glob(glob).map_err(|p| bad(format!("paths[{n}]: {p}")))?;
             out.rules.push(Rule {
                 id: e.id.clone(),
                 action: RuleAction::Deny,
@@ -86,31 +86,10 @@ pub fn convert(policy: &FleetPolicy, source: &str) -> Result<FleetAdditions, Pol
     Ok(out)
 }
 
+/// The agent's rule for a fleet rule, checked by the validator every
+/// source of rules shares (`model::rule`).
 fn rule(r: &PolicyRule) -> Result<Rule, String> {
-    let non_empty = |field: &str, v: &Option<String>| match v {
-        Some(s) if s.trim().is_empty() => Err(format!("{field} is empty")),
-        _ => Ok(()),
-    };
-    non_empty("signing_id", &r.signing_id)?;
-    non_empty("bundle_id", &r.bundle_id)?;
-    non_empty("label", &r.label)?;
-    if let Some(t) = &r.team_id {
-        let ok = t.len() == 10
-            && t.bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
-        if !ok {
-            return Err(format!(
-                "team_id {t:?} is not a Team ID (10 capital letters and digits)"
-            ));
-        }
-    }
-    if let Some(p) = &r.path {
-        check_path(p).map_err(|e| format!("path: {e}"))?;
-    }
-    if r.port == Some(0) {
-        return Err("port 0 is not a port".into());
-    }
-    Ok(Rule {
+    let rule = Rule {
         id: r.id.clone(),
         action: match r.action {
             FleetAction::Allow => RuleAction::Allow,
@@ -126,19 +105,9 @@ fn rule(r: &PolicyRule) -> Result<Rule, String> {
             Some(c) => format!("fleet policy: {c}"),
             None => "fleet policy".into(),
         }),
-    })
-}
-
-/// The same checks as a `Rules` entry's `Path` in a preferences file.
-fn check_path(glob: &str) -> Result<(), String> {
-    if !(glob.starts_with('/') || glob.starts_with("**/")) || glob.contains('\0') {
-        return Err(format!(
-            "{glob:?} must be an absolute path glob starting with / or **/"
-        ));
-    }
-    compile_path_glob(glob)
-        .map(drop)
-        .map_err(|e| format!("{glob:?} is not a valid glob ({})", e.kind()))
+    };
+    rule.check().map_err(|problem| problem.to_string())?;
+    Ok(rule)
 }
 
 /// The agent's catalog entry for a fleet entry's identity signals, or

@@ -3,13 +3,13 @@
 //!
 //! They live in `<StateDir>/allow-rules.json`, not in the preferences: on a
 //! managed Mac the MDM's `Rules` win key by key, so a rule written to the
-//! local preferences would be ignored. The daemon and `scan` add these to
-//! the configured rules.
+//! local preferences would be ignored. The policy (`super`) adds these to
+//! the configured rules for the daemon, `scan` and `config show`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::config::Rule;
+use crate::model::Rule;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AllowlistError {
@@ -27,7 +27,8 @@ pub enum AllowlistError {
     },
 }
 
-fn file(state_dir: &Path) -> PathBuf {
+/// `<StateDir>/allow-rules.json`.
+pub fn file(state_dir: &Path) -> PathBuf {
     state_dir.join("allow-rules.json")
 }
 
@@ -63,7 +64,7 @@ pub fn add(state_dir: &Path, rule: Rule) -> Result<(), AllowlistError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RuleAction;
+    use crate::model::RuleAction;
 
     fn rule(id: &str, path: &str) -> Rule {
         Rule {
