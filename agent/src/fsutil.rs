@@ -1,12 +1,12 @@
 //! Small file-system helpers shared by the state files in `StateDir`
 //! (journal entries, guard registry, allow rules, status): writes that are
-//! all-or-nothing, so a crash never leaves half a file, and times as text.
+//! all-or-nothing, so a crash never leaves half a file. (Times as text
+//! are `crate::clock`'s.)
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How much a write must survive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,25 +53,15 @@ pub fn write_atomic(
     Ok(())
 }
 
-/// Seconds since the Unix epoch (negative before it).
-pub fn unix_secs(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
-    }
-}
+/// Device, inode, mtime, ctime of a file: what changes when it is replaced.
+pub type FileStamp = (u64, u64, i64, i64);
 
-pub fn unix_now() -> i64 {
-    unix_secs(SystemTime::now())
-}
-
-/// `2026-11-28T06:30:12Z` for a Unix time in seconds (out-of-range times,
-/// which no clock produces, print as the epoch).
-pub fn rfc3339(unix: i64) -> String {
-    let t =
-        time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| unix.to_string())
+/// Identity of whatever stands at `path` (lstat: a link is not followed).
+pub fn what_stands_at(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino(), m.mtime(), m.ctime()))
 }
 
 #[cfg(test)]
@@ -91,12 +81,5 @@ mod tests {
             0o600
         );
         assert!(!dir.path().join("state.json.tmp").exists());
-    }
-
-    #[test]
-    fn rfc3339_known_instants() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_562_716_800), "2019-07-10T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 }

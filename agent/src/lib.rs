@@ -9,6 +9,9 @@
 //! [`scan`] runs observe → judge once; `lenscap scan` prints its result.
 
 pub mod act;
+pub mod backoff;
+pub mod clock;
+pub mod command;
 pub mod config;
 pub mod daemon;
 pub mod fsutil;

@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
+use lenscap::clock::unix_now;
 use lenscap::config::{self, Sources};
-use lenscap::fsutil::unix_now;
 use lenscap::logging::{LogFormat, LogOptions};
 use lenscap::observe::inventory::GatherOptions;
 use lenscap::platform::Native;
@@ -245,7 +245,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 write!(
                     stdout,
                     "{}",
-                    lenscap::render::status(&status, alive, unix_now())
+                    lenscap::daemon::status::render(&status, alive, unix_now())
                 )?;
             }
             stdout.flush()?;

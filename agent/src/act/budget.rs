@@ -20,6 +20,13 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::config::Mode;
+
+use super::plan::Plan;
+
+/// The window of the remediation circuit breaker.
+pub const BREAKER_WINDOW: Duration = Duration::from_secs(3600);
+
 /// The budget's answer for one plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Charge {
@@ -89,6 +96,25 @@ impl Budget {
         }
         spent.push_back((now, program.to_string()));
         Charge::Spent
+    }
+
+    /// The mode one plan runs in: `configured`, unless the plan's actor is
+    /// over the budget (then monitor). The programs the window was spent
+    /// on come back the first time, when this plan opened the breaker, so
+    /// the caller says so once (a critical health event).
+    pub fn mode_for(
+        &mut self,
+        configured: Mode,
+        plan: &Plan,
+        now: Instant,
+    ) -> (Mode, Option<Vec<String>>) {
+        if configured == Mode::Monitor {
+            return (Mode::Monitor, None);
+        }
+        match self.charge(plan.actor, &plan.key, plan.costs, now) {
+            Charge::Free | Charge::Spent => (Mode::Remediate, None),
+            Charge::Over { opened, programs } => (Mode::Monitor, opened.then_some(programs)),
+        }
     }
 
     /// Is `actor`'s breaker open? (For reinstall undo, which is not a new

@@ -230,6 +230,11 @@ fn run_step(ctx: &mut Context<'_>, entry: &Entry, step: &Step) -> (bool, String,
             }
             (ok, notes.join("; "), None)
         }
+        Step::Reinstall {
+            path,
+            guarded_for,
+            placeholder,
+        } => super::reinstall::undo(ctx.vault, path, guarded_for, *placeholder, actor),
         Step::Notify { uid, message } => {
             match ctx
                 .notifier

@@ -4,8 +4,9 @@
 //! The registry lives in `<StateDir>/guard.json` (replaced atomically), so
 //! the guard outlives restarts. The daemon asks [`Guard::reappeared`] after
 //! every file-system event on a watched directory and on every sweep
-//! (watchers coalesce and drop events; the sweep is the safety net), then
-//! quarantines what came back and records a `reinstall_attempt`.
+//! (watchers coalesce and drop events; the sweep is the safety net), and
+//! `act::reinstall` journals moving what came back into quarantine, does
+//! it, and the report records a `reinstall_attempt`.
 //! Restoring a quarantine record lifts its guard first, or the restored
 //! files would be taken away again at once.
 
@@ -142,7 +143,7 @@ impl Guard {
 }
 
 /// Our placeholder: a regular, empty, mode-000 file owned by root.
-fn is_placeholder(meta: &fs::Metadata) -> bool {
+pub(crate) fn is_placeholder(meta: &fs::Metadata) -> bool {
     meta.file_type().is_file() && meta.len() == 0 && meta.mode() & 0o7777 == 0 && meta.uid() == 0
 }
 

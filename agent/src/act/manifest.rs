@@ -238,10 +238,10 @@ pub fn new_id(now: SystemTime) -> String {
 
 /// RFC 3339 UTC, whole seconds.
 pub fn rfc3339(now: SystemTime) -> String {
-    crate::fsutil::rfc3339(unix_secs(now))
+    crate::clock::rfc3339(unix_secs(now))
 }
 
-pub use crate::fsutil::unix_secs;
+pub use crate::clock::unix_secs;
 
 #[cfg(test)]
 mod tests {

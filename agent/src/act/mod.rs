@@ -11,6 +11,12 @@
 //! - [`manifest`]: the on-disk record of one quarantine, written atomically.
 //! - [`quarantine`]: the root-only vault — move files in reversibly, restore
 //!   them exactly, recover half-done moves, block a hidden folder's return.
+//! - [`guard`] and [`reinstall`]: paths a remediation emptied stay watched;
+//!   what comes back is moved into the vault again, through the journal
+//!   like every other step.
+//! - [`budget`]: the remediation circuit breaker, per actor.
+//! - [`native`]: the platform's implementations of act's traits
+//!   ([`kill::ProcessControl`], [`execute::Notifier`]).
 
 pub mod budget;
 pub mod execute;
@@ -20,8 +26,9 @@ pub mod journal;
 pub mod kill;
 pub mod lock;
 pub mod manifest;
-pub mod notify;
+pub mod native;
 pub mod plan;
 pub mod quarantine;
+pub mod reinstall;
 pub mod restore;
 pub mod stop;

@@ -46,6 +46,16 @@ pub enum Step {
     },
     /// Tell the user who owns the helper.
     Notify { uid: Option<u32>, message: String },
+    /// Something stands again at a guarded path (a reinstall attempt):
+    /// move it into the vault again, and put the placeholder back where
+    /// one stood. Never part of a judged plan: the guard makes a plan of
+    /// this one step (`act::reinstall`).
+    Reinstall {
+        path: PathBuf,
+        /// The plan key the guard protects against.
+        guarded_for: String,
+        placeholder: bool,
+    },
 }
 
 impl Step {
@@ -56,6 +66,7 @@ impl Step {
             Step::Quarantine { .. } => "quarantine",
             Step::Guard { .. } => "guard",
             Step::Notify { .. } => "notify",
+            Step::Reinstall { .. } => "reinstall",
         }
     }
 
@@ -96,6 +107,15 @@ impl Step {
                 Some(u) => format!("notify user {u}"),
                 None => "log a notice".to_string(),
             },
+            Step::Reinstall {
+                path, placeholder, ..
+            } => {
+                let mut s = format!("move re-created {} into quarantine again", path.display());
+                if *placeholder {
+                    s.push_str(" and put its mode-000 placeholder back");
+                }
+                s
+            }
         }
     }
 }

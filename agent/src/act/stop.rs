@@ -8,7 +8,7 @@
 //!   idempotent, so a plan resumed after a crash can simply run it again.
 //! - [`print`] asks launchd about the job (`launchctl print <target>`).
 //!
-//! `launchctl` is run through [`crate::observe::command::run`] (deadline,
+//! `launchctl` is run through [`crate::command::run`] (deadline,
 //! bounded output) from the configured `LaunchctlPath`. A label comes from a
 //! plist the helper wrote itself, so it is checked ([`Label::parse`]) before
 //! it is put into a command line.
@@ -21,8 +21,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::command::{self, CommandError, Output};
 use crate::model::{PersistenceItem, PersistenceKind};
-use crate::observe::command::{self, CommandError, Output};
 use crate::parse::launchctl::{self, Failure, JobStatus, PrintError};
 
 /// Most of launchctl's output we keep; `print` of a busy job is a few KiB.

@@ -1,6 +1,11 @@
-//! `lenscap run`: the launchd daemon, and the only place the four stages
-//! meet — observe (incremental sweeps + file watchers) → judge → act
-//! (journaled plans; guard) → report (the on-disk outbox).
+//! `lenscap run`: the launchd daemon — the loop and the wiring, and the
+//! only place the four stages meet. Each stage's own state lives with the
+//! stage: incremental observation in `observe::{sweep, camera_watch}`, the
+//! breaker in `act::budget`, reinstall undo in `act::reinstall`, what is
+//! news and the outbox in `report::{reporter, camera_sessions}`, delivery
+//! and the fleet policy in `report::deliverer`. Here: start-up, the select
+//! loop, signals and file watchers ([`watch`]), configuration reloads, and
+//! [`status`].
 //!
 //! Lifecycle: load config → open state (journal, vault, guard, outbox) →
 //! finish whatever a crash left half-done → loop { sweep on a timer or a
@@ -15,49 +20,48 @@
 //! never waits on the network and stays the only writer of the outbox and
 //! the judge's policy.
 
-mod camera;
-mod events;
 pub mod status;
-pub mod sweep;
 pub mod watch;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use crate::act::budget::{Budget, Charge};
-use crate::act::execute::{self, Context, Notifier, StepEvent};
+use crate::act::budget::{BREAKER_WINDOW, Budget};
+use crate::act::execute::{self, Context, StepEvent};
 use crate::act::guard::{Guard, GuardError};
-use crate::act::journal::{Entry, Journal, JournalError};
-use crate::act::kill::ProcessControl;
+use crate::act::journal::{Entry, Journal, JournalError, StepStatus};
 use crate::act::lock::StateLock;
 use crate::act::plan::{self, PlanOptions};
-use crate::act::quarantine::{QuarantineError, Vault, placeholder_block};
+use crate::act::quarantine::{QuarantineError, Vault};
+use crate::act::reinstall::Reinstalls;
+use crate::clock::{unix_now, unix_now_us};
 use crate::config::{self, Config, ConfigError, Loaded, Mode, Sources};
+use crate::fsutil::{FileStamp, what_stands_at};
 use crate::judge::{self, JudgeError, Policy};
-use crate::model::{Finding, FindingKind, ProcessIdentity, Verdict};
+use crate::model::{Finding, FindingKind, Verdict};
+use crate::observe::camera_watch::{CameraHealth, CameraWatch};
 use crate::observe::signing::SignatureCache;
-use crate::platform::{Native, Platform, PlatformError, SignalOutcome};
+use crate::observe::sweep::SweepState;
+use crate::platform::{Native, Platform};
+use crate::policy::{load_local_rules, policy_for};
+use crate::report::camera_sessions::CameraSessions;
+use crate::report::deliverer::Deliverer;
 use crate::report::outbox::OutboxError;
 use crate::report::policy_sync::FleetAdditions;
+use crate::report::reporter::Reporter;
 use crate::report::upload::worker::Notice;
 
-use self::camera::{CameraHealth, CameraWatch, SessionChange};
-use self::events::{Deliverer, Reporter};
 use self::status::{RecentAction, Status};
-use self::sweep::SweepState;
 use self::watch::{Trigger, WatchSet, Watches};
-use crate::fsutil::unix_now;
 
 /// When the daemon first looks for an update, and how often after.
 const UPDATE_FIRST: Duration = Duration::from_secs(600);
 const UPDATE_EVERY: Duration = Duration::from_secs(6 * 3600);
-
-/// The window of the remediation circuit breaker.
-const BREAKER_WINDOW: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -190,18 +194,14 @@ struct Daemon {
     lock: StateLock,
     reporter: Reporter,
     sweep: SweepState,
-    /// Finding uid → the verdict last reported for it.
-    reported: HashMap<String, (Verdict, crate::model::Severity, Option<String>)>,
     /// Plan key → journal entry id, while the helper is still found.
     planned: BTreeMap<String, String>,
-    /// When each remediation of the last hour ran.
     /// The remediation budget, per actor (`act::budget`).
     budget: Budget,
     /// Identity of guard.json and allow-rules.json when last read.
     local_state_stamp: Option<(Option<FileStamp>, Option<FileStamp>)>,
-    /// Reappeared guarded paths left in place (refused, or monitor mode),
-    /// with the identity of what stood there, so each is reported once.
-    reinstall_left: HashMap<PathBuf, FileStamp>,
+    /// Reinstall attempts left in place, so each is reported once.
+    reinstalls: Reinstalls,
     /// Allow rules from `quarantine restore --allow`, as last loaded.
     local_rules: Vec<crate::config::Rule>,
     status: Status,
@@ -213,27 +213,9 @@ struct Daemon {
     camera: CameraWatch,
     /// Listeners the last judgement flagged for remediation: connections
     /// to these are what a camera session is correlated with.
-    flagged: std::collections::BTreeSet<(std::net::IpAddr, u16)>,
-    /// The last camera_use finding of each open session, for its stop event.
-    sessions: BTreeMap<SessionKey, Finding>,
-    /// Camera session starts and stops not yet recorded: while a new
-    /// socket waits for its first probe result, the helper it may be is not
-    /// flagged yet, and a session's start is recorded with the verdict it
-    /// will keep (a helper's camera use is critical from its first event).
-    camera_pending: Vec<SessionChange>,
-}
-
-/// A camera session across sweeps: its pid, or its bundle id when the log
-/// named no pid, and its device. Unique among open sessions (one process
-/// holding one device is one session).
-type SessionKey = (Option<u32>, Option<String>, Option<PathBuf>);
-
-fn session_key_of_change(c: &SessionChange) -> SessionKey {
-    (
-        c.pid,
-        c.pid.is_none().then(|| c.bundle_id.clone()).flatten(),
-        c.device.clone(),
-    )
+    flagged: BTreeSet<(IpAddr, u16)>,
+    /// Camera sessions on record, and starts and stops held back.
+    sessions: CameraSessions,
 }
 
 impl Daemon {
@@ -265,30 +247,7 @@ impl Daemon {
         let guard = Guard::open(&state_dir)?;
         let mode = loaded.config.mode;
         let max_remediations = loaded.config.max_remediations_per_hour;
-        let status = Status {
-            pid: std::process::id(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            mode,
-            effective_mode: mode,
-            breaker_open: false,
-            started_unix: unix_now(),
-            last_sweep_unix: None,
-            sweeps: 0,
-            listeners: 0,
-            persistence_items: 0,
-            findings_report: 0,
-            findings_remediate: 0,
-            remediations: 0,
-            would_do: 0,
-            reinstall_attempts: 0,
-            quarantined: 0,
-            guarded_paths: guard.entries().len(),
-            outbox_pending: None,
-            camera_sessions: 0,
-            privacy_grants: 0,
-            running: true,
-            recent: Vec::new(),
-        };
+        let status = Status::new(mode, unix_now(), guard.entries().len());
         reporter.started(mode, &host);
         let mut d = Daemon {
             sources,
@@ -302,19 +261,17 @@ impl Daemon {
             lock,
             reporter,
             sweep: SweepState::default(),
-            reported: HashMap::new(),
             planned: BTreeMap::new(),
             budget: Budget::new(max_remediations, BREAKER_WINDOW),
-            reinstall_left: HashMap::new(),
+            reinstalls: Reinstalls::default(),
             local_state_stamp: None,
             local_rules,
             status,
             deliverer,
             rejudge: false,
             camera: CameraWatch::new(),
-            flagged: Default::default(),
-            sessions: BTreeMap::new(),
-            camera_pending: Vec::new(),
+            flagged: BTreeSet::new(),
+            sessions: CameraSessions::default(),
         };
         d.recover();
         d.write_status();
@@ -414,21 +371,20 @@ impl Daemon {
                 .filter(|f| f.kind == FindingKind::Listener && f.verdict == Verdict::Remediate)
                 .filter_map(|f| f.listener.as_ref().map(|l| (l.address, l.port)))
                 .collect();
-            self.report_findings(&findings);
+            let mode = self.status.effective_mode;
+            self.reporter.findings(&findings, mode);
             // Before acting: the camera session of a helper about to be
             // contained is on record before the kill ends it. While a new
             // socket awaits its first probe, its verdict (and so that of a
-            // camera session in its tree) may still change: wait for it.
-            self.camera_pending.extend(cam.changes.iter().cloned());
-            let (wait, ready): (Vec<SessionChange>, Vec<SessionChange>) =
-                std::mem::take(&mut self.camera_pending)
-                    .into_iter()
-                    .partition(|c| {
-                        c.waited() < CAMERA_WAIT_MAX
-                            && in_held_tree(c.pid, self.sweep.held_pids(), &swept.observations)
-                    });
-            self.camera_pending = wait;
-            self.report_camera(&findings, &ready);
+            // camera session in its tree) may still change: it waits.
+            self.sessions.report(
+                &mut self.reporter,
+                &findings,
+                &cam.changes,
+                self.sweep.held_pids(),
+                &swept.observations,
+                mode,
+            );
             self.act_on(&findings);
             self.status.camera_sessions = swept.observations.camera_sessions.len();
             self.status.privacy_grants = swept.observations.grants.len();
@@ -476,66 +432,6 @@ impl Daemon {
         }
     }
 
-    fn report_findings(&mut self, findings: &[Finding]) {
-        let mut current = HashMap::new();
-        // Camera sessions are reported by `report_camera`, at their start
-        // and stop, allowed ones included.
-        for f in findings
-            .iter()
-            .filter(|f| f.verdict != Verdict::Allow && f.kind != FindingKind::CameraUse)
-        {
-            let uid = crate::report::convert::finding_uid(f);
-            // A new verdict, severity or deciding rule is news (a fleet
-            // catalog entry that turns a report into a critical one).
-            let now = (f.verdict, f.severity, f.rule.clone());
-            let previous = self.reported.get(&uid);
-            if previous != Some(&now) {
-                self.reporter
-                    .finding(f, self.status.effective_mode, previous.is_some());
-            }
-            current.insert(uid, now);
-        }
-        self.reported = current;
-    }
-
-    /// A camera_use event for every session that started or stopped, and
-    /// an update when a running session's verdict changed (its helper was
-    /// flagged after the camera turned on).
-    fn report_camera(&mut self, findings: &[Finding], changes: &[SessionChange]) {
-        let mode = self.status.effective_mode;
-        let current: BTreeMap<SessionKey, &Finding> = findings
-            .iter()
-            .filter(|f| f.kind == FindingKind::CameraUse)
-            .filter_map(|f| session_key_of_finding(f).map(|k| (k, f)))
-            .collect();
-        for c in changes.iter().filter(|c| !c.started) {
-            let key = session_key_of_change(c);
-            if let Some(mut f) = self.sessions.remove(&key) {
-                if let Some(cam) = f.camera.as_mut() {
-                    cam.duration_seconds = c.duration_us.map(|us| us / 1_000_000);
-                }
-                self.reporter.camera_use(&f, mode, false);
-            }
-        }
-        for c in changes.iter().filter(|c| c.started) {
-            let key = session_key_of_change(c);
-            if let Some(f) = current.get(&key) {
-                self.reporter.camera_use(f, mode, true);
-                self.sessions.insert(key, (*f).clone());
-            }
-        }
-        for (key, f) in &current {
-            if let Some(known) = self.sessions.get_mut(key)
-                && (known.verdict != f.verdict || known.severity != f.severity)
-            {
-                *known = (*f).clone();
-                self.reporter.finding(f, mode, true);
-            }
-        }
-        // Sessions that vanished without a stop (a restarted watcher).
-        self.sessions.retain(|k, _| current.contains_key(k));
-    }
-
     fn camera_health(&mut self, notes: Vec<CameraHealth>) {
         for note in notes {
             match note {
@@ -577,28 +473,21 @@ impl Daemon {
     /// actor is over the remediation budget (then monitor, and the first
     /// time a critical health event says whose budget and on what).
     fn mode_for(&mut self, plan: &plan::Plan) -> Mode {
-        if self.effective_mode() == Mode::Monitor {
-            return Mode::Monitor;
+        let configured = self.effective_mode();
+        let (mode, opened) = self.budget.mode_for(configured, plan, Instant::now());
+        if let Some(programs) = opened {
+            tracing::error!(
+                actor = ?plan.actor,
+                programs = ?programs,
+                "circuit breaker open: MaxRemediationsPerHour distinct programs of this actor within an hour; its findings are monitored only until the window passes"
+            );
+            self.reporter
+                .breaker_opened(plan.actor, &programs, &plan.key, BREAKER_WINDOW);
         }
-        match self
-            .budget
-            .charge(plan.actor, &plan.key, plan.costs, Instant::now())
-        {
-            Charge::Free | Charge::Spent => Mode::Remediate,
-            Charge::Over { opened, programs } => {
-                if opened {
-                    tracing::error!(
-                        actor = ?plan.actor,
-                        programs = ?programs,
-                        "circuit breaker open: MaxRemediationsPerHour distinct programs of this actor within an hour; its findings are monitored only until the window passes"
-                    );
-                    self.reporter
-                        .breaker_opened(plan.actor, &programs, &plan.key, BREAKER_WINDOW);
-                }
-                self.status.breaker_open = true;
-                Mode::Monitor
-            }
+        if mode != configured {
+            self.status.breaker_open = true;
         }
+        mode
     }
 
     fn act_on(&mut self, findings: &[Finding]) {
@@ -662,64 +551,59 @@ impl Daemon {
         }
     }
 
-    /// Something stands again where a guard keeps a path empty: move it
-    /// into quarantine again and report the reinstall attempt.
+    /// Something stands again where a guard keeps a path empty: journal
+    /// moving it into quarantine again, do it (`act::reinstall`), and
+    /// report the reinstall attempt. The caller holds the state lock.
     fn handle_reinstalls(&mut self) {
-        let back: Vec<_> = self.guard.reappeared().into_iter().cloned().collect();
-        if back.is_empty() {
+        let attempts = self.reinstalls.attempts(&self.guard);
+        if attempts.is_empty() {
             return;
         }
         let configured = self.effective_mode();
-        // Forget what was left in place at paths that are empty again.
-        self.reinstall_left
-            .retain(|path, _| back.iter().any(|g| &g.path == path));
-        for g in back {
-            // Something we could not (or, in monitor mode, would not) move
-            // is reported once, not on every sweep, until it changes.
-            let seen = what_stands_at(&g.path);
-            if seen.is_some() && self.reinstall_left.get(&g.path) == seen.as_ref() {
-                continue;
-            }
+        for attempt in attempts {
             self.status.reinstall_attempts += 1;
-            let over_budget = self.budget.is_open(g.actor, Instant::now());
-            if configured == Mode::Monitor || over_budget {
-                if let Some(id) = seen {
-                    self.reinstall_left.insert(g.path.clone(), id);
+            // Not a new remediation, so it spends no budget; but it does
+            // not run past an open breaker either.
+            let over_budget = self.budget.is_open(attempt.guarded.actor, Instant::now());
+            let mode = if over_budget {
+                Mode::Monitor
+            } else {
+                configured
+            };
+            let config = &self.loaded.config;
+            let mut ctx = Context {
+                launchctl: config.launchctl_path.clone(),
+                command_timeout: Duration::from_secs(10),
+                grace: Duration::from_millis(config.term_grace_ms),
+                ctl: &self.platform,
+                vault: &self.vault,
+                guard: &mut self.guard,
+                notifier: &self.platform,
+            };
+            let path = attempt.guarded.path.clone();
+            match self
+                .reinstalls
+                .undo(&attempt, mode, &mut ctx, &self.journal)
+            {
+                Ok(undone) if mode == Mode::Monitor => {
+                    self.reporter.would_do(&undone.entry);
+                    self.note_entry(&undone.entry);
                 }
-                self.reporter
-                    .reinstall(&g, None, Err("monitor mode: left in place".into()), true);
-                continue;
-            }
-            let summary = format!("reinstall attempt of {}", g.plan_key);
-            // Only what the guard's actor could move itself: a root-owned
-            // file that appears in a user's guarded spot stays.
-            let actor = g
-                .actor
-                .or_else(|| folder_owner(&g.path))
-                .unwrap_or(u32::MAX);
-            let mut moved = self.vault.quarantine_as(
-                std::slice::from_ref(&g.path),
-                &summary,
-                None,
-                SystemTime::now(),
-                actor,
-            );
-            if g.placeholder {
-                // Whatever replaced our placeholder is gone now; the
-                // placeholder goes back.
-                moved = moved.and_then(|r| placeholder_block(&g.path).map(|()| r));
-            }
-            match moved {
-                Ok(record) => {
-                    tracing::warn!(path = %g.path.display(), id = %record.id, "reinstall attempt undone");
-                    self.reporter.reinstall(&g, Some(&record.id), Ok(()), false);
+                Ok(undone) => {
+                    for e in &undone.events {
+                        if e.status == StepStatus::Done {
+                            tracing::warn!(path = %path.display(), id = ?e.quarantine_id, "reinstall attempt undone");
+                        } else {
+                            tracing::error!(path = %path.display(), error = %e.outcome, "reinstall attempt could not be undone");
+                        }
+                    }
+                    self.reporter.steps(&undone.entry, &undone.events);
+                    self.note_steps(&undone.events);
                 }
                 Err(e) => {
-                    if let Some(id) = seen {
-                        self.reinstall_left.insert(g.path.clone(), id);
-                    }
-                    tracing::error!(path = %g.path.display(), error = %e, "reinstall attempt could not be undone");
-                    self.reporter.reinstall(&g, None, Err(e.to_string()), false);
+                    // Nothing is done that is not journaled first; the
+                    // next sweep sees the attempt again.
+                    tracing::error!(path = %path.display(), error = %e, "cannot journal a reinstall undo; left in place for now");
                 }
             }
         }
@@ -871,41 +755,9 @@ impl Daemon {
     }
 }
 
-/// The session a camera_use finding is about, keyed like a change.
-fn session_key_of_finding(f: &Finding) -> Option<SessionKey> {
-    let cam = f.camera.as_ref()?;
-    let pid = cam.pid.or(f.process.as_ref().map(|p| p.pid));
-    // Without a pid the judge names the session by its bundle id.
-    Some((
-        pid,
-        pid.is_none().then(|| cam.client.clone()),
-        cam.device.clone(),
-    ))
-}
-
-fn unix_now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-/// Device, inode, mtime, ctime of a file: what changes when it is replaced.
-type FileStamp = (u64, u64, i64, i64);
-
-/// Identity of whatever stands at `path` (lstat: a link is not followed).
-fn what_stands_at(path: &std::path::Path) -> Option<FileStamp> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path)
-        .ok()
-        .map(|m| (m.dev(), m.ino(), m.mtime(), m.ctime()))
-}
-
 fn count(findings: &[Finding], v: Verdict) -> usize {
     findings.iter().filter(|f| f.verdict == v).count()
 }
-
-pub use crate::policy::{load_local_rules, policy_for};
 
 fn create_state_dir(dir: &std::path::Path) -> Result<(), DaemonError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -918,37 +770,6 @@ fn create_state_dir(dir: &std::path::Path) -> Result<(), DaemonError> {
             path: dir.to_path_buf(),
             source,
         })
-}
-
-impl ProcessControl for Native {
-    fn process(&self, pid: u32) -> Result<ProcessIdentity, PlatformError> {
-        Platform::process(self, pid)
-    }
-
-    fn signal_verified(
-        &self,
-        expected: &ProcessIdentity,
-        signal: i32,
-    ) -> Result<SignalOutcome, PlatformError> {
-        Native::signal_verified(self, expected, signal)
-    }
-
-    fn child_pids(&self, pid: u32) -> Result<Vec<u32>, PlatformError> {
-        Native::child_pids(self, pid)
-    }
-}
-
-impl Notifier for Native {
-    fn notify(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String> {
-        self.notify_user(uid, title, message)
-    }
-}
-
-/// The owner of the folder holding `path` (lstat): for guards written
-/// before they recorded an actor, who can put things there.
-fn folder_owner(path: &std::path::Path) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    path.parent()?.symlink_metadata().ok().map(|m| m.uid())
 }
 
 /// lenscap's own files: never a target, whatever a rule or the catalog
@@ -975,28 +796,3 @@ fn own_paths(config: &Config, sources: &Sources) -> Vec<PathBuf> {
 const OWN_LAUNCHD_PLIST: &str = "/Library/LaunchDaemons/io.lenscap.agent.plist";
 /// Where an MDM's configuration profiles land, for every domain.
 const MANAGED_PREFERENCES: &str = "/Library/Managed Preferences";
-
-/// How long a camera session's record may wait for its process's new
-/// socket to be judged (the probe's first-result hold is shorter).
-const CAMERA_WAIT_MAX: Duration = Duration::from_secs(10);
-
-/// Does `pid`, or an ancestor of it, hold a socket still waiting for its
-/// first probe result? (Bounded walk: parent chains can loop while pids
-/// are reused.)
-fn in_held_tree(
-    pid: Option<u32>,
-    held: &std::collections::BTreeSet<u32>,
-    obs: &judge::Observations,
-) -> bool {
-    let mut next = pid;
-    for _ in 0..16 {
-        let Some(p) = next.filter(|&p| p > 1) else {
-            return false;
-        };
-        if held.contains(&p) {
-            return true;
-        }
-        next = obs.processes.get(&p).map(|q| q.ppid);
-    }
-    false
-}

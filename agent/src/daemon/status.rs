@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use std::fmt::Write as _;
+
+use crate::render::ago;
+
 use crate::config::Mode;
 
 /// How many recent actions the status keeps.
@@ -56,6 +60,36 @@ pub struct Status {
 }
 
 impl Status {
+    /// The status of a daemon starting now in `mode`, with nothing swept
+    /// yet. The one place the fields are listed: every other status is
+    /// this one, updated.
+    pub fn new(mode: Mode, started_unix: i64, guarded_paths: usize) -> Status {
+        Status {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            mode,
+            effective_mode: mode,
+            breaker_open: false,
+            started_unix,
+            last_sweep_unix: None,
+            sweeps: 0,
+            listeners: 0,
+            persistence_items: 0,
+            findings_report: 0,
+            findings_remediate: 0,
+            remediations: 0,
+            would_do: 0,
+            reinstall_attempts: 0,
+            quarantined: 0,
+            guarded_paths,
+            outbox_pending: None,
+            camera_sessions: 0,
+            privacy_grants: 0,
+            running: true,
+            recent: Vec::new(),
+        }
+    }
+
     pub fn path(state_dir: &Path) -> PathBuf {
         state_dir.join("status.json")
     }
@@ -84,6 +118,71 @@ impl Status {
     }
 }
 
+/// `lenscap status`: the table a person reads (`--json` is the serde
+/// form of [`Status`]).
+pub fn render(s: &Status, alive: bool, now: i64) -> String {
+    let mut out = String::new();
+    let state = match (s.running, alive) {
+        (true, true) => format!("running (pid {})", s.pid),
+        (false, _) => "stopped".to_string(),
+        (true, false) => format!("not running (pid {} is gone without a clean stop)", s.pid),
+    };
+    let _ = writeln!(out, "lenscap {}: {state}", s.version);
+    let mode = if s.breaker_open {
+        format!("{:?} — circuit breaker OPEN: monitoring only", s.mode)
+    } else {
+        format!("{:?}", s.mode)
+    };
+    let _ = writeln!(out, "mode:            {}", mode.to_lowercase());
+    let _ = writeln!(out, "started:         {}", ago(now, s.started_unix));
+    let _ = writeln!(
+        out,
+        "last sweep:      {} ({} sweeps)",
+        s.last_sweep_unix
+            .map(|t| ago(now, t))
+            .unwrap_or_else(|| "never".into()),
+        s.sweeps
+    );
+    let _ = writeln!(
+        out,
+        "watching:        {} listeners, {} persistence items, {} privacy grants, {} camera sessions",
+        s.listeners, s.persistence_items, s.privacy_grants, s.camera_sessions
+    );
+    let _ = writeln!(
+        out,
+        "findings now:    {} remediate, {} report",
+        s.findings_remediate, s.findings_report
+    );
+    let _ = writeln!(
+        out,
+        "actions:         {} remediations, {} would-do (monitor), {} reinstall attempts",
+        s.remediations, s.would_do, s.reinstall_attempts
+    );
+    let _ = writeln!(
+        out,
+        "quarantine:      {} records, {} guarded paths",
+        s.quarantined, s.guarded_paths
+    );
+    if let Some(p) = s.outbox_pending {
+        let _ = writeln!(out, "outbox:          {p} events waiting for the collector");
+    }
+    if !s.recent.is_empty() {
+        let _ = writeln!(out, "\nrecent actions:");
+        for a in s.recent.iter().rev() {
+            let _ = writeln!(
+                out,
+                "  {:>10}  {:<10} {:<8} {}  {}",
+                ago(now, a.time_unix),
+                a.step,
+                a.status,
+                a.plan,
+                a.outcome
+            );
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,30 +190,7 @@ mod tests {
     #[test]
     fn round_trips_and_keeps_only_recent_actions() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Status {
-            pid: 1,
-            version: "0".into(),
-            mode: Mode::Monitor,
-            effective_mode: Mode::Monitor,
-            breaker_open: false,
-            started_unix: 0,
-            last_sweep_unix: None,
-            sweeps: 0,
-            listeners: 0,
-            persistence_items: 0,
-            findings_report: 0,
-            findings_remediate: 0,
-            remediations: 0,
-            would_do: 0,
-            reinstall_attempts: 0,
-            quarantined: 0,
-            guarded_paths: 0,
-            outbox_pending: None,
-            camera_sessions: 0,
-            privacy_grants: 0,
-            running: true,
-            recent: Vec::new(),
-        };
+        let mut s = Status::new(Mode::Monitor, 0, 0);
         for i in 0..(RECENT + 5) {
             s.push_recent(RecentAction {
                 time_unix: i as i64,

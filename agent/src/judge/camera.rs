@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use super::subject::{Subject, strip_btm_type};
 use super::{Observations, Policy};
-use crate::fsutil::rfc3339;
+use crate::clock::rfc3339;
 use crate::model::{
     Finding, FindingKind, ListenerRef, PersistenceKind, ProcessIdentity, Verdict, enclosing_bundle,
 };

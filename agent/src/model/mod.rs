@@ -32,8 +32,8 @@ pub use lenscap_events::{
 pub use finding::{CameraRef, Finding, HostInfo, PersistenceRef, ScanError};
 pub use grant::{TccAuth, TccClientType, TccGrant, TccReason, TccService};
 pub use observed::{
-    CameraSessionObservation, ConnectionSeen, GrantObservation, LaunchdSocket, Listener,
-    Observations, PersistenceItem, ProcessIdentity,
+    CameraSessionObservation, ConnectionSeen, Established, GrantObservation, LaunchdSocket,
+    Listener, Observations, PersistenceItem, ProcessIdentity, SignalOutcome,
 };
 pub use paths::{
     Code, enclosing_bundle, is_interpreter, never_moved, script_arg, translocation_bundle,

@@ -157,3 +157,30 @@ pub struct ConnectionSeen {
     pub port: u16,
     pub first_seen_unix_us: u64,
 }
+
+/// What happened when the platform was asked to signal a process only if
+/// it is still the one we identified (`platform::Native::signal_verified`).
+/// The identity check exists so PID reuse can never make us signal a stranger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SignalOutcome {
+    /// The process matched the expected identity and the signal was sent.
+    Sent,
+    /// No process has that PID any more (or it exited before the signal).
+    Gone,
+    /// The PID now belongs to a process with a different start time or
+    /// executable; nothing was sent.
+    IdentityChanged,
+}
+
+/// An established TCP connection to a local listening port, seen from the
+/// listening side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Established {
+    /// The listener's side (local address and port).
+    pub local: std::net::SocketAddr,
+    /// The connecting side.
+    pub remote: std::net::SocketAddr,
+    /// Platform socket identity, so one connection seen in two sweeps is
+    /// counted once.
+    pub socket_id: u64,
+}

@@ -19,11 +19,12 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use globset::GlobMatcher;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::unix_now_us;
 use crate::config::Config;
 use crate::model::CameraSessionObservation;
 use crate::model::ScanError;
@@ -192,7 +193,7 @@ pub fn current_sessions(
                 .and_then(|devices| camera_holders(&proc_root, &devices));
             match holders {
                 Ok(holders) => {
-                    let now = now_unix_us();
+                    let now = unix_now_us();
                     holders
                         .into_iter()
                         .map(|h| CameraSessionObservation {
@@ -285,13 +286,6 @@ pub fn parse_os_version(version: &str) -> Option<(u32, u32)> {
         None => 0,
     };
     Some((major, minor))
-}
-
-fn now_unix_us() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// Field 22 (`starttime`) of `/proc/<pid>/stat`. The command name (field 2)

@@ -32,8 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::mem::{offset_of, size_of};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
-use crate::model::{AddressScope, Listener};
-use crate::platform::Established;
+use crate::model::{AddressScope, Established, Listener};
 
 /// `struct proc_fileinfo`.
 #[repr(C)]

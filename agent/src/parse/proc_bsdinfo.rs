@@ -7,8 +7,7 @@
 
 use std::path::PathBuf;
 
-use crate::model::{ProcessIdentity, StartTime};
-use crate::platform::SignalOutcome;
+use crate::model::{ProcessIdentity, SignalOutcome, StartTime};
 
 /// `e_tdev` when there is no controlling terminal (`NODEV`, `(dev_t)-1`
 /// stored in a `uint32_t`).

@@ -9,7 +9,7 @@
 //! buffers, grouping into listeners, established connections to chosen
 //! ports), `parse::proc_bsdinfo` (start time, terminal, the pre-signal
 //! identity rule), `parse::procargs` (`KERN_PROCARGS2`), `parse::sw_vers`,
-//! and `observe::signing`.
+//! and `platform::signing`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,10 +24,10 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, Uid, User};
 
+use crate::command;
 use crate::model::{
     HostInfo, Listener, PersistenceItem, ProcessIdentity, Signature, StartTime, enclosing_bundle,
 };
-use crate::observe::{command, login_items, signing};
 use crate::parse::libproc_abi::{
     DecodedConnection, DecodedListener, PROC_PIDFDSOCKETINFO, PROX_FDTYPE_SOCKET,
     SOCKET_FDINFO_SIZE, decode_tcp_connection, decode_tcp_listener, established_to_ports,
@@ -36,6 +36,7 @@ use crate::parse::libproc_abi::{
 use crate::parse::proc_bsdinfo::{self, Observed};
 use crate::parse::{procargs, sw_vers};
 use crate::platform::{CameraSource, Established, Platform, PlatformError, SignalOutcome, Tools};
+use crate::platform::{login_items, signing};
 
 /// Each `codesign` run (display or verify) is cut off after this.
 const CODESIGN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -430,7 +431,7 @@ impl Platform for Native {
         let user = self
             .user_name(uid)
             .ok_or_else(|| format!("uid {uid} has no user name"))?;
-        let args = crate::act::notify::macos_notification_args(uid, &user, title, message);
+        let args = crate::platform::notify::macos_notification_args(uid, &user, title, message);
         let out = command::run(&self.tools.launchctl, &args, NOTIFY_TIMEOUT, 4096)
             .map_err(|e| e.to_string())?;
         if out.success() {

@@ -8,6 +8,10 @@
 use std::path::{Path, PathBuf};
 
 use crate::model::{HostInfo, Listener, PersistenceItem, ProcessIdentity, Signature};
+// Plain data the platform answers with; in `model` so the pure parsers
+// that build them (`parse::libproc_abi`, `parse::proc_bsdinfo`) need
+// nothing of the platform.
+pub use crate::model::{Established, SignalOutcome};
 
 #[cfg(target_os = "linux")]
 #[path = "linux.rs"]
@@ -21,6 +25,12 @@ mod native;
 compile_error!("lenscap runs on macOS; Linux is supported for development and tests");
 
 pub use native::Native;
+
+// Outside tools the platform runs, and the command lines it builds: plain
+// code, compiled and tested on every OS, called by `macos.rs`.
+pub mod login_items;
+pub mod notify;
+pub mod signing;
 
 /// Paths of the outside tools the platform runs. Configuration keys with
 /// macOS defaults, so tests and admins can point them elsewhere.
@@ -76,20 +86,6 @@ impl PlatformError {
     }
 }
 
-/// What happened when the platform was asked to signal a process only if
-/// it is still the one we identified (`Native::signal_verified`). The
-/// identity check exists so PID reuse can never make us signal a stranger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SignalOutcome {
-    /// The process matched the expected identity and the signal was sent.
-    Sent,
-    /// No process has that PID any more (or it exited before the signal).
-    Gone,
-    /// The PID now belongs to a process with a different start time or
-    /// executable; nothing was sent.
-    IdentityChanged,
-}
-
 /// How this platform tells that a camera is in use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CameraSource {
@@ -98,19 +94,6 @@ pub enum CameraSource {
     ProcFds { proc_root: PathBuf },
     /// The unified log (`log stream` / `log show`), macOS.
     UnifiedLog,
-}
-
-/// An established TCP connection to a local listening port, seen from the
-/// listening side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Established {
-    /// The listener's side (local address and port).
-    pub local: std::net::SocketAddr,
-    /// The connecting side.
-    pub remote: std::net::SocketAddr,
-    /// Platform socket identity, so one connection seen in two sweeps is
-    /// counted once.
-    pub socket_id: u64,
 }
 
 /// What the agent needs from the operating system. Implementations answer

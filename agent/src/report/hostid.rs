@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use lenscap_events::Host;
 
-use crate::observe::command;
+use crate::command;
 
 /// Where macOS keeps `ioreg`. A constant, not a config key: it is a system
 /// tool in the sealed system volume, and a test points [`HostSources`]

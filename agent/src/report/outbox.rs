@@ -54,7 +54,6 @@ mod recover;
 mod store;
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use lenscap_events::{Body, Event, EventUid, Host, Kind, MAX_SEQ, Mode, Sha256Hex};
 use rusqlite::{Connection, TransactionBehavior};
@@ -62,6 +61,7 @@ use rusqlite::{Connection, TransactionBehavior};
 pub use error::OutboxError;
 pub use recover::{Recovery, open_or_recover};
 
+use crate::clock::unix_now_ms;
 use error::SqlContext;
 use store::{Chain, to_i64};
 
@@ -174,7 +174,7 @@ impl Outbox {
     /// Append several events in one commit (one fsync): a plan's steps, or
     /// a catch-up benchmark's backlog. All or none are written.
     pub fn append_all(&mut self, items: &[(Mode, Body)]) -> Result<Vec<Event>, OutboxError> {
-        let now = now_ms();
+        let now = unix_now_ms();
         let path = self.path.clone();
         let tx = self
             .conn
@@ -369,14 +369,6 @@ fn queued(conn: &Connection, path: &Path) -> Result<(u64, u64), OutboxError> {
         )
         .at(path)?;
     Ok((store::to_u64(n), store::to_u64(b)))
-}
-
-/// Milliseconds since the epoch; 0 for a clock set before 1970.
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

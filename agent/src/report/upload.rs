@@ -30,7 +30,6 @@
 //! | 401 | enroll again, once, then back off |
 //! | 403, other 4xx, a redirect | back off; reported once as an `agent_health` event |
 
-pub mod backoff;
 pub mod client;
 pub mod worker;
 
@@ -42,8 +41,8 @@ use flate2::write::GzEncoder;
 use lenscap_events::api::IngestResponse;
 use lenscap_events::{AgentHealth, Body, Event, HealthStatus};
 
-use self::backoff::Backoff;
 use self::client::Failure;
+use crate::backoff::{self, Backoff};
 use crate::report::outbox::{Outbox, OutboxError};
 
 /// The most events in one request (the collector takes up to 5,000; 100

@@ -21,8 +21,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lenscap::config::Config;
-use lenscap::daemon::sweep::SweepState;
 use lenscap::observe::signing::SignatureCache;
+use lenscap::observe::sweep::SweepState;
 use lenscap::platform::Native;
 use lenscap_e2e::{
     Daemon, Proc, STANDIN_SOCK_ENV, Standin, lenscap_bin, pid_running, temp_tree, wait_for_file,

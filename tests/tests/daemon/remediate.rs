@@ -302,9 +302,39 @@ fn a_reinstall_is_removed_again_and_recorded() {
     );
     assert!(s.helper_processes().is_empty());
     assert_eq!(s.standin.job_pid(&s.target()), None);
+
+    // Journaled like every other action: one entry per undone reinstall,
+    // each a single `reinstall` step, done, naming its vault record — and
+    // no new plan of the helper (a reinstall is the guard's work).
+    let journal = s.journal();
+    let (undos, plans): (Vec<&Value>, Vec<&Value>) =
+        journal.iter().partition(|e| step_names(e) == ["reinstall"]);
+    assert_eq!(plans.len(), 1, "{journal:#?}");
+    assert!(undos.len() >= 2, "{journal:#?}");
+    for u in &undos {
+        assert_eq!(u["mode"], "remediate", "{u:#}");
+        assert_eq!(u["finished"], true, "{u:#}");
+        assert_eq!(step_statuses(u), ["done"], "{u:#}");
+    }
+    let undo_of = |path: &Path| {
+        undos
+            .iter()
+            .find(|u| u["plan"]["steps"][0]["path"] == path.to_str().unwrap())
+            .unwrap_or_else(|| panic!("no journal entry for {}: {undos:#?}", path.display()))
+    };
+    let folder_undo = undo_of(&s.folder);
     assert_eq!(
-        s.journal().len(),
-        1,
-        "a reinstall is the guard's work, not a new plan"
+        folder_undo["steps"][0]["quarantine_id"], again["id"],
+        "{folder_undo:#}"
     );
+    // `quarantine list` and `events` say what they said before: the
+    // record named after the plan the guard protects against, and the
+    // event, now tied to its journal entry like every step's.
+    assert!(
+        again["finding"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("reinstall attempt of ")),
+        "{again:#}"
+    );
+    assert_eq!(ev["payload"]["command_uid"], folder_undo["id"], "{ev:#}");
 }

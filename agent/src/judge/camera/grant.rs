@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::Helper;
-use crate::fsutil::rfc3339;
+use crate::clock::rfc3339;
 use crate::judge::listener::installed_app;
 use crate::judge::locate::{self, Context};
 use crate::judge::rules;

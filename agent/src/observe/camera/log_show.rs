@@ -16,10 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::log_stream::read_bounded_line;
 use super::sessions::{LogSession, SessionTracker};
+use crate::clock::unix_now_us;
 use crate::parse::camera_log::{CameraLogParser, MAX_LINE_LEN, predicate_for};
 
 #[derive(Debug, thiserror::Error)]
@@ -155,13 +156,6 @@ fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitSta
     }
 }
 
-fn now_unix_us() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 fn replay(out: impl Read) -> Vec<LogSession> {
     let mut parser = CameraLogParser::new();
     let mut tracker = SessionTracker::new();
@@ -169,7 +163,7 @@ fn replay(out: impl Read) -> Vec<LogSession> {
     let mut line = Vec::with_capacity(4096);
     while let Ok(true) = read_bounded_line(&mut reader, &mut line, MAX_LINE_LEN + 1) {
         for event in parser.feed_line(&String::from_utf8_lossy(&line)) {
-            tracker.feed(&event, now_unix_us());
+            tracker.feed(&event, unix_now_us());
         }
     }
     tracker.sessions()

@@ -37,10 +37,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::backoff::{Backoff, random};
 use crate::parse::camera_log::{
     CameraEvent, CameraLogParser, MAX_LINE_LEN, ParseStats, log_stream_args,
 };
-use crate::report::upload::backoff::{Backoff, random};
 
 /// What the camera log stream tells its consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]

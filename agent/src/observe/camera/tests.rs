@@ -279,7 +279,7 @@ fn current_sessions_finds_a_real_holder_with_the_native_platform() {
 
     let children = Children(vec![hold(&video)]);
     let pid = children.0[0].id();
-    let before = now_unix_us();
+    let before = unix_now_us();
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut errors = Vec::new();
     let sessions = loop {
@@ -295,7 +295,7 @@ fn current_sessions_finds_a_real_holder_with_the_native_platform() {
     assert_eq!(mine[0].device.as_deref(), Some(video.as_path()));
     assert_eq!(mine[0].bundle_id, None);
     // "Since" is the snapshot's time, not the process's start.
-    assert!(mine[0].since_unix_us >= before && mine[0].since_unix_us <= now_unix_us());
+    assert!(mine[0].since_unix_us >= before && mine[0].since_unix_us <= unix_now_us());
 
     // CameraWatch off: nothing is looked at.
     let off = Config {
@@ -410,7 +410,7 @@ fn current_sessions_from_the_log_keep_only_live_original_processes() {
     let mut gone = Command::new("true").spawn().unwrap();
     let gone_pid = gone.id();
     gone.wait().unwrap();
-    let now = now_unix_us();
+    let now = unix_now_us();
     // An hour ago `reused`'s PID had the camera (its process then was
     // another one: ours started just now); now `live` and `gone_pid` do.
     let text = format!(

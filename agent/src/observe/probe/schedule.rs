@@ -34,8 +34,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::backoff::Backoff;
 use crate::model::{HttpProbe, StartTime};
-use crate::report::upload::backoff::Backoff;
 
 /// The waits between probes of one socket. [`Timing::default`] is what
 /// the daemon uses; tests shorten it.

@@ -224,7 +224,7 @@ fn history_filters_newest_last() {
     assert_eq!(files.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 4, 6]);
     let future = outbox
         .history(&HistoryFilter {
-            since_ms: Some(now_ms() + 60_000),
+            since_ms: Some(unix_now_ms() + 60_000),
             ..HistoryFilter::default()
         })
         .unwrap();

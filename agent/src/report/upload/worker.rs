@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 
 use lenscap_events::{Body, Host};
 
-use super::backoff::{self, Backoff};
 use super::client::{Client, CollectorUrl, Failure, PolicyAnswer};
 use super::{BACKOFF_BASE, BACKOFF_CAP, Next, UploadStats, Uploader};
+use crate::backoff::{self, Backoff};
 use crate::config::{Config, Secret};
 use crate::report::enroll::{self, HostToken};
 use crate::report::outbox::Outbox;

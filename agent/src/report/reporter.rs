@@ -1,37 +1,38 @@
-//! The daemon's side of report: every finding and every step goes into the
-//! outbox as a wire event, durably, before anything else happens with it.
+//! The reporter: every finding and every step goes into the outbox as a
+//! wire event, durably, before anything else happens with it. The daemon
+//! owns one and hands it what each stage produced; it decides what is news
+//! (a finding already reported with the same verdict is not).
 //!
 //! An append that fails for a passing reason (disk full, the database
 //! locked by a reader) keeps the event in memory and retries it at the end
 //! of every cycle: an event is lost only if the daemon dies while the disk
 //! is full, and then the collector sees the gap.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lenscap_events::{Body, BreakerState, CameraWatchState, FindingActivity, Mode as EvMode};
 
-use super::DaemonError;
 use crate::act::execute::StepEvent;
-use crate::act::guard::Guarded;
 use crate::act::journal::{Entry, StepStatus};
 use crate::act::plan::Step;
 use crate::config::{Config, Mode};
-use crate::model::{Finding, HostInfo};
+use crate::model::{Finding, FindingKind, HostInfo, Severity, Verdict};
 use crate::report::convert::{
     self, FileAction, ProcessAction, StepContext, StepOutcome, file_remediation, file_target,
     job_target, process_remediation, process_target,
 };
 use crate::report::hostid;
-use crate::report::outbox::{Outbox, open_or_recover};
-use crate::report::policy_sync::{self, Fetched, FleetAdditions};
-use crate::report::upload::worker::{Delivery, DeliverySettings, Notice};
+use crate::report::outbox::{Outbox, OutboxError, open_or_recover};
 
 /// Appends to the outbox, holding back what could not be written yet.
-pub(super) struct Reporter {
+pub struct Reporter {
     outbox: Outbox,
     mode: EvMode,
     backlog: Vec<(EvMode, Body)>,
+    /// Finding uid → the verdict, severity and rule last reported for it.
+    reported: HashMap<String, (Verdict, Severity, Option<String>)>,
 }
 
 impl std::fmt::Debug for Reporter {
@@ -43,7 +44,7 @@ impl std::fmt::Debug for Reporter {
 }
 
 impl Reporter {
-    pub(super) fn open(config: &Config, _host: &HostInfo) -> Result<Reporter, DaemonError> {
+    pub fn open(config: &Config, _host: &HostInfo) -> Result<Reporter, OutboxError> {
         let mode = convert::mode(config.mode);
         let (outbox, recovery) = open_or_recover(
             &config.state_dir,
@@ -59,6 +60,7 @@ impl Reporter {
             outbox,
             mode,
             backlog: Vec::new(),
+            reported: HashMap::new(),
         })
     }
 
@@ -76,7 +78,7 @@ impl Reporter {
     }
 
     /// Retry events the outbox refused earlier.
-    pub(super) fn flush_pending(&mut self) {
+    pub fn flush_pending(&mut self) {
         while let Some((mode, body)) = self.backlog.first() {
             match self.outbox.append(*mode, body) {
                 Ok(_) => {
@@ -91,14 +93,14 @@ impl Reporter {
     }
 
     /// Events waiting for the collector (plus any held in memory).
-    pub(super) fn pending(&self) -> Option<u64> {
+    pub fn pending(&self) -> Option<u64> {
         self.outbox
             .pending_count()
             .ok()
             .map(|n| n + self.backlog.len() as u64)
     }
 
-    pub(super) fn started(&mut self, mode: Mode, host: &HostInfo) {
+    pub fn started(&mut self, mode: Mode, host: &HostInfo) {
         self.mode = convert::mode(mode);
         let body = convert::started(
             env!("CARGO_PKG_VERSION"),
@@ -110,21 +112,21 @@ impl Reporter {
         self.record(body);
     }
 
-    pub(super) fn stopped(&mut self, why: &str) {
+    pub fn stopped(&mut self, why: &str) {
         self.record(convert::stopped(why));
     }
 
     /// A health event from delivery (an event the collector refused, a
     /// fleet policy applied or rejected).
-    pub(super) fn delivery(&mut self, body: Body) {
+    pub fn delivery(&mut self, body: Body) {
         self.record(body);
     }
 
-    pub(super) fn config_changed(&mut self, keys: &[String]) {
+    pub fn config_changed(&mut self, keys: &[String]) {
         self.record(convert::config_changed(keys, "preferences"));
     }
 
-    pub(super) fn config_rejected(&mut self, error: &str) {
+    pub fn config_rejected(&mut self, error: &str) {
         self.record(convert::config_changed(
             &[],
             &format!("rejected, previous configuration kept: {error}"),
@@ -133,7 +135,7 @@ impl Reporter {
 
     /// An actor's breaker opened: critical, naming whose budget and what
     /// it was spent on, and the plan that is now only monitored.
-    pub(super) fn breaker_opened(
+    pub fn breaker_opened(
         &mut self,
         actor: Option<u32>,
         programs: &[String],
@@ -158,7 +160,7 @@ impl Reporter {
         ));
     }
 
-    pub(super) fn breaker_closed(&mut self, actor: Option<u32>, window: Duration) {
+    pub fn breaker_closed(&mut self, actor: Option<u32>, window: Duration) {
         self.record(convert::circuit_breaker(
             BreakerState::Closed,
             "the hour window passed",
@@ -169,8 +171,30 @@ impl Reporter {
         ));
     }
 
+    /// A judgement's findings: each one not allowed is reported when it is
+    /// new, or when its verdict, severity or deciding rule changed (a fleet
+    /// catalog entry that turns a report into a critical one). Camera
+    /// sessions are not: `report::camera_sessions` reports them at their
+    /// start and stop, allowed ones included.
+    pub fn findings(&mut self, findings: &[Finding], mode: Mode) {
+        let mut current = HashMap::new();
+        for f in findings
+            .iter()
+            .filter(|f| f.verdict != Verdict::Allow && f.kind != FindingKind::CameraUse)
+        {
+            let uid = convert::finding_uid(f);
+            let now = (f.verdict, f.severity, f.rule.clone());
+            let previous = self.reported.get(&uid);
+            if previous != Some(&now) {
+                self.finding(f, mode, previous.is_some());
+            }
+            current.insert(uid, now);
+        }
+        self.reported = current;
+    }
+
     /// A finding seen for the first time (or with a new verdict).
-    pub(super) fn finding(&mut self, f: &Finding, mode: Mode, update: bool) {
+    pub fn finding(&mut self, f: &Finding, mode: Mode, update: bool) {
         let activity = if update {
             FindingActivity::Update
         } else {
@@ -184,7 +208,7 @@ impl Reporter {
     /// Unlike [`Reporter::finding`], called for every session, allowed
     /// ones included: a security team wants every use of the camera on
     /// record.
-    pub(super) fn camera_use(&mut self, f: &Finding, mode: Mode, started: bool) {
+    pub fn camera_use(&mut self, f: &Finding, mode: Mode, started: bool) {
         let activity = if started {
             FindingActivity::Create
         } else {
@@ -196,20 +220,20 @@ impl Reporter {
     /// A TCC database cannot be read (Full Disk Access missing): health
     /// `permission_missing` for `full_disk_access`. `detail` says why and
     /// what to deploy; `database` is put in front unless it names it.
-    pub(super) fn tcc_unreadable(&mut self, database: &Path, detail: &str) {
+    pub fn tcc_unreadable(&mut self, database: &Path, detail: &str) {
         self.record(convert::tcc_unreadable(database, detail));
     }
 
     /// A TCC database reported unreadable can be read again: health
     /// `permission_restored` for `full_disk_access`.
-    pub(super) fn tcc_readable(&mut self, database: &Path) {
+    pub fn tcc_readable(&mut self, database: &Path) {
         self.record(convert::tcc_readable(database));
     }
 
     /// The camera-use source (macOS: the `log stream` child) failed
     /// (`healthy` false: `camera_watch` degraded) or works again
     /// (restored).
-    pub(super) fn camera_watch(&mut self, healthy: bool, detail: &str) {
+    pub fn camera_watch(&mut self, healthy: bool, detail: &str) {
         let state = if healthy {
             CameraWatchState::Restored
         } else {
@@ -219,7 +243,7 @@ impl Reporter {
     }
 
     /// Monitor mode: every step of the plan as "would do".
-    pub(super) fn would_do(&mut self, entry: &Entry) {
+    pub fn would_do(&mut self, entry: &Entry) {
         let saved = self.mode;
         self.mode = EvMode::Monitor;
         for step in &entry.plan.steps {
@@ -231,9 +255,14 @@ impl Reporter {
     }
 
     /// What carrying out a plan's steps did.
-    pub(super) fn steps(&mut self, entry: &Entry, events: &[StepEvent]) {
+    pub fn steps(&mut self, entry: &Entry, events: &[StepEvent]) {
         for e in events {
             let outcome = match e.status {
+                // A reinstall's message names the record already; the
+                // step's own words would say it twice.
+                StepStatus::Done if matches!(e.step, Step::Reinstall { .. }) => {
+                    StepOutcome::Success(None)
+                }
                 StepStatus::Done => StepOutcome::Success(Some(e.outcome.clone())),
                 StepStatus::WouldDo => StepOutcome::WouldDo,
                 _ => StepOutcome::Failure(e.outcome.clone()),
@@ -241,156 +270,6 @@ impl Reporter {
             for body in bodies(entry, &e.step, &outcome, e.quarantine_id.as_deref()) {
                 self.record(body);
             }
-        }
-    }
-
-    /// A guarded path came back and was (or, in monitor mode, would be)
-    /// moved into quarantine again.
-    pub(super) fn reinstall(
-        &mut self,
-        g: &Guarded,
-        quarantine_id: Option<&str>,
-        result: Result<(), String>,
-        would_do: bool,
-    ) {
-        let outcome = match (would_do, result) {
-            (true, _) => StepOutcome::WouldDo,
-            (false, Ok(())) => StepOutcome::Success(None),
-            (false, Err(e)) => StepOutcome::Failure(e),
-        };
-        let ctx = StepContext {
-            finding_uid: None,
-            command_uid: None,
-        };
-        self.record(file_remediation(
-            file_target(&g.path),
-            FileAction::ReinstallRemoved,
-            quarantine_id,
-            &outcome,
-            &ctx,
-        ));
-    }
-}
-
-/// The daemon's side of delivery: the delivery thread (started, given
-/// new settings, stopped as `CollectorURL` comes and goes) and the fleet
-/// policy in force. The thread's notices arrive on the daemon's loop.
-pub(super) struct Deliverer {
-    delivery: Option<Delivery>,
-    settings: Option<DeliverySettings>,
-    notices: tokio::sync::mpsc::UnboundedSender<Notice>,
-    /// The fleet policy in force (stored in `fleet-policy.json`).
-    pub(super) fleet: Option<Fetched>,
-    empty: FleetAdditions,
-}
-
-impl std::fmt::Debug for Deliverer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Deliverer")
-            .field("running", &self.delivery.is_some())
-            .field("fleet", &self.fleet.as_ref().map(|p| &p.etag))
-            .finish_non_exhaustive()
-    }
-}
-
-impl Deliverer {
-    /// With the fleet policy stored by the previous run, if it is usable.
-    pub(super) fn new(
-        config: &Config,
-        notices: tokio::sync::mpsc::UnboundedSender<Notice>,
-    ) -> Deliverer {
-        let fleet = match policy_sync::load(&config.state_dir) {
-            Ok(Some(stored)) => Fetched::from_stored(stored)
-                .inspect_err(|e| tracing::error!(error = %e, "stored fleet policy ignored"))
-                .ok(),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::error!(error = %e, "stored fleet policy ignored");
-                None
-            }
-        };
-        Deliverer {
-            delivery: None,
-            settings: None,
-            notices,
-            fleet,
-            empty: FleetAdditions::default(),
-        }
-    }
-
-    /// What the fleet policy in force adds to the judge's policy.
-    pub(super) fn additions(&self) -> &FleetAdditions {
-        self.fleet.as_ref().map_or(&self.empty, |f| &f.additions)
-    }
-
-    /// Start, reconfigure or stop the delivery thread for `config`.
-    pub(super) fn configure(&mut self, config: &Config) {
-        let settings = DeliverySettings::from_config(config);
-        if settings == self.settings && (settings.is_some() == self.delivery.is_some()) {
-            return;
-        }
-        match (&self.delivery, settings.clone()) {
-            (Some(d), Some(s)) => d.reconfigure(s),
-            (Some(_), None) => self.stop(),
-            (None, Some(s)) => {
-                let tx = self.notices.clone();
-                let etag = self.fleet.as_ref().map(|f| f.etag.clone());
-                match Delivery::start(
-                    s,
-                    hostid::detect(),
-                    etag,
-                    Box::new(move |n| {
-                        let _ = tx.send(n);
-                    }),
-                ) {
-                    Ok(d) => self.delivery = Some(d),
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot start the delivery thread; events stay in the outbox")
-                    }
-                }
-            }
-            (None, None) => {}
-        }
-        self.settings = settings;
-    }
-
-    /// A new fleet policy from the delivery thread: the judge's policy
-    /// built with it (stored and reported as applied), or `None` when it
-    /// does not build (reported as rejected; the previous one stays).
-    pub(super) fn apply(
-        &mut self,
-        fetched: Fetched,
-        config: &Config,
-        local: &[crate::config::Rule],
-        reporter: &mut Reporter,
-    ) -> Option<crate::judge::Policy> {
-        match super::policy_for(config, local, &fetched.additions) {
-            Ok(policy) => {
-                if let Err(e) = policy_sync::store(&config.state_dir, &fetched.to_stored()) {
-                    // In force now; after a restart the previous one is,
-                    // until the next poll brings this one again.
-                    tracing::error!(error = %e, "cannot store the fleet policy");
-                }
-                tracing::info!(etag = %fetched.etag, rules = fetched.policy.rules.len(), catalog = fetched.policy.catalog.len(), "fleet policy applied");
-                reporter.delivery(policy_sync::applied_notice(&fetched));
-                self.fleet = Some(fetched);
-                Some(policy)
-            }
-            Err(e) => {
-                tracing::error!(error = %e, etag = %fetched.etag, "fleet policy rejected; the previous one stays");
-                reporter.delivery(policy_sync::rejected_notice(&fetched.etag, &e.to_string()));
-                None
-            }
-        }
-    }
-
-    /// Stop the thread (a request in flight is not waited for: its batch
-    /// goes again at the next start).
-    pub(super) fn stop(&mut self) {
-        if let Some(d) = self.delivery.take()
-            && let Some(stats) = d.stop(Duration::from_secs(1))
-        {
-            tracing::info!(?stats, "delivery stopped");
         }
     }
 }
@@ -432,6 +311,9 @@ fn bodies(
                 out.extend(files(std::slice::from_ref(p), FileAction::Placeholder));
             }
             out
+        }
+        Step::Reinstall { path, .. } => {
+            files(std::slice::from_ref(path), FileAction::ReinstallRemoved)
         }
         // The notice itself is in the journal and the log; it changes
         // nothing on the machine, so it is not a remediation event.

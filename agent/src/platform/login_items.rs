@@ -10,8 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::command::{self, CommandError};
 use crate::model::PersistenceItem;
-use crate::observe::command::{self, CommandError};
 use crate::parse::btm::{login_items, parse_dumpbtm};
 
 /// The most of `sfltool`'s output kept. Real dumps are tens to hundreds of

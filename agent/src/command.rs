@@ -5,6 +5,10 @@
 //!
 //! Written over `std::process` rather than with a crate: what is needed is
 //! a timeout plus bounded pipes, which is a few dozen lines.
+//!
+//! A leaf shared by the stages that run tools (the platform's `codesign`
+//! and `sfltool`, act's `launchctl`, report's host id): it imports nothing
+//! of the agent.
 
 use std::ffi::OsStr;
 use std::io::Read;

@@ -90,6 +90,22 @@ pub struct CameraWatch {
     connections: BTreeMap<ConnKey, (IpAddr, u64, u64)>,
 }
 
+impl std::fmt::Debug for CameraWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CameraWatch")
+            .field("devices_for", &self.devices_for)
+            .field("streaming", &self.stream.is_some())
+            .field("connections", &self.connections.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for CameraWatch {
+    fn default() -> CameraWatch {
+        CameraWatch::new()
+    }
+}
+
 impl CameraWatch {
     pub fn new() -> CameraWatch {
         CameraWatch {

@@ -1,4 +1,7 @@
-//! Exponential backoff with full jitter, for retrying the collector.
+//! Exponential backoff with full jitter: for retrying the collector
+//! (`report::upload`), asking a silent listener again (`observe::probe`)
+//! and restarting the camera log stream (`observe::camera`). A leaf: it
+//! imports nothing of the agent.
 //!
 //! After the n-th failure in a row the wait is a random duration in
 //! `[base·2ⁿ⁻¹ / 2, base·2ⁿ⁻¹]`, capped at `cap`: growing fast enough that a

@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::backoff::random;
 use crate::config::Config;
 use crate::judge::Observations;
 use crate::model::{Listener, PersistenceItem, ProcessIdentity, ScanError};
@@ -36,7 +37,6 @@ use crate::observe::probe::schedule::{Done, Owners, Schedule, Target, Timing};
 use crate::observe::probe::worker::Prober;
 use crate::observe::signing::SignatureCache;
 use crate::platform::Platform;
-use crate::report::upload::backoff::random;
 
 /// Safety-net interval for a full persistence rescan.
 pub const FULL_RESCAN: Duration = Duration::from_secs(30);
