@@ -1,0 +1,208 @@
+use std::cell::RefCell;
+
+use super::*;
+
+/// Records what it was asked to show.
+#[derive(Default)]
+struct Recorder {
+    shown: RefCell<Vec<(Option<u32>, String, String)>>,
+}
+
+impl Notifier for Recorder {
+    fn notify(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String> {
+        self.shown
+            .borrow_mut()
+            .push((uid, title.to_string(), message.to_string()));
+        Ok(())
+    }
+}
+
+fn longest_name() -> String {
+    "W".repeat(NAME_MAX)
+}
+
+#[test]
+fn every_text_fits_a_notification_even_with_the_longest_name() {
+    let app = longest_name();
+    let id = "20261207T171500Z-0123456789abcdef";
+    let bodies = [
+        would_remove(&app, true),
+        would_remove(&app, false),
+        with_quarantine_id(&removed(&app, true), Some(id)),
+        with_quarantine_id(&removed(&app, false), None),
+        reinstalled(&app, Some(id), true),
+        reinstalled(&app, None, false),
+        camera(&app),
+        found(&app),
+    ];
+    for b in &bodies {
+        assert!(b.chars().count() <= BODY_MAX, "{} chars: {b}", b.len());
+    }
+    for t in [
+        TITLE_WOULD,
+        TITLE_REMOVED,
+        TITLE_REINSTALL,
+        TITLE_CAMERA,
+        TITLE_FOUND,
+    ] {
+        assert!(t.chars().count() <= TITLE_MAX, "{t}");
+    }
+}
+
+#[test]
+fn monitor_wording_says_what_would_be_done_and_how_to_let_it() {
+    assert_eq!(
+        would_remove("AcmeOpener", true),
+        "AcmeOpener runs a hidden web server any web page can reach; lenscap would stop it \
+         and move it to quarantine. To let lenscap do that: sudo lenscap mode remediate"
+    );
+}
+
+#[test]
+fn remediate_wording_names_the_record_to_restore() {
+    let m = with_quarantine_id(&removed("AcmeOpener", true), Some("q-1"));
+    assert_eq!(
+        m,
+        "AcmeOpener ran a hidden web server any web page could reach; lenscap stopped it and \
+         moved it to quarantine. To undo: sudo lenscap quarantine restore q-1"
+    );
+    let none = with_quarantine_id(&removed("AcmeOpener", true), None);
+    assert!(
+        none.ends_with("restore (see sudo lenscap quarantine list)"),
+        "{none}"
+    );
+}
+
+#[test]
+fn names_cannot_carry_instructions_or_fake_slots() {
+    assert_eq!(
+        clean_name("Zoom\n\"do shell script\" <ID>"),
+        "Zoom do shell script ID"
+    );
+    assert_eq!(
+        clean_name("https://evil.example/run?x=1"),
+        "https evil.example run x 1"
+    );
+    assert_eq!(clean_name(&"a".repeat(500)).chars().count(), NAME_MAX);
+    // The slot is filled after the name, never inside it.
+    let m = with_quarantine_id(&removed(&clean_name("<ID>"), true), Some("q-9"));
+    assert!(m.starts_with("ID ran"), "{m}");
+    assert!(m.ends_with("restore q-9"), "{m}");
+}
+
+#[test]
+fn app_name_prefers_the_bundle_display_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("Acme.app");
+    let exe = app.join("Contents/MacOS/acme-helper");
+    std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+    std::fs::write(&exe, b"x").unwrap();
+    // No Info.plist: the file name.
+    assert_eq!(app_name(&exe), "acme-helper");
+    let mut info = plist::Dictionary::new();
+    info.insert("CFBundleName".into(), "Acme".into());
+    plist::Value::Dictionary(info.clone())
+        .to_file_xml(app.join("Contents/Info.plist"))
+        .unwrap();
+    assert_eq!(app_name(&exe), "Acme");
+    info.insert("CFBundleDisplayName".into(), "Acme Opener".into());
+    plist::Value::Dictionary(info)
+        .to_file_xml(app.join("Contents/Info.plist"))
+        .unwrap();
+    assert_eq!(app_name(&exe), "Acme Opener");
+}
+
+#[test]
+fn an_info_plist_link_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("Evil.app");
+    let exe = app.join("Contents/MacOS/evil");
+    std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+    let mut info = plist::Dictionary::new();
+    info.insert("CFBundleName".into(), "Secret".into());
+    let elsewhere = dir.path().join("root-only.plist");
+    plist::Value::Dictionary(info)
+        .to_file_xml(&elsewhere)
+        .unwrap();
+    std::os::unix::fs::symlink(&elsewhere, app.join("Contents/Info.plist")).unwrap();
+    assert_eq!(app_name(&exe), "evil");
+}
+
+#[test]
+fn one_notification_per_incident_an_hour() {
+    let t = Telling::new(NotifyUser::Remediations);
+    let now = Instant::now();
+    assert!(t.admit(Kind::Remediation, "did:a", Some(501), now).is_ok());
+    assert!(
+        t.admit(
+            Kind::Remediation,
+            "did:a",
+            Some(501),
+            now + Duration::from_secs(60)
+        )
+        .is_err()
+    );
+    // Another incident of the same helper is its own.
+    assert!(
+        t.admit(Kind::Remediation, "reinstall:a", Some(501), now)
+            .is_ok()
+    );
+    assert!(
+        t.admit(Kind::Remediation, "did:a", Some(501), now + REPEAT)
+            .is_ok()
+    );
+}
+
+#[test]
+fn notify_user_none_tells_nothing_and_remediations_no_reports() {
+    let none = Telling::new(NotifyUser::None);
+    let now = Instant::now();
+    for kind in [Kind::Remediation, Kind::Camera, Kind::Report] {
+        assert_eq!(none.admit(kind, "k", None, now), Err("NotifyUser is none"));
+    }
+    let rem = Telling::new(NotifyUser::Remediations);
+    assert!(rem.admit(Kind::Report, "r", None, now).is_err());
+    assert!(rem.admit(Kind::Camera, "c", None, now).is_ok());
+    let all = Telling::new(NotifyUser::All);
+    assert!(all.admit(Kind::Report, "r", None, now).is_ok());
+}
+
+#[test]
+fn a_flood_of_incidents_is_capped_per_user() {
+    let t = Telling::new(NotifyUser::All);
+    let now = Instant::now();
+    for i in 0..PER_USER_PER_HOUR {
+        assert!(
+            t.admit(Kind::Remediation, &format!("did:{i}"), Some(501), now)
+                .is_ok()
+        );
+    }
+    assert!(
+        t.admit(Kind::Remediation, "did:one-more", Some(501), now)
+            .is_err()
+    );
+    // Another user is not silenced by this one's flood.
+    assert!(t.admit(Kind::Remediation, "did:x", Some(502), now).is_ok());
+}
+
+#[test]
+fn the_gate_tells_once_through_the_notifier() {
+    let rec = Recorder::default();
+    let telling = Telling::new(NotifyUser::Remediations);
+    let gate = Gate {
+        telling: &telling,
+        inner: &rec,
+    };
+    assert_eq!(
+        gate.notify_incident("did:k", Some(501), "T", "M"),
+        Ok(Told::Shown)
+    );
+    assert!(matches!(
+        gate.notify_incident("did:k", Some(501), "T", "M"),
+        Ok(Told::Held(_))
+    ));
+    assert_eq!(
+        *rec.shown.borrow(),
+        [(Some(501), "T".to_string(), "M".to_string())]
+    );
+}
