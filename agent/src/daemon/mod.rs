@@ -681,6 +681,9 @@ impl Daemon {
         self.rejudge = true;
         self.deliverer.configure(&self.loaded.config);
         self.status.mode = self.loaded.config.mode;
+        // What the findings of the next judgement are reported under,
+        // before planning looks at the breakers again.
+        self.status.effective_mode = self.loaded.config.mode;
         self.sweep.mark_persistence_dirty();
         self.reporter.config_changed(&changed);
         interval_changed
