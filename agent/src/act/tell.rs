@@ -2,7 +2,9 @@
 //! in monitor mode every step of a plan is only journaled as "would do",
 //! but the person is still told what lenscap found and would do, and how
 //! to let it (`sudo lenscap mode remediate`); in remediate mode, what it
-//! did and how to undo it (`sudo lenscap quarantine restore <ID>`).
+//! did and how to undo it (`sudo lenscap quarantine restore <ID> --allow`:
+//! without `--allow` the restored helper would be removed again the next
+//! time it runs).
 //!
 //! Design notes:
 //!
@@ -128,7 +130,7 @@ pub fn would_remove(app: &str, web: bool) -> String {
 pub fn removed(app: &str, web: bool) -> String {
     format!(
         "{app} ran {}; lenscap stopped it and moved it to quarantine. \
-         To undo: sudo lenscap quarantine restore {ID_SLOT}",
+         To undo: sudo lenscap quarantine restore {ID_SLOT} --allow",
         what(web).replace("can reach", "could reach")
     )
 }
@@ -140,11 +142,7 @@ pub fn removed(app: &str, web: bool) -> String {
 pub fn with_quarantine_id(message: &str, id: Option<&str>) -> String {
     match (message.rfind(ID_SLOT), id) {
         (Some(at), Some(id)) => format!("{}{id}{}", &message[..at], &message[at + ID_SLOT.len()..]),
-        (Some(at), None) => format!(
-            "{}(see sudo lenscap quarantine list){}",
-            &message[..at],
-            &message[at + ID_SLOT.len()..]
-        ),
+        (Some(_), None) => format!("{message} (IDs: sudo lenscap quarantine list)"),
         (None, _) => message.to_string(),
     }
 }
@@ -156,7 +154,7 @@ pub fn reinstalled(app: &str, id: Option<&str>, done: bool) -> String {
         with_quarantine_id(
             &format!(
                 "{app} put back a helper lenscap had removed; lenscap moved it to quarantine \
-                 again. To undo: sudo lenscap quarantine restore {ID_SLOT}"
+                 again. To undo: sudo lenscap quarantine restore {ID_SLOT} --allow"
             ),
             id,
         )

@@ -125,7 +125,7 @@ fn remediate_mode_tells_once_what_it_did_and_how_to_undo_it() {
     assert!(
         got[0].contains(&format!(
             "acme-connect ran a hidden web server any web page could reach; lenscap stopped it \
-             and moved it to quarantine. To undo: sudo lenscap quarantine restore {id}\""
+             and moved it to quarantine. To undo: sudo lenscap quarantine restore {id} --allow\""
         )),
         "{}",
         got[0]
@@ -263,7 +263,7 @@ fn lenscap_mode_remediate_changes_the_running_daemons_mode() {
     assert!(got[0].contains("lenscap would stop it"), "{}", got[0]);
     let id = records[0]["id"].as_str().unwrap();
     assert!(
-        got[1].contains(&format!("sudo lenscap quarantine restore {id}")),
+        got[1].contains(&format!("sudo lenscap quarantine restore {id} --allow")),
         "{}",
         got[1]
     );

@@ -64,11 +64,11 @@ fn remediate_wording_names_the_record_to_restore() {
     assert_eq!(
         m,
         "AcmeOpener ran a hidden web server any web page could reach; lenscap stopped it and \
-         moved it to quarantine. To undo: sudo lenscap quarantine restore q-1"
+         moved it to quarantine. To undo: sudo lenscap quarantine restore q-1 --allow"
     );
     let none = with_quarantine_id(&removed("AcmeOpener", true), None);
     assert!(
-        none.ends_with("restore (see sudo lenscap quarantine list)"),
+        none.ends_with("restore <ID> --allow (IDs: sudo lenscap quarantine list)"),
         "{none}"
     );
 }
@@ -87,7 +87,7 @@ fn names_cannot_carry_instructions_or_fake_slots() {
     // The slot is filled after the name, never inside it.
     let m = with_quarantine_id(&removed(&clean_name("<ID>"), true), Some("q-9"));
     assert!(m.starts_with("ID ran"), "{m}");
-    assert!(m.ends_with("restore q-9"), "{m}");
+    assert!(m.ends_with("restore q-9 --allow"), "{m}");
 }
 
 #[test]
