@@ -351,15 +351,24 @@ fn name_of(f: &Finding) -> String {
         .as_deref()
         .or(f.process.as_ref().and_then(|p| p.path.as_deref()))
         .or(f.persistence.as_ref().map(|p| p.path.as_path()));
-    match path {
-        Some(p) => app_name(p),
-        None => f
-            .process
-            .as_ref()
-            .map(|p| clean_name(&p.name))
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| "An app".to_string()),
+    if let Some(p) = path {
+        return app_name(p);
     }
+    // A camera session names its user by path or bundle id.
+    if let Some(client) = f.camera.as_ref().map(|c| c.client.as_str()) {
+        if client.starts_with('/') {
+            return app_name(Path::new(client));
+        }
+        let name = clean_name(client);
+        if !name.is_empty() {
+            return name;
+        }
+    }
+    f.process
+        .as_ref()
+        .map(|p| clean_name(&p.name))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "An app".to_string())
 }
 
 /// The notify step's notifier in the daemon: every incident passes

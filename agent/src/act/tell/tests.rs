@@ -206,3 +206,82 @@ fn the_gate_tells_once_through_the_notifier() {
         [(Some(501), "T".to_string(), "M".to_string())]
     );
 }
+
+fn finding(v: serde_json::Value) -> Finding {
+    serde_json::from_value(v).unwrap()
+}
+
+fn camera_use(severity: &str, verdict: &str, pid: u32) -> Finding {
+    finding(serde_json::json!({
+        "kind": "camera_use",
+        "verdict": verdict,
+        "severity": severity,
+        "reasons": ["r"],
+        "rule": null,
+        "camera": {
+            "service": "camera",
+            "client": "/Users/ann/.acmeconnect/acme-connect",
+            "auth": "in_use",
+            "since": null,
+            "pid": pid,
+        },
+    }))
+}
+
+fn reported_listener(path: &str, verdict: &str) -> Finding {
+    finding(serde_json::json!({
+        "kind": "listener",
+        "verdict": verdict,
+        "severity": "medium",
+        "reasons": ["r"],
+        "rule": null,
+        "judged_path": path,
+    }))
+}
+
+#[test]
+fn a_critical_camera_incident_is_told_once_and_an_allowed_finding_never() {
+    let rec = Recorder::default();
+    let t = Telling::new(NotifyUser::Remediations);
+    let findings = [
+        camera_use("critical", "remediate", 42),
+        // Not critical: an ordinary app using the camera.
+        camera_use("info", "allow", 43),
+        reported_listener("/Users/ann/.dev/server", "report"),
+        reported_listener("/Applications/Ok.app/Contents/MacOS/ok", "allow"),
+    ];
+    t.findings(&rec, &findings);
+    t.findings(&rec, &findings);
+    let shown = rec.shown.borrow();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert_eq!(shown[0].1, TITLE_CAMERA);
+    assert!(
+        shown[0].2.starts_with("acme-connect turned the camera on"),
+        "{shown:?}"
+    );
+}
+
+#[test]
+fn notify_user_all_also_tells_of_reported_findings_once() {
+    let rec = Recorder::default();
+    let t = Telling::new(NotifyUser::All);
+    let findings = [
+        reported_listener("/Users/ann/.dev/server", "report"),
+        reported_listener("/Applications/Ok.app/Contents/MacOS/ok", "allow"),
+    ];
+    for _ in 0..3 {
+        t.findings(&rec, &findings);
+    }
+    let shown = rec.shown.borrow();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert_eq!(shown[0].1, TITLE_FOUND);
+    assert!(shown[0].2.contains("server"), "{shown:?}");
+}
+
+#[test]
+fn notify_user_none_tells_not_even_of_the_camera() {
+    let rec = Recorder::default();
+    let t = Telling::new(NotifyUser::None);
+    t.findings(&rec, &[camera_use("critical", "remediate", 42)]);
+    assert!(rec.shown.borrow().is_empty());
+}
