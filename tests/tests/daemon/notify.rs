@@ -79,6 +79,14 @@ fn wait_notifications(s: &Scenario, n: usize, d: &lenscap_e2e::Daemon) -> Vec<St
     scripts(s)
 }
 
+/// A plan's journal entry (not a reinstall's).
+fn is_plan(e: &serde_json::Value) -> bool {
+    !e["plan"]["key"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("reinstall:")
+}
+
 #[test]
 fn monitor_mode_tells_once_what_it_would_do() {
     let s = Scenario::new("monitor", &[]);
@@ -131,7 +139,8 @@ fn remediate_mode_tells_once_what_it_did_and_how_to_undo_it() {
         got[0]
     );
     // The journal's notify step says so.
-    let entry = &s.journal()[0];
+    let journal = s.journal();
+    let entry = journal.iter().find(|e| is_plan(e)).unwrap();
     let notify = &entry["steps"][step_names(entry).len() - 1];
     assert_eq!(notify["status"], "done", "{entry:#}");
     assert_eq!(notify["outcome"], "user notified", "{entry:#}");
@@ -144,7 +153,9 @@ fn notify_user_none_tells_nothing() {
     let mut d = s.start_daemon();
     s.wait_gone(s.pid, Duration::from_secs(10), &d);
     let entry = wait_until(Duration::from_secs(10), "the plan finished", || {
-        s.journal().into_iter().find(|e| e["finished"] == true)
+        s.journal()
+            .into_iter()
+            .find(|e| is_plan(e) && e["finished"] == true)
     });
     d.wait_sweeps(3);
     assert!(

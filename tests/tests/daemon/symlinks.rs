@@ -30,14 +30,22 @@ fn crash_then_plant(s: &Scenario, plant: impl FnOnce()) {
 /// after a few more sweeps (the guard has had its chances too).
 fn finish(s: &Scenario) -> (Value, String) {
     let mut d = s.start_daemon();
+    // The plan's entry, not a reinstall entry the guard journaled in the
+    // same second (entries of one second sort by their random ids).
+    let plan = |e: &Value| {
+        !e["plan"]["key"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("reinstall:")
+    };
     wait_until(Duration::from_secs(15), "the plan finished", || {
         s.journal()
             .into_iter()
-            .next()
+            .find(plan)
             .filter(|e| e["finished"] == true)
     });
     d.wait_sweeps(3);
-    let entry = s.journal().into_iter().next().unwrap();
+    let entry = s.journal().into_iter().find(plan).unwrap();
     assert_eq!(d.stop().code(), Some(0), "{}", d.log());
     (entry, d.log())
 }
