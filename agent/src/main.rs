@@ -37,6 +37,26 @@ struct Common {
     /// preferences (/Library/[Managed ]Preferences/io.lenscap.agent.plist).
     #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
+    /// Read the managed preferences from FILE instead of /Library/Managed
+    /// Preferences (staging trees and tests).
+    #[arg(
+        long,
+        value_name = "FILE",
+        global = true,
+        hide = true,
+        conflicts_with = "config"
+    )]
+    managed_preferences: Option<PathBuf>,
+    /// Read the local preferences from FILE instead of /Library/Preferences
+    /// (staging trees and tests).
+    #[arg(
+        long,
+        value_name = "FILE",
+        global = true,
+        hide = true,
+        conflicts_with = "config"
+    )]
+    local_preferences: Option<PathBuf>,
     /// Log format (text or one JSON object per line). The level comes
     /// from LENSCAP_LOG (e.g. `debug`, `lenscap=debug`); default `info`.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -44,6 +64,13 @@ struct Common {
     /// Append logs to this file instead of writing them to stderr.
     #[arg(long, value_name = "PATH", global = true)]
     log_file: Option<PathBuf>,
+}
+
+/// `lenscap mode` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Monitor,
+    Remediate,
 }
 
 /// Shells `lenscap completions` writes scripts for.
@@ -104,6 +131,15 @@ enum Command {
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// Show the mode (monitor or remediate) and where it is set, or set it
+    /// in the local preferences (root). The daemon picks it up at once.
+    Mode {
+        /// The mode to set; without it, show the mode in force.
+        #[arg(value_enum)]
+        mode: Option<ModeArg>,
+        #[command(flatten)]
+        common: Common,
     },
     /// Check for, or install, a signed lenscap release (UpdateURL,
     /// UpdatePublicKey). `--check` exits 10 when a newer release exists.
@@ -349,15 +385,61 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             init_logging(&common)?;
             update(check, bin_path, &common)
         }
+        Command::Mode { mode, common } => {
+            init_logging(&common)?;
+            mode_command(mode, &common)
+        }
         Command::Completions { shell } => print_completions(shell),
         Command::Man => print_man(),
     }
 }
 
+/// `lenscap mode [monitor|remediate]`.
+fn mode_command(mode: Option<ModeArg>, common: &Common) -> Result<ExitCode> {
+    use lenscap::config::set::{mode_value, render_mode, set_mode};
+    let sources = sources(common);
+    let Some(mode) = mode else {
+        let loaded = load_config(common)?;
+        print!("{}", render_mode(&loaded));
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mode = match mode {
+        ModeArg::Monitor => config::Mode::Monitor,
+        ModeArg::Remediate => config::Mode::Remediate,
+    };
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let set = set_mode(&sources, mode, euid)?;
+    if set.before == set.after {
+        println!(
+            "mode is already {} ({})",
+            mode_value(set.after),
+            set.file.display()
+        );
+    } else {
+        println!(
+            "mode: {} -> {} ({}); the running daemon picks it up without a restart",
+            mode_value(set.before),
+            mode_value(set.after),
+            set.file.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn sources(common: &Common) -> Sources {
     match &common.config {
         Some(path) => Sources::explicit(path.clone()),
-        None => Sources::system(),
+        None => {
+            let mut s = Sources::system();
+            if let Some(m) = &common.managed_preferences {
+                s.managed = Some(m.clone());
+            }
+            if let Some(l) = &common.local_preferences {
+                s.local = Some(l.clone());
+            }
+            s
+        }
     }
 }
 

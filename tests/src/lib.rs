@@ -441,6 +441,16 @@ impl Standin {
         self.log_lines("calls.log")
     }
 
+    /// What the notification stand-in recorded (`launchctl asuser …`),
+    /// one JSON object per notification: `argv`, `asuser`, `user`, `uid`
+    /// and `euid` it ran as, `script`.
+    pub fn notifications(&self) -> Vec<serde_json::Value> {
+        self.log_lines("notifications.log")
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("a notification record"))
+            .collect()
+    }
+
     /// The stand-in's log: `load`, `spawn`, `exit`, `bootout` lines.
     pub fn job_events(&self) -> Vec<String> {
         self.log_lines("jobs.log")

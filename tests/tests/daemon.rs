@@ -11,6 +11,9 @@
 //!   plan; benign services are left alone in remediate mode.
 //! - `daemon/faults.rs`: the daemon SIGKILLed before and after every plan
 //!   step; the next start finishes the job and no file is lost.
+//! - `daemon/notify.rs`: the person at the keyboard is told, once per
+//!   incident, through the notification stand-in; `lenscap mode` changes
+//!   the running daemon's mode, and refuses when an MDM manages it.
 //! - `daemon/symlinks.rs`: links planted in place of the plist and of the
 //!   helper's folder never make the daemon touch what they point at.
 //! - `daemon/pid_reuse.rs`: a PID reused by another process before the kill
@@ -37,6 +40,8 @@ mod bench;
 mod faults;
 #[path = "daemon/monitor.rs"]
 mod monitor;
+#[path = "daemon/notify.rs"]
+mod notify;
 #[path = "daemon/pid_reuse.rs"]
 mod pid_reuse;
 #[path = "daemon/probe.rs"]

@@ -16,6 +16,7 @@ use super::kill::{ProcessControl, terminate_tree_as};
 use super::plan::Step;
 use super::quarantine::{Vault, placeholder_block};
 use super::stop::{self, BootoutOutcome};
+use super::tell::{self, Told};
 
 /// Env var naming a step after which the daemon kills itself with SIGKILL
 /// (`after:quarantine`) or before it (`before:terminate`). A test hook for
@@ -25,6 +26,20 @@ pub const FAULT_ENV: &str = "LENSCAP_FAULT_KILL";
 /// Tells a user what happened (macOS: a notification; elsewhere: the log).
 pub trait Notifier {
     fn notify(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String>;
+
+    /// Tell of one incident (`incident` names it across sweeps). A
+    /// notifier that keeps count (`act::tell::Gate`) may hold it back: one
+    /// notification per incident, and none when `NotifyUser` says so.
+    fn notify_incident(
+        &self,
+        incident: &str,
+        uid: Option<u32>,
+        title: &str,
+        message: &str,
+    ) -> Result<Told, String> {
+        let _ = incident;
+        self.notify(uid, title, message).map(|()| Told::Shown)
+    }
 }
 
 /// What carrying out a step did, for the report stage.
@@ -235,12 +250,17 @@ fn run_step(ctx: &mut Context<'_>, entry: &Entry, step: &Step) -> (bool, String,
             guarded_for,
             placeholder,
         } => super::reinstall::undo(ctx.vault, path, guarded_for, *placeholder, actor),
-        Step::Notify { uid, message } => {
+        Step::Notify { uid, message, .. } => {
+            // The undo line names the record the quarantine step made.
+            let qid = entry.steps.iter().find_map(|s| s.quarantine_id.clone());
+            let message = tell::with_quarantine_id(message, qid.as_deref());
+            let incident = format!("did:{}", entry.plan.key);
             match ctx
                 .notifier
-                .notify(*uid, "lenscap removed a hidden web server", message)
+                .notify_incident(&incident, *uid, tell::TITLE_REMOVED, &message)
             {
-                Ok(()) => (true, "user notified".into(), None),
+                Ok(Told::Shown) => (true, "user notified".into(), None),
+                Ok(Told::Held(why)) => (true, format!("user not notified: {why}"), None),
                 // Not being able to tell someone is worth recording but
                 // does not undo the remediation.
                 Err(e) => (false, format!("could not notify: {e}"), None),

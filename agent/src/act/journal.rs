@@ -221,6 +221,7 @@ mod tests {
                 Step::Notify {
                     uid: Some(501),
                     message: "m".into(),
+                    would: "w".into(),
                 },
             ],
             actor: Some(501),

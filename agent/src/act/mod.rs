@@ -15,6 +15,8 @@
 //!   what comes back is moved into the vault again, through the journal
 //!   like every other step.
 //! - [`budget`]: the remediation circuit breaker, per actor.
+//! - [`tell`]: what the person at the keyboard is told, in either mode —
+//!   one notification per incident, as `NotifyUser` allows.
 //! - [`native`]: the platform's implementations of act's traits
 //!   ([`kill::ProcessControl`], [`execute::Notifier`]).
 
@@ -32,3 +34,4 @@ pub mod quarantine;
 pub mod reinstall;
 pub mod restore;
 pub mod stop;
+pub mod tell;

@@ -44,8 +44,16 @@ pub enum Step {
         paths: Vec<PathBuf>,
         placeholder: Option<PathBuf>,
     },
-    /// Tell the user who owns the helper.
-    Notify { uid: Option<u32>, message: String },
+    /// Tell the user who owns the helper what was done (`message`, with
+    /// `act::tell::ID_SLOT` for the quarantine id). In monitor mode the
+    /// step is only journaled and the person is told `would` instead
+    /// (telling is not acting). Journals from before `would` read it empty.
+    Notify {
+        uid: Option<u32>,
+        message: String,
+        #[serde(default)]
+        would: String,
+    },
     /// Something stands again at a guarded path (a reinstall attempt):
     /// move it into the vault again, and put the placeholder back where
     /// one stood. Never part of a judged plan: the guard makes a plan of
@@ -318,12 +326,16 @@ fn plan_group(key: String, group: &[&Finding], opts: &PlanOptions) -> Option<Pla
         ),
     };
     let subject = format!("{name}{on} ({key})");
+    // The person is told of the app in words they know.
+    let app = program
+        .as_deref()
+        .map_or_else(|| name.clone(), super::tell::app_name);
     steps.push(Step::Notify {
-        uid: process_uid.or_else(|| items.iter().find_map(|i| i.owner_uid)).filter(|u| *u != 0),
-        message: format!(
-            "lenscap stopped {name}, an undisclosed helper web server{on}, and moved it to quarantine. \
-             To undo: sudo lenscap quarantine list, then sudo lenscap quarantine restore <id> --allow"
-        ),
+        uid: process_uid
+            .or_else(|| items.iter().find_map(|i| i.owner_uid))
+            .filter(|u| *u != 0),
+        message: super::tell::removed(&app, !ports.is_empty()),
+        would: super::tell::would_remove(&app, !ports.is_empty()),
     });
     Some(Plan {
         key,

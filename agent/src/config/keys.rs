@@ -23,7 +23,9 @@ use super::validate::{
     UPLOAD_INTERVAL_SECONDS,
 };
 use super::values::Ctx;
-use super::{ConfigError, DEFAULT_CAMERA_DEVICES, DEFAULT_UPDATE_URL, Mode, Rule, Secret};
+use super::{
+    ConfigError, DEFAULT_CAMERA_DEVICES, DEFAULT_UPDATE_URL, Mode, NotifyUser, Rule, Secret,
+};
 
 /// One row per key:
 ///
@@ -263,4 +265,10 @@ config_keys! {
     "PolicyIntervalSeconds" PolicyIntervalSeconds policy_interval_seconds: u64 = 300,
         parse |ctx, key, value| ctx.integer(key, value, POLICY_INTERVAL_SECONDS),
         show |c| json!(c.policy_interval_seconds);
+    /// `NotifyUser`: what the person at the keyboard is told — `all`
+    /// findings, `remediations` (findings that are or would be remediated,
+    /// and camera incidents), or `none`.
+    "NotifyUser" NotifyUser notify_user: NotifyUser = NotifyUser::Remediations,
+        parse |ctx, key, value| ctx.notify_user(key, value),
+        show |c| json!(c.notify_user.name());
 }

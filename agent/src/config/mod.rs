@@ -26,6 +26,7 @@ mod keys;
 mod remote;
 mod rules;
 mod secret;
+pub mod set;
 pub mod show;
 mod source;
 mod validate;
@@ -106,6 +107,29 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
 pub enum Mode {
     Monitor,
     Remediate,
+}
+
+/// Who is told at the keyboard (`NotifyUser`): every finding lenscap
+/// would tell of, only those it remediates or would remediate (and
+/// camera incidents), or nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyUser {
+    All,
+    #[default]
+    Remediations,
+    None,
+}
+
+impl NotifyUser {
+    /// The preference value (`all`, `remediations`, `none`).
+    pub fn name(self) -> &'static str {
+        match self {
+            NotifyUser::All => "all",
+            NotifyUser::Remediations => "remediations",
+            NotifyUser::None => "none",
+        }
+    }
 }
 
 #[cfg(test)]

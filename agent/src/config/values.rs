@@ -128,6 +128,20 @@ impl Ctx<'_> {
         }
     }
 
+    pub(crate) fn notify_user(
+        &self,
+        key: &str,
+        value: &Value,
+    ) -> Result<super::NotifyUser, ConfigError> {
+        use super::NotifyUser;
+        const EXPECTED: &str = "one of all, remediations, none";
+        let s = self.string(key, value, EXPECTED)?;
+        [NotifyUser::All, NotifyUser::Remediations, NotifyUser::None]
+            .into_iter()
+            .find(|n| s.eq_ignore_ascii_case(n.name()))
+            .ok_or_else(|| self.invalid(key, value, EXPECTED))
+    }
+
     pub(crate) fn absolute_path(&self, key: &str, value: &Value) -> Result<PathBuf, ConfigError> {
         let s = self.string(key, value, EXPECT_ABSOLUTE)?;
         // A NUL byte cannot reach a system call; catch it here, by key.

@@ -40,6 +40,7 @@ use crate::act::manifest::RecordState;
 use crate::act::plan::{self, PlanOptions};
 use crate::act::quarantine::{QuarantineError, Vault};
 use crate::act::reinstall::Reinstalls;
+use crate::act::tell::{self, Gate, Telling};
 use crate::clock::{unix_now, unix_now_us};
 use crate::config::{self, Config, ConfigError, Loaded, Mode, Sources};
 use crate::fsutil::{FileStamp, what_stands_at};
@@ -217,6 +218,8 @@ struct Daemon {
     flagged: BTreeSet<(IpAddr, u16)>,
     /// Camera sessions on record, and starts and stops held back.
     sessions: CameraSessions,
+    /// What the person at the keyboard has been told (`act::tell`).
+    telling: Telling,
 }
 
 impl Daemon {
@@ -247,6 +250,7 @@ impl Daemon {
         let journal = Journal::open(&state_dir)?;
         let guard = Guard::open(&state_dir)?;
         let mode = loaded.config.mode;
+        let loaded_notify_user = loaded.config.notify_user;
         let max_remediations = loaded.config.max_remediations_per_hour;
         let status = Status::new(mode, unix_now(), guard.entries().len());
         reporter.started(mode, &host);
@@ -273,6 +277,7 @@ impl Daemon {
             camera: CameraWatch::new(),
             flagged: BTreeSet::new(),
             sessions: CameraSessions::default(),
+            telling: Telling::new(loaded_notify_user),
         };
         d.recover();
         d.write_status();
@@ -387,6 +392,9 @@ impl Daemon {
                 mode,
             );
             self.act_on(&findings);
+            // Critical camera incidents, and with `NotifyUser all` what is
+            // only reported: told of without a plan.
+            self.telling.findings(&self.platform, &findings);
             self.status.camera_sessions = swept.observations.camera_sessions.len();
             self.status.privacy_grants = swept.observations.grants.len();
             self.status.listeners = swept.observations.listeners.len();
@@ -529,6 +537,7 @@ impl Daemon {
                     self.status.would_do += 1;
                     self.reporter.would_do(&entry);
                     self.note_entry(&entry);
+                    self.tell_would_do(&entry);
                 }
                 Mode::Remediate => {
                     self.status.remediations += 1;
@@ -549,7 +558,10 @@ impl Daemon {
             ctl: &self.platform,
             vault: &self.vault,
             guard: &mut self.guard,
-            notifier: &self.platform,
+            notifier: &Gate {
+                telling: &self.telling,
+                inner: &self.platform,
+            },
         };
         let result = execute::run_entry(&mut ctx, &self.journal, entry);
         drop(held);
@@ -591,7 +603,10 @@ impl Daemon {
                 ctl: &self.platform,
                 vault: &self.vault,
                 guard: &mut self.guard,
-                notifier: &self.platform,
+                notifier: &Gate {
+                    telling: &self.telling,
+                    inner: &self.platform,
+                },
             };
             let path = attempt.guarded.path.clone();
             match self
@@ -601,6 +616,7 @@ impl Daemon {
                 Ok(undone) if mode == Mode::Monitor => {
                     self.reporter.would_do(&undone.entry);
                     self.note_entry(&undone.entry);
+                    self.tell_reinstall(&attempt.guarded, None, false);
                 }
                 Ok(undone) => {
                     for e in &undone.events {
@@ -612,6 +628,14 @@ impl Daemon {
                     }
                     self.reporter.steps(&undone.entry, &undone.events);
                     self.note_steps(&undone.events);
+                    let moved = undone
+                        .events
+                        .iter()
+                        .find(|e| e.status == StepStatus::Done)
+                        .map(|e| e.quarantine_id.clone());
+                    if let Some(id) = moved {
+                        self.tell_reinstall(&attempt.guarded, id.as_deref(), true);
+                    }
                 }
                 Err(e) => {
                     // Nothing is done that is not journaled first; the
@@ -659,14 +683,68 @@ impl Daemon {
             .collect();
         tracing::info!(?changed, "configuration reloaded");
         let interval_changed = loaded.config.sweep_seconds != self.loaded.config.sweep_seconds;
+        if self.loaded.config.mode == Mode::Monitor && loaded.config.mode == Mode::Remediate {
+            // `lenscap mode remediate`: what monitor mode only planned is
+            // planned again and now carried out, while it is still found.
+            self.planned.clear();
+        }
+        self.telling.set_level(loaded.config.notify_user);
         self.loaded = loaded;
         self.policy = policy;
         self.rejudge = true;
         self.deliverer.configure(&self.loaded.config);
         self.status.mode = self.loaded.config.mode;
+        // What the findings of the next judgement are reported under,
+        // before planning looks at the breakers again.
+        self.status.effective_mode = self.loaded.config.mode;
         self.sweep.mark_persistence_dirty();
         self.reporter.config_changed(&changed);
         interval_changed
+    }
+
+    /// Monitor mode: tell the person what was found and would be done
+    /// (the plan's notify step is only journaled as "would do").
+    fn tell_would_do(&self, entry: &Entry) {
+        let Some((uid, would)) = entry.plan.steps.iter().find_map(|s| match s {
+            plan::Step::Notify { uid, would, .. } if !would.is_empty() => Some((*uid, would)),
+            _ => None,
+        }) else {
+            return;
+        };
+        let incident = format!("would:{}", entry.plan.key);
+        if let Err(e) = self.telling.tell(
+            &self.platform,
+            tell::Kind::Remediation,
+            &incident,
+            uid,
+            tell::TITLE_WOULD,
+            would,
+        ) {
+            tracing::warn!(incident, error = %e, "could not notify");
+        }
+    }
+
+    /// A reinstall attempt moved into quarantine again (`done`), or left
+    /// in place: told of at most once an hour per helper.
+    fn tell_reinstall(&self, guarded: &crate::act::guard::Guarded, id: Option<&str>, done: bool) {
+        let app = tell::app_name(std::path::Path::new(&guarded.plan_key));
+        let (title, body) = if done {
+            (tell::TITLE_REINSTALL, tell::reinstalled(&app, id, true))
+        } else {
+            (tell::TITLE_WOULD, tell::reinstalled(&app, None, false))
+        };
+        let incident = format!("reinstall:{}", guarded.plan_key);
+        let uid = guarded.actor.filter(|u| *u != 0);
+        if let Err(e) = self.telling.tell(
+            &self.platform,
+            tell::Kind::Remediation,
+            &incident,
+            uid,
+            title,
+            &body,
+        ) {
+            tracing::warn!(incident, error = %e, "could not notify");
+        }
     }
 
     fn note_entry(&mut self, entry: &Entry) {

@@ -70,6 +70,18 @@ fn collect(dir: &Path, depth: u8, ids: &mut BTreeSet<String>, errors: &mut Vec<S
 /// `CFBundleIdentifier` of one Info.plist; `Ok(None)` when the bundle has
 /// no Info.plist or no identifier.
 fn bundle_id(info: &Path) -> Result<Option<String>, String> {
+    Ok(info_plist(info)?
+        .as_ref()
+        .and_then(|d| d.get("CFBundleIdentifier"))
+        .and_then(|v| v.as_string())
+        .map(str::to_owned))
+}
+
+/// The top-level dictionary of a bundle's Info.plist, read without
+/// following a link (a user-planted link must not make root read another
+/// file) and refused past 1 MiB; `Ok(None)` when there is no Info.plist
+/// or its top level is not a dictionary.
+pub fn info_plist(info: &Path) -> Result<Option<plist::Dictionary>, String> {
     let file = match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -92,11 +104,7 @@ fn bundle_id(info: &Path) -> Result<Option<String>, String> {
     }
     let value = crate::parse::launchd::parse_plist_value(&bytes)
         .map_err(|e| format!("{}: {e}", info.display()))?;
-    Ok(value
-        .as_dictionary()
-        .and_then(|d| d.get("CFBundleIdentifier"))
-        .and_then(|v| v.as_string())
-        .map(str::to_owned))
+    Ok(value.into_dictionary())
 }
 
 #[cfg(test)]

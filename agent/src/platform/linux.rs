@@ -49,12 +49,16 @@ pub struct Native {
     ticks_per_s: u64,
     /// uid → user name; `getpwuid_r` can be slow (NSS, LDAP).
     users: Mutex<HashMap<u32, Option<String>>>,
+    /// `LaunchctlPath`: where a notification goes when it exists (the
+    /// tests' stand-in); otherwise notifications are only logged.
+    launchctl: std::path::PathBuf,
 }
 
 impl Native {
     /// Build the Linux platform. `tools` names macOS programs (`codesign`,
-    /// `sfltool`, `launchctl`) that Linux has no use for.
-    pub fn new(_tools: Tools) -> Native {
+    /// `sfltool`) that Linux has no use for; `launchctl` only carries
+    /// notifications, when the file exists.
+    pub fn new(tools: Tools) -> Native {
         let ticks_per_s = sysconf(SysconfVar::CLK_TCK)
             .ok()
             .flatten()
@@ -65,6 +69,7 @@ impl Native {
             btime_s: read_btime().ok(),
             ticks_per_s,
             users: Mutex::new(HashMap::new()),
+            launchctl: tools.launchctl,
         }
     }
 
@@ -262,9 +267,20 @@ impl Platform for Native {
         sockets::established(ports)
     }
 
+    /// Logged always. The notification itself needs a user to tell (there
+    /// is no console owner to fall back on here) and a `launchctl` to run.
     fn notify_user(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String> {
         tracing::warn!(uid, "{title}: {message}");
-        Ok(())
+        let Some(uid) = uid.filter(|u| *u != 0) else {
+            return Ok(());
+        };
+        if self.launchctl.symlink_metadata().is_err() {
+            return Ok(());
+        }
+        let user = self
+            .user_name(uid)
+            .ok_or_else(|| format!("uid {uid} has no user name"))?;
+        crate::platform::notify::show(&self.launchctl, uid, &user, title, message)
     }
 }
 

@@ -45,7 +45,6 @@ const SFLTOOL_TIMEOUT: Duration = Duration::from_secs(30);
 const SW_VERS: &str = "/usr/bin/sw_vers";
 const SW_VERS_TIMEOUT: Duration = Duration::from_secs(5);
 /// `launchctl asuser … osascript`: a notification either shows at once or not.
-const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 /// `KERN_ARGMAX` is 1 MiB on current macOS; refuse anything absurd.
 const MAX_PROCARGS: usize = 16 * 1024 * 1024;
 
@@ -652,17 +651,6 @@ impl Platform for Native {
         let user = self
             .user_name(uid)
             .ok_or_else(|| format!("uid {uid} has no user name"))?;
-        let args = crate::platform::notify::macos_notification_args(uid, &user, title, message);
-        let out = command::run(&self.tools.launchctl, &args, NOTIFY_TIMEOUT, 4096)
-            .map_err(|e| e.to_string())?;
-        if out.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "launchctl asuser exited {:?}: {}",
-                out.code,
-                out.stderr_lossy().trim()
-            ))
-        }
+        crate::platform::notify::show(&self.tools.launchctl, uid, &user, title, message)
     }
 }

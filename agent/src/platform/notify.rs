@@ -3,8 +3,17 @@
 //! On macOS a root daemon cannot post a notification itself (that needs an
 //! app bundle and the user's session): it runs
 //! `launchctl asuser <uid> sudo -u <user> osascript -e 'display notification …'`
-//! (macos-reference.md). This module builds that command line; the
-//! platform runs it. Everything here is pure and tested on any OS.
+//! (macos-reference.md). This module builds that command line and runs
+//! it ([`show`]); the platform decides whom to tell. On Linux the same
+//! command goes to the configured `LaunchctlPath` when it exists (the
+//! end-to-end tests' stand-in records it and the uid it ran as).
+//!
+//! Why this shape is safe for a root daemon: `launchctl asuser` only
+//! joins the user's session; `sudo -u <user>` then runs `osascript` as
+//! that user, never root (uid 0 is refused before anything runs); the
+//! text a helper's author influences (an app name) is one AppleScript
+//! string literal, escaped by [`applescript_string`], so nothing of it is
+//! run; and every program is named by absolute path.
 
 /// An AppleScript string literal: `"` and `\` escaped, control characters
 /// (which could end the `-e` script or fake a new statement) replaced by
@@ -43,6 +52,35 @@ pub fn macos_notification_args(uid: u32, user: &str, title: &str, message: &str)
         "-e".into(),
         script,
     ]
+}
+
+/// How long a notification command may take before it is killed: the
+/// daemon's loop waits for it.
+pub const NOTIFY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Show a notification to `user` (`uid`, never 0) through `launchctl`.
+pub fn show(
+    launchctl: &std::path::Path,
+    uid: u32,
+    user: &str,
+    title: &str,
+    message: &str,
+) -> Result<(), String> {
+    if uid == 0 {
+        return Err("notifications never run as root".into());
+    }
+    let args = macos_notification_args(uid, user, title, message);
+    let out =
+        crate::command::run(launchctl, &args, NOTIFY_TIMEOUT, 4096).map_err(|e| e.to_string())?;
+    if out.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "launchctl asuser exited {:?}: {}",
+            out.code,
+            out.stderr_lossy().trim()
+        ))
+    }
 }
 
 #[cfg(test)]

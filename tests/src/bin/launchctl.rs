@@ -8,6 +8,14 @@
 //! Each call is first appended to `calls.log` beside the socket (the
 //! arguments joined by spaces, one line per call), so a test can check
 //! which commands the daemon ran, and in which order.
+//!
+//! `asuser <uid> /usr/bin/sudo -u <user> /usr/bin/osascript -e <script>`
+//! — how the daemon shows a notification — is the notification stand-in:
+//! it does what `sudo -u <user>` would (become that user: groups, gid,
+//! uid), and only then appends one JSON line to `notifications.log`
+//! beside the socket with its whole argv and the uid and euid it runs as,
+//! so a test sees what would have been shown and that it never ran as
+//! root. Any other shape of `asuser` is refused (exit 1).
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -27,6 +35,9 @@ fn main() {
         ));
     };
     log_call(&sock, &args);
+    if args.first().map(String::as_str) == Some("asuser") {
+        as_user(&sock, &args)
+    }
     match standin_request(&sock, &args) {
         Ok(reply) => {
             print!("{}", reply.stdout);
@@ -51,6 +62,69 @@ fn log_call(sock: &Path, args: &[String]) {
     if let Err(e) = written {
         fail(&format!("{}: {e}", log.display()));
     }
+}
+
+/// The notification stand-in (see the module doc).
+fn as_user(sock: &Path, args: &[String]) -> ! {
+    let shape = match args {
+        [_, uid, sudo, dash_u, user, osascript, dash_e, script]
+            if sudo == "/usr/bin/sudo"
+                && dash_u == "-u"
+                && osascript == "/usr/bin/osascript"
+                && dash_e == "-e" =>
+        {
+            uid.parse::<u32>().ok().map(|uid| (uid, user, script))
+        }
+        _ => None,
+    };
+    let Some((asuser, user, script)) = shape else {
+        fail(&format!("asuser: unexpected arguments {args:?}"));
+    };
+    // Opened while still root; written once the user's identity is taken.
+    let log = sock.with_file_name(OsString::from("notifications.log"));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .unwrap_or_else(|e| fail(&format!("{}: {e}", log.display())));
+    let Ok(name) = std::ffi::CString::new(user.as_bytes()) else {
+        fail("asuser: a user name with a NUL byte");
+    };
+    // SAFETY: getpwnam with a valid C string; the fields read are copied
+    // before any other call could reuse the static buffer.
+    let (uid, gid) = unsafe {
+        let pw = libc::getpwnam(name.as_ptr());
+        if pw.is_null() {
+            fail(&format!("sudo: unknown user {user}"));
+        }
+        ((*pw).pw_uid, (*pw).pw_gid)
+    };
+    // SAFETY: plain system calls on integers; checked below.
+    let dropped = unsafe {
+        libc::setgroups(0, std::ptr::null()) == 0
+            && libc::setgid(gid) == 0
+            && libc::setuid(uid) == 0
+    };
+    if !dropped {
+        fail(&format!(
+            "sudo -u {user}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: getuid/geteuid cannot fail.
+    let (now_uid, now_euid) = unsafe { (libc::getuid(), libc::geteuid()) };
+    let line = serde_json::json!({
+        "argv": args,
+        "asuser": asuser,
+        "user": user,
+        "uid": now_uid,
+        "euid": now_euid,
+        "script": script,
+    });
+    if let Err(e) = file.write_all(format!("{line}\n").as_bytes()) {
+        fail(&format!("{}: {e}", log.display()));
+    }
+    exit(0)
 }
 
 fn fail(message: &str) -> ! {
