@@ -11,13 +11,13 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use super::read::{cursor_param, limit_param, time_param};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::export::{self, Format, IncidentView};
 use crate::incidents::severity_rank;
 use crate::state::AppState;
-use crate::store::{Cursor, DEFAULT_PAGE, IncidentFilter, MAX_PAGE, Role};
-use crate::timefmt::parse_time;
+use crate::store::{Cursor, IncidentFilter, Role};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -87,33 +87,16 @@ impl IncidentQuery {
                 )));
             }
         };
-        let time = |name: &str, v: &Option<String>| {
-            v.as_deref()
-                .map(|s| parse_time(s).map_err(|e| bad(format!("{name}: {e}"))))
-                .transpose()
-        };
-        let cursor = match &self.cursor {
-            None => None,
-            Some(c) => Some(Cursor::decode(c).ok_or_else(|| {
-                bad("cursor: not a cursor this collector handed out; pass next_cursor back unchanged".into())
-            })?),
-        };
-        let limit = match &self.limit {
-            None => DEFAULT_PAGE,
-            Some(l) => l
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=MAX_PAGE).contains(n))
-                .ok_or_else(|| bad(format!("limit: give a number from 1 to {MAX_PAGE}")))?,
-        };
+        let cursor = cursor_param(&self.cursor, Cursor::decode)?;
+        let limit = limit_param(&self.limit)?;
         Ok(IncidentFilter {
             host: self.host.clone(),
             host_id: None,
             state,
             min_severity,
             rule: self.rule.clone(),
-            since: time("since", &self.since)?,
-            until: time("until", &self.until)?,
+            since: time_param("since", &self.since)?,
+            until: time_param("until", &self.until)?,
             untrusted,
             cursor,
             limit,

@@ -91,25 +91,8 @@ impl EventQuery {
                 )));
             }
         };
-        let time = |name: &str, v: &Option<String>| {
-            v.as_deref()
-                .map(|s| parse_time(s).map_err(|e| bad(format!("{name}: {e}"))))
-                .transpose()
-        };
-        let cursor = match &self.cursor {
-            None => None,
-            Some(c) => Some(Cursor::decode(c).ok_or_else(|| {
-                bad("cursor: not a cursor this collector handed out; pass next_cursor back unchanged".into())
-            })?),
-        };
-        let limit = match &self.limit {
-            None => DEFAULT_PAGE,
-            Some(l) => l
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=MAX_PAGE).contains(n))
-                .ok_or_else(|| bad(format!("limit: give a number from 1 to {MAX_PAGE}")))?,
-        };
+        let cursor = cursor_param(&self.cursor, Cursor::decode)?;
+        let limit = limit_param(&self.limit)?;
         Ok(EventFilter {
             host: self.host.clone(),
             host_id: None,
@@ -117,8 +100,8 @@ impl EventQuery {
             verdict,
             finding_kinds,
             rule: self.rule.clone(),
-            since: time("since", &self.since)?,
-            until: time("until", &self.until)?,
+            since: time_param("since", &self.since)?,
+            until: time_param("until", &self.until)?,
             cursor,
             limit,
         })
@@ -236,30 +219,13 @@ impl HostQuery {
                 )));
             }
         };
-        let time = |name: &str, v: &Option<String>| {
-            v.as_deref()
-                .map(|s| parse_time(s).map_err(|e| bad(format!("{name}: {e}"))))
-                .transpose()
-        };
-        let cursor = match &self.cursor {
-            None => None,
-            Some(c) => Some(HostCursor::decode(c).ok_or_else(|| {
-                bad("cursor: not a cursor this collector handed out; pass next_cursor back unchanged".into())
-            })?),
-        };
-        let limit = match &self.limit {
-            None => DEFAULT_PAGE,
-            Some(l) => l
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=MAX_PAGE).contains(n))
-                .ok_or_else(|| bad(format!("limit: give a number from 1 to {MAX_PAGE}")))?,
-        };
+        let cursor = cursor_param(&self.cursor, HostCursor::decode)?;
+        let limit = limit_param(&self.limit)?;
         Ok(HostFilter {
             attention,
             mode,
-            seen_before: time("last_seen_before", &self.last_seen_before)?,
-            seen_since: time("last_seen_after", &self.last_seen_after)?,
+            seen_before: time_param("last_seen_before", &self.last_seen_before)?,
+            seen_since: time_param("last_seen_after", &self.last_seen_after)?,
             name_prefix: self.name_prefix.clone().filter(|p| !p.is_empty()),
             cursor,
             limit,
@@ -334,6 +300,46 @@ async fn export_route(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// A time query parameter (`since`, `until`, `last_seen_before`, …):
+/// RFC 3339 or Unix seconds, named in the error.
+pub(super) fn time_param(name: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
+    v.as_deref()
+        .map(|s| parse_time(s).map_err(|e| ApiError::BadRequest(format!("{name}: {e}"))))
+        .transpose()
+}
+
+/// A `cursor` parameter: one this collector handed out as `next_cursor`.
+pub(super) fn cursor_param<C>(
+    v: &Option<String>,
+    decode: impl Fn(&str) -> Option<C>,
+) -> Result<Option<C>, ApiError> {
+    v.as_deref()
+        .map(|c| {
+            decode(c).ok_or_else(|| {
+                ApiError::BadRequest(
+                    "cursor: not a cursor this collector handed out; pass next_cursor back \
+                     unchanged"
+                        .into(),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// A `limit` parameter: 1 to [`MAX_PAGE`], [`DEFAULT_PAGE`] when absent.
+pub(super) fn limit_param(v: &Option<String>) -> Result<u32, ApiError> {
+    match v {
+        None => Ok(DEFAULT_PAGE),
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("limit: give a number from 1 to {MAX_PAGE}"))
+            }),
+    }
 }
 
 #[cfg(test)]
