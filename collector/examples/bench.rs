@@ -315,6 +315,7 @@ fn main() {
         },
         // `store_time` scrapes /metrics without a token.
         public_metrics: true,
+        alerts: Default::default(),
     };
     let running = rt.block_on(server::start(config)).unwrap();
     let base = running.base_url();
