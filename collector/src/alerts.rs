@@ -56,7 +56,14 @@ const BATCH: i64 = 32;
 const POLL: Duration = Duration::from_millis(250);
 
 /// The incident states an alert can be about.
-pub const STATES: &[&str] = &["open", "contained", "failed", "restored", "would_do"];
+pub const STATES: &[&str] = &[
+    "open",
+    "contained",
+    "failed",
+    "restored",
+    "would_do",
+    "closed",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum AlertError {
@@ -69,7 +76,7 @@ pub enum AlertError {
     #[error("the secret may hold only printable ASCII without spaces")]
     BadSecret,
     #[error(
-        "unknown incident state {0:?}: expected some of open, contained, failed, restored, would_do"
+        "unknown incident state {0:?}: expected some of open, contained, failed, restored, would_do, closed"
     )]
     BadState(String),
     #[error("unknown severity {0:?}: expected info, low, medium, high or critical")]
