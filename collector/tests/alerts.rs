@@ -274,7 +274,10 @@ fn alerts_once_per_state_signed(db: &Db) {
     assert_eq!(contained["incident"]["id"], open["incident"]["id"]);
     // The incident as the step that contained it left it, with that step.
     assert_eq!(contained["incident"]["steps_done"], 1);
-    assert_eq!(contained["event"]["payload"]["action"], "stop_job", "{contained}");
+    assert_eq!(
+        contained["event"]["payload"]["action"], "stop_job",
+        "{contained}"
+    );
     assert_ne!(got[0].alert_id, got[1].alert_id);
     assert!(alerts::verify(
         SECRET,
@@ -606,6 +609,34 @@ fn syslog_receiver_gets_rfc5424(db: &Db) {
         "{msg}"
     );
     c.stop();
+}
+
+/// Two collectors on one PostgreSQL, both grouping and sending: every
+/// alert arrives, and once.
+#[test]
+fn two_collectors_on_one_postgres_send_each_alert_once() {
+    let Some(db) = Db::postgres("two_collectors_alerts") else {
+        return;
+    };
+    let a = Collector::start(&db);
+    let b = Collector::start(&db);
+    let r = Receiver::start("127.0.0.1:0");
+    add_webhook(&a, "shared", &r.url, "high").unwrap();
+    let n = 40;
+    for i in 0..n {
+        // Hosts send to either collector.
+        let c = if i % 2 == 0 { &a } else { &b };
+        let mut agent = Agent::new(c, &format!("mac-shared-{i}"));
+        agent.send(c, vec![finding(Severity::Critical)]);
+    }
+    r.wait_for(n);
+    std::thread::sleep(Duration::from_millis(1500));
+    let got = r.got();
+    let ids: std::collections::HashSet<&str> = got.iter().map(|g| g.alert_id.as_str()).collect();
+    assert_eq!(ids.len(), n, "{got:#?}");
+    assert_eq!(got.len(), n, "an alert arrived twice");
+    a.stop();
+    b.stop();
 }
 
 /// Ingest to delivery, over `ALERT_LATENCY_N` incidents (default 300),
