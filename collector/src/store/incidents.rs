@@ -222,14 +222,16 @@ impl Store {
                         .filter(|d| crate::alerts::wants(d, after.1, after.0))
                         .collect();
                     if !wanted.is_empty() {
-                        if !hostnames.contains_key(&host_id) {
+                        if let std::collections::hash_map::Entry::Vacant(slot) =
+                            hostnames.entry(host_id)
+                        {
                             let name: String =
                                 sqlx::query_scalar("SELECT hostname FROM hosts WHERE id = $1")
                                     .bind(host_id)
                                     .fetch_one(&mut *tx)
                                     .await
                                     .ctx("queueing alerts")?;
-                            hostnames.insert(host_id, name);
+                            slot.insert(name);
                         }
                         let hostname = hostnames.get(&host_id).map(String::as_str).unwrap_or("");
                         let payload =
