@@ -565,7 +565,8 @@ mod tests {
             parse_states("contained, would-do").unwrap(),
             "contained,would_do"
         );
-        assert!(parse_states("closed").is_err());
+        assert!(parse_states("closed").is_ok());
+        assert!(parse_states("resolved").is_err());
         assert_eq!(parse_severity("high").unwrap(), 4);
         assert!(parse_severity("urgent").is_err());
     }

@@ -14,6 +14,7 @@ mod common;
 
 use std::io::Read as _;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,22 +49,43 @@ impl Got {
     }
 }
 
-/// A webhook receiver on 127.0.0.1 answering 200 to every POST.
+/// A webhook receiver on 127.0.0.1 answering 200 to every POST while up,
+/// 503 while down (an outage; its port stays taken, so no other test's
+/// listener can get it).
 struct Receiver {
     url: String,
     got: Arc<Mutex<Vec<Got>>>,
+    up: Arc<AtomicBool>,
+    refused: Arc<AtomicUsize>,
     server: Arc<tiny_http::Server>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Receiver {
     fn start(addr: &str) -> Receiver {
+        Receiver::start_as(addr, true)
+    }
+
+    fn start_as(addr: &str, up: bool) -> Receiver {
         let server = Arc::new(tiny_http::Server::http(addr).unwrap());
         let port = server.server_addr().to_ip().unwrap().port();
         let got = Arc::new(Mutex::new(Vec::new()));
-        let (s, g) = (server.clone(), got.clone());
+        let up = Arc::new(AtomicBool::new(up));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (s, g, u, f) = (server.clone(), got.clone(), up.clone(), refused.clone());
         let thread = std::thread::spawn(move || {
             for mut req in s.incoming_requests() {
+                // Only the collector's POSTs: this machine's other tests
+                // run lenscap agents, which probe loopback listeners.
+                if *req.method() != tiny_http::Method::Post || req.url() != "/hook" {
+                    let _ = req.respond(tiny_http::Response::empty(404));
+                    continue;
+                }
+                if !u.load(Ordering::SeqCst) {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    let _ = req.respond(tiny_http::Response::empty(503));
+                    continue;
+                }
                 let header = |name: &str| {
                     req.headers()
                         .iter()
@@ -87,6 +109,8 @@ impl Receiver {
         Receiver {
             url: format!("http://127.0.0.1:{port}/hook"),
             got,
+            up,
+            refused,
             server,
             thread: Some(thread),
         }
@@ -343,15 +367,6 @@ fn alerts_once_per_state_signed(db: &Db) {
     c.stop();
 }
 
-/// A port nothing listens on (bound, then let go).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn fast_retries(c: &mut lenscap_collector::config::ServeConfig) {
     c.alerts = AlertSettings {
         backoff_first: Duration::from_millis(100),
@@ -361,28 +376,31 @@ fn fast_retries(c: &mut lenscap_collector::config::ServeConfig) {
 }
 
 fn alerts_wait_across_restart(db: &Db) {
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}/hook");
+    // The receiver is down (answers 503) through the first collector's life.
+    let r = Receiver::start_as("127.0.0.1:0", false);
     let c = Collector::start_config(db, fast_retries);
-    add_webhook(&c, "down", &url, "high").unwrap();
+    add_webhook(&c, "down", &r.url, "high").unwrap();
     let mut a = Agent::new(&c, "mac-down");
     a.send(&c, vec![finding(Severity::Critical)]);
     a.send(&c, vec![step(Action::KillProcess)]);
-    // Both alerts fail a few times while nobody listens.
+    // Both alerts fail a few times while it is down.
     let store = c.store();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let queued = c.block_on(store.alerts(Some("pending"), 10)).unwrap();
         if queued.len() == 2 && queued.iter().all(|q| q.attempts >= 2) {
-            assert!(queued[0].last_error.is_some());
+            let error = queued[0].last_error.clone().unwrap();
+            assert!(error.contains("503"), "{error}");
             break;
         }
         assert!(Instant::now() < deadline, "{queued:#?}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    // The collector stops with them undelivered.
+    // The collector stops with them undelivered; the receiver comes back.
     c.stop();
-    let r = Receiver::start(&format!("127.0.0.1:{port}"));
+    assert!(r.got().is_empty());
+    assert!(r.refused.load(Ordering::SeqCst) >= 4);
+    r.up.store(true, Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(500));
     assert!(r.got().is_empty(), "nothing sends while no collector runs");
     // A new collector on the same database delivers both, each once.
@@ -494,18 +512,20 @@ fn below_threshold_sends_nothing(db: &Db) {
     let secret = said.rsplit(' ').next().unwrap();
     assert_eq!(secret.len(), 64, "{said}");
     // A test to a URL nobody answers says so.
-    let dead_url = format!("http://127.0.0.1:{}/hook", free_port());
-    add_webhook(&c, "nobody", &dead_url, "high").unwrap();
+    let down = Receiver::start_as("127.0.0.1:0", false);
+    add_webhook(&c, "nobody", &down.url, "high").unwrap();
     let err = c
         .block_on(admin::alert_test(&store, "nobody", 1))
         .unwrap_err()
         .to_string();
     assert!(err.contains("not delivered"), "{err}");
+    assert!(err.contains("HTTP 503"), "{err}");
     c.stop();
 }
 
 fn alerts_go_dead(db: &Db) {
-    let url = format!("http://127.0.0.1:{}/hook", free_port());
+    let down = Receiver::start_as("127.0.0.1:0", false);
+    let url = down.url.clone();
     let c = Collector::start_config(db, |cfg| {
         cfg.alerts = AlertSettings {
             backoff_first: Duration::from_millis(50),
@@ -557,7 +577,11 @@ fn syslog_receiver_gets_rfc5424(db: &Db) {
             let Ok(mut conn) = conn else { return };
             let mut data = String::new();
             let _ = conn.read_to_string(&mut data);
-            l.lock().unwrap().push(data);
+            // Only syslog frames: agents probing loopback listeners (this
+            // machine's other tests) send HTTP here.
+            if data.contains(" lenscap-collector ") {
+                l.lock().unwrap().push(data);
+            }
         }
     });
     let c = Collector::start(db);
