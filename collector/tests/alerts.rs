@@ -561,6 +561,25 @@ fn alerts_go_dead(db: &Db) {
         text.contains("lenscap_collector_alert_queue{status=\"dead\"} 1"),
         "{text}"
     );
+    // The API lists the dead letter, and never a secret.
+    let v = c.get_json("/api/v1/alerts?status=dead", &reader);
+    assert_eq!(v["counts"]["dead"], 1, "{v}");
+    assert_eq!(v["alerts"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["alerts"][0]["status"], "dead");
+    assert_eq!(v["alerts"][0]["attempts"], 3);
+    assert!(
+        v["alerts"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("503"),
+        "{v}"
+    );
+    assert_eq!(v["destinations"][0]["name"], "gone");
+    assert!(!v.to_string().contains(SECRET), "{v}");
+    let (status, _) = c
+        .http
+        .get(&c.url("/api/v1/alerts?status=lost"), Some(&reader));
+    assert_eq!(status, 400);
     // `alert retry` puts it back in the queue.
     let said = c.block_on(admin::alert_retry(&store, 1)).unwrap();
     assert!(said.starts_with("1 "), "{said}");
