@@ -367,6 +367,25 @@ fn alerts_once_per_state_signed(db: &Db) {
     c.stop();
 }
 
+/// A dashboard page as a signed-in reader sees it.
+fn dashboard_page(c: &Collector, reader: &str, path: &str) -> String {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let resp = agent
+        .post(c.url("/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send(format!("token={reader}"))
+        .unwrap();
+    let cookie = resp.headers().get("set-cookie").unwrap().to_str().unwrap();
+    let session = cookie.split(';').next().unwrap().to_string();
+    let (status, _, body) = c.http.get_with(&c.url(path), None, &[("cookie", &session)]);
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
 fn fast_retries(c: &mut lenscap_collector::config::ServeConfig) {
     c.alerts = AlertSettings {
         backoff_first: Duration::from_millis(100),
@@ -580,6 +599,13 @@ fn alerts_go_dead(db: &Db) {
         .http
         .get(&c.url("/api/v1/alerts?status=lost"), Some(&reader));
     assert_eq!(status, 400);
+    // So does the dashboard's Alerts page.
+    let (status, html) = c.http.get(&c.url("/ui/alerts"), None);
+    assert_eq!(status, 303, "{html}");
+    let page = dashboard_page(&c, &reader, "/ui/alerts");
+    assert!(page.contains("<h2>Dead letters</h2>"), "{page}");
+    assert!(page.contains("the receiver answered HTTP 503"), "{page}");
+    assert!(page.contains("0 pending, 0 sent, 1 dead"), "{page}");
     // `alert retry` puts it back in the queue.
     let said = c.block_on(admin::alert_retry(&store, 1)).unwrap();
     assert!(said.starts_with("1 "), "{said}");
