@@ -490,6 +490,10 @@ pub struct AlertAdd {
     pub min_severity: String,
     /// Comma-separated incident states; empty: every state.
     pub states: String,
+    /// Only incidents of this rule.
+    pub rule: Option<String>,
+    /// Only incidents on the Mac with this hostname.
+    pub host: Option<String>,
     /// Plain http to a host other than loopback.
     pub allow_http: bool,
 }
@@ -549,6 +553,8 @@ pub async fn alert_add(store: &Store, add: AlertAdd, now: i64) -> Result<String,
             secret.as_deref(),
             min_rank,
             &states,
+            add.rule.as_deref(),
+            add.host.as_deref(),
             now,
         )
         .await?;
@@ -565,6 +571,12 @@ pub async fn alert_add(store: &Store, add: AlertAdd, now: i64) -> Result<String,
         add.name,
         severity_name(min_rank)
     );
+    if let Some(r) = &add.rule {
+        out.push_str(&format!(", rule {r}"));
+    }
+    if let Some(h) = &add.host {
+        out.push_str(&format!(", host {h}"));
+    }
     if let (true, Some(s)) = (made, &secret) {
         out.push_str(&format!(
             "\nsecret (shown once; the receiver checks {} with it): {s}",
@@ -588,12 +600,14 @@ pub async fn alert_list(store: &Store) -> Result<String, AdminError> {
             d.states.as_str()
         };
         out.push_str(&format!(
-            "{}\t{}\t{}\tseverity >= {}\t{}\n",
+            "{}\t{}\t{}\tseverity >= {}\t{}\trule {}\thost {}\n",
             d.name,
             d.kind,
             d.url,
             severity_name(d.min_rank),
-            states
+            states,
+            d.rule.as_deref().unwrap_or("any"),
+            d.host.as_deref().unwrap_or("any"),
         ));
     }
     let c = store.alert_counts().await?;

@@ -202,9 +202,19 @@ pub fn new_secret() -> Result<String, getrandom::Error> {
     Ok(hex::encode(b))
 }
 
-/// Whether an incident at `rank` in `state` alerts `dest`.
-pub fn wants(dest: &AlertDestination, rank: i64, state: &str) -> bool {
-    rank >= dest.min_rank && (dest.states.is_empty() || dest.states.split(',').any(|s| s == state))
+/// Whether an incident at `rank` in `state`, of `rule`, on the Mac
+/// `hostname`, alerts `dest`.
+pub fn wants(
+    dest: &AlertDestination,
+    rank: i64,
+    state: &str,
+    rule: Option<&str>,
+    hostname: &str,
+) -> bool {
+    rank >= dest.min_rank
+        && (dest.states.is_empty() || dest.states.split(',').any(|s| s == state))
+        && dest.rule.as_deref().is_none_or(|r| Some(r) == rule)
+        && dest.host.as_deref().is_none_or(|h| h == hostname)
 }
 
 /// The JSON body of an alert: the incident as it is after the change,

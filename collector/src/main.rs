@@ -123,6 +123,12 @@ enum AlertCommand {
         /// failed, restored, would_do, closed); all when left out.
         #[arg(long, default_value = "")]
         states: String,
+        /// Only incidents of this rule (e.g. catalog:zoom-opener).
+        #[arg(long)]
+        rule: Option<String>,
+        /// Only incidents on the Mac with this hostname.
+        #[arg(long)]
+        host: Option<String>,
         /// Allow a plain http webhook off loopback.
         #[arg(long)]
         allow_http: bool,
@@ -356,6 +362,8 @@ async fn main() -> anyhow::Result<()> {
                 secret,
                 min_severity,
                 states,
+                rule,
+                host,
                 allow_http,
                 db,
             } => {
@@ -366,6 +374,8 @@ async fn main() -> anyhow::Result<()> {
                     secret,
                     min_severity,
                     states,
+                    rule,
+                    host,
                     allow_http,
                 };
                 with_store(&db, |store| async move {

@@ -474,6 +474,34 @@ fn below_threshold_sends_nothing(db: &Db) {
         1,
     ))
     .unwrap();
+    // Filters by rule and by host: another rule's or another Mac's
+    // destination hears nothing; this Mac's hears its incident only.
+    let others = Receiver::start("127.0.0.1:0");
+    let mine = Receiver::start("127.0.0.1:0");
+    for (name, url, rule, host) in [
+        ("other-rule", &others.url, Some("catalog:other"), None),
+        ("other-host", &others.url, None, Some("mac-elsewhere")),
+        (
+            "this-host",
+            &mine.url,
+            Some("catalog:zoom-opener"),
+            Some("mac-open"),
+        ),
+    ] {
+        c.block_on(admin::alert_add(
+            &store,
+            AlertAdd {
+                name: name.into(),
+                webhook: Some(url.clone()),
+                min_severity: "info".into(),
+                rule: rule.map(str::to_string),
+                host: host.map(str::to_string),
+                ..AlertAdd::default()
+            },
+            1,
+        ))
+        .unwrap();
+    }
     let mut b = Agent::new(&c, "mac-open");
     b.send(&c, vec![finding(Severity::High)]);
     settle(&c);
@@ -482,6 +510,17 @@ fn below_threshold_sends_nothing(db: &Db) {
     b.send(&c, vec![step(Action::KillProcess)]);
     let got = r.wait_for(1);
     assert_eq!(got[0].json()["incident"]["state"], "contained");
+    let got = mine.wait_for(2);
+    assert_eq!(got[0].json()["incident"]["state"], "open");
+    assert_eq!(got[1].json()["incident"]["state"], "contained");
+    assert!(
+        got.iter()
+            .all(|g| g.json()["incident"]["hostname"] == "mac-open")
+    );
+    settle(&c);
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(others.got().is_empty(), "{:#?}", others.got());
+    assert_eq!(mine.got().len(), 2);
 
     // Bad destinations are refused with a reason.
     let err = add_webhook(&c, "x", "ftp://127.0.0.1/", "high")

@@ -27,12 +27,14 @@ impl Store {
         secret: Option<&str>,
         min_rank: i64,
         states: &str,
+        rule: Option<&str>,
+        host: Option<&str>,
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
         dispatch_write!(self, pool => {
             sqlx::query_scalar(
-                "INSERT INTO alert_destinations (name, kind, url, secret, min_rank, states, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING RETURNING id",
+                "INSERT INTO alert_destinations (name, kind, url, secret, min_rank, states, rule, host, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING RETURNING id",
             )
             .bind(name)
             .bind(kind)
@@ -40,6 +42,8 @@ impl Store {
             .bind(secret)
             .bind(min_rank)
             .bind(states)
+            .bind(rule)
+            .bind(host)
             .bind(now)
             .fetch_optional(pool)
             .await
@@ -50,7 +54,7 @@ impl Store {
     pub async fn alert_destinations(&self) -> Result<Vec<AlertDestination>, StoreError> {
         dispatch!(self, pool => {
             sqlx::query_as(
-                "SELECT id, name, kind, url, secret, min_rank, states, created_at
+                "SELECT id, name, kind, url, secret, min_rank, states, rule, host, created_at
                  FROM alert_destinations ORDER BY name",
             )
             .fetch_all(pool)

@@ -87,7 +87,7 @@ impl Store {
                 Vec::new()
             } else {
                 sqlx::query_as(
-                    "SELECT id, name, kind, url, secret, min_rank, states, created_at FROM alert_destinations",
+                    "SELECT id, name, kind, url, secret, min_rank, states, rule, host, created_at FROM alert_destinations",
                 )
                 .fetch_all(&mut *tx)
                 .await
@@ -217,23 +217,25 @@ impl Store {
                 // with the change, in this transaction.
                 let after = (row.state(), severity_rank(&row.severity));
                 if event_id > quiet && before != Some(after) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) =
+                        hostnames.entry(host_id)
+                    {
+                        let name: String =
+                            sqlx::query_scalar("SELECT hostname FROM hosts WHERE id = $1")
+                                .bind(host_id)
+                                .fetch_one(&mut *tx)
+                                .await
+                                .ctx("queueing alerts")?;
+                        slot.insert(name);
+                    }
+                    let hostname = hostnames.get(&host_id).map(String::as_str).unwrap_or("");
                     let wanted: Vec<&AlertDestination> = dests
                         .iter()
-                        .filter(|d| crate::alerts::wants(d, after.1, after.0))
+                        .filter(|d| {
+                            crate::alerts::wants(d, after.1, after.0, row.rule.as_deref(), hostname)
+                        })
                         .collect();
                     if !wanted.is_empty() {
-                        if let std::collections::hash_map::Entry::Vacant(slot) =
-                            hostnames.entry(host_id)
-                        {
-                            let name: String =
-                                sqlx::query_scalar("SELECT hostname FROM hosts WHERE id = $1")
-                                    .bind(host_id)
-                                    .fetch_one(&mut *tx)
-                                    .await
-                                    .ctx("queueing alerts")?;
-                            slot.insert(name);
-                        }
-                        let hostname = hostnames.get(&host_id).map(String::as_str).unwrap_or("");
                         let payload =
                             crate::alerts::payload(id, hostname, host_id, &row, event_id, &body);
                         let queued_at = crate::timefmt::now_ms();

@@ -632,6 +632,10 @@ row_struct! {
         pub min_rank: i64,
         /// Comma-separated incident states that alert; empty: all.
         pub states: String,
+        /// Only incidents of this rule, when set.
+        pub rule: Option<String>,
+        /// Only incidents on the Mac with this hostname, when set.
+        pub host: Option<String>,
         pub created_at: i64,
     }
 }

@@ -78,11 +78,21 @@ pub(super) async fn alerts_page(
                 } else {
                     &d.states
                 }),
+                esc(d.rule.as_deref().unwrap_or("any")),
+                esc(d.host.as_deref().unwrap_or("any")),
             ]
         })
         .collect();
     body.push_str(&table(
-        &["Name", "Kind", "Where", "Severity at least", "States"],
+        &[
+            "Name",
+            "Kind",
+            "Where",
+            "Severity at least",
+            "States",
+            "Rule",
+            "Host",
+        ],
         &rows,
         "No destination: nothing is told. Add one with lenscap-collector alert add.",
     ));

@@ -7,8 +7,9 @@
 -- Destinations, managed with `lenscap-collector alert add|list|test|remove`.
 -- kind is `webhook` (url, secret signs the body) or `syslog` (url is
 -- tcp://host:port). An incident alerts a destination when its severity
--- rank is at least min_rank and its state is in states (comma-separated;
--- empty: every state).
+-- rank is at least min_rank, its state is in states (comma-separated;
+-- empty: every state), and, when set, its rule is rule and its Mac's
+-- hostname is host.
 CREATE TABLE alert_destinations (
     id         INTEGER PRIMARY KEY,
     name       TEXT    NOT NULL UNIQUE,
@@ -17,6 +18,8 @@ CREATE TABLE alert_destinations (
     secret     TEXT,
     min_rank   BIGINT  NOT NULL,
     states     TEXT    NOT NULL,
+    rule       TEXT,
+    host       TEXT,
     created_at BIGINT  NOT NULL
 );
 
