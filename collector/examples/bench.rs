@@ -57,6 +57,11 @@ struct Args {
     /// Queries per query shape.
     #[arg(long, default_value_t = 100)]
     queries: usize,
+    /// Alerting on: a webhook destination for every incident (severity
+    /// info and up, every state) whose receiver, on 127.0.0.1, answers
+    /// 200; compare the ingest rate with and without.
+    #[arg(long)]
+    alerts: bool,
     /// Fleet mode: the base URL of a running collector.
     #[arg(long)]
     url: Option<String>,
@@ -315,6 +320,7 @@ fn main() {
         },
         // `store_time` scrapes /metrics without a token.
         public_metrics: true,
+        alerts: Default::default(),
     };
     let running = rt.block_on(server::start(config)).unwrap();
     let base = running.base_url();
@@ -327,6 +333,31 @@ fn main() {
     };
     let enroll = mk(Role::Enroll);
     let reader = mk(Role::Reader);
+    let alerts_received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    if args.alerts {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let port = server.server_addr().to_ip().unwrap().port();
+        let count = alerts_received.clone();
+        std::thread::spawn(move || {
+            for req in server.incoming_requests() {
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = req.respond(tiny_http::Response::empty(200));
+            }
+        });
+        let said = rt
+            .block_on(lenscap_collector::admin::alert_add(
+                &store,
+                lenscap_collector::admin::AlertAdd {
+                    name: "bench".into(),
+                    webhook: Some(format!("http://127.0.0.1:{port}/hook")),
+                    min_severity: "info".into(),
+                    ..Default::default()
+                },
+                0,
+            ))
+            .unwrap();
+        println!("alerting on: {}", said.lines().next().unwrap_or(""));
+    }
     let a = agent();
     let hosts: Vec<(Host, String)> = (0..args.hosts)
         .map(|i| {
@@ -364,6 +395,24 @@ fn main() {
     );
     print_cpu(&cpu_before, work.len() as u64 * BATCH);
     drop(work);
+    if args.alerts {
+        // Let the grouper and sender catch up, then say what was told.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while rt.block_on(store.incidents_pending()).unwrap() > 0
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let c = rt.block_on(store.alert_counts()).unwrap();
+        println!(
+            "alerts: {} received by the webhook; queue {} pending, {} sent, {} dead",
+            alerts_received.load(std::sync::atomic::Ordering::Relaxed),
+            c.pending,
+            c.sent,
+            c.dead
+        );
+    }
     let (batches, store_secs) = store_time(&a, &base);
     println!(
         "  of which storing (transaction incl. commit): {:.2} ms per batch on average",

@@ -42,6 +42,22 @@ pub enum AdminError {
     NothingToRevoke(String),
     #[error("{text:?} matches several tokens ({list}): give more digits of the id")]
     ManyTokens { text: String, list: String },
+    #[error(transparent)]
+    Alert(#[from] crate::alerts::AlertError),
+    #[error("an alert destination named {0:?} exists already (`lenscap-collector alert list`)")]
+    AlertExists(String),
+    #[error("no alert destination named {0:?} (`lenscap-collector alert list`)")]
+    NoAlert(String),
+    #[error("alert destination name {0:?}: use 1 to 64 letters, digits, `-`, `_` or `.`")]
+    BadAlertName(String),
+    #[error("give exactly one of --webhook URL or --syslog tcp://HOST:PORT")]
+    AlertKind,
+    #[error("--secret signs webhooks only; syslog has no signature")]
+    SyslogSecret,
+    #[error("no system randomness to make a secret: {0}")]
+    NoRandomness(String),
+    #[error("test alert to {name} not delivered: {error}")]
+    AlertTestFailed { name: String, error: String },
     #[error(
         "{text:?} names both token {token} and host {host}: give a longer token id, or the host's hostname or identity"
     )]
@@ -459,5 +475,232 @@ mod tests {
             ],
         );
         assert_eq!(t, "ID  NAME   NOTE\n1   mac-a\n22  b      x");
+    }
+}
+
+/// What `alert add` was given.
+#[derive(Debug, Clone, Default)]
+pub struct AlertAdd {
+    pub name: String,
+    pub webhook: Option<String>,
+    pub syslog: Option<String>,
+    /// Webhook signing secret; made when not given.
+    pub secret: Option<String>,
+    /// `info`…`critical`.
+    pub min_severity: String,
+    /// Comma-separated incident states; empty: every state.
+    pub states: String,
+    /// Only incidents of this rule.
+    pub rule: Option<String>,
+    /// Only incidents on the Mac with this hostname.
+    pub host: Option<String>,
+    /// Plain http to a host other than loopback.
+    pub allow_http: bool,
+}
+
+fn severity_name(rank: i64) -> &'static str {
+    match rank {
+        5 => "critical",
+        4 => "high",
+        3 => "medium",
+        2 => "low",
+        _ => "info",
+    }
+}
+
+/// `alert add NAME (--webhook URL [--secret S] | --syslog tcp://H:P)`.
+pub async fn alert_add(store: &Store, add: AlertAdd, now: i64) -> Result<String, AdminError> {
+    let name_ok = !add.name.is_empty()
+        && add.name.len() <= 64
+        && add
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !name_ok {
+        return Err(AdminError::BadAlertName(add.name));
+    }
+    let min_rank = crate::alerts::parse_severity(&add.min_severity)?;
+    let states = crate::alerts::parse_states(&add.states)?;
+    let (kind, url, secret, made) = match (&add.webhook, &add.syslog) {
+        (Some(url), None) => {
+            crate::alerts::check_webhook_url(url, add.allow_http)?;
+            match &add.secret {
+                Some(s) => {
+                    crate::alerts::check_secret(s)?;
+                    ("webhook", url.clone(), Some(s.clone()), false)
+                }
+                None => {
+                    let s = crate::alerts::new_secret()
+                        .map_err(|e| AdminError::NoRandomness(e.to_string()))?;
+                    ("webhook", url.clone(), Some(s), true)
+                }
+            }
+        }
+        (None, Some(url)) => {
+            if add.secret.is_some() {
+                return Err(AdminError::SyslogSecret);
+            }
+            crate::alerts::check_syslog_url(url)?;
+            ("syslog", url.clone(), None, false)
+        }
+        _ => return Err(AdminError::AlertKind),
+    };
+    let added = store
+        .add_alert_destination(
+            &add.name,
+            kind,
+            &url,
+            secret.as_deref(),
+            min_rank,
+            &states,
+            add.rule.as_deref(),
+            add.host.as_deref(),
+            now,
+        )
+        .await?;
+    if added.is_none() {
+        return Err(AdminError::AlertExists(add.name));
+    }
+    let states = if states.is_empty() {
+        "every state".to_string()
+    } else {
+        states
+    };
+    let mut out = format!(
+        "alert destination {} added: {kind} {url}, incidents of severity {} or worse, {states}",
+        add.name,
+        severity_name(min_rank)
+    );
+    if let Some(r) = &add.rule {
+        out.push_str(&format!(", rule {r}"));
+    }
+    if let Some(h) = &add.host {
+        out.push_str(&format!(", host {h}"));
+    }
+    if let (true, Some(s)) = (made, &secret) {
+        out.push_str(&format!(
+            "\nsecret (shown once; the receiver checks {} with it): {s}",
+            crate::alerts::SIGNATURE_HEADER
+        ));
+    }
+    Ok(out)
+}
+
+/// `alert list`: destinations, the queue's counts and the dead letters.
+pub async fn alert_list(store: &Store) -> Result<String, AdminError> {
+    let dests = store.alert_destinations().await?;
+    if dests.is_empty() {
+        return Ok("no alert destinations (`lenscap-collector alert add`)".into());
+    }
+    let mut out = String::new();
+    for d in &dests {
+        let states = if d.states.is_empty() {
+            "every state"
+        } else {
+            d.states.as_str()
+        };
+        out.push_str(&format!(
+            "{}\t{}\t{}\tseverity >= {}\t{}\trule {}\thost {}\n",
+            d.name,
+            d.kind,
+            d.url,
+            severity_name(d.min_rank),
+            states,
+            d.rule.as_deref().unwrap_or("any"),
+            d.host.as_deref().unwrap_or("any"),
+        ));
+    }
+    let c = store.alert_counts().await?;
+    out.push_str(&format!(
+        "alerts: {} pending, {} sent, {} dead",
+        c.pending, c.sent, c.dead
+    ));
+    let dead = store.alerts(Some("dead"), 50).await?;
+    for a in &dead {
+        out.push_str(&format!(
+            "\ndead {}\t{}\tincident {} {}\t{} attempts\t{}",
+            a.id,
+            a.destination,
+            a.incident_id,
+            a.state,
+            a.attempts,
+            a.last_error.as_deref().unwrap_or("")
+        ));
+    }
+    Ok(out)
+}
+
+/// `alert queue [--status S]`: the newest alerts.
+pub async fn alert_queue(
+    store: &Store,
+    status: Option<&str>,
+    limit: i64,
+) -> Result<String, AdminError> {
+    let alerts = store.alerts(status, limit.clamp(1, 10_000)).await?;
+    if alerts.is_empty() {
+        return Ok("no alerts".into());
+    }
+    Ok(alerts
+        .iter()
+        .map(|a| {
+            format!(
+                "{}\t{}\t{}\tincident {} {}\tqueued {}\t{} attempts\t{}",
+                a.id,
+                a.status,
+                a.destination,
+                a.incident_id,
+                a.state,
+                human(a.queued_at),
+                a.attempts,
+                a.last_error.as_deref().unwrap_or("")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+/// `alert retry`: dead alerts go back in the queue.
+pub async fn alert_retry(store: &Store, now: i64) -> Result<String, AdminError> {
+    let n = store.retry_dead_alerts(now).await?;
+    Ok(format!("{n} dead alerts queued again"))
+}
+
+/// `alert test NAME`: send a test alert now, outside the queue, and say
+/// whether it arrived.
+pub async fn alert_test(store: &Store, name: &str, now: i64) -> Result<String, AdminError> {
+    let dest = store
+        .alert_destinations()
+        .await?
+        .into_iter()
+        .find(|d| d.name == name)
+        .ok_or_else(|| AdminError::NoAlert(name.to_string()))?;
+    let body = serde_json::json!({
+        "type": "test",
+        "incident": {
+            "id": 0, "hostname": "lenscap-test", "state": "open", "severity": "info",
+            "title": "lenscap-collector test alert",
+        },
+        "sent_at": now,
+    })
+    .to_string();
+    let d = dest.clone();
+    let result = tokio::task::spawn_blocking(move || crate::alerts::deliver(&d, 0, &body))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    match result {
+        Ok(()) => Ok(format!("test alert delivered to {name} ({})", dest.url)),
+        Err(error) => Err(AdminError::AlertTestFailed {
+            name: name.to_string(),
+            error,
+        }),
+    }
+}
+
+/// `alert remove NAME`: the destination and its queued alerts.
+pub async fn alert_remove(store: &Store, name: &str) -> Result<String, AdminError> {
+    if store.remove_alert_destination(name).await? {
+        Ok(format!("alert destination {name} removed"))
+    } else {
+        Err(AdminError::NoAlert(name.to_string()))
     }
 }

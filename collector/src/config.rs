@@ -115,6 +115,8 @@ pub struct ServeConfig {
     /// Serve `/metrics` without a token (for a Prometheus that cannot send
     /// one); otherwise it needs a reader or admin token.
     pub public_metrics: bool,
+    /// Alert retry timing (`crate::alerts`).
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +184,7 @@ impl ServeConfig {
             limits: Limits::default(),
             net: NetLimits::default(),
             public_metrics: false,
+            alerts: crate::alerts::AlertSettings::default(),
         })
     }
 }

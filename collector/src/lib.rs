@@ -6,6 +6,7 @@
 //! order: config → store → migrations → serve.
 
 pub mod admin;
+pub mod alerts;
 pub mod auth;
 pub mod config;
 pub mod conn_limit;

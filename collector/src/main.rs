@@ -86,10 +86,86 @@ enum Command {
         #[command(subcommand)]
         command: HostCommand,
     },
+    /// Where incidents are told: webhooks and syslog receivers.
+    Alert {
+        #[command(subcommand)]
+        command: AlertCommand,
+    },
     /// Incidents, derived from stored events.
     Incidents {
         #[command(subcommand)]
         command: IncidentsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AlertCommand {
+    /// Add a destination. Each incident alerts it once per state it
+    /// reaches at or above --min-severity.
+    Add {
+        /// A name for it (letters, digits, `-`, `_`, `.`).
+        name: String,
+        /// POST signed JSON to this URL (https; http on loopback).
+        #[arg(long, value_name = "URL", conflicts_with = "syslog")]
+        webhook: Option<String>,
+        /// Send RFC 5424 lines over TCP to tcp://HOST:PORT.
+        #[arg(long, value_name = "URL")]
+        syslog: Option<String>,
+        /// Webhook signing secret (16+ printable characters); made and
+        /// printed once when left out.
+        #[arg(long)]
+        secret: Option<String>,
+        /// Lowest incident severity that alerts: info, low, medium, high,
+        /// critical.
+        #[arg(long, default_value = "high")]
+        min_severity: String,
+        /// Incident states that alert, comma-separated (open, contained,
+        /// failed, restored, would_do, closed); all when left out.
+        #[arg(long, default_value = "")]
+        states: String,
+        /// Only incidents of this rule (e.g. catalog:zoom-opener).
+        #[arg(long)]
+        rule: Option<String>,
+        /// Only incidents on the Mac with this hostname.
+        #[arg(long)]
+        host: Option<String>,
+        /// Allow a plain http webhook off loopback.
+        #[arg(long)]
+        allow_http: bool,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+    },
+    /// Destinations, the queue's counts and the dead letters.
+    List {
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+    },
+    /// Send a test alert to a destination now and say whether it arrived.
+    Test {
+        name: String,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+    },
+    /// Remove a destination and its queued alerts.
+    Remove {
+        name: String,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+    },
+    /// The newest alerts, with their delivery status.
+    Queue {
+        /// Only pending, sent or dead alerts.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+    },
+    /// Queue every dead alert again.
+    Retry {
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
     },
 }
 
@@ -274,6 +350,63 @@ async fn main() -> anyhow::Result<()> {
             HostCommand::Refuse { host, request, db } => {
                 with_store(&db, |store| async move {
                     admin::refuse(&store, &host, request, now_ms()).await
+                })
+                .await?;
+            }
+        },
+        Command::Alert { command } => match command {
+            AlertCommand::Add {
+                name,
+                webhook,
+                syslog,
+                secret,
+                min_severity,
+                states,
+                rule,
+                host,
+                allow_http,
+                db,
+            } => {
+                let add = admin::AlertAdd {
+                    name,
+                    webhook,
+                    syslog,
+                    secret,
+                    min_severity,
+                    states,
+                    rule,
+                    host,
+                    allow_http,
+                };
+                with_store(&db, |store| async move {
+                    admin::alert_add(&store, add, now_ms()).await
+                })
+                .await?;
+            }
+            AlertCommand::List { db } => {
+                with_store(&db, |store| async move { admin::alert_list(&store).await }).await?;
+            }
+            AlertCommand::Test { name, db } => {
+                with_store(&db, |store| async move {
+                    admin::alert_test(&store, &name, now_ms()).await
+                })
+                .await?;
+            }
+            AlertCommand::Remove { name, db } => {
+                with_store(&db, |store| async move {
+                    admin::alert_remove(&store, &name).await
+                })
+                .await?;
+            }
+            AlertCommand::Queue { status, limit, db } => {
+                with_store(&db, |store| async move {
+                    admin::alert_queue(&store, status.as_deref(), limit).await
+                })
+                .await?;
+            }
+            AlertCommand::Retry { db } => {
+                with_store(&db, |store| async move {
+                    admin::alert_retry(&store, now_ms()).await
                 })
                 .await?;
             }

@@ -28,6 +28,10 @@ pub struct Metrics {
     /// address, held its limit.
     refused_total_limit: AtomicU64,
     refused_per_address: AtomicU64,
+    /// Alerts delivered, failed attempts, and alerts given up on.
+    alerts_sent: AtomicU64,
+    alerts_failed: AtomicU64,
+    alerts_dead: AtomicU64,
 }
 
 impl Metrics {
@@ -61,6 +65,41 @@ impl Metrics {
             crate::conn_limit::Refusal::PerAddress => &self.refused_per_address,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn alert_sent(&self) {
+        self.alerts_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A failed delivery attempt; `dead` when it was the last.
+    pub fn alert_failed(&self, dead: bool) {
+        self.alerts_failed.fetch_add(1, Ordering::Relaxed);
+        if dead {
+            self.alerts_dead.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The alert lines: this process's delivery counters, and the queue
+    /// as the database has it (shared by every collector on it), when it
+    /// answered.
+    pub fn render_alerts(&self, queue: Option<crate::store::AlertCounts>) -> String {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut out = format!(
+            "# HELP lenscap_collector_alerts_sent_total Alerts delivered by this collector.\n# TYPE lenscap_collector_alerts_sent_total counter\nlenscap_collector_alerts_sent_total {}\n\
+             # HELP lenscap_collector_alert_attempts_failed_total Alert delivery attempts that failed.\n# TYPE lenscap_collector_alert_attempts_failed_total counter\nlenscap_collector_alert_attempts_failed_total {}\n\
+             # HELP lenscap_collector_alerts_dead_total Alerts given up on (dead letters) by this collector.\n# TYPE lenscap_collector_alerts_dead_total counter\nlenscap_collector_alerts_dead_total {}\n",
+            get(&self.alerts_sent),
+            get(&self.alerts_failed),
+            get(&self.alerts_dead)
+        );
+        if let Some(q) = queue {
+            let _ = writeln!(
+                out,
+                "# HELP lenscap_collector_alert_queue Alerts in the database by status.\n# TYPE lenscap_collector_alert_queue gauge\nlenscap_collector_alert_queue{{status=\"pending\"}} {}\nlenscap_collector_alert_queue{{status=\"dead\"}} {}\nlenscap_collector_alert_queue{{status=\"sent\"}} {}",
+                q.pending, q.dead, q.sent
+            );
+        }
+        out
     }
 
     /// The exposition text. `totals` is (hosts, stored events) from the

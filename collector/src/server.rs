@@ -44,6 +44,7 @@ pub struct Running {
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     grouper: tokio::task::JoinHandle<()>,
+    sender: tokio::task::JoinHandle<()>,
 }
 
 /// How often the grouper looks for queued events.
@@ -52,7 +53,7 @@ const GROUP_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 /// Group queued events into incidents (`store/incidents.rs`) as they
 /// arrive, here and from any collector sharing the database. An error is
 /// logged and retried on the next tick: the queue keeps the events.
-async fn grouper(store: Store) {
+async fn grouper(store: Store, wake_sender: Arc<tokio::sync::Notify>) {
     let mut tick = tokio::time::interval(GROUP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -66,8 +67,11 @@ async fn grouper(store: Store) {
                 continue;
             }
         }
-        if let Err(e) = store.group_all_pending().await {
-            tracing::warn!(error = %e, "grouping incidents failed; retrying");
+        match store.group_all_pending().await {
+            // Grouping may have queued alerts: send them now rather than
+            // at the sender's next look.
+            Ok(_) => wake_sender.notify_one(),
+            Err(e) => tracing::warn!(error = %e, "grouping incidents failed; retrying"),
         }
     }
 }
@@ -101,6 +105,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, StartError> {
     let addr = listener.local_addr().map_err(bind_err)?;
 
     let metrics = Arc::new(Metrics::default());
+    let metrics_for_alerts = metrics.clone();
     let net = config.net;
     let state = AppState {
         store: store.clone(),
@@ -146,7 +151,14 @@ pub async fn start(config: ServeConfig) -> Result<Running, StartError> {
         }
         None => tokio::spawn(server.acceptor(limits).serve(service)),
     };
-    let grouper = tokio::spawn(grouper(store.clone()));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let grouper = tokio::spawn(grouper(store.clone(), wake.clone()));
+    let sender = tokio::spawn(crate::alerts::run_sender(
+        store.clone(),
+        metrics_for_alerts,
+        config.alerts,
+        wake,
+    ));
     tracing::info!(%addr, tls = config.tls.is_some(), db = %config.db.display(), "collector listening");
     Ok(Running {
         addr,
@@ -155,6 +167,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, StartError> {
         handle,
         task,
         grouper,
+        sender,
     })
 }
 
@@ -176,6 +189,10 @@ impl Running {
         };
         self.grouper.abort();
         let _ = self.grouper.await;
+        // An alert cut off mid-send stays claimed until its claim expires,
+        // then is sent again: at least once.
+        self.sender.abort();
+        let _ = self.sender.await;
         self.store.close().await;
         result
     }

@@ -218,3 +218,70 @@ fn every_command_and_serve_option_is_in_docs_api_md() {
         assert!(docs.contains(cmd), "docs/api.md lacks `{cmd}`");
     }
 }
+
+/// `alert add|list|test|remove` as an administrator runs them: a made
+/// secret printed once, refusals that say why, a test to a receiver that
+/// is not there reported as not delivered, exit statuses that tell.
+#[test]
+fn alert_subcommands() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("c.db").display());
+    let run = |args: &[&str]| {
+        let mut all: Vec<&str> = vec!["alert"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--db", &db]);
+        let out = Command::new(BIN).args(&all).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    // A port let go at once, so nothing answers there: `alert test` must
+    // fail and say so.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let (ok, out, err) = run(&[
+        "add",
+        "siem",
+        "--webhook",
+        &url,
+        "--min-severity",
+        "critical",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("alert destination siem added"), "{out}");
+    let secret = out.trim().rsplit(' ').next().unwrap();
+    assert_eq!(secret.len(), 64, "{out}");
+    // The secret is shown once: not by list.
+    let (ok, out, err) = run(&["list"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("siem\twebhook\t"), "{out}");
+    assert!(out.contains("severity >= critical"), "{out}");
+    assert!(!out.contains(secret), "{out}");
+    // Refused, with the reason.
+    let (ok, _, err) = run(&["add", "x", "--webhook", "http://siem.example/hook"]);
+    assert!(!ok);
+    assert!(err.contains("use https"), "{err}");
+    let (ok, _, err) = run(&["add", "x", "--webhook", &url, "--secret", "short"]);
+    assert!(!ok);
+    assert!(err.contains("secret is too short"), "{err}");
+    let (ok, _, err) = run(&["add", "x", "--syslog", "udp://127.0.0.1:514"]);
+    assert!(!ok);
+    assert!(err.contains("tcp://host:port"), "{err}");
+    let (ok, _, err) = run(&["add", "x"]);
+    assert!(!ok);
+    assert!(err.contains("--webhook"), "{err}");
+    let (ok, _, err) = run(&["test", "siem"]);
+    assert!(!ok);
+    assert!(err.contains("test alert to siem not delivered"), "{err}");
+    let (ok, out, err) = run(&["remove", "siem"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("removed"), "{out}");
+    let (ok, _, err) = run(&["remove", "siem"]);
+    assert!(!ok);
+    assert!(err.contains("no alert destination named"), "{err}");
+}

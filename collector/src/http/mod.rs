@@ -2,6 +2,7 @@
 //! together with the layers every response shares (timeout, request log,
 //! metrics, security headers). docs/api.md describes the routes.
 
+mod alerts;
 mod enroll;
 mod incidents;
 mod ingest;
@@ -29,6 +30,7 @@ pub fn app(state: AppState) -> Router {
         .merge(ingest::router(state.limits))
         .merge(read::router())
         .merge(incidents::router())
+        .merge(alerts::router())
         .merge(policy::router())
         .merge(ops::router())
         .merge(crate::web::router())

@@ -39,7 +39,12 @@ async fn metrics(
         caller?.require(&[Role::Reader, Role::Admin], "read metrics")?;
     }
     let totals = state.store.totals().await.ok();
-    let text = state.metrics.render(state.store.backend(), totals);
+    let mut text = state.metrics.render(state.store.backend(), totals);
+    text.push_str(
+        &state
+            .metrics
+            .render_alerts(state.store.alert_counts().await.ok()),
+    );
     Ok((
         [(
             header::CONTENT_TYPE,

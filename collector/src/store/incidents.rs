@@ -81,6 +81,28 @@ impl Store {
             .await
             .ctx("reading queued events")?;
             let taken = queued.len();
+            // Alert destinations, read once per turn; events up to
+            // `quiet` never alert (see the migration).
+            let dests: Vec<AlertDestination> = if queued.is_empty() {
+                Vec::new()
+            } else {
+                sqlx::query_as(
+                    "SELECT id, name, kind, url, secret, min_rank, states, rule, host, created_at FROM alert_destinations",
+                )
+                .fetch_all(&mut *tx)
+                .await
+                .ctx("reading alert destinations")?
+            };
+            let quiet: i64 = if dests.is_empty() {
+                i64::MAX
+            } else {
+                sqlx::query_scalar("SELECT quiet_through FROM alert_quiet WHERE id = 1")
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .ctx("reading alert destinations")?
+                    .unwrap_or(0)
+            };
+            let mut hostnames: std::collections::HashMap<i64, String> = Default::default();
             for (event_id, host_id, time, kind, body) in queued {
                 sqlx::query("DELETE FROM incident_pending WHERE event_id = $1")
                     .bind(event_id)
@@ -143,6 +165,9 @@ impl Store {
                 if current.as_ref().is_some_and(|(_, row)| row.closed()) && f.starts && opens {
                     current = None;
                 }
+                let before = current
+                    .as_ref()
+                    .map(|(_, r)| (r.state(), severity_rank(&r.severity)));
                 let (id, mut row) = match current {
                     Some(c) => c,
                     None if f.starts => {
@@ -188,6 +213,51 @@ impl Store {
                     .execute(&mut *tx)
                     .await
                     .ctx("updating an incident")?;
+                // One alert per destination per incident state: queued
+                // with the change, in this transaction.
+                let after = (row.state(), severity_rank(&row.severity));
+                if event_id > quiet && before != Some(after) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) =
+                        hostnames.entry(host_id)
+                    {
+                        let name: String =
+                            sqlx::query_scalar("SELECT hostname FROM hosts WHERE id = $1")
+                                .bind(host_id)
+                                .fetch_one(&mut *tx)
+                                .await
+                                .ctx("queueing alerts")?;
+                        slot.insert(name);
+                    }
+                    let hostname = hostnames.get(&host_id).map(String::as_str).unwrap_or("");
+                    let wanted: Vec<&AlertDestination> = dests
+                        .iter()
+                        .filter(|d| {
+                            crate::alerts::wants(d, after.1, after.0, row.rule.as_deref(), hostname)
+                        })
+                        .collect();
+                    if !wanted.is_empty() {
+                        let payload =
+                            crate::alerts::payload(id, hostname, host_id, &row, event_id, &body);
+                        let queued_at = crate::timefmt::now_ms();
+                        for d in wanted {
+                            sqlx::query(
+                                "INSERT INTO alert_queue (destination_id, incident_id, state, event_id, body,
+                                   queued_at, status, attempts, next_attempt)
+                                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $6)
+                                 ON CONFLICT (destination_id, incident_id, state) DO NOTHING",
+                            )
+                            .bind(d.id)
+                            .bind(id)
+                            .bind(after.0)
+                            .bind(event_id)
+                            .bind(&payload)
+                            .bind(queued_at)
+                            .execute(&mut *tx)
+                            .await
+                            .ctx("queueing alerts")?;
+                        }
+                    }
+                }
                 sqlx::query("INSERT INTO incident_events (incident_id, event_id) VALUES ($1, $2)")
                     .bind(id)
                     .bind(event_id)
@@ -248,6 +318,9 @@ impl Store {
                 "DELETE FROM incidents",
                 "DELETE FROM incident_pending",
                 "INSERT INTO incident_pending (event_id) SELECT id FROM events WHERE kind <> 'agent_health'",
+                // Regrouped events were alerted about, or not, the first
+                // time: a rebuild tells nobody again.
+                "UPDATE alert_quiet SET quiet_through = (SELECT COALESCE(MAX(id), 0) FROM events) WHERE id = 1",
             ] {
                 sqlx::query(sql)
                     .execute(&mut *tx)

@@ -12,6 +12,7 @@
 //! `postgres.rs`. Every value from outside is bound as a parameter, never
 //! spliced into SQL text.
 
+mod alerts;
 mod chain;
 mod enrollment;
 mod incidents;
@@ -228,6 +229,11 @@ const SQLITE_MIGRATIONS: MigrationSource = &[
         "incidents",
         include_str!("migrations/sqlite/0004_incidents.sql"),
     ),
+    (
+        5,
+        "alerts",
+        include_str!("migrations/sqlite/0005_alerts.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: MigrationSource = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -245,6 +251,11 @@ const POSTGRES_MIGRATIONS: MigrationSource = &[
         4,
         "incidents",
         include_str!("migrations/postgres/0004_incidents.sql"),
+    ),
+    (
+        5,
+        "alerts",
+        include_str!("migrations/postgres/0005_alerts.sql"),
     ),
 ];
 

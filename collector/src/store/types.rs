@@ -615,3 +615,57 @@ mod tests {
         assert!(!Role::Host.reads_fleet() && !Role::Enroll.reads_fleet());
     }
 }
+
+row_struct! {
+    /// A place alerts go (`alert_destinations`).
+    #[derive(Debug, Clone, serde::Serialize)]
+    pub struct AlertDestination {
+        pub id: i64,
+        pub name: String,
+        /// `webhook` or `syslog`.
+        pub kind: String,
+        pub url: String,
+        /// Signs webhook bodies; never shown.
+        #[serde(skip)]
+        pub secret: Option<String>,
+        /// Lowest severity rank that alerts (`incidents::severity_rank`).
+        pub min_rank: i64,
+        /// Comma-separated incident states that alert; empty: all.
+        pub states: String,
+        /// Only incidents of this rule, when set.
+        pub rule: Option<String>,
+        /// Only incidents on the Mac with this hostname, when set.
+        pub host: Option<String>,
+        pub created_at: i64,
+    }
+}
+
+row_struct! {
+    /// One alert in the queue (`alert_queue`), with where it goes.
+    #[derive(Debug, Clone, serde::Serialize)]
+    pub struct AlertRecord {
+        pub id: i64,
+        pub destination_id: i64,
+        pub destination: String,
+        pub incident_id: i64,
+        pub state: String,
+        pub event_id: i64,
+        #[serde(skip)]
+        pub body: String,
+        pub queued_at: i64,
+        /// `pending`, `sent` or `dead`.
+        pub status: String,
+        pub attempts: i64,
+        pub next_attempt: i64,
+        pub last_error: Option<String>,
+        pub sent_at: Option<i64>,
+    }
+}
+
+/// How many alerts are in each state, for `/metrics` and `alert list`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AlertCounts {
+    pub pending: i64,
+    pub sent: i64,
+    pub dead: i64,
+}

@@ -89,6 +89,7 @@ const NAV: &[(&str, &str)] = &[
     ("/ui/remediations", "Remediations"),
     ("/ui/camera", "Camera"),
     ("/ui/gaps", "Gaps"),
+    ("/ui/alerts", "Alerts"),
 ];
 
 /// A whole page. `body` must already be escaped HTML.

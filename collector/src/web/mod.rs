@@ -3,6 +3,7 @@
 //! kept in an HttpOnly, SameSite=Strict cookie scoped to `/ui`; the API
 //! never accepts that cookie.
 
+mod alerts;
 mod camera;
 mod html;
 mod incidents;
@@ -29,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/login", get(login_form).post(login))
         .route("/ui/logout", get(logout))
+        .route("/ui/alerts", get(alerts::alerts_page))
         .merge(pages::router())
 }
 

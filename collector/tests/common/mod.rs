@@ -123,6 +123,7 @@ impl Collector {
             limits: Limits::default(),
             net: NetLimits::default(),
             public_metrics: false,
+            alerts: Default::default(),
         };
         adjust(&mut config);
         let running = rt.block_on(server::start(config)).unwrap();

@@ -1,0 +1,219 @@
+//! The alert tables: destinations, and the durable queue the sender
+//! (`crate::alerts`) works through.
+//!
+//! Alerts are queued by the grouper (`store/incidents.rs`) in the
+//! transaction that changes an incident, so an incident change and its
+//! alerts commit together or not at all. The sender takes due rows with
+//! an optimistic claim (moving `next_attempt` forward only if nobody else
+//! did), so collectors sharing one PostgreSQL send each alert once; a
+//! collector that dies mid-send leaves the claim to expire and the alert
+//! is sent again later (at least once, never lost).
+
+use super::types::*;
+use super::{Store, dispatch, dispatch_write};
+
+const ALERT_COLUMNS: &str =
+    "q.id, q.destination_id, d.name AS destination, q.incident_id, q.state, q.event_id,
+     q.body, q.queued_at, q.status, q.attempts, q.next_attempt, q.last_error, q.sent_at";
+
+impl Store {
+    /// Add a destination; its id. `None` when the name is taken.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_alert_destination(
+        &self,
+        name: &str,
+        kind: &str,
+        url: &str,
+        secret: Option<&str>,
+        min_rank: i64,
+        states: &str,
+        rule: Option<&str>,
+        host: Option<&str>,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        dispatch_write!(self, pool => {
+            sqlx::query_scalar(
+                "INSERT INTO alert_destinations (name, kind, url, secret, min_rank, states, rule, host, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING RETURNING id",
+            )
+            .bind(name)
+            .bind(kind)
+            .bind(url)
+            .bind(secret)
+            .bind(min_rank)
+            .bind(states)
+            .bind(rule)
+            .bind(host)
+            .bind(now)
+            .fetch_optional(pool)
+            .await
+            .ctx("adding an alert destination")
+        })
+    }
+
+    pub async fn alert_destinations(&self) -> Result<Vec<AlertDestination>, StoreError> {
+        dispatch!(self, pool => {
+            sqlx::query_as(
+                "SELECT id, name, kind, url, secret, min_rank, states, rule, host, created_at
+                 FROM alert_destinations ORDER BY name",
+            )
+            .fetch_all(pool)
+            .await
+            .ctx("listing alert destinations")
+        })
+    }
+
+    /// Remove a destination and its queued alerts. Whether it existed.
+    pub async fn remove_alert_destination(&self, name: &str) -> Result<bool, StoreError> {
+        dispatch_write!(self, pool => {
+            let mut tx = pool.begin().await.ctx("removing an alert destination")?;
+            sqlx::query(
+                "DELETE FROM alert_queue WHERE destination_id IN
+                   (SELECT id FROM alert_destinations WHERE name = $1)",
+            )
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .ctx("removing an alert destination")?;
+            let gone = sqlx::query("DELETE FROM alert_destinations WHERE name = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .ctx("removing an alert destination")?
+                .rows_affected();
+            tx.commit().await.ctx("removing an alert destination")?;
+            Ok(gone > 0)
+        })
+    }
+
+    /// Pending alerts whose time has come, oldest first.
+    pub async fn due_alerts(&self, now: i64, max: i64) -> Result<Vec<AlertRecord>, StoreError> {
+        dispatch!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {ALERT_COLUMNS} FROM alert_queue q JOIN alert_destinations d ON d.id = q.destination_id
+                 WHERE q.status = 'pending' AND q.next_attempt <= $1 ORDER BY q.next_attempt, q.id LIMIT $2"
+            )))
+            .bind(now)
+            .bind(max)
+            .fetch_all(pool)
+            .await
+            .ctx("reading due alerts")
+        })
+    }
+
+    /// Take alert `id` for sending until `until`, if nobody took it since
+    /// it was read (its `next_attempt` is still `seen`).
+    pub async fn claim_alert(&self, id: i64, seen: i64, until: i64) -> Result<bool, StoreError> {
+        dispatch_write!(self, pool => {
+            let n = sqlx::query(
+                "UPDATE alert_queue SET next_attempt = $3
+                 WHERE id = $1 AND next_attempt = $2 AND status = 'pending'",
+            )
+            .bind(id)
+            .bind(seen)
+            .bind(until)
+            .execute(pool)
+            .await
+            .ctx("claiming an alert")?
+            .rows_affected();
+            Ok(n == 1)
+        })
+    }
+
+    pub async fn alert_sent(&self, id: i64, attempts: i64, now: i64) -> Result<(), StoreError> {
+        dispatch_write!(self, pool => {
+            sqlx::query(
+                "UPDATE alert_queue SET status = 'sent', attempts = $2, sent_at = $3, last_error = NULL
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(attempts)
+            .bind(now)
+            .execute(pool)
+            .await
+            .ctx("marking an alert sent")?;
+        });
+        Ok(())
+    }
+
+    /// A failed attempt: try again at `next_attempt`, or give up (`dead`).
+    pub async fn alert_failed(
+        &self,
+        id: i64,
+        attempts: i64,
+        next_attempt: i64,
+        dead: bool,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let status = if dead { "dead" } else { "pending" };
+        dispatch_write!(self, pool => {
+            sqlx::query(
+                "UPDATE alert_queue SET status = $2, attempts = $3, next_attempt = $4, last_error = $5
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(status)
+            .bind(attempts)
+            .bind(next_attempt)
+            .bind(error)
+            .execute(pool)
+            .await
+            .ctx("recording a failed alert")?;
+        });
+        Ok(())
+    }
+
+    /// Alerts, newest first; only those with `status` if given.
+    pub async fn alerts(
+        &self,
+        status: Option<&str>,
+        max: i64,
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        dispatch!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {ALERT_COLUMNS} FROM alert_queue q JOIN alert_destinations d ON d.id = q.destination_id
+                 WHERE ($1 IS NULL OR q.status = $1) ORDER BY q.id DESC LIMIT $2"
+            )))
+            .bind(status)
+            .bind(max)
+            .fetch_all(pool)
+            .await
+            .ctx("listing alerts")
+        })
+    }
+
+    /// Put dead alerts back in the queue, to be tried again now.
+    pub async fn retry_dead_alerts(&self, now: i64) -> Result<u64, StoreError> {
+        dispatch_write!(self, pool => {
+            Ok(sqlx::query(
+                "UPDATE alert_queue SET status = 'pending', attempts = 0, next_attempt = $1
+                 WHERE status = 'dead'",
+            )
+            .bind(now)
+            .execute(pool)
+            .await
+            .ctx("retrying dead alerts")?
+            .rows_affected())
+        })
+    }
+
+    pub async fn alert_counts(&self) -> Result<AlertCounts, StoreError> {
+        dispatch!(self, pool => {
+            let rows: Vec<(String, i64)> =
+                sqlx::query_as("SELECT status, COUNT(*) FROM alert_queue GROUP BY status")
+                    .fetch_all(pool)
+                    .await
+                    .ctx("counting alerts")?;
+            let mut c = AlertCounts::default();
+            for (status, n) in rows {
+                match status.as_str() {
+                    "pending" => c.pending = n,
+                    "sent" => c.sent = n,
+                    "dead" => c.dead = n,
+                    _ => {}
+                }
+            }
+            Ok(c)
+        })
+    }
+}
