@@ -264,9 +264,16 @@ impl Http {
     }
 
     pub fn with_tls(ca_pem: Option<&[u8]>) -> Http {
+        // No pooled connections: the collector closes an idle keep-alive
+        // connection after its header timeout, and a request sent on one
+        // it is closing at that moment fails with "Peer disconnected" (a
+        // POST is not retried). A fresh connection per request costs the
+        // tests nothing that matters.
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
+            .max_idle_connections(0)
+            .max_idle_connections_per_host(0)
             .timeout_global(Some(Duration::from_secs(30)));
         if let Some(pem) = ca_pem {
             let ca = ureq::tls::Certificate::from_pem(pem).unwrap();
