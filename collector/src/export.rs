@@ -189,13 +189,7 @@ pub fn incident_csv_row(i: &IncidentRecord) -> String {
         i.event_count.to_string(),
         integrity(i.untrusted).to_string(),
     ];
-    let mut row = fields
-        .iter()
-        .map(|f| csv_field(f))
-        .collect::<Vec<_>>()
-        .join(",");
-    row.push('\n');
-    row
+    csv_line(&fields)
 }
 
 /// Every matching incident, page by page, like [`stream`].
@@ -264,6 +258,11 @@ pub fn csv_row(e: &StoredEvent) -> String {
         e.finding_kind.clone().unwrap_or_default(),
         integrity(e.untrusted).to_string(),
     ];
+    csv_line(&fields)
+}
+
+/// One CSV line: each field quoted as needed, joined, newline-ended.
+fn csv_line(fields: &[String]) -> String {
     let mut row = fields
         .iter()
         .map(|f| csv_field(f))

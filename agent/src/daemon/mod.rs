@@ -550,19 +550,17 @@ impl Daemon {
     /// Carry out a remediate-mode entry under the state lock.
     fn execute(&mut self, entry: &mut Entry) {
         let held = self.lock.hold();
-        let config = &self.loaded.config;
-        let mut ctx = Context {
-            launchctl: config.launchctl_path.clone(),
-            command_timeout: Duration::from_secs(10),
-            grace: Duration::from_millis(config.term_grace_ms),
-            ctl: &self.platform,
-            vault: &self.vault,
-            guard: &mut self.guard,
-            notifier: &Gate {
-                telling: &self.telling,
-                inner: &self.platform,
-            },
+        let gate = Gate {
+            telling: &self.telling,
+            inner: &self.platform,
         };
+        let mut ctx = act_context(
+            &self.loaded.config,
+            &self.platform,
+            &self.vault,
+            &mut self.guard,
+            &gate,
+        );
         let result = execute::run_entry(&mut ctx, &self.journal, entry);
         drop(held);
         match result {
@@ -595,19 +593,17 @@ impl Daemon {
             } else {
                 configured
             };
-            let config = &self.loaded.config;
-            let mut ctx = Context {
-                launchctl: config.launchctl_path.clone(),
-                command_timeout: Duration::from_secs(10),
-                grace: Duration::from_millis(config.term_grace_ms),
-                ctl: &self.platform,
-                vault: &self.vault,
-                guard: &mut self.guard,
-                notifier: &Gate {
-                    telling: &self.telling,
-                    inner: &self.platform,
-                },
+            let gate = Gate {
+                telling: &self.telling,
+                inner: &self.platform,
             };
+            let mut ctx = act_context(
+                &self.loaded.config,
+                &self.platform,
+                &self.vault,
+                &mut self.guard,
+                &gate,
+            );
             let path = attempt.guarded.path.clone();
             match self
                 .reinstalls
@@ -843,6 +839,26 @@ impl Daemon {
             }
             None => false,
         }
+    }
+}
+
+/// What the executor needs for one plan: this daemon's platform, vault and
+/// guard, notices through the once-per-incident gate.
+fn act_context<'a>(
+    config: &Config,
+    platform: &'a Native,
+    vault: &'a Vault,
+    guard: &'a mut Guard,
+    gate: &'a Gate<'a>,
+) -> Context<'a> {
+    Context {
+        launchctl: config.launchctl_path.clone(),
+        command_timeout: Duration::from_secs(10),
+        grace: Duration::from_millis(config.term_grace_ms),
+        ctl: platform,
+        vault,
+        guard,
+        notifier: gate,
     }
 }
 
