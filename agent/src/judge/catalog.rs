@@ -12,6 +12,20 @@
 //!   prefixes, toolchain folders in a home). A program living there is not
 //!   "undisclosed" because of where it lives.
 //!
+//! - `known_risky`: programs of known vendors whose local server had a
+//!   published flaw a web page could use (Logitech Options' WebSocket,
+//!   Spotify's web helper). Same schema and matching as `known_bad`, but a
+//!   match never decides an action: it keeps a serving listener at least
+//!   `report`, with the write-up in its reasons, so someone checks the
+//!   version.
+//! - `benign_listeners`: listeners well-known to be part of an app a person
+//!   installed (Dropbox LAN sync, Docker's published ports), matched on a
+//!   *validated* Team ID together with the program's name or signing
+//!   identifier. A match turns a `report` that only criteria 1 and 2 gave
+//!   into `allow`; it never lowers a `remediate` (a vendor's signature does
+//!   not excuse a hidden folder) and never beats `known_bad`, `known_risky`
+//!   or an admin deny rule.
+//!
 //! Matching lives in `catalog_match.rs`; this file is the schema, loading
 //! and validation.
 
@@ -30,7 +44,41 @@ pub struct CatalogFile {
     #[serde(default)]
     pub comment: Option<String>,
     pub known_bad: Vec<CatalogEntry>,
+    /// Absent in catalogs written before it existed.
+    #[serde(default)]
+    pub known_risky: Vec<CatalogEntry>,
+    #[serde(default)]
+    pub benign_listeners: Vec<BenignEntry>,
     pub disclosed_locations: DisclosedLocations,
+}
+
+/// A listener that is part of an app a person installed, known by the
+/// Team ID that signs it. Identity is the Team ID *and* a name or signing
+/// identifier: a vendor ships many programs, and one of them being benign
+/// says nothing of the others (Zoom signed ZoomOpener).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BenignEntry {
+    /// `benign:<lowercase-name>`; shown in findings.
+    pub id: String,
+    /// What it is, e.g. `Dropbox LAN sync`.
+    pub name: String,
+    pub vendor: String,
+    /// The Apple Team ID that must have signed it (validated signatures only).
+    pub team_id: String,
+    /// Executable / process names (`comm`).
+    #[serde(default)]
+    pub process_names: Vec<String>,
+    /// Signing identifiers.
+    #[serde(default)]
+    pub bundle_ids: Vec<String>,
+    /// Ports it is known to use: shown, never matched on.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// Why it stays, in words a person understands.
+    pub why: String,
+    /// Public sources (https URLs) for the Team ID, the names and the ports.
+    pub sources: Vec<String>,
 }
 
 /// One known-bad helper. Every list is optional, but an entry must carry
@@ -95,6 +143,8 @@ pub struct DisclosedLocations {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub entries: Vec<CatalogEntry>,
+    pub risky: Vec<CatalogEntry>,
+    pub benign: Vec<BenignEntry>,
     pub disclosed: DisclosedLocations,
 }
 
@@ -120,8 +170,31 @@ impl Catalog {
                 ),
             });
         }
+        for entry in &file.known_risky {
+            validate_entry(entry)?;
+        }
+        for entry in &file.benign_listeners {
+            validate_benign(entry)?;
+        }
+        let all_ids = file
+            .known_bad
+            .iter()
+            .chain(&file.known_risky)
+            .map(|e| e.id.as_str())
+            .chain(file.benign_listeners.iter().map(|e| e.id.as_str()));
+        let mut seen = std::collections::BTreeSet::new();
+        for id in all_ids {
+            if !seen.insert(id) {
+                return Err(JudgeError::CatalogEntry {
+                    id: id.to_string(),
+                    problem: "an entry with this id already exists; ids must be unique".into(),
+                });
+            }
+        }
         let catalog = Catalog {
             entries: Vec::new(),
+            risky: file.known_risky,
+            benign: file.benign_listeners,
             disclosed: file.disclosed_locations,
         };
         catalog.with_entries(file.known_bad)
@@ -132,7 +205,12 @@ impl Catalog {
     pub fn with_entries(mut self, entries: Vec<CatalogEntry>) -> Result<Catalog, JudgeError> {
         for entry in entries {
             validate_entry(&entry)?;
-            if self.entries.iter().any(|e| e.id == entry.id) {
+            if self
+                .entries
+                .iter()
+                .chain(&self.risky)
+                .any(|e| e.id == entry.id)
+            {
                 return Err(JudgeError::CatalogEntry {
                     id: entry.id,
                     problem: "an entry with this id already exists; ids must be unique".into(),
@@ -218,6 +296,77 @@ fn validate_entry(e: &CatalogEntry) -> Result<(), JudgeError> {
     }
     if let Some(c) = e.cves.iter().find(|c| !is_cve(c)) {
         return Err(bad(format!("{c:?} is not a CVE id (CVE-YYYY-NNNN)")));
+    }
+    if e.sources.is_empty() {
+        return Err(bad("no sources: every fact needs a public source".into()));
+    }
+    if let Some(s) = e.sources.iter().find(|s| !s.starts_with("https://")) {
+        return Err(bad(format!("source {s:?} is not an https URL")));
+    }
+    Ok(())
+}
+
+fn validate_benign(e: &BenignEntry) -> Result<(), JudgeError> {
+    let bad = |problem: String| JudgeError::CatalogEntry {
+        id: e.id.clone(),
+        problem,
+    };
+    let slug = e.id.strip_prefix("benign:").unwrap_or("");
+    if slug.is_empty()
+        || !slug
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(bad(
+            "id must be `benign:` followed by lowercase letters, digits or '-'".into(),
+        ));
+    }
+    for (field, value) in [("name", &e.name), ("vendor", &e.vendor), ("why", &e.why)] {
+        if value.trim().is_empty() {
+            return Err(bad(format!("{field} is empty")));
+        }
+    }
+    // Apple Team IDs are ten upper-case letters and digits.
+    if e.team_id.len() != 10
+        || !e
+            .team_id
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    {
+        return Err(bad(format!(
+            "team_id {:?} is not an Apple Team ID (ten upper-case letters and digits)",
+            e.team_id
+        )));
+    }
+    if e.process_names.is_empty() && e.bundle_ids.is_empty() {
+        return Err(bad(
+            "no process_names or bundle_ids: a Team ID alone would vouch for every program \
+             its vendor signs"
+                .into(),
+        ));
+    }
+    if e.process_names
+        .iter()
+        .chain(&e.bundle_ids)
+        .any(|s| s.trim().is_empty() || s.contains('/'))
+    {
+        return Err(bad(
+            "process_names or bundle_ids has an empty value or one with '/'".into(),
+        ));
+    }
+    if let Some(n) = e
+        .process_names
+        .iter()
+        // `java` too: the JVM runs whatever class path it is given.
+        .find(|n| crate::model::is_interpreter(std::path::Path::new(n)) || n.as_str() == "java")
+    {
+        return Err(bad(format!(
+            "{n:?} is an interpreter: what it runs is not its vendor's, so its signature \
+             vouches for nothing"
+        )));
+    }
+    if e.ports.contains(&0) {
+        return Err(bad("port 0 is not a port".into()));
     }
     if e.sources.is_empty() {
         return Err(bad("no sources: every fact needs a public source".into()));
@@ -358,6 +507,100 @@ mod tests {
             Catalog::from_json(&text, "typo.json").is_err(),
             "unknown fields refused"
         );
+    }
+
+    #[test]
+    fn risky_and_benign_lists_are_well_formed_and_sourced() {
+        let file = parsed();
+        assert!(
+            file.known_risky.len() >= 2,
+            "Logitech Options, Spotify Web Helper"
+        );
+        assert!(file.benign_listeners.len() >= 10);
+        for e in &file.known_risky {
+            validate_entry(e).unwrap_or_else(|e| panic!("{e}"));
+        }
+        for e in &file.benign_listeners {
+            validate_benign(e).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let catalog = Catalog::builtin().unwrap();
+        assert_eq!(catalog.risky.len(), file.known_risky.len());
+        assert_eq!(catalog.benign.len(), file.benign_listeners.len());
+        // No program is both: a risky name must never be vouched benign.
+        for b in &catalog.benign {
+            for r in &catalog.risky {
+                for n in &b.process_names {
+                    assert!(
+                        !r.process_names.iter().any(|w| w.eq_ignore_ascii_case(n)),
+                        "{n} is in {} and {}",
+                        b.id,
+                        r.id
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_benign_entries_are_refused_with_their_id() {
+        let good = Catalog::builtin().unwrap().benign[0].clone();
+        validate_benign(&good).unwrap();
+        type Mutation = Box<dyn Fn(&mut BenignEntry)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            ("bad id", Box::new(|e| e.id = "dropbox".into())),
+            ("short team", Box::new(|e| e.team_id = "G7HH3F8".into())),
+            ("lower team", Box::new(|e| e.team_id = "g7hh3f8cak".into())),
+            (
+                "team alone",
+                Box::new(|e| {
+                    e.process_names.clear();
+                    e.bundle_ids.clear();
+                }),
+            ),
+            (
+                "interpreter",
+                Box::new(|e| e.process_names = vec!["python3".into()]),
+            ),
+            ("jvm", Box::new(|e| e.process_names = vec!["java".into()])),
+            ("slash", Box::new(|e| e.bundle_ids = vec!["a/b".into()])),
+            ("no why", Box::new(|e| e.why = " ".into())),
+            ("no sources", Box::new(|e| e.sources.clear())),
+            (
+                "http source",
+                Box::new(|e| e.sources = vec!["http://x".into()]),
+            ),
+            ("port zero", Box::new(|e| e.ports = vec![0])),
+        ];
+        for (what, mutate) in cases {
+            let mut e = good.clone();
+            mutate(&mut e);
+            let err = validate_benign(&e).expect_err(what);
+            assert!(err.to_string().contains(&e.id), "{what}: {err}");
+        }
+    }
+
+    #[test]
+    fn ids_are_unique_across_all_three_lists() {
+        let mut file = parsed();
+        file.known_risky[0].id = file.known_bad[0].id.clone();
+        let text = serde_json::to_string(&file).unwrap();
+        let err = Catalog::from_json(&text, "dup.json").unwrap_err();
+        assert!(err.to_string().contains("already exists"), "{err}");
+        // A fleet addition may not take a risky entry's id either.
+        let catalog = Catalog::builtin().unwrap();
+        let mut dup = catalog.entries[0].clone();
+        dup.id = catalog.risky[0].id.clone();
+        assert!(catalog.with_entries(vec![dup]).is_err());
+        // Catalogs written before the two lists existed still load.
+        let mut old = parsed();
+        old.known_risky.clear();
+        old.benign_listeners.clear();
+        let mut value = serde_json::to_value(&old).unwrap();
+        let map = value.as_object_mut().unwrap();
+        map.remove("known_risky");
+        map.remove("benign_listeners");
+        let loaded = Catalog::from_json(&value.to_string(), "old.json").unwrap();
+        assert!(loaded.risky.is_empty() && loaded.benign.is_empty());
     }
 
     #[test]

@@ -8,8 +8,8 @@
 
 use std::path::{Component, Path};
 
-use super::catalog::{Catalog, CatalogEntry};
-use super::subject::Subject;
+use super::catalog::{BenignEntry, Catalog, CatalogEntry};
+use super::subject::{Subject, Vouched};
 
 /// A catalog entry matched a subject on identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,29 @@ impl Catalog {
     ) -> Option<CatalogHit> {
         self.entries
             .iter()
-            .find_map(|entry| match_entry(entry, subject, installed_app))
+            .find_map(|entry| match_entry(entry, subject, installed_app, "known-bad"))
+    }
+
+    /// The first known-risky entry whose identity signals match.
+    pub(crate) fn find_risky(
+        &self,
+        subject: &Subject<'_>,
+        installed_app: &dyn Fn(&Path, &CatalogEntry) -> bool,
+    ) -> Option<CatalogHit> {
+        self.risky
+            .iter()
+            .find_map(|entry| match_entry(entry, subject, installed_app, "known-risky"))
+    }
+
+    /// A well-known benign listener: its validated signature carries the
+    /// entry's Team ID *and* its name or signing identifier is the
+    /// entry's. The words, for the finding's reasons.
+    pub(crate) fn benign(&self, s: &Subject<'_>) -> Option<String> {
+        if s.vouched != Vouched::Yes || !s.signature_valid {
+            return None;
+        }
+        let team = s.team_id?;
+        self.benign.iter().find_map(|e| benign_match(e, team, s))
     }
 
     /// When nothing matched on identity but a port is one a catalog entry
@@ -83,10 +105,40 @@ fn name_matches(observed: &str, wanted: &str) -> bool {
             && eq(&wanted[..observed.len()], observed))
 }
 
+fn benign_match(e: &BenignEntry, team: &str, s: &Subject<'_>) -> Option<String> {
+    if team != e.team_id {
+        return None;
+    }
+    let on = if let Some(id) = s
+        .signing_id
+        .filter(|id| e.bundle_ids.iter().any(|b| eq(id, b)))
+    {
+        format!("its signing identifier {id}")
+    } else {
+        let n = s
+            .process_names
+            .iter()
+            .find(|n| e.process_names.iter().any(|w| name_matches(n, w)))?;
+        format!("its name {n}")
+    };
+    let ports = if e.ports.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = e.ports.iter().map(u16::to_string).collect();
+        format!(", known to listen on {}", list.join(", "))
+    };
+    Some(format!(
+        "a well-known listener: {} ({}{ports}), matched on its valid signature by Team ID {} \
+         and {on} ({}) — {}",
+        e.name, e.vendor, e.team_id, e.id, e.why
+    ))
+}
+
 fn match_entry(
     entry: &CatalogEntry,
     s: &Subject<'_>,
     installed_app: &dyn Fn(&Path, &CatalogEntry) -> bool,
+    class: &str,
 ) -> Option<CatalogHit> {
     // Each signal once, however many paths show it.
     let mut signals: Vec<String> = Vec::new();
@@ -143,7 +195,7 @@ fn match_entry(
         return None;
     }
     let mut first = format!(
-        "matches the known-bad catalog entry {} ({}, {}) on {}",
+        "matches the {class} catalog entry {} ({}, {}) on {}",
         entry.id,
         entry.name,
         entry.vendor,

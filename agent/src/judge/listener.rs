@@ -208,6 +208,21 @@ pub(crate) fn judge_listener(
     if catalog.is_none() {
         reasons.extend(policy.catalog.port_only_note(&[l.port]));
     }
+    // Names alone prove nothing of a known-risky program either: only a
+    // match with evidence (where it lives, a valid signature) counts.
+    let risky = policy
+        .catalog
+        .find_risky(&subject, &installed)
+        .filter(|h| !h.claims_only);
+    // Benign only when nothing in the catalog speaks against it.
+    let benign = match (&catalog, &risky) {
+        (None, None) => policy.catalog.benign(&subject),
+        _ => None,
+    };
+    reasons.extend(benign.iter().cloned());
+    if let Some(hit) = &risky {
+        reasons.extend(hit.reasons.iter().cloned());
+    }
 
     // The never-list, and "nothing to act on".
     let primary_pid = primary.map(|p| p.pid);
@@ -258,6 +273,12 @@ pub(crate) fn judge_listener(
     } else {
         Vec::new()
     };
+    if let (Some(hit), Reach::Yes) = (&risky, reach) {
+        aggravating.push(format!(
+            "it is {}, whose local server had a published flaw a web page could use",
+            hit.name
+        ));
+    }
     for link in my_links {
         if let Some(a) = heuristics::aggravating_item(&obs.persistence[link.item])
             && !aggravating.contains(&a)
@@ -281,6 +302,7 @@ pub(crate) fn judge_listener(
         undisclosed: !traits.is_empty(),
         rule,
         catalog,
+        benign,
         serving: reach == Reach::Yes,
         blocked,
         aggravating,

@@ -424,3 +424,56 @@ fn fleet_catalog_additions_are_matched_like_built_in_entries() {
     assert_eq!(f.verdict, Verdict::Remediate, "{}", said(f));
     assert_eq!(f.rule.as_deref(), Some("catalog:acme-helper"));
 }
+
+const LOGI: &str = "/Applications/Logi Options.app/Contents/Support/LogiMgrDaemon.app/Contents/MacOS/LogiMgrDaemon";
+
+/// Logitech Options' daemon, signed by Logitech, answering a WebSocket
+/// upgrade from a foreign origin on loopback.
+fn logitech_options(p: crate::model::ProcessIdentity) -> Scene {
+    Scene::new()
+        .process(p)
+        .listen(loopback(10134, &[640]), Some(websocket()))
+        .exists(LOGI)
+}
+
+/// A known-risky program (catalog `known_risky`) is never acted on by
+/// itself, but its write-up is in the reasons and it raises the severity;
+/// a copy that only carries its name is judged on its own merits.
+#[test]
+fn a_known_risky_program_serving_is_reported_with_its_write_up() {
+    let real = signed(
+        process(640, 1, LOGI, "LogiMgrDaemon"),
+        "QED4VVPZWA",
+        "com.logitech.manager.daemon",
+    );
+    let findings = logitech_options(real.clone()).judge(&policy());
+    let f = on_port(&findings, 10134);
+    assert_eq!(f.verdict, Verdict::Report, "{}", said(f));
+    assert!(said(f).contains("known-risky catalog entry catalog:logitech-options"));
+    assert!(said(f).contains("Project Zero issue 1663"), "{}", said(f));
+    assert!(said(f).contains("aggravating: it is Logitech Options"));
+    // Without the catalog entry the same listener is one step lower.
+    let mut plain = policy();
+    plain.catalog.risky.clear();
+    let without = logitech_options(real.clone()).judge(&plain);
+    assert!(
+        f.severity > on_port(&without, 10134).severity,
+        "{}",
+        said(f)
+    );
+    assert!(!said(on_port(&without, 10134)).contains("known-risky"));
+
+    // An admin who checked the version may allow it.
+    let mut allow = rule("logi-fixed", RuleAction::Allow);
+    allow.team_id = Some("QED4VVPZWA".into());
+    let allowed = logitech_options(real).judge(&policy_with(vec![allow]));
+    assert_eq!(on_port(&allowed, 10134).verdict, Verdict::Allow);
+
+    // Its name alone, unsigned, outside its bundle: no write-up borrowed.
+    let fake = process(640, 1, "/Users/Shared/LogiMgrDaemon", "LogiMgrDaemon");
+    let findings = Scene::new()
+        .process(ad_hoc(fake))
+        .listen(loopback(10134, &[640]), Some(websocket()))
+        .judge(&policy());
+    assert!(!said(on_port(&findings, 10134)).contains("known-risky"));
+}

@@ -80,7 +80,7 @@ fn dropbox() -> crate::model::ProcessIdentity {
 }
 
 #[test]
-fn dropbox_lan_sync_stays_allowed_or_reported() {
+fn dropbox_lan_sync_is_allowed_as_a_well_known_listener() {
     let login = login_item(
         "Dropbox",
         "/Applications/Dropbox.app",
@@ -89,8 +89,10 @@ fn dropbox_lan_sync_stays_allowed_or_reported() {
     for (probe, with_login, want) in [
         (not_http(), false, Verdict::Allow),
         (not_http(), true, Verdict::Allow),
-        (http(""), false, Verdict::Report),
-        (http(""), true, Verdict::Report),
+        // Serving HTTP, it would be a report (criteria 1 and 2 only); the
+        // catalog's benign list knows it by Team ID and name.
+        (http(""), false, Verdict::Allow),
+        (http(""), true, Verdict::Allow),
     ] {
         let mut scene = Scene::new()
             .process(dropbox())
@@ -110,10 +112,93 @@ fn dropbox_lan_sync_stays_allowed_or_reported() {
         );
         assert_not_remediated(&findings, "Dropbox");
     }
+    let f = Scene::new()
+        .process(dropbox())
+        .listen(wildcard(17500, &[750]), Some(http("")))
+        .judge(&policy());
+    assert!(
+        said(&f[0]).contains("benign:dropbox-lan-sync"),
+        "{}",
+        said(&f[0])
+    );
+}
+
+/// The benign list vouches only through a signature that validated, with
+/// the entry's Team ID *and* its name: a claim of either is nothing.
+#[test]
+fn a_benign_name_without_the_vendors_valid_signature_is_not_benign() {
+    let exe = "/Applications/Dropbox.app/Contents/MacOS/Dropbox";
+    let cases = [
+        ("ad-hoc", ad_hoc(process(750, 1, exe, "Dropbox"))),
+        ("a Team ID whose signature did not validate", {
+            let mut p = signed(
+                process(750, 1, exe, "Dropbox"),
+                "G7HH3F8CAK",
+                "com.getdropbox.dropbox",
+            );
+            p.signature.status = crate::model::SignatureStatus::Invalid;
+            p
+        }),
+        (
+            "another team",
+            signed(
+                process(750, 1, exe, "Dropbox"),
+                "ABCDE12345",
+                "com.getdropbox.dropbox",
+            ),
+        ),
+        (
+            "Dropbox's team, another program",
+            signed(
+                process(
+                    750,
+                    1,
+                    "/Applications/Dropbox.app/Contents/MacOS/Sync",
+                    "Sync",
+                ),
+                "G7HH3F8CAK",
+                "com.getdropbox.sync",
+            ),
+        ),
+    ];
+    for (what, p) in cases {
+        let findings = Scene::new()
+            .process(p)
+            .listen(wildcard(17500, &[750]), Some(http("")))
+            .judge(&policy());
+        let f = on_port(&findings, 17500);
+        assert_eq!(f.verdict, Verdict::Report, "{what}: {}", said(f));
+        assert!(!said(f).contains("benign:"), "{what}: {}", said(f));
+    }
+}
+
+/// A vendor's signature does not excuse where a copy was put: Dropbox's
+/// own binary, copied into a hidden folder and started by a LaunchAgent,
+/// is an undisclosed helper web server like any other.
+#[test]
+fn a_benign_listener_in_a_hidden_folder_is_still_remediated() {
+    let exe = home(".cache/.db/Dropbox");
+    let agent = launch_agent(
+        &home("Library/LaunchAgents/com.example.sync.plist"),
+        "com.example.sync",
+        &exe,
+    );
+    let findings = Scene::new()
+        .process(signed(
+            process(750, 1, &exe, "Dropbox"),
+            "G7HH3F8CAK",
+            "com.getdropbox.dropbox",
+        ))
+        .listen(loopback(17600, &[750]), Some(http("")))
+        .item(agent)
+        .exists(&exe)
+        .judge(&policy());
+    let f = on_port(&findings, 17600);
+    assert_eq!(f.verdict, Verdict::Remediate, "{}", said(f));
 }
 
 #[test]
-fn docker_published_ports_are_reported_not_remediated() {
+fn docker_published_ports_are_allowed_not_remediated() {
     let desktop = signed(
         process(
             500,
@@ -158,12 +243,12 @@ fn docker_published_ports_are_reported_not_remediated() {
         .judge(&policy());
     assert_not_remediated(&findings, "Docker");
     let f = on_port(&findings, 8080);
-    assert_eq!(f.verdict, Verdict::Report, "{}", said(f));
-    assert_eq!(
-        f.severity,
-        Severity::High,
-        "CORS * and all addresses (the network reaches it) raise a report a step each"
-    );
+    // Without the benign list this is a report (high: CORS * and all
+    // addresses); com.docker.backend signed by Docker's Team ID is known.
+    assert_eq!(f.verdict, Verdict::Allow, "{}", said(f));
+    assert_eq!(f.severity, Severity::Info);
+    assert!(said(f).contains("benign:docker-desktop"), "{}", said(f));
+    assert!(said(f).contains("note: any web page may read its answers"));
     assert!(said(f).contains("the app /Applications/Docker.app (pid 500) started it"));
     assert_eq!(on_port(&findings, 5432).verdict, Verdict::Allow);
     let helper = of_item(&findings, "com.docker.vmnetd");

@@ -9,6 +9,11 @@
 //! 4. persistence **inherits** the strongest verdict of what it starts;
 //! 5. the **heuristics** of docs/design.md §2;
 //! 6. the **never-list** caps anything at report, whatever decided above.
+//!
+//! A catalog **benign listener** (a validated Team ID and name) refines
+//! step 5: it turns a report that only criteria 1 and 2 gave into allow.
+//! (A **known-risky** match is not a fact here: it adds its write-up to
+//! the reasons and an aggravating factor, and suppresses the benign list.)
 
 use std::cmp::Reverse;
 
@@ -27,6 +32,8 @@ pub(crate) struct Facts {
     pub undisclosed: bool,
     pub rule: Option<RuleHit>,
     pub catalog: Option<CatalogHit>,
+    /// A well-known benign listener matched (its words).
+    pub benign: Option<String>,
     /// It is serving HTTP now (a listener that answers, or a persistence
     /// item whose listener answers).
     pub serving: bool,
@@ -58,6 +65,7 @@ impl Facts {
             undisclosed: false,
             rule: None,
             catalog: None,
+            benign: None,
             serving: false,
             inherited: None,
             dormant: None,
@@ -110,6 +118,15 @@ fn heuristic(f: &Facts) -> (Verdict, String) {
             (false, true) => "it is not a helper",
             _ => "nothing about it is undisclosed",
         };
+        if f.benign.is_some() {
+            return (
+                Verdict::Allow,
+                format!(
+                    "it is reachable from web pages and {missing}, and it is a well-known \
+                     listener of an app a person installed: allowed"
+                ),
+            );
+        }
         return (
             Verdict::Report,
             format!("it is reachable from web pages and not trusted, but {missing}: reported"),

@@ -741,6 +741,12 @@ mod tests {
         sweep_until(&mut state, "first probe", &|s| {
             s.observations.probes.contains_key(&local(port))
         });
+        // The result can be in before the accept loop has counted the last
+        // of the three connections (a loaded machine): wait for the count.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while connections.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let once = connections.load(Ordering::SeqCst);
         assert_eq!(once, 3, "one probe is three requests");
         for _ in 0..10 {

@@ -115,13 +115,15 @@ pub struct SourcedRule {
     pub origin: Origin,
 }
 
-/// A known-bad catalog entry in force and where it came from.
+/// A catalog entry in force and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourcedEntry {
-    /// `catalog:<slug>`, as findings name it.
+    /// `catalog:<slug>` or `benign:<slug>`, as findings name it.
     pub id: String,
     pub name: String,
     pub vendor: String,
+    /// Which list: `known_bad`, `known_risky` or `benign_listener`.
+    pub class: &'static str,
     pub origin: Origin,
 }
 
@@ -291,20 +293,41 @@ fn describe(
     let fleet_ids: Vec<&str> = fleet
         .map(|f| f.additions.catalog.iter().map(|e| e.id.as_str()).collect())
         .unwrap_or_default();
-    let catalog = policy
-        .catalog()
+    let built = policy.catalog();
+    let mut catalog: Vec<SourcedEntry> = built
         .entries
         .iter()
         .map(|e| SourcedEntry {
             id: e.id.clone(),
             name: e.name.clone(),
             vendor: e.vendor.clone(),
+            class: "known_bad",
             origin: match &source {
                 Some(s) if fleet_ids.contains(&e.id.as_str()) => Origin::FleetCatalog(s.clone()),
                 _ => Origin::BuiltinCatalog,
             },
         })
         .collect();
+    // The two other lists are built in only (a fleet adds known-bad entries).
+    let builtin = |id: &str, name: &str, vendor: &str, class| SourcedEntry {
+        id: id.to_string(),
+        name: name.to_string(),
+        vendor: vendor.to_string(),
+        class,
+        origin: Origin::BuiltinCatalog,
+    };
+    catalog.extend(
+        built
+            .risky
+            .iter()
+            .map(|e| builtin(&e.id, &e.name, &e.vendor, "known_risky")),
+    );
+    catalog.extend(
+        built
+            .benign
+            .iter()
+            .map(|e| builtin(&e.id, &e.name, &e.vendor, "benign_listener")),
+    );
     Merged {
         policy,
         rules,

@@ -29,9 +29,15 @@ pub fn render(merged: &Merged) -> String {
     }
     let _ = writeln!(out, "catalog:");
     for e in &merged.catalog {
+        // Known-bad lines read as before; the other lists say which.
+        let class = match e.class {
+            "known_risky" => "  known-risky",
+            "benign_listener" => "  benign listener",
+            _ => "",
+        };
         let _ = writeln!(
             out,
-            "  - {}  {} ({})  ({})",
+            "  - {}  {} ({}){class}  ({})",
             e.id, e.name, e.vendor, e.origin
         );
     }
@@ -46,7 +52,7 @@ pub fn render(merged: &Merged) -> String {
 
 /// `config show --json`: `{"rules": [{"rule": {…}, "origin": "managed",
 /// "path": "…"}, …], "catalog": [{"id": …, "name": …, "vendor": …,
-/// "origin": "builtin_catalog"}, …], "problems": […]}`.
+/// "class": "known_bad", "origin": "builtin_catalog"}, …], "problems": […]}`.
 pub fn to_json(merged: &Merged) -> Value {
     let rules: Vec<Value> = merged
         .rules
@@ -66,6 +72,7 @@ pub fn to_json(merged: &Merged) -> Value {
             entry.insert("id".into(), json!(e.id));
             entry.insert("name".into(), json!(e.name));
             entry.insert("vendor".into(), json!(e.vendor));
+            entry.insert("class".into(), json!(e.class));
             origin_fields(&e.origin, &mut entry);
             Value::Object(entry)
         })

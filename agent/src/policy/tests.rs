@@ -62,7 +62,7 @@ fn every_source_is_merged_with_its_origin() {
     let state = dir.path().join("state");
     std::fs::create_dir(&state).unwrap();
     let loaded = configured(dir.path(), &state);
-    let builtin = load(&loaded).unwrap().catalog.len();
+    let builtin = load(&loaded).unwrap().policy.catalog().entries.len();
 
     allowlist::add(&state, restored("/Users/ann/.acme/helper")).unwrap();
     store_fleet(&state);
@@ -100,8 +100,15 @@ fn every_source_is_merged_with_its_origin() {
 
     // The judge got all four rules, and the fleet's catalog entry.
     assert_eq!(merged.policy.rules.len(), 4);
-    assert_eq!(merged.catalog.len(), builtin + 1);
+    let known_bad = merged.catalog.iter().filter(|e| e.class == "known_bad");
+    assert_eq!(known_bad.count(), builtin + 1);
     assert_eq!(merged.policy.catalog().entries.len(), builtin + 1);
+    // The known-risky and benign lists are built in and listed too.
+    let built = merged.policy.catalog();
+    assert_eq!(
+        merged.catalog.len(),
+        builtin + 1 + built.risky.len() + built.benign.len()
+    );
     let added: Vec<_> = merged
         .catalog
         .iter()
@@ -200,8 +207,16 @@ fn config_show_lists_every_rule_and_entry_with_its_origin() {
     assert_eq!(json["rules"][3]["origin"], "fleet_catalog");
     let entries = json["catalog"].as_array().unwrap();
     assert_eq!(entries[0]["origin"], "builtin_catalog");
-    assert_eq!(entries.last().unwrap()["id"], "catalog:vendor-opener");
-    assert_eq!(entries.last().unwrap()["origin"], "fleet_catalog");
+    assert_eq!(entries[0]["class"], "known_bad");
+    let fleet: Vec<_> = entries
+        .iter()
+        .filter(|e| e["origin"] == "fleet_catalog")
+        .collect();
+    assert_eq!(fleet.len(), 1);
+    assert_eq!(fleet[0]["id"], "catalog:vendor-opener");
+    assert!(entries.iter().any(|e| e["class"] == "known_risky"));
+    assert_eq!(entries.last().unwrap()["class"], "benign_listener");
+    assert!(text.contains("  - catalog:logitech-options  Logitech Options (LogiMgrDaemon) (Logitech)  known-risky  (built-in catalog)\n"), "{text}");
     assert_eq!(json["problems"], serde_json::json!([]));
 }
 
