@@ -227,16 +227,7 @@ fn validate_entry(e: &CatalogEntry) -> Result<(), JudgeError> {
         id: e.id.clone(),
         problem,
     };
-    let slug = e.id.strip_prefix("catalog:").unwrap_or("");
-    if slug.is_empty()
-        || !slug
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
-        return Err(bad(
-            "id must be `catalog:` followed by lowercase letters, digits or '-'".into(),
-        ));
-    }
+    check_id(&e.id, "catalog:").map_err(bad)?;
     for (field, value) in [
         ("name", &e.name),
         ("vendor", &e.vendor),
@@ -297,13 +288,7 @@ fn validate_entry(e: &CatalogEntry) -> Result<(), JudgeError> {
     if let Some(c) = e.cves.iter().find(|c| !is_cve(c)) {
         return Err(bad(format!("{c:?} is not a CVE id (CVE-YYYY-NNNN)")));
     }
-    if e.sources.is_empty() {
-        return Err(bad("no sources: every fact needs a public source".into()));
-    }
-    if let Some(s) = e.sources.iter().find(|s| !s.starts_with("https://")) {
-        return Err(bad(format!("source {s:?} is not an https URL")));
-    }
-    Ok(())
+    check_sources(&e.sources).map_err(bad)
 }
 
 fn validate_benign(e: &BenignEntry) -> Result<(), JudgeError> {
@@ -311,16 +296,7 @@ fn validate_benign(e: &BenignEntry) -> Result<(), JudgeError> {
         id: e.id.clone(),
         problem,
     };
-    let slug = e.id.strip_prefix("benign:").unwrap_or("");
-    if slug.is_empty()
-        || !slug
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
-        return Err(bad(
-            "id must be `benign:` followed by lowercase letters, digits or '-'".into(),
-        ));
-    }
+    check_id(&e.id, "benign:").map_err(bad)?;
     for (field, value) in [("name", &e.name), ("vendor", &e.vendor), ("why", &e.why)] {
         if value.trim().is_empty() {
             return Err(bad(format!("{field} is empty")));
@@ -368,13 +344,34 @@ fn validate_benign(e: &BenignEntry) -> Result<(), JudgeError> {
     if e.ports.contains(&0) {
         return Err(bad("port 0 is not a port".into()));
     }
-    if e.sources.is_empty() {
-        return Err(bad("no sources: every fact needs a public source".into()));
+    check_sources(&e.sources).map_err(bad)
+}
+
+/// `<prefix><slug>`, the slug lowercase letters, digits and '-'.
+fn check_id(id: &str, prefix: &str) -> Result<(), String> {
+    let slug = id.strip_prefix(prefix).unwrap_or("");
+    let ok = !slug.is_empty()
+        && slug
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "id must be `{prefix}` followed by lowercase letters, digits or '-'"
+        ))
     }
-    if let Some(s) = e.sources.iter().find(|s| !s.starts_with("https://")) {
-        return Err(bad(format!("source {s:?} is not an https URL")));
+}
+
+/// At least one source, each an https URL.
+fn check_sources(sources: &[String]) -> Result<(), String> {
+    if sources.is_empty() {
+        return Err("no sources: every fact needs a public source".into());
     }
-    Ok(())
+    match sources.iter().find(|s| !s.starts_with("https://")) {
+        Some(s) => Err(format!("source {s:?} is not an https URL")),
+        None => Ok(()),
+    }
 }
 
 fn is_cve(s: &str) -> bool {
