@@ -3,10 +3,12 @@
 //! stream` child) and connections to flagged helpers, turned into the
 //! judge's camera observations once per sweep.
 //!
-//! Everything here is sampled on the sweep timer, so a connection to a
-//! helper that opens and closes between two sweeps can be missed; the
-//! camera session itself is not (Linux sees the open descriptor, macOS
-//! the log line, both with their own time).
+//! Connections are sampled on the sweep timer and, where the platform
+//! reports closed connections (Linux), also taken from that report while a
+//! listener is flagged ([`ShortConnections`]), so a one-shot request that
+//! opens and closes between two sweeps still counts. On macOS such a
+//! request is missed. The camera session itself is not (Linux sees the
+//! open descriptor, macOS the log line, both with their own time).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -21,6 +23,7 @@ use crate::observe::camera::{
     LogStreamOptions, SessionTracker, camera_holders,
 };
 use crate::observe::inventory::read_processes;
+use crate::observe::short_conns::ShortConnections;
 use crate::observe::signing::SignatureCache;
 use crate::observe::tcc::{TccProblem, TccTracker};
 use crate::parse::camera_log::CameraChange;
@@ -88,6 +91,8 @@ pub struct CameraWatch {
     tracker: SessionTracker,
     /// Connections to flagged ports: first and last seen.
     connections: BTreeMap<ConnKey, (IpAddr, u64, u64)>,
+    /// Connections to flagged ports that closed between two sweeps.
+    short: ShortConnections,
 }
 
 impl std::fmt::Debug for CameraWatch {
@@ -96,6 +101,7 @@ impl std::fmt::Debug for CameraWatch {
             .field("devices_for", &self.devices_for)
             .field("streaming", &self.stream.is_some())
             .field("connections", &self.connections.len())
+            .field("short", &self.short)
             .finish_non_exhaustive()
     }
 }
@@ -116,7 +122,15 @@ impl CameraWatch {
             stream: None,
             tracker: SessionTracker::default(),
             connections: BTreeMap::new(),
+            short: ShortConnections::default(),
         }
+    }
+
+    /// The judgement changed which listeners are flagged: follow them with
+    /// the closed-connection report (subscribed only while any is).
+    pub fn flagged_changed(&mut self, platform: &dyn Platform, flagged: &BTreeSet<(IpAddr, u16)>) {
+        let ports: BTreeSet<u16> = flagged.iter().map(|(_, p)| *p).collect();
+        self.short.watch(platform, &ports);
     }
 
     /// One sweep. `flagged` are the (address, port) of listeners the last
@@ -333,6 +347,7 @@ impl CameraWatch {
                 port: k.port,
                 first_seen_unix_us: *first,
             })
+            .chain(self.short.collect(now_unix_us, CONNECTION_MEMORY_US))
             .collect();
         pass.connections
             .sort_by_key(|c| (c.first_seen_unix_us, c.port));
