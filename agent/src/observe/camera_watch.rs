@@ -17,7 +17,7 @@ use std::sync::mpsc::{Receiver, TryRecvError, channel};
 
 use crate::config::Config;
 use crate::judge::{CameraSessionObservation, ConnectionSeen, GrantObservation};
-use crate::model::{ProcessIdentity, ScanError};
+use crate::model::{ProcessIdentity, ScanError, TccClientType, TccGrant, TccService};
 use crate::observe::camera::{
     CameraDevices, CameraFeed, CameraUseEvent, CameraWatcher, LogSessionEvent, LogStream,
     LogStreamOptions, SessionTracker, camera_holders,
@@ -28,6 +28,10 @@ use crate::observe::signing::SignatureCache;
 use crate::observe::tcc::{TccProblem, TccTracker};
 use crate::parse::camera_log::CameraChange;
 use crate::platform::{CameraSource, Platform};
+
+/// `GrantObservation::database` of a grant learned from tccd's log rather
+/// than read from a TCC.db.
+pub const LOGGED_GRANTS: &str = "unified log (tccd)";
 
 /// How long a connection stays on record after it was last seen: long
 /// enough for any `CameraCorrelationSeconds` the config allows (≤ 300).
@@ -93,6 +97,9 @@ pub struct CameraWatch {
     connections: BTreeMap<ConnKey, (IpAddr, u64, u64)>,
     /// Connections to flagged ports that closed between two sweeps.
     short: ShortConnections,
+    /// Grant changes tccd logged, latest per (service, client, type): the
+    /// grants lenscap knows while the per-user TCC.db is out of reach.
+    logged_grants: BTreeMap<(TccService, String, TccClientType), TccGrant>,
 }
 
 impl std::fmt::Debug for CameraWatch {
@@ -123,6 +130,7 @@ impl CameraWatch {
             tracker: SessionTracker::default(),
             connections: BTreeMap::new(),
             short: ShortConnections::default(),
+            logged_grants: BTreeMap::new(),
         }
     }
 
@@ -183,6 +191,22 @@ impl CameraWatch {
         let poll = self.tcc.poll(config, Some(&scratch));
         pass.changed |= poll.changed;
         pass.grants = poll.grants;
+        if poll.out_of_reach {
+            // What tccd logged since the stream started: every such grant
+            // is a change made while lenscap watched, so it is new.
+            pass.grants
+                .extend(self.logged_grants.values().map(|g| GrantObservation {
+                    grant: g.clone(),
+                    database: PathBuf::from(LOGGED_GRANTS),
+                    new: true,
+                    client_exists: match g.client_type {
+                        TccClientType::Path => {
+                            Some(std::path::Path::new(&g.client).symlink_metadata().is_ok())
+                        }
+                        _ => None,
+                    },
+                }));
+        }
         pass.health.extend(
             poll.problems_new
                 .into_iter()
@@ -281,6 +305,14 @@ impl CameraWatch {
                         pass.health.push(CameraHealth::WatchDegraded(why))
                     }
                     Ok(CameraFeed::Recovered) => pass.health.push(CameraHealth::WatchRestored),
+                    Ok(CameraFeed::Grant(change)) => {
+                        let g = change.grant;
+                        let key = (g.service, g.client.clone(), g.client_type);
+                        if self.logged_grants.get(&key) != Some(&g) {
+                            self.logged_grants.insert(key, g);
+                            pass.changed = true;
+                        }
+                    }
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
                         closed = true;

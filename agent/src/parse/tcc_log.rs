@@ -163,11 +163,9 @@ pub fn parse_message(text: &str) -> Result<Option<TccLogChange>, TccLogError> {
 /// process other than tccd logged); `Some(Err)` for a tccd grant change
 /// that does not parse.
 pub fn parse_ndjson_line(line: &str) -> Option<Result<TccLogChange, TccLogError>> {
-    if line.len() > MAX_LINE_LEN {
-        return Some(Err(TccLogError::TooLong));
-    }
-    // Cheap test first: almost every line is something else.
-    if !line.contains(MARKER.trim_end()) {
+    // Cheap tests first: almost every line is something else, and no grant
+    // change is anywhere near this long.
+    if line.len() > MAX_LINE_LEN || !line.contains(MARKER.trim_end()) {
         return None;
     }
     let v: Value = serde_json::from_str(line).ok()?;
