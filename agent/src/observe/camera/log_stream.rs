@@ -550,15 +550,17 @@ impl Reader<'_> {
                 break;
             }
             // After the camera parser, which counts every line.
-            match parse_ndjson_line(&text) {
-                Some(Ok(change)) => {
-                    if self.feed.send(CameraFeed::Grant(change)).is_err() {
-                        self.gone();
-                        break;
-                    }
+            let sent = match parse_ndjson_line(&text) {
+                Some(Ok(change)) => self.feed.send(CameraFeed::Grant(change)).is_ok(),
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "tccd grant change not understood");
+                    true
                 }
-                Some(Err(e)) => tracing::debug!(error = %e, "tccd grant change not understood"),
-                None => {}
+                None => true,
+            };
+            if !sent {
+                self.gone();
+                break;
             }
         }
     }
