@@ -15,6 +15,8 @@
 //! - `camera/correlation.rs`: a camera turned on shortly after a connection
 //!   to a flagged helper is one critical incident naming the helper's port;
 //!   one with no such connection is allowed, and both are recorded.
+//! - `camera/short_connection.rs`: the same with a one-shot request that
+//!   opens and closes between two sweeps (Linux closed-connection reports).
 //! - `camera/tcc.rs`: the daemon keeps sweeping past a corrupt TCC.db and
 //!   says so in a health event.
 
@@ -29,6 +31,8 @@ mod fixture;
 mod helper;
 #[path = "camera/scan.rs"]
 mod scan;
+#[path = "camera/short_connection.rs"]
+mod short_connection;
 #[path = "camera/tcc.rs"]
 mod tcc;
 

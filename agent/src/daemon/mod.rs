@@ -377,6 +377,9 @@ impl Daemon {
                 .filter(|f| f.kind == FindingKind::Listener && f.verdict == Verdict::Remediate)
                 .filter_map(|f| f.listener.as_ref().map(|l| (l.address, l.port)))
                 .collect();
+            // Subscribed before the findings are recorded: once a test (or
+            // an admin) sees the helper flagged, short connections count.
+            self.camera.flagged_changed(&self.platform, &self.flagged);
             let mode = self.status.effective_mode;
             self.reporter.findings(&findings, mode);
             // Before acting: the camera session of a helper about to be

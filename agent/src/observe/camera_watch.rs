@@ -3,10 +3,12 @@
 //! stream` child) and connections to flagged helpers, turned into the
 //! judge's camera observations once per sweep.
 //!
-//! Everything here is sampled on the sweep timer, so a connection to a
-//! helper that opens and closes between two sweeps can be missed; the
-//! camera session itself is not (Linux sees the open descriptor, macOS
-//! the log line, both with their own time).
+//! Connections are sampled on the sweep timer and, where the platform
+//! reports closed connections (Linux), also taken from that report while a
+//! listener is flagged ([`ShortConnections`]), so a one-shot request that
+//! opens and closes between two sweeps still counts. On macOS such a
+//! request is missed. The camera session itself is not (Linux sees the
+//! open descriptor, macOS the log line, both with their own time).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -15,16 +17,21 @@ use std::sync::mpsc::{Receiver, TryRecvError, channel};
 
 use crate::config::Config;
 use crate::judge::{CameraSessionObservation, ConnectionSeen, GrantObservation};
-use crate::model::{ProcessIdentity, ScanError};
+use crate::model::{ProcessIdentity, ScanError, TccClientType, TccGrant, TccService};
 use crate::observe::camera::{
     CameraDevices, CameraFeed, CameraUseEvent, CameraWatcher, LogSessionEvent, LogStream,
     LogStreamOptions, SessionTracker, camera_holders,
 };
 use crate::observe::inventory::read_processes;
+use crate::observe::short_conns::ShortConnections;
 use crate::observe::signing::SignatureCache;
 use crate::observe::tcc::{TccProblem, TccTracker};
 use crate::parse::camera_log::CameraChange;
 use crate::platform::{CameraSource, Platform};
+
+/// `GrantObservation::database` of a grant learned from tccd's log rather
+/// than read from a TCC.db.
+pub const LOGGED_GRANTS: &str = "unified log (tccd)";
 
 /// How long a connection stays on record after it was last seen: long
 /// enough for any `CameraCorrelationSeconds` the config allows (≤ 300).
@@ -88,6 +95,11 @@ pub struct CameraWatch {
     tracker: SessionTracker,
     /// Connections to flagged ports: first and last seen.
     connections: BTreeMap<ConnKey, (IpAddr, u64, u64)>,
+    /// Connections to flagged ports that closed between two sweeps.
+    short: ShortConnections,
+    /// Grant changes tccd logged, latest per (service, client, type): the
+    /// grants lenscap knows while the per-user TCC.db is out of reach.
+    logged_grants: BTreeMap<(TccService, String, TccClientType), TccGrant>,
 }
 
 impl std::fmt::Debug for CameraWatch {
@@ -96,6 +108,7 @@ impl std::fmt::Debug for CameraWatch {
             .field("devices_for", &self.devices_for)
             .field("streaming", &self.stream.is_some())
             .field("connections", &self.connections.len())
+            .field("short", &self.short)
             .finish_non_exhaustive()
     }
 }
@@ -116,7 +129,16 @@ impl CameraWatch {
             stream: None,
             tracker: SessionTracker::default(),
             connections: BTreeMap::new(),
+            short: ShortConnections::default(),
+            logged_grants: BTreeMap::new(),
         }
+    }
+
+    /// The judgement changed which listeners are flagged: follow them with
+    /// the closed-connection report (subscribed only while any is).
+    pub fn flagged_changed(&mut self, platform: &dyn Platform, flagged: &BTreeSet<(IpAddr, u16)>) {
+        let ports: BTreeSet<u16> = flagged.iter().map(|(_, p)| *p).collect();
+        self.short.watch(platform, &ports);
     }
 
     /// One sweep. `flagged` are the (address, port) of listeners the last
@@ -169,6 +191,22 @@ impl CameraWatch {
         let poll = self.tcc.poll(config, Some(&scratch));
         pass.changed |= poll.changed;
         pass.grants = poll.grants;
+        if poll.out_of_reach {
+            // What tccd logged since the stream started: every such grant
+            // is a change made while lenscap watched, so it is new.
+            pass.grants
+                .extend(self.logged_grants.values().map(|g| GrantObservation {
+                    grant: g.clone(),
+                    database: PathBuf::from(LOGGED_GRANTS),
+                    new: true,
+                    client_exists: match g.client_type {
+                        TccClientType::Path => {
+                            Some(std::path::Path::new(&g.client).symlink_metadata().is_ok())
+                        }
+                        _ => None,
+                    },
+                }));
+        }
         pass.health.extend(
             poll.problems_new
                 .into_iter()
@@ -267,6 +305,14 @@ impl CameraWatch {
                         pass.health.push(CameraHealth::WatchDegraded(why))
                     }
                     Ok(CameraFeed::Recovered) => pass.health.push(CameraHealth::WatchRestored),
+                    Ok(CameraFeed::Grant(change)) => {
+                        let g = change.grant;
+                        let key = (g.service, g.client.clone(), g.client_type);
+                        if self.logged_grants.get(&key) != Some(&g) {
+                            self.logged_grants.insert(key, g);
+                            pass.changed = true;
+                        }
+                    }
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
                         closed = true;
@@ -333,6 +379,7 @@ impl CameraWatch {
                 port: k.port,
                 first_seen_unix_us: *first,
             })
+            .chain(self.short.collect(now_unix_us, CONNECTION_MEMORY_US))
             .collect();
         pass.connections
             .sort_by_key(|c| (c.first_seen_unix_us, c.port));

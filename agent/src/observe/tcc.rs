@@ -109,6 +109,9 @@ pub struct TccPoll {
     pub problems_new: Vec<TccProblem>,
     /// Databases (or patterns) whose earlier problem is gone.
     pub problems_cleared: Vec<PathBuf>,
+    /// The per-user databases are out of reach despite Full Disk Access
+    /// ([`reach`]): grants come from tccd's log messages instead.
+    pub out_of_reach: bool,
 }
 
 /// What identifies a grant across reads (as in `parse::tcc::diff`).
@@ -246,6 +249,15 @@ impl TccTracker {
             .chain(self.dbs.values().filter_map(|s| s.problem.clone()))
             .map(|p| (p.database.clone(), p))
             .collect();
+        let read_ok: BTreeSet<PathBuf> = self
+            .dbs
+            .iter()
+            .filter(|(path, s)| {
+                paths.contains(*path) && s.problem.is_none() && s.baseline.is_some()
+            })
+            .map(|(path, _)| path.clone())
+            .collect();
+        let (current, out_of_reach) = reach::collapse(&config.tcc_databases, &read_ok, current);
         let problems_new: Vec<TccProblem> = current
             .values()
             .filter(|p| self.reported.get(&p.database) != Some(p))
@@ -279,6 +291,7 @@ impl TccTracker {
             changed,
             problems_new,
             problems_cleared,
+            out_of_reach,
         }
     }
 }
@@ -528,6 +541,8 @@ fn expand(pattern: &str, paths: &mut BTreeSet<PathBuf>, problems: &mut Vec<TccPr
         }
     }
 }
+
+pub mod reach;
 
 #[cfg(test)]
 mod tests;

@@ -298,7 +298,14 @@ pub fn log_stream_args(major: u32, minor: u32) -> Vec<String> {
     ]
     .into_iter()
     .map(str::to_string)
-    .chain(std::iter::once(predicate_for(major, minor)))
+    // tccd's grant changes ride on the same child (rare lines, one
+    // process less): they are what lenscap knows of grants when the
+    // per-user TCC.db is out of reach (`parse::tcc_log`).
+    .chain(std::iter::once(format!(
+        "({}) OR ({})",
+        predicate_for(major, minor),
+        crate::parse::tcc_log::log_stream_predicate()
+    )))
     .collect()
 }
 

@@ -7,6 +7,8 @@
 //!   `/proc/*/fd` ([`owners`]).
 //! - `established_to()`: ESTABLISHED sockets from the same `sock_diag`
 //!   dump, filtered by local port in the kernel ([`sockets`]).
+//! - `closed_connections()`: sock_diag's TCP destroy multicast groups, so
+//!   a connection shorter than a sweep is still seen ([`sock_destroy`]).
 //! - `process()`: `/proc/<pid>/{stat,status,cmdline,exe}` read through one
 //!   directory fd ([`process`]).
 //! - Linux has no code signatures: `check_signature` says `NotSupported`
@@ -18,6 +20,8 @@ mod owners;
 mod process;
 #[path = "linux/procfs.rs"]
 mod procfs;
+#[path = "linux/sock_destroy.rs"]
+mod sock_destroy;
 #[path = "linux/sockets.rs"]
 mod sockets;
 
@@ -265,6 +269,14 @@ impl Platform for Native {
         ports: &std::collections::BTreeSet<u16>,
     ) -> Result<Vec<Established>, PlatformError> {
         sockets::established(ports)
+    }
+
+    /// sock_diag's TCP destroy multicast groups ([`sock_destroy`]): no
+    /// capability needed; refused only by a sandbox or an old kernel.
+    fn closed_connections(
+        &self,
+    ) -> Result<Box<dyn crate::platform::ClosedConnectionFeed>, PlatformError> {
+        Ok(Box::new(sock_destroy::DestroyFeed::start()?))
     }
 
     /// Logged always. The notification itself needs a user to tell (there

@@ -96,6 +96,40 @@ pub enum CameraSource {
     UnifiedLog,
 }
 
+/// A TCP connection to a watched local port that the kernel reported
+/// closed ([`Platform::closed_connections`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClosedConnection {
+    /// The listening side: the helper's address and port.
+    pub local: std::net::SocketAddr,
+    pub remote: std::net::SocketAddr,
+    /// When the client last sent data on it (µs since the Unix epoch), or
+    /// when the close was reported if the kernel did not say.
+    pub at_unix_us: u64,
+}
+
+/// What [`ClosedConnectionFeed::drain`] hands over.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClosedBatch {
+    /// Oldest first, at most one per port, local address and second.
+    pub closed: Vec<ClosedConnection>,
+    /// Records pushed out by newer ones because the buffer was full.
+    pub dropped: u64,
+    /// Times the kernel dropped reports it could not queue for us.
+    pub overruns: u64,
+}
+
+/// A live subscription to closed TCP connections. Dropping it unsubscribes.
+pub trait ClosedConnectionFeed: Send + std::fmt::Debug {
+    /// Keep connections to these local ports from now on (replaces the
+    /// previous set; others are dropped as they arrive).
+    fn set_ports(&self, ports: &std::collections::BTreeSet<u16>);
+    /// Everything kept since the last call.
+    fn drain(&self) -> ClosedBatch;
+    /// False once the subscription died (its reader stopped on an error).
+    fn running(&self) -> bool;
+}
+
 /// What the agent needs from the operating system. Implementations answer
 /// questions and return plain data; they never decide anything.
 pub trait Platform: Send + Sync {
@@ -134,6 +168,17 @@ pub trait Platform: Send + Sync {
         &self,
         ports: &std::collections::BTreeSet<u16>,
     ) -> Result<Vec<Established>, PlatformError>;
+
+    /// Subscribe to the kernel's reports of closed TCP connections, so a
+    /// connection that opens and closes between two sweeps is still seen.
+    /// `Unsupported` where the platform has no such report (macOS); an
+    /// error when it exists but was refused. Either way the caller keeps to
+    /// [`Platform::established_to`].
+    fn closed_connections(&self) -> Result<Box<dyn ClosedConnectionFeed>, PlatformError> {
+        Err(PlatformError::Unsupported(
+            "a report of closed TCP connections",
+        ))
+    }
 
     /// Tell a user (`uid`, or whoever is logged in at the console) what
     /// lenscap did. Best effort: the error says why nobody was told.

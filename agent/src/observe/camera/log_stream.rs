@@ -51,11 +51,14 @@ use crate::backoff::{Backoff, random};
 use crate::parse::camera_log::{
     CameraEvent, CameraLogParser, MAX_LINE_LEN, ParseStats, log_stream_args,
 };
+use crate::parse::tcc_log::{TccLogChange, parse_ndjson_line};
 
 /// What the camera log stream tells its consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CameraFeed {
     Event(CameraEvent),
+    /// A privacy-grant change tccd logged (`parse::tcc_log`).
+    Grant(TccLogChange),
     /// The stream is down (or could not start); the text says why and when
     /// it is tried again.
     Trouble(String),
@@ -532,16 +535,30 @@ impl Reader<'_> {
                     break;
                 }
             }
+            let text = String::from_utf8_lossy(&line);
             let events = {
                 let mut parser = self.shared.parser.lock().unwrap_or_else(|e| e.into_inner());
                 // A line cut at `MAX_LINE_LEN + 1` is still over the limit,
                 // so the parser counts it as oversized and skips it.
-                parser.feed_line(&String::from_utf8_lossy(&line))
+                parser.feed_line(&text)
             };
             if events
                 .into_iter()
                 .any(|e| self.feed.send(CameraFeed::Event(e)).is_err())
             {
+                self.gone();
+                break;
+            }
+            // After the camera parser, which counts every line.
+            let sent = match parse_ndjson_line(&text) {
+                Some(Ok(change)) => self.feed.send(CameraFeed::Grant(change)).is_ok(),
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "tccd grant change not understood");
+                    true
+                }
+                None => true,
+            };
+            if !sent {
                 self.gone();
                 break;
             }

@@ -656,3 +656,48 @@ fn the_reaper_kills_an_orphaned_stream_once_its_daemon_is_gone() {
     // The reaper was in the group it killed.
     assert_eq!(reaper.wait().unwrap().signal(), Some(libc::SIGKILL));
 }
+
+#[test]
+fn tccd_grant_changes_ride_on_the_same_stream_and_impostors_are_ignored() {
+    // The published microphone changes in `log stream --style ndjson`
+    // form, with a line another process logged under tccd's subsystem
+    // (`tests/fixtures/tcc_log/README.md`).
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let lines = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/tcc_log/stream.ndjson"
+    );
+    let script = dir.path().join("log");
+    install_script(
+        &script,
+        &format!(r#"cat "{lines}"; touch "{d}/done"; exec sleep 30"#),
+    );
+    let (tx, rx) = mpsc::channel();
+    let stream = LogStream::start(options(&script, 50, 100, 60_000), tx).unwrap();
+    let feeds = collect(&rx, Duration::from_secs(5), |f| {
+        f.iter()
+            .filter(|f| matches!(f, CameraFeed::Grant(_)))
+            .count()
+            >= 2
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let more: Vec<CameraFeed> = rx.try_iter().collect();
+    let grants: Vec<_> = feeds
+        .iter()
+        .chain(&more)
+        .filter_map(|f| match f {
+            CameraFeed::Grant(c) => Some(c.grant.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(grants.len(), 2, "{feeds:#?}");
+    assert_eq!(grants[0].auth, crate::model::TccAuth::Allowed);
+    assert_eq!(grants[1].auth, crate::model::TccAuth::Denied);
+    assert_eq!(
+        grants[1].last_modified,
+        Some(1_674_472_949),
+        "not the impostor's"
+    );
+    drop(stream);
+}

@@ -282,7 +282,15 @@ fn predicates_per_version() {
         &args[..5],
         ["stream", "--style", "ndjson", "--level", "debug"]
     );
-    assert_eq!(args.last(), Some(&predicate_for(13, 4)));
+    // The camera predicate, or tccd's grant changes (`parse::tcc_log`).
+    assert_eq!(
+        args.last(),
+        Some(&format!(
+            "({}) OR ({})",
+            predicate_for(13, 4),
+            crate::parse::tcc_log::log_stream_predicate()
+        ))
+    );
     assert_eq!(log_stream_args(14, 0)[4], "default");
 }
 
