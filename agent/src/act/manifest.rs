@@ -133,6 +133,11 @@ pub struct QuarantineRecord {
     /// Audit trail: state changes, leftovers, recovery steps.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The privacy grants the same plan reset (service, bundle id, whose
+    /// database), so a restore can tell the person to grant them again.
+    /// Manifests written before grants were reset have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants_reset: Vec<crate::model::GrantReset>,
 }
 
 /// Errors reading or writing a manifest.

@@ -13,3 +13,4 @@ pub mod proc_bsdinfo;
 pub mod procargs;
 pub mod sw_vers;
 pub mod tcc;
+pub mod utmpx;
