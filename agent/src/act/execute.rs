@@ -16,8 +16,8 @@ use super::kill::{ProcessControl, terminate_tree_as};
 use super::plan::Step;
 use super::quarantine::{Vault, placeholder_block};
 use super::stop::{self, BootoutOutcome};
-use crate::model::{GrantReset, PersistenceItem};
 use super::tell::{self, Told};
+use crate::model::{GrantReset, PersistenceItem};
 
 /// Env var naming a step after which the daemon kills itself with SIGKILL
 /// (`after:quarantine`) or before it (`before:terminate`). A test hook for

@@ -148,12 +148,11 @@ pub fn reset(
         });
     }
     let (program, args) = command_line(launchctl, tccutil, grant, user)?;
-    let out = command::run(&program, &args, timeout, MAX_OUTPUT).map_err(|e| {
-        GrantError::Command {
+    let out =
+        command::run(&program, &args, timeout, MAX_OUTPUT).map_err(|e| GrantError::Command {
             program: program.clone(),
             detail: e.to_string(),
-        }
-    })?;
+        })?;
     if out.success() {
         Ok(())
     } else {

@@ -427,7 +427,9 @@ fn grant_resets(grants: &[&Finding], actor: Option<u32>) -> (Vec<GrantReset>, Ve
             continue;
         }
         let Some(db) = db else {
-            kept.push(format!("{what}: the database it was read from is not known"));
+            kept.push(format!(
+                "{what}: the database it was read from is not known"
+            ));
             continue;
         };
         let owner = match std::fs::symlink_metadata(db) {

@@ -114,11 +114,13 @@ fn helper_of<'a>(obs: &'a Observations, f: &'a Finding) -> Helper<'a> {
         if r.kind == PersistenceKind::LoginItem && r.path.extension().is_some_and(|e| e == "app") {
             bundles.push(r.path.clone());
         }
-        identifiers.extend(
-            r.label
-                .iter()
-                .map(|l| (strip_btm_type(l).to_string(), "the persistence label", false)),
-        );
+        identifiers.extend(r.label.iter().map(|l| {
+            (
+                strip_btm_type(l).to_string(),
+                "the persistence label",
+                false,
+            )
+        }));
         // The ref carries no bundle ids; the item it was made from does.
         let same = |i: &&crate::model::PersistenceItem| {
             i.kind == r.kind && i.path == r.path && i.label == r.label

@@ -129,7 +129,10 @@ pub fn console_users(bytes: &[u8]) -> Result<Vec<String>, UtmpxError> {
     let file = parse(bytes)?;
     let mut users: Vec<String> = Vec::new();
     for r in file.records {
-        if r.kind == USER_PROCESS && r.line == "console" && !r.user.is_empty() && !users.contains(&r.user)
+        if r.kind == USER_PROCESS
+            && r.line == "console"
+            && !r.user.is_empty()
+            && !users.contains(&r.user)
         {
             users.push(r.user);
         }

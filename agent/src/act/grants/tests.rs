@@ -36,7 +36,11 @@ fn recorder(dir: &Path, name: &str, code: i32) -> (PathBuf, PathBuf) {
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
-    w.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    w.stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
     assert!(w.wait().unwrap().success());
     (path, log)
 }
@@ -117,7 +121,12 @@ fn a_users_grant_is_reset_through_asuser_and_sudo_and_roots_directly() {
         Err(GrantError::Service)
     );
     assert_eq!(
-        command_line(Path::new("/l"), Path::new("/t"), &grant(501, "com.a", db), None),
+        command_line(
+            Path::new("/l"),
+            Path::new("/t"),
+            &grant(501, "com.a", db),
+            None
+        ),
         Err(GrantError::NoUser { uid: 501 })
     );
     assert!(matches!(
@@ -159,13 +168,29 @@ fn reset_runs_in_the_database_owners_context_and_reports_failure() {
     assert!(!tccutil_log.exists(), "tccutil ran directly for a user");
 
     // The system database's grant: tccutil as root.
-    reset(&launchctl, &tccutil, &grant(0, "com.acme.camhelper", &root_db), None, 0, T).unwrap();
+    reset(
+        &launchctl,
+        &tccutil,
+        &grant(0, "com.acme.camhelper", &root_db),
+        None,
+        0,
+        T,
+    )
+    .unwrap();
     let said = std::fs::read_to_string(&tccutil_log).unwrap();
     assert_eq!(said.trim(), "reset Camera com.acme.camhelper");
 
     // tccutil failing is a failure with its words.
     let (bad, _) = recorder(dir.path(), "tccutil-fails", 70);
-    let e = reset(&launchctl, &bad, &grant(0, "com.acme", &root_db), None, 0, T).unwrap_err();
+    let e = reset(
+        &launchctl,
+        &bad,
+        &grant(0, "com.acme", &root_db),
+        None,
+        0,
+        T,
+    )
+    .unwrap_err();
     assert!(
         matches!(&e, GrantError::Failed { code: Some(70), stderr, .. } if stderr.contains("said no")),
         "{e}"
@@ -186,11 +211,28 @@ fn reset_refuses_another_users_database_and_a_database_that_changed_hands() {
 
     // uid 1000's helper: never the system database, never uid 65534's.
     assert_eq!(
-        reset(&launchctl, &tccutil, &grant(0, "com.a", &root_db), None, 1000, T),
-        Err(GrantError::OutsideReach { uid: 0, actor: 1000 })
+        reset(
+            &launchctl,
+            &tccutil,
+            &grant(0, "com.a", &root_db),
+            None,
+            1000,
+            T
+        ),
+        Err(GrantError::OutsideReach {
+            uid: 0,
+            actor: 1000
+        })
     );
     assert_eq!(
-        reset(&launchctl, &tccutil, &grant(65534, "com.a", &user_db), Some("nobody"), 1000, T),
+        reset(
+            &launchctl,
+            &tccutil,
+            &grant(65534, "com.a", &user_db),
+            Some("nobody"),
+            1000,
+            T
+        ),
         Err(GrantError::OutsideReach {
             uid: 65534,
             actor: 1000
@@ -199,17 +241,38 @@ fn reset_refuses_another_users_database_and_a_database_that_changed_hands() {
     // Planned as uid 1000's, but the file now is root's (replaced since):
     // not reset, not even as the user.
     assert!(matches!(
-        reset(&launchctl, &tccutil, &grant(1000, "com.a", &root_db), Some("ann"), 0, T),
-        Err(GrantError::OwnerChanged { now: Some(0), planned: 1000, .. })
+        reset(
+            &launchctl,
+            &tccutil,
+            &grant(1000, "com.a", &root_db),
+            Some("ann"),
+            0,
+            T
+        ),
+        Err(GrantError::OwnerChanged {
+            now: Some(0),
+            planned: 1000,
+            ..
+        })
     ));
     // A link in place of the database is no one's.
     let link = dir.path().join("link.db");
     std::os::unix::fs::symlink(&user_db, &link).unwrap();
     assert!(matches!(
-        reset(&launchctl, &tccutil, &grant(1000, "com.a", &link), Some("ann"), 0, T),
+        reset(
+            &launchctl,
+            &tccutil,
+            &grant(1000, "com.a", &link),
+            Some("ann"),
+            0,
+            T
+        ),
         Err(GrantError::OwnerChanged { now: None, .. })
     ));
-    assert!(!launchctl_log.exists() && !tccutil_log.exists(), "something ran");
+    assert!(
+        !launchctl_log.exists() && !tccutil_log.exists(),
+        "something ran"
+    );
 }
 
 #[test]

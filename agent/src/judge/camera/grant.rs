@@ -267,7 +267,10 @@ pub(super) fn judge_grant(
                 "a helper lenscap remediates holds access to {what}: reported, {spy_word} \
                  ({reset})"
             ));
-            grant_holder = h.finding.helper_key().map(|helper| GrantHolder { helper, keep });
+            grant_holder = h
+                .finding
+                .helper_key()
+                .map(|helper| GrantHolder { helper, keep });
             (Verdict::Report, spy_severity, h.finding.rule.clone())
         }
         (true, None, Some(hit)) if hit.action == RuleAction::Deny => {
