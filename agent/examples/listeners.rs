@@ -22,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         codesign: "/usr/bin/codesign".into(),
         sfltool: "/usr/bin/sfltool".into(),
         launchctl: "/bin/launchctl".into(),
+        utmpx: "/var/run/utmpx".into(),
     });
     let mut times = Vec::with_capacity(runs);
     let mut counts = (0, 0);

@@ -316,6 +316,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             for p in &report.placeholders_removed {
                 println!("removed placeholder {}", p.display());
             }
+            for line in lenscap::act::grants::grant_again(&report.grants_reset) {
+                println!("{line}");
+            }
             if allow {
                 println!("added allow rule restored-{id}: lenscap will leave these files alone");
             }

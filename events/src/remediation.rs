@@ -62,6 +62,9 @@ pub enum Action {
     GuardPath,
     /// Remove a guard.
     RemoveGuard,
+    /// Reset a privacy grant (camera, microphone, screen recording) the
+    /// helper held (`tccutil reset`); the target is the TCC.db.
+    ResetGrant,
     #[serde(other)]
     Other,
 }
@@ -78,6 +81,7 @@ impl Action {
             Action::RestoreFile => "restore_file",
             Action::GuardPath => "guard_path",
             Action::RemoveGuard => "remove_guard",
+            Action::ResetGrant => "reset_grant",
             Action::Other => "other",
         }
     }

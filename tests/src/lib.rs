@@ -155,6 +155,23 @@ pub fn write_config(root: &Path, extra: &[(&str, plist::Value)]) -> PathBuf {
         root.join("state").display().to_string().into(),
     );
     dict.insert("LoginItems".into(), false.into());
+    dict.insert(
+        "TCCDatabases".into(),
+        dirs(&[
+            "Library/Application Support/com.apple.TCC/TCC.db",
+            "Users/*/Library/Application Support/com.apple.TCC/TCC.db",
+        ]),
+    );
+    // Absent unless a test logs someone in (`var/run/utmpx`); the
+    // `tccutil` stand-in, which records what it was asked.
+    dict.insert(
+        "UtmpxPath".into(),
+        root.join("var/run/utmpx").display().to_string().into(),
+    );
+    dict.insert(
+        "TccutilPath".into(),
+        fixture_bin("tccutil").display().to_string().into(),
+    );
     for (k, v) in extra {
         dict.insert((*k).into(), v.clone());
     }
@@ -190,6 +207,12 @@ pub fn fixture_bin(name: &str) -> PathBuf {
 /// daemon under test, which runs it as its `LaunchctlPath`) finds the
 /// launchd stand-in's control socket.
 pub const STANDIN_SOCK_ENV: &str = "LENSCAP_STANDIN_SOCK";
+
+/// The environment variable naming the file the `tccutil` stand-in
+/// appends to (one JSON line per run: argv, uid, euid). The daemon under
+/// test passes its environment on to `tccutil`, through `launchctl asuser`
+/// too.
+pub const TCCUTIL_LOG_ENV: &str = "LENSCAP_TCCUTIL_LOG";
 
 /// What one `launchctl` command printed and the status it exited with.
 #[derive(Debug, Clone, PartialEq, Eq)]

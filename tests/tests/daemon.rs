@@ -14,6 +14,13 @@
 //! - `daemon/notify.rs`: the person at the keyboard is told, once per
 //!   incident, through the notification stand-in; `lenscap mode` changes
 //!   the running daemon's mode, and refuses when an MDM manages it.
+//! - `daemon/grants.rs`: a remediated helper's camera and microphone
+//!   grants are reset as its user through the `tccutil` stand-in, nothing
+//!   beyond her reach; monitor mode only journals it; the manifest lists
+//!   them and a restore says to grant them again.
+//! - `daemon/gui_domains.rs`: a root-owned LaunchAgent is booted out of
+//!   the gui domain of each user logged in (two users, utmpx and the
+//!   stand-in agreeing), and of none when nobody is.
 //! - `daemon/symlinks.rs`: links planted in place of the plist and of the
 //!   helper's folder never make the daemon touch what they point at.
 //! - `daemon/pid_reuse.rs`: a PID reused by another process before the kill
@@ -38,6 +45,10 @@
 mod bench;
 #[path = "daemon/faults.rs"]
 mod faults;
+#[path = "daemon/grants.rs"]
+mod grants;
+#[path = "daemon/gui_domains.rs"]
+mod gui_domains;
 #[path = "daemon/monitor.rs"]
 mod monitor;
 #[path = "daemon/notify.rs"]

@@ -17,6 +17,7 @@ use super::plan::Step;
 use super::quarantine::{Vault, placeholder_block};
 use super::stop::{self, BootoutOutcome};
 use super::tell::{self, Told};
+use crate::model::{GrantReset, PersistenceItem};
 
 /// Env var naming a step after which the daemon kills itself with SIGKILL
 /// (`after:quarantine`) or before it (`before:terminate`). A test hook for
@@ -42,6 +43,15 @@ pub trait Notifier {
     }
 }
 
+/// What a step needs to know about users' sessions: who is logged in at
+/// the console (a root-owned LaunchAgent runs in each of their gui
+/// domains) and users' names (`sudo -u <user>`).
+pub trait Sessions {
+    /// The uids logged in at the console, each once.
+    fn console_users(&self) -> Result<Vec<u32>, String>;
+    fn user_name(&self, uid: u32) -> Option<String>;
+}
+
 /// What carrying out a step did, for the report stage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepEvent {
@@ -56,12 +66,15 @@ pub struct StepEvent {
 /// Everything a step needs from the outside.
 pub struct Context<'a> {
     pub launchctl: PathBuf,
+    /// `TccutilPath`.
+    pub tccutil: PathBuf,
     pub command_timeout: Duration,
     pub grace: Duration,
     pub ctl: &'a dyn ProcessControl,
     pub vault: &'a Vault,
     pub guard: &'a mut Guard,
     pub notifier: &'a dyn Notifier,
+    pub sessions: &'a dyn Sessions,
 }
 
 impl std::fmt::Debug for Context<'_> {
@@ -153,23 +166,7 @@ fn run_step(ctx: &mut Context<'_>, entry: &Entry, step: &Step) -> (bool, String,
         }
     };
     match step {
-        Step::Bootout { item, process_uid } => match stop::domain_for(item, *process_uid) {
-            Err(e) => (false, e.to_string(), None),
-            Ok(domain) if !domain.within_reach(actor) => (
-                false,
-                format!(
-                    "not done: {domain} is outside the reach of uid {actor} whose finding this is"
-                ),
-                None,
-            ),
-            Ok(domain) => match stop::bootout(&ctx.launchctl, &domain, ctx.command_timeout) {
-                Ok(BootoutOutcome::Unloaded { from }) => (true, format!("unloaded {from}"), None),
-                Ok(BootoutOutcome::NotLoaded { detail }) => {
-                    (true, format!("{domain} was not loaded ({detail})"), None)
-                }
-                Err(e) => (false, e.to_string(), None),
-            },
-        },
+        Step::Bootout { item, process_uid } => bootout_step(ctx, item, *process_uid, actor),
         Step::Terminate { processes } => {
             let mut all_ok = true;
             let mut parts = Vec::new();
@@ -250,6 +247,7 @@ fn run_step(ctx: &mut Context<'_>, entry: &Entry, step: &Step) -> (bool, String,
             guarded_for,
             placeholder,
         } => super::reinstall::undo(ctx.vault, path, guarded_for, *placeholder, actor),
+        Step::ResetGrants { grants, kept } => reset_grants_step(ctx, entry, grants, kept, actor),
         Step::Notify { uid, message, .. } => {
             // The undo line names the record the quarantine step made.
             let qid = entry.steps.iter().find_map(|s| s.quarantine_id.clone());
@@ -267,4 +265,113 @@ fn run_step(ctx: &mut Context<'_>, entry: &Entry, step: &Step) -> (bool, String,
             }
         }
     }
+}
+
+/// `launchctl bootout` of every domain the job is loaded in
+/// (`stop::domains_for`): one for a daemon or a user's agent, one per
+/// logged-in user for a root-owned agent — none when nobody is logged in
+/// and nothing runs it, which the outcome says. Each domain must be within
+/// the actor's reach; a domain where the job is not loaded is not a
+/// failure.
+fn bootout_step(
+    ctx: &Context<'_>,
+    item: &PersistenceItem,
+    process_uid: Option<u32>,
+    actor: u32,
+) -> (bool, String, Option<String>) {
+    let console = || ctx.sessions.console_users();
+    let domains = match stop::domains_for(item, process_uid, &console) {
+        Ok(d) => d,
+        Err(e) => return (false, e.to_string(), None),
+    };
+    if domains.is_empty() {
+        return (
+            true,
+            format!(
+                "nobody is logged in and nothing runs it: {} (a root-owned LaunchAgent) is loaded \
+                 only in logged-in users' gui domains, so there was nothing to unload",
+                item.path.display()
+            ),
+            None,
+        );
+    }
+    let mut ok = true;
+    let mut parts = Vec::new();
+    for domain in &domains {
+        if !domain.within_reach(actor) {
+            ok = false;
+            parts.push(format!(
+                "not done: {domain} is outside the reach of uid {actor} whose finding this is"
+            ));
+            continue;
+        }
+        match stop::bootout(&ctx.launchctl, domain, ctx.command_timeout) {
+            Ok(BootoutOutcome::Unloaded { from }) => parts.push(format!("unloaded {from}")),
+            Ok(BootoutOutcome::NotLoaded { detail }) => {
+                parts.push(format!("{domain} was not loaded ({detail})"))
+            }
+            Err(e) => {
+                ok = false;
+                parts.push(e.to_string());
+            }
+        }
+    }
+    (ok, parts.join("; "), None)
+}
+
+/// Reset each planned grant (`act::grants::reset`), then record the ones
+/// reset in the plan's quarantine manifest, if it made one. Grants the
+/// plan keeps are only said. Idempotent: a second `tccutil reset` of a
+/// reset grant changes nothing, and the manifest lists each grant once.
+fn reset_grants_step(
+    ctx: &Context<'_>,
+    entry: &Entry,
+    grants: &[GrantReset],
+    kept: &[String],
+    actor: u32,
+) -> (bool, String, Option<String>) {
+    let mut ok = true;
+    let mut parts = Vec::new();
+    let mut done: Vec<GrantReset> = Vec::new();
+    for g in grants {
+        let user = ctx.sessions.user_name(g.uid);
+        let name = format!(
+            "{} grant of {} for uid {}",
+            g.service.json_name(),
+            g.client,
+            g.uid
+        );
+        match super::grants::reset(
+            &ctx.launchctl,
+            &ctx.tccutil,
+            g,
+            user.as_deref(),
+            actor,
+            ctx.command_timeout,
+        ) {
+            Ok(()) => {
+                parts.push(format!("reset the {name}"));
+                done.push(g.clone());
+            }
+            Err(e) => {
+                ok = false;
+                parts.push(format!("could not reset the {name}: {e}"));
+            }
+        }
+    }
+    parts.extend(kept.iter().map(|k| format!("not reset: {k}")));
+    let qid = entry.steps.iter().find_map(|s| s.quarantine_id.clone());
+    if let Some(qid) = qid.filter(|_| !done.is_empty()) {
+        match ctx.vault.note_grants_reset(&qid, &done) {
+            Ok(()) => parts.push(format!("recorded in quarantine {qid}")),
+            Err(e) => {
+                ok = false;
+                parts.push(format!("could not record them in quarantine {qid}: {e}"));
+            }
+        }
+    }
+    if parts.is_empty() {
+        parts.push("no grant to reset".into());
+    }
+    (ok, parts.join("; "), None)
 }

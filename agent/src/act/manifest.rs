@@ -133,6 +133,11 @@ pub struct QuarantineRecord {
     /// Audit trail: state changes, leftovers, recovery steps.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The privacy grants the same plan reset (service, bundle id, whose
+    /// database), so a restore can tell the person to grant them again.
+    /// Manifests written before grants were reset have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants_reset: Vec<crate::model::GrantReset>,
 }
 
 /// Errors reading or writing a manifest.
@@ -277,6 +282,35 @@ mod tests {
         for bad in ["", "..", "a/b", ".", "x.y", "a b"] {
             assert!(!valid_id(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn grants_reset_round_trip_and_older_manifests_read_without_them() {
+        use crate::model::{GrantReset, TccService};
+        let old = r#"{"id":"20261128T063012Z-0000abcd","time":"2026-11-28T06:30:12Z",
+            "time_unix":1795847412,"finding":"helper","rule":null,"state":"quarantined",
+            "items":[]}"#;
+        let record: QuarantineRecord = serde_json::from_str(old).unwrap();
+        assert!(record.grants_reset.is_empty());
+        // Nothing reset: the field stays out of the file, as before.
+        assert!(
+            !serde_json::to_string(&record)
+                .unwrap()
+                .contains("grants_reset")
+        );
+        let mut with = record.clone();
+        with.grants_reset.push(GrantReset {
+            service: TccService::Microphone,
+            client: "com.acme.helper".into(),
+            uid: 501,
+            database: PathBuf::from("/Users/ann/Library/Application Support/com.apple.TCC/TCC.db"),
+        });
+        let text = serde_json::to_string(&with).unwrap();
+        assert!(text.contains(r#""service":"microphone""#), "{text}");
+        assert_eq!(
+            serde_json::from_str::<QuarantineRecord>(&text).unwrap(),
+            with
+        );
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! - [`guard`] and [`reinstall`]: paths a remediation emptied stay watched;
 //!   what comes back is moved into the vault again, through the journal
 //!   like every other step.
+//! - [`grants`]: reset the camera, microphone and screen recording grants
+//!   of a remediated helper (`tccutil reset`, in the grant holder's session).
 //! - [`budget`]: the remediation circuit breaker, per actor.
 //! - [`tell`]: what the person at the keyboard is told, in either mode —
 //!   one notification per incident, as `NotifyUser` allows.
@@ -23,6 +25,7 @@
 pub mod budget;
 pub mod execute;
 pub mod fsops;
+pub mod grants;
 pub mod guard;
 pub mod journal;
 pub mod kill;

@@ -1,12 +1,12 @@
 //! The platform's implementations of act's traits: [`ProcessControl`]
-//! (identity and verified signals for `kill`) and [`Notifier`] (telling
-//! the user) for [`Native`]. Here rather than in `platform/`, which never
+//! (identity and verified signals for `kill`), [`Notifier`] (telling
+//! the user) and [`Sessions`] (who is logged in) for [`Native`]. Here rather than in `platform/`, which never
 //! imports act: the platform answers questions, act decides what to ask.
 
 use crate::model::{ProcessIdentity, SignalOutcome};
 use crate::platform::{Native, Platform, PlatformError};
 
-use super::execute::Notifier;
+use super::execute::{Notifier, Sessions};
 use super::kill::ProcessControl;
 
 impl ProcessControl for Native {
@@ -30,5 +30,15 @@ impl ProcessControl for Native {
 impl Notifier for Native {
     fn notify(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String> {
         self.notify_user(uid, title, message)
+    }
+}
+
+impl Sessions for Native {
+    fn console_users(&self) -> Result<Vec<u32>, String> {
+        Platform::console_users(self).map_err(|e| e.to_string())
+    }
+
+    fn user_name(&self, uid: u32) -> Option<String> {
+        Platform::user_name_of(self, uid)
     }
 }

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Finding, FindingKind, PersistenceItem, PersistenceKind, ProcessIdentity, Severity, Verdict,
-    enclosing_bundle,
+    Finding, FindingKind, GrantReset, PersistenceItem, PersistenceKind, ProcessIdentity, Severity,
+    TccService, Verdict, enclosing_bundle,
 };
 
 /// One step of a plan. Serialized into the journal, so each variant holds
@@ -43,6 +43,19 @@ pub enum Step {
     Guard {
         paths: Vec<PathBuf>,
         placeholder: Option<PathBuf>,
+    },
+    /// Reset the privacy grants the helper holds — camera, microphone,
+    /// screen recording — so a helper restored later (or a copy of it)
+    /// must be granted again: `tccutil reset <Service> <bundle id>` in the
+    /// session of the user whose TCC.db holds each (as root for the system
+    /// database), within the actor's reach (`act::grants`). `kept` says,
+    /// one line each, which grants of the helper are not reset and why (a
+    /// client TCC knows only by path, another user's database, a name the
+    /// helper merely claims). Journals from before this step never hold it.
+    ResetGrants {
+        grants: Vec<GrantReset>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        kept: Vec<String>,
     },
     /// Tell the user who owns the helper what was done (`message`, with
     /// `act::tell::ID_SLOT` for the quarantine id). In monitor mode the
@@ -73,6 +86,7 @@ impl Step {
             Step::Terminate { .. } => "terminate",
             Step::Quarantine { .. } => "quarantine",
             Step::Guard { .. } => "guard",
+            Step::ResetGrants { .. } => "reset_grants",
             Step::Notify { .. } => "notify",
             Step::Reinstall { .. } => "reinstall",
         }
@@ -111,6 +125,23 @@ impl Step {
                 ),
                 None => format!("guard {}", join_paths(paths)),
             },
+            Step::ResetGrants { grants, kept } => {
+                let mut parts: Vec<String> = grants
+                    .iter()
+                    .map(|g| {
+                        format!(
+                            "reset the {} grant of {} for uid {} (tccutil reset {} {})",
+                            g.service.json_name(),
+                            g.client,
+                            g.uid,
+                            g.service.tccutil_name().unwrap_or("?"),
+                            g.client
+                        )
+                    })
+                    .collect();
+                parts.extend(kept.iter().map(|k| format!("not reset: {k}")));
+                parts.join("; ")
+            }
             Step::Notify { uid, .. } => match uid {
                 Some(u) => format!("notify user {u}"),
                 None => "log a notice".to_string(),
@@ -190,43 +221,36 @@ pub fn plans(findings: &[Finding], opts: &PlanOptions) -> Vec<Plan> {
             groups.entry(key).or_default().push(f);
         }
     }
+    // Grants the judge tied to a helper ride on that helper's plan; they
+    // never make one.
+    let grants: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::CameraGrant && f.grant_holder.is_some())
+        .collect();
     groups
         .into_iter()
-        .filter_map(|(key, group)| plan_group(key, &group, opts))
+        .filter_map(|(key, group)| {
+            let held: Vec<&Finding> = grants
+                .iter()
+                .copied()
+                .filter(|g| g.grant_holder.as_ref().is_some_and(|h| h.helper == key))
+                .collect();
+            plan_group(key, &group, &held, opts)
+        })
         .collect()
 }
 
-/// The helper a finding is about: the file the judge judged as its
-/// program (`Finding::judged_path`: the executable, the script an
-/// interpreter runs, the plist holding inline code — never an
-/// interpreter); else, when nothing on disk is the program, its process
-/// by pid; else the plist itself.
+/// The helper a finding is about ([`Finding::helper_key`]).
 fn key_of(f: &Finding) -> Option<String> {
-    // An OS program a plist runs (`/usr/bin/script -qc …`) is never moved,
-    // so it is not what identifies the helper: the plist is.
-    if let Some(program) = f
-        .judged_path
-        .as_deref()
-        .filter(|p| !crate::model::never_moved(p))
-    {
-        return Some(program.display().to_string());
-    }
-    if f.kind == FindingKind::Persistence
-        && let Some(p) = &f.persistence
-    {
-        return Some(p.path.display().to_string());
-    }
-    if let Some(p) = &f.process {
-        let what = p
-            .path
-            .as_deref()
-            .map_or_else(|| p.name.clone(), |x| x.display().to_string());
-        return Some(format!("{what} (pid {})", p.pid));
-    }
-    f.persistence.as_ref().map(|p| p.path.display().to_string())
+    f.helper_key()
 }
 
-fn plan_group(key: String, group: &[&Finding], opts: &PlanOptions) -> Option<Plan> {
+fn plan_group(
+    key: String,
+    group: &[&Finding],
+    grants: &[&Finding],
+    opts: &PlanOptions,
+) -> Option<Plan> {
     let mut processes: Vec<ProcessIdentity> = Vec::new();
     let mut items: Vec<PersistenceItem> = Vec::new();
     let mut reasons: Vec<String> = Vec::new();
@@ -311,6 +335,13 @@ fn plan_group(key: String, group: &[&Finding], opts: &PlanOptions) -> Option<Pla
     if steps.is_empty() {
         return None;
     }
+    let (resets, kept) = grant_resets(grants, actor);
+    if !resets.is_empty() || !kept.is_empty() {
+        steps.push(Step::ResetGrants {
+            grants: resets,
+            kept,
+        });
+    }
 
     let name = program
         .as_deref()
@@ -347,6 +378,96 @@ fn plan_group(key: String, group: &[&Finding], opts: &PlanOptions) -> Option<Pla
         actor,
         costs,
     })
+}
+
+/// Which of the grants the judge tied to this helper are reset, and why
+/// each other one is not.
+///
+/// A grant is reset in the session of the owner of the TCC.db it was read
+/// from (lstat, no link followed: a user's database is theirs, the system
+/// one root's), and only when that owner is within the actor's reach — the
+/// actor itself, or any user when root triggered the finding. So a user's
+/// helper never makes lenscap reset another user's grants or the system's,
+/// and the reset names the row's own bundle id, never a whole service.
+/// Clients TCC knows only by path are reported, not reset: `tccutil`
+/// resets by bundle id.
+fn grant_resets(grants: &[&Finding], actor: Option<u32>) -> (Vec<GrantReset>, Vec<String>) {
+    use std::os::unix::fs::MetadataExt;
+    let mut resets: Vec<GrantReset> = Vec::new();
+    let mut kept: Vec<String> = Vec::new();
+    for f in grants {
+        let (Some(c), Some(holder)) = (&f.camera, &f.grant_holder) else {
+            continue;
+        };
+        let Some(service) = TccService::from_json_name(&c.service) else {
+            continue;
+        };
+        let db = c.database.as_deref();
+        let what = format!(
+            "the {} grant of {}{}",
+            c.service,
+            c.client,
+            db.map(|d| format!(" in {}", d.display()))
+                .unwrap_or_default()
+        );
+        let why: Option<String> = if service.tccutil_name().is_none() {
+            Some("lenscap resets only camera, microphone and screen recording grants".into())
+        } else if let Some(keep) = &holder.keep {
+            Some(keep.clone())
+        } else if c.client_type.as_deref() != Some("bundle_id") {
+            Some(
+                "TCC knows this client only by its path, and tccutil resets grants by bundle id                  only: remove it in System Settings › Privacy & Security"
+                    .into(),
+            )
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            kept.push(format!("{what}: {why}"));
+            continue;
+        }
+        let Some(db) = db else {
+            kept.push(format!(
+                "{what}: the database it was read from is not known"
+            ));
+            continue;
+        };
+        let owner = match std::fs::symlink_metadata(db) {
+            Ok(m) if m.file_type().is_file() => m.uid(),
+            Ok(_) => {
+                kept.push(format!(
+                    "{what}: the database is not a regular file, so whose it is cannot be told"
+                ));
+                continue;
+            }
+            Err(e) => {
+                kept.push(format!("{what}: the database cannot be read ({e})"));
+                continue;
+            }
+        };
+        match actor {
+            Some(a) if a == 0 || a == owner => {}
+            Some(a) => {
+                kept.push(format!(
+                    "{what}: it is in uid {owner}'s database, outside the reach of uid {a} \
+                     whose finding this is"
+                ));
+                continue;
+            }
+            // The executor refuses every step of a plan without an actor.
+            None => {}
+        }
+        let reset = GrantReset {
+            service,
+            client: c.client.clone(),
+            uid: owner,
+            database: db.to_path_buf(),
+        };
+        if !resets.contains(&reset) {
+            resets.push(reset);
+        }
+    }
+    (resets, kept)
 }
 
 /// Who triggered the helper's findings (see [`Plan::actor`]). A root-owned

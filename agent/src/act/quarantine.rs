@@ -249,6 +249,7 @@ impl Vault {
             state: RecordState::Moving,
             items: records,
             notes: Vec::new(),
+            grants_reset: Vec::new(),
         };
         manifest::write(&dir, &record)?;
         Ok(Prepared {
@@ -287,6 +288,27 @@ impl Vault {
                 }
             })
             .collect()
+    }
+
+    /// Add `grants` (each once) to record `id`'s list of privacy grants
+    /// its plan reset; the manifest is rewritten atomically. Running it
+    /// again after a crash adds nothing twice.
+    pub fn note_grants_reset(
+        &self,
+        id: &str,
+        grants: &[crate::model::GrantReset],
+    ) -> Result<(), QuarantineError> {
+        let (dir, mut record) = self.open_record(id)?;
+        let before = record.grants_reset.len();
+        for g in grants {
+            if !record.grants_reset.contains(g) {
+                record.grants_reset.push(g.clone());
+            }
+        }
+        if record.grants_reset.len() != before {
+            manifest::write(&dir, &record)?;
+        }
+        Ok(())
     }
 
     /// One record by id.

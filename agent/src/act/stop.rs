@@ -63,6 +63,10 @@ pub enum StopError {
         "cannot tell which user's gui domain runs {path}: its owner is {owner:?} and no running process says; pass the helper's uid"
     )]
     NoUserDomain { path: PathBuf, owner: Option<u32> },
+    #[error(
+        "cannot tell who is logged in, so {path} (a root-owned LaunchAgent, loaded into every logged-in user's gui domain) is left loaded: {detail}"
+    )]
+    ConsoleUsers { path: PathBuf, detail: String },
     #[error("launchctl {verb} {target}: {source}")]
     Command {
         verb: &'static str,
@@ -226,6 +230,48 @@ pub fn domain_for(item: &PersistenceItem, process_uid: Option<u32>) -> Result<Do
             Ok(Domain::Gui { uid, label })
         }
     }
+}
+
+/// Every service target a bootout of `item` must reach.
+///
+/// A root-owned LaunchAgent (`/Library/LaunchAgents`) is loaded by launchd
+/// into the gui domain of *each* user logged in at the console, and
+/// `gui/0` is not where it runs: its targets are `gui/<uid>/<label>` for
+/// every console user (`console_users`, asked only in this case) and for
+/// the uid its running process has (`process_uid`), each once. Nobody
+/// logged in and nothing running is an empty list: the job is loaded
+/// nowhere. Every other item has the one target [`domain_for`] names — a
+/// user's agent only ever its owner's domain, whoever else is logged in.
+pub fn domains_for(
+    item: &PersistenceItem,
+    process_uid: Option<u32>,
+    console_users: &dyn Fn() -> Result<Vec<u32>, String>,
+) -> Result<Vec<Domain>, StopError> {
+    if item.kind != PersistenceKind::LaunchAgent || item.owner_uid != Some(0) {
+        return domain_for(item, process_uid).map(|d| vec![d]);
+    }
+    // The label is checked as for any other item.
+    let label = match domain_for(item, Some(u32::MAX)) {
+        Ok(d) => d.label().clone(),
+        Err(e) => return Err(e),
+    };
+    let mut uids = console_users().map_err(|detail| StopError::ConsoleUsers {
+        path: item.path.clone(),
+        detail,
+    })?;
+    uids.extend(process_uid);
+    // Root has no gui domain of its own on a Mac (loginwindow runs as the
+    // user); a gui/0 target would only ever be "not found".
+    uids.retain(|&u| u != 0);
+    uids.sort_unstable();
+    uids.dedup();
+    Ok(uids
+        .into_iter()
+        .map(|uid| Domain::Gui {
+            uid,
+            label: label.clone(),
+        })
+        .collect())
 }
 
 /// What `bootout` achieved.

@@ -169,6 +169,16 @@ config_keys! {
     "SfltoolPath" SfltoolPath sfltool_path: PathBuf = PathBuf::from("/usr/bin/sfltool"),
         parse |ctx, key, value| ctx.absolute_path(key, value),
         show |c| path(&c.sfltool_path);
+    /// `TccutilPath`: the `tccutil` that resets a remediated helper's
+    /// privacy grants.
+    "TccutilPath" TccutilPath tccutil_path: PathBuf = PathBuf::from("/usr/bin/tccutil"),
+        parse |ctx, key, value| ctx.absolute_path(key, value),
+        show |c| path(&c.tccutil_path);
+    /// `UtmpxPath`: the login records that say who is logged in at the
+    /// console (a root-owned LaunchAgent runs in each of their sessions).
+    "UtmpxPath" UtmpxPath utmpx_path: PathBuf = PathBuf::from("/var/run/utmpx"),
+        parse |ctx, key, value| ctx.absolute_path(key, value),
+        show |c| path(&c.utmpx_path);
     /// `LoginItems`: read BTM login items (`sfltool dumpbtm`).
     "LoginItems" LoginItems login_items: bool = true,
         parse |ctx, key, value| ctx.boolean(key, value),

@@ -856,12 +856,14 @@ fn act_context<'a>(
 ) -> Context<'a> {
     Context {
         launchctl: config.launchctl_path.clone(),
+        tccutil: config.tccutil_path.clone(),
         command_timeout: Duration::from_secs(10),
         grace: Duration::from_millis(config.term_grace_ms),
         ctl: platform,
         vault,
         guard,
         notifier: gate,
+        sessions: platform,
     }
 }
 

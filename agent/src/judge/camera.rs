@@ -75,8 +75,9 @@ struct Helper<'a> {
     bundles: Vec<PathBuf>,
     /// Signing identifiers of its processes, the persistence item's label
     /// and associated / parent bundle ids (BTM type prefix dropped), each
-    /// with what it is, in words.
-    identifiers: Vec<(String, &'static str)>,
+    /// with what it is, in words, and whether a signature that validated
+    /// vouches for it (every other identifier is a claim).
+    identifiers: Vec<(String, &'static str, bool)>,
 }
 
 fn flagged_helpers<'a>(obs: &'a Observations, judged: &'a [Finding]) -> Vec<Helper<'a>> {
@@ -95,15 +96,16 @@ fn helper_of<'a>(obs: &'a Observations, f: &'a Finding) -> Helper<'a> {
     let pids: BTreeSet<u32> = procs.iter().map(|p| p.pid).filter(|&p| p > 1).collect();
     let mut programs: Vec<&Path> = Vec::new();
     let mut bundles: Vec<PathBuf> = Vec::new();
-    let mut identifiers: Vec<(String, &'static str)> = Vec::new();
+    let mut identifiers: Vec<(String, &'static str, bool)> = Vec::new();
     for p in &procs {
         programs.extend(p.path.as_deref());
         bundles.extend(p.bundle.clone());
+        let vouched = p.signature.status == crate::model::SignatureStatus::Valid;
         identifiers.extend(
             p.signature
                 .identifier
                 .clone()
-                .map(|id| (id, "the signing identifier")),
+                .map(|id| (id, "the signing identifier", vouched)),
         );
     }
     if let Some(r) = &f.persistence {
@@ -112,11 +114,13 @@ fn helper_of<'a>(obs: &'a Observations, f: &'a Finding) -> Helper<'a> {
         if r.kind == PersistenceKind::LoginItem && r.path.extension().is_some_and(|e| e == "app") {
             bundles.push(r.path.clone());
         }
-        identifiers.extend(
-            r.label
-                .iter()
-                .map(|l| (strip_btm_type(l).to_string(), "the persistence label")),
-        );
+        identifiers.extend(r.label.iter().map(|l| {
+            (
+                strip_btm_type(l).to_string(),
+                "the persistence label",
+                false,
+            )
+        }));
         // The ref carries no bundle ids; the item it was made from does.
         let same = |i: &&crate::model::PersistenceItem| {
             i.kind == r.kind && i.path == r.path && i.label == r.label
@@ -127,7 +131,7 @@ fn helper_of<'a>(obs: &'a Observations, f: &'a Finding) -> Helper<'a> {
                     .with_item(item)
                     .bundle_ids
                     .into_iter()
-                    .map(|id| (id, "the associated bundle id")),
+                    .map(|id| (id, "the associated bundle id", false)),
             );
         }
     }
@@ -136,7 +140,14 @@ fn helper_of<'a>(obs: &'a Observations, f: &'a Finding) -> Helper<'a> {
     bundles.sort();
     bundles.dedup();
     identifiers.sort();
-    identifiers.dedup_by(|a, b| a.0 == b.0);
+    // One entry per identifier, vouched for if any source of it is.
+    identifiers.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            kept.2 |= later.2;
+        }
+        same
+    });
     Helper {
         finding: f,
         pids,
@@ -203,24 +214,28 @@ impl Helper<'_> {
         }
     }
 
-    /// Does a TCC client name this helper?
-    fn owns_client(&self, g: &TccGrant) -> Option<String> {
+    /// Does a TCC client name this helper? How, in words, and whether the
+    /// tie is evidence rather than a claim: a path is where the helper's
+    /// program is; a bundle id is vouched for only by a signature that
+    /// validated with it as its identifier (a label or an associated
+    /// bundle id is a name the helper gives itself).
+    fn owns_client(&self, g: &TccGrant) -> Option<(String, bool)> {
         match g.client_type {
             TccClientType::Path => {
                 let client = Path::new(&g.client);
                 if let Some(p) = self.programs.iter().find(|p| **p == client) {
-                    return Some(format!("the program {}", p.display()));
+                    return Some((format!("the program {}", p.display()), true));
                 }
                 self.bundles
                     .iter()
                     .find(|b| client.starts_with(b))
-                    .map(|b| format!("inside the bundle {}", b.display()))
+                    .map(|b| (format!("inside the bundle {}", b.display()), true))
             }
             TccClientType::BundleId => self
                 .identifiers
                 .iter()
-                .find(|(id, _)| id.eq_ignore_ascii_case(&g.client))
-                .map(|(id, what)| format!("{what} {id}")),
+                .find(|(id, _, _)| id.eq_ignore_ascii_case(&g.client))
+                .map(|(id, what, vouched)| (format!("{what} {id}"), *vouched)),
             TccClientType::Other(_) => None,
         }
     }

@@ -339,6 +339,7 @@ pub(crate) fn judge_listener(
             http: probe.cloned(),
             camera: None,
             judged_path,
+            grant_holder: None,
         },
         reach,
         wanted,

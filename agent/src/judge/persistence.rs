@@ -196,6 +196,7 @@ pub(crate) fn judge_item(
         http: first.and_then(|f| f.http.clone()),
         camera: None,
         judged_path,
+        grant_holder: None,
     }
 }
 

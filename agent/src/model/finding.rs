@@ -98,6 +98,45 @@ pub struct Finding {
     /// program (inline code with no plist, an unreadable executable).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub judged_path: Option<PathBuf>,
+    /// A `camera_grant` whose client is a helper lenscap remediates: which
+    /// helper, for the plan that resets the grant. Not serialized: the
+    /// reasons say it in words, and the planner reads findings in memory.
+    #[serde(skip)]
+    pub grant_holder: Option<super::GrantHolder>,
+}
+
+impl Finding {
+    /// The helper a listener or persistence finding is about, as plans
+    /// key it: the file the judge judged as its program (`judged_path`:
+    /// the executable, the script an interpreter runs, the plist holding
+    /// inline code — never an interpreter); else, when nothing on disk is
+    /// the program, its process by pid; else the plist itself.
+    pub fn helper_key(&self) -> Option<String> {
+        // An OS program a plist runs (`/usr/bin/script -qc …`) is never
+        // moved, so it is not what identifies the helper: the plist is.
+        if let Some(program) = self
+            .judged_path
+            .as_deref()
+            .filter(|p| !super::never_moved(p))
+        {
+            return Some(program.display().to_string());
+        }
+        if self.kind == FindingKind::Persistence
+            && let Some(p) = &self.persistence
+        {
+            return Some(p.path.display().to_string());
+        }
+        if let Some(p) = &self.process {
+            let what = p
+                .path
+                .as_deref()
+                .map_or_else(|| p.name.clone(), |x| x.display().to_string());
+            return Some(format!("{what} (pid {})", p.pid));
+        }
+        self.persistence
+            .as_ref()
+            .map(|p| p.path.display().to_string())
+    }
 }
 
 /// The machine a scan ran on.

@@ -153,3 +153,61 @@ impl TccGrant {
         (self.service, &self.client, self.client_type)
     }
 }
+
+impl TccService {
+    /// The service name `tccutil reset` takes, for the services a
+    /// remediation resets: camera, microphone and screen recording, how a
+    /// page spies on a person. Full Disk Access is not reset (`None`): it
+    /// is not what a web page reaches through a helper, and taking it from
+    /// a backup or security tool that shares a bundle id would do harm.
+    pub fn tccutil_name(self) -> Option<&'static str> {
+        match self {
+            TccService::Camera => Some("Camera"),
+            TccService::Microphone => Some("Microphone"),
+            TccService::ScreenCapture => Some("ScreenCapture"),
+            TccService::AllFiles => None,
+        }
+    }
+
+    /// The JSON spelling (`camera`, `screen_capture`, …).
+    pub fn json_name(self) -> &'static str {
+        match self {
+            TccService::Camera => "camera",
+            TccService::Microphone => "microphone",
+            TccService::ScreenCapture => "screen_capture",
+            TccService::AllFiles => "all_files",
+        }
+    }
+
+    pub fn from_json_name(name: &str) -> Option<TccService> {
+        TccService::ALL.into_iter().find(|s| s.json_name() == name)
+    }
+}
+
+/// One privacy grant a remediation resets: `tccutil reset <service>
+/// <client>` run as `uid` — the owner of the TCC.db that holds it (0 for
+/// the system database). Journaled in the plan and recorded in the
+/// quarantine manifest, so a restore can tell the person to grant it
+/// again.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct GrantReset {
+    pub service: TccService,
+    /// The bundle id the TCC row names, exactly.
+    pub client: String,
+    pub uid: u32,
+    /// The TCC.db the row was read from.
+    pub database: std::path::PathBuf,
+}
+
+/// How a `camera_grant` finding is tied to a helper lenscap remediates:
+/// the judge's decision, for the planner. Not on the wire (the finding's
+/// reasons say it in words).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GrantHolder {
+    /// The helper's plan key (`Finding::helper_key` of its finding).
+    pub helper: String,
+    /// Why this grant must not be reset although the helper holds it (the
+    /// tie is a name another installed app carries); `None` when a reset
+    /// is the judge's call.
+    pub keep: Option<String>,
+}

@@ -30,7 +30,7 @@ pub use lenscap_events::{
 };
 
 pub use finding::{CameraRef, Finding, HostInfo, PersistenceRef, ScanError};
-pub use grant::{TccAuth, TccClientType, TccGrant, TccReason, TccService};
+pub use grant::{GrantHolder, GrantReset, TccAuth, TccClientType, TccGrant, TccReason, TccService};
 pub use observed::{
     CameraSessionObservation, ConnectionSeen, Established, GrantObservation, LaunchdSocket,
     Listener, Observations, PersistenceItem, ProcessIdentity, SignalOutcome,

@@ -244,6 +244,12 @@ mod tests {
         fn notify_user(&self, _: Option<u32>, _: &str, _: &str) -> Result<(), String> {
             Ok(())
         }
+        fn console_users(&self) -> Result<Vec<u32>, PlatformError> {
+            Ok(Vec::new())
+        }
+        fn user_name_of(&self, _: u32) -> Option<String> {
+            None
+        }
         fn closed_connections(&self) -> Result<Box<dyn ClosedConnectionFeed>, PlatformError> {
             if self.refuse {
                 return Err(PlatformError::Unsupported(

@@ -699,6 +699,12 @@ mod tests {
         fn notify_user(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String> {
             self.native.notify_user(uid, title, message)
         }
+        fn console_users(&self) -> Result<Vec<u32>, crate::platform::PlatformError> {
+            self.native.console_users()
+        }
+        fn user_name_of(&self, uid: u32) -> Option<String> {
+            self.native.user_name_of(uid)
+        }
     }
 
     #[test]

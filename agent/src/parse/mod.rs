@@ -14,3 +14,4 @@ pub mod procargs;
 pub mod sw_vers;
 pub mod tcc;
 pub mod tcc_log;
+pub mod utmpx;

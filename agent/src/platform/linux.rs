@@ -56,6 +56,8 @@ pub struct Native {
     /// `LaunchctlPath`: where a notification goes when it exists (the
     /// tests' stand-in); otherwise notifications are only logged.
     launchctl: std::path::PathBuf,
+    /// `UtmpxPath`: who is logged in ([`crate::platform::console_users`]).
+    utmpx: std::path::PathBuf,
 }
 
 impl Native {
@@ -74,6 +76,7 @@ impl Native {
             ticks_per_s,
             users: Mutex::new(HashMap::new()),
             launchctl: tools.launchctl,
+            utmpx: tools.utmpx,
         }
     }
 
@@ -277,6 +280,16 @@ impl Platform for Native {
         &self,
     ) -> Result<Box<dyn crate::platform::ClosedConnectionFeed>, PlatformError> {
         Ok(Box::new(sock_destroy::DestroyFeed::start()?))
+    }
+
+    /// The same file format as on macOS, at `UtmpxPath` (see
+    /// [`crate::platform::console_users`] for why).
+    fn console_users(&self) -> Result<Vec<u32>, PlatformError> {
+        crate::platform::console_users(&self.utmpx)
+    }
+
+    fn user_name_of(&self, uid: u32) -> Option<String> {
+        self.user_name(uid)
     }
 
     /// Logged always. The notification itself needs a user to tell (there

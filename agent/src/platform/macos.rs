@@ -655,6 +655,16 @@ impl Platform for Native {
         })
     }
 
+    /// `/var/run/utmpx` through the pure parser (`parse::utmpx`, whose
+    /// layout the asserts below pin to libc's `struct utmpx`).
+    fn console_users(&self) -> Result<Vec<u32>, PlatformError> {
+        crate::platform::console_users(&self.tools.utmpx)
+    }
+
+    fn user_name_of(&self, uid: u32) -> Option<String> {
+        self.user_name(uid)
+    }
+
     fn notify_user(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String> {
         use std::os::unix::fs::MetadataExt;
         let uid = match uid {
@@ -672,3 +682,23 @@ impl Platform for Native {
         crate::platform::notify::show(&self.tools.launchctl, uid, &user, title, message)
     }
 }
+
+// `parse::utmpx` reads `/var/run/utmpx` by offsets taken from <utmpx.h>;
+// these fail the macOS build if libc's `struct utmpx` says otherwise.
+const _: () = {
+    use crate::parse::utmpx as u;
+    use std::mem::{offset_of, size_of};
+    assert!(size_of::<libc::utmpx>() == u::RECORD_LEN);
+    assert!(offset_of!(libc::utmpx, ut_user) == u::USER_OFFSET);
+    assert!(offset_of!(libc::utmpx, ut_id) == u::ID_OFFSET);
+    assert!(offset_of!(libc::utmpx, ut_line) == u::LINE_OFFSET);
+    assert!(offset_of!(libc::utmpx, ut_pid) == u::PID_OFFSET);
+    assert!(offset_of!(libc::utmpx, ut_type) == u::TYPE_OFFSET);
+    assert!(offset_of!(libc::utmpx, ut_tv) == u::TV_OFFSET);
+    assert!(offset_of!(libc::utmpx, ut_host) == u::HOST_OFFSET);
+    assert!(libc::USER_PROCESS == u::USER_PROCESS);
+    assert!(libc::DEAD_PROCESS == u::DEAD_PROCESS);
+    assert!(libc::SIGNATURE == u::SIGNATURE);
+    assert!(libc::_UTX_USERSIZE == u::USER_LEN);
+    assert!(libc::_UTX_LINESIZE == u::LINE_LEN);
+};

@@ -39,6 +39,8 @@ pub struct Tools {
     pub codesign: PathBuf,
     pub sfltool: PathBuf,
     pub launchctl: PathBuf,
+    /// `UtmpxPath`: who is logged in at the console ([`console_users`]).
+    pub utmpx: PathBuf,
 }
 
 // Here rather than in `config`: the configuration names the paths, the
@@ -51,6 +53,7 @@ impl crate::config::Config {
             codesign: self.codesign_path.clone(),
             sfltool: self.sfltool_path.clone(),
             launchctl: self.launchctl_path.clone(),
+            utmpx: self.utmpx_path.clone(),
         }
     }
 }
@@ -184,6 +187,13 @@ pub trait Platform: Send + Sync {
     /// lenscap did. Best effort: the error says why nobody was told.
     fn notify_user(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String>;
 
+    /// The uids of the users logged in at the console, each once (see
+    /// [`console_users`]). Empty when nobody is.
+    fn console_users(&self) -> Result<Vec<u32>, PlatformError>;
+
+    /// The name of user `uid`, if it has one.
+    fn user_name_of(&self, uid: u32) -> Option<String>;
+
     /// Is `bundle` (a `…/T/AppTranslocation/<UUID>/d/<Name>.app` path,
     /// `model::translocation_bundle`) on a real App Translocation mount:
     /// a read-only nullfs mount whose mount point contains it? Folders
@@ -193,4 +203,44 @@ pub trait Platform: Send + Sync {
         let _ = bundle;
         false
     }
+}
+
+/// The uids of the users logged in at the console, read from the utmpx
+/// file at `path` (`parse::utmpx`: `USER_PROCESS` records on `console`),
+/// names resolved with `getpwnam`. A missing file is nobody logged in (no
+/// login has written one); a record naming a user that does not exist is
+/// left out (it cannot own a gui domain).
+///
+/// The same on both platforms: macOS keeps these records in
+/// `/var/run/utmpx`; Linux has no console in that sense, and what the
+/// Linux end-to-end tests log in is a file of this format at `UtmpxPath`
+/// that the launchd stand-in reads too (`--utmpx`), so the daemon and the
+/// stand-in agree on who has a gui domain.
+pub fn console_users(path: &Path) -> Result<Vec<u32>, PlatformError> {
+    /// A login record file is a few records per login; refuse anything absurd.
+    const MAX_UTMPX: u64 = 16 * 1024 * 1024;
+    use std::io::Read;
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(PlatformError::io(path, e)),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_UTMPX)
+        .read_to_end(&mut bytes)
+        .map_err(|e| PlatformError::io(path, e))?;
+    let names =
+        crate::parse::utmpx::console_users(&bytes).map_err(|e| PlatformError::Malformed {
+            what: "utmpx login records",
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+    let mut uids: Vec<u32> = names
+        .iter()
+        .filter_map(|n| nix::unistd::User::from_name(n).ok().flatten())
+        .map(|u| u.uid.as_raw())
+        .collect();
+    uids.sort_unstable();
+    uids.dedup();
+    Ok(uids)
 }

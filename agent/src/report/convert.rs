@@ -25,8 +25,9 @@ pub use health::{
     permission_restored, started, stopped, tcc_readable, tcc_unreadable,
 };
 pub use steps::{
-    FileAction, ProcessAction, StepContext, StepOutcome, file_remediation, file_target, job_target,
-    kill_outcome, process_remediation, process_report_target, process_target,
+    FileAction, ProcessAction, StepContext, StepOutcome, file_remediation, file_target,
+    grant_remediation, job_target, kill_outcome, process_remediation, process_report_target,
+    process_target,
 };
 
 use std::net::SocketAddr;

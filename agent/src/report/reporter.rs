@@ -22,7 +22,7 @@ use crate::config::{Config, Mode};
 use crate::model::{Finding, FindingKind, HostInfo, Severity, Verdict};
 use crate::report::convert::{
     self, FileAction, ProcessAction, StepContext, StepOutcome, file_remediation, file_target,
-    job_target, process_remediation, process_target,
+    grant_remediation, job_target, process_remediation, process_target,
 };
 use crate::report::hostid;
 use crate::report::outbox::{Outbox, OutboxError, open_or_recover};
@@ -265,12 +265,16 @@ impl Reporter {
             finding_uid: None,
             command_uid: None,
         };
+        // The grants the plan reset are not given back by a restore: each
+        // item's message tells the person to grant them again.
+        let again = crate::act::grants::grant_again(&record.grants_reset);
+        let outcome = StepOutcome::Success((!again.is_empty()).then(|| again.join("; ")));
         for item in &record.items {
             self.record(file_remediation(
                 file_target(&item.original.0),
                 FileAction::Restore,
                 Some(&record.id),
-                &StepOutcome::Success(None),
+                &outcome,
                 &ctx,
             ));
         }
@@ -337,6 +341,17 @@ fn bodies(
         Step::Reinstall { path, .. } => {
             files(std::slice::from_ref(path), FileAction::ReinstallRemoved)
         }
+        // One event per grant, its target the TCC.db that holds it (what
+        // the reset changes); grants the plan keeps are said in the
+        // journal and the finding's reasons.
+        Step::ResetGrants { grants, .. } => grants
+            .iter()
+            .map(|g| {
+                let mut target = file_target(&g.database);
+                target.owner_uid = Some(g.uid);
+                grant_remediation(target, g, outcome, &ctx)
+            })
+            .collect(),
         // The notice itself is in the journal and the log; it changes
         // nothing on the machine, so it is not a remediation event.
         Step::Notify { .. } => Vec::new(),

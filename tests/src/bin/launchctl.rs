@@ -15,7 +15,12 @@
 //! uid), and only then appends one JSON line to `notifications.log`
 //! beside the socket with its whole argv and the uid and euid it runs as,
 //! so a test sees what would have been shown and that it never ran as
-//! root. Any other shape of `asuser` is refused (exit 1).
+//! root. `asuser <uid> /usr/bin/sudo -u <user> <program> <args…>` with any
+//! other absolute program (the daemon resetting a privacy grant with
+//! `tccutil` in the user's session) becomes that user the same way and
+//! then runs the program in place of this process, with this environment,
+//! so its output and exit code are the command's. Any other shape of
+//! `asuser` is refused (exit 1).
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -66,6 +71,14 @@ fn log_call(sock: &Path, args: &[String]) {
 
 /// The notification stand-in (see the module doc).
 fn as_user(sock: &Path, args: &[String]) -> ! {
+    if let [_, _, sudo, dash_u, user, program, rest @ ..] = args
+        && sudo == "/usr/bin/sudo"
+        && dash_u == "-u"
+        && program != "/usr/bin/osascript"
+        && program.starts_with('/')
+    {
+        run_as(user, program, rest)
+    }
     let shape = match args {
         [_, uid, sudo, dash_u, user, osascript, dash_e, script]
             if sudo == "/usr/bin/sudo"
@@ -87,6 +100,26 @@ fn as_user(sock: &Path, args: &[String]) -> ! {
         .append(true)
         .open(&log)
         .unwrap_or_else(|e| fail(&format!("{}: {e}", log.display())));
+    become_user(user);
+    // SAFETY: getuid/geteuid cannot fail.
+    let (now_uid, now_euid) = unsafe { (libc::getuid(), libc::geteuid()) };
+    let line = serde_json::json!({
+        "argv": args,
+        "asuser": asuser,
+        "user": user,
+        "uid": now_uid,
+        "euid": now_euid,
+        "script": script,
+    });
+    if let Err(e) = file.write_all(format!("{line}\n").as_bytes()) {
+        fail(&format!("{}: {e}", log.display()));
+    }
+    exit(0)
+}
+
+/// What `sudo -u <user>` does to this process: that user's uid, primary
+/// group and no other groups, for good.
+fn become_user(user: &str) {
     let Ok(name) = std::ffi::CString::new(user.as_bytes()) else {
         fail("asuser: a user name with a NUL byte");
     };
@@ -111,20 +144,14 @@ fn as_user(sock: &Path, args: &[String]) -> ! {
             std::io::Error::last_os_error()
         ));
     }
-    // SAFETY: getuid/geteuid cannot fail.
-    let (now_uid, now_euid) = unsafe { (libc::getuid(), libc::geteuid()) };
-    let line = serde_json::json!({
-        "argv": args,
-        "asuser": asuser,
-        "user": user,
-        "uid": now_uid,
-        "euid": now_euid,
-        "script": script,
-    });
-    if let Err(e) = file.write_all(format!("{line}\n").as_bytes()) {
-        fail(&format!("{}: {e}", log.display()));
-    }
-    exit(0)
+}
+
+/// `sudo -u <user> <program> <args…>`: become the user, then be the program.
+fn run_as(user: &str, program: &str, args: &[String]) -> ! {
+    use std::os::unix::process::CommandExt;
+    become_user(user);
+    let e = std::process::Command::new(program).args(args).exec();
+    fail(&format!("sudo: {program}: {e}"))
 }
 
 fn fail(message: &str) -> ! {

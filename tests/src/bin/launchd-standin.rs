@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! launchd-standin --dir DIR [--dir DIR …] --state DIR [--throttle-ms N]
-//!                 [--bootout-missing 113|3]
+//!                 [--bootout-missing 113|3] [--console-uid UID …]
 //! ```
 //!
 //! - At start it loads every `*.plist` (XML or binary) in each `--dir`:
@@ -18,7 +18,13 @@
 //!   plist written later runs only after `launchctl bootstrap`.
 //! - Domains: a plist from a directory named `LaunchDaemons` is loaded into
 //!   `system`, any other into `gui/<uid of the plist's owner>`, so a
-//!   `bootout` naming the wrong domain fails as it would on a Mac.
+//!   `bootout` naming the wrong domain fails as it would on a Mac. Who is
+//!   logged in at the console is what the test says with `--console-uid`
+//!   (once per user; the tests write the same users into the utmpx file
+//!   the daemon reads as `UtmpxPath`): with it, a root-owned plist outside
+//!   `LaunchDaemons` (`/Library/LaunchAgents`) is loaded into the gui
+//!   domain of each of those users, its job run once per user as that
+//!   user, and nowhere when the list is empty (`--console-uid none`).
 //! - Each job runs in its own session (`setsid`: no controlling terminal,
 //!   its own process group). When its process exits, the rest of its
 //!   process group is killed (unless `AbandonProcessGroup`), and it is
@@ -73,6 +79,8 @@ struct Options {
     state: PathBuf,
     throttle: Duration,
     bootout_missing: i32,
+    /// `--console-uid`: who is logged in; `None` when not said.
+    console: Option<Vec<u32>>,
 }
 
 /// What the main loop (spawning, reaping) and the control thread share.
@@ -161,6 +169,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         state: PathBuf::new(),
         throttle: Duration::from_millis(200),
         bootout_missing: 113,
+        console: None,
     };
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
@@ -178,6 +187,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
                     "113" => 113,
                     "3" => 3,
                     v => return Err(format!("--bootout-missing {v}: expected 113 or 3")),
+                }
+            }
+            "--console-uid" => {
+                let v = value()?;
+                let users = opts.console.get_or_insert_with(Vec::new);
+                if v != "none" {
+                    users.push(v.parse().map_err(|e| format!("--console-uid {v}: {e}"))?);
                 }
             }
             _ => return Err(format!("unknown argument {arg}")),
@@ -353,9 +369,10 @@ fn load_dir(shared: &Shared, st: &mut State, dir: &Path) {
         .collect();
     paths.sort();
     for path in paths {
-        let domain = job::domain_for(dir, &path);
-        if let Err(reply) = load(shared, st, &domain, &path) {
-            eprint!("launchd-standin: {}: {}", path.display(), reply.stderr);
+        for domain in job::domains_for(dir, &path, shared.opts.console.as_deref()) {
+            if let Err(reply) = load(shared, st, &domain, &path) {
+                eprint!("launchd-standin: {}: {}", path.display(), reply.stderr);
+            }
         }
     }
 }

@@ -26,6 +26,7 @@ fn native() -> Native {
         codesign: "/usr/bin/codesign".into(),
         sfltool: "/usr/bin/sfltool".into(),
         launchctl: "/bin/launchctl".into(),
+        utmpx: "/var/run/utmpx".into(),
     })
 }
 

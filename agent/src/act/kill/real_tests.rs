@@ -32,6 +32,7 @@ fn linux() -> Linux {
         codesign: "/usr/bin/codesign".into(),
         sfltool: "/usr/bin/sfltool".into(),
         launchctl: "/bin/launchctl".into(),
+        utmpx: "/var/run/utmpx".into(),
     }))
 }
 

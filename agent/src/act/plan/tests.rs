@@ -212,3 +212,232 @@ fn lenscaps_own_plist_is_never_booted_out_or_moved() {
         }
     }
 }
+
+// ----- resetting the grants a remediated helper holds -----
+
+/// The acme helper of `launch_agent_is_booted_out_before_anything_is_killed`
+/// (uid 501, label `com.acme.helper`), with `grants` read from the TCC
+/// databases they name.
+fn acme_with_grants(grants: Vec<crate::model::GrantObservation>, installed: &[&str]) -> Vec<Plan> {
+    let exe = kit::home(".acme/acme-helper");
+    let plist = kit::home("Library/LaunchAgents/com.acme.helper.plist");
+    let mut scene = Scene::new()
+        .process(kit::linux(kit::process(900, 1, &exe, "acme-helper")))
+        .listen(kit::loopback(8123, &[900]), Some(kit::zoom_image_probe()))
+        .item(kit::launch_agent(&plist, "com.acme.helper", &exe));
+    for g in grants {
+        scene = scene.grant(g);
+    }
+    for b in installed {
+        scene = scene.installed(b);
+    }
+    plans(&scene.judge(&kit::policy()), &PlanOptions::default())
+}
+
+/// A file standing for a TCC.db, owned by `uid`.
+fn db_of(dir: &Path, name: &str, uid: u32) -> PathBuf {
+    let db = dir.join(name);
+    std::fs::write(&db, b"SQLite format 3\0").unwrap();
+    std::os::unix::fs::chown(&db, Some(uid), None).unwrap();
+    db
+}
+
+fn grant_in(
+    db: &Path,
+    service: crate::model::TccService,
+    client: &str,
+    client_type: crate::model::TccClientType,
+) -> crate::model::GrantObservation {
+    crate::model::GrantObservation {
+        database: db.to_path_buf(),
+        ..kit::grant_seen(
+            kit::tcc_grant(service, client, client_type, crate::model::TccAuth::Allowed),
+            false,
+        )
+    }
+}
+
+fn reset_step(plan: &Plan) -> Option<(&Vec<GrantReset>, &Vec<String>)> {
+    plan.steps.iter().find_map(|s| match s {
+        Step::ResetGrants { grants, kept } => Some((grants, kept)),
+        _ => None,
+    })
+}
+
+fn root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+#[test]
+fn the_helpers_camera_mic_and_screen_grants_are_reset_as_the_databases_owner() {
+    use crate::model::{TccClientType::BundleId, TccService as S};
+    if !root() {
+        eprintln!("skipped: needs root to give a database to uid 501");
+        return;
+    }
+    let dir = tree();
+    let ann = db_of(dir.path(), "ann.db", 501);
+    let plans = acme_with_grants(
+        vec![
+            grant_in(&ann, S::Camera, "com.acme.helper", BundleId),
+            grant_in(&ann, S::Microphone, "com.acme.helper", BundleId),
+            grant_in(&ann, S::ScreenCapture, "com.acme.helper", BundleId),
+            // Another app's grant in the same database is not the helper's.
+            grant_in(&ann, S::Camera, "us.zoom.xos", BundleId),
+        ],
+        &[],
+    );
+    assert_eq!(plans.len(), 1, "{plans:#?}");
+    let names: Vec<&str> = plans[0].steps.iter().map(Step::name).collect();
+    assert_eq!(
+        names,
+        [
+            "bootout",
+            "terminate",
+            "quarantine",
+            "guard",
+            "reset_grants",
+            "notify"
+        ]
+    );
+    let (grants, kept) = reset_step(&plans[0]).unwrap();
+    assert!(kept.is_empty(), "{kept:?}");
+    let got: Vec<(S, &str, u32)> = grants
+        .iter()
+        .map(|g| (g.service, g.client.as_str(), g.uid))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (S::Camera, "com.acme.helper", 501),
+            (S::Microphone, "com.acme.helper", 501),
+            (S::ScreenCapture, "com.acme.helper", 501)
+        ]
+    );
+    assert!(grants.iter().all(|g| g.database == ann));
+    // Said in the journal's words.
+    assert!(
+        plans[0].steps[4]
+            .describe()
+            .contains("tccutil reset Camera com.acme.helper"),
+        "{}",
+        plans[0].steps[4].describe()
+    );
+}
+
+#[test]
+fn grants_beyond_the_actors_reach_or_known_by_path_are_kept_and_said() {
+    use crate::model::{TccClientType, TccService as S};
+    if !root() {
+        eprintln!("skipped: needs root to give databases to other uids");
+        return;
+    }
+    let dir = tree();
+    let bob = db_of(dir.path(), "bob.db", 502);
+    let system = db_of(dir.path(), "system.db", 0);
+    let ann = db_of(dir.path(), "ann.db", 501);
+    let exe = kit::home(".acme/acme-helper");
+    let plans = acme_with_grants(
+        vec![
+            // uid 501's helper: bob's database and the system's are not hers.
+            grant_in(&bob, S::Camera, "com.acme.helper", TccClientType::BundleId),
+            grant_in(
+                &system,
+                S::Camera,
+                "com.acme.helper",
+                TccClientType::BundleId,
+            ),
+            // A client TCC knows by path: tccutil cannot reset it.
+            grant_in(&ann, S::Camera, &exe, TccClientType::Path),
+            // Full Disk Access is never reset.
+            grant_in(
+                &ann,
+                S::AllFiles,
+                "com.acme.helper",
+                TccClientType::BundleId,
+            ),
+        ],
+        &[],
+    );
+    let (grants, kept) = reset_step(&plans[0]).unwrap();
+    assert!(grants.is_empty(), "{grants:#?}");
+    assert_eq!(kept.len(), 4, "{kept:#?}");
+    let all = kept.join("\n");
+    assert!(
+        all.contains("uid 502's database, outside the reach of uid 501"),
+        "{all}"
+    );
+    assert!(
+        all.contains("uid 0's database, outside the reach of uid 501"),
+        "{all}"
+    );
+    assert!(all.contains("only by its path"), "{all}");
+    assert!(
+        all.contains("only camera, microphone and screen recording"),
+        "{all}"
+    );
+}
+
+#[test]
+fn a_name_the_helper_only_claims_never_resets_an_installed_apps_grant() {
+    use crate::model::{TccClientType::BundleId, TccService as S};
+    // The helper's launchd label is `com.acme.helper`: a name it gives
+    // itself. With an installed app carrying that bundle id, the grant may
+    // be the app's: reported, kept.
+    let dir = tree();
+    let me = nix::unistd::geteuid().as_raw();
+    let db = db_of(dir.path(), "mine.db", me);
+    let plans = acme_with_grants(
+        vec![grant_in(&db, S::Camera, "com.acme.helper", BundleId)],
+        &["com.acme.helper"],
+    );
+    let (grants, kept) = reset_step(&plans[0]).unwrap();
+    assert!(grants.is_empty(), "{grants:#?}");
+    assert!(
+        kept[0].contains("only claims the name com.acme.helper"),
+        "{kept:?}"
+    );
+}
+
+#[test]
+fn grants_of_no_remediated_helper_make_no_plan_and_no_step() {
+    use crate::model::{TccClientType::BundleId, TccService as S};
+    let dir = tree();
+    let db = db_of(dir.path(), "x.db", nix::unistd::geteuid().as_raw());
+    // nginx is allowed: its grant rides on no plan.
+    let scene = Scene::new()
+        .process(kit::brew_nginx_process(300))
+        .listen(kit::loopback(8080, &[300]), Some(kit::http("nginx")))
+        .item(kit::brew_nginx_agent())
+        .grant(grant_in(&db, S::Camera, "homebrew.mxcl.nginx", BundleId));
+    assert!(plans(&scene.judge(&kit::policy()), &PlanOptions::default()).is_empty());
+    // The acme helper without grants: no reset step.
+    let plans = acme_with_grants(Vec::new(), &[]);
+    assert!(reset_step(&plans[0]).is_none(), "{:#?}", plans[0].steps);
+}
+
+#[test]
+fn a_reset_step_reads_back_from_the_journal_and_old_plans_have_none() {
+    let step = Step::ResetGrants {
+        grants: vec![GrantReset {
+            service: TccService::Camera,
+            client: "com.acme.helper".into(),
+            uid: 501,
+            database: PathBuf::from("/Users/ann/Library/Application Support/com.apple.TCC/TCC.db"),
+        }],
+        kept: vec!["the camera grant of /x: known by path".into()],
+    };
+    let json = serde_json::to_value(&step).unwrap();
+    assert_eq!(json["step"], "reset_grants");
+    assert_eq!(json["grants"][0]["service"], "camera");
+    assert_eq!(serde_json::from_value::<Step>(json).unwrap(), step);
+    // Written with nothing kept: the field is left out and reads back empty.
+    let bare = serde_json::json!({"step": "reset_grants", "grants": []});
+    assert_eq!(
+        serde_json::from_value::<Step>(bare).unwrap(),
+        Step::ResetGrants {
+            grants: vec![],
+            kept: vec![]
+        }
+    );
+}

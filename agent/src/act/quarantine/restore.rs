@@ -28,6 +28,9 @@ pub struct RestoreReport {
     pub restored: Vec<PathBuf>,
     /// Placeholders removed to make room.
     pub placeholders_removed: Vec<PathBuf>,
+    /// The privacy grants the plan reset, which a restore does not give
+    /// back (`act::grants::grant_again` says so to the person).
+    pub grants_reset: Vec<crate::model::GrantReset>,
 }
 
 /// One step `recover` (or a restore) took.
@@ -119,6 +122,7 @@ impl Vault {
             id: id.to_owned(),
             restored: Vec::new(),
             placeholders_removed: Vec::new(),
+            grants_reset: record.grants_reset.clone(),
         };
         for a in actions {
             match a {

@@ -88,14 +88,28 @@ impl World {
     fn with_ctx<T>(&mut self, f: impl FnOnce(&mut Context<'_>, &Journal) -> T) -> T {
         let mut ctx = Context {
             launchctl: PathBuf::from("/bin/false"),
+            tccutil: PathBuf::from("/bin/false"),
             command_timeout: Duration::from_secs(1),
             grace: Duration::from_millis(10),
             ctl: &NoProcesses,
             vault: &self.vault,
             guard: &mut self.guard,
             notifier: &Silent,
+            sessions: &NoLogins,
         };
         f(&mut ctx, &self.journal)
+    }
+}
+
+/// Nobody logged in (a reinstall step never asks).
+struct NoLogins;
+
+impl crate::act::execute::Sessions for NoLogins {
+    fn console_users(&self) -> Result<Vec<u32>, String> {
+        Ok(Vec::new())
+    }
+    fn user_name(&self, _uid: u32) -> Option<String> {
+        None
     }
 }
 

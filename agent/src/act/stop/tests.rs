@@ -188,6 +188,85 @@ fn domains_of_items() {
     }
 }
 
+fn targets(
+    it: &PersistenceItem,
+    process_uid: Option<u32>,
+    logged_in: Result<Vec<u32>, String>,
+) -> Result<Vec<String>, StopError> {
+    let asked = std::cell::Cell::new(false);
+    let console = || {
+        asked.set(true);
+        logged_in.clone()
+    };
+    let out = domains_for(it, process_uid, &console)
+        .map(|ds| ds.iter().map(ToString::to_string).collect::<Vec<_>>());
+    // Who is logged in matters only to a root-owned agent.
+    let root_agent = it.kind == PersistenceKind::LaunchAgent && it.owner_uid == Some(0);
+    assert!(root_agent || !asked.get(), "console users asked for {it:?}");
+    out
+}
+
+#[test]
+fn a_root_owned_agent_is_booted_out_of_every_logged_in_users_gui_domain() {
+    let global = item(PersistenceKind::LaunchAgent, Some("com.example.g"), Some(0));
+    assert_eq!(
+        targets(&global, None, Ok(vec![502, 501])).unwrap(),
+        ["gui/501/com.example.g", "gui/502/com.example.g"]
+    );
+    // The running helper's uid is one more (or the same) domain; root's is
+    // never one (no gui/0 on a Mac).
+    assert_eq!(
+        targets(&global, Some(503), Ok(vec![501, 0])).unwrap(),
+        ["gui/501/com.example.g", "gui/503/com.example.g"]
+    );
+    assert_eq!(
+        targets(&global, Some(501), Ok(vec![501])).unwrap(),
+        ["gui/501/com.example.g"]
+    );
+    // Nobody logged in and nothing running: loaded nowhere.
+    assert!(targets(&global, None, Ok(vec![])).unwrap().is_empty());
+    // Not knowing who is logged in is said, naming the plist.
+    let err = targets(&global, Some(501), Err("utmpx: bad".into())).unwrap_err();
+    assert!(
+        matches!(&err, StopError::ConsoleUsers { detail, .. } if detail == "utmpx: bad"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("com.example.helper.plist"),
+        "{err}"
+    );
+    // Its label is checked like any other.
+    let bad = item(PersistenceKind::LaunchAgent, Some("a/b"), Some(0));
+    assert!(matches!(
+        targets(&bad, None, Ok(vec![501])),
+        Err(StopError::BadLabel { .. })
+    ));
+}
+
+#[test]
+fn a_users_agent_stays_in_its_owners_domain_whoever_is_logged_in() {
+    // Owned by 501 (ann): bob (502) being logged in, or the helper
+    // running as 502, never sends a bootout into bob's domain.
+    let ann = item(
+        PersistenceKind::LaunchAgent,
+        Some("com.example.a"),
+        Some(501),
+    );
+    assert_eq!(
+        targets(&ann, Some(502), Ok(vec![501, 502])).unwrap(),
+        ["gui/501/com.example.a"]
+    );
+    let daemon = item(
+        PersistenceKind::LaunchDaemon,
+        Some("com.example.d"),
+        Some(0),
+    );
+    assert_eq!(
+        targets(&daemon, None, Ok(vec![501, 502])).unwrap(),
+        ["system/com.example.d"]
+    );
+}
+
 #[test]
 fn items_without_a_usable_label_are_refused() {
     let none = item(PersistenceKind::LaunchAgent, None, Some(501));

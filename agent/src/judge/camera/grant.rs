@@ -12,7 +12,7 @@ use crate::judge::rules;
 use crate::judge::subject::Subject;
 use crate::judge::{GrantObservation, Observations, Policy};
 use crate::model::RuleAction;
-use crate::model::{CameraRef, Finding, FindingKind, Severity, Verdict};
+use crate::model::{CameraRef, Finding, FindingKind, GrantHolder, Severity, Verdict};
 use crate::model::{TccAuth, TccClientType, TccGrant, TccReason, TccService};
 
 pub(super) fn service_name(s: TccService) -> &'static str {
@@ -183,6 +183,32 @@ fn client_concern(policy: &Policy, obs: &Observations, o: &GrantObservation) -> 
     ClientConcern { catalog, place }
 }
 
+/// A bundle-id grant tied to the helper only by a name it gives itself
+/// (a launchd label, an associated bundle id, an identifier no valid
+/// signature vouches for), when an installed app carries that bundle id:
+/// the grant may well be that app's, and a name is a claim, so it is
+/// reported and never reset (docs/design.md §4). `None` when a reset is
+/// fine.
+fn claimed_by_another_app(
+    obs: &Observations,
+    g: &TccGrant,
+    vouched: bool,
+    how: &str,
+) -> Option<String> {
+    let installed = obs
+        .installed_bundle_ids
+        .iter()
+        .any(|b| b.eq_ignore_ascii_case(&g.client));
+    (g.client_type == TccClientType::BundleId && !vouched && installed).then(|| {
+        format!(
+            "the helper only claims the name {} ({how}; no valid signature vouches for it) and \
+             an installed app carries that bundle id: lenscap does not reset another app's \
+             grant on a name anyone can claim",
+            g.client
+        )
+    })
+}
+
 pub(super) fn judge_grant(
     policy: &Policy,
     obs: &Observations,
@@ -218,18 +244,33 @@ pub(super) fn judge_grant(
         (Severity::High, "high")
     };
 
+    let mut grant_holder = None;
     let (verdict, severity, rule) = match (grants, owner, hit) {
-        (true, Some((h, how)), _) => {
+        (true, Some((h, (how, vouched))), _) => {
             reasons.push(format!(
                 "the client is {how} of {}, {}",
                 h.describe(),
                 h.flagged_by()
             ));
+            let keep = claimed_by_another_app(obs, g, vouched, &how);
+            let reset = if !spies(g.service) {
+                "lenscap resets only camera, microphone and screen recording grants"
+            } else if keep.is_some() {
+                "lenscap does not reset it: see above"
+            } else {
+                "remediating the helper resets it where the helper's actor may"
+            };
+            if let Some(why) = &keep {
+                reasons.push(why.clone());
+            }
             reasons.push(format!(
                 "a helper lenscap remediates holds access to {what}: reported, {spy_word} \
-                 (lenscap does not revoke privacy grants; remediating the helper ends its use of \
-                 this one)"
+                 ({reset})"
             ));
+            grant_holder = h
+                .finding
+                .helper_key()
+                .map(|helper| GrantHolder { helper, keep });
             (Verdict::Report, spy_severity, h.finding.rule.clone())
         }
         (true, None, Some(hit)) if hit.action == RuleAction::Deny => {
@@ -289,6 +330,7 @@ pub(super) fn judge_grant(
         persistence: None,
         http: None,
         judged_path: None,
+        grant_holder,
         camera: Some(CameraRef {
             service: service_name(g.service).into(),
             client: g.client.clone(),

@@ -278,6 +278,7 @@ pub(super) fn judge_session(
         persistence: None,
         http: None,
         judged_path: None,
+        grant_holder: None,
         camera: Some(CameraRef {
             service: service_name(TccService::Camera).into(),
             client,

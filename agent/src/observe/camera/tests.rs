@@ -357,6 +357,12 @@ impl Platform for MacLike {
     fn notify_user(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String> {
         self.native.notify_user(uid, title, message)
     }
+    fn console_users(&self) -> Result<Vec<u32>, crate::platform::PlatformError> {
+        self.native.console_users()
+    }
+    fn user_name_of(&self, uid: u32) -> Option<String> {
+        self.native.user_name_of(uid)
+    }
 }
 
 /// A `log show` line in the SystemStatus (pre-13.3) shape listing `pids`.

@@ -17,6 +17,7 @@ fn native() -> Native {
         codesign: "/usr/bin/codesign".into(),
         sfltool: "/usr/bin/sfltool".into(),
         launchctl: "/bin/launchctl".into(),
+        utmpx: "/var/run/utmpx".into(),
     })
 }
 
@@ -507,4 +508,58 @@ fn established_to_timing() {
         }
         eprintln!("{label}: {:?} per call", start.elapsed() / 1000);
     }
+}
+
+#[test]
+fn console_users_come_from_the_utmpx_file_by_name() {
+    use crate::parse::utmpx::{DEAD_PROCESS, Record, USER_PROCESS, encode};
+    let rec = |user: &str, line: &str, kind| Record {
+        user: user.into(),
+        line: line.into(),
+        pid: 1,
+        kind,
+        time_s: 0,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("utmpx");
+    std::fs::write(
+        &path,
+        encode(&[
+            rec("nobody", "console", USER_PROCESS),
+            rec("root", "console", USER_PROCESS),
+            // A Terminal session, a logged-out user and a name with no
+            // account are no gui domain.
+            rec("daemon", "ttys000", USER_PROCESS),
+            rec("bin", "console", DEAD_PROCESS),
+            rec("no-such-user-lenscap", "console", USER_PROCESS),
+        ]),
+    )
+    .unwrap();
+    let platform = Native::new(Tools {
+        codesign: "/usr/bin/codesign".into(),
+        sfltool: "/usr/bin/sfltool".into(),
+        launchctl: "/bin/launchctl".into(),
+        utmpx: path.clone(),
+    });
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    let mut want = vec![0, nobody];
+    want.sort_unstable();
+    assert_eq!(platform.console_users().unwrap(), want);
+    // No file: nobody has logged in.
+    assert!(
+        crate::platform::console_users(&dir.path().join("none"))
+            .unwrap()
+            .is_empty()
+    );
+    // Not a utmpx file: an error naming it.
+    std::fs::write(&path, b"garbage").unwrap();
+    let err = platform.console_users().unwrap_err().to_string();
+    assert!(
+        err.contains("utmpx") && err.contains(&*path.to_string_lossy()),
+        "{err}"
+    );
 }

@@ -348,3 +348,33 @@ pub fn file_remediation(
         message,
     })
 }
+
+/// A privacy grant reset (`tccutil reset`, OCSF 7002 Harden): the target
+/// is the TCC.db that held it (`owner_uid` its user). Not reversible by
+/// lenscap: only the person can grant it again.
+pub fn grant_remediation(
+    target: FileTarget,
+    grant: &crate::model::GrantReset,
+    outcome: &StepOutcome,
+    ctx: &StepContext,
+) -> Body {
+    let what = format!(
+        "the {} grant of {} for uid {}",
+        grant.service.json_name().replace('_', " "),
+        grant.client,
+        grant.uid
+    );
+    let message = outcome.sentence(&format!("reset {what}"), &format!("Reset {what}"));
+    let (outcome, would_do) = outcome.wire();
+    Body::FileRemediation(Remediation {
+        activity: RemediationActivity::Harden,
+        action: Action::ResetGrant,
+        target,
+        outcome,
+        would_do,
+        reversible: false,
+        finding_uid: ctx.finding_uid.clone(),
+        command_uid: ctx.command_uid.clone(),
+        message,
+    })
+}

@@ -86,6 +86,7 @@ fn zoom_finding() -> Finding {
         }),
         camera: None,
         judged_path: None,
+        grant_holder: None,
     }
 }
 
@@ -110,6 +111,7 @@ fn plist_finding() -> Finding {
         http: None,
         camera: None,
         judged_path: None,
+        grant_holder: None,
     }
 }
 

@@ -217,7 +217,13 @@ impl Job {
             // SAFETY: geteuid cannot fail.
             && unsafe { libc::geteuid() } == 0
         {
-            let gid = std::fs::metadata(&spec.plist).map_or(uid, |m| m.gid());
+            // A user's own plist: its group. A root-owned agent loaded for a
+            // logged-in user: that user's primary group, as loginwindow's
+            // session has.
+            let gid = match std::fs::metadata(&spec.plist) {
+                Ok(m) if m.uid() == uid => m.gid(),
+                _ => primary_gid(uid).unwrap_or(uid),
+            };
             cmd.uid(uid).gid(gid);
         }
         cmd.arg0(argv0)
@@ -274,6 +280,16 @@ fn output(path: Option<&Path>) -> Stdio {
     file.map_or_else(Stdio::null, Stdio::from)
 }
 
+/// The primary group of `uid`, from the password database.
+fn primary_gid(uid: u32) -> Option<u32> {
+    // SAFETY: getpwuid returns null or a pointer to a static record, read
+    // at once; the stand-in's main thread is the only one spawning jobs.
+    unsafe {
+        let pw = libc::getpwuid(uid);
+        (!pw.is_null()).then(|| (*pw).pw_gid)
+    }
+}
+
 /// The uid of a `gui/<uid>/<label>` target.
 fn gui_uid(target: &str) -> Option<u32> {
     target.strip_prefix("gui/")?.split('/').next()?.parse().ok()
@@ -297,6 +313,21 @@ pub fn next_due(jobs: &BTreeMap<String, Job>) -> Duration {
         .filter_map(|j| j.restart_at)
         .map(|t| t.saturating_duration_since(now));
     waits.min().unwrap_or(Duration::MAX)
+}
+
+/// The domains a plist found at start-up loads into: `system` from a
+/// `LaunchDaemons` directory; a root-owned agent, when the test says who
+/// is logged in (`--console-uid`), into the gui domain of each of them, as
+/// launchd loads `/Library/LaunchAgents` into every user's session (none
+/// when nobody is); else the gui domain of the plist's owner.
+pub fn domains_for(dir: &Path, plist: &Path, console: Option<&[u32]>) -> Vec<String> {
+    let root_owned = std::fs::metadata(plist).is_ok_and(|m| m.uid() == 0);
+    match console {
+        Some(uids) if root_owned && dir.file_name().is_none_or(|n| n != "LaunchDaemons") => {
+            uids.iter().map(|u| format!("gui/{u}")).collect()
+        }
+        _ => vec![domain_for(dir, plist)],
+    }
 }
 
 /// The domain a plist found at start-up loads into: `system` from a
