@@ -247,12 +247,16 @@ fn remediate_resets_the_helpers_grants_as_its_user_and_nothing_beyond_her_reach(
     let ann = |service: &str| (service.to_string(), LABEL.to_string(), u64::from(USER_UID));
     assert_eq!(listed, [ann("camera"), ann("microphone")]);
 
-    // One reset_grant event per grant, its target ann's database.
-    let events = s.events();
-    let resets: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["payload"]["action"] == "reset_grant")
-        .collect();
+    // One reset_grant event per grant, its target ann's database. (The
+    // reporter writes them after the journal entry finishes: wait.)
+    let resets: Vec<Value> = wait_until(Duration::from_secs(15), "two reset_grant events", || {
+        let resets: Vec<Value> = s
+            .events()
+            .into_iter()
+            .filter(|e| e["payload"]["action"] == "reset_grant")
+            .collect();
+        (resets.len() >= 2).then_some(resets)
+    });
     assert_eq!(resets.len(), 2, "{resets:#?}");
     for e in &resets {
         assert_eq!(e["payload"]["outcome"]["status"], "success", "{e:#}");
@@ -298,11 +302,14 @@ fn monitor_mode_journals_the_reset_as_would_do_and_runs_nothing() {
         2,
         "{planned:#}"
     );
-    let would = s
-        .events()
-        .into_iter()
-        .filter(|e| e["payload"]["action"] == "reset_grant")
-        .collect::<Vec<_>>();
+    let would: Vec<Value> = wait_until(Duration::from_secs(15), "two would-do events", || {
+        let would: Vec<Value> = s
+            .events()
+            .into_iter()
+            .filter(|e| e["payload"]["action"] == "reset_grant")
+            .collect();
+        (would.len() >= 2).then_some(would)
+    });
     assert_eq!(would.len(), 2, "{would:#?}");
     assert!(would.iter().all(|e| e["payload"]["would_do"] == true));
     d.wait_sweeps(2);
@@ -324,4 +331,72 @@ fn nix_user_name(uid: u32) -> String {
             .to_string_lossy()
             .into_owned()
     }
+}
+
+/// The daemon SIGKILLed before and after `reset_grants`, then started
+/// again: the entry finishes, the grants are reset (running `tccutil`
+/// again is harmless: a reset of a reset changes nothing), and the
+/// manifest lists each grant once.
+fn crash_around_reset(point: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let (s, log) = scenario("remediate");
+    let sock = s.standin.sock_path();
+    let point_os = std::ffi::OsString::from(point);
+    let mut first = Daemon::spawn(
+        lenscap_e2e::lenscap_bin(),
+        &s.config,
+        &[
+            (STANDIN_SOCK_ENV, sock.as_os_str()),
+            (TCCUTIL_LOG_ENV, log.as_os_str()),
+            (lenscap_e2e::FAULT_ENV, point_os.as_os_str()),
+        ],
+    );
+    let status = first.wait_exit(Duration::from_secs(30));
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "{point}: {status}; log:\n{}",
+        first.log()
+    );
+    let before = tccutil_runs(&log).len();
+    assert_eq!(
+        before,
+        if point.starts_with("after") { 2 } else { 0 },
+        "{point}"
+    );
+    drop(first);
+
+    let d = start(&s, &log);
+    let entry = finished_plan(&s, &d);
+    let (_, done) = reset_step(&entry);
+    assert_eq!(done["status"], "done", "{point}: {entry:#}\n{}", d.log());
+    let runs = tccutil_runs(&log);
+    assert!(
+        runs.len() == 2 || runs.len() == 4,
+        "{point}: tccutil ran {} times",
+        runs.len()
+    );
+    assert!(
+        runs.iter()
+            .all(|(argv, uid, _)| *uid == u64::from(USER_UID) && argv[2] == LABEL),
+        "{point}: {runs:?}"
+    );
+    let record = s
+        .quarantine_list()
+        .into_iter()
+        .find(|r| r["state"] == "quarantined")
+        .expect("a quarantine record");
+    let grants = record["grants_reset"].as_array().expect("grants_reset");
+    assert_eq!(grants.len(), 2, "{point}: each grant once: {grants:#?}");
+    assert_eq!(s.plans().len(), 1, "{point}: no second plan");
+}
+
+#[test]
+fn killed_before_reset_grants_the_restarted_daemon_finishes_it() {
+    crash_around_reset("before:reset_grants");
+}
+
+#[test]
+fn killed_after_reset_grants_the_restarted_daemon_does_not_list_them_twice() {
+    crash_around_reset("after:reset_grants");
 }
