@@ -15,16 +15,17 @@
 # AB_CAMERA=1 gives each daemon a camera device (a file standing in for
 # /dev/video0, CameraDevices pointing at it) that nobody opens: the cost
 # of watching a camera that is present. AB_PLIST adds raw plist lines to
-# both configs (e.g. '<key>SweepSeconds</key><real>0.5</real>').
+# both configs (e.g. '<key>SweepSeconds</key><real>0.5</real>'), AB_PLIST_A
+# and AB_PLIST_B to one only (an older build may refuse a newer value).
 #
 # Linux only (/proc). Run as root, like the daemon.
 set -euo pipefail
 a=$1; b=$2; secs=${3:-300}; warm=${4:-10}
 hz=$(getconf CLK_TCK)
 start() {
-    local bin=$1 w; w=$(mktemp -d /tmp/lenscap-ab.XXXXXX)
+    local bin=$1 own=${2:-} w; w=$(mktemp -d /tmp/lenscap-ab.XXXXXX)
     mkdir -p "$w/Users/ann/Library/LaunchAgents" "$w/Applications" "$w/private/tmp"
-    local extra=${AB_PLIST:-}
+    local extra="${AB_PLIST:-}$own"
     if [ "${AB_CAMERA:-0}" = 1 ]; then
         mkdir -p "$w/dev" && : >"$w/dev/video0"
         extra="$extra<key>CameraDevices</key><array><string>$w/dev/video*</string></array>"
@@ -43,7 +44,7 @@ PLIST
     "$bin" run --config "$w/config.plist" >"$w/log" 2>&1 &
     echo "$! $w"
 }
-read -r pa wa < <(start "$a"); read -r pb wb < <(start "$b")
+read -r pa wa < <(start "$a" "${AB_PLIST_A:-}"); read -r pb wb < <(start "$b" "${AB_PLIST_B:-}")
 trap 'kill $pa $pb 2>/dev/null; wait 2>/dev/null; rm -rf "$wa" "$wb"' EXIT
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 sleep "$warm"
