@@ -12,13 +12,24 @@
 #   git worktree add /tmp/old 8397703 && (cd /tmp/old && cargo build --release -p lenscap)
 #   bench/idle-ab.sh target/release/lenscap /tmp/old/target/release/lenscap 300 330
 #
+# AB_CAMERA=1 gives each daemon a camera device (a file standing in for
+# /dev/video0, CameraDevices pointing at it) that nobody opens: the cost
+# of watching a camera that is present. AB_PLIST adds raw plist lines to
+# both configs (e.g. '<key>SweepSeconds</key><real>0.5</real>'), AB_PLIST_A
+# and AB_PLIST_B to one only (an older build may refuse a newer value).
+#
 # Linux only (/proc). Run as root, like the daemon.
 set -euo pipefail
 a=$1; b=$2; secs=${3:-300}; warm=${4:-10}
 hz=$(getconf CLK_TCK)
 start() {
-    local bin=$1 w; w=$(mktemp -d /tmp/lenscap-ab.XXXXXX)
+    local bin=$1 own=${2:-} w; w=$(mktemp -d /tmp/lenscap-ab.XXXXXX)
     mkdir -p "$w/Users/ann/Library/LaunchAgents" "$w/Applications" "$w/private/tmp"
+    local extra="${AB_PLIST:-}$own"
+    if [ "${AB_CAMERA:-0}" = 1 ]; then
+        mkdir -p "$w/dev" && : >"$w/dev/video0"
+        extra="$extra<key>CameraDevices</key><array><string>$w/dev/video*</string></array>"
+    fi
     cat >"$w/config.plist" <<PLIST
 <?xml version="1.0" encoding="UTF-8"?>
 <plist version="1.0"><dict>
@@ -27,13 +38,15 @@ start() {
 <key>ApplicationDirs</key><array><string>$w/Applications</string></array>
 <key>StateDir</key><string>$w/state</string>
 <key>LoginItems</key><false/>
+$extra
 </dict></plist>
 PLIST
     "$bin" run --config "$w/config.plist" >"$w/log" 2>&1 &
     echo "$! $w"
 }
-read -r pa wa < <(start "$a"); read -r pb wb < <(start "$b")
+read -r pa wa < <(start "$a" "${AB_PLIST_A:-}"); read -r pb wb < <(start "$b" "${AB_PLIST_B:-}")
 trap 'kill $pa $pb 2>/dev/null; wait 2>/dev/null; rm -rf "$wa" "$wb"' EXIT
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 sleep "$warm"
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 sweeps() { grep -o '"sweeps": *[0-9]*' "$1/state/status.json" | grep -o '[0-9]*$'; }

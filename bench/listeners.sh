@@ -6,6 +6,9 @@
 #
 #   bench/listeners.sh [RUNS] [EXTRA_PROCS] [EXTRA_LISTENERS]   (defaults 50 300 50)
 #
+# LENSCAP_B=/path/to/other/lenscap adds that build's scan to the same
+# hyperfine run (e.g. the build of the commit before a change).
+#
 # Needs: ss (iproute2), lsof, hyperfine (installed from Debian's packages
 # when missing). Run as root to let every tool see every owner.
 set -euo pipefail
@@ -59,11 +62,17 @@ nproc_now=$(find /proc -maxdepth 1 -name '[0-9]*' | wc -l)
 nsock=$(ss -ltnH | wc -l)
 echo "processes: $nproc_now, listening TCP sockets: $nsock, runs: $runs"
 # -N: no intermediate shell, so each number is the tool alone.
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+extra=()
+if [ -n "${LENSCAP_B:-}" ]; then
+    extra=("$LENSCAP_B scan --json --no-probe --config $work/config.plist")
+fi
 hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/result.json" \
     "$lenscap scan --json --no-probe --config $work/config.plist" \
     "ss -ltnp" \
     "lsof -nP -iTCP -sTCP:LISTEN" \
-    "$lenscap scan --json --config $work/config.plist" >/dev/null
+    "$lenscap scan --json --config $work/config.plist" \
+    "${extra[@]}" >/dev/null
 # Medians and ratios from hyperfine's JSON (jq-free: python3 is optional,
 # so parse with awk over the one-line-per-field JSON hyperfine writes).
 awk '

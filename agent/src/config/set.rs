@@ -159,7 +159,7 @@ mod tests {
         assert_eq!(set.after, Mode::Remediate);
         let loaded = load(&sources).unwrap();
         assert_eq!(loaded.config.mode, Mode::Remediate);
-        assert_eq!(loaded.config.sweep_seconds, 7);
+        assert_eq!(loaded.config.sweep_millis, 7000);
         assert!(render_mode(&loaded).starts_with("remediate (local: "));
     }
 

@@ -188,7 +188,7 @@ mod tests {
 
     fn loaded() -> Loaded {
         let config = Config {
-            sweep_seconds: 5,
+            sweep_millis: 5000,
             rules: vec![Rule {
                 id: "zoom-opener".into(),
                 action: RuleAction::Deny,

@@ -46,7 +46,7 @@ fn managed_over_local_over_default_key_by_key() {
     let c = &loaded.config;
     // Set in both files: managed wins, whole key (Rules is not merged).
     assert_eq!(c.mode, Mode::Remediate);
-    assert_eq!(c.sweep_seconds, 5);
+    assert_eq!(c.sweep_millis, 5000);
     assert_eq!(c.rules.len(), 1);
     assert_eq!(c.rules[0].id, "zoom-opener");
     for key in ["Mode", "SweepSeconds", "Rules"] {
@@ -86,7 +86,7 @@ fn local_alone_applies() {
     ))
     .unwrap();
     assert_eq!(loaded.config.mode, Mode::Monitor);
-    assert_eq!(loaded.config.sweep_seconds, 10);
+    assert_eq!(loaded.config.sweep_millis, 10_000);
     assert_eq!(
         loaded.config.rules[0].team_id.as_deref(),
         Some("EQHXZ8M8AV")
@@ -113,7 +113,7 @@ fn explicit_file_replaces_both_system_files() {
     let mut sources = Sources::layered(fixture("managed.plist"), fixture("local.plist"));
     sources.explicit = Some(file.clone());
     let loaded = load(&sources).unwrap();
-    assert_eq!(loaded.config.sweep_seconds, 30);
+    assert_eq!(loaded.config.sweep_millis, 30_000);
     assert_eq!(loaded.origins["SweepSeconds"], Origin::File(file));
     // Managed says remediate, but it was not read.
     assert_eq!(loaded.config.mode, Mode::Monitor);
@@ -208,7 +208,7 @@ fn an_error_in_any_layer_fails_the_load() {
     assert_eq!(err.path(), local);
     assert!(
         err.to_string()
-            .contains("SweepSeconds is 0, expected an integer 1..=3600"),
+            .contains("SweepSeconds is 0, expected a number of seconds from 0.1 to 3600, in steps of at least 0.001"),
         "{err}"
     );
 }

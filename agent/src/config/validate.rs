@@ -18,7 +18,9 @@ pub(crate) use super::keys::{Setting, parse_key};
 use super::values::{Ctx, describe, suggest};
 use super::{ConfigError, KEYS};
 
-pub(crate) const SWEEP_SECONDS: RangeInclusive<u64> = 1..=3600;
+/// `SweepSeconds`, in milliseconds: a tenth of a second to an hour. Below
+/// 0.1 s a sweep would cost more than it finds (docs/benchmarks.md).
+pub(crate) const SWEEP_MILLIS: RangeInclusive<u64> = 100..=3_600_000;
 pub(crate) const PROBE_TIMEOUT_MILLIS: RangeInclusive<u64> = 10..=10_000;
 /// 0 turns correlation off; past five minutes a camera session and an
 /// earlier connection are no longer plausibly one incident.

@@ -115,6 +115,42 @@ impl Ctx<'_> {
             })
     }
 
+    /// A number of seconds, whole or fractional (`2`, `0.5`), returned in
+    /// milliseconds and checked against `millis`. More precision than a
+    /// millisecond is refused rather than rounded away silently.
+    pub(crate) fn seconds_as_millis(
+        &self,
+        key: &str,
+        value: &Value,
+        millis: RangeInclusive<u64>,
+    ) -> Result<u64, ConfigError> {
+        let seconds = |ms: u64| {
+            if ms.is_multiple_of(1000) {
+                (ms / 1000).to_string()
+            } else {
+                format!("{}", ms as f64 / 1000.0)
+            }
+        };
+        let expected = format!(
+            "a number of seconds from {} to {}, in steps of at least 0.001",
+            seconds(*millis.start()),
+            seconds(*millis.end())
+        );
+        let ms = match value {
+            Value::Integer(_) => value
+                .as_unsigned_integer()
+                .and_then(|s| s.checked_mul(1000)),
+            Value::Real(r) if r.is_finite() && *r >= 0.0 => {
+                let ms = r * 1000.0;
+                // Whole milliseconds only (0.5 and 0.25 are; 0.0001 is not).
+                ((ms - ms.round()).abs() < 1e-6 && ms <= u64::MAX as f64).then(|| ms.round() as u64)
+            }
+            _ => None,
+        };
+        ms.filter(|ms| millis.contains(ms))
+            .ok_or_else(|| self.invalid(key, value, expected))
+    }
+
     pub(crate) fn mode(&self, key: &str, value: &Value) -> Result<Mode, ConfigError> {
         const EXPECTED: &str = "one of monitor, remediate";
         let s = self.string(key, value, EXPECTED)?;

@@ -61,6 +61,15 @@ use crate::report::upload::worker::Notice;
 use self::status::{RecentAction, Status};
 use self::watch::{Trigger, WatchSet, Watches};
 
+/// How often `status.json` is rewritten when only the sweep counters
+/// changed; anything else in it is written at once. At a sweep every
+/// 0.5 s, rewriting it every sweep was a sizeable share of an idle sweep.
+const STATUS_EVERY: Duration = Duration::from_secs(2);
+
+/// How often new homes and guard directories join the file watchers (the
+/// periodic persistence rescan covers the time in between).
+const WATCH_REFRESH: Duration = Duration::from_secs(30);
+
 /// When the daemon first looks for an update, and how often after.
 const UPDATE_FIRST: Duration = Duration::from_secs(600);
 const UPDATE_EVERY: Duration = Duration::from_secs(6 * 3600);
@@ -117,7 +126,7 @@ async fn run_loop(sources: Sources) -> Result<(), DaemonError> {
         }
     };
     let mut tick = interval(d.sweep_interval());
-    let mut ticks: u64 = 0;
+    let mut watch_refreshed = Instant::now();
     // Probes run beside the sweeps; a result that changes something wakes
     // the loop to judge at once rather than at the next tick.
     let probed = d.sweep.probe_results();
@@ -162,13 +171,13 @@ async fn run_loop(sources: Sources) -> Result<(), DaemonError> {
             }
             _ = tick.tick() => {
                 d.cycle();
-                ticks += 1;
                 // New homes and guard dirs join the watch set now and then;
                 // the periodic rescan covers the time in between.
-                if ticks.is_multiple_of(15)
+                if watch_refreshed.elapsed() >= WATCH_REFRESH
                     && let Some(w) = watches.as_mut()
                 {
                     w.refresh(&d.watch_set());
+                    watch_refreshed = Instant::now();
                 }
             }
             () = probed.notified() => d.cycle(),
@@ -220,6 +229,9 @@ struct Daemon {
     sessions: CameraSessions,
     /// What the person at the keyboard has been told (`act::tell`).
     telling: Telling,
+    /// When `status.json` was last written, and what it said but for the
+    /// counters every sweep moves.
+    status_written: Option<(Instant, Status)>,
 }
 
 impl Daemon {
@@ -278,6 +290,7 @@ impl Daemon {
             flagged: BTreeSet::new(),
             sessions: CameraSessions::default(),
             telling: Telling::new(loaded_notify_user),
+            status_written: None,
         };
         d.recover();
         d.write_status();
@@ -291,7 +304,7 @@ impl Daemon {
     }
 
     fn sweep_interval(&self) -> Duration {
-        Duration::from_secs(self.config().sweep_seconds)
+        Duration::from_millis(self.config().sweep_millis)
     }
 
     fn watch_set(&self) -> WatchSet {
@@ -335,9 +348,11 @@ impl Daemon {
         }
     }
 
-    /// One observe → judge → act → report pass.
+    /// One observe → judge → act → report pass. A pass that finds
+    /// nothing new costs one socket dump and the camera watch's checks:
+    /// observations are assembled only to be judged.
     fn cycle(&mut self) {
-        let mut swept = self.sweep.sweep(
+        let swept = self.sweep.look(
             &self.platform,
             &self.loaded.config,
             &self.cache,
@@ -354,12 +369,30 @@ impl Daemon {
             tracing::debug!(source = %e.source, message = %e.message, "observe");
         }
         self.camera_health(cam.health);
-        let obs = &mut swept.observations;
-        obs.grants = cam.grants;
-        obs.camera_sessions = cam.sessions;
-        obs.connections = cam.connections;
-        for (pid, p) in cam.processes {
-            obs.processes.entry(pid).or_insert(p);
+        self.local_state_and_reinstalls();
+        if swept.changed || cam.changed || std::mem::take(&mut self.rejudge) {
+            let mut observations = self.sweep.observations();
+            observations.grants = cam.grants;
+            observations.camera_sessions = cam.sessions;
+            observations.connections = cam.connections;
+            for (pid, p) in cam.processes {
+                observations.processes.entry(pid).or_insert(p);
+            }
+            self.judge_and_act(&observations, &cam.changes);
+        }
+        self.status.sweeps += 1;
+        self.status.last_sweep_unix = Some(unix_now());
+        self.reporter.flush_pending();
+        self.write_status_if_due();
+    }
+
+    /// Pick up what `quarantine restore` changed and undo reinstalls.
+    fn local_state_and_reinstalls(&mut self) {
+        // Nothing to do, and nothing to lock for, while no file a restore
+        // writes has changed and nothing is guarded: the state lock (an
+        // open and two flocks) is taken only when there is work.
+        if self.guard.entries().is_empty() && self.local_state_unchanged() {
+            return;
         }
         {
             // One hold for reading what `quarantine restore` may have
@@ -370,8 +403,16 @@ impl Daemon {
             self.reload_local_state();
             self.handle_reinstalls();
         }
-        if swept.changed || cam.changed || std::mem::take(&mut self.rejudge) {
-            let findings = judge::judge(&self.policy, &swept.observations);
+    }
+
+    /// Judge `observations`, report, and act on what is to be remediated.
+    fn judge_and_act(
+        &mut self,
+        observations: &crate::judge::Observations,
+        changes: &[crate::observe::camera_watch::SessionChange],
+    ) {
+        {
+            let findings = judge::judge(&self.policy, observations);
             self.flagged = findings
                 .iter()
                 .filter(|f| f.kind == FindingKind::Listener && f.verdict == Verdict::Remediate)
@@ -389,27 +430,34 @@ impl Daemon {
             self.sessions.report(
                 &mut self.reporter,
                 &findings,
-                &cam.changes,
+                changes,
                 self.sweep.held_pids(),
-                &swept.observations,
+                observations,
                 mode,
             );
             self.act_on(&findings);
             // Critical camera incidents, and with `NotifyUser all` what is
             // only reported: told of without a plan.
             self.telling.findings(&self.platform, &findings);
-            self.status.camera_sessions = swept.observations.camera_sessions.len();
-            self.status.privacy_grants = swept.observations.grants.len();
-            self.status.listeners = swept.observations.listeners.len();
-            self.status.persistence_items = swept.observations.persistence.len();
+            self.status.camera_sessions = observations.camera_sessions.len();
+            self.status.privacy_grants = observations.grants.len();
+            self.status.listeners = observations.listeners.len();
+            self.status.persistence_items = observations.persistence.len();
             self.status.findings_report = count(&findings, Verdict::Report);
             self.status.findings_remediate = count(&findings, Verdict::Remediate);
             self.status.quarantined = self.vault.list().len();
         }
-        self.status.sweeps += 1;
-        self.status.last_sweep_unix = Some(unix_now());
-        self.reporter.flush_pending();
-        self.write_status();
+    }
+
+    /// Have guard.json and allow-rules.json stayed as last read? (Both
+    /// are replaced by rename, so a new inode shows a change.)
+    fn local_state_unchanged(&self) -> bool {
+        let dir = &self.loaded.config.state_dir;
+        let stamp = (
+            what_stands_at(&dir.join("guard.json")),
+            what_stands_at(&dir.join("allow-rules.json")),
+        );
+        self.local_state_stamp.as_ref() == Some(&stamp)
     }
 
     /// Pick up what `lenscap quarantine restore` changed: lifted guards
@@ -681,7 +729,7 @@ impl Daemon {
             .map(|k| (*k).to_string())
             .collect();
         tracing::info!(?changed, "configuration reloaded");
-        let interval_changed = loaded.config.sweep_seconds != self.loaded.config.sweep_seconds;
+        let interval_changed = loaded.config.sweep_millis != self.loaded.config.sweep_millis;
         if self.loaded.config.mode == Mode::Monitor && loaded.config.mode == Mode::Remediate {
             // `lenscap mode remediate`: what monitor mode only planned is
             // planned again and now carried out, while it is still found.
@@ -775,6 +823,23 @@ impl Daemon {
         self.status.outbox_pending = self.reporter.pending();
         if let Err(e) = self.status.write(&self.config().state_dir) {
             tracing::warn!(error = %e, "cannot write status.json");
+        }
+        self.status_written = Some((Instant::now(), self.status.without_counters()));
+    }
+
+    /// Write `status.json` when something other than the sweep counters
+    /// changed, else at most every [`STATUS_EVERY`]. The outbox count is a
+    /// query, so it is asked only when the file is written anyway or the
+    /// reporter says it may have moved.
+    fn write_status_if_due(&mut self) {
+        let due = match &self.status_written {
+            None => true,
+            Some((at, written)) => {
+                at.elapsed() >= STATUS_EVERY || *written != self.status.without_counters()
+            }
+        };
+        if due {
+            self.write_status();
         }
     }
 

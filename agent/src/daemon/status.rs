@@ -90,6 +90,18 @@ impl Status {
         }
     }
 
+    /// This status without what moves on every sweep (the sweep count and
+    /// time, the outbox count read when writing): two statuses that are
+    /// equal this way differ only in those counters.
+    pub fn without_counters(&self) -> Status {
+        Status {
+            sweeps: 0,
+            last_sweep_unix: None,
+            outbox_pending: None,
+            ..self.clone()
+        }
+    }
+
     pub fn path(state_dir: &Path) -> PathBuf {
         state_dir.join("status.json")
     }

@@ -27,7 +27,7 @@ use crate::observe::short_conns::ShortConnections;
 use crate::observe::signing::SignatureCache;
 use crate::observe::tcc::{TccProblem, TccTracker};
 use crate::parse::camera_log::CameraChange;
-use crate::platform::{CameraSource, Platform};
+use crate::platform::{CameraSource, DeviceWatch, Platform};
 
 /// `GrantObservation::database` of a grant learned from tccd's log rather
 /// than read from a TCC.db.
@@ -36,6 +36,12 @@ pub const LOGGED_GRANTS: &str = "unified log (tccd)";
 /// How long a connection stays on record after it was last seen: long
 /// enough for any `CameraCorrelationSeconds` the config allows (≤ 300).
 const CONNECTION_MEMORY_US: u64 = 310 * 1_000_000;
+
+/// While camera sessions are open, how often the holders are walked
+/// although no open or close was seen: a descriptor handed on by `fork`
+/// makes no event, and a close fires only when the last descriptor of an
+/// open file goes, so a session can change hands silently.
+const SESSION_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A camera session starting or stopping, for the event stream.
 #[derive(Debug, Clone)]
@@ -91,6 +97,12 @@ pub struct CameraWatch {
     devices: Option<CameraDevices>,
     devices_for: Vec<String>,
     holders: CameraWatcher,
+    /// Opens and closes of the devices, where the platform can watch them
+    /// (Linux inotify); the walk runs only after one.
+    device_watch: Option<Box<dyn DeviceWatch>>,
+    /// The holders must be walked at the next sweep (start, new patterns).
+    walk_pending: bool,
+    last_walk: Option<std::time::Instant>,
     stream: Option<(LogStream, Receiver<CameraFeed>)>,
     tracker: SessionTracker,
     /// Connections to flagged ports: first and last seen.
@@ -107,6 +119,7 @@ impl std::fmt::Debug for CameraWatch {
         f.debug_struct("CameraWatch")
             .field("devices_for", &self.devices_for)
             .field("streaming", &self.stream.is_some())
+            .field("device_watch", &self.device_watch.is_some())
             .field("connections", &self.connections.len())
             .field("short", &self.short)
             .finish_non_exhaustive()
@@ -126,6 +139,9 @@ impl CameraWatch {
             devices: None,
             devices_for: Vec::new(),
             holders: CameraWatcher::new(),
+            device_watch: None,
+            walk_pending: true,
+            last_walk: None,
             stream: None,
             tracker: SessionTracker::default(),
             connections: BTreeMap::new(),
@@ -156,7 +172,7 @@ impl CameraWatch {
         if config.camera_watch {
             match platform.camera_source() {
                 CameraSource::ProcFds { proc_root } => {
-                    self.holders_sweep(&proc_root, config, now_unix_us, &mut pass)
+                    self.holders_sweep(platform, &proc_root, config, now_unix_us, &mut pass)
                 }
                 CameraSource::UnifiedLog => {
                     self.log_sweep(platform, config, now_unix_us, &mut pass)
@@ -221,6 +237,7 @@ impl CameraWatch {
 
     fn holders_sweep(
         &mut self,
+        platform: &dyn Platform,
         proc_root: &std::path::Path,
         config: &Config,
         now_unix_us: u64,
@@ -241,21 +258,39 @@ impl CameraWatch {
                 }
             }
             self.devices_for = config.camera_devices.clone();
+            self.device_watch = platform.watch_devices(&config.camera_devices);
+            self.walk_pending = true;
         }
         let Some(devices) = &self.devices else {
             return;
         };
         // The walk reads every descriptor of every process (about 18 ms
-        // of CPU with ~400 processes, docs/benchmarks.md). A machine with
-        // no camera device has nothing to find, so one directory listing
-        // decides whether to pay for it; open sessions are still walked so
-        // their stops are seen.
-        let holders =
-            if self.holders.sessions().is_empty() && !any_device_exists(&config.camera_devices) {
-                Ok(Vec::new())
-            } else {
-                camera_holders(proc_root, devices)
-            };
+        // of CPU with ~400 processes, docs/benchmarks.md). With a device
+        // watch it runs only after a device was opened or closed (the
+        // events are taken before the walk, so an open during the walk
+        // brings the next sweep back), and now and then while sessions
+        // are open. Without one, one directory listing decides: a machine
+        // with no camera device has nothing to find; open sessions are
+        // still walked so their stops are seen.
+        let sessions_open = !self.holders.sessions().is_empty();
+        let walk = match self.device_watch.as_mut() {
+            Some(watch) => {
+                let activity = watch.activity();
+                activity
+                    || std::mem::take(&mut self.walk_pending)
+                    || (sessions_open
+                        && self
+                            .last_walk
+                            .is_none_or(|t| t.elapsed() >= SESSION_REFRESH))
+            }
+            None => sessions_open || any_device_exists(&config.camera_devices),
+        };
+        if !walk {
+            pass.sessions = sessions_of(&self.holders);
+            return;
+        }
+        self.last_walk = Some(std::time::Instant::now());
+        let holders = camera_holders(proc_root, devices);
         let holders = match holders {
             Ok(h) => h,
             Err(e) => {
@@ -468,6 +503,118 @@ mod tests {
             "invalid: walk anyway"
         );
         assert!(!any_device_exists(&[]));
+    }
+
+    /// The real platform (its inotify device watch), except that the
+    /// holders are read from a fake `/proc` the test fills: a holder can
+    /// be put there without opening the device, so the test sees whether
+    /// a walk ran.
+    struct FakeProc {
+        native: crate::platform::Native,
+        proc_root: PathBuf,
+    }
+
+    impl Platform for FakeProc {
+        fn console_users(&self) -> Result<Vec<u32>, crate::platform::PlatformError> {
+            self.native.console_users()
+        }
+        fn user_name_of(&self, uid: u32) -> Option<String> {
+            self.native.user_name_of(uid)
+        }
+        fn host_info(&self) -> crate::model::HostInfo {
+            self.native.host_info()
+        }
+        fn listeners(&self) -> Result<Vec<crate::model::Listener>, crate::platform::PlatformError> {
+            Ok(Vec::new())
+        }
+        fn process(&self, pid: u32) -> Result<ProcessIdentity, crate::platform::PlatformError> {
+            self.native.process(pid)
+        }
+        fn check_signature(&self, path: &std::path::Path) -> crate::model::Signature {
+            self.native.check_signature(path)
+        }
+        fn login_items(
+            &self,
+        ) -> Result<Vec<crate::model::PersistenceItem>, crate::platform::PlatformError> {
+            Ok(Vec::new())
+        }
+        fn camera_source(&self) -> CameraSource {
+            CameraSource::ProcFds {
+                proc_root: self.proc_root.clone(),
+            }
+        }
+        fn watch_devices(&self, patterns: &[String]) -> Option<Box<dyn DeviceWatch>> {
+            self.native.watch_devices(patterns)
+        }
+        fn established_to(
+            &self,
+            _ports: &BTreeSet<u16>,
+        ) -> Result<Vec<crate::platform::Established>, crate::platform::PlatformError> {
+            Ok(Vec::new())
+        }
+        fn notify_user(
+            &self,
+            _uid: Option<u32>,
+            _title: &str,
+            _message: &str,
+        ) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn holders_are_walked_after_an_open_or_close_and_not_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let devices = dir.path().join("dev");
+        std::fs::create_dir(&devices).unwrap();
+        let node = devices.join("video0");
+        std::fs::write(&node, b"").unwrap();
+        let proc_root = dir.path().join("proc");
+        std::fs::create_dir_all(proc_root.join("4242/fd")).unwrap();
+        let config = Config {
+            camera_watch: true,
+            camera_devices: vec![format!("{}/video*", devices.display())],
+            tcc_databases: Vec::new(),
+            state_dir: dir.path().join("state"),
+            ..Config::default()
+        };
+        let platform = FakeProc {
+            native: crate::platform::Native::new(config.tools()),
+            proc_root: proc_root.clone(),
+        };
+        let cache = SignatureCache::default();
+        let mut watch = CameraWatch::new();
+        let mut sweep = |now: u64| watch.sweep(&platform, &config, &cache, &BTreeSet::new(), now);
+        let pids = |pass: &CameraPass| {
+            pass.sessions
+                .iter()
+                .filter_map(|s| s.pid)
+                .collect::<Vec<_>>()
+        };
+
+        // The first sweep walks (nothing is known yet) and finds nobody.
+        assert!(pids(&sweep(1)).is_empty());
+        // A holder appears without opening the device (only the fake /proc
+        // changes): no event, so no walk, so not seen.
+        std::os::unix::fs::symlink(&node, proc_root.join("4242/fd/3")).unwrap();
+        for t in 2..5 {
+            let pass = sweep(t);
+            assert!(pids(&pass).is_empty(), "walked without an open or close");
+            assert!(!pass.changed);
+        }
+        // Someone opens and closes the device: the next sweep walks.
+        drop(std::fs::File::open(&node).unwrap());
+        let pass = sweep(5);
+        assert_eq!(pids(&pass), vec![4242]);
+        assert!(pass.changed);
+        // The holder goes without an event: the session stays until one.
+        std::fs::remove_file(proc_root.join("4242/fd/3")).unwrap();
+        assert_eq!(pids(&sweep(6)), vec![4242]);
+        // A write-mode close is an event too.
+        drop(std::fs::OpenOptions::new().write(true).open(&node).unwrap());
+        let pass = sweep(7);
+        assert!(pids(&pass).is_empty());
+        assert!(pass.changed, "the session's stop is a change");
     }
 
     #[test]

@@ -38,8 +38,22 @@ use crate::observe::probe::worker::Prober;
 use crate::observe::signing::SignatureCache;
 use crate::platform::Platform;
 
-/// Safety-net interval for a full persistence rescan.
+/// Safety-net interval for a full persistence rescan, and for reading the
+/// owners' identities again (an `exec` keeps the pid and changes the
+/// program).
 pub const FULL_RESCAN: Duration = Duration::from_secs(30);
+
+/// How often every process's descriptors are read again although the set
+/// of listening sockets did not change. In between, the [`FULL_RESCAN`]
+/// refresh reads only the descriptors of processes that are new since the
+/// last walk (a fork hands a socket on to a new pid) and of the known
+/// owners (who may have closed theirs): an existing process can come to
+/// hold an existing listening socket only by having it passed over a
+/// Unix socket (`SCM_RIGHTS`) or taken with `pidfd_getfd`, which this
+/// walk catches within its period. The full walk costs ~17 ms of CPU at
+/// ~400 processes (docs/benchmarks.md, "Issue 11"); every 30 s it was
+/// most of an idle daemon's cost.
+pub const FULL_OWNER_WALK: Duration = Duration::from_secs(300);
 
 /// Probes in flight at once: enough to get through a thousand silent
 /// listeners in ~20 s, few enough not to look like a port scan (each
@@ -62,7 +76,16 @@ pub const HOLD_FIRST: Duration = Duration::from_secs(10);
 pub struct SweepState {
     socket_ids: BTreeSet<u64>,
     listeners: Vec<Listener>,
+    /// When owners were last refreshed (fully or among new processes).
     last_owner_walk: Option<Instant>,
+    /// When every process's descriptors were last read.
+    last_full_walk: Option<Instant>,
+    /// The processes that existed before the last walk began: a process
+    /// not among them has not had its descriptors read.
+    walked_pids: Option<BTreeSet<u32>>,
+    /// Path facts and the agent's own executable for the processes and
+    /// persistence above; cleared when either changes.
+    facts: Option<CachedFacts>,
     processes: BTreeMap<u32, ProcessIdentity>,
     probing: Probing,
     persistence: Vec<PersistenceItem>,
@@ -73,6 +96,27 @@ pub struct SweepState {
     translocated: BTreeSet<std::path::PathBuf>,
     /// Pids holding a socket that is held back from judging.
     held_pids: BTreeSet<u32>,
+}
+
+/// What [`SweepState::observations`] computes once per change of the
+/// processes or persistence: an `lstat` of every referenced path, the
+/// users' home directories.
+#[derive(Debug)]
+struct CachedFacts {
+    existing: BTreeSet<std::path::PathBuf>,
+    owners: BTreeMap<std::path::PathBuf, u32>,
+    homes: Vec<std::path::PathBuf>,
+    agent_exe: Option<std::path::PathBuf>,
+}
+
+/// The result of a sweep without the observations: [`SweepState::look`].
+#[derive(Debug)]
+pub struct Looked {
+    pub errors: Vec<ScanError>,
+    /// Did anything change since the previous sweep (new or gone sockets,
+    /// a persistence rescan, a probe result)? When not, judging again
+    /// would say the same.
+    pub changed: bool,
 }
 
 /// The result of one sweep.
@@ -95,6 +139,8 @@ struct Probing {
     ready: Arc<tokio::sync::Notify>,
     /// New sockets not judged yet: waiting for their first result, since.
     held: HashMap<u64, Instant>,
+    /// What to probe, rebuilt when sockets or owners change.
+    targets: Option<Vec<Target>>,
 }
 
 impl SweepState {
@@ -128,7 +174,8 @@ impl SweepState {
         self.persistence_dirty = true;
     }
 
-    /// One sweep. `probe` is false when probing is off.
+    /// One sweep with its observations. `probe` is false when probing is
+    /// off.
     pub fn sweep(
         &mut self,
         platform: &dyn Platform,
@@ -136,29 +183,76 @@ impl SweepState {
         cache: &SignatureCache,
         now: Instant,
     ) -> Swept {
+        let looked = self.look(platform, config, cache, now);
+        Swept {
+            observations: self.observations(),
+            errors: looked.errors,
+            changed: looked.changed,
+        }
+    }
+
+    /// One sweep without building the observations: the daemon asks for
+    /// them ([`SweepState::observations`]) only when it is going to judge,
+    /// so a sweep that finds nothing new costs one socket dump and
+    /// nothing else.
+    pub fn look(
+        &mut self,
+        platform: &dyn Platform,
+        config: &Config,
+        cache: &SignatureCache,
+        now: Instant,
+    ) -> Looked {
         let mut errors = Vec::new();
         // Results that arrived since the last sweep.
         let mut probes_changed = self.probing.collect(now);
-        // Idle machines are the common case: when the set of listening
-        // sockets is the one we know, reuse its owners instead of walking
-        // every process's descriptors again. Owners can change without the
-        // socket changing (a fork inherits it), so they are refreshed every
-        // FULL_RESCAN regardless.
+        let known = self.last_owner_walk.is_some();
         let owners_due = self
             .last_owner_walk
             .is_none_or(|t| now.duration_since(t) >= FULL_RESCAN);
-        let unchanged = !owners_due
-            && platform
-                .listening_socket_ids()
-                .is_ok_and(|ids| ids == self.socket_ids);
-        let listed = if unchanged {
-            Ok(self.listeners.clone())
+        let full_due = self
+            .last_full_walk
+            .is_none_or(|t| now.duration_since(t) >= FULL_OWNER_WALK);
+        // Idle machines are the common case: when the set of listening
+        // sockets is the one we know, reuse its owners instead of walking
+        // every process's descriptors again (a new socket always has a new
+        // id). Owners can change without the socket changing (a fork
+        // inherits it), so they are refreshed every FULL_RESCAN among the
+        // processes that could have changed, and fully every
+        // FULL_OWNER_WALK.
+        let ids_now = if known {
+            platform.listening_socket_ids().ok()
         } else {
-            platform.listeners()
+            None
         };
+        let same_sockets = ids_now.as_ref().is_some_and(|ids| *ids == self.socket_ids);
+        // Sockets only went away: whoever holds the ones that remain held
+        // them before, so nothing needs walking (a busy machine's test
+        // servers come and go; only a new socket can have an owner we do
+        // not know).
+        let only_gone = !same_sockets
+            && !owners_due
+            && ids_now
+                .as_ref()
+                .is_some_and(|ids| ids.is_subset(&self.socket_ids));
+        let listed = if only_gone {
+            let ids = ids_now.unwrap_or_default();
+            Ok(self
+                .listeners
+                .iter()
+                .filter(|l| ids.contains(&l.socket_id))
+                .cloned()
+                .collect())
+        } else if same_sockets && !owners_due {
+            Ok(self.listeners.clone())
+        } else if same_sockets && !full_due {
+            self.refresh_owners(platform, now)
+        } else {
+            self.walk_all(platform, now)
+        };
+        let refreshed = (!same_sockets && !only_gone) || owners_due;
         let listeners: Vec<Listener> = match listed {
             Ok(l) => {
-                if !unchanged {
+                if refreshed {
                     self.last_owner_walk = Some(now);
                 }
                 l
@@ -171,8 +265,7 @@ impl SweepState {
                 });
                 // Keep judging what we knew rather than declaring every
                 // listener gone because one listing failed.
-                return Swept {
-                    observations: self.observations(Vec::new()),
+                return Looked {
                     errors,
                     changed: probes_changed,
                 };
@@ -183,47 +276,43 @@ impl SweepState {
             .iter()
             .filter(|l| !self.socket_ids.contains(&l.socket_id))
             .collect();
-        let sockets_changed = !new.is_empty()
-            || ids != self.socket_ids
-            || (!unchanged && listeners != self.listeners);
+        let sockets_changed =
+            !new.is_empty() || ids != self.socket_ids || (refreshed && listeners != self.listeners);
 
         // Fresh identities for the owners of new sockets, and for every
         // owner when owners are due (an exec keeps the pid and changes the
-        // program); forget owners of nothing.
-        let fresh: BTreeSet<u32> = new.iter().flat_map(|l| l.pids.iter().copied()).collect();
-        let owners: BTreeSet<u32> = listeners
-            .iter()
-            .flat_map(|l| l.pids.iter().copied())
-            .collect();
-        self.processes
-            .retain(|pid, _| owners.contains(pid) && !fresh.contains(pid) && !owners_due);
-        let missing: BTreeSet<u32> = owners
-            .iter()
-            .copied()
-            .filter(|p| !self.processes.contains_key(p))
-            .collect();
-        self.processes
-            .extend(read_processes(platform, cache, &missing, &mut errors));
-        let parents: BTreeSet<u32> = self
-            .processes
-            .values()
-            .map(|p| p.ppid)
-            .filter(|pp| *pp != 0 && !self.processes.contains_key(pp))
-            .collect();
-        self.processes
-            .extend(read_processes(platform, cache, &parents, &mut errors));
-        self.translocated = translocation_mounts(platform, &self.processes);
+        // program); forget owners of nothing. Nothing is read when nothing
+        // is new.
+        let mut processes_changed = false;
+        if refreshed || !new.is_empty() {
+            let fresh: BTreeSet<u32> = new.iter().flat_map(|l| l.pids.iter().copied()).collect();
+            let owners: BTreeSet<u32> = listeners
+                .iter()
+                .flat_map(|l| l.pids.iter().copied())
+                .collect();
+            let before = self.processes.clone();
+            self.processes
+                .retain(|pid, _| owners.contains(pid) && !fresh.contains(pid) && !owners_due);
+            let missing: BTreeSet<u32> = owners
+                .iter()
+                .copied()
+                .filter(|p| !self.processes.contains_key(p))
+                .collect();
+            self.processes
+                .extend(read_processes(platform, cache, &missing, &mut errors));
+            let parents: BTreeSet<u32> = self
+                .processes
+                .values()
+                .map(|p| p.ppid)
+                .filter(|pp| *pp != 0 && !self.processes.contains_key(pp))
+                .collect();
+            self.processes
+                .extend(read_processes(platform, cache, &parents, &mut errors));
+            self.translocated = translocation_mounts(platform, &self.processes);
+            processes_changed = self.processes != before;
+        }
 
         if config.probe {
-            let targets: Vec<Target> = listeners
-                .iter()
-                .filter(|l| l.scope.browser_reachable())
-                .map(|l| Target {
-                    socket_id: l.socket_id,
-                    address: (l.address, l.port),
-                    owners: owners_of(l, &self.processes),
-                })
-                .collect();
             let new_reachable: Vec<u64> = new
                 .iter()
                 .filter(|l| l.scope.browser_reachable())
@@ -233,7 +322,21 @@ impl SweepState {
                 self.probing.held.insert(*id, now);
             }
             let timeout = Duration::from_millis(config.probe_timeout_ms);
-            match self.probing.dispatch(&targets, now, timeout) {
+            // The schedule's targets change only with the sockets or their
+            // owners; otherwise only retries and refreshes fall due.
+            if sockets_changed || processes_changed || self.probing.targets.is_none() {
+                let targets: Vec<Target> = listeners
+                    .iter()
+                    .filter(|l| l.scope.browser_reachable())
+                    .map(|l| Target {
+                        socket_id: l.socket_id,
+                        address: (l.address, l.port),
+                        owners: owners_of(l, &self.processes),
+                    })
+                    .collect();
+                self.probing.targets = Some(targets);
+            }
+            match self.probing.dispatch(now, timeout) {
                 Ok(()) => probes_changed |= self.probing.await_first(&new_reachable, now),
                 Err(e) => errors.push(ScanError {
                     source: "probe".into(),
@@ -246,35 +349,96 @@ impl SweepState {
             self.probing.stop();
         }
         self.socket_ids = ids;
-        self.listeners = listeners.clone();
+        if refreshed || sockets_changed {
+            self.listeners = listeners;
+        }
+        if processes_changed {
+            self.facts = None;
+        }
 
         let rescan = self.persistence_dirty
             || self
                 .last_rescan
                 .is_none_or(|t| now.duration_since(t) >= FULL_RESCAN);
+        let mut persistence_changed = false;
         if rescan {
             let (mut items, apps, errs) = startup_items(config);
             errors.extend(errs);
             errors.extend(login_items(platform, config, &mut items));
-            let persistence_changed = items != self.persistence || apps != self.apps;
+            persistence_changed = items != self.persistence || apps != self.apps;
+            if persistence_changed {
+                self.facts = None;
+            }
             self.persistence = items;
             self.apps = apps;
             self.last_rescan = Some(now);
             self.persistence_dirty = false;
-            return Swept {
-                observations: self.observations(listeners),
-                errors,
-                changed: sockets_changed || persistence_changed || probes_changed,
-            };
+            // Files referenced may have come or gone without the lists
+            // changing: look again at the periodic rescan.
+            self.facts = None;
         }
-        Swept {
-            observations: self.observations(listeners),
+        Looked {
             errors,
-            changed: sockets_changed || probes_changed,
+            changed: sockets_changed || persistence_changed || probes_changed || processes_changed,
         }
     }
 
-    fn observations(&mut self, mut listeners: Vec<Listener>) -> Observations {
+    /// Walk every process's descriptors; remember which processes existed
+    /// before the walk began.
+    fn walk_all(
+        &mut self,
+        platform: &dyn Platform,
+        now: Instant,
+    ) -> Result<Vec<Listener>, crate::platform::PlatformError> {
+        let before = platform.process_ids();
+        let listed = platform.listeners()?;
+        self.walked_pids = before;
+        self.last_full_walk = Some(now);
+        Ok(listed)
+    }
+
+    /// Refresh the owners of the sockets we know by reading only the
+    /// descriptors of processes that are new since the last walk and of
+    /// the known owners; every other process's descriptors were read
+    /// before and cannot have gained a listening socket by a fork.
+    /// Falls back to a full walk when the platform cannot list processes
+    /// or the socket set moved meanwhile.
+    fn refresh_owners(
+        &mut self,
+        platform: &dyn Platform,
+        now: Instant,
+    ) -> Result<Vec<Listener>, crate::platform::PlatformError> {
+        let (Some(now_pids), Some(walked)) = (platform.process_ids(), self.walked_pids.as_ref())
+        else {
+            return self.walk_all(platform, now);
+        };
+        let mut candidates: BTreeSet<u32> = now_pids.difference(walked).copied().collect();
+        candidates.extend(
+            self.listeners
+                .iter()
+                .flat_map(|l| l.pids.iter().copied())
+                .filter(|p| now_pids.contains(p)),
+        );
+        let listed = platform.listeners_among(&candidates)?;
+        if listed
+            .iter()
+            .map(|l| l.socket_id)
+            .collect::<BTreeSet<u64>>()
+            != self.socket_ids
+        {
+            // A socket came or went between the two dumps: its owner may be
+            // any process.
+            return self.walk_all(platform, now);
+        }
+        self.walked_pids = Some(now_pids);
+        Ok(listed)
+    }
+
+    /// What the sweeps have seen, for the judge. Path facts are read again
+    /// only when the processes or persistence changed, or at the periodic
+    /// rescan.
+    pub fn observations(&mut self) -> Observations {
+        let mut listeners = self.listeners.clone();
         self.held_pids = listeners
             .iter()
             .filter(|l| self.probing.held.contains_key(&l.socket_id))
@@ -290,19 +454,27 @@ impl SweepState {
                     .map(|k| ((l.address, l.port), k.probe.clone()))
             })
             .collect();
-        let facts = path_facts(&self.processes, &self.persistence);
+        let facts = self.facts.get_or_insert_with(|| {
+            let f = path_facts(&self.processes, &self.persistence);
+            CachedFacts {
+                existing: f.existing,
+                owners: f.owners,
+                homes: f.homes,
+                agent_exe: std::env::current_exe().ok(),
+            }
+        });
         Observations {
             listeners,
             processes: self.processes.clone(),
             persistence: self.persistence.clone(),
             probes,
             installed_bundle_ids: self.apps.clone(),
-            existing_paths: facts.existing,
-            path_owners: facts.owners,
-            home_dirs: facts.homes,
+            existing_paths: facts.existing.clone(),
+            path_owners: facts.owners.clone(),
+            home_dirs: facts.homes.clone(),
             translocated: self.translocated.clone(),
             agent_pid: std::process::id(),
-            agent_exe: std::env::current_exe().ok(),
+            agent_exe: facts.agent_exe.clone(),
             grants: Vec::new(),
             camera_sessions: Vec::new(),
             connections: Vec::new(),
@@ -364,12 +536,8 @@ impl Probing {
     }
 
     /// Hand the probes due to the prober (started if need be).
-    fn dispatch(
-        &mut self,
-        targets: &[Target],
-        now: Instant,
-        timeout: Duration,
-    ) -> std::io::Result<()> {
+    fn dispatch(&mut self, now: Instant, timeout: Duration) -> std::io::Result<()> {
+        let targets: &[Target] = self.targets.as_deref().unwrap_or_default();
         let live: std::collections::HashSet<u64> = targets.iter().map(|t| t.socket_id).collect();
         self.held.retain(|id, _| live.contains(id));
         if let Some(p) = &self.prober {
@@ -403,6 +571,7 @@ impl Probing {
         self.prober = None;
         self.schedule.clear();
         self.held.clear();
+        self.targets = None;
     }
 }
 
@@ -619,7 +788,7 @@ mod tests {
                 (true, None)
             ]
         );
-        let p = &state.observations(state.listeners.clone()).probes[&local(port)];
+        let p = &state.observations().probes[&local(port)];
         assert_eq!(p.cors, crate::model::Cors::Wildcard);
     }
 
@@ -705,6 +874,232 @@ mod tests {
         fn user_name_of(&self, uid: u32) -> Option<String> {
             self.native.user_name_of(uid)
         }
+    }
+
+    /// Native, narrowed to the test's own port (other tests open sockets
+    /// concurrently), counting what each sweep asks of the platform.
+    struct Counting {
+        native: Native,
+        port: u16,
+        full_walks: AtomicUsize,
+        partial_walks: AtomicUsize,
+        identities: AtomicUsize,
+        /// The pids the last partial walk was asked to read.
+        among: Mutex<BTreeSet<u32>>,
+    }
+
+    impl Counting {
+        fn port(port: u16) -> Counting {
+            Counting {
+                native: Native::new(Config::default().tools()),
+                port,
+                full_walks: AtomicUsize::new(0),
+                partial_walks: AtomicUsize::new(0),
+                identities: AtomicUsize::new(0),
+                among: Mutex::new(BTreeSet::new()),
+            }
+        }
+        fn counts(&self) -> (usize, usize, usize) {
+            (
+                self.full_walks.load(Ordering::SeqCst),
+                self.partial_walks.load(Ordering::SeqCst),
+                self.identities.load(Ordering::SeqCst),
+            )
+        }
+        fn ours(&self, mut all: Vec<Listener>) -> Vec<Listener> {
+            all.retain(|l| l.port == self.port);
+            all
+        }
+    }
+
+    impl Platform for Counting {
+        fn console_users(&self) -> Result<Vec<u32>, crate::platform::PlatformError> {
+            self.native.console_users()
+        }
+        fn user_name_of(&self, uid: u32) -> Option<String> {
+            self.native.user_name_of(uid)
+        }
+        fn host_info(&self) -> crate::model::HostInfo {
+            self.native.host_info()
+        }
+        fn listeners(&self) -> Result<Vec<Listener>, crate::platform::PlatformError> {
+            self.full_walks.fetch_add(1, Ordering::SeqCst);
+            Ok(self.ours(self.native.listeners()?))
+        }
+        fn listeners_among(
+            &self,
+            pids: &BTreeSet<u32>,
+        ) -> Result<Vec<Listener>, crate::platform::PlatformError> {
+            self.partial_walks.fetch_add(1, Ordering::SeqCst);
+            *self.among.lock().unwrap() = pids.clone();
+            Ok(self.ours(self.native.listeners_among(pids)?))
+        }
+        fn listening_socket_ids(&self) -> Result<BTreeSet<u64>, crate::platform::PlatformError> {
+            Ok(self
+                .ours(self.native.listeners_among(&BTreeSet::new())?)
+                .iter()
+                .map(|l| l.socket_id)
+                .collect())
+        }
+        fn process_ids(&self) -> Option<BTreeSet<u32>> {
+            self.native.process_ids()
+        }
+        fn process(&self, pid: u32) -> Result<ProcessIdentity, crate::platform::PlatformError> {
+            self.identities.fetch_add(1, Ordering::SeqCst);
+            self.native.process(pid)
+        }
+        fn check_signature(&self, path: &std::path::Path) -> crate::model::Signature {
+            self.native.check_signature(path)
+        }
+        fn login_items(&self) -> Result<Vec<PersistenceItem>, crate::platform::PlatformError> {
+            self.native.login_items()
+        }
+        fn camera_source(&self) -> crate::platform::CameraSource {
+            self.native.camera_source()
+        }
+        fn established_to(
+            &self,
+            ports: &BTreeSet<u16>,
+        ) -> Result<Vec<crate::platform::Established>, crate::platform::PlatformError> {
+            self.native.established_to(ports)
+        }
+        fn notify_user(&self, uid: Option<u32>, title: &str, message: &str) -> Result<(), String> {
+            self.native.notify_user(uid, title, message)
+        }
+    }
+
+    /// A listening socket whose descriptor a child inherits.
+    fn inheritable_listener() -> TcpListener {
+        use std::os::fd::AsRawFd;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        // SAFETY: F_SETFD on a descriptor we own; clears only FD_CLOEXEC.
+        let rc = unsafe { libc::fcntl(listener.as_raw_fd(), libc::F_SETFD, 0) };
+        assert_eq!(rc, 0);
+        listener
+    }
+
+    #[test]
+    fn an_idle_sweep_reads_nothing_but_the_socket_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let platform = Counting::port(listener.local_addr().unwrap().port());
+        let cache = SignatureCache::default();
+        let mut state = SweepState::default();
+        let t0 = Instant::now();
+        assert!(state.look(&platform, &cfg, &cache, t0).changed);
+        let after_first = platform.counts();
+        assert_eq!(after_first.0, 1, "the first sweep walks every process");
+        assert!(after_first.2 >= 1, "and reads the owner's identity");
+        for i in 1..20 {
+            let looked = state.look(&platform, &cfg, &cache, t0 + Duration::from_millis(500 * i));
+            assert!(!looked.changed);
+        }
+        assert_eq!(
+            platform.counts(),
+            after_first,
+            "an idle sweep walks nothing and reads no identity"
+        );
+        // The observations are assembled from what the sweeps kept.
+        let seen = state.observations();
+        assert_eq!(seen.listeners.len(), 1);
+        assert_eq!(seen.listeners[0].pids, vec![std::process::id()]);
+        assert!(seen.processes.contains_key(&std::process::id()));
+    }
+
+    #[test]
+    fn a_socket_that_goes_away_needs_no_walk() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let platform = Counting::port(listener.local_addr().unwrap().port());
+        let cache = SignatureCache::default();
+        let mut state = SweepState::default();
+        let t0 = Instant::now();
+        state.look(&platform, &cfg, &cache, t0);
+        assert_eq!(state.observations().listeners.len(), 1);
+        drop(listener);
+        let looked = state.look(&platform, &cfg, &cache, t0 + Duration::from_secs(1));
+        assert!(looked.changed, "a listener went: judge again");
+        assert!(state.observations().listeners.is_empty());
+        assert_eq!(
+            platform.counts().0,
+            1,
+            "no walk for a socket that only went"
+        );
+        // A new socket still means a walk (its owner may be anyone).
+        let again = TcpListener::bind(("127.0.0.1", platform.port)).unwrap();
+        state.look(&platform, &cfg, &cache, t0 + Duration::from_secs(2));
+        assert_eq!(platform.counts().0, 2);
+        assert_eq!(
+            state.observations().listeners[0].pids,
+            vec![std::process::id()]
+        );
+        drop(again);
+    }
+
+    #[test]
+    fn a_fork_heir_is_found_by_the_refresh_without_a_full_walk() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let listener = inheritable_listener();
+        let platform = Counting::port(listener.local_addr().unwrap().port());
+        let cache = SignatureCache::default();
+        let mut state = SweepState::default();
+        let t0 = Instant::now();
+        state.look(&platform, &cfg, &cache, t0);
+        // (Children other tests spawn meanwhile inherit the descriptor
+        // too, so only our own pids are asserted.)
+        assert!(
+            state.observations().listeners[0]
+                .pids
+                .contains(&std::process::id())
+        );
+
+        // A child born after the walk inherits the socket (as a helper's
+        // fork would): no socket changes, so no sweep notices until the
+        // owners' refresh, which reads only new processes' descriptors.
+        let mut heir = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let heir_pid = heir.id();
+        assert!(
+            !state
+                .look(&platform, &cfg, &cache, t0 + Duration::from_secs(1))
+                .changed
+        );
+        let looked = state.look(&platform, &cfg, &cache, t0 + FULL_RESCAN);
+        assert!(looked.changed, "a new owner is a change");
+        let seen = state.observations();
+        assert!(
+            seen.listeners[0].pids.contains(&heir_pid),
+            "the heir holds it"
+        );
+        assert!(seen.listeners[0].pids.contains(&std::process::id()));
+        assert!(
+            seen.processes.contains_key(&heir_pid),
+            "the heir's identity is read"
+        );
+        let (full, partial, _) = platform.counts();
+        assert_eq!((full, partial), (1, 1), "the refresh was a partial walk");
+        let among = platform.among.lock().unwrap().clone();
+        assert!(among.contains(&heir_pid) && among.contains(&std::process::id()));
+        assert!(
+            among.len() < platform.process_ids().unwrap().len(),
+            "old processes' descriptors were not read again: {among:?}"
+        );
+
+        // The heir exits: the next refresh drops it.
+        heir.kill().unwrap();
+        heir.wait().unwrap();
+        state.look(&platform, &cfg, &cache, t0 + FULL_RESCAN * 2);
+        let pids = state.observations().listeners[0].pids.clone();
+        assert!(pids.contains(&std::process::id()) && !pids.contains(&heir_pid));
+        // And every FULL_OWNER_WALK all descriptors are read again (what
+        // catches a socket passed to an old process over a Unix socket).
+        state.look(&platform, &cfg, &cache, t0 + FULL_OWNER_WALK);
+        assert_eq!(platform.counts().0, 2);
     }
 
     #[test]

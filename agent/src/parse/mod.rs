@@ -8,6 +8,7 @@ pub mod camera_log;
 pub mod launchctl;
 pub mod launchd;
 pub mod libproc_abi;
+pub mod pcblist;
 pub mod plist_guard;
 pub mod proc_bsdinfo;
 pub mod procargs;

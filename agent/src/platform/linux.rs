@@ -14,6 +14,8 @@
 //! - Linux has no code signatures: `check_signature` says `NotSupported`
 //!   rather than pretending binaries are unsigned.
 
+#[path = "linux/devwatch.rs"]
+mod devwatch;
 #[path = "linux/owners.rs"]
 mod owners;
 #[path = "linux/process.rs"]
@@ -58,6 +60,9 @@ pub struct Native {
     launchctl: std::path::PathBuf,
     /// `UtmpxPath`: who is logged in ([`crate::platform::console_users`]).
     utmpx: std::path::PathBuf,
+    /// The sock_diag socket the daemon's per-sweep dump reuses: opening,
+    /// binding and connecting one costs four syscalls a sweep.
+    diag: Mutex<Option<netlink_sys::Socket>>,
 }
 
 impl Native {
@@ -77,6 +82,7 @@ impl Native {
             users: Mutex::new(HashMap::new()),
             launchctl: tools.launchctl,
             utmpx: tools.utmpx,
+            diag: Mutex::new(None),
         }
     }
 
@@ -135,6 +141,41 @@ impl Native {
         Ok(children)
     }
 
+    /// Listeners with their owners, found among `among` (every process
+    /// when `None`).
+    fn listeners_walking(
+        &self,
+        among: Option<&std::collections::BTreeSet<u32>>,
+    ) -> Result<Vec<Listener>, PlatformError> {
+        let raw = sockets::listening()?;
+        let inodes: Vec<u64> = raw.iter().map(|r| r.inode).collect();
+        let mut owners = match among {
+            None => owners::owners(&inodes)?,
+            Some(pids) => owners::owners_among(&inodes, pids)?,
+        };
+
+        let mut out: Vec<Listener> = raw
+            .into_iter()
+            .map(|r| {
+                let scope = AddressScope::of(r.address);
+                Listener {
+                    address: r.address,
+                    port: r.port,
+                    scope,
+                    // Only a wildcard IPv6 socket can also take IPv4.
+                    v6only: match r.address {
+                        IpAddr::V6(_) if scope == AddressScope::Wildcard => r.v6only,
+                        _ => None,
+                    },
+                    pids: owners.remove(&r.inode).unwrap_or_default(),
+                    socket_id: r.inode,
+                }
+            })
+            .collect();
+        out.sort_by_key(|l| (l.port, l.address, l.socket_id));
+        Ok(out)
+    }
+
     fn user_name(&self, uid: u32) -> Option<String> {
         // A poisoned lock only means another thread panicked mid-insert;
         // the map is still a valid cache.
@@ -187,34 +228,49 @@ impl Platform for Native {
     }
 
     fn listeners(&self) -> Result<Vec<Listener>, PlatformError> {
-        let raw = sockets::listening()?;
-        let inodes: Vec<u64> = raw.iter().map(|r| r.inode).collect();
-        let mut owners = owners::owners(&inodes)?;
-        let mut out: Vec<Listener> = raw
-            .into_iter()
-            .map(|r| {
-                let scope = AddressScope::of(r.address);
-                Listener {
-                    address: r.address,
-                    port: r.port,
-                    scope,
-                    // Only a wildcard IPv6 socket can also take IPv4.
-                    v6only: match r.address {
-                        IpAddr::V6(_) if scope == AddressScope::Wildcard => r.v6only,
-                        _ => None,
-                    },
-                    pids: owners.remove(&r.inode).unwrap_or_default(),
-                    socket_id: r.inode,
-                }
-            })
-            .collect();
-        out.sort_by_key(|l| (l.port, l.address, l.socket_id));
-        Ok(out)
+        self.listeners_walking(None)
     }
 
-    /// One sock_diag dump (~1 ms), no `/proc` walk.
+    fn listeners_among(
+        &self,
+        pids: &std::collections::BTreeSet<u32>,
+    ) -> Result<Vec<Listener>, PlatformError> {
+        self.listeners_walking(Some(pids))
+    }
+
+    /// One getdents of `/proc`.
+    fn process_ids(&self) -> Option<std::collections::BTreeSet<u32>> {
+        owners::process_ids().ok()
+    }
+
+    fn watch_devices(&self, patterns: &[String]) -> Option<Box<dyn crate::platform::DeviceWatch>> {
+        match devwatch::DeviceOpens::new(patterns) {
+            Ok(w) => Some(Box::new(w)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the camera devices; walking /proc instead");
+                None
+            }
+        }
+    }
+
+    /// One sock_diag dump on a socket kept open between calls, no `/proc`
+    /// walk.
     fn listening_socket_ids(&self) -> Result<std::collections::BTreeSet<u64>, PlatformError> {
-        Ok(sockets::listening()?.into_iter().map(|r| r.inode).collect())
+        let mut held = self.diag.lock().unwrap_or_else(|p| p.into_inner());
+        let socket = match held.take() {
+            Some(s) => s,
+            None => sockets::open_diag()?,
+        };
+        match sockets::listening_ids_on(&socket) {
+            Ok(ids) => {
+                *held = Some(socket);
+                Ok(ids)
+            }
+            // A failed dump may leave replies queued on the socket: drop
+            // it, and let the usual fallback (or a fresh socket next
+            // time) answer.
+            Err(_) => Ok(sockets::listening()?.into_iter().map(|r| r.inode).collect()),
+        }
     }
 
     /// `signature` is always [`Signature::not_supported`]: Linux has no

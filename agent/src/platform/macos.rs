@@ -7,7 +7,8 @@
 //! kept thin: it makes the system calls and hands the bytes to the pure,
 //! fixture-tested modules that decide — `parse::libproc_abi` (socket
 //! buffers, grouping into listeners, established connections to chosen
-//! ports), `parse::proc_bsdinfo` (start time, terminal, the pre-signal
+//! ports), `parse::pcblist` (`net.inet.tcp.pcblist_n`, the per-sweep
+//! change detector), `parse::proc_bsdinfo` (start time, terminal, the pre-signal
 //! identity rule), `parse::procargs` (`KERN_PROCARGS2`), `parse::sw_vers`,
 //! and `platform::signing`.
 
@@ -57,6 +58,8 @@ pub struct Native {
     /// The OS version does not change while the agent runs (an update
     /// reboots), so `sw_vers` runs once.
     os_version: OnceLock<Option<String>>,
+    /// The `pcblist_n` buffer the per-sweep read reuses.
+    pcblist: Mutex<Vec<u8>>,
 }
 
 impl Native {
@@ -65,6 +68,7 @@ impl Native {
             tools,
             users: Mutex::new(HashMap::new()),
             os_version: OnceLock::new(),
+            pcblist: Mutex::new(Vec::new()),
         }
     }
 
@@ -448,6 +452,72 @@ fn sweep_health(tally: &crate::parse::libproc_abi::SocketTally) -> Result<(), Pl
     })
 }
 
+/// The MIB name netstat reads for TCP (network_cmds `netstat.tproj/inet.c`).
+const PCBLIST_N: &std::ffi::CStr = c"net.inet.tcp.pcblist_n";
+/// Attempts when the list outgrows the buffer between sizing and reading.
+const PCBLIST_TRIES: usize = 4;
+/// No Mac has this many TCP PCBs (600-odd bytes each); a larger answer is
+/// refused rather than allocated.
+const MAX_PCBLIST: usize = 256 * 1024 * 1024;
+
+/// `sysctlbyname("net.inet.tcp.pcblist_n")` into `buf`, decoded. One call
+/// to size (the kernel already adds an eighth for growth), one to read;
+/// `ENOMEM` (the list grew past that) asks again with the new size.
+fn tcp_pcblist(buf: &mut Vec<u8>) -> Result<crate::parse::pcblist::PcbList, PlatformError> {
+    let io = |e: std::io::Error| PlatformError::io("sysctl net.inet.tcp.pcblist_n", e);
+    for _ in 0..PCBLIST_TRIES {
+        let mut size: libc::size_t = 0;
+        // SAFETY: a NUL-terminated name; a null old pointer asks only for
+        // the size, stored in `size`; no new value is set.
+        let rc = unsafe {
+            libc::sysctlbyname(
+                PCBLIST_N.as_ptr(),
+                std::ptr::null_mut(),
+                &mut size,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        if rc != 0 {
+            return Err(io(std::io::Error::last_os_error()));
+        }
+        if size > MAX_PCBLIST {
+            return Err(io(std::io::Error::other(format!(
+                "the kernel asks for {size} bytes, more than {MAX_PCBLIST}"
+            ))));
+        }
+        buf.resize(size, 0);
+        let mut len = buf.len();
+        // SAFETY: `buf` is writable for `len` bytes; the kernel writes at
+        // most `len` and stores the count written back in `len`.
+        let rc = unsafe {
+            libc::sysctlbyname(
+                PCBLIST_N.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                &mut len,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ENOMEM) {
+                continue;
+            }
+            return Err(io(err));
+        }
+        let answer = buf.get(..len).unwrap_or(buf);
+        return crate::parse::pcblist::decode(answer).map_err(|e| PlatformError::Malformed {
+            what: "pcblist_n",
+            path: PathBuf::from("sysctl net.inet.tcp.pcblist_n"),
+            detail: e.to_string(),
+        });
+    }
+    Err(io(std::io::Error::other(
+        "the TCP list kept growing while it was read",
+    )))
+}
+
 /// `sysctl(KERN_PROCARGS2)` for `pid`, parsed. `None` when the process is
 /// gone or we may not read it (another user's process without root).
 fn procargs(pid: u32) -> Option<procargs::ProcArgs> {
@@ -558,6 +628,34 @@ impl Platform for Native {
         }
         sweep_health(&tally)?;
         Ok(group_listeners(found))
+    }
+
+    /// The daemon's per-sweep change detector: one read of the kernel's
+    /// TCP list (`net.inet.tcp.pcblist_n`, what netstat reads) instead of
+    /// the libproc walk of every process's descriptors, which runs only
+    /// when these ids differ from the last sweep's. `xso_so` here and
+    /// libproc's `soi_so` are the same hash of the same kernel pointer
+    /// (`VM_KERNEL_ADDRHASH(so)`), so the ids compare with
+    /// [`Listener::socket_id`]; were they ever to differ, every sweep would
+    /// see a change and walk — slower, never blind.
+    ///
+    /// The list also carries `so_last_pid` and `so_e_pid`, and it is
+    /// tempting to check that one process instead of walking all. xnu
+    /// (`bsd/kern/uipc_socket.c`, `so_update_last_owner_locked`) sets
+    /// `last_pid` to whichever process last made a socket call on it: a
+    /// process that has since passed the descriptor on and closed it, or
+    /// exited after a fork, is still named there, its pid can meanwhile be
+    /// reused by a stranger, and a child that inherited the socket and
+    /// never touched it is named nowhere. `e_pid` is the delegate a holder
+    /// with the delegation entitlement declared (`SO_DELEGATED`), a claim,
+    /// not a fact about who holds the descriptor. Neither tells every
+    /// holder, and lenscap acts on every holder of a helper's socket and
+    /// only after re-identifying it. So they are not used to skip the walk:
+    /// the walk runs only when the set changed, which on an idle Mac is
+    /// rare, and it finds every holder with the descriptor in hand.
+    fn listening_socket_ids(&self) -> Result<std::collections::BTreeSet<u64>, PlatformError> {
+        let mut buf = self.pcblist.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(tcp_pcblist(&mut buf)?.listening_ids())
     }
 
     /// `signature` is left [`Signature::unknown`]: callers fill it through

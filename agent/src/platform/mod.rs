@@ -90,6 +90,16 @@ impl PlatformError {
 }
 
 /// How this platform tells that a camera is in use.
+/// Opens and closes of camera device nodes since the last look
+/// ([`Platform::watch_devices`]).
+pub trait DeviceWatch: Send + std::fmt::Debug {
+    /// True when, since the last call, a watched device was opened or
+    /// closed, a device node matching the patterns appeared or went, or
+    /// events were lost: the holders must be looked up again. Cheap when
+    /// nothing happened (one non-blocking read).
+    fn activity(&mut self) -> bool;
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CameraSource {
     /// Processes holding a descriptor on a `CameraDevices` path, read from
@@ -148,6 +158,34 @@ pub trait Platform: Send + Sync {
     /// nothing changed. The default simply lists everything.
     fn listening_socket_ids(&self) -> Result<std::collections::BTreeSet<u64>, PlatformError> {
         Ok(self.listeners()?.iter().map(|l| l.socket_id).collect())
+    }
+
+    /// The processes that exist now (thread-group leaders), when the
+    /// platform can list them cheaply; `None` otherwise. With
+    /// [`Platform::listeners_among`] it lets the daemon refresh owners by
+    /// reading only new processes' descriptors.
+    fn process_ids(&self) -> Option<std::collections::BTreeSet<u32>> {
+        None
+    }
+
+    /// Like [`Platform::listeners`], but owners are looked for among
+    /// `pids` only (a socket held by nobody in `pids` has no pids). The
+    /// default walks everything.
+    fn listeners_among(
+        &self,
+        pids: &std::collections::BTreeSet<u32>,
+    ) -> Result<Vec<Listener>, PlatformError> {
+        let _ = pids;
+        self.listeners()
+    }
+
+    /// Opens and closes of the camera devices (`patterns`, the
+    /// `CameraDevices` globs) as they happen, where the platform can watch
+    /// for them; `None` where it cannot (the camera watch then walks
+    /// whenever a device exists).
+    fn watch_devices(&self, patterns: &[String]) -> Option<Box<dyn DeviceWatch>> {
+        let _ = patterns;
+        None
     }
 
     /// The identity of one process. `signature` is left as

@@ -22,7 +22,11 @@
 //! `DAEMON_BENCH_CAMERA` (`on`, `off` or `both`; default `on`),
 //! `DAEMON_BENCH_ROUNDS` (rounds of `both`, default 1),
 //! `CAMERA_BENCH_ITERS` (default 300), `CAMERA_BENCH_DEVICE` (a file held
-//! open elsewhere; default a temp file held by a `sleep`).
+//! open elsewhere; default a temp file held by a `sleep`),
+//! `DAEMON_BENCH_CONTAIN_SWEEP` (the latency benchmarks' `SweepSeconds`:
+//! default 1, `default` for the binary's own default, or a number such
+//! as 0.5), `DAEMON_BENCH_BIN` (another `lenscap` binary to run instead
+//! of this tree's, for side-by-side runs against an older build).
 
 use std::os::unix::fs::lchown;
 use std::path::{Path, PathBuf};
@@ -117,28 +121,36 @@ fn rig() -> Rig {
     for d in ["Users", "Applications", "private/tmp"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
+    let mut keys: Vec<(&str, plist::Value)> = vec![("Mode", "remediate".into())];
+    match std::env::var("DAEMON_BENCH_CONTAIN_SWEEP").as_deref() {
+        Err(_) => keys.push(("SweepSeconds", 1.into())),
+        Ok("default") => {}
+        Ok(s) => keys.push((
+            "SweepSeconds",
+            plist::Value::Real(s.parse().expect("DAEMON_BENCH_CONTAIN_SWEEP: a number")),
+        )),
+    }
     let config = write_config(
         &root,
         &[
-            ("Mode", "remediate".into()),
-            ("SweepSeconds", 1.into()),
-            (
-                "LaunchctlPath",
-                Standin::launchctl_path().display().to_string().into(),
-            ),
-            ("PlaceholderBlock", true.into()),
-            // Every run is a remediation; the default circuit breaker (10
-            // an hour) would fall back to monitor mode mid-benchmark.
-            ("MaxRemediationsPerHour", 10_000.into()),
-        ],
+            keys,
+            vec![
+                (
+                    "LaunchctlPath",
+                    Standin::launchctl_path().display().to_string().into(),
+                ),
+                ("PlaceholderBlock", true.into()),
+                // Every run is a remediation; the default circuit breaker (10
+                // an hour) would fall back to monitor mode mid-benchmark.
+                ("MaxRemediationsPerHour", 10_000.into()),
+            ],
+        ]
+        .concat(),
     );
     let standin = Standin::start(&[], &root.join("launchd"));
     let sock = standin.sock_path();
-    let mut daemon = Daemon::spawn(
-        &profile_lenscap(),
-        &config,
-        &[(STANDIN_SOCK_ENV, sock.as_os_str())],
-    );
+    let bin = std::env::var_os("DAEMON_BENCH_BIN").map_or_else(profile_lenscap, PathBuf::from);
+    let mut daemon = Daemon::spawn(&bin, &config, &[(STANDIN_SOCK_ENV, sock.as_os_str())]);
     daemon.wait_sweeps(1);
     // The helpers run as the user (the stand-in runs a gui/<uid> job as
     // that user) and write their port files here.
@@ -181,8 +193,9 @@ fn bench_listen_to_death() {
         );
         chown_tree(&home, USER_UID);
         // Let the plist's own rescan pass, then start at a random moment of
-        // the one-second sweep cycle.
-        std::thread::sleep(Duration::from_millis(300 + rng.below(1000)));
+        // the sweep cycle: uniform over 2 s, whole cycles of a 0.5, 1 or
+        // 2 s sweep alike.
+        std::thread::sleep(Duration::from_millis(300 + rng.below(2000)));
         let domain = format!("gui/{USER_UID}");
         let out = r
             .standin

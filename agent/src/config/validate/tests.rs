@@ -65,7 +65,20 @@ fn valid_values_become_settings() {
     );
     assert_eq!(
         one("SweepSeconds", int(3600)).unwrap(),
-        vec![Setting::SweepSeconds(3600)]
+        vec![Setting::SweepSeconds(3_600_000)]
+    );
+    // Fractions of a second, to the millisecond.
+    assert_eq!(
+        one("SweepSeconds", Value::Real(0.5)).unwrap(),
+        vec![Setting::SweepSeconds(500)]
+    );
+    assert_eq!(
+        one("SweepSeconds", Value::Real(0.1)).unwrap(),
+        vec![Setting::SweepSeconds(100)]
+    );
+    assert_eq!(
+        one("SweepSeconds", Value::Real(2.25)).unwrap(),
+        vec![Setting::SweepSeconds(2250)]
     );
     assert_eq!(
         one("Probe", Value::Boolean(false)).unwrap(),
@@ -107,20 +120,28 @@ fn wrong_mode_names_file_key_value_and_choices() {
 
 #[test]
 fn integers_out_of_range_or_of_wrong_type() {
-    assert!(
-        err("SweepSeconds", int(0)).contains("SweepSeconds is 0, expected an integer 1..=3600")
-    );
-    assert!(
-        err("SweepSeconds", int(3601))
-            .contains("SweepSeconds is 3601, expected an integer 1..=3600")
-    );
-    assert!(
-        err("SweepSeconds", int(-5)).contains("SweepSeconds is -5, expected an integer 1..=3600")
-    );
-    assert!(
-        err("SweepSeconds", s("5")).contains("SweepSeconds is \"5\", expected an integer 1..=3600")
-    );
-    assert!(err("SweepSeconds", Value::Real(2.5)).contains("is the real number 2.5, expected"));
+    const SWEEP: &str = "expected a number of seconds from 0.1 to 3600, in steps of at least 0.001";
+    assert!(err("SweepSeconds", int(0)).contains(&format!("SweepSeconds is 0, {SWEEP}")));
+    assert!(err("SweepSeconds", int(3601)).contains(&format!("SweepSeconds is 3601, {SWEEP}")));
+    assert!(err("SweepSeconds", int(-5)).contains(&format!("SweepSeconds is -5, {SWEEP}")));
+    assert!(err("SweepSeconds", s("5")).contains(&format!("SweepSeconds is \"5\", {SWEEP}")));
+    // Too short, too fine, not a number.
+    for bad in [
+        0.05,
+        0.0,
+        -0.5,
+        0.0005,
+        1.0001,
+        3600.5,
+        f64::NAN,
+        f64::INFINITY,
+    ] {
+        assert!(
+            err("SweepSeconds", Value::Real(bad)).contains(SWEEP),
+            "{bad} accepted"
+        );
+    }
+    assert!(err("SweepSeconds", Value::Integer(Integer::from(u64::MAX))).contains(SWEEP));
     assert!(
         err("ProbeTimeoutMillis", int(9))
             .contains("ProbeTimeoutMillis is 9, expected an integer 10..=10000")
@@ -511,5 +532,20 @@ proptest! {
                 prop_assert!(err.to_string().contains(key) || err.to_string().contains("Rules["));
             }
         }
+    }
+}
+
+proptest! {
+    // Whole milliseconds in range are taken exactly; anything finer or
+    // outside the range is refused, never rounded into range.
+    #[test]
+    fn sweep_seconds_fractions(ms in 0u64..4_000_000, extra in 0.0001f64..0.9) {
+        let exact = one("SweepSeconds", Value::Real(ms as f64 / 1000.0));
+        if (100..=3_600_000).contains(&ms) {
+            prop_assert_eq!(exact.unwrap(), vec![Setting::SweepSeconds(ms)]);
+        } else {
+            prop_assert!(exact.is_err());
+        }
+        prop_assert!(one("SweepSeconds", Value::Real((ms as f64 + extra) / 1000.0)).is_err());
     }
 }

@@ -35,6 +35,32 @@ const MIN_PIDS_PER_THREAD: usize = 64;
 /// may not inspect (another user's, without privilege) are silently
 /// absent: `Listener::pids` documents that an empty list means invisible.
 pub fn owners(targets: &[u64]) -> Result<HashMap<u64, Vec<u32>>, PlatformError> {
+    owners_in(targets, None)
+}
+
+/// [`owners`], reading only the descriptors of `among` (those that still
+/// exist): the daemon's refresh of known sockets' owners, which need not
+/// look at processes whose descriptors it read before.
+pub fn owners_among(
+    targets: &[u64],
+    among: &std::collections::BTreeSet<u32>,
+) -> Result<HashMap<u64, Vec<u32>>, PlatformError> {
+    owners_in(targets, Some(among))
+}
+
+/// The thread-group leaders in `/proc` now.
+pub fn process_ids() -> Result<std::collections::BTreeSet<u32>, PlatformError> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let proc_dir = openat(CWD, c"/proc", flags, Mode::empty())
+        .map_err(|e| PlatformError::io("/proc", e.into()))?;
+    let pids = list_pids(proc_dir.as_fd()).map_err(|e| PlatformError::io("/proc", e.into()))?;
+    Ok(pids.into_iter().collect())
+}
+
+fn owners_in(
+    targets: &[u64],
+    among: Option<&std::collections::BTreeSet<u32>>,
+) -> Result<HashMap<u64, Vec<u32>>, PlatformError> {
     let mut targets = targets.to_vec();
     targets.sort_unstable();
     targets.dedup();
@@ -45,7 +71,10 @@ pub fn owners(targets: &[u64]) -> Result<HashMap<u64, Vec<u32>>, PlatformError> 
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let proc_dir = openat(CWD, c"/proc", flags, Mode::empty())
         .map_err(|e| PlatformError::io("/proc", e.into()))?;
-    let pids = list_pids(proc_dir.as_fd()).map_err(|e| PlatformError::io("/proc", e.into()))?;
+    let pids: Vec<u32> = match among {
+        None => list_pids(proc_dir.as_fd()).map_err(|e| PlatformError::io("/proc", e.into()))?,
+        Some(among) => among.iter().copied().collect(),
+    };
 
     // available_parallelism reads cgroup files each call; the CPU count
     // of a running agent does not change often enough to matter.

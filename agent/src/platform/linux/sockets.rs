@@ -50,6 +50,27 @@ pub fn listening() -> Result<Vec<RawListener>, PlatformError> {
     }
 }
 
+/// The inodes of the LISTEN sockets of both families, dumped on an open
+/// `socket` (the daemon keeps one between sweeps). Only the ids: the
+/// sweep compares them with the last sweep's and looks further only when
+/// they differ.
+pub fn listening_ids_on(socket: &Socket) -> Result<BTreeSet<u64>, PlatformError> {
+    // Thread-local so the per-sweep dump allocates nothing: 64 KiB once.
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(dump_buffer());
+    }
+    BUF.with_borrow_mut(|buf| {
+        let mut ids = BTreeSet::new();
+        for family in [AF_INET, AF_INET6] {
+            dump(socket, buf, family, StateFlags::LISTEN, None, |r| {
+                ids.insert(u64::from(r.header.inode));
+            })
+            .map_err(PlatformError::from)?;
+        }
+        Ok(ids)
+    })
+}
+
 /// Netlink dump of LISTEN sockets for both address families.
 pub fn netlink_listening() -> Result<Vec<RawListener>, PlatformError> {
     let socket = open_diag()?;
