@@ -108,9 +108,14 @@ enum AlertCommand {
         /// POST signed JSON to this URL (https; http on loopback).
         #[arg(long, value_name = "URL", conflicts_with = "syslog")]
         webhook: Option<String>,
-        /// Send RFC 5424 lines over TCP to tcp://HOST:PORT.
+        /// Send RFC 5424 lines to tcp://HOST:PORT, or over TLS to
+        /// tls://HOST:PORT (RFC 5425).
         #[arg(long, value_name = "URL")]
         syslog: Option<String>,
+        /// For tls:// syslog: a PEM file of the CA(s) the receiver's
+        /// certificate must chain to (default: the public web roots).
+        #[arg(long, value_name = "FILE")]
+        ca: Option<std::path::PathBuf>,
         /// Webhook signing secret (16+ printable characters); made and
         /// printed once when left out.
         #[arg(long)]
@@ -129,6 +134,15 @@ enum AlertCommand {
         /// Only incidents on the Mac with this hostname.
         #[arg(long)]
         host: Option<String>,
+        /// Only incidents whose strongest verdict is one of these,
+        /// comma-separated (remediate, report, allow).
+        #[arg(long)]
+        verdict: Option<String>,
+        /// Only incidents holding a finding of one of these kinds,
+        /// comma-separated (listener, persistence, camera_grant,
+        /// camera_use).
+        #[arg(long)]
+        kind: Option<String>,
         /// Allow a plain http webhook off loopback.
         #[arg(long)]
         allow_http: bool,
@@ -364,9 +378,18 @@ async fn main() -> anyhow::Result<()> {
                 states,
                 rule,
                 host,
+                verdict,
+                kind,
+                ca,
                 allow_http,
                 db,
             } => {
+                let ca_pem = match &ca {
+                    Some(path) => Some(std::fs::read_to_string(path).with_context(|| {
+                        format!("cannot read the CA file {}", path.display())
+                    })?),
+                    None => None,
+                };
                 let add = admin::AlertAdd {
                     name,
                     webhook,
@@ -376,6 +399,9 @@ async fn main() -> anyhow::Result<()> {
                     states,
                     rule,
                     host,
+                    verdict,
+                    finding_kind: kind,
+                    ca_pem,
                     allow_http,
                 };
                 with_store(&db, |store| async move {

@@ -12,39 +12,40 @@
 use super::types::*;
 use super::{Store, dispatch, dispatch_write};
 
+/// The columns of [`AlertDestination`].
+pub(super) const DESTINATION_COLUMNS: &str = "id, name, kind, url, secret, min_rank, states, rule, host,
+     verdict, finding_kind, ca_pem, created_at";
+
 const ALERT_COLUMNS: &str =
     "q.id, q.destination_id, d.name AS destination, q.incident_id, q.state, q.event_id,
      q.body, q.queued_at, q.status, q.attempts, q.next_attempt, q.last_error, q.sent_at";
 
 impl Store {
-    /// Add a destination; its id. `None` when the name is taken.
-    #[allow(clippy::too_many_arguments)]
+    /// Add a destination (its `id` is ignored); its id. `None` when the
+    /// name is taken.
     pub async fn add_alert_destination(
         &self,
-        name: &str,
-        kind: &str,
-        url: &str,
-        secret: Option<&str>,
-        min_rank: i64,
-        states: &str,
-        rule: Option<&str>,
-        host: Option<&str>,
-        now: i64,
+        d: &AlertDestination,
     ) -> Result<Option<i64>, StoreError> {
         dispatch_write!(self, pool => {
             sqlx::query_scalar(
-                "INSERT INTO alert_destinations (name, kind, url, secret, min_rank, states, rule, host, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING RETURNING id",
+                "INSERT INTO alert_destinations (name, kind, url, secret, min_rank, states, rule, host,
+                   verdict, finding_kind, ca_pem, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 ON CONFLICT (name) DO NOTHING RETURNING id",
             )
-            .bind(name)
-            .bind(kind)
-            .bind(url)
-            .bind(secret)
-            .bind(min_rank)
-            .bind(states)
-            .bind(rule)
-            .bind(host)
-            .bind(now)
+            .bind(&d.name)
+            .bind(&d.kind)
+            .bind(&d.url)
+            .bind(&d.secret)
+            .bind(d.min_rank)
+            .bind(&d.states)
+            .bind(&d.rule)
+            .bind(&d.host)
+            .bind(&d.verdict)
+            .bind(&d.finding_kind)
+            .bind(&d.ca_pem)
+            .bind(d.created_at)
             .fetch_optional(pool)
             .await
             .ctx("adding an alert destination")
@@ -53,10 +54,9 @@ impl Store {
 
     pub async fn alert_destinations(&self) -> Result<Vec<AlertDestination>, StoreError> {
         dispatch!(self, pool => {
-            sqlx::query_as(
-                "SELECT id, name, kind, url, secret, min_rank, states, rule, host, created_at
-                 FROM alert_destinations ORDER BY name",
-            )
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {DESTINATION_COLUMNS} FROM alert_destinations ORDER BY name"
+            )))
             .fetch_all(pool)
             .await
             .ctx("listing alert destinations")

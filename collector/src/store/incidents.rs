@@ -19,12 +19,14 @@ use sqlx::QueryBuilder;
 
 use super::queries::{MAX_PAGE, UNTRUSTED};
 use super::types::*;
+use super::alerts::DESTINATION_COLUMNS;
 use super::{Store, dispatch, dispatch_write};
 use crate::incidents::{IncidentRow, facts, severity_rank};
 
 /// The columns of [`IncidentRecord`] for `incidents i JOIN hosts h`.
 const INCIDENT_COLUMNS: &str =
     "i.id, i.host_id, h.hostname, i.title, i.state, i.severity, i.name, i.what, i.rule,
+     i.verdict, i.kinds,
      i.first_time, i.last_time, i.findings, i.open_findings, i.steps_done, i.steps_failed,
      i.steps_would, i.restores, i.quarantined, i.event_count,
      EXISTS (SELECT 1 FROM incident_events ie JOIN events e ON e.id = ie.event_id
@@ -32,37 +34,46 @@ const INCIDENT_COLUMNS: &str =
              WHERE ie.incident_id = i.id) AS untrusted";
 
 const INSERT_INCIDENT: &str = "INSERT INTO incidents (host_id, title, state, severity, severity_rank, name, what, rule,
-       first_time, last_time, findings, open_findings, steps_done, steps_failed, steps_would, restores, quarantined, event_count)
-     VALUES ($1, '', '', 'info', 1, $2, NULL, NULL, $3, $3, 0, 0, 0, 0, 0, 0, 0, 0) RETURNING id";
+       first_time, last_time, findings, open_findings, steps_done, steps_failed, steps_would, restores, quarantined, event_count, kinds)
+     VALUES ($1, '', '', 'info', 1, $2, NULL, NULL, $3, $3, 0, 0, 0, 0, 0, 0, 0, 0, '') RETURNING id";
 
 const UPDATE_INCIDENT: &str = "UPDATE incidents SET title = $2, state = $3, severity = $4, severity_rank = $5,
        name = $6, what = $7, rule = $8, first_time = $9, last_time = $10, findings = $11, open_findings = $12,
-       steps_done = $13, steps_failed = $14, steps_would = $15, restores = $16, quarantined = $17, event_count = $18
+       steps_done = $13, steps_failed = $14, steps_would = $15, restores = $16, quarantined = $17, event_count = $18,
+       verdict = $19, kinds = $20
      WHERE id = $1";
 
-fn row_of(r: &IncidentRecord) -> IncidentRow {
-    IncidentRow {
-        name: r.name.clone(),
-        what: r.what.clone(),
-        severity: r.severity.clone(),
-        rule: r.rule.clone(),
-        first_time: r.first_time,
-        last_time: r.last_time,
-        open_findings: r.open_findings,
-        findings: r.findings,
-        steps_done: r.steps_done,
-        steps_failed: r.steps_failed,
-        steps_would: r.steps_would,
-        restores: r.restores,
-        quarantined: r.quarantined,
-        events: r.event_count,
-    }
+/// Events per grouping turn: enough that a turn's fixed statements are
+/// spread thin, few enough that a turn holds SQLite's writer (which
+/// ingest waits for) only briefly.
+pub const GROUP_TURN: i64 = 500;
+
+/// Rows per multi-row statement (well under SQLite's 32,766 parameters).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// An alert to queue at the end of a turn.
+struct QueuedAlert {
+    destination: i64,
+    incident: i64,
+    state: &'static str,
+    event_id: i64,
+    body: String,
 }
 
 impl Store {
     /// Group up to `max` queued events into incidents, in one transaction.
     /// Returns how many were taken from the queue (0: it is empty).
+    ///
+    /// The turn works in memory: it reads the queued events, the keys they
+    /// name (one statement per host) and the incidents owning those keys
+    /// (one statement), walks the events in stored order exactly as one
+    /// event at a time would, and then writes each touched incident once,
+    /// and the memberships, keys and alerts in multi-row statements. So a
+    /// turn costs a handful of statements plus one per incident touched,
+    /// not several per event (this runs beside ingest, on SQLite's single
+    /// writer).
     pub async fn group_pending(&self, max: i64) -> Result<usize, StoreError> {
+        use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
         dispatch_write!(self, pool => {
             let mut tx = pool.begin().await.ctx("grouping incidents")?;
             // Take the turn: an update holds the row (PostgreSQL) or the
@@ -81,18 +92,132 @@ impl Store {
             .await
             .ctx("reading queued events")?;
             let taken = queued.len();
+            if queued.is_empty() {
+                tx.commit().await.ctx("grouping incidents")?;
+                return Ok(0);
+            }
+            let ids: Vec<i64> = queued.iter().map(|q| q.0).collect();
+            // Dequeued by id, not by range: on PostgreSQL an ingest may
+            // commit a lower id after this read.
+            let mut grouped: HashSet<i64> = HashSet::new();
+            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::new("DELETE FROM incident_pending WHERE event_id IN (");
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build().execute(&mut *tx).await.ctx("grouping incidents")?;
+                // Grouping is idempotent per event: one already in an
+                // incident is skipped.
+                let mut qb = QueryBuilder::new("SELECT event_id FROM incident_events WHERE event_id IN (");
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                qb.push(")");
+                let done: Vec<(i64,)> = qb
+                    .build_query_as()
+                    .fetch_all(&mut *tx)
+                    .await
+                    .ctx("grouping incidents")?;
+                grouped.extend(done.into_iter().map(|(id,)| id));
+            }
+            // (event_id, host_id, time, facts, body)
+            let events: Vec<(i64, i64, i64, crate::incidents::Facts, String)> = queued
+                .into_iter()
+                .filter(|q| !grouped.contains(&q.0))
+                .filter_map(|(event_id, host_id, time, kind, body)| {
+                    let f = facts(&kind, &body);
+                    (!f.keys.is_empty() || f.starts).then_some((event_id, host_id, time, f, body))
+                })
+                .collect();
+
+            // The keys these events name that some incident owns already.
+            let mut by_host: BTreeMap<i64, BTreeSet<&str>> = BTreeMap::new();
+            for (_, host_id, _, f, _) in &events {
+                by_host
+                    .entry(*host_id)
+                    .or_default()
+                    .extend(f.lookup_order().map(String::as_str));
+            }
+            let mut keys: HashMap<(i64, String), (i64, Option<bool>)> = HashMap::new();
+            for (host_id, names) in &by_host {
+                let names: Vec<&str> = names.iter().copied().collect();
+                for chunk in names.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = QueryBuilder::new(
+                        "SELECT key, incident_id, is_open FROM incident_keys WHERE host_id = ",
+                    );
+                    qb.push_bind(*host_id).push(" AND key IN (");
+                    let mut sep = qb.separated(", ");
+                    for key in chunk {
+                        sep.push_bind(key.to_string());
+                    }
+                    qb.push(")");
+                    let rows: Vec<(String, i64, Option<bool>)> = qb
+                        .build_query_as()
+                        .fetch_all(&mut *tx)
+                        .await
+                        .ctx("grouping incidents")?;
+                    for (key, id, open) in rows {
+                        keys.insert((*host_id, key), (id, open));
+                    }
+                }
+            }
+            // The incidents owning them.
+            let owners: BTreeSet<i64> = keys.values().map(|(id, _)| *id).collect();
+            let mut rows: HashMap<i64, IncidentRow> = HashMap::new();
+            let owners: Vec<i64> = owners.into_iter().collect();
+            for chunk in owners.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::new(
+                    "SELECT id, severity, name, what, rule, verdict, kinds,
+                       first_time, last_time, findings, open_findings, steps_done, steps_failed,
+                       steps_would, restores, quarantined, event_count
+                     FROM incidents WHERE id IN (",
+                );
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                qb.push(")");
+                let got: Vec<GroupedIncident> = qb
+                    .build_query_as()
+                    .fetch_all(&mut *tx)
+                    .await
+                    .ctx("grouping incidents")?;
+                for r in got {
+                    rows.insert(
+                        r.id,
+                        IncidentRow {
+                            name: r.name,
+                            what: r.what,
+                            severity: r.severity,
+                            rule: r.rule,
+                            verdict: r.verdict,
+                            kinds: r.kinds,
+                            first_time: r.first_time,
+                            last_time: r.last_time,
+                            findings: r.findings,
+                            open_findings: r.open_findings,
+                            steps_done: r.steps_done,
+                            steps_failed: r.steps_failed,
+                            steps_would: r.steps_would,
+                            restores: r.restores,
+                            quarantined: r.quarantined,
+                            events: r.event_count,
+                        },
+                    );
+                }
+            }
+
             // Alert destinations, read once per turn; events up to
             // `quiet` never alert (see the migration).
-            let dests: Vec<AlertDestination> = if queued.is_empty() {
-                Vec::new()
-            } else {
-                sqlx::query_as(
-                    "SELECT id, name, kind, url, secret, min_rank, states, rule, host, created_at FROM alert_destinations",
-                )
-                .fetch_all(&mut *tx)
-                .await
-                .ctx("reading alert destinations")?
-            };
+            let dests: Vec<AlertDestination> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {DESTINATION_COLUMNS} FROM alert_destinations"
+            )))
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("reading alert destinations")?;
             let quiet: i64 = if dests.is_empty() {
                 i64::MAX
             } else {
@@ -102,63 +227,23 @@ impl Store {
                     .ctx("reading alert destinations")?
                     .unwrap_or(0)
             };
-            let mut hostnames: std::collections::HashMap<i64, String> = Default::default();
-            for (event_id, host_id, time, kind, body) in queued {
-                sqlx::query("DELETE FROM incident_pending WHERE event_id = $1")
-                    .bind(event_id)
-                    .execute(&mut *tx)
-                    .await
-                    .ctx("grouping incidents")?;
-                let done: Option<i64> =
-                    sqlx::query_scalar("SELECT incident_id FROM incident_events WHERE event_id = $1")
-                        .bind(event_id)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .ctx("grouping incidents")?;
-                if done.is_some() {
-                    continue;
-                }
-                let f = facts(&kind, &body);
-                if f.keys.is_empty() && !f.starts {
-                    continue;
-                }
-                // Every key this event has, in one lookup; the first of
-                // the event's keys (most specific first) that has an
-                // owner decides.
-                let known: Vec<(String, i64, Option<bool>)> = {
-                    let mut qb = QueryBuilder::new(
-                        "SELECT key, incident_id, is_open FROM incident_keys WHERE host_id = ",
-                    );
-                    qb.push_bind(host_id).push(" AND key IN (");
-                    let mut sep = qb.separated(", ");
-                    for key in &f.keys {
-                        sep.push_bind(key.clone());
-                    }
-                    qb.push(")");
-                    if f.keys.is_empty() {
-                        Vec::new()
-                    } else {
-                        qb.build_query_as()
-                            .fetch_all(&mut *tx)
-                            .await
-                            .ctx("grouping incidents")?
-                    }
-                };
+            let mut hostnames: HashMap<i64, String> = HashMap::new();
+
+            // Walk the events in stored order, in memory.
+            let mut dirty: BTreeMap<i64, i64> = BTreeMap::new(); // incident → host
+            let mut members: Vec<(i64, i64)> = Vec::new();
+            let mut dirty_keys: BTreeSet<(i64, String)> = BTreeSet::new();
+            let mut alerts: Vec<QueuedAlert> = Vec::new();
+            let mut alerted: HashSet<(i64, i64, &'static str)> = HashSet::new();
+            for (event_id, host_id, time, f, body) in &events {
+                let (event_id, host_id, time) = (*event_id, *host_id, *time);
+                // The first of the event's keys (most specific first) that
+                // has an owner decides.
                 let owner: Option<i64> = f
-                    .keys
-                    .iter()
-                    .find_map(|k| known.iter().find(|(key, _, _)| key == k).map(|(_, id, _)| *id));
-                let mut current: Option<(i64, IncidentRow)> = None;
-                if let Some(id) = owner {
-                    let rec: Option<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                        "SELECT {INCIDENT_COLUMNS} FROM incidents i JOIN hosts h ON h.id = i.host_id WHERE i.id = $1"
-                    )))
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .ctx("grouping incidents")?;
-                    current = rec.map(|r| (id, row_of(&r)));
-                }
+                    .lookup_order()
+                    .find_map(|k| keys.get(&(host_id, k.clone())).map(|(id, _)| *id));
+                let mut current: Option<(i64, IncidentRow)> =
+                    owner.and_then(|id| rows.get(&id).map(|r| (id, r.clone())));
                 // A new finding about a program whose incident is over
                 // starts the next incident.
                 let opens = matches!(&f.finding, Some((_, true)));
@@ -171,7 +256,7 @@ impl Store {
                 let (id, mut row) = match current {
                     Some(c) => c,
                     None if f.starts => {
-                        let row = IncidentRow::start(&f, time);
+                        let row = IncidentRow::start(f, time);
                         let id: i64 = sqlx::query_scalar(INSERT_INCIDENT)
                             .bind(host_id)
                             .bind(&row.name)
@@ -184,15 +269,64 @@ impl Store {
                     None => continue,
                 };
                 let was_open: Option<bool> = f.finding.as_ref().and_then(|(uid, _)| {
-                    let key = format!("f:{uid}");
-                    known
-                        .iter()
-                        .find(|(k, owner, _)| *k == key && *owner == id)
-                        .and_then(|(_, _, open)| *open)
+                    keys.get(&(host_id, format!("f:{uid}")))
+                        .filter(|(owner, _)| *owner == id)
+                        .and_then(|(_, open)| *open)
                 });
-                row.apply(&f, time, was_open);
+                row.apply(f, time, was_open);
+                // One alert per destination per incident state.
+                let after = (row.state(), severity_rank(&row.severity));
+                if event_id > quiet && before != Some(after) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = hostnames.entry(host_id) {
+                        let name: String =
+                            sqlx::query_scalar("SELECT hostname FROM hosts WHERE id = $1")
+                                .bind(host_id)
+                                .fetch_one(&mut *tx)
+                                .await
+                                .ctx("queueing alerts")?;
+                        slot.insert(name);
+                    }
+                    let hostname = hostnames.get(&host_id).map(String::as_str).unwrap_or("");
+                    let wanted: Vec<i64> = dests
+                        .iter()
+                        .filter(|d| crate::alerts::wants(d, &row, hostname))
+                        .map(|d| d.id)
+                        .filter(|d| alerted.insert((*d, id, after.0)))
+                        .collect();
+                    if !wanted.is_empty() {
+                        let payload =
+                            crate::alerts::payload(id, hostname, host_id, &row, event_id, body);
+                        for d in wanted {
+                            alerts.push(QueuedAlert {
+                                destination: d,
+                                incident: id,
+                                state: after.0,
+                                event_id,
+                                body: payload.clone(),
+                            });
+                        }
+                    }
+                }
+                members.push((id, event_id));
+                for key in &f.keys {
+                    let is_open = match &f.finding {
+                        Some((uid, open)) if key.strip_prefix("f:") == Some(uid.as_str()) => {
+                            Some(*open)
+                        }
+                        _ => None,
+                    };
+                    keys.insert((host_id, key.clone()), (id, is_open));
+                    dirty_keys.insert((host_id, key.clone()));
+                }
+                rows.insert(id, row);
+                dirty.insert(id, host_id);
+            }
+
+            // Write what changed: each incident once, the rest in bulk.
+            for id in dirty.keys() {
+                let Some(row) = rows.get(id) else { continue };
                 sqlx::query(UPDATE_INCIDENT)
-                    .bind(id)
+                    .bind(*id)
                     .bind(row.title())
                     .bind(row.state())
                     .bind(&row.severity)
@@ -210,83 +344,60 @@ impl Store {
                     .bind(row.restores)
                     .bind(row.quarantined)
                     .bind(row.events)
+                    .bind(&row.verdict)
+                    .bind(&row.kinds)
                     .execute(&mut *tx)
                     .await
                     .ctx("updating an incident")?;
-                // One alert per destination per incident state: queued
-                // with the change, in this transaction.
-                let after = (row.state(), severity_rank(&row.severity));
-                if event_id > quiet && before != Some(after) {
-                    if let std::collections::hash_map::Entry::Vacant(slot) =
-                        hostnames.entry(host_id)
-                    {
-                        let name: String =
-                            sqlx::query_scalar("SELECT hostname FROM hosts WHERE id = $1")
-                                .bind(host_id)
-                                .fetch_one(&mut *tx)
-                                .await
-                                .ctx("queueing alerts")?;
-                        slot.insert(name);
-                    }
-                    let hostname = hostnames.get(&host_id).map(String::as_str).unwrap_or("");
-                    let wanted: Vec<&AlertDestination> = dests
-                        .iter()
-                        .filter(|d| {
-                            crate::alerts::wants(d, after.1, after.0, row.rule.as_deref(), hostname)
-                        })
-                        .collect();
-                    if !wanted.is_empty() {
-                        let payload =
-                            crate::alerts::payload(id, hostname, host_id, &row, event_id, &body);
-                        let queued_at = crate::timefmt::now_ms();
-                        for d in wanted {
-                            sqlx::query(
-                                "INSERT INTO alert_queue (destination_id, incident_id, state, event_id, body,
-                                   queued_at, status, attempts, next_attempt)
-                                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $6)
-                                 ON CONFLICT (destination_id, incident_id, state) DO NOTHING",
-                            )
-                            .bind(d.id)
-                            .bind(id)
-                            .bind(after.0)
-                            .bind(event_id)
-                            .bind(&payload)
-                            .bind(queued_at)
-                            .execute(&mut *tx)
-                            .await
-                            .ctx("queueing alerts")?;
-                        }
-                    }
-                }
-                sqlx::query("INSERT INTO incident_events (incident_id, event_id) VALUES ($1, $2)")
-                    .bind(id)
-                    .bind(event_id)
-                    .execute(&mut *tx)
-                    .await
-                    .ctx("updating an incident")?;
-                if !f.keys.is_empty() {
+            }
+            for chunk in members.chunks(ROWS_PER_STATEMENT) {
+                let mut qb =
+                    QueryBuilder::new("INSERT INTO incident_events (incident_id, event_id) ");
+                qb.push_values(chunk, |mut b, (incident, event)| {
+                    b.push_bind(*incident).push_bind(*event);
+                });
+                qb.build().execute(&mut *tx).await.ctx("updating an incident")?;
+            }
+            let dirty_keys: Vec<(i64, String)> = dirty_keys.into_iter().collect();
+            for chunk in dirty_keys.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO incident_keys (host_id, key, incident_id, is_open) ",
+                );
+                qb.push_values(chunk, |mut b, (host_id, key)| {
+                    let (id, open) = keys
+                        .get(&(*host_id, key.clone()))
+                        .copied()
+                        .unwrap_or((0, None));
+                    b.push_bind(*host_id)
+                        .push_bind(key.clone())
+                        .push_bind(id)
+                        .push_bind(open);
+                });
+                qb.push(
+                    " ON CONFLICT (host_id, key) DO UPDATE SET incident_id = excluded.incident_id, is_open = excluded.is_open",
+                );
+                qb.build().execute(&mut *tx).await.ctx("updating an incident")?;
+            }
+            if !alerts.is_empty() {
+                let queued_at = crate::timefmt::now_ms();
+                for chunk in alerts.chunks(ROWS_PER_STATEMENT / 2) {
                     let mut qb = QueryBuilder::new(
-                        "INSERT INTO incident_keys (host_id, key, incident_id, is_open) ",
+                        "INSERT INTO alert_queue (destination_id, incident_id, state, event_id, body,
+                           queued_at, status, attempts, next_attempt) ",
                     );
-                    qb.push_values(&f.keys, |mut b, key| {
-                        let is_open = match &f.finding {
-                            Some((uid, open)) if key.strip_prefix("f:") == Some(uid.as_str()) => {
-                                Some(*open)
-                            }
-                            _ => None,
-                        };
-                        b.push_bind(host_id)
-                            .push_bind(key.clone())
-                            .push_bind(id)
-                            .push_bind(is_open);
+                    qb.push_values(chunk, |mut b, a| {
+                        b.push_bind(a.destination)
+                            .push_bind(a.incident)
+                            .push_bind(a.state)
+                            .push_bind(a.event_id)
+                            .push_bind(a.body.clone())
+                            .push_bind(queued_at)
+                            .push_bind("pending")
+                            .push_bind(0i64)
+                            .push_bind(queued_at);
                     });
-                    qb.push(
-                        " ON CONFLICT (host_id, key) DO UPDATE SET incident_id = excluded.incident_id, is_open = excluded.is_open",
-                    );
-                    qb.build()
-                        .execute(&mut *tx)
-                        .await
-                        .ctx("updating an incident")?;
+                    qb.push(" ON CONFLICT (destination_id, incident_id, state) DO NOTHING");
+                    qb.build().execute(&mut *tx).await.ctx("queueing alerts")?;
                 }
             }
             tx.commit().await.ctx("grouping incidents")?;
@@ -294,11 +405,11 @@ impl Store {
         })
     }
 
-    /// Group until the queue is empty.
+    /// Group until the queue is empty, [`GROUP_TURN`] events a turn.
     pub async fn group_all_pending(&self) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
-            let n = self.group_pending(100).await?;
+            let n = self.group_pending(GROUP_TURN).await?;
             total += n;
             if n == 0 {
                 return Ok(total);
