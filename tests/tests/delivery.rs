@@ -37,11 +37,11 @@ pub use collector::{Collector, get, http, stored_events};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lenscap::report::outbox::{HistoryFilter, OutboxReader};
-use lenscap_e2e::{collector_bin, wait_until, write_config};
+use lenscap_e2e::write_config;
 use lenscap_events::Event;
 use serde_json::Value;
 

@@ -24,14 +24,20 @@ use super::{Store, dispatch, dispatch_write};
 use crate::incidents::{IncidentRow, facts, severity_rank};
 
 /// The columns of [`IncidentRecord`] for `incidents i JOIN hosts h`.
+/// Whether it holds an untrusted event is asked from the host's chain
+/// breaks (almost always none) towards its events, not from the
+/// incident's events (thousands for a helper that keeps coming back)
+/// towards the breaks.
 const INCIDENT_COLUMNS: &str =
     "i.id, i.host_id, h.hostname, i.title, i.state, i.severity, i.name, i.what, i.rule,
      i.verdict, i.kinds,
      i.first_time, i.last_time, i.findings, i.open_findings, i.steps_done, i.steps_failed,
      i.steps_would, i.restores, i.quarantined, i.event_count,
-     EXISTS (SELECT 1 FROM incident_events ie JOIN events e ON e.id = ie.event_id
-             JOIN chain_breaks b ON b.host_id = e.host_id AND b.seq = e.seq AND b.uid = e.uid
-             WHERE ie.incident_id = i.id) AS untrusted";
+     (EXISTS (SELECT 1 FROM chain_breaks b0 WHERE b0.host_id = i.host_id)
+      AND EXISTS (SELECT 1 FROM chain_breaks b
+                  JOIN events e ON e.host_id = b.host_id AND e.seq = b.seq AND e.uid = b.uid
+                  JOIN incident_events ie ON ie.event_id = e.id AND ie.incident_id = i.id
+                  WHERE b.host_id = i.host_id)) AS untrusted";
 
 const INSERT_INCIDENT: &str = "INSERT INTO incidents (host_id, title, state, severity, severity_rank, name, what, rule,
        first_time, last_time, findings, open_findings, steps_done, steps_failed, steps_would, restores, quarantined, event_count, kinds)
@@ -489,9 +495,11 @@ impl Store {
             }
             if filter.untrusted {
                 qb.push(
-                    " AND EXISTS (SELECT 1 FROM incident_events ie JOIN events e ON e.id = ie.event_id
-                       JOIN chain_breaks b ON b.host_id = e.host_id AND b.seq = e.seq AND b.uid = e.uid
-                       WHERE ie.incident_id = i.id)",
+                    " AND i.host_id IN (SELECT host_id FROM chain_breaks)
+                      AND EXISTS (SELECT 1 FROM chain_breaks b
+                       JOIN events e ON e.host_id = b.host_id AND e.seq = b.seq AND e.uid = b.uid
+                       JOIN incident_events ie ON ie.event_id = e.id AND ie.incident_id = i.id
+                       WHERE b.host_id = i.host_id)",
                 );
             }
             if let Some(c) = filter.cursor {
@@ -519,12 +527,16 @@ impl Store {
         })
     }
 
-    /// One incident with its events in the host's order (at most
-    /// [`MAX_PAGE`] of them).
+    /// One incident with a page of its events in the host's order:
+    /// `limit` events after `after` (a [`Cursor`] whose `time` is a seq),
+    /// and the cursor of the next page if there is one.
     pub async fn incident(
         &self,
         id: i64,
-    ) -> Result<Option<(IncidentRecord, Vec<StoredEvent>)>, StoreError> {
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Option<(IncidentRecord, Vec<StoredEvent>, Option<Cursor>)>, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
         dispatch!(self, pool => {
             let rec: Option<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {INCIDENT_COLUMNS} FROM incidents i JOIN hosts h ON h.id = i.host_id WHERE i.id = $1"
@@ -536,17 +548,29 @@ impl Store {
             let Some(rec) = rec else {
                 return Ok(None);
             };
-            let events: Vec<StoredEvent> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            let (seq, eid) = after.map_or((i64::MIN, i64::MIN), |c| (c.time, c.id));
+            let mut events: Vec<StoredEvent> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT e.id, e.host_id, h.hostname, e.seq, e.time, e.received_at, e.kind, e.finding_kind,
                         e.verdict, e.rule, e.body, {UNTRUSTED}
                  FROM incident_events ie JOIN events e ON e.id = ie.event_id JOIN hosts h ON h.id = e.host_id
-                 WHERE ie.incident_id = $1 ORDER BY e.seq, e.id LIMIT {MAX_PAGE}"
+                 WHERE ie.incident_id = $1 AND (e.seq > $2 OR (e.seq = $2 AND e.id > $3))
+                 ORDER BY e.seq, e.id LIMIT $4"
             )))
             .bind(id)
+            .bind(seq)
+            .bind(eid)
+            .bind(i64::from(limit) + 1)
             .fetch_all(pool)
             .await
             .ctx("reading an incident's events")?;
-            Ok(Some((rec, events)))
+            let more = events.len() > limit as usize;
+            events.truncate(limit as usize);
+            let next = if more {
+                events.last().map(|e| Cursor { time: e.seq, id: e.id })
+            } else {
+                None
+            };
+            Ok(Some((rec, events, next)))
         })
     }
 }
