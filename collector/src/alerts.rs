@@ -37,7 +37,7 @@ use serde_json::{Value, json};
 
 use crate::incidents::{IncidentRow, severity_rank};
 use crate::metrics::Metrics;
-use crate::store::{AlertDestination, AlertRecord, Store};
+use crate::store::{AlertDestination, AlertRecord, Delivery, Store};
 use crate::timefmt::now_ms;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
@@ -536,9 +536,20 @@ fn send_tls(
         .and_then(|()| tls.flush())
         .map_err(|e| format!("TLS: {e}"))?;
     // Close cleanly, so the receiver reads a whole message, not a
-    // truncation.
+    // truncation: close_notify, then read what the receiver still sends
+    // (TLS 1.3 session tickets) until it closes too. A socket closed with
+    // unread data sends a reset, which can make the receiver drop the
+    // message it already has.
     tls.conn.send_close_notify();
-    let _ = tls.conn.complete_io(&mut tls.sock);
+    let _ = tls.flush();
+    let _ = tls.sock.shutdown(std::net::Shutdown::Write);
+    let _ = tls.sock.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut sink = [0u8; 1024];
+    while let Ok(n) = std::io::Read::read(&mut tls, &mut sink) {
+        if n == 0 {
+            break;
+        }
+    }
     Ok(())
 }
 
@@ -581,18 +592,20 @@ pub async fn send_due(
         return Ok(0);
     }
     let dests = store.alert_destinations().await?;
-    let mut claimed: Vec<(AlertRecord, AlertDestination)> = Vec::new();
-    for a in due {
-        let Some(d) = dests.iter().find(|d| d.id == a.destination_id) else {
-            continue;
-        };
-        if store
-            .claim_alert(a.id, a.next_attempt, now + CLAIM_MS)
-            .await?
-        {
-            claimed.push((a, d.clone()));
-        }
-    }
+    let wanted: Vec<(i64, i64)> = due
+        .iter()
+        .filter(|a| dests.iter().any(|d| d.id == a.destination_id))
+        .map(|a| (a.id, a.next_attempt))
+        .collect();
+    let taken = store.claim_alerts(&wanted, now + CLAIM_MS).await?;
+    let claimed: Vec<(AlertRecord, AlertDestination)> = due
+        .into_iter()
+        .filter(|a| taken.contains(&a.id))
+        .filter_map(|a| {
+            let d = dests.iter().find(|d| d.id == a.destination_id)?.clone();
+            Some((a, d))
+        })
+        .collect();
     let n = claimed.len();
     let sends = claimed.into_iter().map(|(a, d)| async move {
         let body = a.body.clone();
@@ -602,13 +615,21 @@ pub async fn send_due(
             .unwrap_or_else(|e| Err(format!("delivery task failed: {e}")));
         (a, result)
     });
+    let mut outcomes = Vec::with_capacity(n);
     for (a, result) in futures_util::future::join_all(sends).await {
         let attempts = a.attempts + 1;
         let done = now_ms();
         match result {
             Ok(()) => {
                 metrics.alert_sent();
-                store.alert_sent(a.id, attempts, done).await?;
+                outcomes.push(Delivery {
+                    id: a.id,
+                    attempts,
+                    at: done,
+                    error: None,
+                    next_attempt: done,
+                    dead: false,
+                });
             }
             Err(e) => {
                 let dead = attempts >= settings.max_attempts;
@@ -616,12 +637,19 @@ pub async fn send_due(
                 let wait =
                     i64::try_from(settings.backoff(attempts).as_millis()).unwrap_or(i64::MAX);
                 tracing::warn!(alert = a.id, destination = %a.destination, attempts, dead, error = %e, "alert not delivered");
-                store
-                    .alert_failed(a.id, attempts, done.saturating_add(wait), dead, &e)
-                    .await?;
+                outcomes.push(Delivery {
+                    id: a.id,
+                    attempts,
+                    at: done,
+                    error: Some(e),
+                    next_attempt: done.saturating_add(wait),
+                    dead,
+                });
             }
         }
     }
+    // One write for the round (see `Store::claim_alerts`).
+    store.record_deliveries(&outcomes).await?;
     Ok(n)
 }
 

@@ -799,7 +799,11 @@ fn syslog_over_tls(db: &Db) {
         if let Some(l) = lines.lock().unwrap().first() {
             break l.clone();
         }
-        assert!(Instant::now() < deadline, "no TLS syslog frame arrived");
+        assert!(
+            Instant::now() < deadline,
+            "no TLS syslog frame arrived: {:#?}",
+            c.block_on(store.alerts(None, 10))
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     check_rfc5424(&framed, "mac-tls");
@@ -831,6 +835,7 @@ fn syslog_over_tls(db: &Db) {
                 name: "plain-with-ca".into(),
                 syslog: Some(format!("tcp://127.0.0.1:{port}")),
                 ca_pem: Some(ca_pem.clone()),
+                min_severity: "high".into(),
                 ..AlertAdd::default()
             },
             1,
@@ -907,13 +912,17 @@ fn filters_by_verdict_and_kind(db: &Db) {
     .collect();
     assert_eq!(got, want);
     assert_eq!(r.got().len(), 4);
-    for (verdict, kind) in [(Some("maybe"), None), (None, Some("sockets"))] {
+    for (verdict, kind, says) in [
+        (Some("maybe"), None, "unknown verdict \"maybe\""),
+        (None, Some("sockets"), "unknown finding kind \"sockets\""),
+    ] {
         let err = c
             .block_on(admin::alert_add(
                 &store,
                 AlertAdd {
                     name: "bad".into(),
                     webhook: Some(r.url.clone()),
+                    min_severity: "info".into(),
                     verdict: verdict.map(str::to_string),
                     finding_kind: kind.map(str::to_string),
                     ..AlertAdd::default()
@@ -921,7 +930,7 @@ fn filters_by_verdict_and_kind(db: &Db) {
                 1,
             ))
             .unwrap_err();
-        assert!(err.to_string().starts_with("unknown "), "{err}");
+        assert!(err.to_string().starts_with(says), "{err}");
     }
     c.stop();
 }

@@ -101,64 +101,80 @@ impl Store {
         })
     }
 
-    /// Take alert `id` for sending until `until`, if nobody took it since
-    /// it was read (its `next_attempt` is still `seen`).
-    pub async fn claim_alert(&self, id: i64, seen: i64, until: i64) -> Result<bool, StoreError> {
+    /// Take alerts for sending until `until`, each only if nobody took it
+    /// since it was read (its `next_attempt` is still the `seen` given
+    /// with it). One transaction for the round, so SQLite's writer (which
+    /// ingest shares) commits once, not once per alert. The ids taken.
+    pub async fn claim_alerts(
+        &self,
+        alerts: &[(i64, i64)],
+        until: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        if alerts.is_empty() {
+            return Ok(Vec::new());
+        }
         dispatch_write!(self, pool => {
-            let n = sqlx::query(
-                "UPDATE alert_queue SET next_attempt = $3
-                 WHERE id = $1 AND next_attempt = $2 AND status = 'pending'",
-            )
-            .bind(id)
-            .bind(seen)
-            .bind(until)
-            .execute(pool)
-            .await
-            .ctx("claiming an alert")?
-            .rows_affected();
-            Ok(n == 1)
+            let mut tx = pool.begin().await.ctx("claiming alerts")?;
+            let mut taken = Vec::new();
+            for (id, seen) in alerts {
+                let n = sqlx::query(
+                    "UPDATE alert_queue SET next_attempt = $3
+                     WHERE id = $1 AND next_attempt = $2 AND status = 'pending'",
+                )
+                .bind(id)
+                .bind(seen)
+                .bind(until)
+                .execute(&mut *tx)
+                .await
+                .ctx("claiming an alert")?
+                .rows_affected();
+                if n == 1 {
+                    taken.push(*id);
+                }
+            }
+            tx.commit().await.ctx("claiming alerts")?;
+            Ok(taken)
         })
     }
 
-    pub async fn alert_sent(&self, id: i64, attempts: i64, now: i64) -> Result<(), StoreError> {
-        dispatch_write!(self, pool => {
-            sqlx::query(
-                "UPDATE alert_queue SET status = 'sent', attempts = $2, sent_at = $3, last_error = NULL
-                 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(attempts)
-            .bind(now)
-            .execute(pool)
-            .await
-            .ctx("marking an alert sent")?;
-        });
-        Ok(())
-    }
-
-    /// A failed attempt: try again at `next_attempt`, or give up (`dead`).
-    pub async fn alert_failed(
+    /// Record a round's deliveries in one transaction: sent, or failed and
+    /// due again at `next_attempt` (or `dead`).
+    pub async fn record_deliveries(
         &self,
-        id: i64,
-        attempts: i64,
-        next_attempt: i64,
-        dead: bool,
-        error: &str,
+        outcomes: &[Delivery],
     ) -> Result<(), StoreError> {
-        let status = if dead { "dead" } else { "pending" };
+        if outcomes.is_empty() {
+            return Ok(());
+        }
         dispatch_write!(self, pool => {
-            sqlx::query(
-                "UPDATE alert_queue SET status = $2, attempts = $3, next_attempt = $4, last_error = $5
-                 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(status)
-            .bind(attempts)
-            .bind(next_attempt)
-            .bind(error)
-            .execute(pool)
-            .await
-            .ctx("recording a failed alert")?;
+            let mut tx = pool.begin().await.ctx("recording deliveries")?;
+            for d in outcomes {
+                match &d.error {
+                    None => sqlx::query(
+                        "UPDATE alert_queue SET status = 'sent', attempts = $2, sent_at = $3, last_error = NULL
+                         WHERE id = $1",
+                    )
+                    .bind(d.id)
+                    .bind(d.attempts)
+                    .bind(d.at)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("marking an alert sent")?,
+                    Some(error) => sqlx::query(
+                        "UPDATE alert_queue SET status = $2, attempts = $3, next_attempt = $4, last_error = $5
+                         WHERE id = $1",
+                    )
+                    .bind(d.id)
+                    .bind(if d.dead { "dead" } else { "pending" })
+                    .bind(d.attempts)
+                    .bind(d.next_attempt)
+                    .bind(error)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("recording a failed alert")?,
+                };
+            }
+            tx.commit().await.ctx("recording deliveries")?;
         });
         Ok(())
     }

@@ -707,3 +707,19 @@ pub struct AlertCounts {
     pub sent: i64,
     pub dead: i64,
 }
+
+/// One delivery attempt's outcome (`Store::record_deliveries`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: i64,
+    /// Attempts so far, this one included.
+    pub attempts: i64,
+    /// When it was made (ms).
+    pub at: i64,
+    /// Why it failed; `None`: sent.
+    pub error: Option<String>,
+    /// A failed one: when to try again.
+    pub next_attempt: i64,
+    /// A failed one: given up.
+    pub dead: bool,
+}
