@@ -24,3 +24,9 @@ DELETE FROM incidents;
 DELETE FROM incident_pending;
 INSERT INTO incident_pending (event_id) SELECT id FROM events WHERE kind <> 'agent_health';
 UPDATE alert_quiet SET quiet_through = (SELECT COALESCE(MAX(id), 0) FROM events) WHERE id = 1;
+
+-- Findings of one kind and verdict, newest first (the Camera page's
+-- incidents: reported or remediated camera sessions), found without
+-- walking every finding of that verdict.
+CREATE INDEX events_finding_kind_verdict_time ON events (finding_kind, verdict, time, id)
+    WHERE finding_kind IS NOT NULL;
