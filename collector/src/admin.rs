@@ -545,7 +545,11 @@ pub async fn alert_add(store: &Store, add: AlertAdd, now: i64) -> Result<String,
         .transpose()?
         .flatten();
     if let Some(pem) = &add.ca_pem {
-        if add.syslog.as_deref().is_none_or(|u| !u.starts_with("tls://")) {
+        if add
+            .syslog
+            .as_deref()
+            .is_none_or(|u| !u.starts_with("tls://"))
+        {
             return Err(AdminError::CaWithoutTls);
         }
         crate::alerts::parse_ca(pem)?;
@@ -652,7 +656,11 @@ pub async fn alert_list(store: &Store) -> Result<String, AdminError> {
             d.host.as_deref().unwrap_or("any"),
             d.verdict.as_deref().unwrap_or("any"),
             d.finding_kind.as_deref().unwrap_or("any"),
-            if d.ca_pem.is_some() { "\tcustom CA" } else { "" },
+            if d.ca_pem.is_some() {
+                "\tcustom CA"
+            } else {
+                ""
+            },
         ));
     }
     let c = store.alert_counts().await?;

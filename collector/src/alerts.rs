@@ -91,7 +91,9 @@ pub enum AlertError {
         "unknown finding kind {0:?}: expected some of listener, persistence, camera_grant, camera_use"
     )]
     BadKind(String),
-    #[error("the CA file holds no usable certificate: {0} (PEM `BEGIN CERTIFICATE` blocks expected)")]
+    #[error(
+        "the CA file holds no usable certificate: {0} (PEM `BEGIN CERTIFICATE` blocks expected)"
+    )]
     BadCa(String),
 }
 
@@ -183,9 +185,7 @@ pub fn parse_kinds(s: &str) -> Result<Option<String>, AlertError> {
 }
 
 /// The certificates of a PEM CA file, at least one.
-pub fn parse_ca(
-    pem: &str,
-) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, AlertError> {
+pub fn parse_ca(pem: &str) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, AlertError> {
     use rustls_pki_types::pem::PemObject as _;
     let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<_, _>>()
@@ -513,12 +513,10 @@ fn tls_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, String> {
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())
-    .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
 }
 
 fn send_tls(

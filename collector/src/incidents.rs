@@ -792,7 +792,11 @@ mod tests {
         let g = facts_of(&ev(lenscap_events::Body::DetectionFinding(Box::new(grant))));
         assert_eq!(g.find_only, vec!["id:us.zoom.zoomopener".to_string()]);
         // Its own keys: its uid, and its client for an incident of its own.
-        assert!(g.keys.iter().all(|k| k.starts_with("f:") || k.starts_with("s:camera_grant:")));
+        assert!(
+            g.keys
+                .iter()
+                .all(|k| k.starts_with("f:") || k.starts_with("s:camera_grant:"))
+        );
         // Looked up right after its uid, before its own subject.
         let order: Vec<&String> = g.lookup_order().collect();
         assert!(order[0].starts_with("f:") && order[1] == "id:us.zoom.zoomopener");
@@ -801,7 +805,9 @@ mod tests {
         let cam = by_path.finding.camera.as_mut().unwrap();
         cam.client = "/Users/jdoe/.zoomus/ZoomOpener.app/Contents/MacOS/ZoomOpener".into();
         cam.client_type = Some("path".into());
-        let p = facts_of(&ev(lenscap_events::Body::DetectionFinding(Box::new(by_path))));
+        let p = facts_of(&ev(lenscap_events::Body::DetectionFinding(Box::new(
+            by_path,
+        ))));
         assert!(
             p.find_only
                 .contains(&"p:/Users/jdoe/.zoomus/ZoomOpener.app".to_string())
@@ -840,7 +846,13 @@ mod tests {
 
     #[test]
     fn unreadable_bodies_have_no_facts() {
-        for body in ["", "{", "[]", "{\"payload\": 3}", "{\"payload\": {\"finding\": 1}}"] {
+        for body in [
+            "",
+            "{",
+            "[]",
+            "{\"payload\": 3}",
+            "{\"payload\": {\"finding\": 1}}",
+        ] {
             assert_eq!(facts("detection_finding", body), Facts::default(), "{body}");
         }
     }

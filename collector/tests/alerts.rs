@@ -737,10 +737,11 @@ fn syslog_over_tls(db: &Db) {
     let ca_pem = std::fs::read_to_string(fixtures.join("ca.pem")).unwrap();
     let server_config = {
         use rustls_pki_types::pem::PemObject as _;
-        let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(fixtures.join("cert.pem"))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let certs: Vec<_> =
+            rustls_pki_types::CertificateDer::pem_file_iter(fixtures.join("cert.pem"))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
         let key = rustls_pki_types::PrivateKeyDer::from_pem_file(fixtures.join("key.pem")).unwrap();
         Arc::new(
             rustls::ServerConfig::builder_with_provider(Arc::new(

@@ -13,7 +13,8 @@ use super::types::*;
 use super::{Store, dispatch, dispatch_write};
 
 /// The columns of [`AlertDestination`].
-pub(super) const DESTINATION_COLUMNS: &str = "id, name, kind, url, secret, min_rank, states, rule, host,
+pub(super) const DESTINATION_COLUMNS: &str =
+    "id, name, kind, url, secret, min_rank, states, rule, host,
      verdict, finding_kind, ca_pem, created_at";
 
 const ALERT_COLUMNS: &str =
@@ -139,10 +140,7 @@ impl Store {
 
     /// Record a round's deliveries in one transaction: sent, or failed and
     /// due again at `next_attempt` (or `dead`).
-    pub async fn record_deliveries(
-        &self,
-        outcomes: &[Delivery],
-    ) -> Result<(), StoreError> {
+    pub async fn record_deliveries(&self, outcomes: &[Delivery]) -> Result<(), StoreError> {
         if outcomes.is_empty() {
             return Ok(());
         }

@@ -17,9 +17,9 @@
 
 use sqlx::QueryBuilder;
 
+use super::alerts::DESTINATION_COLUMNS;
 use super::queries::{MAX_PAGE, UNTRUSTED};
 use super::types::*;
-use super::alerts::DESTINATION_COLUMNS;
 use super::{Store, dispatch, dispatch_write};
 use crate::incidents::{IncidentRow, facts, severity_rank};
 

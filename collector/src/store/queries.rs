@@ -269,13 +269,16 @@ impl Store {
             events.extend(self.event_rows(part, host_ids.as_deref(), limit).await?);
         }
         if parts.len() > 1 {
-            events.sort_by(|a, b| (b.time, b.id).cmp(&(a.time, a.id)));
+            events.sort_by_key(|e| std::cmp::Reverse((e.time, e.id)));
             events.dedup_by_key(|e| e.id);
         }
         let more = events.len() > limit as usize;
         events.truncate(limit as usize);
         let next = if more {
-            events.last().map(|e| Cursor { time: e.time, id: e.id })
+            events.last().map(|e| Cursor {
+                time: e.time,
+                id: e.id,
+            })
         } else {
             None
         };

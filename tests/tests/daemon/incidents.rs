@@ -30,7 +30,12 @@ fn scenario(mode: &str, c: &Collector) -> Scenario {
 
 /// The incidents whose events name the scenario's helper (its listener's
 /// port, its plist or its folder), each with its events.
-fn helper_incidents(c: &Collector, reader: &str, s: &Scenario, port: u16) -> Vec<(Value, Vec<Value>)> {
+fn helper_incidents(
+    c: &Collector,
+    reader: &str,
+    s: &Scenario,
+    port: u16,
+) -> Vec<(Value, Vec<Value>)> {
     let (status, body) = get(c, "/api/v1/incidents?limit=500", reader);
     assert_eq!(status, 200, "{body}");
     let page: Value = serde_json::from_str(&body).unwrap();
@@ -118,7 +123,8 @@ fn a_contained_helper_is_one_incident_then_restored() {
     assert_eq!(incident["verdict"], "remediate", "{incident:#}");
     let title = incident["title"].as_str().unwrap();
     assert!(
-        title.contains(&format!("127.0.0.1:{port}")) && title.ends_with("contained and quarantined"),
+        title.contains(&format!("127.0.0.1:{port}"))
+            && title.ends_with("contained and quarantined"),
         "{title}"
     );
     assert_eq!(
@@ -171,7 +177,10 @@ fn monitor_mode_is_would_do() {
         (inc["state"] == "would_do" && finding_kinds(events).len() == 2).then(|| inc.clone())
     });
     assert_eq!(incident["steps_done"], 0, "{incident:#}");
-    assert!(incident["steps_would_do"].as_u64().unwrap() >= 4, "{incident:#}");
+    assert!(
+        incident["steps_would_do"].as_u64().unwrap() >= 4,
+        "{incident:#}"
+    );
     assert!(
         incident["title"]
             .as_str()
