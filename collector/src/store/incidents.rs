@@ -43,12 +43,6 @@ const INSERT_INCIDENT: &str = "INSERT INTO incidents (host_id, title, state, sev
        first_time, last_time, findings, open_findings, steps_done, steps_failed, steps_would, restores, quarantined, event_count, kinds)
      VALUES ($1, '', '', 'info', 1, $2, NULL, NULL, $3, $3, 0, 0, 0, 0, 0, 0, 0, 0, '') RETURNING id";
 
-const UPDATE_INCIDENT: &str = "UPDATE incidents SET title = $2, state = $3, severity = $4, severity_rank = $5,
-       name = $6, what = $7, rule = $8, first_time = $9, last_time = $10, findings = $11, open_findings = $12,
-       steps_done = $13, steps_failed = $14, steps_would = $15, restores = $16, quarantined = $17, event_count = $18,
-       verdict = $19, kinds = $20
-     WHERE id = $1";
-
 /// Events per grouping turn: enough that a turn's fixed statements are
 /// spread thin, few enough that a turn holds SQLite's writer (which
 /// ingest waits for) only briefly.
@@ -148,26 +142,33 @@ impl Store {
                     .extend(f.lookup_order().map(String::as_str));
             }
             let mut keys: HashMap<(i64, String), (i64, Option<bool>)> = HashMap::new();
-            for (host_id, names) in &by_host {
-                let names: Vec<&str> = names.iter().copied().collect();
-                for chunk in names.chunks(ROWS_PER_STATEMENT) {
-                    let mut qb = QueryBuilder::new(
-                        "SELECT key, incident_id, is_open FROM incident_keys WHERE host_id = ",
-                    );
-                    qb.push_bind(*host_id).push(" AND key IN (");
-                    let mut sep = qb.separated(", ");
-                    for key in chunk {
-                        sep.push_bind(key.to_string());
-                    }
-                    qb.push(")");
-                    let rows: Vec<(String, i64, Option<bool>)> = qb
-                        .build_query_as()
-                        .fetch_all(&mut *tx)
-                        .await
-                        .ctx("grouping incidents")?;
-                    for (key, id, open) in rows {
-                        keys.insert((*host_id, key), (id, open));
-                    }
+            // Every host's keys in one statement per chunk of (host, key)
+            // pairs, not one per host: a turn's events come from many
+            // hosts, and on PostgreSQL each statement is a round trip.
+            let pairs: Vec<(i64, &str)> = by_host
+                .iter()
+                .flat_map(|(h, names)| names.iter().map(move |k| (*h, *k)))
+                .collect();
+            for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::new(
+                    "SELECT host_id, key, incident_id, is_open FROM incident_keys WHERE (host_id, key) IN (",
+                );
+                let mut sep = qb.separated(", ");
+                for (host_id, key) in chunk {
+                    sep.push("(")
+                        .push_bind_unseparated(*host_id)
+                        .push_unseparated(", ")
+                        .push_bind_unseparated(key.to_string())
+                        .push_unseparated(")");
+                }
+                qb.push(")");
+                let rows: Vec<(i64, String, i64, Option<bool>)> = qb
+                    .build_query_as()
+                    .fetch_all(&mut *tx)
+                    .await
+                    .ctx("grouping incidents")?;
+                for (host_id, key, id, open) in rows {
+                    keys.insert((host_id, key), (id, open));
                 }
             }
             // The incidents owning them.
@@ -328,33 +329,52 @@ impl Store {
                 dirty.insert(id, host_id);
             }
 
-            // Write what changed: each incident once, the rest in bulk.
-            for id in dirty.keys() {
-                let Some(row) = rows.get(id) else { continue };
-                sqlx::query(UPDATE_INCIDENT)
-                    .bind(*id)
-                    .bind(row.title())
-                    .bind(row.state())
-                    .bind(&row.severity)
-                    .bind(severity_rank(&row.severity))
-                    .bind(&row.name)
-                    .bind(&row.what)
-                    .bind(&row.rule)
-                    .bind(row.first_time)
-                    .bind(row.last_time)
-                    .bind(row.findings)
-                    .bind(row.open_findings)
-                    .bind(row.steps_done)
-                    .bind(row.steps_failed)
-                    .bind(row.steps_would)
-                    .bind(row.restores)
-                    .bind(row.quarantined)
-                    .bind(row.events)
-                    .bind(&row.verdict)
-                    .bind(&row.kinds)
-                    .execute(&mut *tx)
-                    .await
-                    .ctx("updating an incident")?;
+            // Write what changed: each incident once, in multi-row
+            // upserts of rows that exist (one statement per 40, not one
+            // per incident: a round trip each on PostgreSQL).
+            let changed: Vec<(i64, i64)> = dirty.iter().map(|(i, h)| (*i, *h)).collect();
+            for chunk in changed.chunks(40) {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO incidents (id, host_id, title, state, severity, severity_rank, name, what, rule,
+                       first_time, last_time, findings, open_findings, steps_done, steps_failed, steps_would,
+                       restores, quarantined, event_count, verdict, kinds) ",
+                );
+                qb.push_values(chunk, |mut b, (id, host_id)| {
+                    let row = rows.get(id).cloned().unwrap_or_default();
+                    b.push_bind(*id)
+                        .push_bind(*host_id)
+                        .push_bind(row.title())
+                        .push_bind(row.state())
+                        .push_bind(row.severity.clone())
+                        .push_bind(severity_rank(&row.severity))
+                        .push_bind(row.name)
+                        .push_bind(row.what)
+                        .push_bind(row.rule)
+                        .push_bind(row.first_time)
+                        .push_bind(row.last_time)
+                        .push_bind(row.findings)
+                        .push_bind(row.open_findings)
+                        .push_bind(row.steps_done)
+                        .push_bind(row.steps_failed)
+                        .push_bind(row.steps_would)
+                        .push_bind(row.restores)
+                        .push_bind(row.quarantined)
+                        .push_bind(row.events)
+                        .push_bind(row.verdict)
+                        .push_bind(row.kinds);
+                });
+                qb.push(
+                    " ON CONFLICT (id) DO UPDATE SET title = excluded.title, state = excluded.state,
+                       severity = excluded.severity, severity_rank = excluded.severity_rank,
+                       name = excluded.name, what = excluded.what, rule = excluded.rule,
+                       first_time = excluded.first_time, last_time = excluded.last_time,
+                       findings = excluded.findings, open_findings = excluded.open_findings,
+                       steps_done = excluded.steps_done, steps_failed = excluded.steps_failed,
+                       steps_would = excluded.steps_would, restores = excluded.restores,
+                       quarantined = excluded.quarantined, event_count = excluded.event_count,
+                       verdict = excluded.verdict, kinds = excluded.kinds",
+                );
+                qb.build().execute(&mut *tx).await.ctx("updating incidents")?;
             }
             for chunk in members.chunks(ROWS_PER_STATEMENT) {
                 let mut qb =
