@@ -82,21 +82,43 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .ctx("grouping incidents")?;
-            let queued: Vec<(i64, i64, i64, String, String)> = sqlx::query_as(
-                "SELECT p.event_id, e.host_id, e.time, e.kind, e.body
-                 FROM incident_pending p JOIN events e ON e.id = p.event_id
-                 ORDER BY p.event_id LIMIT $1",
+            // The queue's ids first, then those events by id: joined in
+            // one statement, PostgreSQL merge-joined the queue with the
+            // events' primary key from its start, reading every event
+            // stored before the first queued one (0.8 s a turn at
+            // 2,000,000 events).
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "SELECT event_id FROM incident_pending ORDER BY event_id LIMIT $1",
             )
             .bind(max)
             .fetch_all(&mut *tx)
             .await
             .ctx("reading queued events")?;
-            let taken = queued.len();
-            if queued.is_empty() {
+            let mut queued: Vec<(i64, i64, i64, String, String)> = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::new(
+                    "SELECT id, host_id, time, kind, body FROM events WHERE id IN (",
+                );
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                qb.push(")");
+                let rows: Vec<(i64, i64, i64, String, String)> = qb
+                    .build_query_as()
+                    .fetch_all(&mut *tx)
+                    .await
+                    .ctx("reading queued events")?;
+                queued.extend(rows);
+            }
+            queued.sort_by_key(|q| q.0);
+            // Queued ids whose event is gone cannot be grouped; they are
+            // dequeued below all the same.
+            let taken = ids.len();
+            if ids.is_empty() {
                 tx.commit().await.ctx("grouping incidents")?;
                 return Ok(0);
             }
-            let ids: Vec<i64> = queued.iter().map(|q| q.0).collect();
             // Dequeued by id, not by range: on PostgreSQL an ingest may
             // commit a lower id after this read.
             let mut grouped: HashSet<i64> = HashSet::new();
