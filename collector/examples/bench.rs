@@ -74,6 +74,15 @@ struct Args {
     /// Fleet mode: fleet sizes to measure at, ascending.
     #[arg(long, value_delimiter = ',', default_value = "5000,20000")]
     fleet: Vec<u64>,
+    /// Fleet mode: after enrolling the last size, send more events (the
+    /// bench's mix of findings, steps and health) until this many are
+    /// stored in all, from the first `--busy-hosts` Macs, then measure
+    /// again.
+    #[arg(long, default_value_t = 0)]
+    fleet_events: u64,
+    /// Fleet mode: how many Macs send the extra events.
+    #[arg(long, default_value_t = 1000)]
+    busy_hosts: u64,
 }
 
 const BATCH: u64 = 100;
@@ -517,9 +526,17 @@ async fn pg_exec(url: &str, sql: &str) {
 }
 
 /// Enrol host `i` and send its two chained events; with `clients`
-/// threads over `range`.
-fn enrol_and_send(base: &str, enroll: &str, range: std::ops::Range<u64>, clients: usize) {
+/// threads over `range`. Returns (index, host, token, last hash) of the
+/// hosts below `keep`, for sending them more.
+fn enrol_and_send(
+    base: &str,
+    enroll: &str,
+    range: std::ops::Range<u64>,
+    clients: usize,
+    keep: u64,
+) -> Vec<(u64, Host, String, Sha256Hex)> {
     let next = std::sync::atomic::AtomicU64::new(range.start);
+    let kept = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..clients {
             s.spawn(|| {
@@ -566,7 +583,12 @@ fn enrol_and_send(base: &str, enroll: &str, range: std::ops::Range<u64>, clients
                         ),
                         samples::event(&h, 2, t0 + 1000, Mode::Remediate, second),
                     ];
-                    samples::link(&mut events, Sha256Hex::genesis());
+                    let last = samples::link(&mut events, Sha256Hex::genesis());
+                    if i < keep {
+                        kept.lock()
+                            .unwrap()
+                            .push((i, h.clone(), token.to_string(), last));
+                    }
                     let mut resp = a
                         .post(format!("{base}/api/v1/events"))
                         .header("authorization", format!("Bearer {token}"))
@@ -579,6 +601,9 @@ fn enrol_and_send(base: &str, enroll: &str, range: std::ops::Range<u64>, clients
             });
         }
     });
+    let mut kept = kept.into_inner().unwrap();
+    kept.sort_by_key(|k| k.0);
+    kept
 }
 
 /// GET `path` `n` times (bearer token for /api, the session cookie for
@@ -624,17 +649,84 @@ fn fleet_mode(args: &Args, base: &str) {
     let reader = args.reader_token.as_deref().expect("--reader-token");
     let a = agent();
     let mut enrolled = 0;
+    let mut busy: Vec<(u64, Host, String, Sha256Hex)> = Vec::new();
     for &size in &args.fleet {
         let started = Instant::now();
-        enrol_and_send(base, enroll, enrolled..size, args.clients);
+        busy.extend(enrol_and_send(
+            base,
+            enroll,
+            enrolled..size,
+            args.clients,
+            args.busy_hosts,
+        ));
         println!(
             "fleet: {size} hosts (enrolled {} more in {:.1} s)",
             size - enrolled,
             started.elapsed().as_secs_f64()
         );
         enrolled = size;
-        // One host from the middle of the fleet, by name.
+        measure_fleet(args, &a, base, reader, size);
+    }
+    let mut stored = enrolled * 2;
+    if args.fleet_events > stored && !busy.is_empty() {
+        let n = busy.len();
+        let mut fleet = Fleet {
+            hosts: busy.iter().map(|b| (b.1.clone(), b.2.clone())).collect(),
+            next_seq: vec![3; n],
+            last_hash: busy.iter().map(|b| b.3.clone()).collect(),
+        };
+        let started = Instant::now();
+        while stored < args.fleet_events {
+            let chunk = 200_000u64.min(args.fleet_events - stored);
+            let per_host = (chunk / n as u64 / BATCH).max(1) * BATCH;
+            let work = fleet.work(per_host);
+            let rate = ingest(base, &work, args.clients);
+            stored += per_host * n as u64;
+            println!("fill: {stored} events stored, last chunk {rate:.0} events/s");
+        }
+        println!(
+            "fleet: {stored} events stored ({:.1} s for the extra events); waiting for grouping",
+            started.elapsed().as_secs_f64()
+        );
+        wait_grouped(&a, base, reader);
+        measure_fleet(args, &a, base, reader, enrolled);
+    }
+}
+
+/// Wait until the collector's incident queue is empty (its /metrics), so
+/// readers are timed on a settled collector.
+fn wait_grouped(a: &ureq::Agent, base: &str, reader: &str) {
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    loop {
+        let text = a
+            .get(format!("{base}/metrics"))
+            .header("authorization", format!("Bearer {reader}"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        let pending = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("lenscap_collector_incident_queue_depth ")
+                    .or_else(|| l.strip_prefix("lenscap_collector_incidents_pending "))
+            })
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        match pending {
+            Some(p) if p > 0.0 && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_secs(2))
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Time what readers fetch from a collector holding `size` hosts.
+fn measure_fleet(args: &Args, a: &ureq::Agent, base: &str, reader: &str, size: u64) {
+    {
         let mid = format!("fleet-mac-{:06}", size / 2);
+        // One host from the middle of the fleet, by name.
         let page: serde_json::Value = serde_json::from_str(
             &a.get(format!("{base}/api/v1/hosts?name_prefix={mid}"))
                 .header("authorization", format!("Bearer {reader}"))
@@ -657,22 +749,51 @@ fn fleet_mode(args: &Args, base: &str) {
             .unwrap()["id"]
             .as_i64()
             .unwrap();
-        let fleet_page = if time_get(&a, base, "/ui/fleet", reader, 1).is_some() {
+        let fleet_page = if time_get(a, base, "/ui/fleet", reader, 1).is_some() {
             "/ui/fleet"
         } else {
             "/ui/"
         };
         let host_page = format!("/ui/hosts/{id}");
-        let shapes: Vec<(&str, &str)> = vec![
+        // The newest incident, for its API answer and its page.
+        let newest: Option<i64> = time_get(a, base, "/api/v1/incidents?limit=1", reader, 1)
+            .and_then(|_| {
+                let v: serde_json::Value = serde_json::from_str(
+                    &a.get(format!("{base}/api/v1/incidents?limit=1"))
+                        .header("authorization", format!("Bearer {reader}"))
+                        .call()
+                        .unwrap()
+                        .body_mut()
+                        .read_to_string()
+                        .unwrap(),
+                )
+                .unwrap();
+                v["incidents"][0]["id"].as_i64()
+            });
+        let incident_api = newest.map(|i| format!("/api/v1/incidents/{i}"));
+        let incident_page = newest.map(|i| format!("/ui/incidents/{i}"));
+        let mut shapes: Vec<(&str, &str)> = vec![
             ("GET /api/v1/hosts", "/api/v1/hosts"),
             (
                 "GET /api/v1/hosts?attention=true",
                 "/api/v1/hosts?attention=true",
             ),
+            ("GET /api/v1/events", "/api/v1/events"),
+            (
+                "GET /api/v1/events?kind=detection_finding",
+                "/api/v1/events?kind=detection_finding",
+            ),
+            ("GET /api/v1/incidents", "/api/v1/incidents"),
+            (
+                "GET /api/v1/incidents?state=contained",
+                "/api/v1/incidents?state=contained",
+            ),
+            ("GET /api/v1/alerts", "/api/v1/alerts"),
+            ("GET /api/v1/policy", "/api/v1/policy"),
+            ("GET /metrics", "/metrics"),
             ("fleet page", fleet_page),
             ("one host's page", &host_page),
             ("Remediations page", "/ui/remediations"),
-            ("GET /api/v1/incidents", "/api/v1/incidents"),
             (
                 "Incidents page",
                 if fleet_page == "/ui/fleet" {
@@ -681,16 +802,24 @@ fn fleet_mode(args: &Args, base: &str) {
                     "/ui/none"
                 },
             ),
+            ("Camera page", "/ui/camera"),
+            ("Gaps page", "/ui/gaps"),
+            ("Rules page", "/ui/rules"),
+            ("Alerts page", "/ui/alerts"),
         ];
+        if let (Some(api), Some(page)) = (&incident_api, &incident_page) {
+            shapes.push(("GET /api/v1/incidents/{id}", api));
+            shapes.push(("one incident's page", page));
+        }
         for (name, path) in shapes {
-            match time_get(&a, base, path, reader, args.queries) {
+            match time_get(a, base, path, reader, args.queries) {
                 Some((times, size)) => println!(
-                    "  {name:<34} p50 {:>7.1} ms  p95 {:>7.1} ms  {:>9} bytes",
+                    "  {name:<40} p50 {:>7.1} ms  p95 {:>7.1} ms  {:>9} bytes",
                     percentile(&times, 0.5).as_secs_f64() * 1e3,
                     percentile(&times, 0.95).as_secs_f64() * 1e3,
                     size
                 ),
-                None => println!("  {name:<34} (not served)"),
+                None => println!("  {name:<40} (not served)"),
             }
         }
     }

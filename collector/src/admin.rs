@@ -50,8 +50,10 @@ pub enum AdminError {
     NoAlert(String),
     #[error("alert destination name {0:?}: use 1 to 64 letters, digits, `-`, `_` or `.`")]
     BadAlertName(String),
-    #[error("give exactly one of --webhook URL or --syslog tcp://HOST:PORT")]
+    #[error("give exactly one of --webhook URL or --syslog tcp://HOST:PORT|tls://HOST:PORT")]
     AlertKind,
+    #[error("--ca checks a syslog receiver's certificate: it goes with --syslog tls://HOST:PORT")]
+    CaWithoutTls,
     #[error("--secret signs webhooks only; syslog has no signature")]
     SyslogSecret,
     #[error("no system randomness to make a secret: {0}")]
@@ -494,6 +496,15 @@ pub struct AlertAdd {
     pub rule: Option<String>,
     /// Only incidents on the Mac with this hostname.
     pub host: Option<String>,
+    /// Comma-separated verdicts (remediate, report, allow); only
+    /// incidents whose strongest verdict is one of them.
+    pub verdict: Option<String>,
+    /// Comma-separated finding kinds (listener, persistence,
+    /// camera_grant, camera_use); only incidents holding one of them.
+    pub finding_kind: Option<String>,
+    /// PEM certificates (the file's text) a `tls://` syslog receiver
+    /// must chain to, instead of the public web roots.
+    pub ca_pem: Option<String>,
     /// Plain http to a host other than loopback.
     pub allow_http: bool,
 }
@@ -521,6 +532,28 @@ pub async fn alert_add(store: &Store, add: AlertAdd, now: i64) -> Result<String,
     }
     let min_rank = crate::alerts::parse_severity(&add.min_severity)?;
     let states = crate::alerts::parse_states(&add.states)?;
+    let verdict = add
+        .verdict
+        .as_deref()
+        .map(crate::alerts::parse_verdicts)
+        .transpose()?
+        .flatten();
+    let finding_kind = add
+        .finding_kind
+        .as_deref()
+        .map(crate::alerts::parse_kinds)
+        .transpose()?
+        .flatten();
+    if let Some(pem) = &add.ca_pem {
+        if add
+            .syslog
+            .as_deref()
+            .is_none_or(|u| !u.starts_with("tls://"))
+        {
+            return Err(AdminError::CaWithoutTls);
+        }
+        crate::alerts::parse_ca(pem)?;
+    }
     let (kind, url, secret, made) = match (&add.webhook, &add.syslog) {
         (Some(url), None) => {
             crate::alerts::check_webhook_url(url, add.allow_http)?;
@@ -546,17 +579,21 @@ pub async fn alert_add(store: &Store, add: AlertAdd, now: i64) -> Result<String,
         _ => return Err(AdminError::AlertKind),
     };
     let added = store
-        .add_alert_destination(
-            &add.name,
-            kind,
-            &url,
-            secret.as_deref(),
+        .add_alert_destination(&crate::store::AlertDestination {
+            id: 0,
+            name: add.name.clone(),
+            kind: kind.to_string(),
+            url: url.clone(),
+            secret: secret.clone(),
             min_rank,
-            &states,
-            add.rule.as_deref(),
-            add.host.as_deref(),
-            now,
-        )
+            states: states.clone(),
+            rule: add.rule.clone(),
+            host: add.host.clone(),
+            verdict: verdict.clone(),
+            finding_kind: finding_kind.clone(),
+            ca_pem: add.ca_pem.clone(),
+            created_at: now,
+        })
         .await?;
     if added.is_none() {
         return Err(AdminError::AlertExists(add.name));
@@ -576,6 +613,15 @@ pub async fn alert_add(store: &Store, add: AlertAdd, now: i64) -> Result<String,
     }
     if let Some(h) = &add.host {
         out.push_str(&format!(", host {h}"));
+    }
+    if let Some(v) = &verdict {
+        out.push_str(&format!(", verdict {v}"));
+    }
+    if let Some(k) = &finding_kind {
+        out.push_str(&format!(", finding kind {k}"));
+    }
+    if add.ca_pem.is_some() {
+        out.push_str(", receiver certificate checked against the given CA");
     }
     if let (true, Some(s)) = (made, &secret) {
         out.push_str(&format!(
@@ -600,7 +646,7 @@ pub async fn alert_list(store: &Store) -> Result<String, AdminError> {
             d.states.as_str()
         };
         out.push_str(&format!(
-            "{}\t{}\t{}\tseverity >= {}\t{}\trule {}\thost {}\n",
+            "{}\t{}\t{}\tseverity >= {}\t{}\trule {}\thost {}\tverdict {}\tkind {}{}\n",
             d.name,
             d.kind,
             d.url,
@@ -608,6 +654,13 @@ pub async fn alert_list(store: &Store) -> Result<String, AdminError> {
             states,
             d.rule.as_deref().unwrap_or("any"),
             d.host.as_deref().unwrap_or("any"),
+            d.verdict.as_deref().unwrap_or("any"),
+            d.finding_kind.as_deref().unwrap_or("any"),
+            if d.ca_pem.is_some() {
+                "\tcustom CA"
+            } else {
+                ""
+            },
         ));
     }
     let c = store.alert_counts().await?;

@@ -21,8 +21,12 @@
 //! check both who sent it and that it is not an old body replayed
 //! ([`verify`]).
 //!
-//! **Syslog** is RFC 5424 over TCP with octet-counting framing (RFC 6587),
-//! one message per alert.
+//! **Syslog** is RFC 5424, one message per alert, with octet-counting
+//! framing ("LEN SP MSG"): over TCP (`tcp://`, RFC 6587 §3.4.1) or over
+//! TLS (`tls://`, RFC 5425 §4.3, the same framing inside the TLS stream).
+//! TLS checks the receiver's certificate and name against the public web
+//! roots, or against the CA an admin gave (`alert add --ca FILE`), which
+//! is how a SIEM with an internal CA is reached.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -33,7 +37,7 @@ use serde_json::{Value, json};
 
 use crate::incidents::{IncidentRow, severity_rank};
 use crate::metrics::Metrics;
-use crate::store::{AlertDestination, AlertRecord, Store};
+use crate::store::{AlertDestination, AlertRecord, Delivery, Store};
 use crate::timefmt::now_ms;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
@@ -81,6 +85,16 @@ pub enum AlertError {
     BadState(String),
     #[error("unknown severity {0:?}: expected info, low, medium, high or critical")]
     BadSeverity(String),
+    #[error("unknown verdict {0:?}: expected some of remediate, report, allow")]
+    BadVerdict(String),
+    #[error(
+        "unknown finding kind {0:?}: expected some of listener, persistence, camera_grant, camera_use"
+    )]
+    BadKind(String),
+    #[error(
+        "the CA file holds no usable certificate: {0} (PEM `BEGIN CERTIFICATE` blocks expected)"
+    )]
+    BadCa(String),
 }
 
 /// Retry timing and when to give up.
@@ -137,6 +151,58 @@ pub fn parse_states(s: &str) -> Result<String, AlertError> {
     Ok(out.join(","))
 }
 
+/// A comma-separated list checked against `known`, each once, in order;
+/// `bad` names an unknown entry. Empty means "any" (None).
+fn parse_list(
+    s: &str,
+    known: &[&str],
+    bad: fn(String) -> AlertError,
+) -> Result<Option<String>, AlertError> {
+    let mut out: Vec<&str> = Vec::new();
+    for x in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+        let Some(k) = known.iter().find(|k| **k == x) else {
+            return Err(bad(x.to_string()));
+        };
+        if !out.contains(k) {
+            out.push(k);
+        }
+    }
+    Ok((!out.is_empty()).then(|| out.join(",")))
+}
+
+/// `remediate,report` checked; empty: any verdict.
+pub fn parse_verdicts(s: &str) -> Result<Option<String>, AlertError> {
+    parse_list(s, &["remediate", "report", "allow"], AlertError::BadVerdict)
+}
+
+/// `listener,camera_use` checked; empty: any kind.
+pub fn parse_kinds(s: &str) -> Result<Option<String>, AlertError> {
+    parse_list(
+        s,
+        &["listener", "persistence", "camera_grant", "camera_use"],
+        AlertError::BadKind,
+    )
+}
+
+/// The certificates of a PEM CA file, at least one.
+pub fn parse_ca(pem: &str) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, AlertError> {
+    use rustls_pki_types::pem::PemObject as _;
+    let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| AlertError::BadCa(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(AlertError::BadCa("no certificate found".into()));
+    }
+    // Each must be one rustls can anchor trust in.
+    let mut roots = rustls::RootCertStore::empty();
+    for c in &certs {
+        roots
+            .add(c.clone())
+            .map_err(|e| AlertError::BadCa(e.to_string()))?;
+    }
+    Ok(certs)
+}
+
 /// A webhook URL the collector will send to: http or https with a host,
 /// plain http only to loopback unless `allow_http` (bodies say what is
 /// wrong on which Mac).
@@ -169,18 +235,18 @@ pub fn check_webhook_url(url: &str, allow_http: bool) -> Result<(), AlertError> 
     }
 }
 
-/// A syslog destination: `tcp://host:port`.
+/// A syslog destination: `tcp://host:port` or `tls://host:port`.
 pub fn check_syslog_url(url: &str) -> Result<(), AlertError> {
     let bad = |reason: &str| AlertError::BadUrl {
         url: url.to_string(),
         reason: reason.to_string(),
     };
     let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-    if parsed.scheme() != "tcp" {
-        return Err(bad("expected tcp://host:port"));
+    if !matches!(parsed.scheme(), "tcp" | "tls") {
+        return Err(bad("expected tcp://host:port or tls://host:port"));
     }
     if parsed.host().is_none() || parsed.port().is_none() {
-        return Err(bad("expected tcp://host:port"));
+        return Err(bad("expected tcp://host:port or tls://host:port"));
     }
     Ok(())
 }
@@ -202,19 +268,26 @@ pub fn new_secret() -> Result<String, getrandom::Error> {
     Ok(hex::encode(b))
 }
 
-/// Whether an incident at `rank` in `state`, of `rule`, on the Mac
-/// `hostname`, alerts `dest`.
-pub fn wants(
-    dest: &AlertDestination,
-    rank: i64,
-    state: &str,
-    rule: Option<&str>,
-    hostname: &str,
-) -> bool {
-    rank >= dest.min_rank
+/// Whether the incident `row`, on the Mac `hostname`, alerts `dest`: its
+/// severity, state, rule, host, strongest verdict and finding kinds.
+pub fn wants(dest: &AlertDestination, row: &IncidentRow, hostname: &str) -> bool {
+    let state = row.state();
+    severity_rank(&row.severity) >= dest.min_rank
         && (dest.states.is_empty() || dest.states.split(',').any(|s| s == state))
-        && dest.rule.as_deref().is_none_or(|r| Some(r) == rule)
+        && dest
+            .rule
+            .as_deref()
+            .is_none_or(|r| Some(r) == row.rule.as_deref())
         && dest.host.as_deref().is_none_or(|h| h == hostname)
+        && dest.verdict.as_deref().is_none_or(|vs| {
+            row.verdict
+                .as_deref()
+                .is_some_and(|v| vs.split(',').any(|x| x == v))
+        })
+        && dest.finding_kind.as_deref().is_none_or(|ks| {
+            ks.split(',')
+                .any(|k| row.kinds.split(',').any(|mine| mine == k))
+        })
 }
 
 /// The JSON body of an alert: the incident as it is after the change,
@@ -392,28 +465,90 @@ pub fn syslog_message(alert_id: i64, body: &str, now_ms: i64) -> String {
 fn deliver_syslog(dest: &AlertDestination, alert_id: i64, body: &str) -> Result<(), String> {
     let parsed = url::Url::parse(&dest.url).map_err(|e| e.to_string())?;
     let (Some(host), Some(port)) = (parsed.host_str(), parsed.port()) else {
-        return Err("expected tcp://host:port".into());
+        return Err("expected tcp://host:port or tls://host:port".into());
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
+    let tls = match parsed.scheme() {
+        "tcp" => false,
+        "tls" => true,
+        other => return Err(format!("scheme {other:?}; expected tcp or tls")),
+    };
     let addrs =
         std::net::ToSocketAddrs::to_socket_addrs(&(host, port)).map_err(|e| e.to_string())?;
     let mut last = String::from("no address");
     for addr in addrs {
         match std::net::TcpStream::connect_timeout(&addr, SEND_TIMEOUT) {
-            Ok(mut s) => {
+            Ok(s) => {
                 let _ = s.set_write_timeout(Some(SEND_TIMEOUT));
+                let _ = s.set_read_timeout(Some(SEND_TIMEOUT));
                 let msg = syslog_message(alert_id, body, now_ms());
-                // Octet counting (RFC 6587 §3.4.1): "LEN SP MSG".
+                // Octet counting (RFC 6587 §3.4.1, RFC 5425 §4.3):
+                // "LEN SP MSG".
                 let framed = format!("{} {msg}", msg.len());
-                return s
-                    .write_all(framed.as_bytes())
-                    .and_then(|()| s.flush())
-                    .map_err(|e| e.to_string());
+                return if tls {
+                    send_tls(s, host, dest.ca_pem.as_deref(), framed.as_bytes())
+                } else {
+                    let mut s = s;
+                    s.write_all(framed.as_bytes())
+                        .and_then(|()| s.flush())
+                        .map_err(|e| e.to_string())
+                };
             }
             Err(e) => last = e.to_string(),
         }
     }
     Err(last)
+}
+
+/// The client side of a TLS syslog connection: the receiver's certificate
+/// must chain to `ca_pem` (or, without one, the public web roots, as
+/// webhooks use) and name `host`.
+fn tls_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_pem {
+        Some(pem) => {
+            for c in parse_ca(pem).map_err(|e| e.to_string())? {
+                roots.add(c).map_err(|e| e.to_string())?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+}
+
+fn send_tls(
+    sock: std::net::TcpStream,
+    host: &str,
+    ca_pem: Option<&str>,
+    framed: &[u8],
+) -> Result<(), String> {
+    let config = tls_config(ca_pem)?;
+    let name = rustls_pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| format!("{host:?} is not a TLS server name: {e}"))?;
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(framed)
+        .and_then(|()| tls.flush())
+        .map_err(|e| format!("TLS: {e}"))?;
+    // Close cleanly, so the receiver reads a whole message, not a
+    // truncation: close_notify, then read what the receiver still sends
+    // (TLS 1.3 session tickets) until it closes too. A socket closed with
+    // unread data sends a reset, which can make the receiver drop the
+    // message it already has.
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+    let _ = tls.sock.shutdown(std::net::Shutdown::Write);
+    let _ = tls.sock.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut sink = [0u8; 1024];
+    while let Ok(n) = std::io::Read::read(&mut tls, &mut sink) {
+        if n == 0 {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Deliver queued alerts until the task is stopped: every [`POLL`], or
@@ -455,18 +590,20 @@ pub async fn send_due(
         return Ok(0);
     }
     let dests = store.alert_destinations().await?;
-    let mut claimed: Vec<(AlertRecord, AlertDestination)> = Vec::new();
-    for a in due {
-        let Some(d) = dests.iter().find(|d| d.id == a.destination_id) else {
-            continue;
-        };
-        if store
-            .claim_alert(a.id, a.next_attempt, now + CLAIM_MS)
-            .await?
-        {
-            claimed.push((a, d.clone()));
-        }
-    }
+    let wanted: Vec<(i64, i64)> = due
+        .iter()
+        .filter(|a| dests.iter().any(|d| d.id == a.destination_id))
+        .map(|a| (a.id, a.next_attempt))
+        .collect();
+    let taken = store.claim_alerts(&wanted, now + CLAIM_MS).await?;
+    let claimed: Vec<(AlertRecord, AlertDestination)> = due
+        .into_iter()
+        .filter(|a| taken.contains(&a.id))
+        .filter_map(|a| {
+            let d = dests.iter().find(|d| d.id == a.destination_id)?.clone();
+            Some((a, d))
+        })
+        .collect();
     let n = claimed.len();
     let sends = claimed.into_iter().map(|(a, d)| async move {
         let body = a.body.clone();
@@ -476,13 +613,21 @@ pub async fn send_due(
             .unwrap_or_else(|e| Err(format!("delivery task failed: {e}")));
         (a, result)
     });
+    let mut outcomes = Vec::with_capacity(n);
     for (a, result) in futures_util::future::join_all(sends).await {
         let attempts = a.attempts + 1;
         let done = now_ms();
         match result {
             Ok(()) => {
                 metrics.alert_sent();
-                store.alert_sent(a.id, attempts, done).await?;
+                outcomes.push(Delivery {
+                    id: a.id,
+                    attempts,
+                    at: done,
+                    error: None,
+                    next_attempt: done,
+                    dead: false,
+                });
             }
             Err(e) => {
                 let dead = attempts >= settings.max_attempts;
@@ -490,12 +635,19 @@ pub async fn send_due(
                 let wait =
                     i64::try_from(settings.backoff(attempts).as_millis()).unwrap_or(i64::MAX);
                 tracing::warn!(alert = a.id, destination = %a.destination, attempts, dead, error = %e, "alert not delivered");
-                store
-                    .alert_failed(a.id, attempts, done.saturating_add(wait), dead, &e)
-                    .await?;
+                outcomes.push(Delivery {
+                    id: a.id,
+                    attempts,
+                    at: done,
+                    error: Some(e),
+                    next_attempt: done.saturating_add(wait),
+                    dead,
+                });
             }
         }
     }
+    // One write for the round (see `Store::claim_alerts`).
+    store.record_deliveries(&outcomes).await?;
     Ok(n)
 }
 

@@ -132,6 +132,10 @@ pub struct IncidentView {
     pub integrity: &'static str,
     pub severity: String,
     pub rule: Option<String>,
+    /// The strongest verdict of its findings.
+    pub verdict: Option<String>,
+    /// The kinds of its findings.
+    pub kinds: Vec<String>,
     pub first_time: String,
     pub last_time: String,
     pub findings: i64,
@@ -154,6 +158,13 @@ impl From<&IncidentRecord> for IncidentView {
             integrity: integrity(i.untrusted),
             severity: i.severity.clone(),
             rule: i.rule.clone(),
+            verdict: i.verdict.clone(),
+            kinds: i
+                .kinds
+                .split(',')
+                .filter(|k| !k.is_empty())
+                .map(str::to_string)
+                .collect(),
             first_time: rfc3339(i.first_time),
             last_time: rfc3339(i.last_time),
             findings: i.findings,

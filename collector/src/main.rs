@@ -98,6 +98,9 @@ enum Command {
     },
 }
 
+// `Add` carries every filter flag; the enum is parsed once per run, so
+// its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum AlertCommand {
     /// Add a destination. Each incident alerts it once per state it
@@ -108,9 +111,14 @@ enum AlertCommand {
         /// POST signed JSON to this URL (https; http on loopback).
         #[arg(long, value_name = "URL", conflicts_with = "syslog")]
         webhook: Option<String>,
-        /// Send RFC 5424 lines over TCP to tcp://HOST:PORT.
+        /// Send RFC 5424 lines to tcp://HOST:PORT, or over TLS to
+        /// tls://HOST:PORT (RFC 5425).
         #[arg(long, value_name = "URL")]
         syslog: Option<String>,
+        /// For tls:// syslog: a PEM file of the CA(s) the receiver's
+        /// certificate must chain to (default: the public web roots).
+        #[arg(long, value_name = "FILE")]
+        ca: Option<std::path::PathBuf>,
         /// Webhook signing secret (16+ printable characters); made and
         /// printed once when left out.
         #[arg(long)]
@@ -129,6 +137,15 @@ enum AlertCommand {
         /// Only incidents on the Mac with this hostname.
         #[arg(long)]
         host: Option<String>,
+        /// Only incidents whose strongest verdict is one of these,
+        /// comma-separated (remediate, report, allow).
+        #[arg(long)]
+        verdict: Option<String>,
+        /// Only incidents holding a finding of one of these kinds,
+        /// comma-separated (listener, persistence, camera_grant,
+        /// camera_use).
+        #[arg(long)]
+        kind: Option<String>,
         /// Allow a plain http webhook off loopback.
         #[arg(long)]
         allow_http: bool,
@@ -364,9 +381,19 @@ async fn main() -> anyhow::Result<()> {
                 states,
                 rule,
                 host,
+                verdict,
+                kind,
+                ca,
                 allow_http,
                 db,
             } => {
+                let ca_pem =
+                    match &ca {
+                        Some(path) => Some(std::fs::read_to_string(path).with_context(|| {
+                            format!("cannot read the CA file {}", path.display())
+                        })?),
+                        None => None,
+                    };
                 let add = admin::AlertAdd {
                     name,
                     webhook,
@@ -376,6 +403,9 @@ async fn main() -> anyhow::Result<()> {
                     states,
                     rule,
                     host,
+                    verdict,
+                    finding_kind: kind,
+                    ca_pem,
                     allow_http,
                 };
                 with_store(&db, |store| async move {

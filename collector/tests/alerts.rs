@@ -29,6 +29,8 @@ on_both_databases! {
     below_threshold_sends_nothing => below_threshold_sends_nothing;
     alerts_go_dead_after_max_attempts => alerts_go_dead;
     syslog_receiver_gets_rfc5424 => syslog_receiver_gets_rfc5424;
+    syslog_over_tls_checks_the_receiver => syslog_over_tls;
+    destinations_filter_by_verdict_and_kind => filters_by_verdict_and_kind;
 }
 
 const SECRET: &str = "test-secret-0123456789";
@@ -691,6 +693,13 @@ fn syslog_receiver_gets_rfc5424(db: &Db) {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(20));
     };
+    check_rfc5424(&framed, "mac-syslog");
+    c.stop();
+}
+
+/// One octet-counted syslog frame holding an RFC 5424 message about the
+/// ZoomOpener incident on `hostname`, field by field.
+fn check_rfc5424(framed: &str, hostname: &str) {
     // Octet counting: "LEN SP MSG", LEN the message's bytes.
     let (len, msg) = framed.split_once(' ').unwrap();
     assert_eq!(len.parse::<usize>().unwrap(), msg.len(), "{framed}");
@@ -703,7 +712,7 @@ fn syslog_receiver_gets_rfc5424(db: &Db) {
             .is_ok(),
         "{msg}"
     );
-    assert_eq!(parts[2], "mac-syslog");
+    assert_eq!(parts[2], hostname);
     assert_eq!(parts[3], "lenscap-collector");
     assert_eq!(parts[4], "-");
     assert_eq!(parts[5], "incident");
@@ -716,6 +725,214 @@ fn syslog_receiver_gets_rfc5424(db: &Db) {
         parts[6].ends_with("\u{feff}ZoomOpener, a hidden web server on 127.0.0.1:19421, open"),
         "{msg}"
     );
+}
+
+/// Syslog over TLS (RFC 5425): a receiver on loopback with a certificate
+/// from a private CA gets the same octet-counted RFC 5424 frame inside TLS
+/// when the destination names that CA (`--ca`); a destination that trusts
+/// only the public web roots refuses the same receiver, and the alert
+/// waits with the reason.
+fn syslog_over_tls(db: &Db) {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let ca_pem = std::fs::read_to_string(fixtures.join("ca.pem")).unwrap();
+    let server_config = {
+        use rustls_pki_types::pem::PemObject as _;
+        let certs: Vec<_> =
+            rustls_pki_types::CertificateDer::pem_file_iter(fixtures.join("cert.pem"))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(fixtures.join("key.pem")).unwrap();
+        Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+        )
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let handshakes_failed = Arc::new(AtomicUsize::new(0));
+    let (l, failed) = (lines.clone(), handshakes_failed.clone());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut sock) = conn else { return };
+            let _ = sock.set_read_timeout(Some(Duration::from_secs(5)));
+            let tls = rustls::ServerConnection::new(server_config.clone()).unwrap();
+            let mut stream = rustls::StreamOwned::new(tls, &mut sock);
+            let mut data = String::new();
+            match stream.read_to_string(&mut data) {
+                Ok(_) if data.contains(" lenscap-collector ") => l.lock().unwrap().push(data),
+                Ok(_) => {}
+                Err(_) => {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    });
+    let c = Collector::start(db);
+    let store = c.store();
+    let add = |name: &str, ca: Option<&str>| {
+        c.block_on(admin::alert_add(
+            &store,
+            AlertAdd {
+                name: name.into(),
+                syslog: Some(format!("tls://127.0.0.1:{port}")),
+                ca_pem: ca.map(str::to_string),
+                min_severity: "high".into(),
+                ..AlertAdd::default()
+            },
+            1,
+        ))
+    };
+    let said = add("siem-tls", Some(&ca_pem)).unwrap();
+    assert!(said.contains("checked against the given CA"), "{said}");
+    add("siem-tls-public-roots", None).unwrap();
+    let mut a = Agent::new(&c, "mac-tls");
+    a.send(&c, vec![finding(Severity::Critical)]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let framed = loop {
+        if let Some(l) = lines.lock().unwrap().first() {
+            break l.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no TLS syslog frame arrived: {:#?}",
+            c.block_on(store.alerts(None, 10))
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    check_rfc5424(&framed, "mac-tls");
+    // The destination trusting only public roots did not send it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        let alerts = c.block_on(store.alerts(None, 10)).unwrap();
+        if let Some(a) = alerts
+            .iter()
+            .find(|a| a.destination == "siem-tls-public-roots" && a.last_error.is_some())
+        {
+            break a.clone();
+        }
+        assert!(Instant::now() < deadline, "{alerts:#?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(refused.status, "pending", "{refused:?}");
+    let error = refused.last_error.unwrap();
+    assert!(error.contains("certificate"), "{error}");
+    assert_eq!(lines.lock().unwrap().len(), 1);
+    assert!(handshakes_failed.load(Ordering::SeqCst) >= 1);
+
+    // What `alert add` refuses: --ca without tls://, a file without a
+    // certificate.
+    let err = c
+        .block_on(admin::alert_add(
+            &store,
+            AlertAdd {
+                name: "plain-with-ca".into(),
+                syslog: Some(format!("tcp://127.0.0.1:{port}")),
+                ca_pem: Some(ca_pem.clone()),
+                min_severity: "high".into(),
+                ..AlertAdd::default()
+            },
+            1,
+        ))
+        .unwrap_err();
+    assert!(err.to_string().contains("tls://"), "{err}");
+    let err = add("bad-ca", Some("not a certificate")).unwrap_err();
+    assert!(err.to_string().contains("no usable certificate"), "{err}");
+    c.stop();
+}
+
+/// `--verdict` and `--kind` narrow a destination: a remediated helper's
+/// listener incident alerts the destinations asking for `remediate` or
+/// `listener`; a camera session a web page started through a helper
+/// (verdict report, kind camera_use) alerts those asking for `report` or
+/// `camera_use`; neither alerts the others. Unknown values are refused.
+fn filters_by_verdict_and_kind(db: &Db) {
+    let c = Collector::start(db);
+    let r = Receiver::start("127.0.0.1:0");
+    let store = c.store();
+    for (name, verdict, kind) in [
+        ("v-remediate", Some("remediate"), None),
+        ("v-report", Some("report"), None),
+        ("k-listener", None, Some("listener")),
+        ("k-camera", None, Some("camera_use,camera_grant")),
+        ("both-mismatch", Some("remediate"), Some("camera_use")),
+    ] {
+        c.block_on(admin::alert_add(
+            &store,
+            AlertAdd {
+                name: name.into(),
+                webhook: Some(r.url.clone()),
+                secret: Some(SECRET.into()),
+                min_severity: "info".into(),
+                states: "open".into(),
+                verdict: verdict.map(str::to_string),
+                finding_kind: kind.map(str::to_string),
+                ..AlertAdd::default()
+            },
+            1,
+        ))
+        .unwrap();
+    }
+    let mut helper = Agent::new(&c, "mac-filter-helper");
+    helper.send(&c, vec![finding(Severity::Critical)]);
+    let mut camera = Agent::new(&c, "mac-filter-camera");
+    camera.send(
+        &c,
+        vec![Body::DetectionFinding(Box::new(samples::camera_incident()))],
+    );
+    r.wait_for(4);
+    settle(&c);
+    std::thread::sleep(Duration::from_millis(800));
+    let alerts = c.block_on(store.alerts(None, 100)).unwrap();
+    let mut got: Vec<(String, String)> = alerts
+        .iter()
+        .map(|a| {
+            let body: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+            (
+                a.destination.clone(),
+                body["incident"]["hostname"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let want: Vec<(String, String)> = [
+        ("k-camera", "mac-filter-camera"),
+        ("k-listener", "mac-filter-helper"),
+        ("v-remediate", "mac-filter-helper"),
+        ("v-report", "mac-filter-camera"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(got, want);
+    assert_eq!(r.got().len(), 4);
+    for (verdict, kind, says) in [
+        (Some("maybe"), None, "unknown verdict \"maybe\""),
+        (None, Some("sockets"), "unknown finding kind \"sockets\""),
+    ] {
+        let err = c
+            .block_on(admin::alert_add(
+                &store,
+                AlertAdd {
+                    name: "bad".into(),
+                    webhook: Some(r.url.clone()),
+                    min_severity: "info".into(),
+                    verdict: verdict.map(str::to_string),
+                    finding_kind: kind.map(str::to_string),
+                    ..AlertAdd::default()
+                },
+                1,
+            ))
+            .unwrap_err();
+        assert!(err.to_string().starts_with(says), "{err}");
+    }
     c.stop();
 }
 

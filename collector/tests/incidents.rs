@@ -24,6 +24,7 @@ on_both_databases! {
     monitor_mode_is_would_do => monitor_mode_is_would_do;
     a_forged_event_is_marked_everywhere => forged_event_is_marked_everywhere;
     incidents_page_and_filter => incidents_page_and_filter;
+    camera_sessions_and_grants_join_the_helpers_incident => camera_joins_the_helper;
 }
 
 const BUNDLE: &str = "/Users/jdoe/.zoomus/ZoomOpener.app";
@@ -413,5 +414,96 @@ fn incidents_page_and_filter(db: &Db) {
     let host_token = c.enroll(&host("mac-page-x"));
     let (s, _) = c.http.get(&c.url("/api/v1/incidents"), Some(&host_token));
     assert_eq!(s, 403);
+    c.stop();
+}
+
+/// A camera grant or session whose client or process is the helper joins
+/// the helper's incident — by program path, by the helper's signing
+/// identifier (without case, as TCC compares), by process, or by the
+/// helper's listener for a session that began right after a connection to
+/// it. A grant of an unrelated app stays an incident of its own, and the
+/// camera app a session named does not become part of the helper's
+/// incident: a later finding about that app is its own incident.
+fn camera_joins_the_helper(db: &Db) {
+    use lenscap_events::{CameraInfo, Verdict};
+    let c = Collector::start(db);
+    let h = host("mac-camera");
+    let token = c.enroll(&h);
+    let reader = c.token(Role::Reader);
+    let helper = samples::zoom_finding(Verdict::Remediate, Some("catalog:zoom-opener"));
+    let helper_exe = format!("{BUNDLE}/Contents/MacOS/ZoomOpener");
+    let grant = |uid: &str, client: &str, client_type: &str| {
+        let mut g = samples::camera_grant();
+        g.finding_info.uid = uid.to_string();
+        g.finding.severity = lenscap_events::Severity::Critical;
+        let cam: &mut CameraInfo = g.finding.camera.as_mut().unwrap();
+        cam.client = client.to_string();
+        cam.client_type = Some(client_type.to_string());
+        Body::DetectionFinding(Box::new(g))
+    };
+    // The helper itself holding the camera (tied by process, not time).
+    let mut own_session = samples::camera_incident();
+    own_session.finding_info.uid = "camera_use:1873:1:ZoomOpener".into();
+    own_session.finding.process = helper.finding.process.clone();
+    if let Some(cam) = own_session.finding.camera.as_mut() {
+        cam.client = helper_exe.clone();
+        cam.incident = None;
+    }
+    // The Zoom client's own listener, found later: not the helper's.
+    let mut client_listener = samples::zoom_finding(Verdict::Report, None);
+    client_listener.finding_info.uid = "listener:127.0.0.1:4433:/Applications/zoom.us.app".into();
+    if let Some(p) = client_listener.finding.process.as_mut() {
+        p.path = Some("/Applications/zoom.us.app/Contents/MacOS/zoom.us".into());
+        p.bundle = Some("/Applications/zoom.us.app".into());
+        p.name = "zoom.us".into();
+        p.signature.identifier = Some("us.zoom.xos".into());
+    }
+    client_listener.finding.persistence = None;
+    if let Some(l) = client_listener.finding.listener.as_mut() {
+        l.port = 4433;
+    }
+    let bodies = vec![
+        Body::DetectionFinding(Box::new(helper)),
+        grant("camera_grant:path", &helper_exe, "path"),
+        grant("camera_grant:id", "US.ZOOM.ZoomOpener", "bundle_id"),
+        Body::DetectionFinding(Box::new(own_session)),
+        // Tied by time to the helper's listener; its process is the Zoom
+        // client.
+        Body::DetectionFinding(Box::new(samples::camera_incident())),
+        // An unrelated app's grant.
+        grant("camera_grant:other", "com.example.Recorder", "bundle_id"),
+        Body::DetectionFinding(Box::new(client_listener)),
+    ];
+    let sent = events(&h, Mode::Remediate, 1, Sha256Hex::genesis(), bodies);
+    assert_eq!(c.send(&token, &sent).0, 200);
+    let list = incidents(&c, &reader, "host=mac-camera");
+    assert_eq!(list.len(), 3, "{list:#?}");
+    let by_name = |n: &str| {
+        list.iter()
+            .find(|i| i["title"].as_str().unwrap().starts_with(n))
+            .unwrap_or_else(|| panic!("no incident titled {n}: {list:#?}"))
+    };
+    let inc = by_name("ZoomOpener");
+    assert_eq!(inc["findings"], 5, "{inc}");
+    assert_eq!(inc["verdict"], "remediate", "{inc}");
+    assert_eq!(
+        inc["kinds"],
+        serde_json::json!(["camera_grant", "camera_use", "listener"]),
+        "{inc}"
+    );
+    let detail = c.get_json(&format!("/api/v1/incidents/{}", inc["id"]), &reader);
+    let seqs: Vec<u64> = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+    let other = by_name("com.example.Recorder");
+    assert_eq!(other["findings"], 1, "{other}");
+    assert_eq!(other["kinds"], serde_json::json!(["camera_grant"]));
+    let client = by_name("zoom.us");
+    assert_eq!(client["findings"], 1, "{client}");
+    assert_eq!(client["verdict"], "report");
     c.stop();
 }

@@ -9,6 +9,10 @@
 //!   `--allow` keeps them there); a reinstall is removed again.
 //! - `daemon/monitor.rs`: monitor mode changes nothing and records the
 //!   plan; benign services are left alone in remediate mode.
+//! - `daemon/incidents.rs`: the agent delivers to a real collector, which
+//!   makes one incident of a contained helper (listener and persistence
+//!   findings, every step), `restored` after `quarantine restore`,
+//!   `would_do` in monitor mode.
 //! - `daemon/faults.rs`: the daemon SIGKILLed before and after every plan
 //!   step; the next start finishes the job and no file is lost.
 //! - `daemon/notify.rs`: the person at the keyboard is told, once per
@@ -43,12 +47,16 @@
 
 #[path = "daemon/bench.rs"]
 mod bench;
+#[path = "delivery/collector.rs"]
+mod collector;
 #[path = "daemon/faults.rs"]
 mod faults;
 #[path = "daemon/grants.rs"]
 mod grants;
 #[path = "daemon/gui_domains.rs"]
 mod gui_domains;
+#[path = "daemon/incidents.rs"]
+mod incidents;
 #[path = "daemon/monitor.rs"]
 mod monitor;
 #[path = "daemon/notify.rs"]

@@ -124,16 +124,29 @@ async fn list(
     }))
 }
 
+/// The query string of `GET /api/v1/incidents/{id}`: a page of its
+/// events.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetailQuery {
+    pub cursor: Option<String>,
+    pub limit: Option<String>,
+}
+
 async fn detail(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    query: Result<Query<DetailQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(READERS, "read incidents")?;
+    let Query(query) = query?;
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("{id:?} is not an incident id")))?;
-    let Some((incident, events)) = state.store.incident(id).await? else {
+    let cursor = cursor_param(&query.cursor, Cursor::decode)?;
+    let limit = limit_param(&query.limit)?;
+    let Some((incident, events, next)) = state.store.incident(id, cursor, limit).await? else {
         return Err(ApiError::NotFound(format!("no incident {id}")));
     };
     let head = serde_json::to_string(&IncidentView::from(&incident)).map_err(|e| {
@@ -144,7 +157,7 @@ async fn detail(
     })?;
     // The events are spliced in as stored (see `export::event_json`).
     let mut out = String::with_capacity(
-        head.len() + events.iter().map(|e| e.body.len() + 1).sum::<usize>() + 32,
+        head.len() + events.iter().map(|e| e.body.len() + 1).sum::<usize>() + 64,
     );
     out.push_str("{\"incident\":");
     out.push_str(&head);
@@ -155,7 +168,16 @@ async fn detail(
         }
         out.push_str(&export::event_json(e));
     }
-    out.push_str("]}");
+    out.push_str("],\"next_cursor\":");
+    match next {
+        Some(c) => {
+            out.push('"');
+            out.push_str(&c.encode());
+            out.push('"');
+        }
+        None => out.push_str("null"),
+    }
+    out.push('}');
     Ok((
         [(
             header::CONTENT_TYPE,

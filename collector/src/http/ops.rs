@@ -45,6 +45,13 @@ async fn metrics(
             .metrics
             .render_alerts(state.store.alert_counts().await.ok()),
     );
+    // Events stored but not yet grouped into incidents: grows when the
+    // grouper falls behind ingest (alerts wait for it).
+    if let Ok(n) = state.store.incidents_pending().await {
+        text.push_str(&format!(
+            "# HELP lenscap_collector_incidents_pending Events waiting to be grouped into incidents.\n# TYPE lenscap_collector_incidents_pending gauge\nlenscap_collector_incidents_pending {n}\n"
+        ));
+    }
     Ok((
         [(
             header::CONTENT_TYPE,

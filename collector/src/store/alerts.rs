@@ -12,39 +12,41 @@
 use super::types::*;
 use super::{Store, dispatch, dispatch_write};
 
+/// The columns of [`AlertDestination`].
+pub(super) const DESTINATION_COLUMNS: &str =
+    "id, name, kind, url, secret, min_rank, states, rule, host,
+     verdict, finding_kind, ca_pem, created_at";
+
 const ALERT_COLUMNS: &str =
     "q.id, q.destination_id, d.name AS destination, q.incident_id, q.state, q.event_id,
      q.body, q.queued_at, q.status, q.attempts, q.next_attempt, q.last_error, q.sent_at";
 
 impl Store {
-    /// Add a destination; its id. `None` when the name is taken.
-    #[allow(clippy::too_many_arguments)]
+    /// Add a destination (its `id` is ignored); its id. `None` when the
+    /// name is taken.
     pub async fn add_alert_destination(
         &self,
-        name: &str,
-        kind: &str,
-        url: &str,
-        secret: Option<&str>,
-        min_rank: i64,
-        states: &str,
-        rule: Option<&str>,
-        host: Option<&str>,
-        now: i64,
+        d: &AlertDestination,
     ) -> Result<Option<i64>, StoreError> {
         dispatch_write!(self, pool => {
             sqlx::query_scalar(
-                "INSERT INTO alert_destinations (name, kind, url, secret, min_rank, states, rule, host, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING RETURNING id",
+                "INSERT INTO alert_destinations (name, kind, url, secret, min_rank, states, rule, host,
+                   verdict, finding_kind, ca_pem, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 ON CONFLICT (name) DO NOTHING RETURNING id",
             )
-            .bind(name)
-            .bind(kind)
-            .bind(url)
-            .bind(secret)
-            .bind(min_rank)
-            .bind(states)
-            .bind(rule)
-            .bind(host)
-            .bind(now)
+            .bind(&d.name)
+            .bind(&d.kind)
+            .bind(&d.url)
+            .bind(&d.secret)
+            .bind(d.min_rank)
+            .bind(&d.states)
+            .bind(&d.rule)
+            .bind(&d.host)
+            .bind(&d.verdict)
+            .bind(&d.finding_kind)
+            .bind(&d.ca_pem)
+            .bind(d.created_at)
             .fetch_optional(pool)
             .await
             .ctx("adding an alert destination")
@@ -53,10 +55,9 @@ impl Store {
 
     pub async fn alert_destinations(&self) -> Result<Vec<AlertDestination>, StoreError> {
         dispatch!(self, pool => {
-            sqlx::query_as(
-                "SELECT id, name, kind, url, secret, min_rank, states, rule, host, created_at
-                 FROM alert_destinations ORDER BY name",
-            )
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {DESTINATION_COLUMNS} FROM alert_destinations ORDER BY name"
+            )))
             .fetch_all(pool)
             .await
             .ctx("listing alert destinations")
@@ -101,64 +102,77 @@ impl Store {
         })
     }
 
-    /// Take alert `id` for sending until `until`, if nobody took it since
-    /// it was read (its `next_attempt` is still `seen`).
-    pub async fn claim_alert(&self, id: i64, seen: i64, until: i64) -> Result<bool, StoreError> {
+    /// Take alerts for sending until `until`, each only if nobody took it
+    /// since it was read (its `next_attempt` is still the `seen` given
+    /// with it). One transaction for the round, so SQLite's writer (which
+    /// ingest shares) commits once, not once per alert. The ids taken.
+    pub async fn claim_alerts(
+        &self,
+        alerts: &[(i64, i64)],
+        until: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        if alerts.is_empty() {
+            return Ok(Vec::new());
+        }
         dispatch_write!(self, pool => {
-            let n = sqlx::query(
-                "UPDATE alert_queue SET next_attempt = $3
-                 WHERE id = $1 AND next_attempt = $2 AND status = 'pending'",
-            )
-            .bind(id)
-            .bind(seen)
-            .bind(until)
-            .execute(pool)
-            .await
-            .ctx("claiming an alert")?
-            .rows_affected();
-            Ok(n == 1)
+            let mut tx = pool.begin().await.ctx("claiming alerts")?;
+            let mut taken = Vec::new();
+            for (id, seen) in alerts {
+                let n = sqlx::query(
+                    "UPDATE alert_queue SET next_attempt = $3
+                     WHERE id = $1 AND next_attempt = $2 AND status = 'pending'",
+                )
+                .bind(id)
+                .bind(seen)
+                .bind(until)
+                .execute(&mut *tx)
+                .await
+                .ctx("claiming an alert")?
+                .rows_affected();
+                if n == 1 {
+                    taken.push(*id);
+                }
+            }
+            tx.commit().await.ctx("claiming alerts")?;
+            Ok(taken)
         })
     }
 
-    pub async fn alert_sent(&self, id: i64, attempts: i64, now: i64) -> Result<(), StoreError> {
+    /// Record a round's deliveries in one transaction: sent, or failed and
+    /// due again at `next_attempt` (or `dead`).
+    pub async fn record_deliveries(&self, outcomes: &[Delivery]) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
         dispatch_write!(self, pool => {
-            sqlx::query(
-                "UPDATE alert_queue SET status = 'sent', attempts = $2, sent_at = $3, last_error = NULL
-                 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(attempts)
-            .bind(now)
-            .execute(pool)
-            .await
-            .ctx("marking an alert sent")?;
-        });
-        Ok(())
-    }
-
-    /// A failed attempt: try again at `next_attempt`, or give up (`dead`).
-    pub async fn alert_failed(
-        &self,
-        id: i64,
-        attempts: i64,
-        next_attempt: i64,
-        dead: bool,
-        error: &str,
-    ) -> Result<(), StoreError> {
-        let status = if dead { "dead" } else { "pending" };
-        dispatch_write!(self, pool => {
-            sqlx::query(
-                "UPDATE alert_queue SET status = $2, attempts = $3, next_attempt = $4, last_error = $5
-                 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(status)
-            .bind(attempts)
-            .bind(next_attempt)
-            .bind(error)
-            .execute(pool)
-            .await
-            .ctx("recording a failed alert")?;
+            let mut tx = pool.begin().await.ctx("recording deliveries")?;
+            for d in outcomes {
+                match &d.error {
+                    None => sqlx::query(
+                        "UPDATE alert_queue SET status = 'sent', attempts = $2, sent_at = $3, last_error = NULL
+                         WHERE id = $1",
+                    )
+                    .bind(d.id)
+                    .bind(d.attempts)
+                    .bind(d.at)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("marking an alert sent")?,
+                    Some(error) => sqlx::query(
+                        "UPDATE alert_queue SET status = $2, attempts = $3, next_attempt = $4, last_error = $5
+                         WHERE id = $1",
+                    )
+                    .bind(d.id)
+                    .bind(if d.dead { "dead" } else { "pending" })
+                    .bind(d.attempts)
+                    .bind(d.next_attempt)
+                    .bind(error)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("recording a failed alert")?,
+                };
+            }
+            tx.commit().await.ctx("recording deliveries")?;
         });
         Ok(())
     }

@@ -234,6 +234,11 @@ const SQLITE_MIGRATIONS: MigrationSource = &[
         "alerts",
         include_str!("migrations/sqlite/0005_alerts.sql"),
     ),
+    (
+        6,
+        "alert filters",
+        include_str!("migrations/sqlite/0006_alert_filters.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: MigrationSource = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -256,6 +261,11 @@ const POSTGRES_MIGRATIONS: MigrationSource = &[
         5,
         "alerts",
         include_str!("migrations/postgres/0005_alerts.sql"),
+    ),
+    (
+        6,
+        "alert filters",
+        include_str!("migrations/postgres/0006_alert_filters.sql"),
     ),
 ];
 

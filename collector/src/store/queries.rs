@@ -237,12 +237,68 @@ impl Store {
                 next: None,
             });
         }
+        // An IN over several kinds (the Remediations page: both step
+        // kinds; the Camera page: both camera kinds) would make the
+        // database read every match to sort them: ask for each value on
+        // its own, each a walk of its (kind, time, id) index that stops
+        // after a page, and merge.
+        let mut parts: Vec<EventFilter> = vec![filter.clone()];
+        if filter.kinds.len() > 1 {
+            parts = filter
+                .kinds
+                .iter()
+                .map(|k| EventFilter {
+                    kinds: vec![*k],
+                    ..filter.clone()
+                })
+                .collect();
+        }
+        if filter.finding_kinds.len() > 1 {
+            parts = parts
+                .iter()
+                .flat_map(|p| {
+                    filter.finding_kinds.iter().map(move |fk| EventFilter {
+                        finding_kinds: vec![*fk],
+                        ..p.clone()
+                    })
+                })
+                .collect();
+        }
+        let mut events: Vec<StoredEvent> = Vec::new();
+        for part in &parts {
+            events.extend(self.event_rows(part, host_ids.as_deref(), limit).await?);
+        }
+        if parts.len() > 1 {
+            events.sort_by_key(|e| std::cmp::Reverse((e.time, e.id)));
+            events.dedup_by_key(|e| e.id);
+        }
+        let more = events.len() > limit as usize;
+        events.truncate(limit as usize);
+        let next = if more {
+            events.last().map(|e| Cursor {
+                time: e.time,
+                id: e.id,
+            })
+        } else {
+            None
+        };
+        Ok(EventPage { events, next })
+    }
+
+    /// Up to `limit + 1` events matching `filter` (with `host` already
+    /// resolved to `host_ids`), newest first.
+    async fn event_rows(
+        &self,
+        filter: &EventFilter,
+        host_ids: Option<&[i64]>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         dispatch!(self, pool => {
             let mut qb = QueryBuilder::new(format!(
                 "SELECT e.id, e.host_id, h.hostname, e.seq, e.time, e.received_at, e.kind, e.finding_kind, e.verdict, e.rule, e.body, {UNTRUSTED}
                  FROM events e JOIN hosts h ON h.id = e.host_id WHERE 1 = 1"
             ));
-            match host_ids.as_deref() {
+            match host_ids {
                 Some([id]) => {
                     qb.push(" AND e.host_id = ").push_bind(*id);
                 }
@@ -293,19 +349,12 @@ impl Store {
             }
             qb.push(" ORDER BY e.time DESC, e.id DESC LIMIT ")
                 .push_bind(i64::from(limit) + 1);
-            let mut events: Vec<StoredEvent> = qb
+            let events: Vec<StoredEvent> = qb
                 .build_query_as()
                 .fetch_all(pool)
                 .await
                 .ctx("listing events")?;
-            let more = events.len() > limit as usize;
-            events.truncate(limit as usize);
-            let next = if more {
-                events.last().map(|e| Cursor { time: e.time, id: e.id })
-            } else {
-                None
-            };
-            Ok(EventPage { events, next })
+            Ok(events)
         })
     }
 

@@ -499,6 +499,11 @@ pub struct IncidentRecord {
     pub name: String,
     pub what: Option<String>,
     pub rule: Option<String>,
+    /// The strongest verdict of its findings (`remediate`, `report`,
+    /// `allow`); none for an incident of plan steps only.
+    pub verdict: Option<String>,
+    /// The kinds of its findings, sorted, comma-separated.
+    pub kinds: String,
     pub first_time: i64,
     pub last_time: i64,
     pub findings: i64,
@@ -511,6 +516,30 @@ pub struct IncidentRecord {
     pub event_count: i64,
     /// One of its events is involved in a chain break.
     pub untrusted: bool,
+}
+}
+
+row_struct! {
+/// An incident's aggregate as the grouper reads it (nothing joined).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupedIncident {
+    pub id: i64,
+    pub severity: String,
+    pub name: String,
+    pub what: Option<String>,
+    pub rule: Option<String>,
+    pub verdict: Option<String>,
+    pub kinds: String,
+    pub first_time: i64,
+    pub last_time: i64,
+    pub findings: i64,
+    pub open_findings: i64,
+    pub steps_done: i64,
+    pub steps_failed: i64,
+    pub steps_would: i64,
+    pub restores: i64,
+    pub quarantined: i64,
+    pub event_count: i64,
 }
 }
 
@@ -636,6 +665,15 @@ row_struct! {
         pub rule: Option<String>,
         /// Only incidents on the Mac with this hostname, when set.
         pub host: Option<String>,
+        /// Comma-separated verdicts; only incidents whose strongest
+        /// verdict is one of them, when set.
+        pub verdict: Option<String>,
+        /// Comma-separated finding kinds; only incidents holding a
+        /// finding of one of them, when set.
+        pub finding_kind: Option<String>,
+        /// PEM certificates a `tls://` syslog receiver's certificate must
+        /// chain to, instead of the public web roots, when set.
+        pub ca_pem: Option<String>,
         pub created_at: i64,
     }
 }
@@ -668,4 +706,20 @@ pub struct AlertCounts {
     pub pending: i64,
     pub sent: i64,
     pub dead: i64,
+}
+
+/// One delivery attempt's outcome (`Store::record_deliveries`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: i64,
+    /// Attempts so far, this one included.
+    pub attempts: i64,
+    /// When it was made (ms).
+    pub at: i64,
+    /// Why it failed; `None`: sent.
+    pub error: Option<String>,
+    /// A failed one: when to try again.
+    pub next_attempt: i64,
+    /// A failed one: given up.
+    pub dead: bool,
 }

@@ -87,11 +87,14 @@ pub(super) async fn incident_page(
     State(state): State<AppState>,
     _: Viewer,
     Path(id): Path<String>,
+    Query(paging): Query<Paging>,
 ) -> Result<Response, ApiError> {
     let Ok(id) = id.parse::<i64>() else {
         return Ok(not_found("There is no such incident."));
     };
-    let Some((i, events)) = state.store.incident(id).await? else {
+    // A page of its events: a helper that keeps coming back makes an
+    // incident of thousands.
+    let Some((i, events, next)) = state.store.incident(id, paging.cursor(), PAGE).await? else {
         return Ok(not_found("There is no such incident."));
     };
     let mut body = format!(
@@ -120,5 +123,11 @@ pub(super) async fn incident_page(
         &rows,
         "No events.",
     ));
+    if let Some(c) = next {
+        body.push_str(&format!(
+            "<p class=\"more\"><a href=\"/ui/incidents/{id}?cursor={}\">Later events →</a></p>",
+            url_value(&c.encode())
+        ));
+    }
     Ok(page(&i.title, "/ui/", &body))
 }
