@@ -31,6 +31,7 @@ on_both_databases! {
     syslog_receiver_gets_rfc5424 => syslog_receiver_gets_rfc5424;
     syslog_over_tls_checks_the_receiver => syslog_over_tls;
     destinations_filter_by_verdict_and_kind => filters_by_verdict_and_kind;
+    a_rebuild_never_hands_out_an_alerted_incident_id => rebuild_keeps_ids_fresh;
 }
 
 const SECRET: &str = "test-secret-0123456789";
@@ -1009,4 +1010,67 @@ fn alert_latency() {
         lat[lat.len() - 1]
     );
     c.stop();
+}
+
+/// Run one statement on the test's database, beside the collector.
+fn exec_sql(db: &Db, sql: &str) {
+    use sqlx::Connection as _;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        if db.url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    });
+}
+
+/// `incidents rebuild` empties the incidents table. An alert queued for a
+/// former incident (here: one whose id is one above the incident that
+/// exists, as after an earlier rebuild grouped fewer incidents) must not
+/// keep a new incident that is given that id from alerting: SQLite would
+/// hand out the largest id in the table plus one again.
+fn rebuild_keeps_ids_fresh(db: &Db) {
+    let c = Collector::start(db);
+    let r = Receiver::start("127.0.0.1:0");
+    add_webhook(&c, "siem", &r.url, "high").unwrap();
+    let mut a = Agent::new(&c, "mac-rebuild-a");
+    a.send(&c, vec![finding(Severity::Critical)]);
+    assert_eq!(r.wait_for(1).len(), 1);
+    settle(&c);
+    // An alert of a former incident, the id after the one that exists.
+    exec_sql(
+        db,
+        "INSERT INTO alert_queue (destination_id, incident_id, state, event_id, body, queued_at,
+                                  status, attempts, next_attempt, last_error, sent_at)
+         SELECT destination_id, incident_id + 1, state, event_id, body, queued_at,
+                status, attempts, next_attempt, last_error, sent_at FROM alert_queue",
+    );
+    c.block_on(c.store().rebuild_incidents()).unwrap();
+    settle(&c);
+    // Regrouped events alert nobody again; a new host's critical finding
+    // is a new incident, and it alerts.
+    let mut b = Agent::new(&c, "mac-rebuild-b");
+    b.send(&c, vec![finding(Severity::Critical)]);
+    let got = r.wait_for(2);
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert_eq!(
+        got[1].json()["incident"]["hostname"],
+        "mac-rebuild-b",
+        "{:#}",
+        got[1].json()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(r.wait_for(2).len(), 2, "the rebuild alerted again");
 }

@@ -39,9 +39,21 @@ const INCIDENT_COLUMNS: &str =
                   JOIN incident_events ie ON ie.event_id = e.id AND ie.incident_id = i.id
                   WHERE b.host_id = i.host_id)) AS untrusted";
 
+/// PostgreSQL's identity never hands out an id twice.
 const INSERT_INCIDENT: &str = "INSERT INTO incidents (host_id, title, state, severity, severity_rank, name, what, rule,
        first_time, last_time, findings, open_findings, steps_done, steps_failed, steps_would, restores, quarantined, event_count, kinds)
      VALUES ($1, '', '', 'info', 1, $2, NULL, NULL, $3, $3, 0, 0, 0, 0, 0, 0, 0, 0, '') RETURNING id";
+
+/// SQLite gives a new row the largest id in the table plus one, so once
+/// a rebuild emptied the table it would hand out old incidents' ids again,
+/// and an alert queued for an old incident would keep the new one's from
+/// being queued (`alert_queue_once`). Ids start above `id_floor`, the
+/// largest id any incident or alert used before the rebuild (migration
+/// 0007). Two indexed lookups: the table's largest rowid and one row.
+const INSERT_INCIDENT_SQLITE: &str = "INSERT INTO incidents (id, host_id, title, state, severity, severity_rank, name, what, rule,
+       first_time, last_time, findings, open_findings, steps_done, steps_failed, steps_would, restores, quarantined, event_count, kinds)
+     VALUES (MAX(COALESCE((SELECT MAX(id) FROM incidents), 0), (SELECT id_floor FROM incident_lock WHERE id = 1)) + 1,
+             $1, '', '', 'info', 1, $2, NULL, NULL, $3, $3, 0, 0, 0, 0, 0, 0, 0, 0, '') RETURNING id";
 
 /// Events per grouping turn: enough that a turn's fixed statements are
 /// spread thin, few enough that a turn holds SQLite's writer (which
@@ -74,6 +86,10 @@ impl Store {
     /// writer).
     pub async fn group_pending(&self, max: i64) -> Result<usize, StoreError> {
         use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+        let insert_incident = match self {
+            Store::Sqlite(_) => INSERT_INCIDENT_SQLITE,
+            Store::Postgres(_) => INSERT_INCIDENT,
+        };
         dispatch_write!(self, pool => {
             let mut tx = pool.begin().await.ctx("grouping incidents")?;
             // Take the turn: an update holds the row (PostgreSQL) or the
@@ -286,7 +302,7 @@ impl Store {
                     Some(c) => c,
                     None if f.starts => {
                         let row = IncidentRow::start(f, time);
-                        let id: i64 = sqlx::query_scalar(INSERT_INCIDENT)
+                        let id: i64 = sqlx::query_scalar(insert_incident)
                             .bind(host_id)
                             .bind(&row.name)
                             .bind(time)
@@ -468,10 +484,24 @@ impl Store {
     /// Forget every incident and queue every stored event again; the
     /// grouper then derives them afresh.
     pub async fn rebuild_incidents(&self) -> Result<(), StoreError> {
+        // Before the rows go: no id any incident or alert used is handed out
+        // again (INSERT_INCIDENT_SQLITE).
+        let raise_floor = match self {
+            Store::Sqlite(_) => {
+                "UPDATE incident_lock SET turns = turns + 1, id_floor = MAX(id_floor,
+                    (SELECT COALESCE(MAX(id), 0) FROM incidents),
+                    (SELECT COALESCE(MAX(incident_id), 0) FROM alert_queue)) WHERE id = 1"
+            }
+            Store::Postgres(_) => {
+                "UPDATE incident_lock SET turns = turns + 1, id_floor = GREATEST(id_floor,
+                    (SELECT COALESCE(MAX(id), 0) FROM incidents),
+                    (SELECT COALESCE(MAX(incident_id), 0) FROM alert_queue)) WHERE id = 1"
+            }
+        };
         dispatch_write!(self, pool => {
             let mut tx = pool.begin().await.ctx("rebuilding incidents")?;
             for sql in [
-                "UPDATE incident_lock SET turns = turns + 1 WHERE id = 1",
+                raise_floor,
                 "DELETE FROM incident_keys",
                 "DELETE FROM incident_events",
                 "DELETE FROM incidents",

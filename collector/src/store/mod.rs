@@ -239,6 +239,11 @@ const SQLITE_MIGRATIONS: MigrationSource = &[
         "alert filters",
         include_str!("migrations/sqlite/0006_alert_filters.sql"),
     ),
+    (
+        7,
+        "incident id floor",
+        include_str!("migrations/sqlite/0007_incident_id_floor.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: MigrationSource = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -266,6 +271,11 @@ const POSTGRES_MIGRATIONS: MigrationSource = &[
         6,
         "alert filters",
         include_str!("migrations/postgres/0006_alert_filters.sql"),
+    ),
+    (
+        7,
+        "incident id floor",
+        include_str!("migrations/postgres/0007_incident_id_floor.sql"),
     ),
 ];
 
