@@ -57,7 +57,7 @@ fn run_with_a_bad_value_exits_78_naming_the_key() {
     assert_eq!(out.status.code(), Some(78), "EX_CONFIG; stderr:\n{err}");
     assert!(
         err.contains(&format!(
-            "{}: SweepSeconds is 0, expected an integer 1..=3600",
+            "{}: SweepSeconds is 0, expected a number of seconds from 0.1 to 3600",
             config.display()
         )),
         "{err}"
