@@ -75,6 +75,12 @@ const TCPI_LAST_DATA_RECV: usize = 52;
 #[derive(Debug)]
 pub struct DestroyFeed {
     shared: Arc<Shared>,
+    /// Shared with the reader: [`DestroyFeed::drain`] reads what waits in
+    /// the socket itself, so a report the kernel queued just before a
+    /// sweep counts in that sweep even when the reader thread has not run
+    /// yet (a loaded machine). Each `recv` takes whole messages, so the
+    /// two readers never split one.
+    socket: Arc<Socket>,
     /// Writing end of the pipe the reader polls beside the socket; dropping
     /// it wakes the reader to exit.
     stop: Option<OwnedFd>,
@@ -158,12 +164,15 @@ impl DestroyFeed {
             .map_err(|e| PlatformError::io("pipe", std::io::Error::from(e)))?;
         let shared = Arc::new(Shared::default());
         let for_reader = Arc::clone(&shared);
+        let socket = Arc::new(socket);
+        let reader_socket = Arc::clone(&socket);
         let reader = std::thread::Builder::new()
             .name("lenscap-sock-destroy".into())
-            .spawn(move || read_loop(&socket, &wake, &for_reader))
+            .spawn(move || read_loop(&reader_socket, &wake, &for_reader))
             .map_err(|e| PlatformError::io("sock_diag destroy reader thread", e))?;
         Ok(DestroyFeed {
             shared,
+            socket,
             stop: Some(stop),
             reader: Some(reader),
         })
@@ -180,6 +189,9 @@ impl ClosedConnectionFeed for DestroyFeed {
     }
 
     fn drain(&self) -> ClosedBatch {
+        // What the kernel queued and the reader has not taken yet.
+        let mut buf = vec![0u8; 16 * 1024];
+        drain_socket(&self.socket, &mut buf, &self.shared);
         self.shared
             .buffer
             .lock()

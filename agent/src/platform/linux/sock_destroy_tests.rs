@@ -194,3 +194,23 @@ mod props {
         }
     }
 }
+
+/// A sweep's drain takes what waits in the socket itself: on a loaded
+/// machine the reader thread may not have run between the close and the
+/// sweep, and the camera session judged in that sweep must still see the
+/// connection. Here the reader is stopped, so only the drain can read.
+#[test]
+fn a_drain_reads_what_the_reader_has_not_taken_yet() {
+    let mut feed = DestroyFeed::start().expect("join the sock_diag destroy groups");
+    drop(feed.stop.take());
+    if let Some(reader) = feed.reader.take() {
+        reader.join().unwrap();
+    }
+    let watched = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = watched.local_addr().unwrap().port();
+    feed.set_ports(&BTreeSet::from([port]));
+    let from = one_request(&watched, Duration::ZERO);
+    let mut got = Vec::new();
+    let seen = wait_for(&feed, &mut got, |c| c.remote == from);
+    assert!(seen.is_some(), "the drain did not read the socket: {got:?}");
+}
