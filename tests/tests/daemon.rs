@@ -327,6 +327,19 @@ pub fn step_statuses(entry: &Value) -> Vec<String> {
 }
 
 /// `chown -R uid:uid` without following links.
+/// The user name of `uid` on this machine (what the stand-in's `sudo -u`
+/// resolves); the test fails if the uid has no passwd entry.
+pub fn user_name_of(uid: u32) -> String {
+    // SAFETY: getpwuid with a plain uid; the name is copied at once.
+    unsafe {
+        let pw = libc::getpwuid(uid);
+        assert!(!pw.is_null(), "uid {uid} has no passwd entry");
+        std::ffi::CStr::from_ptr((*pw).pw_name)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
 pub fn chown_tree(path: &Path, uid: u32) {
     std::os::unix::fs::lchown(path, Some(uid), Some(uid)).unwrap();
     if path.symlink_metadata().unwrap().is_dir() {

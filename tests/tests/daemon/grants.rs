@@ -17,7 +17,7 @@ use std::time::Duration;
 use lenscap_e2e::{Daemon, STANDIN_SOCK_ENV, TCCUTIL_LOG_ENV, wait_until};
 use serde_json::Value;
 
-use super::{LABEL, Scenario, USER_UID, chown_tree, step_names};
+use super::{LABEL, Scenario, USER_UID, chown_tree, step_names, user_name_of};
 
 /// The uid of a second user on this machine, whose database ann's helper
 /// must never reach.
@@ -204,7 +204,7 @@ fn remediate_resets_the_helpers_grants_as_its_user_and_nothing_beyond_her_reach(
     // Through `launchctl asuser` and `sudo -u`, as on a Mac.
     let calls = std::fs::read_to_string(s.root.join("launchd/calls.log")).unwrap();
     let tccutil = lenscap_e2e::fixture_bin("tccutil");
-    let user = nix_user_name(USER_UID);
+    let user = user_name_of(USER_UID);
     assert!(
         calls.contains(&format!(
             "asuser {USER_UID} /usr/bin/sudo -u {user} {} reset Camera {LABEL}",
@@ -320,17 +320,6 @@ fn monitor_mode_journals_the_reset_as_would_do_and_runs_nothing() {
             .contains("tccutil"),
         "asked launchctl to run tccutil in monitor mode"
     );
-}
-
-fn nix_user_name(uid: u32) -> String {
-    // SAFETY: getpwuid; the name is copied at once.
-    unsafe {
-        let pw = libc::getpwuid(uid);
-        assert!(!pw.is_null(), "uid {uid} has no user");
-        std::ffi::CStr::from_ptr((*pw).pw_name)
-            .to_string_lossy()
-            .into_owned()
-    }
 }
 
 /// The daemon SIGKILLed before and after `reset_grants`, then started

@@ -15,20 +15,12 @@ use lenscap_e2e::{
 };
 use serde_json::Value;
 
-use super::{ROGUE, USER_UID, journal_entries, step_names, step_statuses};
+use super::{ROGUE, USER_UID, journal_entries, step_names, step_statuses, user_name_of};
 
 const LABEL: &str = "com.acme.everyone";
 
 fn user(uid: u32) -> (u32, String) {
-    // SAFETY: getpwuid; the name is copied at once.
-    let name = unsafe {
-        let pw = libc::getpwuid(uid);
-        assert!(!pw.is_null(), "uid {uid} has no user");
-        std::ffi::CStr::from_ptr((*pw).pw_name)
-            .to_string_lossy()
-            .into_owned()
-    };
-    (uid, name)
+    (uid, user_name_of(uid))
 }
 
 /// ann (uid 1000) and `nobody`: two users at the console.

@@ -15,24 +15,12 @@ use std::time::Duration;
 
 use lenscap_e2e::{lenscap_bin, wait_until};
 
-use super::{Scenario, USER_UID, is_placeholder, step_names};
-
-/// The user name the stand-in's `sudo -u` resolves for [`USER_UID`].
-fn user_name() -> String {
-    // SAFETY: getpwuid with a plain uid; the name is copied at once.
-    unsafe {
-        let pw = libc::getpwuid(USER_UID);
-        assert!(!pw.is_null(), "uid {USER_UID} has no passwd entry");
-        std::ffi::CStr::from_ptr((*pw).pw_name)
-            .to_string_lossy()
-            .into_owned()
-    }
-}
+use super::{Scenario, USER_UID, is_placeholder, step_names, user_name_of};
 
 /// Every recorded notification ran as the helper's owner, never root, in
 /// the documented command shape; returns their scripts.
 fn scripts(s: &Scenario) -> Vec<String> {
-    let user = user_name();
+    let user = user_name_of(USER_UID);
     s.standin
         .notifications()
         .iter()

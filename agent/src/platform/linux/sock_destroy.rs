@@ -34,12 +34,12 @@
 //! `netlink-packet-sock-diag`, and the daemon's loop is not the place to
 //! block on a socket, so one plain thread with `poll(2)` does it.
 
+use crate::clock::unix_now_us as now_unix_us;
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_sock_diag::SockDiagMessage;
@@ -213,13 +213,6 @@ impl Drop for DestroyFeed {
             let _ = reader.join();
         }
     }
-}
-
-fn now_unix_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// Wait for reports or the stop pipe; read every report waiting.
