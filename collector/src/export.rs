@@ -179,7 +179,7 @@ impl From<&IncidentRecord> for IncidentView {
 }
 
 /// `integrity` last, as for events.
-pub const INCIDENT_CSV_HEADER: &str = "first_time,last_time,host,id,state,severity,rule,title,findings,steps_done,steps_failed,steps_would_do,restores,events,integrity\n";
+pub const INCIDENT_CSV_HEADER: &str = "first_time,last_time,host,id,state,severity,verdict,kinds,rule,title,findings,steps_done,steps_failed,steps_would_do,restores,events,integrity\n";
 
 /// One CSV row for an incident.
 pub fn incident_csv_row(i: &IncidentRecord) -> String {
@@ -190,6 +190,9 @@ pub fn incident_csv_row(i: &IncidentRecord) -> String {
         i.id.to_string(),
         i.state.clone(),
         i.severity.clone(),
+        i.verdict.clone().unwrap_or_default(),
+        // As stored: sorted, comma-separated, so one quoted cell.
+        i.kinds.clone(),
         i.rule.clone().unwrap_or_default(),
         i.title.clone(),
         i.findings.to_string(),
@@ -363,5 +366,75 @@ mod tests {
         let back: lenscap_events::Event = serde_json::from_value(unmarked).unwrap();
         assert_eq!(back.hash().unwrap(), ev.hash().unwrap());
         assert!(csv_row(&stored).ends_with(",chain_break\n"));
+    }
+
+    #[test]
+    fn an_incident_row_carries_its_verdict_and_kinds_in_their_columns() {
+        let i = IncidentRecord {
+            id: 7,
+            host_id: 1,
+            hostname: "mac-01".into(),
+            title: "AcmeOpener, a hidden web server on 127.0.0.1:19500, contained".into(),
+            state: "contained".into(),
+            severity: "critical".into(),
+            name: "AcmeOpener".into(),
+            what: None,
+            rule: Some("catalog:zoom-opener".into()),
+            verdict: Some("remediate".into()),
+            kinds: "listener,persistence".into(),
+            first_time: 1_700_000_000_000_000,
+            last_time: 1_700_000_060_000_000,
+            findings: 2,
+            open_findings: 0,
+            steps_done: 5,
+            steps_failed: 0,
+            steps_would: 0,
+            restores: 0,
+            quarantined: 1,
+            event_count: 7,
+            untrusted: true,
+        };
+        let row = incident_csv_row(&i);
+        // A standard reader splits it into the header's columns, by name.
+        let header: Vec<&str> = INCIDENT_CSV_HEADER.trim_end().split(',').collect();
+        let cells = split_csv_line(row.trim_end());
+        assert_eq!(cells.len(), header.len(), "{row}");
+        let cell = |name: &str| cells[header.iter().position(|h| *h == name).unwrap()].clone();
+        assert_eq!(cell("verdict"), "remediate");
+        assert_eq!(cell("kinds"), "listener,persistence");
+        assert_eq!(cell("rule"), "catalog:zoom-opener");
+        assert_eq!(cell("state"), "contained");
+        assert_eq!(cell("integrity"), "chain_break");
+        // Steps only: no verdict, an empty cell.
+        let steps_only = IncidentRecord {
+            verdict: None,
+            kinds: String::new(),
+            ..i
+        };
+        let cells = split_csv_line(incident_csv_row(&steps_only).trim_end());
+        assert_eq!(
+            cells[header.iter().position(|h| *h == "verdict").unwrap()],
+            ""
+        );
+    }
+
+    /// RFC 4180 split of one line (quoted cells, doubled quotes), for the
+    /// test above: what a spreadsheet or `csv` reader does.
+    fn split_csv_line(line: &str) -> Vec<String> {
+        let mut cells = vec![String::new()];
+        let mut quoted = false;
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (c, quoted) {
+                ('"', true) if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    cells.last_mut().unwrap().push('"');
+                }
+                ('"', _) => quoted = !quoted,
+                (',', false) => cells.push(String::new()),
+                (c, _) => cells.last_mut().unwrap().push(c),
+            }
+        }
+        cells
     }
 }
