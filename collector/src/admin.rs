@@ -52,7 +52,9 @@ pub enum AdminError {
     BadAlertName(String),
     #[error("give exactly one of --webhook URL or --syslog tcp://HOST:PORT|tls://HOST:PORT")]
     AlertKind,
-    #[error("--ca checks a syslog receiver's certificate: it goes with --syslog tls://HOST:PORT")]
+    #[error(
+        "--ca checks a receiver's TLS certificate: it goes with --syslog tls://HOST:PORT or --webhook https://…"
+    )]
     CaWithoutTls,
     #[error("--secret signs webhooks only; syslog has no signature")]
     SyslogSecret,
@@ -502,8 +504,8 @@ pub struct AlertAdd {
     /// Comma-separated finding kinds (listener, persistence,
     /// camera_grant, camera_use); only incidents holding one of them.
     pub finding_kind: Option<String>,
-    /// PEM certificates (the file's text) a `tls://` syslog receiver
-    /// must chain to, instead of the public web roots.
+    /// PEM certificates (the file's text) a `tls://` syslog or https
+    /// webhook receiver must chain to, instead of the public web roots.
     pub ca_pem: Option<String>,
     /// Plain http to a host other than loopback.
     pub allow_http: bool,
@@ -545,11 +547,15 @@ pub async fn alert_add(store: &Store, add: AlertAdd, now: i64) -> Result<String,
         .transpose()?
         .flatten();
     if let Some(pem) = &add.ca_pem {
-        if add
+        let tls_syslog = add
             .syslog
             .as_deref()
-            .is_none_or(|u| !u.starts_with("tls://"))
-        {
+            .is_some_and(|u| u.starts_with("tls://"));
+        let https_webhook = add.webhook.as_deref().is_some_and(|u| {
+            u.get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        });
+        if !tls_syslog && !https_webhook {
             return Err(AdminError::CaWithoutTls);
         }
         crate::alerts::parse_ca(pem)?;

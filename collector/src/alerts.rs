@@ -24,9 +24,10 @@
 //! **Syslog** is RFC 5424, one message per alert, with octet-counting
 //! framing ("LEN SP MSG"): over TCP (`tcp://`, RFC 6587 §3.4.1) or over
 //! TLS (`tls://`, RFC 5425 §4.3, the same framing inside the TLS stream).
-//! TLS checks the receiver's certificate and name against the public web
-//! roots, or against the CA an admin gave (`alert add --ca FILE`), which
-//! is how a SIEM with an internal CA is reached.
+//! TLS (syslog's and https webhooks') checks the receiver's certificate
+//! and name against the public web roots, or against the CA an admin gave
+//! (`alert add --ca FILE`), which is how a SIEM or chat server behind an
+//! internal CA is reached.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -384,12 +385,25 @@ pub fn deliver(dest: &AlertDestination, alert_id: i64, body: &str) -> Result<(),
 }
 
 fn deliver_webhook(dest: &AlertDestination, alert_id: i64, body: &str) -> Result<(), String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
-        .timeout_global(Some(SEND_TIMEOUT))
-        .build()
-        .into();
+        .timeout_global(Some(SEND_TIMEOUT));
+    if let Some(pem) = dest.ca_pem.as_deref() {
+        // An internal receiver (chat or paging behind a company CA): its
+        // certificate must chain to these only, as for tls:// syslog.
+        let certs: Vec<ureq::tls::Certificate<'static>> = parse_ca(pem)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
+        config = config.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                .build(),
+        );
+    }
+    let agent: ureq::Agent = config.build().into();
     let secret = dest.secret.as_deref().unwrap_or("");
     let signature = sign(secret, now_ms() / 1000, body.as_bytes());
     let resp = agent

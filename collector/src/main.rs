@@ -115,8 +115,9 @@ enum AlertCommand {
         /// tls://HOST:PORT (RFC 5425).
         #[arg(long, value_name = "URL")]
         syslog: Option<String>,
-        /// For tls:// syslog: a PEM file of the CA(s) the receiver's
-        /// certificate must chain to (default: the public web roots).
+        /// For tls:// syslog or an https webhook: a PEM file of the CA(s)
+        /// the receiver's certificate must chain to (default: the public
+        /// web roots).
         #[arg(long, value_name = "FILE")]
         ca: Option<std::path::PathBuf>,
         /// Webhook signing secret (16+ printable characters); made and

@@ -30,6 +30,7 @@ on_both_databases! {
     alerts_go_dead_after_max_attempts => alerts_go_dead;
     syslog_receiver_gets_rfc5424 => syslog_receiver_gets_rfc5424;
     syslog_over_tls_checks_the_receiver => syslog_over_tls;
+    an_https_webhook_behind_a_private_ca => webhook_over_https_with_own_ca;
     destinations_filter_by_verdict_and_kind => filters_by_verdict_and_kind;
     a_rebuild_never_hands_out_an_alerted_incident_id => rebuild_keeps_ids_fresh;
 }
@@ -734,27 +735,7 @@ fn check_rfc5424(framed: &str, hostname: &str) {
 /// only the public web roots refuses the same receiver, and the alert
 /// waits with the reason.
 fn syslog_over_tls(db: &Db) {
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
-    let ca_pem = std::fs::read_to_string(fixtures.join("ca.pem")).unwrap();
-    let server_config = {
-        use rustls_pki_types::pem::PemObject as _;
-        let certs: Vec<_> =
-            rustls_pki_types::CertificateDer::pem_file_iter(fixtures.join("cert.pem"))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
-        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(fixtures.join("key.pem")).unwrap();
-        Arc::new(
-            rustls::ServerConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap(),
-        )
-    };
+    let (ca_pem, server_config) = private_ca_server();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -846,6 +827,165 @@ fn syslog_over_tls(db: &Db) {
     assert!(err.to_string().contains("tls://"), "{err}");
     let err = add("bad-ca", Some("not a certificate")).unwrap_err();
     assert!(err.to_string().contains("no usable certificate"), "{err}");
+    c.stop();
+}
+
+/// The private CA's PEM and a TLS server config with its certificate for
+/// `localhost` and 127.0.0.1 (tests/fixtures/tls).
+fn private_ca_server() -> (String, Arc<rustls::ServerConfig>) {
+    use rustls_pki_types::pem::PemObject as _;
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let ca_pem = std::fs::read_to_string(fixtures.join("ca.pem")).unwrap();
+    let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(fixtures.join("cert.pem"))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(fixtures.join("key.pem")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    (ca_pem, Arc::new(config))
+}
+
+/// An https webhook receiver behind a private CA (a company chat or
+/// paging server): the destination that names the CA (`--ca`) delivers a
+/// signed alert over TLS; one that trusts only the public web roots
+/// refuses the receiver's certificate and the alert waits with the
+/// reason; `--ca` with a plain http webhook is refused.
+fn webhook_over_https_with_own_ca(db: &Db) {
+    let (ca_pem, server_config) = private_ca_server();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bodies = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let handshakes_failed = Arc::new(AtomicUsize::new(0));
+    let (b, failed) = (bodies.clone(), handshakes_failed.clone());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut sock) = conn else { return };
+            let _ = sock.set_read_timeout(Some(Duration::from_secs(5)));
+            let tls = rustls::ServerConnection::new(server_config.clone()).unwrap();
+            let mut stream = rustls::StreamOwned::new(tls, &mut sock);
+            // One HTTP/1.1 request: headers, then Content-Length bytes.
+            let mut data = Vec::new();
+            let mut buf = [0u8; 4096];
+            let request = loop {
+                match std::io::Read::read(&mut stream, &mut buf) {
+                    Ok(0) => break None,
+                    Ok(n) => data.extend_from_slice(&buf[..n]),
+                    Err(_) => {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                        break None;
+                    }
+                }
+                let text = String::from_utf8_lossy(&data).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        break Some((head.to_string(), body.to_string()));
+                    }
+                }
+            };
+            let Some((head, body)) = request else {
+                continue;
+            };
+            if !head.starts_with("POST /hook ") {
+                continue;
+            }
+            let signature = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case(alerts::SIGNATURE_HEADER)
+                        .then(|| v.trim().to_string())
+                })
+                .unwrap_or_default();
+            b.lock().unwrap().push((signature, body));
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+            stream.conn.send_close_notify();
+            let _ = std::io::Write::flush(&mut stream);
+        }
+    });
+    let c = Collector::start(db);
+    let store = c.store();
+    let add = |name: &str, url: String, ca: Option<&str>| {
+        c.block_on(admin::alert_add(
+            &store,
+            AlertAdd {
+                name: name.into(),
+                webhook: Some(url),
+                secret: Some(SECRET.into()),
+                ca_pem: ca.map(str::to_string),
+                min_severity: "high".into(),
+                ..AlertAdd::default()
+            },
+            1,
+        ))
+    };
+    let url = format!("https://127.0.0.1:{port}/hook");
+    let said = add("pager-internal", url.clone(), Some(&ca_pem)).unwrap();
+    assert!(said.contains("checked against the given CA"), "{said}");
+    add("pager-public-roots", url, None).unwrap();
+    let mut a = Agent::new(&c, "mac-https");
+    a.send(&c, vec![finding(Severity::Critical)]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (signature, body) = loop {
+        if let Some(got) = bodies.lock().unwrap().first() {
+            break got.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no alert arrived over https: {:#?}",
+            c.block_on(store.alerts(None, 10))
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        alerts::verify(SECRET, &signature, body.as_bytes(), now_s(), 300),
+        "{signature}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["incident"]["hostname"], "mac-https", "{json}");
+    // The destination trusting only public roots did not deliver.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        let alerts = c.block_on(store.alerts(None, 10)).unwrap();
+        if let Some(a) = alerts
+            .iter()
+            .find(|a| a.destination == "pager-public-roots" && a.last_error.is_some())
+        {
+            break a.clone();
+        }
+        assert!(Instant::now() < deadline, "{alerts:#?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(refused.status, "pending", "{refused:?}");
+    let error = refused.last_error.unwrap();
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+    assert_eq!(bodies.lock().unwrap().len(), 1);
+    assert!(handshakes_failed.load(Ordering::SeqCst) >= 1);
+    // --ca means nothing to a plain http webhook: refused.
+    let err = add(
+        "plain-with-ca",
+        format!("http://127.0.0.1:{port}/hook"),
+        Some(&ca_pem),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("https"), "{err}");
     c.stop();
 }
 

@@ -56,13 +56,7 @@ async fn post_events(
             other => other,
         }
     })?;
-    let bytes = decode(&headers, raw, state.limits.max_body_bytes)?;
-    let values = batch_values(&bytes, state.limits.max_batch_events)?;
-    let items = values
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| item(i, v, &host))
-        .collect::<Result<Vec<_>, _>>()?;
+    let items = check_batch(&headers, raw, &state.limits, &host)?;
 
     let started = Instant::now();
     let outcome = state.store.ingest(host_id, items, now_ms()).await?;
@@ -73,6 +67,25 @@ async fn post_events(
         accepted: outcome.accepted,
         duplicate: outcome.duplicate,
     }))
+}
+
+/// Everything done to a batch before the database sees it: decompress
+/// within the limit, split into events, check each (shape, chain fields,
+/// the token's host) and canonicalise it. Public so the fuzz target
+/// `ingest_batch` drives exactly the path an enrolled host's bytes take.
+pub fn check_batch(
+    headers: &HeaderMap,
+    raw: Bytes,
+    limits: &Limits,
+    host: &HostKey,
+) -> Result<Vec<IngestItem>, ApiError> {
+    let bytes = decode(headers, raw, limits.max_body_bytes)?;
+    let values = batch_values(&bytes, limits.max_batch_events)?;
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| item(i, v, host))
+        .collect()
 }
 
 fn too_large(limit: usize) -> ApiError {

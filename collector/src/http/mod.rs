@@ -21,6 +21,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
 
+pub use ingest::check_batch;
 pub use policy::policy_etag;
 
 /// The whole application: API, dashboard, health and metrics.
