@@ -246,6 +246,62 @@ fn shared_socket_lists_both_processes() {
     }
 }
 
+/// The pids `scan --no-probe` lists as holders of the socket on `port`.
+fn holders(config: &Path, port: u16) -> Vec<u64> {
+    let (_, report) = scan(config, &["--no-probe"]);
+    let f = the_listener(&report, port);
+    let mut pids: Vec<u64> = f["processes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p["pid"].as_u64()).collect())
+        .unwrap_or_default();
+    pids.sort_unstable();
+    pids
+}
+
+/// A forked child holding the listening socket is a holder with its
+/// parent alive, and the only holder once the parent has exited: the scan
+/// finds owners by reading every process's descriptors, not by following
+/// who called `listen()`.
+#[test]
+fn a_forked_child_holding_the_socket_is_listed_after_its_parent_exits() {
+    let root = temp_tree();
+    let r = root.path();
+    let exe = install_helper(&r.join("bin/forking-helper"));
+    let config = write_config(r, &[]);
+    let (mut parent, port) = start_detached(&exe, &["--share-with-child"], &r.join("port"));
+    let parent_pid = u64::from(parent.pid());
+
+    let mut pids = Vec::new();
+    for _ in 0..100 {
+        pids = holders(&config, port);
+        if pids.len() >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(pids.len(), 2, "parent and child listed: {pids:?}");
+    assert!(pids.contains(&parent_pid), "{pids:?}");
+    let child_pid = pids.iter().copied().find(|p| *p != parent_pid).unwrap();
+
+    // The parent exits; the child keeps the socket (and is reparented).
+    parent.child.kill().unwrap();
+    parent.child.wait().unwrap();
+    for _ in 0..100 {
+        pids = holders(&config, port);
+        if !pids.contains(&parent_pid) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: signalling the child this test's helper started.
+    let cleanup = || unsafe { libc::kill(child_pid as libc::pid_t, libc::SIGKILL) };
+    if pids != vec![child_pid] {
+        cleanup();
+    }
+    assert_eq!(pids, vec![child_pid], "only the child holds it now");
+    cleanup();
+}
+
 #[test]
 fn catalog_helper_on_disk_is_found_while_not_running_and_scan_changes_nothing() {
     let root = temp_tree();

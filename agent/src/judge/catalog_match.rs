@@ -37,9 +37,10 @@ impl Catalog {
         subject: &Subject<'_>,
         installed_app: &dyn Fn(&Path, &CatalogEntry) -> bool,
     ) -> Option<CatalogHit> {
+        let seen = Seen::of(subject);
         self.entries
             .iter()
-            .find_map(|entry| match_entry(entry, subject, installed_app, "known-bad"))
+            .find_map(|entry| match_entry(entry, subject, &seen, installed_app, "known-bad"))
     }
 
     /// The first known-risky entry whose identity signals match.
@@ -48,9 +49,10 @@ impl Catalog {
         subject: &Subject<'_>,
         installed_app: &dyn Fn(&Path, &CatalogEntry) -> bool,
     ) -> Option<CatalogHit> {
+        let seen = Seen::of(subject);
         self.risky
             .iter()
-            .find_map(|entry| match_entry(entry, subject, installed_app, "known-risky"))
+            .find_map(|entry| match_entry(entry, subject, &seen, installed_app, "known-risky"))
     }
 
     /// A well-known benign listener: its validated signature carries the
@@ -84,15 +86,56 @@ fn eq(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
-/// Directory components of a path (everything but the last), as text.
-fn dir_components(path: &Path) -> impl Iterator<Item = &str> {
-    let n = path.components().count();
-    path.components()
-        .take(n.saturating_sub(1))
-        .filter_map(|c| match c {
-            Component::Normal(s) => s.to_str(),
-            _ => None,
-        })
+/// One path of a subject taken apart once for every entry it is matched
+/// against: its normal components as text, and how many of them come
+/// before the last component (the directories).
+struct SeenPath<'a> {
+    path: &'a Path,
+    /// `Component::Normal` parts that are UTF-8, in order; `None` for the
+    /// others (kept so the directory cut below counts every component).
+    parts: Vec<Option<&'a str>>,
+}
+
+impl<'a> SeenPath<'a> {
+    fn of(path: &'a Path) -> SeenPath<'a> {
+        let parts = path
+            .components()
+            .map(|c| match c {
+                Component::Normal(s) => s.to_str(),
+                _ => None,
+            })
+            .collect();
+        SeenPath { path, parts }
+    }
+
+    /// Directory components (everything but the last), as text.
+    fn dirs(&self) -> impl Iterator<Item = &'a str> + '_ {
+        let n = self.parts.len().saturating_sub(1);
+        self.parts[..n].iter().filter_map(|p| *p)
+    }
+
+    /// Every normal component, as text.
+    fn all(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.parts.iter().filter_map(|p| *p)
+    }
+}
+
+/// What a subject shows the catalog, computed once per subject rather than
+/// once per entry (a scan matches every listener against every entry).
+struct Seen<'s> {
+    paths: Vec<SeenPath<'s>>,
+    names: Vec<&'s str>,
+    identifiers: Vec<&'s str>,
+}
+
+impl<'s> Seen<'s> {
+    fn of(s: &'s Subject<'_>) -> Seen<'s> {
+        Seen {
+            paths: s.all_paths().into_iter().map(SeenPath::of).collect(),
+            names: s.names(),
+            identifiers: s.identifiers(),
+        }
+    }
 }
 
 /// `comm` is the executable name cut to 15 (Linux) or 16 (macOS)
@@ -137,6 +180,7 @@ fn benign_match(e: &BenignEntry, team: &str, s: &Subject<'_>) -> Option<String> 
 fn match_entry(
     entry: &CatalogEntry,
     s: &Subject<'_>,
+    seen: &Seen<'_>,
     installed_app: &dyn Fn(&Path, &CatalogEntry) -> bool,
     class: &str,
 ) -> Option<CatalogHit> {
@@ -151,28 +195,28 @@ fn match_entry(
     // Evidence of identity: where it lives (the catalog's hidden folder or
     // bundle) or a signature that validated. Everything else is a claim.
     let mut evidence = false;
-    for path in s.all_paths() {
-        if let Some(dir) = dir_components(path).find(|c| entry.hidden_dirs.iter().any(|h| eq(c, h)))
+    for seen_path in &seen.paths {
+        let path = seen_path.path;
+        if let Some(dir) = seen_path
+            .dirs()
+            .find(|c| entry.hidden_dirs.iter().any(|h| eq(c, h)))
         {
             add(format!("its hidden folder {dir}"));
             matched_path.get_or_insert(path);
             evidence = true;
         }
-        let bundle = path.components().find_map(|c| match c {
-            Component::Normal(x) => x
-                .to_str()
-                .filter(|x| entry.bundle_names.iter().any(|b| eq(x, b))),
-            _ => None,
-        });
+        let bundle = seen_path
+            .all()
+            .find(|x| entry.bundle_names.iter().any(|b| eq(x, b)));
         if let Some(b) = bundle {
             add(format!("its bundle {b}"));
             matched_path.get_or_insert(path);
             evidence = true;
         }
     }
-    if let Some(n) = s
-        .names()
-        .into_iter()
+    if let Some(n) = seen
+        .names
+        .iter()
         .find(|n| entry.process_names.iter().any(|w| name_matches(n, w)))
     {
         add(format!("its name {n}"));
@@ -181,7 +225,7 @@ fn match_entry(
     if let Some(id) = s.signing_id.filter(|id| s.signature_valid && known_id(id)) {
         add(format!("its valid signature's identifier {id}"));
         evidence = true;
-    } else if let Some(id) = s.identifiers().into_iter().find(|id| known_id(id)) {
+    } else if let Some(id) = seen.identifiers.iter().find(|id| known_id(id)) {
         add(format!("its identifier {id}"));
     }
     if let Some(l) = s

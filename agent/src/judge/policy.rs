@@ -4,9 +4,11 @@
 //! where every configuration mistake surfaces, so judging itself cannot
 //! fail.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::OnceLock;
 
-use globset::{GlobBuilder, GlobMatcher};
+use globset::{Glob, GlobBuilder, GlobMatcher};
 
 use super::JudgeError;
 use super::catalog::{Catalog, CatalogEntry};
@@ -63,7 +65,41 @@ impl Policy {
 /// ancestors matches an entry: the entries name directories, not files.
 #[derive(Debug, Clone)]
 pub(crate) struct DirSet {
-    entries: Vec<(String, GlobMatcher)>,
+    entries: Vec<(String, DirMatcher)>,
+}
+
+/// One entry of a [`DirSet`]. Compiling a glob builds a regex (about
+/// 0.1 ms each, most of a one-shot scan's policy load), and most entries
+/// (`/Applications`, `/tmp`) have no glob syntax at all.
+#[derive(Debug, Clone)]
+enum DirMatcher {
+    /// No glob syntax: matches exactly the path with these bytes, which is
+    /// what the compiled glob would match.
+    Literal(String),
+    /// Validated when the set is built, compiled the first time a path is
+    /// tested against it.
+    Glob(Glob, OnceLock<GlobMatcher>),
+}
+
+impl DirMatcher {
+    fn new(glob: Glob) -> DirMatcher {
+        // Every character globset gives a meaning to (`*`, `?`, classes,
+        // alternates, escapes); anything else matches itself.
+        if glob.glob().contains(['*', '?', '[', ']', '{', '}', '\\']) {
+            DirMatcher::Glob(glob, OnceLock::new())
+        } else {
+            DirMatcher::Literal(glob.glob().to_string())
+        }
+    }
+
+    fn is_match(&self, path: &Path) -> bool {
+        match self {
+            DirMatcher::Literal(literal) => path.as_os_str().as_bytes() == literal.as_bytes(),
+            DirMatcher::Glob(glob, matcher) => matcher
+                .get_or_init(|| glob.compile_matcher())
+                .is_match(path),
+        }
+    }
 }
 
 impl DirSet {
@@ -76,16 +112,15 @@ impl DirSet {
                 "" => "/",
                 t => t,
             };
-            let matcher = GlobBuilder::new(trimmed)
+            let compiled = GlobBuilder::new(trimmed)
                 .literal_separator(true)
                 .build()
                 .map_err(|source| JudgeError::DirGlob {
                     key,
                     glob: glob.clone(),
                     source,
-                })?
-                .compile_matcher();
-            entries.push((glob.clone(), matcher));
+                })?;
+            entries.push((glob.clone(), DirMatcher::new(compiled)));
         }
         Ok(DirSet { entries })
     }
@@ -123,6 +158,46 @@ mod tests {
         })
         .unwrap();
         assert_eq!(policy.camera_correlation_seconds, 0);
+    }
+
+    proptest::proptest! {
+        /// A glob without special characters, taken as a literal, matches
+        /// exactly what globset's compiled matcher for it matches.
+        #[test]
+        fn literal_entries_match_as_their_compiled_glob(
+            glob in "/[a-zA-Z0-9 ._-]{0,6}(/[a-zA-Z0-9 ._-]{1,6}){0,2}",
+            tail in "(/[a-zA-Z0-9 ._-]{0,4}){0,2}",
+        ) {
+            let built = GlobBuilder::new(&glob).literal_separator(true).build().unwrap();
+            let literal = DirMatcher::new(built.clone());
+            proptest::prop_assert!(matches!(literal, DirMatcher::Literal(_)));
+            let compiled = built.compile_matcher();
+            for candidate in [glob.clone(), format!("{glob}{tail}"), glob.to_uppercase(), glob[..glob.len() / 2].to_string()] {
+                let path = Path::new(&candidate);
+                proptest::prop_assert_eq!(literal.is_match(path), compiled.is_match(path), "{:?}", candidate);
+            }
+        }
+    }
+
+    #[test]
+    fn glob_entries_are_compiled_when_first_used() {
+        let set = DirSet::new("TempDirs", &["/tmp".into(), "/var/*/T".into()]).unwrap();
+        let DirMatcher::Glob(_, compiled) = &set.entries[1].1 else {
+            panic!("{:?}", set.entries[1]);
+        };
+        assert!(compiled.get().is_none());
+        assert_eq!(set.containing(Path::new("/tmp/x")), Some("/tmp"));
+        assert_eq!(
+            set.containing(Path::new("/var/folders/T/x")),
+            Some("/var/*/T")
+        );
+        assert_eq!(set.containing(Path::new("/var/a/b/T/x")), None);
+        assert!(matches!(&set.entries[0].1, DirMatcher::Literal(l) if l == "/tmp"));
+        // Escapes and classes are glob syntax, not literals.
+        let set = DirSet::new("TempDirs", &[r"/a\*b".into(), "/[ab]".into()]).unwrap();
+        assert_eq!(set.containing(Path::new("/a*b/c")), Some(r"/a\*b"));
+        assert_eq!(set.containing(Path::new("/b")), Some("/[ab]"));
+        assert_eq!(set.containing(Path::new(r"/a\*b")), None);
     }
 
     #[test]

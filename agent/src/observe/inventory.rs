@@ -5,7 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::config::Config;
@@ -15,7 +17,7 @@ use crate::model::{
 };
 use crate::observe::signing::SignatureCache;
 use crate::observe::{apps, camera, persistence, probe, tcc};
-use crate::platform::{Platform, PlatformError};
+use crate::platform::{CameraSource, Platform, PlatformError};
 
 /// How many probes run at once: enough to hide the latency of silent
 /// listeners, few enough not to look like a port scan.
@@ -47,16 +49,40 @@ pub fn gather(
     opts: GatherOptions,
 ) -> Gathered {
     let mut errors = Vec::new();
+    // Where camera holders are processes' descriptors (Linux), the walk
+    // that finds the listeners' owners reads every descriptor anyway: it
+    // matches the devices in the same pass, instead of a second walk of
+    // `/proc/*/fd` on the privacy thread (that second walk was as costly
+    // as the first). An invalid glob is left to `camera::current_sessions`
+    // to report, as before.
+    let devices = match platform.camera_source() {
+        CameraSource::ProcFds { proc_root }
+            if config.camera_watch && proc_root == Path::new("/proc") =>
+        {
+            DeviceFilter::new(&config.camera_devices)
+        }
+        _ => None,
+    };
 
     // Persistence and installed apps are independent of sockets: read them
     // on a second thread while this one walks sockets and processes. Privacy
     // grants and camera sessions go on a third: `log show` may take seconds.
-    let (listeners, mut processes, mut items, installed_bundle_ids, privacy) =
+    let (listeners, mut processes, mut items, installed_bundle_ids, privacy_and_camera) =
         std::thread::scope(|scope| {
             let files = scope.spawn(|| startup_items(config));
-            let privacy = scope.spawn(|| privacy(platform, config));
+            let with_camera = devices.is_none();
+            let privacy = scope.spawn(move || privacy(platform, config, with_camera));
 
-            let listeners = match platform.listeners() {
+            let combined = devices.as_ref().and_then(|devices| {
+                platform.listeners_and_held_paths(&|path: &Path| devices.matches(path))
+            });
+            let (listeners, camera_sessions) = match combined {
+                Some(Ok(found)) => (Ok(found.listeners), Some(sessions_of(found.held))),
+                // No combined walk, or it failed: the two separate
+                // questions, each with its own errors.
+                _ => (platform.listeners(), None),
+            };
+            let listeners = match listeners {
                 Ok(l) => l,
                 Err(e) => {
                     errors.push(err("listeners", None, &e));
@@ -100,8 +126,21 @@ pub fn gather(
                 }],
                 ..Privacy::default()
             });
-            (listeners, processes, items, apps, privacy)
+            (
+                listeners,
+                processes,
+                items,
+                apps,
+                (privacy, camera_sessions),
+            )
         });
+    let (mut privacy, camera_sessions) = privacy_and_camera;
+    if devices.is_some() {
+        // Errors in the order the privacy thread gives them: grants, then
+        // camera.
+        privacy.camera_sessions = camera_sessions
+            .unwrap_or_else(|| camera::current_sessions(platform, config, &mut privacy.errors));
+    }
     errors.extend(privacy.errors);
     // Who has the camera, and what started them, up to launchd.
     let session_pids: BTreeSet<u32> = privacy
@@ -159,8 +198,77 @@ struct Privacy {
     errors: Vec<ScanError>,
 }
 
-/// TCC grants (problems become errors) and the camera sessions open now.
-fn privacy(platform: &dyn Platform, config: &Config) -> Privacy {
+/// The `CameraDevices` globs as the descriptor walk tests every absolute
+/// link target against them. A glob can only match a path that starts with
+/// its literal head (`/dev/video` of `/dev/video*`), and almost no open
+/// file does: those are turned away by a byte comparison, and the globs
+/// are compiled (a regex each) only when a path gets past it.
+struct DeviceFilter {
+    heads: Vec<String>,
+    patterns: Vec<String>,
+    compiled: OnceLock<Option<camera::CameraDevices>>,
+}
+
+impl DeviceFilter {
+    /// `None` when a glob is invalid: `camera::current_sessions` reports
+    /// that, as it always has.
+    fn new(patterns: &[String]) -> Option<DeviceFilter> {
+        let valid = patterns.iter().all(|p| {
+            globset::GlobBuilder::new(p)
+                .literal_separator(true)
+                .build()
+                .is_ok()
+        });
+        valid.then(|| DeviceFilter {
+            heads: patterns
+                .iter()
+                .map(|p| literal_head(p).to_string())
+                .collect(),
+            patterns: patterns.to_vec(),
+            compiled: OnceLock::new(),
+        })
+    }
+
+    fn matches(&self, path: &Path) -> bool {
+        let bytes = path.as_os_str().as_bytes();
+        if !self.heads.iter().any(|h| bytes.starts_with(h.as_bytes())) {
+            return false;
+        }
+        self.compiled
+            .get_or_init(|| camera::CameraDevices::new(&self.patterns).ok())
+            .as_ref()
+            .is_some_and(|devices| devices.matches(path))
+    }
+}
+
+/// The part of a glob before its first special character (globset's `*`,
+/// `?`, classes, alternates and escapes): every path it matches starts with
+/// exactly these bytes.
+fn literal_head(glob: &str) -> &str {
+    let end = glob
+        .find(['*', '?', '[', ']', '{', '}', '\\'])
+        .unwrap_or(glob.len());
+    &glob[..end]
+}
+
+/// Camera sessions from the (pid, device) pairs a descriptor walk found,
+/// as [`camera::current_sessions`] makes them: the start of a session is
+/// unknown from one snapshot, so it is *now*.
+fn sessions_of(held: Vec<(u32, PathBuf)>) -> Vec<CameraSessionObservation> {
+    let now = crate::clock::unix_now_us();
+    held.into_iter()
+        .map(|(pid, device)| CameraSessionObservation {
+            pid: Some(pid),
+            bundle_id: None,
+            device: Some(device),
+            since_unix_us: now,
+        })
+        .collect()
+}
+
+/// TCC grants (problems become errors) and, with `with_camera`, the camera
+/// sessions open now.
+fn privacy(platform: &dyn Platform, config: &Config, with_camera: bool) -> Privacy {
     let mut errors = Vec::new();
     // The scan's private copies of locked databases go to a 0700 directory
     // in the system temp dir: `lenscap scan` may not own `StateDir`.
@@ -170,7 +278,11 @@ fn privacy(platform: &dyn Platform, config: &Config) -> Privacy {
         path: Some(p.database),
         message: p.detail,
     }));
-    let camera_sessions = camera::current_sessions(platform, config, &mut errors);
+    let camera_sessions = if with_camera {
+        camera::current_sessions(platform, config, &mut errors)
+    } else {
+        Vec::new()
+    };
     Privacy {
         grants: read.grants,
         camera_sessions,
@@ -590,6 +702,44 @@ mod tests {
         assert_eq!(found, [PathBuf::from(&real)].into_iter().collect());
         // Linux has no App Translocation: the real platform finds none.
         assert!(translocation_mounts(&platform.native, &processes).is_empty());
+    }
+
+    #[test]
+    fn device_globs_are_tested_after_their_literal_head() {
+        assert_eq!(literal_head("/dev/video*"), "/dev/video");
+        assert_eq!(literal_head("/dev/{video,media}*"), "/dev/");
+        assert_eq!(literal_head(r"/dev/a\*"), "/dev/a");
+        assert_eq!(literal_head("**/video0"), "");
+        assert_eq!(literal_head("/dev/video0"), "/dev/video0");
+        let patterns: Vec<String> = ["/dev/video*", "/dev/v4l/**/by-id/*", "**/camera?"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let filter = DeviceFilter::new(&patterns).unwrap();
+        let devices = camera::CameraDevices::new(&patterns).unwrap();
+        for path in [
+            "/dev/video0",
+            "/dev/video",
+            "/dev/videos/x",
+            "/dev/v4l/a/by-id/usb",
+            "/dev/v4l/by-id/usb",
+            "/x/camera1",
+            "/x/camera12",
+            "/dev/null",
+            "/tmp/video0",
+            "socket:[1]",
+        ] {
+            let path = Path::new(path);
+            assert_eq!(filter.matches(path), devices.matches(path), "{path:?}");
+        }
+        // Only the head check runs until a path passes it.
+        let filter = DeviceFilter::new(&["/dev/video*".to_string()]).unwrap();
+        assert!(!filter.matches(Path::new("/dev/null")));
+        assert!(filter.compiled.get().is_none());
+        assert!(filter.matches(Path::new("/dev/video3")));
+        // An invalid glob leaves the camera to `camera::current_sessions`,
+        // which reports it.
+        assert!(DeviceFilter::new(&["/dev/[video".to_string()]).is_none());
     }
 
     #[test]

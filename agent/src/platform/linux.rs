@@ -39,7 +39,9 @@ use crate::model::{
     AddressScope, HostInfo, Listener, PersistenceItem, ProcessIdentity, Signature, StartTime,
     enclosing_bundle,
 };
-use crate::platform::{CameraSource, Established, Platform, PlatformError, SignalOutcome, Tools};
+use crate::platform::{
+    CameraSource, Established, ListenersAndPaths, Platform, PlatformError, SignalOutcome, Tools,
+};
 
 /// Linux's `USER_HZ` when `sysconf` cannot say: it has been 100 on every
 /// mainstream architecture for decades.
@@ -142,16 +144,22 @@ impl Native {
     }
 
     /// Listeners with their owners, found among `among` (every process
-    /// when `None`).
+    /// when `None`), and the (pid, path) pairs `wanted` accepts when it is
+    /// given (every process is walked then).
     fn listeners_walking(
         &self,
         among: Option<&std::collections::BTreeSet<u32>>,
-    ) -> Result<Vec<Listener>, PlatformError> {
+        wanted: Option<owners::PathFilter<'_>>,
+    ) -> Result<ListenersAndPaths, PlatformError> {
         let raw = sockets::listening()?;
         let inodes: Vec<u64> = raw.iter().map(|r| r.inode).collect();
-        let mut owners = match among {
-            None => owners::owners(&inodes)?,
-            Some(pids) => owners::owners_among(&inodes, pids)?,
+        let (mut owners, held) = match (among, wanted) {
+            (_, Some(wanted)) => {
+                let walked = owners::owners_and_paths(&inodes, wanted)?;
+                (walked.owners, walked.paths)
+            }
+            (None, None) => (owners::owners(&inodes)?, Vec::new()),
+            (Some(pids), None) => (owners::owners_among(&inodes, pids)?, Vec::new()),
         };
 
         let mut out: Vec<Listener> = raw
@@ -173,7 +181,10 @@ impl Native {
             })
             .collect();
         out.sort_by_key(|l| (l.port, l.address, l.socket_id));
-        Ok(out)
+        Ok(ListenersAndPaths {
+            listeners: out,
+            held,
+        })
     }
 
     fn user_name(&self, uid: u32) -> Option<String> {
@@ -228,14 +239,24 @@ impl Platform for Native {
     }
 
     fn listeners(&self) -> Result<Vec<Listener>, PlatformError> {
-        self.listeners_walking(None)
+        Ok(self.listeners_walking(None, None)?.listeners)
     }
 
     fn listeners_among(
         &self,
         pids: &std::collections::BTreeSet<u32>,
     ) -> Result<Vec<Listener>, PlatformError> {
-        self.listeners_walking(Some(pids))
+        Ok(self.listeners_walking(Some(pids), None)?.listeners)
+    }
+
+    /// The walk of `/proc/*/fd` that finds the sockets' owners also
+    /// matches every absolute link target against `wanted`: the same
+    /// descriptors [`Platform::camera_source`]'s `/proc` walk reads.
+    fn listeners_and_held_paths(
+        &self,
+        wanted: &(dyn Fn(&Path) -> bool + Sync),
+    ) -> Option<Result<ListenersAndPaths, PlatformError>> {
+        Some(self.listeners_walking(None, Some(wanted)))
     }
 
     /// One getdents of `/proc`.

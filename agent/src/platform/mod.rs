@@ -143,6 +143,14 @@ pub trait ClosedConnectionFeed: Send + std::fmt::Debug {
     fn running(&self) -> bool;
 }
 
+/// What [`Platform::listeners_and_held_paths`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListenersAndPaths {
+    pub listeners: Vec<Listener>,
+    /// `(pid, path)` of every descriptor open on an accepted path.
+    pub held: Vec<(u32, PathBuf)>,
+}
+
 /// What the agent needs from the operating system. Implementations answer
 /// questions and return plain data; they never decide anything.
 pub trait Platform: Send + Sync {
@@ -177,6 +185,21 @@ pub trait Platform: Send + Sync {
     ) -> Result<Vec<Listener>, PlatformError> {
         let _ = pids;
         self.listeners()
+    }
+
+    /// [`Platform::listeners`], and from the same pass over every
+    /// process's descriptors, which processes hold open a path `wanted`
+    /// accepts: `(pid, path)`, sorted, each pair once. For platforms whose
+    /// camera source is [`CameraSource::ProcFds`], where both answers are
+    /// a read of every descriptor and one read is half the cost. `None`
+    /// where the platform has no such combined walk (ask
+    /// [`Platform::listeners`] and the camera source separately).
+    fn listeners_and_held_paths(
+        &self,
+        wanted: &(dyn Fn(&Path) -> bool + Sync),
+    ) -> Option<Result<ListenersAndPaths, PlatformError>> {
+        let _ = wanted;
+        None
     }
 
     /// Opens and closes of the camera devices (`patterns`, the

@@ -13,13 +13,15 @@
 //! threads.
 
 use std::collections::HashMap;
-use std::ffi::CStr;
+use std::ffi::{CStr, OsStr};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rustix::fs::{CWD, Mode, OFlags, RawDir, openat, readlinkat_raw};
+use rustix::fs::{CWD, Mode, OFlags, RawDir, openat, readlinkat, readlinkat_raw};
 use rustix::io::Errno;
 
 use super::procfs::parse_socket_link;
@@ -31,11 +33,32 @@ const BATCH: usize = 8;
 /// Below this many processes a second thread costs more than it saves.
 const MIN_PIDS_PER_THREAD: usize = 64;
 
+/// Which paths a walk also looks for: the `CameraDevices` globs.
+pub type PathFilter<'a> = &'a (dyn Fn(&Path) -> bool + Sync);
+
+/// What one walk found.
+#[derive(Debug, Default)]
+pub struct Walked {
+    /// Each target inode → every PID holding it, ascending.
+    pub owners: HashMap<u64, Vec<u32>>,
+    /// (PID, path) for every descriptor on an absolute path the filter
+    /// accepted, sorted, each pair once.
+    pub paths: Vec<(u32, PathBuf)>,
+}
+
 /// Map each inode in `targets` to every PID holding it, ascending. PIDs we
 /// may not inspect (another user's, without privilege) are silently
 /// absent: `Listener::pids` documents that an empty list means invisible.
 pub fn owners(targets: &[u64]) -> Result<HashMap<u64, Vec<u32>>, PlatformError> {
-    owners_in(targets, None)
+    Ok(owners_in(targets, None, None)?.owners)
+}
+
+/// [`owners`], and in the same pass which processes hold a path `wanted`
+/// accepts open. `lenscap scan` wants both the listeners' owners and the
+/// camera devices' holders; each is a read of every descriptor of every
+/// process, so reading them once halves the scan's biggest cost.
+pub fn owners_and_paths(targets: &[u64], wanted: PathFilter<'_>) -> Result<Walked, PlatformError> {
+    owners_in(targets, None, Some(wanted))
 }
 
 /// [`owners`], reading only the descriptors of `among` (those that still
@@ -45,7 +68,7 @@ pub fn owners_among(
     targets: &[u64],
     among: &std::collections::BTreeSet<u32>,
 ) -> Result<HashMap<u64, Vec<u32>>, PlatformError> {
-    owners_in(targets, Some(among))
+    Ok(owners_in(targets, Some(among), None)?.owners)
 }
 
 /// The thread-group leaders in `/proc` now.
@@ -60,13 +83,14 @@ pub fn process_ids() -> Result<std::collections::BTreeSet<u32>, PlatformError> {
 fn owners_in(
     targets: &[u64],
     among: Option<&std::collections::BTreeSet<u32>>,
-) -> Result<HashMap<u64, Vec<u32>>, PlatformError> {
+    wanted: Option<PathFilter<'_>>,
+) -> Result<Walked, PlatformError> {
     let mut targets = targets.to_vec();
     targets.sort_unstable();
     targets.dedup();
-    let mut map: HashMap<u64, Vec<u32>> = HashMap::new();
-    if targets.is_empty() {
-        return Ok(map);
+    let mut walked = Walked::default();
+    if targets.is_empty() && wanted.is_none() {
+        return Ok(walked);
     }
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let proc_dir = openat(CWD, c"/proc", flags, Mode::empty())
@@ -82,27 +106,39 @@ fn owners_in(
     let cpus = *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
     let threads = cpus.min(pids.len() / MIN_PIDS_PER_THREAD).max(1);
     let cursor = AtomicUsize::new(0);
-    let work = || walk(proc_dir.as_fd(), &pids, &cursor, &targets);
-    let found: Vec<(u64, u32)> = std::thread::scope(|s| {
+    let work = || walk(proc_dir.as_fd(), &pids, &cursor, &targets, wanted);
+    let found: Found = std::thread::scope(|s| {
         let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
         let mut found = work();
         for h in helpers {
             // A worker only panics on a bug; its share is then lost, not
             // the whole answer.
             if let Ok(more) = h.join() {
-                found.extend(more);
+                found.sockets.extend(more.sockets);
+                found.paths.extend(more.paths);
             }
         }
         found
     });
-    for (inode, pid) in found {
+    let map = &mut walked.owners;
+    for (inode, pid) in found.sockets {
         map.entry(inode).or_default().push(pid);
     }
     for pids in map.values_mut() {
         pids.sort_unstable();
         pids.dedup();
     }
-    Ok(map)
+    walked.paths = found.paths;
+    walked.paths.sort();
+    walked.paths.dedup();
+    Ok(walked)
+}
+
+/// One worker's finds: (inode, PID) and (PID, path).
+#[derive(Debug, Default)]
+struct Found {
+    sockets: Vec<(u64, u32)>,
+    paths: Vec<(u32, PathBuf)>,
 }
 
 /// Numeric entries of `/proc`: thread-group leaders (threads live under
@@ -133,8 +169,9 @@ fn walk(
     pids: &[u32],
     cursor: &AtomicUsize,
     targets: &[u64],
-) -> Vec<(u64, u32)> {
-    let mut found = Vec::new();
+    wanted: Option<PathFilter<'_>>,
+) -> Found {
+    let mut found = Found::default();
     let mut dir_buf: Vec<MaybeUninit<u8>> = Vec::with_capacity(16 * 1024);
     dir_buf.resize(16 * 1024, MaybeUninit::uninit());
     loop {
@@ -146,19 +183,21 @@ fn walk(
             return found;
         }
         for &pid in batch {
-            scan_pid(proc_dir, pid, targets, &mut dir_buf, &mut found);
+            scan_pid(proc_dir, pid, targets, wanted, &mut dir_buf, &mut found);
         }
     }
 }
 
-/// Look through one process's fds for target sockets. A process that
-/// exits mid-walk, or that we may not inspect, simply contributes nothing.
+/// Look through one process's fds for target sockets (and wanted paths).
+/// A process that exits mid-walk, or that we may not inspect, simply
+/// contributes nothing.
 fn scan_pid(
     proc_dir: BorrowedFd<'_>,
     pid: u32,
     targets: &[u64],
+    wanted: Option<PathFilter<'_>>,
     dir_buf: &mut [MaybeUninit<u8>],
-    found: &mut Vec<(u64, u32)>,
+    found: &mut Found,
 ) {
     let mut path = [0u8; 24];
     let Some(path) = fd_dir_path(pid, &mut path) else {
@@ -183,12 +222,38 @@ fn scan_pid(
             Err(Errno::ACCESS | Errno::PERM) => return,
             Err(_) => continue, // closed since getdents
         };
-        if let Some(inode) = link.get(..len).and_then(parse_socket_link)
-            && targets.binary_search(&inode).is_ok()
+        let Some(target) = link.get(..len) else {
+            continue;
+        };
+        if let Some(inode) = parse_socket_link(target) {
+            if targets.binary_search(&inode).is_ok() {
+                found.sockets.push((inode, pid));
+            }
+        } else if let Some(wanted) = wanted
+            && target.first() == Some(&b'/')
+            && let Some(path) = full_path(fd_dir.as_fd(), name, target, link.len())
+            && wanted(&path)
         {
-            found.push((inode, pid));
+            found.paths.push((pid, path));
         }
     }
+}
+
+/// An absolute link target as a path. `readlinkat` truncates silently to
+/// the buffer, so a target that filled it is read again at full length.
+fn full_path(
+    fd_dir: BorrowedFd<'_>,
+    name: &CStr,
+    target: &[u8],
+    buf_len: usize,
+) -> Option<PathBuf> {
+    if target.len() < buf_len {
+        return Some(PathBuf::from(OsStr::from_bytes(target)));
+    }
+    let long = readlinkat(fd_dir, name, Vec::new()).ok()?;
+    // The descriptor may have been closed and reused in between.
+    let long = long.as_bytes();
+    (long.first() == Some(&b'/')).then(|| PathBuf::from(OsStr::from_bytes(long)))
 }
 
 /// `"<pid>/fd\0"` in a stack buffer: no allocation per process.
@@ -233,6 +298,78 @@ mod tests {
         assert!(owners(&[]).unwrap().is_empty());
         // An inode nobody holds maps to nothing.
         assert!(owners(&[u64::MAX]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn finds_paths_held_open_in_the_same_walk() {
+        let dir = tempfile::tempdir().unwrap();
+        // Longer than the 64-byte link buffer: read again at full length.
+        let long = dir.path().join(format!("video-{}", "x".repeat(80)));
+        let short = dir.path().join("video0");
+        let other = dir.path().join("other");
+        for p in [&long, &short, &other] {
+            std::fs::write(p, b"").unwrap();
+        }
+        let _held: Vec<std::fs::File> = [&long, &short, &other]
+            .iter()
+            .map(|p| std::fs::File::open(p).unwrap())
+            .collect();
+        let _again = std::fs::File::open(&short).unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let inode = inode_of(l.as_raw_fd());
+        let wanted = |p: &Path| p.starts_with(dir.path()) && p != other;
+        let walked = owners_and_paths(&[inode], &wanted).unwrap();
+        let me = std::process::id();
+        assert_eq!(walked.owners.get(&inode), Some(&vec![me]));
+        // Each (pid, path) once, however many descriptors, sorted.
+        let mine: Vec<&PathBuf> = walked
+            .paths
+            .iter()
+            .filter(|(pid, _)| *pid == me)
+            .map(|(_, p)| p)
+            .collect();
+        let mut expected = vec![&long, &short];
+        expected.sort();
+        assert_eq!(mine, expected);
+        // Paths only, no sockets wanted: the walk still runs.
+        let walked = owners_and_paths(&[], &wanted).unwrap();
+        assert!(walked.owners.is_empty());
+        assert!(
+            walked
+                .paths
+                .iter()
+                .any(|(pid, p)| *pid == me && *p == short)
+        );
+    }
+
+    #[test]
+    fn a_forked_child_is_an_owner_too() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let inode = inode_of(l.as_raw_fd());
+        // The child inherits a copy of the listening socket (`dup` does
+        // not set close-on-exec) and sleeps holding it.
+        let inherited = rustix::io::dup(&l).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        drop(inherited);
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let owners = loop {
+            let o = owners(&[inode]).unwrap().remove(&inode).unwrap_or_default();
+            if o.contains(&pid) || std::time::Instant::now() > deadline {
+                break o;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        // Other tests' children may inherit the copy too while it exists:
+        // only the two processes this test made are asserted.
+        assert!(owners.contains(&std::process::id()), "{owners:?}");
+        assert!(owners.contains(&pid), "{owners:?}");
     }
 
     #[test]

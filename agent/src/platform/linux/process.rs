@@ -8,7 +8,6 @@
 //! from two processes.
 
 use std::ffi::OsString;
-use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
@@ -67,14 +66,22 @@ impl ProcDir {
         let flags = OFlags::RDONLY | OFlags::CLOEXEC;
         let fd = openat(self.fd.as_fd(), file, flags, Mode::empty())
             .map_err(|e| gone_or_io(self.pid, file, e))?;
-        let mut out = Vec::with_capacity(512);
-        std::fs::File::from(fd)
-            .read_to_end(&mut out)
-            .map_err(|e| match e.raw_os_error() {
-                Some(code) => gone_or_io(self.pid, file, Errno::from_raw_os_error(code)),
-                None => PlatformError::io(format!("/proc/{}/{file}", self.pid), e),
-            })?;
-        Ok(out)
+        // Plain reads until end of file. `std`'s `read_to_end` first asks
+        // the file's size (`statx`) and position (`lseek`) to size its
+        // buffer, two syscalls per file that procfs answers with 0.
+        // Into the vector's spare room (no zeroing), which is grown
+        // whenever a read filled it.
+        let mut out: Vec<u8> = Vec::with_capacity(1024);
+        loop {
+            if out.len() == out.capacity() {
+                out.reserve(out.capacity());
+            }
+            match rustix::io::read(&fd, rustix::buffer::spare_capacity(&mut out)) {
+                Ok(0) => return Ok(out),
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(e) => return Err(gone_or_io(self.pid, file, e)),
+            }
+        }
     }
 
     pub fn stat(&self) -> Result<Stat, PlatformError> {
