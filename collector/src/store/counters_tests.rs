@@ -377,6 +377,10 @@ impl Rng {
     }
 }
 
+/// An event the random test sent: uid, seq, and the finding it is about
+/// (finding uid, open).
+type Sent = (String, i64, Option<(String, bool)>);
+
 /// Random batches for `hosts`: in-order events, jumps ahead (gaps), late
 /// events filling gaps, reused seqs, altered prev_hashes, repeats of
 /// stored events, and findings opening and closing in any order. The
@@ -387,7 +391,7 @@ async fn random_batches(store: &Store, hosts: &[i64], seed: u64, batches: usize)
     // events sent (to repeat).
     let mut top: BTreeMap<i64, i64> = hosts.iter().map(|h| (*h, 0)).collect();
     let mut missing: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
-    let mut sent: BTreeMap<i64, Vec<(String, i64, Option<(String, bool)>)>> = BTreeMap::new();
+    let mut sent: BTreeMap<i64, Vec<Sent>> = BTreeMap::new();
     let mut n = 0u64;
     for step in 0..batches {
         let host = hosts[rng.below(hosts.len() as u64) as usize];
