@@ -204,18 +204,28 @@ async fn maintained(store: &Store) -> Recount {
     let counts = store.fleet_counts().await.unwrap();
     let (hosts_total, events) = store.totals().await.unwrap();
     assert_eq!(hosts_total, counts.hosts);
-    let attention: BTreeSet<i64> = store
-        .host_page(&HostFilter {
-            attention: true,
-            limit: u32::MAX,
-            ..HostFilter::default()
-        })
-        .await
-        .unwrap()
-        .hosts
-        .iter()
-        .map(|h| h.id)
-        .collect();
+    // Walked two at a time, through the cursor, so paging over the
+    // partial index is checked too.
+    let mut attention = BTreeSet::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .host_page(&HostFilter {
+                attention: true,
+                limit: 2,
+                cursor,
+                ..HostFilter::default()
+            })
+            .await
+            .unwrap();
+        for h in &page.hosts {
+            assert!(attention.insert(h.id), "host {} listed twice", h.id);
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
     let hosts = store
         .hosts()
         .await

@@ -154,13 +154,15 @@ impl Store {
                     .push_bind(prefix.clone());
             }
             if let Some(c) = &filter.cursor {
-                qb.push(" AND (h.hostname > ")
+                // A row comparison, not `hostname > ? OR (hostname = ? AND
+                // id > ?)`: both databases seek the (hostname, id) index to
+                // it, where PostgreSQL walks the OR from the index's start,
+                // so a deep page would cost in proportion to its depth.
+                qb.push(" AND (h.hostname, h.id) > (")
                     .push_bind(c.hostname.clone())
-                    .push(" OR (h.hostname = ")
-                    .push_bind(c.hostname.clone())
-                    .push(" AND h.id > ")
+                    .push(", ")
                     .push_bind(c.id)
-                    .push("))");
+                    .push(")");
             }
             qb.push(" ORDER BY h.hostname, h.id LIMIT ")
                 .push_bind(i64::from(limit) + 1);
