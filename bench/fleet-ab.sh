@@ -1,43 +1,40 @@
 #!/usr/bin/env bash
-# Two collector builds timed on copies of one fleet database
-# (docs/benchmarks.md, "Fleet-sized reads at 100,000 hosts"): keep the
-# database of a `FLEET_KEEP=1 bench/fleet.sh` run of the older build, copy
-# it (PostgreSQL: CREATE DATABASE b TEMPLATE a; SQLite: cp), then this
-# serves the original with BIN_A and the copy with BIN_B (which migrates
-# it first; the time to its first answer is printed) and times every page
-# of each in turn, ROUNDS times, A before B each round, so both see the
-# same machine load.
+# Fleet-sized reads of two collector builds in one run (docs/benchmarks.md,
+# "Fleet-sized reads"): each build serves its own fresh SQLite database on
+# 127.0.0.1 and `collector/examples/bench --url` enrols simulated Macs
+# through its API (each enrolled, each sending two chained events; every
+# tenth with an open finding) and times what readers fetch at each fleet
+# size. The builds run one after the other on the same machine.
 #
-#   bench/fleet-ab.sh BIN_A URL_A BIN_B URL_B READER_TOKEN [SIZE] [ROUNDS] [QUERIES]
+#   bench/fleet-ab.sh BIN_BEFORE BIN_AFTER [SIZES] [QUERIES]   (defaults 5000,20000 50)
+#
+# e.g. with the build of main copied aside:
+#   git archive main | tar -x -C /tmp/before && \
+#     (cd /tmp/before && CARGO_TARGET_DIR=$PWD/target cargo build --release -p lenscap-collector) && \
+#     cp target/release/lenscap-collector /tmp/collector-before
+#   cargo build --release -p lenscap-collector --example bench
+#   bench/fleet-ab.sh /tmp/collector-before target/release/lenscap-collector
 set -euo pipefail
-bin_a=$1; url_a=$2; bin_b=$3; url_b=$4; reader=$5
-size=${6:-100000}; rounds=${7:-2}; queries=${8:-20}
+before=$1; after=$2; sizes=${3:-5000,20000}; queries=${4:-50}
 bench=${BENCH:-target/release/examples/bench}
-w=$(mktemp -d /tmp/lenscap-fleet-ab.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
-    rm -rf "$w"
-}
-trap cleanup EXIT
-serve() { # BIN URL NAME: start, wait for the listening line, print the port
-    local started=$(date +%s.%N)
-    "$1" serve --listen 127.0.0.1:0 --db "$2" --max-connections-per-ip 0 2>"$w/$3.log" &
-    pids+=($!)
-    for _ in $(seq 6000); do
-        port=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$w/$3.log" | grep -o '[0-9]*$' || true)
+run() {
+    local label=$1 bin=$2 w port pid enroll reader
+    w=$(mktemp -d /tmp/lenscap-fleet.XXXXXX)
+    enroll=$("$bin" token create --role enroll --db "sqlite:$w/c.db")
+    reader=$("$bin" token create --role reader --db "sqlite:$w/c.db")
+    # Every simulated Mac connects from 127.0.0.1: no per-address cap.
+    "$bin" serve --listen 127.0.0.1:0 --db "sqlite:$w/c.db" --max-connections-per-ip 0 2>"$w/log" &
+    pid=$!
+    for _ in $(seq 100); do
+        port=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$w/log" | grep -o '[0-9]*$' || true)
         [ -n "$port" ] && break
         sleep 0.1
     done
-    echo "== $3 ($1) listening after $(echo "$(date +%s.%N) - $started" | bc) s" >&2
+    echo "== $label: $bin"
+    "$bench" --url "http://127.0.0.1:$port" --enroll-token "$enroll" --reader-token "$reader" \
+        --fleet "$sizes" --queries "$queries" --clients 4
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    rm -rf "$w"
 }
-serve "$bin_a" "$url_a" A; port_a=$port
-serve "$bin_b" "$url_b" B; port_b=$port
-for r in $(seq "$rounds"); do
-    for side in A B; do
-        port=$port_a; [ $side = B ] && port=$port_b
-        echo "== round $r, $side (load $(cut -d' ' -f1-3 /proc/loadavg))"
-        "$bench" --url "http://127.0.0.1:$port" --reader-token "$reader" \
-            --fleet "$size" --fleet-measure-only --queries "$queries"
-    done
-done
+run before "$before"
+run after "$after"

@@ -12,7 +12,7 @@
 #   (defaults 100000 2000000 20; postgres needs LENSCAP_TEST_POSTGRES_URL
 #   pointing at a server where the user may create databases)
 #   FLEET_KEEP=1 keeps the database (its URL and a reader token are
-#   printed), for bench/fleet-ab.sh to time two builds on copies of it.
+#   printed), for bench/fleet-copy-ab.sh to time two builds on copies of it.
 set -euo pipefail
 bin=$1; db=$2; sizes=${3:-100000}; events=${4:-2000000}; queries=${5:-20}
 bench=${BENCH:-target/release/examples/bench}

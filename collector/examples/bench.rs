@@ -85,7 +85,7 @@ struct Args {
     busy_hosts: u64,
     /// Fleet mode: enrol and send nothing, only time every page of a
     /// collector already holding a fleet of the last `--fleet` size (to
-    /// time two builds on copies of one database: bench/fleet-ab.sh).
+    /// time two builds on copies of one database: bench/fleet-copy-ab.sh).
     #[arg(long)]
     fleet_measure_only: bool,
 }
