@@ -11,6 +11,8 @@
 #   bench/fleet.sh BIN sqlite|postgres [SIZES] [FLEET_EVENTS] [QUERIES]
 #   (defaults 100000 2000000 20; postgres needs LENSCAP_TEST_POSTGRES_URL
 #   pointing at a server where the user may create databases)
+#   FLEET_KEEP=1 keeps the database (its URL and a reader token are
+#   printed), for bench/fleet-copy-ab.sh to time two builds on copies of it.
 set -euo pipefail
 bin=$1; db=$2; sizes=${3:-100000}; events=${4:-2000000}; queries=${5:-20}
 bench=${BENCH:-target/release/examples/bench}
@@ -26,6 +28,10 @@ case $db in
 esac
 cleanup() {
     [ -n "${pid:-}" ] && { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; }
+    if [ -n "${FLEET_KEEP:-}" ]; then
+        echo "== kept: FLEET_URL=$url FLEET_READER=$reader"
+        return
+    fi
     [ "$db" = postgres ] && psql "$base" -qc "DROP DATABASE IF EXISTS $name"
     rm -rf "$w"
 }

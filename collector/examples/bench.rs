@@ -83,6 +83,11 @@ struct Args {
     /// Fleet mode: how many Macs send the extra events.
     #[arg(long, default_value_t = 1000)]
     busy_hosts: u64,
+    /// Fleet mode: enrol and send nothing, only time every page of a
+    /// collector already holding a fleet of the last `--fleet` size (to
+    /// time two builds on copies of one database: bench/fleet-copy-ab.sh).
+    #[arg(long)]
+    fleet_measure_only: bool,
 }
 
 const BATCH: u64 = 100;
@@ -645,9 +650,14 @@ fn time_get(
 }
 
 fn fleet_mode(args: &Args, base: &str) {
-    let enroll = args.enroll_token.as_deref().expect("--enroll-token");
     let reader = args.reader_token.as_deref().expect("--reader-token");
     let a = agent();
+    if args.fleet_measure_only {
+        let size = args.fleet.last().copied().unwrap_or(0);
+        measure_fleet(args, &a, base, reader, size);
+        return;
+    }
+    let enroll = args.enroll_token.as_deref().expect("--enroll-token");
     let mut enrolled = 0;
     let mut busy: Vec<(u64, Host, String, Sha256Hex)> = Vec::new();
     for &size in &args.fleet {

@@ -74,6 +74,9 @@ pub struct Plan {
     pub insert_gaps: Vec<Gap>,
     pub breaks: Vec<Break>,
     pub state: ChainState,
+    /// How many more seqs are missing after the batch than before (the
+    /// host's `missing_events` counter moves by this).
+    pub missing_delta: i64,
 }
 
 /// Work out the plan. `new` are the events of the batch that were not
@@ -178,11 +181,16 @@ pub fn plan(
     }
 
     let before: BTreeSet<Gap> = gaps.iter().copied().collect();
+    let size = |g: &Gap| g.last - g.first + 1;
     Plan {
         delete_gaps: before.difference(&open).map(|g| g.first).collect(),
         insert_gaps: open.difference(&before).copied().collect(),
         breaks,
         state: ChainState { max_seq, last_hash },
+        // Every gap the batch changed was loaded (`gaps` holds those its
+        // late events fall in) or is new, so the difference of the two
+        // sums is the change over all the host's gaps.
+        missing_delta: open.iter().map(size).sum::<i64>() - before.iter().map(size).sum::<i64>(),
     }
 }
 
@@ -212,6 +220,8 @@ mod tests {
         gaps: BTreeSet<Gap>,
         stored: BTreeMap<i64, Vec<Link>>,
         breaks: Vec<Break>,
+        /// The sum of the plans' `missing_delta`s.
+        missing: i64,
     }
 
     impl Sim {
@@ -221,6 +231,7 @@ mod tests {
                 gaps: BTreeSet::new(),
                 stored: BTreeMap::new(),
                 breaks: Vec::new(),
+                missing: 0,
             }
         }
         fn ingest(&mut self, batch: Vec<Link>) {
@@ -231,6 +242,7 @@ mod tests {
             }
             self.gaps.extend(p.insert_gaps.iter().copied());
             self.breaks.extend(p.breaks);
+            self.missing += p.missing_delta;
             for l in batch {
                 self.stored.entry(l.seq).or_default().push(l);
             }
@@ -336,6 +348,7 @@ mod tests {
             let max = *present.iter().max().unwrap();
             let missing: BTreeSet<i64> = (1..=max).filter(|s| !present.contains(s)).collect();
             let in_gaps: BTreeSet<i64> = sim.gaps.iter().flat_map(|g| g.first..=g.last).collect();
+            prop_assert_eq!(sim.missing, missing.len() as i64);
             prop_assert_eq!(in_gaps, missing);
             // Gaps never touch or overlap.
             let v: Vec<Gap> = sim.gaps.iter().copied().collect();

@@ -159,6 +159,11 @@ impl Store {
             .ctx("enrolling a host")?;
             let insert_token = "INSERT INTO tokens (hash, role, host_id, created_at, note) VALUES ($1, 'host', $2, $3, NULL)";
             if let Some(host_id) = new_id {
+                sqlx::query(super::ingest::COUNT_NEW_HOST)
+                    .bind(super::ingest::totals_slot(host_id))
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("counting a new host")?;
                 sqlx::query(insert_token)
                     .bind(token_hash)
                     .bind(host_id)

@@ -6,8 +6,9 @@
 //! 3. for late events (seq ≤ the host's highest), read the gaps they may
 //!    fill and their stored neighbours;
 //! 4. [`chain::plan`](super::chain::plan) works out gaps and breaks;
-//! 5. insert the new events, apply the plan, update the host and the
-//!    findings; commit.
+//! 5. insert the new events, apply the plan, update the findings, the
+//!    host (with its "needs attention" counters) and the fleet's totals;
+//!    commit.
 //!
 //! Everything here is SQL text shared by both databases and the pure
 //! preparation of a batch.
@@ -27,10 +28,66 @@ pub(crate) const INSERT_GAP: &str =
 pub(crate) const INSERT_BREAK: &str =
     "INSERT INTO chain_breaks (host_id, seq, kind, uid, expected, actual, detected_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
+/// Also moves the host's "needs attention" counters by the batch's
+/// changes ($9 open findings, $10 gaps, $11 missing events, $12 chain
+/// breaks) and sets its `attention` flag from them (SET expressions see the
+/// row as it was), returning the new counters so the caller can tell
+/// whether the host started or stopped needing attention. Increments, not
+/// values computed in Rust: the row is the source of truth, and the host's
+/// lock (held since the batch began) keeps a second batch of the same host
+/// out until this one commits.
 pub(crate) const UPDATE_HOST: &str = "UPDATE hosts SET max_seq = $2, last_hash = $3, last_seen = $4,
        event_count = event_count + $5,
-       hostname = COALESCE($6, hostname), agent_version = COALESCE($7, agent_version), mode = COALESCE($8, mode)
-     WHERE id = $1";
+       hostname = COALESCE($6, hostname), agent_version = COALESCE($7, agent_version), mode = COALESCE($8, mode),
+       open_findings = open_findings + $9, gap_count = gap_count + $10,
+       missing_events = missing_events + $11, break_count = break_count + $12,
+       attention = (open_findings + $9 > 0 OR gap_count + $10 > 0 OR break_count + $12 > 0)
+     WHERE id = $1
+     RETURNING open_findings, gap_count, break_count";
+/// Moves the fleet's totals (one slot of them, [`totals_slot`]) by a
+/// batch's changes, as increments in SQL so that collectors sharing one
+/// PostgreSQL never lose each other's updates.
+pub(crate) const UPDATE_TOTALS: &str =
+    "UPDATE fleet_totals SET events = events + $2, attention = attention + $3,
+       open_findings = open_findings + $4, hosts_with_gaps = hosts_with_gaps + $5,
+       missing_events = missing_events + $6, chain_breaks = chain_breaks + $7
+     WHERE slot = $1";
+/// A new host: one more in the fleet.
+pub(crate) const COUNT_NEW_HOST: &str = "UPDATE fleet_totals SET hosts = hosts + 1 WHERE slot = $1";
+/// Rows of `fleet_totals` (migration 0008 makes exactly this many).
+pub(crate) const TOTALS_SLOTS: i64 = 64;
+
+/// The `fleet_totals` row a host's changes go to. One row for everyone
+/// would make every ingest transaction on PostgreSQL wait for the one
+/// before to commit (the row stays locked until then); spread over slots,
+/// batches of different hosts rarely meet.
+pub(crate) fn totals_slot(host_id: i64) -> i64 {
+    host_id.rem_euclid(TOTALS_SLOTS)
+}
+
+/// How storing a finding event moves the host's open-findings count,
+/// given the finding's stored (is_open, last_seq), if any. Mirrors
+/// [`UPSERT_FINDING`]: only a newer event changes a stored finding.
+pub(crate) fn open_delta(stored: Option<(bool, i64)>, seq: i64, open: bool) -> i64 {
+    match stored {
+        None => i64::from(open),
+        Some((was_open, last_seq)) if last_seq < seq => i64::from(open) - i64::from(was_open),
+        Some(_) => 0,
+    }
+}
+
+/// How a host's change moves the fleet's (hosts that need attention, hosts
+/// with gaps), from its counters after the batch (open findings, gaps,
+/// chain breaks) and the batch's changes to them.
+pub(crate) fn fleet_change(after: (i64, i64, i64), delta: (i64, i64, i64)) -> (i64, i64) {
+    let (open, gaps, breaks) = after;
+    let before = (open - delta.0, gaps - delta.1, breaks - delta.2);
+    let needs = |(o, g, b): (i64, i64, i64)| i64::from(o > 0 || g > 0 || b > 0);
+    (
+        needs(after) - needs(before),
+        i64::from(gaps > 0) - i64::from(before.1 > 0),
+    )
+}
 /// Queue the batch's events for grouping into incidents
 /// (`store/incidents.rs`), in the transaction that stores them, so none is
 /// ever missed: one statement per batch, over the (host, seq) range of its
@@ -232,29 +289,6 @@ macro_rules! finish_batch {
                 .await
                 .ctx("recording a chain break")?;
         }
-        let meta = $crate::store::ingest::newest_meta($new, planned.max_seq);
-        sqlx::query($crate::store::ingest::UPDATE_HOST)
-            .bind($host_id)
-            .bind(plan.state.max_seq)
-            .bind(&plan.state.last_hash)
-            .bind($now)
-            .bind($accepted as i64)
-            .bind(meta.map(|m| m.hostname.as_str()))
-            .bind(meta.map(|m| m.agent_version.as_str()))
-            .bind(meta.map(|m| m.mode))
-            .execute(&mut *$tx)
-            .await
-            .ctx("updating the host")?;
-        if let Some((lo, hi)) = planned.queue {
-            sqlx::query($crate::store::ingest::QUEUE_FOR_INCIDENTS)
-                .bind($host_id)
-                .bind(lo)
-                .bind(hi)
-                .bind($now)
-                .execute(&mut *$tx)
-                .await
-                .ctx("queueing for incidents")?;
-        }
         // Only each finding's newest event in the batch can win the
         // upsert; skip the rest rather than send them.
         let mut newest: std::collections::BTreeMap<&str, &$crate::store::types::IngestItem> =
@@ -264,6 +298,37 @@ macro_rules! finish_batch {
                 let slot = newest.entry(f.finding_uid.as_str()).or_insert(item);
                 if item.seq > slot.seq {
                     *slot = item;
+                }
+            }
+        }
+        // The findings' stored state, read under the host's lock, tells
+        // how the upserts below move the host's open-findings count.
+        let mut open_delta = 0i64;
+        if !newest.is_empty() {
+            let mut qb = sqlx::QueryBuilder::new(
+                "SELECT finding_uid, is_open, last_seq FROM findings WHERE host_id = ",
+            );
+            qb.push_bind($host_id).push(" AND finding_uid IN (");
+            let mut sep = qb.separated(", ");
+            for uid in newest.keys() {
+                sep.push_bind(uid.to_string());
+            }
+            qb.push(")");
+            let stored: std::collections::HashMap<String, (bool, i64)> = qb
+                .build_query_as::<(String, bool, i64)>()
+                .fetch_all(&mut *$tx)
+                .await
+                .ctx("reading findings")?
+                .into_iter()
+                .map(|(uid, open, seq)| (uid, (open, seq)))
+                .collect();
+            for (uid, item) in &newest {
+                if let Some(f) = &item.finding {
+                    open_delta += $crate::store::ingest::open_delta(
+                        stored.get(*uid).copied(),
+                        item.seq,
+                        f.open,
+                    );
                 }
             }
         }
@@ -283,6 +348,55 @@ macro_rules! finish_batch {
                     .await
                     .ctx("updating a finding")?;
             }
+        }
+        let gap_delta = plan.insert_gaps.len() as i64 - plan.delete_gaps.len() as i64;
+        let break_delta = plan.breaks.len() as i64;
+        let meta = $crate::store::ingest::newest_meta($new, planned.max_seq);
+        let after: (i64, i64, i64) = sqlx::query_as($crate::store::ingest::UPDATE_HOST)
+            .bind($host_id)
+            .bind(plan.state.max_seq)
+            .bind(&plan.state.last_hash)
+            .bind($now)
+            .bind($accepted as i64)
+            .bind(meta.map(|m| m.hostname.as_str()))
+            .bind(meta.map(|m| m.agent_version.as_str()))
+            .bind(meta.map(|m| m.mode))
+            .bind(open_delta)
+            .bind(gap_delta)
+            .bind(plan.missing_delta)
+            .bind(break_delta)
+            .fetch_one(&mut *$tx)
+            .await
+            .ctx("updating the host")?;
+        let (attention_delta, gapped_delta) =
+            $crate::store::ingest::fleet_change(after, (open_delta, gap_delta, break_delta));
+        let totals = [
+            $accepted as i64,
+            attention_delta,
+            open_delta,
+            gapped_delta,
+            plan.missing_delta,
+            break_delta,
+        ];
+        if totals.iter().any(|d| *d != 0) {
+            let mut q = sqlx::query($crate::store::ingest::UPDATE_TOTALS)
+                .bind($crate::store::ingest::totals_slot($host_id));
+            for d in totals {
+                q = q.bind(d);
+            }
+            q.execute(&mut *$tx)
+                .await
+                .ctx("updating the fleet's totals")?;
+        }
+        if let Some((lo, hi)) = planned.queue {
+            sqlx::query($crate::store::ingest::QUEUE_FOR_INCIDENTS)
+                .bind($host_id)
+                .bind(lo)
+                .bind(hi)
+                .bind($now)
+                .execute(&mut *$tx)
+                .await
+                .ctx("queueing for incidents")?;
         }
     }};
 }

@@ -14,6 +14,8 @@
 
 mod alerts;
 mod chain;
+#[cfg(test)]
+mod counters_tests;
 mod enrollment;
 mod incidents;
 mod ingest;
@@ -244,6 +246,11 @@ const SQLITE_MIGRATIONS: MigrationSource = &[
         "incident id floor",
         include_str!("migrations/sqlite/0007_incident_id_floor.sql"),
     ),
+    (
+        8,
+        "fleet counters",
+        include_str!("migrations/sqlite/0008_fleet_counters.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: MigrationSource = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -276,6 +283,11 @@ const POSTGRES_MIGRATIONS: MigrationSource = &[
         7,
         "incident id floor",
         include_str!("migrations/postgres/0007_incident_id_floor.sql"),
+    ),
+    (
+        8,
+        "fleet counters",
+        include_str!("migrations/postgres/0008_fleet_counters.sql"),
     ),
 ];
 

@@ -11,20 +11,25 @@ use super::{Store, dispatch, dispatch_write};
 pub(crate) const UNTRUSTED: &str = "EXISTS (SELECT 1 FROM chain_breaks b
      WHERE b.host_id = e.host_id AND b.seq = e.seq AND b.uid = e.uid) AS untrusted";
 
-/// The columns of [`HostSummary`] for `hosts h`, counters included.
+/// The columns of [`HostSummary`] for `hosts h`. The counters are the
+/// host's own columns, kept up to date by ingest (`store/ingest.rs`,
+/// `UPDATE_HOST`), so a row costs the same whatever the host has stored.
 const HOST_COLUMNS: &str =
     "h.id, h.hostname, h.identity_field, h.identity_value, h.serial, h.enrolled_at,
      h.last_seen, h.agent_version, h.mode, h.max_seq, h.event_count,
-     (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.id AND f.is_open) AS open_findings,
-     (SELECT COUNT(*) FROM gaps g WHERE g.host_id = h.id) AS gaps,
-     (SELECT CAST(COALESCE(SUM(g.last_seq - g.first_seq + 1), 0) AS BIGINT)
-        FROM gaps g WHERE g.host_id = h.id) AS missing_events,
-     (SELECT COUNT(*) FROM chain_breaks b WHERE b.host_id = h.id) AS chain_breaks";
+     h.open_findings, h.gap_count AS gaps, h.missing_events, h.break_count AS chain_breaks";
 
-/// Ids of the hosts that need attention: open findings, missing events
-/// or chain breaks.
-const ATTENTION_IDS: &str = "SELECT host_id FROM findings WHERE is_open
-     UNION SELECT host_id FROM gaps UNION SELECT host_id FROM chain_breaks";
+/// The fleet's totals: a sum over the few rows of `fleet_totals`, which
+/// ingest and enrolment keep up to date, so it costs the same in a fleet
+/// of any size.
+const FLEET_TOTALS: &str = "SELECT CAST(COALESCE(SUM(hosts), 0) AS BIGINT),
+            CAST(COALESCE(SUM(attention), 0) AS BIGINT),
+            CAST(COALESCE(SUM(open_findings), 0) AS BIGINT),
+            CAST(COALESCE(SUM(hosts_with_gaps), 0) AS BIGINT),
+            CAST(COALESCE(SUM(missing_events), 0) AS BIGINT),
+            CAST(COALESCE(SUM(chain_breaks), 0) AS BIGINT),
+            CAST(COALESCE(SUM(events), 0) AS BIGINT)
+     FROM fleet_totals";
 
 /// Rows per page when the caller does not say, and at most.
 pub const DEFAULT_PAGE: u32 = 100;
@@ -118,10 +123,10 @@ impl Store {
         })
     }
 
-    /// A page of hosts by name. Each host's counters are indexed lookups
-    /// for that host, so a page costs the same in a fleet of any size;
-    /// `attention` starts from the hosts that have open findings, gaps or
-    /// chain breaks (partial and per-host indexes), not from the fleet.
+    /// A page of hosts by name. Each host's counters are columns of its
+    /// row, so a page costs the same in a fleet of any size; `attention`
+    /// walks the partial index of hosts whose `attention` flag is set
+    /// (open findings, gaps or chain breaks), by name.
     pub async fn host_page(&self, filter: &HostFilter) -> Result<HostPage, StoreError> {
         let limit = filter.limit.max(1);
         dispatch!(self, pool => {
@@ -129,7 +134,7 @@ impl Store {
                 "SELECT {HOST_COLUMNS} FROM hosts h WHERE 1 = 1"
             ));
             if filter.attention {
-                qb.push(format!(" AND h.id IN ({ATTENTION_IDS})"));
+                qb.push(" AND h.attention");
             }
             if let Some(mode) = &filter.mode {
                 qb.push(" AND h.mode = ").push_bind(mode.clone());
@@ -149,13 +154,15 @@ impl Store {
                     .push_bind(prefix.clone());
             }
             if let Some(c) = &filter.cursor {
-                qb.push(" AND (h.hostname > ")
+                // A row comparison, not `hostname > ? OR (hostname = ? AND
+                // id > ?)`: both databases seek the (hostname, id) index to
+                // it, where PostgreSQL walks the OR from the index's start,
+                // so a deep page would cost in proportion to its depth.
+                qb.push(" AND (h.hostname, h.id) > (")
                     .push_bind(c.hostname.clone())
-                    .push(" OR (h.hostname = ")
-                    .push_bind(c.hostname.clone())
-                    .push(" AND h.id > ")
+                    .push(", ")
                     .push_bind(c.id)
-                    .push("))");
+                    .push(")");
             }
             qb.push(" ORDER BY h.hostname, h.id LIMIT ")
                 .push_bind(i64::from(limit) + 1);
@@ -175,37 +182,38 @@ impl Store {
         })
     }
 
-    /// The fleet page's counts. Counting hosts reads the hosts table's
-    /// smallest index; everything else reads only rows about problems.
+    /// The fleet page's counts, from the maintained totals.
     pub async fn fleet_counts(&self) -> Result<FleetCounts, StoreError> {
-        let (hosts, attention, open_findings, hosts_with_gaps, missing_events, chain_breaks): (
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-        ) = dispatch!(self, pool => {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT (SELECT COUNT(*) FROM hosts),
-                        (SELECT COUNT(*) FROM ({ATTENTION_IDS}) a),
-                        (SELECT COUNT(*) FROM findings WHERE is_open),
-                        (SELECT COUNT(DISTINCT host_id) FROM gaps),
-                        (SELECT CAST(COALESCE(SUM(last_seq - first_seq + 1), 0) AS BIGINT) FROM gaps),
-                        (SELECT COUNT(*) FROM chain_breaks)"
-            )))
-            .fetch_one(pool)
-            .await
-            .ctx("counting the fleet")?
-        });
-        Ok(FleetCounts {
+        Ok(self.fleet_totals().await?.0)
+    }
+
+    /// The fleet's counts and its stored events, from `fleet_totals`.
+    async fn fleet_totals(&self) -> Result<(FleetCounts, i64), StoreError> {
+        let (
             hosts,
             attention,
             open_findings,
             hosts_with_gaps,
             missing_events,
             chain_breaks,
-        })
+            events,
+        ): (i64, i64, i64, i64, i64, i64, i64) = dispatch!(self, pool => {
+            sqlx::query_as(FLEET_TOTALS)
+                .fetch_one(pool)
+                .await
+                .ctx("counting the fleet")?
+        });
+        Ok((
+            FleetCounts {
+                hosts,
+                attention,
+                open_findings,
+                hosts_with_gaps,
+                missing_events,
+                chain_breaks,
+            },
+            events,
+        ))
     }
 
     /// A page of events, newest first by event time. All filter values
@@ -426,12 +434,8 @@ impl Store {
 
     /// (hosts, stored events), cheaply: for /metrics.
     pub async fn totals(&self) -> Result<(i64, i64), StoreError> {
-        dispatch!(self, pool => {
-            sqlx::query_as("SELECT COUNT(*), CAST(COALESCE(SUM(event_count), 0) AS BIGINT) FROM hosts")
-                .fetch_one(pool)
-                .await
-                .ctx("counting hosts and events")
-        })
+        let (counts, events) = self.fleet_totals().await?;
+        Ok((counts.hosts, events))
     }
 
     pub async fn policy(&self) -> Result<Option<PolicyRecord>, StoreError> {

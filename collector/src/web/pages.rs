@@ -136,7 +136,8 @@ async fn fleet(
     Query(q): Query<FleetQuery>,
 ) -> Result<Response, ApiError> {
     // A page at a time, whatever the fleet's size: the counts come from
-    // indexes over problems, the rows from one page of hosts.
+    // totals kept at ingest, the rows from one walk of the index of hosts
+    // that need attention (or of all hosts, by name).
     let counts = state.store.fleet_counts().await?;
     let all = q.all.as_deref() == Some("1");
     let page_of = state
