@@ -676,3 +676,69 @@ fn open_delta_and_fleet_change() {
     assert_eq!(fleet_change((0, 0, 1), (0, -2, 1)), (0, -1));
     assert_eq!(fleet_change((2, 3, 0), (1, 1, 0)), (0, 0));
 }
+
+/// A database at migration 0008 holding an incident whose events were
+/// stored out of seq order (ids 1, 2, 3 with seqs 3, 1, 2): 0009 copies
+/// each membership's seq, and a page of the incident walks them in the
+/// host's order, the cursor going on where the page stopped.
+#[tokio::test]
+async fn migration_0009_keeps_an_incidents_events_in_seq_order() {
+    for db in TestDb::all("migration9").await {
+        let data = [
+            "INSERT INTO hosts (identity_field, identity_value, hostname, enrolled_at, max_seq, event_count)
+             VALUES ('hardware_uuid', 'uuid-i1', 'i1', 0, 3, 3)",
+            "INSERT INTO events (uid, host_id, seq, time, received_at, kind, hash, prev_hash, body)
+             SELECT 'e3', id, 3, 30, 0, 'agent_health', 'h3', 'h2', '{}' FROM hosts WHERE hostname = 'i1'",
+            "INSERT INTO events (uid, host_id, seq, time, received_at, kind, hash, prev_hash, body)
+             SELECT 'e1', id, 1, 10, 0, 'agent_health', 'h1', 'h0', '{}' FROM hosts WHERE hostname = 'i1'",
+            "INSERT INTO events (uid, host_id, seq, time, received_at, kind, hash, prev_hash, body)
+             SELECT 'e2', id, 2, 20, 0, 'agent_health', 'h2', 'h1', '{}' FROM hosts WHERE hostname = 'i1'",
+            "INSERT INTO incidents (id, host_id, title, state, severity, severity_rank, name, first_time,
+                 last_time, findings, open_findings, steps_done, steps_failed, steps_would, restores,
+                 quarantined, event_count)
+             SELECT 5, id, 't', 'open', 'high', 3, 'n', 10, 30, 1, 1, 0, 0, 0, 0, 0, 3 FROM hosts WHERE hostname = 'i1'",
+            "INSERT INTO incident_events (incident_id, event_id) SELECT 5, id FROM events",
+        ];
+        let first_eight = |m: MigrationSource| migrator(&m[..8]);
+        match &db.url {
+            DbUrl::Sqlite(path) => {
+                let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(
+                        sqlx::sqlite::SqliteConnectOptions::new()
+                            .filename(path)
+                            .create_if_missing(true),
+                    )
+                    .await
+                    .unwrap();
+                first_eight(SQLITE_MIGRATIONS).run(&pool).await.unwrap();
+                for sql in data {
+                    sqlx::query(sql).execute(&pool).await.unwrap();
+                }
+                pool.close().await;
+            }
+            DbUrl::Postgres(url) => {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(url)
+                    .await
+                    .unwrap();
+                first_eight(POSTGRES_MIGRATIONS).run(&pool).await.unwrap();
+                for sql in data {
+                    sqlx::query(sql).execute(&pool).await.unwrap();
+                }
+                pool.close().await;
+            }
+        }
+        let store = db.open().await;
+        let (_, first, next) = store.incident(5, None, 2).await.unwrap().unwrap();
+        let seqs: Vec<i64> = first.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2]);
+        let (_, rest, end) = store.incident(5, next, 2).await.unwrap().unwrap();
+        let seqs: Vec<i64> = rest.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [3]);
+        assert!(end.is_none());
+        store.close().await;
+        db.drop_schema().await;
+    }
+}

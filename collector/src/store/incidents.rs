@@ -111,21 +111,27 @@ impl Store {
             .await
             .ctx("reading queued events")?;
             let mut queued: Vec<(i64, i64, i64, String, String)> = Vec::with_capacity(ids.len());
+            // Each queued event's seq, stored with its membership so an
+            // incident's page is a walk of (incident_id, seq, event_id).
+            let mut seqs: HashMap<i64, i64> = HashMap::with_capacity(ids.len());
             for chunk in ids.chunks(ROWS_PER_STATEMENT) {
                 let mut qb = QueryBuilder::new(
-                    "SELECT id, host_id, time, kind, body FROM events WHERE id IN (",
+                    "SELECT id, host_id, time, kind, body, seq FROM events WHERE id IN (",
                 );
                 let mut sep = qb.separated(", ");
                 for id in chunk {
                     sep.push_bind(*id);
                 }
                 qb.push(")");
-                let rows: Vec<(i64, i64, i64, String, String)> = qb
+                let rows: Vec<(i64, i64, i64, String, String, i64)> = qb
                     .build_query_as()
                     .fetch_all(&mut *tx)
                     .await
                     .ctx("reading queued events")?;
-                queued.extend(rows);
+                for (id, host_id, time, kind, body, seq) in rows {
+                    seqs.insert(id, seq);
+                    queued.push((id, host_id, time, kind, body));
+                }
             }
             queued.sort_by_key(|q| q.0);
             // Queued ids whose event is gone cannot be grouped; they are
@@ -416,9 +422,11 @@ impl Store {
             }
             for chunk in members.chunks(ROWS_PER_STATEMENT) {
                 let mut qb =
-                    QueryBuilder::new("INSERT INTO incident_events (incident_id, event_id) ");
+                    QueryBuilder::new("INSERT INTO incident_events (incident_id, event_id, seq) ");
                 qb.push_values(chunk, |mut b, (incident, event)| {
-                    b.push_bind(*incident).push_bind(*event);
+                    b.push_bind(*incident)
+                        .push_bind(*event)
+                        .push_bind(seqs.get(event).copied().unwrap_or(0));
                 });
                 qb.build().execute(&mut *tx).await.ctx("updating an incident")?;
             }
@@ -625,8 +633,8 @@ impl Store {
                 "SELECT e.id, e.host_id, h.hostname, e.seq, e.time, e.received_at, e.kind, e.finding_kind,
                         e.verdict, e.rule, e.body, {UNTRUSTED}
                  FROM incident_events ie JOIN events e ON e.id = ie.event_id JOIN hosts h ON h.id = e.host_id
-                 WHERE ie.incident_id = $1 AND (e.seq > $2 OR (e.seq = $2 AND e.id > $3))
-                 ORDER BY e.seq, e.id LIMIT $4"
+                 WHERE ie.incident_id = $1 AND (ie.seq > $2 OR (ie.seq = $2 AND ie.event_id > $3))
+                 ORDER BY ie.seq, ie.event_id LIMIT $4"
             )))
             .bind(id)
             .bind(seq)

@@ -251,6 +251,11 @@ const SQLITE_MIGRATIONS: MigrationSource = &[
         "fleet counters",
         include_str!("migrations/sqlite/0008_fleet_counters.sql"),
     ),
+    (
+        9,
+        "incident event order",
+        include_str!("migrations/sqlite/0009_incident_event_order.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: MigrationSource = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -288,6 +293,11 @@ const POSTGRES_MIGRATIONS: MigrationSource = &[
         8,
         "fleet counters",
         include_str!("migrations/postgres/0008_fleet_counters.sql"),
+    ),
+    (
+        9,
+        "incident event order",
+        include_str!("migrations/postgres/0009_incident_event_order.sql"),
     ),
 ];
 
