@@ -563,3 +563,34 @@ fn console_users_come_from_the_utmpx_file_by_name() {
         "{err}"
     );
 }
+
+#[test]
+fn the_periodic_timer_expires_every_period_and_not_before() {
+    use std::io::Read;
+    let period = Duration::from_millis(40);
+    let started = Instant::now();
+    let fd = Native::new(crate::config::Config::default().tools())
+        .periodic_timer(period)
+        .expect("timerfd");
+    let mut timer = std::fs::File::from(fd);
+    let mut count = [0u8; 8];
+    // Non-blocking: nothing to read before the first period has passed.
+    if started.elapsed() < period {
+        let early = timer.read(&mut count);
+        assert_eq!(
+            early.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::WouldBlock)
+        );
+    }
+    let mut expirations = 0;
+    while expirations < 3 {
+        std::thread::sleep(period / 2);
+        if timer.read(&mut count).is_ok() {
+            expirations += u64::from_ne_bytes(count);
+        }
+    }
+    assert!(
+        started.elapsed() >= period * 3,
+        "three expirations take three periods"
+    );
+}
