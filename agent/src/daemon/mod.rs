@@ -237,7 +237,14 @@ impl Tick {
                 // number is one tick (missed ones are skipped).
                 let mut expirations = [0u8; 8];
                 match ready.try_io(|f| std::io::Read::read(&mut f.get_ref(), &mut expirations)) {
-                    Ok(Ok(_)) => return,
+                    Ok(Ok(_)) => {
+                        // All expirations were taken: the next tick needs
+                        // the next one, so skip the read that would only
+                        // find nothing (tokio keeps an event that came in
+                        // meanwhile).
+                        ready.clear_ready();
+                        return;
+                    }
                     // Woken without an expiration to read: wait again.
                     Ok(Err(_)) | Err(_) => continue,
                 }

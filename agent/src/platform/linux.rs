@@ -253,7 +253,8 @@ impl Platform for Native {
         }
     }
 
-    /// A `timerfd` on the monotonic clock, first due one `period` from now.
+    /// A `timerfd` on the monotonic clock, due at once and then every
+    /// `period`.
     fn periodic_timer(&self, period: std::time::Duration) -> Option<std::os::fd::OwnedFd> {
         match periodic_timerfd(period) {
             Ok(fd) => Some(fd),
@@ -381,7 +382,9 @@ impl Platform for Native {
 #[path = "linux/tests.rs"]
 mod tests;
 
-/// A non-blocking `timerfd` that expires every `period`, first after one.
+/// A non-blocking `timerfd` that expires at once and then every `period`
+/// (as tokio's `interval`, whose first tick is immediate: the daemon
+/// sweeps at start and after a reload without waiting a period).
 fn periodic_timerfd(period: std::time::Duration) -> std::io::Result<std::os::fd::OwnedFd> {
     use rustix::time::{
         Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, timerfd_create,
@@ -403,7 +406,11 @@ fn periodic_timerfd(period: std::time::Duration) -> std::io::Result<std::os::fd:
         TimerfdTimerFlags::empty(),
         &Itimerspec {
             it_interval: spec,
-            it_value: spec,
+            // 1 ns: an all-zero value would disarm the timer.
+            it_value: rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: 1,
+            },
         },
     )?;
     Ok(fd)

@@ -188,8 +188,9 @@ pub trait Platform: Send + Sync {
         None
     }
 
-    /// A descriptor that becomes readable every `period` (reading it
-    /// takes the expirations: 8 bytes), for the daemon's sweep tick; `None`
+    /// A descriptor that becomes readable at once and then every `period`
+    /// (reading it takes the expirations: 8 bytes), for the daemon's sweep
+    /// tick; `None`
     /// where the platform has none (the daemon then uses tokio's timer).
     /// Why: tokio's timer wheel wakes the daemon twice per tick — at the
     /// start of the 64 ms slot the deadline falls in, and again at the
