@@ -18,6 +18,17 @@
 # both configs (e.g. '<key>SweepSeconds</key><real>0.5</real>'), AB_PLIST_A
 # and AB_PLIST_B to one only (an older build may refuse a newer value).
 #
+# AB_NETNS=N runs each daemon in a network namespace of its own with N
+# listening sockets in it (held by a small python3 process): its sock_diag
+# dumps then see only those, so sockets other programs on the machine open
+# and close (tests, compilers' servers) do not make it walk. That measures
+# a quiet machine's sweep on a busy one. The /proc walks still see every
+# process (the pid namespace is shared).
+#
+# CPU is reported twice: utime + stime from /proc/PID/stat (clock ticks,
+# every thread that ever ran) and the sum of /proc/PID/task/*/schedstat
+# (nanoseconds, threads alive at both ends).
+#
 # Linux only (/proc). Run as root, like the daemon.
 set -euo pipefail
 a=$1; b=$2; secs=${3:-300}; warm=${4:-10}
@@ -41,23 +52,50 @@ start() {
 $extra
 </dict></plist>
 PLIST
-    "$bin" run --config "$w/config.plist" >"$w/log" 2>&1 &
+    if [ -n "${AB_NETNS:-}" ]; then
+        local ns; ns=lenscap-ab-$(basename "$w")
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+        ip netns exec "$ns" python3 -c '
+import signal, socket, sys
+held = []
+for i in range(int(sys.argv[1])):
+    s = socket.socket(socket.AF_INET6 if i % 2 else socket.AF_INET)
+    s.bind(("::1" if i % 2 else "127.0.0.1", 0)); s.listen(); held.append(s)
+signal.pause()' "$AB_NETNS" >/dev/null 2>&1 &
+        echo "$!" >"$w/holder.pid"
+        echo "$ns" >"$w/netns"
+        ip netns exec "$ns" "$bin" run --config "$w/config.plist" >"$w/log" 2>&1 &
+    else
+        "$bin" run --config "$w/config.plist" >"$w/log" 2>&1 &
+    fi
     echo "$! $w"
 }
+stop() {
+    local w=$1
+    if [ -f "$w/holder.pid" ]; then kill "$(cat "$w/holder.pid")" 2>/dev/null || true; fi
+    if [ -f "$w/netns" ]; then ip netns del "$(cat "$w/netns")" 2>/dev/null || true; fi
+    rm -rf "$w"
+}
 read -r pa wa < <(start "$a" "${AB_PLIST_A:-}"); read -r pb wb < <(start "$b" "${AB_PLIST_B:-}")
-trap 'kill $pa $pb 2>/dev/null; wait 2>/dev/null; rm -rf "$wa" "$wb"' EXIT
+trap 'kill $pa $pb 2>/dev/null; wait $pa $pb 2>/dev/null || true; stop "$wa"; stop "$wb"' EXIT
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 sleep "$warm"
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+nanos() { cat /proc/$1/task/*/schedstat | awk '{n+=$1} END {print n}'; }
 sweeps() { grep -o '"sweeps": *[0-9]*' "$1/state/status.json" | grep -o '[0-9]*$'; }
-ta=$(ticks $pa); tb=$(ticks $pb); sa=$(sweeps $wa); sb=$(sweeps $wb)
+ta=$(ticks $pa); tb=$(ticks $pb); sa=$(sweeps $wa); sb=$(sweeps $wb); na=$(nanos $pa); nb=$(nanos $pb)
 sleep "$secs"
-for x in "A $a $pa $wa $ta $sa" "B $b $pb $wb $tb $sb"; do
+for x in "A $a $pa $wa $ta $sa $na" "B $b $pb $wb $tb $sb $nb"; do
     set -- $x
-    t=$(( $(ticks $3) - $5 )); s=$(( $(sweeps $4) - $6 ))
+    t=$(( $(ticks $3) - $5 )); s=$(( $(sweeps $4) - $6 )); ns=$(( $(nanos $3) - $7 ))
     rss=$(awk '/VmRSS/{print $2}' /proc/$3/status)
-    awk -v n="$1" -v bin="$2" -v t="$t" -v s="$s" -v hz="$hz" -v secs="$secs" -v rss="$rss" 'BEGIN {
+    threads=$(awk '/Threads/{print $2}' /proc/$3/status)
+    awk -v n="$1" -v bin="$2" -v t="$t" -v s="$s" -v hz="$hz" -v secs="$secs" -v rss="$rss" \
+        -v ns="$ns" -v th="$threads" 'BEGIN {
         printf "%s %s: cpu=%.2fs (%.3f%% of one core) sweeps=%d (%.2f ms/sweep) rss=%.1fMB\n",
-            n, bin, t/hz, 100*t/hz/secs, s, 1000*t/hz/(s>0?s:1), rss/1024 }'
+            n, bin, t/hz, 100*t/hz/secs, s, 1000*t/hz/(s>0?s:1), rss/1024
+        printf "  schedstat: %.3fs (%.4f%% of one core, %.3f ms/sweep), threads=%d\n",
+            ns/1e9, 100*ns/1e9/secs, ns/1e6/(s>0?s:1), th }'
 done
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg); listening TCP sockets: $(ss -ltnH | wc -l)"

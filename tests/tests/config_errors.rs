@@ -166,3 +166,33 @@ fn a_running_daemon_rejects_a_reload_with_a_key_in_the_wrong_case() {
         (mode(&d) == Some("remediate".into())).then_some(())
     });
 }
+
+/// The other side of a reload: a new `SweepSeconds` restarts the sweep
+/// timer (on Linux a timerfd the loop waits on), so sweeps come at the new
+/// pace without a restart.
+#[test]
+fn a_reload_to_a_shorter_sweep_interval_takes_effect() {
+    let root = temp_tree();
+    let config = write_config(root.path(), &[("SweepSeconds", 3600.into())]);
+    let base = plist::Value::from_file(&config)
+        .unwrap()
+        .into_dictionary()
+        .unwrap();
+    let d = Daemon::start(&config, &[]);
+    let sweeps = |d: &Daemon| {
+        d.status()
+            .and_then(|s| s["sweeps"].as_u64())
+            .unwrap_or_default()
+    };
+    wait_until(Duration::from_secs(20), "the first sweep", || {
+        (sweeps(&d) >= 1).then_some(())
+    });
+    let before = sweeps(&d);
+
+    rewrite(root.path(), &base, &[("SweepSeconds", 0.2.into())]);
+    // At an hour a sweep, only the reload's own would come; at 0.2 s,
+    // five more within seconds (status.json shows them every 2 s).
+    wait_until(Duration::from_secs(20), "sweeps every 0.2 s", || {
+        (sweeps(&d) >= before + 5).then_some(())
+    });
+}

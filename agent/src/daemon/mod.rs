@@ -125,7 +125,7 @@ async fn run_loop(sources: Sources) -> Result<(), DaemonError> {
             None
         }
     };
-    let mut tick = interval(d.sweep_interval());
+    let mut tick = Tick::new(&d.platform, d.sweep_interval());
     let mut watch_refreshed = Instant::now();
     // Probes run beside the sweeps; a result that changes something wakes
     // the loop to judge at once rather than at the next tick.
@@ -159,7 +159,7 @@ async fn run_loop(sources: Sources) -> Result<(), DaemonError> {
                     triggers.push(t);
                 }
                 if triggers.contains(&Trigger::Config) && d.reload() {
-                    tick = interval(d.sweep_interval());
+                    tick = Tick::new(&d.platform, d.sweep_interval());
                 }
                 if triggers.contains(&Trigger::Persistence) {
                     d.sweep.mark_persistence_dirty();
@@ -186,10 +186,71 @@ async fn run_loop(sources: Sources) -> Result<(), DaemonError> {
     Ok(())
 }
 
-fn interval(period: Duration) -> tokio::time::Interval {
-    let mut i = tokio::time::interval(period);
-    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    i
+/// The sweep timer: the platform's periodic timer descriptor where it has
+/// one ([`Platform::periodic_timer`]: one wake-up per tick), else tokio's
+/// interval (two: its timer wheel wakes at the start of the 64 ms slot the
+/// deadline falls in, then at the deadline). Ticks missed while a cycle
+/// ran are skipped either way, not caught up.
+enum Tick {
+    Wheel(tokio::time::Interval),
+    Fd(tokio::io::unix::AsyncFd<std::fs::File>),
+}
+
+impl Tick {
+    fn new(platform: &Native, period: Duration) -> Tick {
+        let fd = platform.periodic_timer(period).and_then(|fd| {
+            let file = std::fs::File::from(fd);
+            // SAFETY: the `File` owns the descriptor and the `AsyncFd`
+            // owns the `File`: it stays open, and the same timer, until
+            // the `AsyncFd` (which deregisters it first) is dropped.
+            unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(
+                    file,
+                    tokio::io::Interest::READABLE,
+                )
+            }
+            .ok()
+        });
+        match fd {
+            Some(fd) => Tick::Fd(fd),
+            None => {
+                let mut i = tokio::time::interval(period);
+                i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                Tick::Wheel(i)
+            }
+        }
+    }
+
+    async fn tick(&mut self) {
+        match self {
+            Tick::Wheel(i) => {
+                i.tick().await;
+            }
+            Tick::Fd(fd) => loop {
+                let Ok(mut ready) = fd.readable().await else {
+                    // The runtime's driver is gone (shutting down): never
+                    // tick again rather than spin.
+                    std::future::pending::<()>().await;
+                    return;
+                };
+                // The count of expirations since the last read: any
+                // number is one tick (missed ones are skipped).
+                let mut expirations = [0u8; 8];
+                match ready.try_io(|f| std::io::Read::read(&mut f.get_ref(), &mut expirations)) {
+                    Ok(Ok(_)) => {
+                        // All expirations were taken: the next tick needs
+                        // the next one, so skip the read that would only
+                        // find nothing (tokio keeps an event that came in
+                        // meanwhile).
+                        ready.clear_ready();
+                        return;
+                    }
+                    // Woken without an expiration to read: wait again.
+                    Ok(Err(_)) | Err(_) => continue,
+                }
+            },
+        }
+    }
 }
 
 /// The daemon's state between cycles.

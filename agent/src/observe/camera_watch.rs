@@ -43,6 +43,13 @@ const CONNECTION_MEMORY_US: u64 = 310 * 1_000_000;
 /// open file goes, so a session can change hands silently.
 const SESSION_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How often the TCC databases are looked at: a `stat` of each database
+/// and its WAL, a glob of the users' homes, and the grants' programs'
+/// `lstat`s. Every sweep, that was a fifth of an idle sweep's user-space
+/// instructions (docs/benchmarks.md, "Issue 11"); a grant is still seen
+/// within 2 s, as with the 2 s sweeps it was polled at before.
+pub const TCC_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A camera session starting or stopping, for the event stream.
 #[derive(Debug, Clone)]
 pub struct SessionChange {
@@ -112,6 +119,19 @@ pub struct CameraWatch {
     /// Grant changes tccd logged, latest per (service, client, type): the
     /// grants lenscap knows while the per-user TCC.db is out of reach.
     logged_grants: BTreeMap<(TccService, String, TccClientType), TccGrant>,
+    /// How often the TCC databases are polled ([`TCC_EVERY`]).
+    tcc_every: std::time::Duration,
+    /// The last poll of the TCC databases, reused until the next is due.
+    tcc_last: Option<TccLast>,
+}
+
+/// What the last TCC poll found, and when and for which patterns.
+#[derive(Debug)]
+struct TccLast {
+    at: std::time::Instant,
+    patterns: Vec<String>,
+    grants: Vec<GrantObservation>,
+    out_of_reach: bool,
 }
 
 impl std::fmt::Debug for CameraWatch {
@@ -147,7 +167,16 @@ impl CameraWatch {
             connections: BTreeMap::new(),
             short: ShortConnections::default(),
             logged_grants: BTreeMap::new(),
+            tcc_every: TCC_EVERY,
+            tcc_last: None,
         }
+    }
+
+    /// Poll the TCC databases at most every `every` (default
+    /// [`TCC_EVERY`]); tests shorten it.
+    pub fn with_tcc_every(mut self, every: std::time::Duration) -> CameraWatch {
+        self.tcc_every = every;
+        self
     }
 
     /// The judgement changed which listeners are flagged: follow them with
@@ -202,12 +231,40 @@ impl CameraWatch {
         pass
     }
 
+    /// The privacy grants: polled from the TCC databases when a poll is
+    /// due (every [`TCC_EVERY`], or at once when `TCCDatabases` changed),
+    /// else the last poll's.
     fn grants(&mut self, config: &Config, pass: &mut CameraPass) {
-        let scratch = config.state_dir.join("tcc-scratch");
-        let poll = self.tcc.poll(config, Some(&scratch));
-        pass.changed |= poll.changed;
-        pass.grants = poll.grants;
-        if poll.out_of_reach {
+        let now = std::time::Instant::now();
+        let due = self.tcc_last.as_ref().is_none_or(|last| {
+            last.patterns != config.tcc_databases || now.duration_since(last.at) >= self.tcc_every
+        });
+        if due {
+            let scratch = config.state_dir.join("tcc-scratch");
+            let poll = self.tcc.poll(config, Some(&scratch));
+            pass.changed |= poll.changed;
+            pass.health.extend(
+                poll.problems_new
+                    .into_iter()
+                    .map(CameraHealth::TccUnreadable),
+            );
+            pass.health.extend(
+                poll.problems_cleared
+                    .into_iter()
+                    .map(CameraHealth::TccReadable),
+            );
+            self.tcc_last = Some(TccLast {
+                at: now,
+                patterns: config.tcc_databases.clone(),
+                grants: poll.grants,
+                out_of_reach: poll.out_of_reach,
+            });
+        }
+        let Some(last) = &self.tcc_last else {
+            return;
+        };
+        pass.grants = last.grants.clone();
+        if last.out_of_reach {
             // What tccd logged since the stream started: every such grant
             // is a change made while lenscap watched, so it is new.
             pass.grants
@@ -223,16 +280,6 @@ impl CameraWatch {
                     },
                 }));
         }
-        pass.health.extend(
-            poll.problems_new
-                .into_iter()
-                .map(CameraHealth::TccUnreadable),
-        );
-        pass.health.extend(
-            poll.problems_cleared
-                .into_iter()
-                .map(CameraHealth::TccReadable),
-        );
     }
 
     fn holders_sweep(
@@ -615,6 +662,83 @@ mod tests {
         let pass = sweep(7);
         assert!(pids(&pass).is_empty());
         assert!(pass.changed, "the session's stop is a change");
+    }
+
+    /// A TCC.db from the Sonoma fixture at `path`.
+    fn tcc_db(path: &std::path::Path) {
+        let sql = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tcc/sonoma.sql"
+        ))
+        .unwrap();
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .execute_batch(&sql)
+            .unwrap();
+    }
+
+    #[test]
+    fn tcc_is_polled_every_tcc_every_and_a_new_grant_is_seen_at_the_next_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("TCC.db");
+        tcc_db(&db);
+        let config = Config {
+            camera_watch: false,
+            tcc_databases: vec![db.display().to_string()],
+            state_dir: dir.path().join("state"),
+            ..Config::default()
+        };
+        let platform = crate::platform::Native::new(config.tools());
+        let cache = SignatureCache::default();
+        let every = std::time::Duration::from_millis(500);
+        let mut watch = CameraWatch::new().with_tcc_every(every);
+        let mut sweep =
+            |config: &Config| watch.sweep(&platform, config, &cache, &BTreeSet::new(), 1);
+        let new_grant = |pass: &CameraPass| {
+            pass.grants
+                .iter()
+                .any(|g| g.grant.client == "com.example.New" && g.new)
+        };
+
+        let first = sweep(&config);
+        assert!(first.changed, "the first poll finds the grants");
+        let known = first.grants.len();
+        assert!(known > 0);
+
+        let written = std::time::Instant::now();
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute(
+                "INSERT INTO access (service, client, client_type, auth_value, auth_reason, auth_version) \
+                 VALUES ('kTCCServiceCamera', 'com.example.New', 0, 2, 2, 1)",
+                [],
+            )
+            .unwrap();
+        let soon = sweep(&config);
+        if written.elapsed() < every {
+            // Between polls: the last poll's grants, no new look.
+            assert_eq!(soon.grants.len(), known);
+            assert!(!soon.changed);
+        }
+        std::thread::sleep(every);
+        let later = sweep(&config);
+        assert!(later.changed, "the next poll sees the new grant");
+        assert!(new_grant(&later));
+        // Between polls the grants are still there, and not a change.
+        let again = sweep(&config);
+        assert!(new_grant(&again));
+
+        // Other databases configured: polled at once, not at the next due poll.
+        let other = dir.path().join("Other.db");
+        tcc_db(&other);
+        let moved = Config {
+            tcc_databases: vec![other.display().to_string()],
+            ..config.clone()
+        };
+        let switched = sweep(&moved);
+        assert!(switched.changed);
+        assert!(!new_grant(&switched), "the grants of the other database");
+        assert_eq!(switched.grants.len(), known);
     }
 
     #[test]

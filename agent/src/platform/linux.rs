@@ -274,6 +274,18 @@ impl Platform for Native {
         }
     }
 
+    /// A `timerfd` on the monotonic clock, due at once and then every
+    /// `period`.
+    fn periodic_timer(&self, period: std::time::Duration) -> Option<std::os::fd::OwnedFd> {
+        match periodic_timerfd(period) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                tracing::warn!(error = %e, "no timerfd; the sweep tick uses tokio's timer");
+                None
+            }
+        }
+    }
+
     /// One sock_diag dump on a socket kept open between calls, no `/proc`
     /// walk.
     fn listening_socket_ids(&self) -> Result<std::collections::BTreeSet<u64>, PlatformError> {
@@ -390,3 +402,37 @@ impl Platform for Native {
 #[allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 #[path = "linux/tests.rs"]
 mod tests;
+
+/// A non-blocking `timerfd` that expires at once and then every `period`
+/// (as tokio's `interval`, whose first tick is immediate: the daemon
+/// sweeps at start and after a reload without waiting a period).
+fn periodic_timerfd(period: std::time::Duration) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::time::{
+        Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, timerfd_create,
+        timerfd_settime,
+    };
+    // A zero period would disarm the timer: the config allows 0.1 s at
+    // least, so this only guards a caller's mistake.
+    let period = period.max(std::time::Duration::from_millis(1));
+    let spec = rustix::time::Timespec {
+        tv_sec: i64::try_from(period.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(period.subsec_nanos()),
+    };
+    let fd = timerfd_create(
+        TimerfdClockId::Monotonic,
+        TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+    )?;
+    timerfd_settime(
+        &fd,
+        TimerfdTimerFlags::empty(),
+        &Itimerspec {
+            it_interval: spec,
+            // 1 ns: an all-zero value would disarm the timer.
+            it_value: rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: 1,
+            },
+        },
+    )?;
+    Ok(fd)
+}

@@ -211,6 +211,20 @@ pub trait Platform: Send + Sync {
         None
     }
 
+    /// A descriptor that becomes readable at once and then every `period`
+    /// (reading it takes the expirations: 8 bytes), for the daemon's sweep
+    /// tick; `None`
+    /// where the platform has none (the daemon then uses tokio's timer).
+    /// Why: tokio's timer wheel wakes the daemon twice per tick — at the
+    /// start of the 64 ms slot the deadline falls in, and again at the
+    /// deadline — and a wake-up was most of a quiet sweep's CPU on the
+    /// build VM (docs/benchmarks.md, "Issue 11"); a kernel timer wakes it
+    /// once.
+    fn periodic_timer(&self, period: std::time::Duration) -> Option<std::os::fd::OwnedFd> {
+        let _ = period;
+        None
+    }
+
     /// The identity of one process. `signature` is left as
     /// [`Signature::unknown`] (or `not_supported`); callers fill it through
     /// the signature cache, which calls [`Platform::check_signature`].

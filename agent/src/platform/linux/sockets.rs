@@ -54,6 +54,15 @@ pub fn listening() -> Result<Vec<RawListener>, PlatformError> {
 /// `socket` (the daemon keeps one between sweeps). Only the ids: the
 /// sweep compares them with the last sweep's and looks further only when
 /// they differ.
+///
+/// This is every sweep's one piece of work on an idle machine, so it is
+/// kept small: one dump for both families where the kernel takes the old
+/// `TCPDIAG_GETSOCK` request (its family is `AF_UNSPEC`: the kernel walks
+/// its listening hash once instead of once per family; the walk over its
+/// buckets is most of a dump's cost, docs/benchmarks.md "Issue 11"), and
+/// the inode read straight from each `inet_diag_msg` rather than decoding
+/// every message and its attributes. Where the old request is refused,
+/// two `SOCK_DIAG_BY_FAMILY` dumps as before.
 pub fn listening_ids_on(socket: &Socket) -> Result<BTreeSet<u64>, PlatformError> {
     // Thread-local so the per-sweep dump allocates nothing: 64 KiB once.
     thread_local! {
@@ -61,6 +70,17 @@ pub fn listening_ids_on(socket: &Socket) -> Result<BTreeSet<u64>, PlatformError>
     }
     BUF.with_borrow_mut(|buf| {
         let mut ids = BTreeSet::new();
+        if COMPAT_DUMP.load(Ordering::Relaxed) {
+            match raw_listen_dump(socket, buf, &compat_listen_request(), &mut ids) {
+                Ok(()) => return Ok(ids),
+                Err(DumpError::Refused(errno)) => {
+                    tracing::debug!(errno, "TCPDIAG_GETSOCK refused; dumping per family");
+                    COMPAT_DUMP.store(false, Ordering::Relaxed);
+                    ids.clear();
+                }
+                Err(DumpError::Failed(e)) => return Err(e),
+            }
+        }
         for family in [AF_INET, AF_INET6] {
             dump(socket, buf, family, StateFlags::LISTEN, None, |r| {
                 ids.insert(u64::from(r.header.inode));
@@ -69,6 +89,108 @@ pub fn listening_ids_on(socket: &Socket) -> Result<BTreeSet<u64>, PlatformError>
         }
         Ok(ids)
     })
+}
+
+/// Whether the kernel took the one-dump `TCPDIAG_GETSOCK` request last
+/// time; cleared for good the first time it refuses it.
+static COMPAT_DUMP: AtomicBool = AtomicBool::new(true);
+
+/// `TCPDIAG_GETSOCK` (linux/inet_diag.h): the request type that predates
+/// `SOCK_DIAG_BY_FAMILY`. The kernel answers it with `sdiag_family`
+/// `AF_UNSPEC`, i.e. TCP sockets of both families in one dump.
+const TCPDIAG_GETSOCK: u16 = 18;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_HDRLEN: usize = 16;
+/// `offsetof(struct inet_diag_msg, idiag_inode)`: family, state, timer,
+/// retrans (4 bytes), `inet_diag_sockid` (48), expires, rqueue, wqueue,
+/// uid (16).
+const INET_DIAG_MSG_INODE: usize = 68;
+const TCP_LISTEN_STATE: u32 = 10;
+
+/// `nlmsghdr` + `struct inet_diag_req` (the v1 request: family, src_len,
+/// dst_len, ext, a zero `inet_diag_sockid`, states, dbs) asking for the
+/// LISTEN sockets.
+fn compat_listen_request() -> [u8; NLMSG_HDRLEN + 60] {
+    let mut req = [0u8; NLMSG_HDRLEN + 60];
+    let len = u32::try_from(req.len()).unwrap_or(u32::MAX);
+    req[0..4].copy_from_slice(&len.to_ne_bytes());
+    req[4..6].copy_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
+    req[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    // Sequence and port stay 0 (the kernel fills the port in); the
+    // family byte is ignored by the kernel, AF_INET for old ones that
+    // read it.
+    req[NLMSG_HDRLEN] = AF_INET;
+    let states = 1u32 << TCP_LISTEN_STATE;
+    req[NLMSG_HDRLEN + 52..NLMSG_HDRLEN + 56].copy_from_slice(&states.to_ne_bytes());
+    req
+}
+
+/// Send `request` and collect the inode of every socket in the dump that
+/// answers it, reading the fixed `inet_diag_msg` layout in place.
+fn raw_listen_dump(
+    socket: &Socket,
+    buf: &mut [u8],
+    request: &[u8],
+    ids: &mut BTreeSet<u64>,
+) -> Result<(), DumpError> {
+    let netlink = |e: std::io::Error| PlatformError::io("netlink sock_diag", e);
+    socket.send(request, 0).map_err(netlink)?;
+    loop {
+        let size = socket.recv(&mut &mut buf[..], 0).map_err(netlink)?;
+        let chunk = buf.get(..size).unwrap_or(buf);
+        if let Some(end) = listen_inodes(chunk, ids)? {
+            return end;
+        }
+    }
+}
+
+/// The inodes in one datagram of a dump. `Some` when the dump ended in
+/// it: `Ok` at `NLMSG_DONE`, the kernel's refusal at `NLMSG_ERROR`.
+fn listen_inodes(
+    mut chunk: &[u8],
+    ids: &mut BTreeSet<u64>,
+) -> Result<Option<Result<(), DumpError>>, DumpError> {
+    let malformed = |detail: String| PlatformError::Malformed {
+        what: "sock_diag reply",
+        path: "netlink sock_diag".into(),
+        detail,
+    };
+    let u32_at = |b: &[u8], at: usize| -> Option<u32> {
+        Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    };
+    while chunk.len() >= NLMSG_HDRLEN {
+        let len = u32_at(chunk, 0).unwrap_or(0) as usize;
+        if len < NLMSG_HDRLEN || len > chunk.len() {
+            return Err(malformed(format!(
+                "message of {len} bytes in a {}-byte datagram",
+                chunk.len()
+            ))
+            .into());
+        }
+        let kind = u16::from_ne_bytes([chunk[4], chunk[5]]);
+        let payload = &chunk[NLMSG_HDRLEN..len];
+        match kind {
+            NLMSG_DONE => return Ok(Some(Ok(()))),
+            NLMSG_ERROR => {
+                // `struct nlmsgerr`: the kernel stores -errno.
+                let code = payload
+                    .get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, i32::from_ne_bytes);
+                return Ok(Some(Err(DumpError::Refused(-code))));
+            }
+            _ => {
+                let inode = u32_at(payload, INET_DIAG_MSG_INODE)
+                    .ok_or_else(|| malformed(format!("{}-byte inet_diag_msg", payload.len())))?;
+                ids.insert(u64::from(inode));
+            }
+        }
+        // Messages are 4-byte aligned within a datagram.
+        let step = len.next_multiple_of(4).min(chunk.len());
+        chunk = &chunk[step..];
+    }
+    Ok(None)
 }
 
 /// Netlink dump of LISTEN sockets for both address families.
@@ -405,6 +527,77 @@ mod tests {
         assert_eq!(b.port, v6.local_addr().unwrap().port());
         // std sets no IPV6_V6ONLY; Linux's default (bindv6only=0) is false.
         assert!(b.v6only.is_some());
+    }
+
+    #[test]
+    fn one_dump_lists_listeners_of_both_families_and_not_closed_ones() {
+        let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let v6 = TcpListener::bind("[::1]:0").unwrap();
+        let gone = TcpListener::bind("127.0.0.1:0").unwrap();
+        let gone_inode = inode_of(&gone);
+        drop(gone);
+        let socket = open_diag().unwrap();
+        // The one-dump request on its own (not the per-family fallback).
+        let mut buf = dump_buffer();
+        let mut one = BTreeSet::new();
+        raw_listen_dump(&socket, &mut buf, &compat_listen_request(), &mut one).unwrap();
+        assert!(one.contains(&inode_of(&v4)), "IPv4 listener");
+        assert!(one.contains(&inode_of(&v6)), "IPv6 listener");
+        assert!(!one.contains(&gone_inode), "a closed listener");
+        // The socket is reusable: the daemon keeps it between sweeps.
+        let again = listening_ids_on(&socket).unwrap();
+        assert!(again.contains(&inode_of(&v4)) && again.contains(&inode_of(&v6)));
+        assert!(!again.contains(&gone_inode));
+    }
+
+    /// A datagram as the kernel sends it: `nlmsghdr` + `inet_diag_msg`
+    /// (72 bytes) per socket, then `NLMSG_DONE`.
+    fn diag_datagram(inodes: &[u32], end: Option<(u16, i32)>) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut message = |kind: u16, payload: &[u8]| {
+            let len = u32::try_from(NLMSG_HDRLEN + payload.len()).unwrap();
+            out.extend_from_slice(&len.to_ne_bytes());
+            out.extend_from_slice(&kind.to_ne_bytes());
+            out.extend_from_slice(&[0u8; 10]);
+            out.extend_from_slice(payload);
+            out.resize(out.len().next_multiple_of(4), 0);
+        };
+        for inode in inodes {
+            let mut msg = [0u8; 72];
+            msg[0] = AF_INET;
+            msg[1] = 10;
+            msg[INET_DIAG_MSG_INODE..INET_DIAG_MSG_INODE + 4].copy_from_slice(&inode.to_ne_bytes());
+            message(TCPDIAG_GETSOCK, &msg);
+        }
+        if let Some((kind, code)) = end {
+            message(kind, &code.to_ne_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn inodes_are_read_in_place_and_the_end_of_the_dump_is_seen() {
+        let mut ids = BTreeSet::new();
+        let more = listen_inodes(&diag_datagram(&[7, 9], None), &mut ids).unwrap();
+        assert!(more.is_none(), "no NLMSG_DONE yet: read on");
+        let done = listen_inodes(&diag_datagram(&[11], Some((NLMSG_DONE, 0))), &mut ids).unwrap();
+        assert!(matches!(done, Some(Ok(()))));
+        assert_eq!(ids, BTreeSet::from([7, 9, 11]));
+
+        let mut ids = BTreeSet::new();
+        let refused =
+            listen_inodes(&diag_datagram(&[], Some((NLMSG_ERROR, -22))), &mut ids).unwrap();
+        assert!(matches!(refused, Some(Err(DumpError::Refused(22)))));
+
+        // A message cut short, or one claiming more bytes than came.
+        let mut short = diag_datagram(&[5], None);
+        short.truncate(NLMSG_HDRLEN + 40);
+        let len = u32::try_from(short.len()).unwrap();
+        short[..4].copy_from_slice(&len.to_ne_bytes());
+        assert!(listen_inodes(&short, &mut BTreeSet::new()).is_err());
+        let mut long = diag_datagram(&[5], None);
+        long[..4].copy_from_slice(&4096u32.to_ne_bytes());
+        assert!(listen_inodes(&long, &mut BTreeSet::new()).is_err());
     }
 
     #[test]

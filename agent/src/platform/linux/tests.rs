@@ -563,3 +563,41 @@ fn console_users_come_from_the_utmpx_file_by_name() {
         "{err}"
     );
 }
+
+#[test]
+fn the_periodic_timer_expires_at_once_then_every_period() {
+    use std::io::Read;
+    let period = Duration::from_millis(40);
+    let created = Instant::now();
+    let fd = Native::new(crate::config::Config::default().tools())
+        .periodic_timer(period)
+        .expect("timerfd");
+    let mut timer = std::fs::File::from(fd);
+    let mut count = [0u8; 8];
+    // The first expiration is immediate (the daemon sweeps at start).
+    let first = Instant::now();
+    while timer.read(&mut count).is_err() {
+        assert!(first.elapsed() < period, "the first tick waited a period");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Non-blocking: taken, nothing more to read until a period passed.
+    let taken = Instant::now();
+    let again = timer.read(&mut count);
+    if taken.elapsed() < period {
+        assert_eq!(
+            again.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::WouldBlock)
+        );
+    }
+    let mut expirations = 0;
+    while expirations < 3 {
+        std::thread::sleep(period / 2);
+        if timer.read(&mut count).is_ok() {
+            expirations += u64::from_ne_bytes(count);
+        }
+    }
+    assert!(
+        created.elapsed() >= period * 3,
+        "three more expirations take three periods"
+    );
+}
