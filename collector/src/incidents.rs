@@ -565,7 +565,13 @@ impl IncidentRow {
         self.events += 1;
         self.first_time = self.first_time.min(time);
         self.last_time = self.last_time.max(time);
-        if self.what.is_none() {
+        // A helper's incident is about its server: the first listener
+        // finding's description replaces a persistence item's, whichever
+        // the agent happened to report first. (`kinds` is stored, so this
+        // holds across grouping turns.)
+        let first_listener = f.kind.as_deref() == Some("listener")
+            && !self.kinds.split(',').any(|k| k == "listener");
+        if f.what.is_some() && (self.what.is_none() || first_listener) {
             self.what = f.what.clone();
         }
         if let Some(sev) = &f.severity
@@ -854,6 +860,41 @@ mod tests {
             "{\"payload\": {\"finding\": 1}}",
         ] {
             assert_eq!(facts("detection_finding", body), Facts::default(), "{body}");
+        }
+    }
+
+    /// Whichever finding the agent reports first, a helper's incident is
+    /// titled by its listener ("a hidden web server on …"), not by its
+    /// launch agent: the daemon e2e test saw both orders.
+    #[test]
+    fn the_listener_describes_the_incident_whichever_finding_came_first() {
+        let listener = facts_of(&chain()[1]);
+        let persistence = Facts {
+            keys: vec!["s:/Users/jdoe/.zoomus/ZoomOpener.app".into()],
+            starts: true,
+            finding: Some(("f-agent".into(), true)),
+            name: Some("ZoomOpener".into()),
+            what: Some("a launch agent".into()),
+            severity: Some("high".into()),
+            verdict: Some("remediate".into()),
+            kind: Some("persistence".into()),
+            ..Facts::default()
+        };
+        let want = listener.what.clone();
+        assert!(
+            want.as_deref()
+                .is_some_and(|w| w.contains("127.0.0.1:19421"))
+        );
+        for order in [[&persistence, &listener], [&listener, &persistence]] {
+            let mut row = IncidentRow::start(order[0], 1);
+            row.apply(order[0], 1, None);
+            row.apply(order[1], 2, None);
+            assert_eq!(row.what, want, "{:?} first", order[0].kind);
+            // A second listener finding does not take it over again.
+            let mut other = listener.clone();
+            other.what = Some("a listener on 127.0.0.1:1".into());
+            row.apply(&other, 3, None);
+            assert_eq!(row.what, want);
         }
     }
 
