@@ -791,20 +791,7 @@ fn syslog_over_tls(db: &Db) {
     };
     check_rfc5424(&framed, "mac-tls");
     // The destination trusting only public roots did not send it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let refused = loop {
-        let alerts = c.block_on(store.alerts(None, 10)).unwrap();
-        if let Some(a) = alerts
-            .iter()
-            .find(|a| a.destination == "siem-tls-public-roots" && a.last_error.is_some())
-        {
-            break a.clone();
-        }
-        assert!(Instant::now() < deadline, "{alerts:#?}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(refused.status, "pending", "{refused:?}");
-    let error = refused.last_error.unwrap();
+    let error = refused_with(&c, "siem-tls-public-roots");
     assert!(error.contains("certificate"), "{error}");
     assert_eq!(lines.lock().unwrap().len(), 1);
     assert!(handshakes_failed.load(Ordering::SeqCst) >= 1);
@@ -850,6 +837,25 @@ fn private_ca_server() -> (String, Arc<rustls::ServerConfig>) {
     .with_single_cert(certs, key)
     .unwrap();
     (ca_pem, Arc::new(config))
+}
+
+/// Wait until the destination `name`'s alert failed and waits to be
+/// retried; its reason.
+fn refused_with(c: &Collector, name: &str) -> String {
+    let store = c.store();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let alerts = c.block_on(store.alerts(None, 10)).unwrap();
+        if let Some(a) = alerts
+            .iter()
+            .find(|a| a.destination == name && a.last_error.is_some())
+        {
+            assert_eq!(a.status, "pending", "{a:?}");
+            return a.last_error.clone().unwrap();
+        }
+        assert!(Instant::now() < deadline, "{alerts:#?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// An https webhook receiver behind a private CA (a company chat or
@@ -961,20 +967,7 @@ fn webhook_over_https_with_own_ca(db: &Db) {
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["incident"]["hostname"], "mac-https", "{json}");
     // The destination trusting only public roots did not deliver.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let refused = loop {
-        let alerts = c.block_on(store.alerts(None, 10)).unwrap();
-        if let Some(a) = alerts
-            .iter()
-            .find(|a| a.destination == "pager-public-roots" && a.last_error.is_some())
-        {
-            break a.clone();
-        }
-        assert!(Instant::now() < deadline, "{alerts:#?}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(refused.status, "pending", "{refused:?}");
-    let error = refused.last_error.unwrap();
+    let error = refused_with(&c, "pager-public-roots");
     assert!(error.to_lowercase().contains("certificate"), "{error}");
     assert_eq!(bodies.lock().unwrap().len(), 1);
     assert!(handshakes_failed.load(Ordering::SeqCst) >= 1);

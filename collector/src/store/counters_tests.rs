@@ -562,37 +562,7 @@ async fn migration_0008_fills_the_counters_for_stored_data() {
             "INSERT INTO chain_breaks (host_id, seq, kind, uid, detected_at)
              SELECT id, 2, 'seq_reused', 'x', 0 FROM hosts WHERE hostname = 'm3'",
         ];
-        let first_seven = |m: MigrationSource| migrator(&m[..7]);
-        match &db.url {
-            DbUrl::Sqlite(path) => {
-                let pool = sqlx::sqlite::SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .connect_with(
-                        sqlx::sqlite::SqliteConnectOptions::new()
-                            .filename(path)
-                            .create_if_missing(true),
-                    )
-                    .await
-                    .unwrap();
-                first_seven(SQLITE_MIGRATIONS).run(&pool).await.unwrap();
-                for sql in data {
-                    sqlx::query(sql).execute(&pool).await.unwrap();
-                }
-                pool.close().await;
-            }
-            DbUrl::Postgres(url) => {
-                let pool = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(1)
-                    .connect(url)
-                    .await
-                    .unwrap();
-                first_seven(POSTGRES_MIGRATIONS).run(&pool).await.unwrap();
-                for sql in data {
-                    sqlx::query(sql).execute(&pool).await.unwrap();
-                }
-                pool.close().await;
-            }
-        }
+        at_migration(&db, 7, &data).await;
         let store = db.open().await;
         let r = check(&store, "migration 0008").await;
         assert_eq!(
@@ -699,37 +669,7 @@ async fn migration_0009_keeps_an_incidents_events_in_seq_order() {
              SELECT 5, id, 't', 'open', 'high', 3, 'n', 10, 30, 1, 1, 0, 0, 0, 0, 0, 3 FROM hosts WHERE hostname = 'i1'",
             "INSERT INTO incident_events (incident_id, event_id) SELECT 5, id FROM events",
         ];
-        let first_eight = |m: MigrationSource| migrator(&m[..8]);
-        match &db.url {
-            DbUrl::Sqlite(path) => {
-                let pool = sqlx::sqlite::SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .connect_with(
-                        sqlx::sqlite::SqliteConnectOptions::new()
-                            .filename(path)
-                            .create_if_missing(true),
-                    )
-                    .await
-                    .unwrap();
-                first_eight(SQLITE_MIGRATIONS).run(&pool).await.unwrap();
-                for sql in data {
-                    sqlx::query(sql).execute(&pool).await.unwrap();
-                }
-                pool.close().await;
-            }
-            DbUrl::Postgres(url) => {
-                let pool = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(1)
-                    .connect(url)
-                    .await
-                    .unwrap();
-                first_eight(POSTGRES_MIGRATIONS).run(&pool).await.unwrap();
-                for sql in data {
-                    sqlx::query(sql).execute(&pool).await.unwrap();
-                }
-                pool.close().await;
-            }
-        }
+        at_migration(&db, 8, &data).await;
         let store = db.open().await;
         let (_, first, next) = store.incident(5, None, 2).await.unwrap().unwrap();
         let seqs: Vec<i64> = first.iter().map(|e| e.seq).collect();
@@ -740,5 +680,43 @@ async fn migration_0009_keeps_an_incidents_events_in_seq_order() {
         assert!(end.is_none());
         store.close().await;
         db.drop_schema().await;
+    }
+}
+
+/// Bring `db` to migration `n` only, then run `data` (rows an older
+/// collector would have stored), for the tests of the migrations after it.
+async fn at_migration(db: &TestDb, n: usize, data: &[&'static str]) {
+    match &db.url {
+        DbUrl::Sqlite(path) => {
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(
+                    sqlx::sqlite::SqliteConnectOptions::new()
+                        .filename(path)
+                        .create_if_missing(true),
+                )
+                .await
+                .unwrap();
+            migrator(&SQLITE_MIGRATIONS[..n]).run(&pool).await.unwrap();
+            for sql in data {
+                sqlx::query(*sql).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        }
+        DbUrl::Postgres(url) => {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(url)
+                .await
+                .unwrap();
+            migrator(&POSTGRES_MIGRATIONS[..n])
+                .run(&pool)
+                .await
+                .unwrap();
+            for sql in data {
+                sqlx::query(*sql).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        }
     }
 }
