@@ -10,7 +10,7 @@
 //!   gone from there (moved into quarantine).
 //! - `bench_idle_footprint`: the daemon idle with ~300 extra processes:
 //!   VmRSS (max of 1 s samples, and VmHWM) and CPU (utime+stime over wall
-//!   time), with the shipping `SweepSeconds` (2); `CameraWatch` on (the
+//!   time), with `SweepSeconds` from `DAEMON_BENCH_SWEEP`; `CameraWatch` on (the
 //!   default), off, or both in alternation (docs/benchmarks.md, "## Camera
 //!   watching").
 //! - `bench_camera_holders`: one `camera_holders` walk of `/proc/*/fd`,
