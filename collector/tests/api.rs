@@ -409,6 +409,18 @@ fn pagination_and_filters(db: &Db) {
         63
     );
     assert_eq!(count("verdict=report"), 63 + 3);
+    // Only findings carry a verdict or a rule: another kind with one
+    // matches nothing (the store leaves the kind test out for findings,
+    // see event_rows).
+    assert_eq!(
+        count("host=mac-pages&kind=agent_health&verdict=remediate"),
+        0
+    );
+    assert_eq!(count("kind=agent_health&rule=catalog%3Azoom-opener"), 0);
+    assert_eq!(
+        count("kind=detection_finding&rule=catalog%3Azoom-opener&host=mac-other"),
+        3
+    );
     assert_eq!(count("rule=catalog%3Azoom-opener&host=mac-other"), 3);
     // since/until bound event time: seq n happened at t0 + n s.
     let t0 = 1_764_312_000_000i64;

@@ -320,7 +320,22 @@ impl Store {
                 }
                 None => {}
             }
-            if !filter.kinds.is_empty() {
+            // Only detection findings carry a verdict, a rule or a
+            // finding kind (ingest sets them for nothing else), so with
+            // one of those the kind test is either always true or always
+            // false. Left in, PostgreSQL with statistics older than a bulk
+            // load ANDed the kind and verdict indexes and sorted every
+            // match (0.7 s for the fleet page at 640,000 events); left
+            // out, the (verdict, time, id) index hands a page over in
+            // order whatever the statistics say.
+            let finding_only = filter.verdict.is_some()
+                || filter.rule.is_some()
+                || !filter.finding_kinds.is_empty();
+            if finding_only && !filter.kinds.is_empty() {
+                if !filter.kinds.contains(&lenscap_events::Kind::DetectionFinding) {
+                    return Ok(Vec::new());
+                }
+            } else if !filter.kinds.is_empty() {
                 qb.push(" AND e.kind IN (");
                 let mut sep = qb.separated(", ");
                 for k in &filter.kinds {
