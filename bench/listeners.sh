@@ -7,7 +7,9 @@
 #   bench/listeners.sh [RUNS] [EXTRA_PROCS] [EXTRA_LISTENERS]   (defaults 50 300 50)
 #
 # LENSCAP_B=/path/to/other/lenscap adds that build's scan to the same
-# hyperfine run (e.g. the build of the commit before a change).
+# hyperfine run (e.g. the build of the commit before a change);
+# LENSCAP_A=/path/to/lenscap measures that binary instead of building
+# target/release/lenscap.
 #
 # Needs: ss (iproute2), lsof, hyperfine (installed from Debian's packages
 # when missing). Run as root to let every tool see every owner.
@@ -24,9 +26,9 @@ for tool in ss lsof hyperfine; do
     command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install iproute2 lsof hyperfine)" >&2; exit 1; }
 done
 
-cargo build --release -q -p lenscap --bin lenscap
+[ -n "${LENSCAP_A:-}" ] || cargo build --release -q -p lenscap --bin lenscap
 cargo build --release -q -p lenscap-e2e --bin rogue-helper
-lenscap=target/release/lenscap
+lenscap=${LENSCAP_A:-target/release/lenscap}
 helper=target/release/rogue-helper
 
 work=$(mktemp -d /tmp/lenscap-bench.XXXXXX)

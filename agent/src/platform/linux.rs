@@ -47,6 +47,12 @@ use crate::platform::{
 /// mainstream architecture for decades.
 const DEFAULT_TICKS_PER_S: u64 = 100;
 
+/// The TLS stack of the collector and update clients: rustls. OpenSSL
+/// (native-tls) would add `libcrypto`'s 4,000 eagerly bound symbols to
+/// every start of `lenscap` and ~1 MB to the daemon's resident memory, for
+/// nothing the clients need (agent/Cargo.toml).
+pub const TLS_PROVIDER: ureq::tls::TlsProvider = ureq::tls::TlsProvider::Rustls;
+
 /// The Linux implementation of [`Platform`].
 #[derive(Debug)]
 pub struct Native {

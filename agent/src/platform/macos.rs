@@ -49,6 +49,11 @@ const SW_VERS_TIMEOUT: Duration = Duration::from_secs(5);
 /// `KERN_ARGMAX` is 1 MiB on current macOS; refuse anything absurd.
 const MAX_PROCARGS: usize = 16 * 1024 * 1024;
 
+/// The TLS stack of the collector and update clients: Security.framework
+/// through native-tls, so the System keychain, where MDM installs a
+/// fleet's CA, is trusted (agent/Cargo.toml).
+pub const TLS_PROVIDER: ureq::tls::TlsProvider = ureq::tls::TlsProvider::NativeTls;
+
 /// The macOS implementation of [`Platform`].
 #[derive(Debug)]
 pub struct Native {

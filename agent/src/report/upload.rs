@@ -1,6 +1,6 @@
 //! Delivery: draining the outbox into the collector, at least once.
 //!
-//! - [`client`]: the HTTP client (native TLS, timeouts, no redirects) and
+//! - [`client`]: the HTTP client (the system's TLS roots, timeouts, no redirects) and
 //!   what each answer means.
 //! - [`backoff`]: exponential backoff with jitter.
 //! - [`worker`]: the delivery thread the daemon starts — enrollment,

@@ -219,8 +219,9 @@ fn https_trusts_the_system_roots_and_nothing_else() {
     assert!(log.to_lowercase().contains("certificate"), "{log}");
     d.stop();
 
-    // The same CA as a system root (OpenSSL reads SSL_CERT_FILE as its
-    // default store, as the System keychain is on a Mac): delivered.
+    // The same CA as a system root (the Linux build's verifier reads
+    // SSL_CERT_FILE as the system's store, as the System keychain is on a
+    // Mac): delivered.
     let trusting = root.join("trusting");
     std::fs::create_dir_all(&trusting).unwrap();
     let config = agent_config(&trusting, &url, &secret, &[]);
@@ -235,7 +236,7 @@ fn https_trusts_the_system_roots_and_nothing_else() {
         .http_status_as_error(false)
         .tls_config(
             ureq::tls::TlsConfig::builder()
-                .provider(ureq::tls::TlsProvider::NativeTls)
+                .provider(ureq::tls::TlsProvider::Rustls)
                 .root_certs(ureq::tls::RootCerts::new_with_certs(&[
                     ureq::tls::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap(),
                 ]))

@@ -2,9 +2,11 @@
 //! calls the agent makes — enroll, post a batch of events, fetch the fleet
 //! policy — and what each answer means for the caller.
 //!
-//! - **TLS trusts the system's roots**: native TLS (Security.framework on
-//!   macOS, so the System keychain where MDM installs a fleet's CA;
-//!   OpenSSL and its default paths on Linux), never a bundled root list.
+//! - **TLS trusts the system's roots**, never a bundled root list:
+//!   Security.framework through native-tls on macOS, so the System
+//!   keychain where MDM installs a fleet's CA; rustls with
+//!   rustls-platform-verifier on Linux, so `/etc/ssl` and `SSL_CERT_FILE`
+//!   (`platform::TLS_PROVIDER`).
 //! - **Timeouts on everything**: connecting, and the whole exchange.
 //! - **No redirects**: a 3xx is an error the admin fixes in `CollectorURL`;
 //!   following one would send the host token (or the enrollment secret) to
@@ -16,7 +18,7 @@
 use std::time::{Duration, SystemTime};
 
 use lenscap_events::api::{EnrollRequest, EnrollResponse, ErrorBody, IngestResponse};
-use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
+use ureq::tls::{RootCerts, TlsConfig};
 
 use crate::config::Secret;
 pub use crate::config::{CollectorUrl, EXPECTED_URL};
@@ -102,7 +104,7 @@ pub struct Client {
 impl Client {
     pub fn new(url: CollectorUrl) -> Client {
         let tls = TlsConfig::builder()
-            .provider(TlsProvider::NativeTls)
+            .provider(crate::platform::TLS_PROVIDER)
             .root_certs(RootCerts::PlatformVerifier)
             .build();
         // A proxy from the environment (launchd `EnvironmentVariables`)
