@@ -92,7 +92,9 @@ pub(crate) fn is_sealed_os(path: &Path) -> bool {
 pub(crate) fn home_of(path: &Path, homes: &[PathBuf]) -> Option<PathBuf> {
     if let Some(h) = homes
         .iter()
-        .filter(|h| h.components().count() > 1 && path.starts_with(h))
+        // The prefix test first: it fails at the first differing
+        // component, which for almost every home is the first one.
+        .filter(|h| path.starts_with(h) && h.components().count() > 1)
         .max_by_key(|h| h.components().count())
     {
         return Some(h.clone());

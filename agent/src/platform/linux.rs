@@ -318,12 +318,10 @@ impl Platform for Native {
         let dir = ProcDir::open(pid)?;
         let stat = dir.stat()?;
         let status = dir.read("status")?;
-        let uid = procfs::parse_status_uid(&String::from_utf8_lossy(&status)).ok_or_else(|| {
-            PlatformError::Malformed {
-                what: "Uid line",
-                path: format!("/proc/{pid}/status").into(),
-                detail: "no `Uid:` line".into(),
-            }
+        let uid = procfs::parse_status_uid(&status).ok_or_else(|| PlatformError::Malformed {
+            what: "Uid line",
+            path: format!("/proc/{pid}/status").into(),
+            detail: "no `Uid:` line".into(),
         })?;
         let args = procfs::split_cmdline(&dir.read("cmdline")?);
         let path = dir.exe();
