@@ -11,6 +11,10 @@
 # LENSCAP_A=/path/to/lenscap measures that binary instead of building
 # target/release/lenscap.
 #
+# PERF_STAT=N also counts each tool's CPU time (task-clock) over N runs with
+# `perf stat`, one tool after the other, which a busy machine disturbs less
+# than wall time.
+#
 # Needs: ss (iproute2), lsof, hyperfine (installed from Debian's packages
 # when missing). Run as root to let every tool see every owner.
 set -euo pipefail
@@ -62,7 +66,16 @@ PLIST
 
 nproc_now=$(find /proc -maxdepth 1 -name '[0-9]*' | wc -l)
 nsock=$(ss -ltnH | wc -l)
-echo "processes: $nproc_now, listening TCP sockets: $nsock, runs: $runs"
+# Sockets in TIME_WAIT (a probing scan leaves one per probe for 60 s) make
+# `ss -ltnp` and `lsof` slower while barely touching lenscap: measured with
+# 9,500 of them, `ss -ltnp` took 17.6 ms against 8.6 ms without. Wait for
+# the machine's to drain so an earlier run cannot flatter the ratio.
+for _ in $(seq 90); do
+    tw=$(ss -Htan state time-wait | wc -l)
+    [ "$tw" -lt 200 ] && break
+    sleep 1
+done
+echo "processes: $nproc_now, listening TCP sockets: $nsock, TIME_WAIT: $(ss -Htan state time-wait | wc -l), runs: $runs"
 # -N: no intermediate shell, so each number is the tool alone.
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 extra=()
@@ -73,7 +86,6 @@ hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/result.json" \
     "$lenscap scan --json --no-probe --config $work/config.plist" \
     "ss -ltnp" \
     "lsof -nP -iTCP -sTCP:LISTEN" \
-    "$lenscap scan --json --config $work/config.plist" \
     "${extra[@]}" >/dev/null
 # Medians and ratios from hyperfine's JSON (jq-free: python3 is optional,
 # so parse with awk over the one-line-per-field JSON hyperfine writes).
@@ -84,3 +96,17 @@ awk '
         for (i = 1; i <= n; i++) printf "%-60s median %7.2f ms\n", name[i], med[i]
         printf "ratio lenscap/ss: %.2f×   lenscap/lsof: %.2f×\n", med[1] / med[2], med[1] / med[3]
     }' "$work/result.json"
+if [ -n "${PERF_STAT:-}" ] && command -v perf >/dev/null; then
+    cpu=("$lenscap scan --json --no-probe --config $work/config.plist" "ss -ltnp" "lsof -nP -iTCP -sTCP:LISTEN")
+    [ -n "${LENSCAP_B:-}" ] && cpu+=("$LENSCAP_B scan --json --no-probe --config $work/config.plist")
+    for c in "${cpu[@]}"; do
+        # shellcheck disable=SC2086 # each entry is a command line
+        ms=$(perf stat -x, -r "$PERF_STAT" -e task-clock $c 2>&1 >/dev/null | awk -F, '/task-clock/ { print $1 }')
+        printf '%-60s CPU %7.2f ms\n' "${c%% --config*}" "$ms"
+    done
+fi
+# The probing scan last, on its own: its probes leave TIME_WAIT sockets
+# that would slow the tools above.
+echo "lenscap scan --json (probing every listener):"
+hyperfine -N --warmup 2 --runs "$(( runs < 20 ? runs : 20 ))" \
+    "$lenscap scan --json --config $work/config.plist" 2>/dev/null | grep -E 'Time|Range'
