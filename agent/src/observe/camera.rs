@@ -19,6 +19,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use globset::GlobMatcher;
@@ -75,31 +76,63 @@ pub enum CameraError {
     ProcRoot { path: PathBuf, source: io::Error },
 }
 
-/// Compiled `CameraDevices` globs (same semantics as rule paths: `*` stays
-/// within one path component, `**` spans components).
+/// The `CameraDevices` globs (same semantics as rule paths: `*` stays
+/// within one path component, `**` spans components), as a descriptor walk
+/// tests every open file against them.
+///
+/// A glob can only match a path that starts with its literal head
+/// (`/dev/video` of `/dev/video*`), and almost no open file does: those are
+/// turned away by a byte comparison, and the globs are compiled (a regex,
+/// hence a DFA, each) only when a path first gets past it. A daemon on a
+/// machine whose camera nobody opens never compiles them, and never maps
+/// the regex engine's code.
 #[derive(Debug, Clone)]
 pub struct CameraDevices {
-    globs: Vec<GlobMatcher>,
+    heads: Vec<String>,
+    globs: Vec<globset::Glob>,
+    compiled: OnceLock<Vec<GlobMatcher>>,
 }
 
 impl CameraDevices {
+    /// Parses (and so validates) every pattern; compiles none.
     pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<CameraDevices, CameraError> {
         let globs = patterns
             .iter()
             .map(|p| {
-                crate::config::compile_path_glob(p.as_ref()).map_err(|source| {
-                    CameraError::InvalidGlob {
+                globset::GlobBuilder::new(p.as_ref())
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|source| CameraError::InvalidGlob {
                         pattern: p.as_ref().to_string(),
                         source,
-                    }
-                })
+                    })
             })
             .collect::<Result<_, _>>()?;
-        Ok(CameraDevices { globs })
+        Ok(CameraDevices {
+            heads: patterns
+                .iter()
+                .map(|p| literal_head(p.as_ref()).to_string())
+                .collect(),
+            globs,
+            compiled: OnceLock::new(),
+        })
     }
 
     pub fn matches(&self, path: &Path) -> bool {
-        self.globs.iter().any(|g| g.is_match(path))
+        let bytes = path.as_os_str().as_encoded_bytes();
+        if !self.heads.iter().any(|h| bytes.starts_with(h.as_bytes())) {
+            return false;
+        }
+        self.compiled
+            .get_or_init(|| self.globs.iter().map(|g| g.compile_matcher()).collect())
+            .iter()
+            .any(|g| g.is_match(path))
+    }
+
+    /// Whether a path has got past the literal heads yet (tests).
+    #[cfg(test)]
+    fn compiled(&self) -> bool {
+        self.compiled.get().is_some()
     }
 }
 
@@ -107,8 +140,22 @@ impl Default for CameraDevices {
     fn default() -> Self {
         // The default patterns are constants that `default_devices_compile`
         // tests; should one ever fail, matching nothing is the safe outcome.
-        CameraDevices::new(DEFAULT_CAMERA_DEVICES).unwrap_or(CameraDevices { globs: Vec::new() })
+        CameraDevices::new(DEFAULT_CAMERA_DEVICES).unwrap_or(CameraDevices {
+            heads: Vec::new(),
+            globs: Vec::new(),
+            compiled: OnceLock::new(),
+        })
     }
+}
+
+/// The part of a glob before its first special character (globset's `*`,
+/// `?`, classes, alternates and escapes): every path it matches starts with
+/// exactly these bytes.
+fn literal_head(glob: &str) -> &str {
+    let end = glob
+        .find(['*', '?', '[', ']', '{', '}', '\\'])
+        .unwrap_or(glob.len());
+    &glob[..end]
 }
 
 /// Every (process, device) pair with a matching descriptor open, sorted by

@@ -5,9 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::config::Config;
@@ -59,7 +57,9 @@ pub fn gather(
         CameraSource::ProcFds { proc_root }
             if config.camera_watch && proc_root == Path::new("/proc") =>
         {
-            DeviceFilter::new(&config.camera_devices)
+            // An invalid glob leaves the camera to
+            // `camera::current_sessions`, which reports it.
+            camera::CameraDevices::new(&config.camera_devices).ok()
         }
         _ => None,
     };
@@ -196,59 +196,6 @@ struct Privacy {
     grants: Vec<GrantObservation>,
     camera_sessions: Vec<CameraSessionObservation>,
     errors: Vec<ScanError>,
-}
-
-/// The `CameraDevices` globs as the descriptor walk tests every absolute
-/// link target against them. A glob can only match a path that starts with
-/// its literal head (`/dev/video` of `/dev/video*`), and almost no open
-/// file does: those are turned away by a byte comparison, and the globs
-/// are compiled (a regex each) only when a path gets past it.
-struct DeviceFilter {
-    heads: Vec<String>,
-    patterns: Vec<String>,
-    compiled: OnceLock<Option<camera::CameraDevices>>,
-}
-
-impl DeviceFilter {
-    /// `None` when a glob is invalid: `camera::current_sessions` reports
-    /// that, as it always has.
-    fn new(patterns: &[String]) -> Option<DeviceFilter> {
-        let valid = patterns.iter().all(|p| {
-            globset::GlobBuilder::new(p)
-                .literal_separator(true)
-                .build()
-                .is_ok()
-        });
-        valid.then(|| DeviceFilter {
-            heads: patterns
-                .iter()
-                .map(|p| literal_head(p).to_string())
-                .collect(),
-            patterns: patterns.to_vec(),
-            compiled: OnceLock::new(),
-        })
-    }
-
-    fn matches(&self, path: &Path) -> bool {
-        let bytes = path.as_os_str().as_bytes();
-        if !self.heads.iter().any(|h| bytes.starts_with(h.as_bytes())) {
-            return false;
-        }
-        self.compiled
-            .get_or_init(|| camera::CameraDevices::new(&self.patterns).ok())
-            .as_ref()
-            .is_some_and(|devices| devices.matches(path))
-    }
-}
-
-/// The part of a glob before its first special character (globset's `*`,
-/// `?`, classes, alternates and escapes): every path it matches starts with
-/// exactly these bytes.
-fn literal_head(glob: &str) -> &str {
-    let end = glob
-        .find(['*', '?', '[', ']', '{', '}', '\\'])
-        .unwrap_or(glob.len());
-    &glob[..end]
 }
 
 /// Camera sessions from the (pid, device) pairs a descriptor walk found,
@@ -708,44 +655,6 @@ mod tests {
         assert_eq!(found, [PathBuf::from(&real)].into_iter().collect());
         // Linux has no App Translocation: the real platform finds none.
         assert!(translocation_mounts(&platform.native, &processes).is_empty());
-    }
-
-    #[test]
-    fn device_globs_are_tested_after_their_literal_head() {
-        assert_eq!(literal_head("/dev/video*"), "/dev/video");
-        assert_eq!(literal_head("/dev/{video,media}*"), "/dev/");
-        assert_eq!(literal_head(r"/dev/a\*"), "/dev/a");
-        assert_eq!(literal_head("**/video0"), "");
-        assert_eq!(literal_head("/dev/video0"), "/dev/video0");
-        let patterns: Vec<String> = ["/dev/video*", "/dev/v4l/**/by-id/*", "**/camera?"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let filter = DeviceFilter::new(&patterns).unwrap();
-        let devices = camera::CameraDevices::new(&patterns).unwrap();
-        for path in [
-            "/dev/video0",
-            "/dev/video",
-            "/dev/videos/x",
-            "/dev/v4l/a/by-id/usb",
-            "/dev/v4l/by-id/usb",
-            "/x/camera1",
-            "/x/camera12",
-            "/dev/null",
-            "/tmp/video0",
-            "socket:[1]",
-        ] {
-            let path = Path::new(path);
-            assert_eq!(filter.matches(path), devices.matches(path), "{path:?}");
-        }
-        // Only the head check runs until a path passes it.
-        let filter = DeviceFilter::new(&["/dev/video*".to_string()]).unwrap();
-        assert!(!filter.matches(Path::new("/dev/null")));
-        assert!(filter.compiled.get().is_none());
-        assert!(filter.matches(Path::new("/dev/video3")));
-        // An invalid glob leaves the camera to `camera::current_sessions`,
-        // which reports it.
-        assert!(DeviceFilter::new(&["/dev/[video".to_string()]).is_none());
     }
 
     #[test]

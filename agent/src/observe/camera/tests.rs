@@ -46,6 +46,51 @@ fn wait_for(devices: &CameraDevices, pred: impl Fn(&[CameraHolder]) -> bool) -> 
 }
 
 #[test]
+fn device_globs_are_tested_after_their_literal_head() {
+    assert_eq!(literal_head("/dev/video*"), "/dev/video");
+    assert_eq!(literal_head("/dev/{video,media}*"), "/dev/");
+    assert_eq!(literal_head(r"/dev/a\*"), "/dev/a");
+    assert_eq!(literal_head("**/video0"), "");
+    assert_eq!(literal_head("/dev/video0"), "/dev/video0");
+    let patterns = ["/dev/video*", "/dev/v4l/**/by-id/*", "**/camera?"];
+    let devices = CameraDevices::new(&patterns).unwrap();
+    // The reference: every glob compiled up front, as rule paths are.
+    let reference: Vec<_> = patterns
+        .iter()
+        .map(|p| crate::config::compile_path_glob(p).unwrap())
+        .collect();
+    for path in [
+        "/dev/video0",
+        "/dev/video",
+        "/dev/videos/x",
+        "/dev/v4l/a/by-id/usb",
+        "/dev/v4l/by-id/usb",
+        "/x/camera1",
+        "/x/camera12",
+        "/dev/null",
+        "/tmp/video0",
+        "socket:[1]",
+    ] {
+        let path = Path::new(path);
+        let expected = reference.iter().any(|g| g.is_match(path));
+        assert_eq!(devices.matches(path), expected, "{path:?}");
+    }
+    // Only the head check runs until a path passes it.
+    let devices = CameraDevices::new(&["/dev/video*"]).unwrap();
+    assert!(!devices.matches(Path::new("/dev/null")));
+    assert!(!devices.matches(Path::new("/tmp/video0")));
+    assert!(!devices.compiled());
+    assert!(devices.matches(Path::new("/dev/video3")));
+    assert!(devices.compiled());
+    // An invalid glob is refused when the set is made, not when a path
+    // first reaches it.
+    assert!(matches!(
+        CameraDevices::new(&["/dev/[video"]),
+        Err(CameraError::InvalidGlob { .. })
+    ));
+}
+
+#[test]
 fn real_process_holding_a_matching_file_is_reported_then_stops() {
     let dir = tempfile::tempdir().unwrap();
     let device = dir.path().join("video0");
