@@ -167,6 +167,26 @@ fn plain_child_identity() {
 }
 
 #[test]
+fn a_process_cannot_name_itself_into_another_uid() {
+    // A process sets its own name (comm, 15 bytes, any bytes but NUL) and
+    // the name is the first line of /proc/<pid>/status. A name holding
+    // "\nUid:\t4242" must not become the process's uid: the kernel escapes
+    // the newline in `Name:`, and the parser takes only a line that starts
+    // with `Uid:`. The shell stays the process (the `:` after `sleep` keeps
+    // it from exec'ing into `sleep`, which would reset the name).
+    let forged = "x\nUid:\t4242";
+    let child = spawn(Command::new("sh").arg("-c").arg(format!(
+        "printf '{}' > /proc/self/comm; sleep 30; :",
+        forged.replace('\n', "\\n").replace('\t', "\\t")
+    )));
+    let pid = child.0.id();
+    let p = native();
+    let id = eventually(|| p.process(pid).ok().filter(|id| id.name == forged));
+    assert_eq!(id.uid, nix::unistd::getuid().as_raw());
+    assert_ne!(id.uid, 4242);
+}
+
+#[test]
 fn child_with_controlling_terminal_is_interactive() {
     // Give `sleep` a new session whose controlling terminal is a fresh pty,
     // as a login shell's children have. Done by hand rather than through
