@@ -303,10 +303,10 @@ pub async fn pending(store: &Store, all: bool) -> Result<String, AdminError> {
 /// `host list`: every host with its active tokens and waiting requests.
 /// `incidents rebuild`: forget every incident and group every stored
 /// event again (incidents are derived from events only). Safe while
-/// collectors serve: they take turns grouping, and the queue is kept.
+/// collectors serve: they take turns grouping, and the queue is kept, so
+/// "grouped" counts only what this command grouped itself.
 pub async fn incidents_rebuild(store: &Store) -> Result<String, AdminError> {
-    store.rebuild_incidents().await?;
-    let queued = store.incidents_pending().await?;
+    let queued = store.rebuild_incidents().await?;
     let grouped = store.group_all_pending().await?;
     Ok(format!(
         "incidents rebuilt: {queued} stored events queued, {grouped} grouped"

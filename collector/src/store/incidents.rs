@@ -490,8 +490,10 @@ impl Store {
     }
 
     /// Forget every incident and queue every stored event again; the
-    /// grouper then derives them afresh.
-    pub async fn rebuild_incidents(&self) -> Result<(), StoreError> {
+    /// grouper then derives them afresh. Returns how many events it queued:
+    /// counting the queue afterwards would race a serving collector, whose
+    /// grouper may already have taken some.
+    pub async fn rebuild_incidents(&self) -> Result<u64, StoreError> {
         // Before the rows go: no id any incident or alert used is handed out
         // again (INSERT_INCIDENT_SQLITE).
         let raise_floor = match self {
@@ -506,6 +508,8 @@ impl Store {
                     (SELECT COALESCE(MAX(incident_id), 0) FROM alert_queue)) WHERE id = 1"
             }
         };
+        const QUEUE: &str = "INSERT INTO incident_pending (event_id) SELECT id FROM events WHERE kind <> 'agent_health'";
+        let mut queued = 0;
         dispatch_write!(self, pool => {
             let mut tx = pool.begin().await.ctx("rebuilding incidents")?;
             for sql in [
@@ -514,19 +518,22 @@ impl Store {
                 "DELETE FROM incident_events",
                 "DELETE FROM incidents",
                 "DELETE FROM incident_pending",
-                "INSERT INTO incident_pending (event_id) SELECT id FROM events WHERE kind <> 'agent_health'",
+                QUEUE,
                 // Regrouped events were alerted about, or not, the first
                 // time: a rebuild tells nobody again.
                 "UPDATE alert_quiet SET quiet_through = (SELECT COALESCE(MAX(id), 0) FROM events) WHERE id = 1",
             ] {
-                sqlx::query(sql)
+                let done = sqlx::query(sql)
                     .execute(&mut *tx)
                     .await
                     .ctx("rebuilding incidents")?;
+                if sql == QUEUE {
+                    queued = done.rows_affected();
+                }
             }
             tx.commit().await.ctx("rebuilding incidents")?;
         });
-        Ok(())
+        Ok(queued)
     }
 
     /// Events waiting to be grouped (for /metrics and tests).
