@@ -70,8 +70,10 @@ impl ProcDir {
         // the file's size (`statx`) and position (`lseek`) to size its
         // buffer, two syscalls per file that procfs answers with 0.
         // Into the vector's spare room (no zeroing), which is grown
-        // whenever a read filled it.
-        let mut out: Vec<u8> = Vec::with_capacity(1024);
+        // whenever a read filled it. 4 KB holds `status` (1.4 KB on 6.x
+        // kernels) in one read; 1 KB took two, plus the one that finds
+        // the end.
+        let mut out: Vec<u8> = Vec::with_capacity(4096);
         loop {
             if out.len() == out.capacity() {
                 out.reserve(out.capacity());
