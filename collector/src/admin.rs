@@ -300,7 +300,6 @@ pub async fn pending(store: &Store, all: bool) -> Result<String, AdminError> {
     Ok(out)
 }
 
-/// `host list`: every host with its active tokens and waiting requests.
 /// `incidents rebuild`: forget every incident and group every stored
 /// event again (incidents are derived from events only). Safe while
 /// collectors serve: they take turns grouping, and the queue is kept, so
@@ -313,6 +312,7 @@ pub async fn incidents_rebuild(store: &Store) -> Result<String, AdminError> {
     ))
 }
 
+/// `host list`: every host with its active tokens and waiting requests.
 pub async fn host_list(store: &Store) -> Result<String, AdminError> {
     let hosts = store.hosts().await?;
     if hosts.is_empty() {
