@@ -78,15 +78,12 @@ done
 echo "processes: $nproc_now, listening TCP sockets: $nsock, TIME_WAIT: $(ss -Htan state time-wait | wc -l), runs: $runs"
 # -N: no intermediate shell, so each number is the tool alone.
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
-extra=()
+# The commands compared, in the order the ratios below read them.
+cmds=("$lenscap scan --json --no-probe --config $work/config.plist" "ss -ltnp" "lsof -nP -iTCP -sTCP:LISTEN")
 if [ -n "${LENSCAP_B:-}" ]; then
-    extra=("$LENSCAP_B scan --json --no-probe --config $work/config.plist")
+    cmds+=("$LENSCAP_B scan --json --no-probe --config $work/config.plist")
 fi
-hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/result.json" \
-    "$lenscap scan --json --no-probe --config $work/config.plist" \
-    "ss -ltnp" \
-    "lsof -nP -iTCP -sTCP:LISTEN" \
-    "${extra[@]}" >/dev/null
+hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/result.json" "${cmds[@]}" >/dev/null
 # Medians and ratios from hyperfine's JSON (jq-free: python3 is optional,
 # so parse with awk over the one-line-per-field JSON hyperfine writes).
 awk '
@@ -97,9 +94,7 @@ awk '
         printf "ratio lenscap/ss: %.2f×   lenscap/lsof: %.2f×\n", med[1] / med[2], med[1] / med[3]
     }' "$work/result.json"
 if [ -n "${PERF_STAT:-}" ] && command -v perf >/dev/null; then
-    cpu=("$lenscap scan --json --no-probe --config $work/config.plist" "ss -ltnp" "lsof -nP -iTCP -sTCP:LISTEN")
-    [ -n "${LENSCAP_B:-}" ] && cpu+=("$LENSCAP_B scan --json --no-probe --config $work/config.plist")
-    for c in "${cpu[@]}"; do
+    for c in "${cmds[@]}"; do
         # shellcheck disable=SC2086 # each entry is a command line
         ms=$(perf stat -x, -r "$PERF_STAT" -e task-clock $c 2>&1 >/dev/null | awk -F, '/task-clock/ { print $1 }')
         printf '%-60s CPU %7.2f ms\n' "${c%% --config*}" "$ms"
