@@ -148,6 +148,12 @@ pub struct BsdInfo {
     pub status: u32,
     pub pid: u32,
     pub ppid: u32,
+    /// `pbi_ruid`, the real uid: whose process it is. Not `pbi_uid`, the
+    /// effective uid: the reach of an action is who could signal the
+    /// process, and kill(2) (xnu `cansignal`) compares the sender with the
+    /// target's real and saved uids, never its effective one. A root
+    /// daemon running as a user for a while (`seteuid`) is not that user's
+    /// to kill; a setuid-root program the user started is.
     pub uid: u32,
     /// `pbi_comm`: the name cut to 16 bytes.
     pub comm: String,
@@ -194,7 +200,7 @@ pub fn decode_bsdinfo(buf: &[u8]) -> Result<BsdInfo, ShortInfo> {
         status: u32_at(offset_of!(ProcBsdInfo, pbi_status)),
         pid: u32_at(offset_of!(ProcBsdInfo, pbi_pid)),
         ppid: u32_at(offset_of!(ProcBsdInfo, pbi_ppid)),
-        uid: u32_at(offset_of!(ProcBsdInfo, pbi_uid)),
+        uid: u32_at(offset_of!(ProcBsdInfo, pbi_ruid)),
         comm: c_string(&comm),
         name: c_string(&name),
         nfiles: u32_at(offset_of!(ProcBsdInfo, pbi_nfiles)),
@@ -325,6 +331,7 @@ pub(crate) fn fixture_bsdinfo(pid: u32, ppid: u32, status: u32, comm: &str, tvse
     put(offset_of!(ProcBsdInfo, pbi_pid), &pid.to_ne_bytes());
     put(offset_of!(ProcBsdInfo, pbi_ppid), &ppid.to_ne_bytes());
     put(offset_of!(ProcBsdInfo, pbi_uid), &501u32.to_ne_bytes());
+    put(offset_of!(ProcBsdInfo, pbi_ruid), &501u32.to_ne_bytes());
     put(
         offset_of!(ProcBsdInfo, pbi_comm),
         &comm.as_bytes()[..comm.len().min(15)],
@@ -410,6 +417,23 @@ mod tests {
     }
 
     #[test]
+    fn the_uid_is_the_real_one_not_the_effective_one() {
+        // pbi_uid (effective) at byte 20, pbi_ruid (real) at 28, by hand
+        // from xnu bsd/sys/proc_info.h.
+        let with = |euid: u32, ruid: u32| {
+            let mut b = fixture_bsdinfo(4242, 1, 2, "helper", 1_700_000_000);
+            b[20..24].copy_from_slice(&euid.to_ne_bytes());
+            b[28..32].copy_from_slice(&ruid.to_ne_bytes());
+            decode_bsdinfo(&b).unwrap().uid
+        };
+        // A root daemon acting as 501 for a while is root's: 501 could
+        // not signal it, so nothing 501's plist claims may reach it.
+        assert_eq!(with(501, 0), 0);
+        // A setuid-root program 501 started is 501's: 501 may signal it.
+        assert_eq!(with(0, 501), 501);
+    }
+
+    #[test]
     fn bsdinfo_bytes_decode_at_xnu_offsets() {
         // Offsets by hand from xnu bsd/sys/proc_info.h, so a mistake in the
         // mirror struct cannot hide behind offset_of!.
@@ -422,6 +446,7 @@ mod tests {
             (info.pid, info.ppid, info.uid, info.status),
             (4242, 1, 501, 2)
         );
+        assert_eq!(&b[28..32], &501u32.to_ne_bytes()); // pbi_ruid
         assert_eq!(info.best_name(), "ZoomOpener");
         assert_eq!(info.nfiles, 256);
         assert_eq!(info.start_time, start_time(1_700_000_000, 7));

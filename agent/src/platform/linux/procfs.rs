@@ -58,6 +58,10 @@ pub fn parse_stat(line: &[u8]) -> Option<Stat> {
 }
 
 /// The real uid from `/proc/<pid>/status` (`Uid:\treal\teffective\tsaved\tfs`).
+/// Real, not effective: the reach of an action is who could signal the
+/// process, and kill(2) compares the sender with the target's real and
+/// saved uids (macOS reads `pbi_ruid` for the same reason). So this file,
+/// not the cheaper owner of `/proc/<pid>`, which is the effective uid.
 /// Read as bytes: the file is ~1.4 KB and only one ASCII line matters, so
 /// a UTF-8 pass over all of it (a lossy copy, since `Name:` may hold any
 /// bytes) was most of a scan's cost of reading an owner's identity. The

@@ -187,6 +187,45 @@ fn a_process_cannot_name_itself_into_another_uid() {
 }
 
 #[test]
+fn a_process_belongs_to_its_real_uid_not_its_effective_one() {
+    if !nix::unistd::geteuid().is_root() {
+        // Only root can give a process two different uids.
+        return;
+    }
+    // A root process acting as 4242 (`seteuid`) is root's: 4242 could not
+    // signal it (kill(2) checks the target's real and saved uids), so
+    // nothing 4242 triggers may reach it through lenscap.
+    let as_user = with_uids(0, 4242, 0);
+    // A setuid-root program started by 4242 is 4242's: 4242 may signal it.
+    let setuid_root = with_uids(4242, 0, 0);
+    let p = native();
+    let uid_of = |child: &Reaped| {
+        let pid = child.0.id();
+        eventually(|| p.process(pid).ok().filter(|id| id.name == "sleep")).uid
+    };
+    assert_eq!(uid_of(&as_user), 0);
+    assert_eq!(uid_of(&setuid_root), 4242);
+}
+
+/// `sleep 30` with the given real, effective and saved uids.
+fn with_uids(real: u32, effective: u32, saved: u32) -> Reaped {
+    let mut cmd = Command::new("sleep");
+    cmd.arg("30");
+    // SAFETY: setresuid is async-signal-safe; nothing else runs between
+    // fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setresuid(real, effective, saved) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    spawn(&mut cmd)
+}
+
+#[test]
 fn child_with_controlling_terminal_is_interactive() {
     // Give `sleep` a new session whose controlling terminal is a fresh pty,
     // as a login shell's children have. Done by hand rather than through
