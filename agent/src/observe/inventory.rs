@@ -337,7 +337,7 @@ pub(crate) fn read_processes(
     let (a, b) = pids.split_at(pids.len() / 2);
     let ((mut found, mut errs), (found_b, errs_b)) = if a.len() >= 8 {
         std::thread::scope(|scope| {
-            let other = scope.spawn(|| read_chunk(a));
+            let other = crate::platform::spawn_beside(scope, || read_chunk(a));
             let mine = read_chunk(b);
             (other.join().unwrap_or_default(), mine)
         })

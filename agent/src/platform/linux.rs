@@ -14,6 +14,8 @@
 //! - Linux has no code signatures: `check_signature` says `NotSupported`
 //!   rather than pretending binaries are unsigned.
 
+#[path = "linux/cpus.rs"]
+mod cpus;
 #[path = "linux/devwatch.rs"]
 mod devwatch;
 #[path = "linux/owners.rs"]
@@ -34,6 +36,7 @@ use std::sync::Mutex;
 
 use nix::unistd::{SysconfVar, Uid, User, sysconf};
 
+pub use self::cpus::spawn_beside;
 use self::process::{Clock, ProcDir};
 use crate::model::{
     AddressScope, HostInfo, Listener, PersistenceItem, ProcessIdentity, Signature, StartTime,

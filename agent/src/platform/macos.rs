@@ -54,6 +54,21 @@ const MAX_PROCARGS: usize = 16 * 1024 * 1024;
 /// fleet's CA, is trusted (agent/Cargo.toml).
 pub const TLS_PROVIDER: ureq::tls::TlsProvider = ureq::tls::TlsProvider::NativeTls;
 
+/// [`std::thread::Scope::spawn`]: macOS has no CPU affinity to set
+/// (`thread_policy_set` affinity tags are hints, and Apple silicon ignores
+/// them), and whether its scheduler queues a new thread behind a busy
+/// spawner, as Linux's may (`linux/cpus.rs`), was not measured: no Mac here.
+pub fn spawn_beside<'scope, T, F>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    f: F,
+) -> std::thread::ScopedJoinHandle<'scope, T>
+where
+    F: FnOnce() -> T + Send + 'scope,
+    T: Send + 'scope,
+{
+    scope.spawn(f)
+}
+
 /// The macOS implementation of [`Platform`].
 #[derive(Debug)]
 pub struct Native {

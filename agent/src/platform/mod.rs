@@ -24,7 +24,7 @@ mod native;
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
 compile_error!("lenscap runs on macOS; Linux is supported for development and tests");
 
-pub use native::{Native, TLS_PROVIDER};
+pub use native::{Native, TLS_PROVIDER, spawn_beside};
 
 // Outside tools the platform runs, and the command lines it builds: plain
 // code, compiled and tested on every OS, called by `macos.rs`.

@@ -108,7 +108,9 @@ fn owners_in(
     let cursor = AtomicUsize::new(0);
     let work = || walk(proc_dir.as_fd(), &pids, &cursor, &targets, wanted);
     let found: Found = std::thread::scope(|s| {
-        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let helpers: Vec<_> = (1..threads)
+            .map(|_| super::cpus::spawn_beside(s, work))
+            .collect();
         let mut found = work();
         for h in helpers {
             // A worker only panics on a bug; its share is then lost, not
