@@ -11,6 +11,9 @@
 # LENSCAP_A=/path/to/lenscap measures that binary instead of building
 # target/release/lenscap.
 #
+# The tools are timed in ROUNDS rounds (default 8) of RUNS/ROUNDS runs each,
+# one hyperfine run per round, so the machine's drift falls on all alike.
+#
 # PERF_STAT=N also counts each tool's CPU time (task-clock) over N runs with
 # `perf stat`, one tool after the other, which a busy machine disturbs less
 # than wall time.
@@ -83,16 +86,36 @@ cmds=("$lenscap scan --json --no-probe --config $work/config.plist" "ss -ltnp" "
 if [ -n "${LENSCAP_B:-}" ]; then
     cmds+=("$LENSCAP_B scan --json --no-probe --config $work/config.plist")
 fi
-hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/result.json" "${cmds[@]}" >/dev/null
-# Medians and ratios from hyperfine's JSON (jq-free: python3 is optional,
-# so parse with awk over the one-line-per-field JSON hyperfine writes).
+# In ROUNDS rounds of RUNS/ROUNDS runs of every tool (default 8), not one
+# batch per tool: the machine drifts (one run measured `ss -ltnp` at 20
+# ms, the next at 27), and a drift between batches would land on one tool
+# only. Interleaved, it falls on every tool alike; medians are over all
+# rounds' runs.
+rounds=${ROUNDS:-8}
+per=$(( (runs + rounds - 1) / rounds ))
+hyperfine -N --warmup 5 --runs 2 "${cmds[@]}" >/dev/null
+for r in $(seq "$rounds"); do
+    hyperfine -N --runs "$per" --export-json "$work/round$r.json" "${cmds[@]}" >/dev/null
+done
+# Every run's time from hyperfine's JSON (jq-free: python3 is optional, so
+# awk over the one-value-per-line "times" arrays hyperfine writes), as
+# "<command index> <ms>", then each command's median.
 awk '
-    /"command":/ { gsub(/.*"command": "|",$/, ""); cmd = $0 }
-    /"median":/  { gsub(/.*"median": |,$/, ""); med[++n] = $0 * 1000; name[n] = cmd }
-    END {
-        for (i = 1; i <= n; i++) printf "%-60s median %7.2f ms\n", name[i], med[i]
-        printf "ratio lenscap/ss: %.2f×   lenscap/lsof: %.2f×\n", med[1] / med[2], med[1] / med[3]
-    }' "$work/result.json"
+    FNR == 1          { i = 0 }
+    /"command":/      { i++ }
+    /"times": \[/     { in_times = 1; next }
+    in_times && /\]/  { in_times = 0 }
+    in_times          { gsub(/[ ,]/, ""); print i, $0 * 1000 }' "$work"/round*.json >"$work/times"
+medians=()
+for i in $(seq "${#cmds[@]}"); do
+    m=$(awk -v i="$i" '$1 == i { print $2 }' "$work/times" | sort -n |
+        awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+    medians+=("$m")
+    printf '%-60s median %7.2f ms (%d runs)\n' "${cmds[$((i - 1))]%% --config*}" "$m" \
+        "$(awk -v i="$i" '$1 == i' "$work/times" | wc -l)"
+done
+awk -v a="${medians[0]}" -v s="${medians[1]}" -v l="${medians[2]}" \
+    'BEGIN { printf "ratio lenscap/ss: %.2f×   lenscap/lsof: %.2f×\n", a / s, a / l }'
 if [ -n "${PERF_STAT:-}" ] && command -v perf >/dev/null; then
     for c in "${cmds[@]}"; do
         # shellcheck disable=SC2086 # each entry is a command line
