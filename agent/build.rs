@@ -44,15 +44,17 @@ fn main() {
 
 /// The ordering file, when the link is rustc's own lld: the default for
 /// x86_64-unknown-linux-gnu since Rust 1.90. Another target, a linker set
-/// through Cargo's environment or RUSTFLAGS, or `LENSCAP_LINK_ORDER=0`
-/// leave the order alone (GNU ld does not know the option). A linker set
+/// through Cargo's environment or RUSTFLAGS (`-C linker`,
+/// `-C link-self-contained`, `-fuse-ld`), or `LENSCAP_LINK_ORDER=0` leave
+/// the order alone (GNU ld and gold do not know the option). A linker set
 /// in a Cargo config file is not visible here: such a build sets
 /// `LENSCAP_LINK_ORDER=0`.
 fn link_order(env: &dyn Fn(&str) -> String) -> Option<String> {
     let rustflags = env("CARGO_ENCODED_RUSTFLAGS");
     let own_linker = !env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER").is_empty()
         || rustflags.contains("linker")
-        || rustflags.contains("link-self-contained");
+        || rustflags.contains("link-self-contained")
+        || rustflags.contains("fuse-ld");
     if env("TARGET") != "x86_64-unknown-linux-gnu" || own_linker || env("LENSCAP_LINK_ORDER") == "0"
     {
         return None;
