@@ -31,38 +31,21 @@
 #
 # Linux only (/proc). Run as root, like the daemon.
 set -euo pipefail
+# shellcheck source=bench/daemon-tree.sh
+. "$(dirname "$0")/daemon-tree.sh"
 a=$1; b=$2; secs=${3:-300}; warm=${4:-10}
 hz=$(getconf CLK_TCK)
 start() {
     local bin=$1 own=${2:-} w; w=$(mktemp -d /tmp/lenscap-ab.XXXXXX)
-    mkdir -p "$w/Users/ann/Library/LaunchAgents" "$w/Applications" "$w/private/tmp"
     local extra="${AB_PLIST:-}$own"
     if [ "${AB_CAMERA:-0}" = 1 ]; then
         mkdir -p "$w/dev" && : >"$w/dev/video0"
         extra="$extra<key>CameraDevices</key><array><string>$w/dev/video*</string></array>"
     fi
-    cat >"$w/config.plist" <<PLIST
-<?xml version="1.0" encoding="UTF-8"?>
-<plist version="1.0"><dict>
-<key>Mode</key><string>remediate</string>
-<key>PersistenceDirs</key><array><string>$w/Users/*/Library/LaunchAgents</string></array>
-<key>ApplicationDirs</key><array><string>$w/Applications</string></array>
-<key>StateDir</key><string>$w/state</string>
-<key>LoginItems</key><false/>
-$extra
-</dict></plist>
-PLIST
+    daemon_tree "$w" "$extra"
     if [ -n "${AB_NETNS:-}" ]; then
         local ns; ns=lenscap-ab-$(basename "$w")
-        ip netns add "$ns"
-        ip -n "$ns" link set lo up
-        ip netns exec "$ns" python3 -c '
-import signal, socket, sys
-held = []
-for i in range(int(sys.argv[1])):
-    s = socket.socket(socket.AF_INET6 if i % 2 else socket.AF_INET)
-    s.bind(("::1" if i % 2 else "127.0.0.1", 0)); s.listen(); held.append(s)
-signal.pause()' "$AB_NETNS" >/dev/null 2>&1 &
+        netns_with_listeners "$ns" "$AB_NETNS"
         echo "$!" >"$w/holder.pid"
         echo "$ns" >"$w/netns"
         ip netns exec "$ns" "$bin" run --config "$w/config.plist" >"$w/log" 2>&1 &

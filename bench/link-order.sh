@@ -29,6 +29,8 @@
 # directory and its own network namespace). Needs valgrind and iproute2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/daemon-tree.sh
+. bench/daemon-tree.sh
 secs=${1:-90}
 for tool in valgrind ip nm; do
     command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install valgrind iproute2 binutils)" >&2; exit 1; }
@@ -49,32 +51,14 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-ip netns add "$ns"
-ip -n "$ns" link set lo up
-ip netns exec "$ns" python3 -c '
-import signal, socket
-held = []
-for i in range(12):
-    s = socket.socket(socket.AF_INET6 if i % 2 else socket.AF_INET)
-    s.bind(("::1" if i % 2 else "127.0.0.1", 0)); s.listen(); held.append(s)
-signal.pause()' >/dev/null 2>&1 &
+netns_with_listeners "$ns" 12
 holder=$!
 
 # One daemon run under callgrind; $2 = "helper" starts a hidden helper
 # after a third of the time.
 run() {
     local name=$1 what=$2 w="$work/$1"
-    mkdir -p "$w/Users/ann/Library/LaunchAgents" "$w/Applications" "$w/tmp"
-    cat >"$w/config.plist" <<PLIST
-<?xml version="1.0" encoding="UTF-8"?>
-<plist version="1.0"><dict>
-<key>Mode</key><string>remediate</string>
-<key>PersistenceDirs</key><array><string>$w/Users/*/Library/LaunchAgents</string></array>
-<key>ApplicationDirs</key><array><string>$w/Applications</string></array>
-<key>StateDir</key><string>$w/state</string>
-<key>LoginItems</key><false/>
-</dict></plist>
-PLIST
+    daemon_tree "$w"
     ip netns exec "$ns" valgrind --tool=callgrind --dump-instr=no --compress-strings=no \
         --demangle=no --callgrind-out-file="$work/$name.out" \
         "$bin" run --config "$w/config.plist" >"$w/log" 2>&1 &
