@@ -4,6 +4,7 @@
 # passes the file to lld as --symbol-ordering-file).
 #
 #   bench/link-order.sh [SECS]      (default 90: seconds per daemon run)
+#   bench/link-order.sh --check BIN (how many of the file's names BIN has)
 #
 # Why: the kernel maps a file's pages 64 KB around each fault
 # (fault_around_bytes), so the daemon's resident code is every 64 KB
@@ -29,6 +30,15 @@
 # directory and its own network namespace). Needs valgrind and iproute2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = --check ]; then
+    # The names are exact symbols, hashes included: a build whose hashes
+    # differ (another toolchain, other features) keeps few of them.
+    total=$(grep -vc '^#' agent/link-order.txt)
+    kept=$(nm --defined-only "$2" | awk '{ print $NF }' | sort -u |
+        comm -12 - <(grep -v '^#' agent/link-order.txt | sort -u) | wc -l)
+    echo "$2 has $kept of the $total functions in agent/link-order.txt"
+    exit 0
+fi
 # shellcheck source=bench/daemon-tree.sh
 . bench/daemon-tree.sh
 secs=${1:-90}
