@@ -18,7 +18,20 @@ if [ "${1:-}" = "--inside" ]; then
     work=$(mktemp -d /tmp/lenscap-same.XXXXXX)
     ip link set lo up
     pids=()
-    cleanup() { kill "${pids[@]}" 2>/dev/null || true; pkill -P $$ 2>/dev/null || true; rm -rf "$work"; }
+    # Every process in this private network namespace is this script's,
+    # including the helpers' forked children, which outlive their parents
+    # (the orphan case does so on purpose) and are nobody's child here.
+    # shellcheck disable=SC2317 # run by the EXIT trap
+    cleanup() {
+        kill "${pids[@]}" 2>/dev/null || true
+        local me p
+        me=$(readlink /proc/$$/ns/net)
+        for p in /proc/[0-9]*; do
+            [ "${p#/proc/}" = "$$" ] && continue
+            if [ "$(readlink "$p/ns/net" 2>/dev/null)" = "$me" ]; then kill "${p#/proc/}" 2>/dev/null || true; fi
+        done
+        rm -rf "$work"
+    }
     trap cleanup EXIT
     touch "$work/video0" "$work/video1"
     for i in $(seq 10); do "$helper" --port-file "$work/p$i" >/dev/null 2>&1 & pids+=($!); done
