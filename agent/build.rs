@@ -60,9 +60,9 @@ fn link_order(env: &dyn Fn(&str) -> String) -> Option<String> {
         return None;
     }
     let file = std::path::Path::new(&env("CARGO_MANIFEST_DIR")).join("link-order.txt");
-    let file = file.to_str()?;
     // -Wl, splits its argument at commas.
-    (std::path::Path::new(file).is_file() && !file.contains(',')).then(|| file.to_string())
+    let name = file.to_str().filter(|f| !f.contains(','))?;
+    file.is_file().then(|| name.to_string())
 }
 
 /// The build machine's glibc version, from `getconf GNU_LIBC_VERSION`

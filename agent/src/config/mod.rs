@@ -43,7 +43,7 @@ pub use rules::RULE_KEYS;
 pub use secret::Secret;
 // The rule vocabulary is shared with the judge and the other sources of
 // policy; `Rules` is where the preferences write it.
-pub use crate::model::rule::{Rule, RuleAction, compile_path_glob};
+pub use crate::model::rule::{Rule, RuleAction, compile_path_glob, path_glob};
 pub use show::{render_show, to_json};
 pub use source::{DOMAIN, LOCAL_PATH, MANAGED_PATH, MAX_DEPTH, MAX_FILE_BYTES, Origin, Sources};
 

@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use globset::{Glob, GlobBuilder, GlobMatcher};
+use globset::{Glob, GlobMatcher};
 
 use super::JudgeError;
 use super::catalog::{Catalog, CatalogEntry};
@@ -112,10 +112,8 @@ impl DirSet {
                 "" => "/",
                 t => t,
             };
-            let compiled = GlobBuilder::new(trimmed)
-                .literal_separator(true)
-                .build()
-                .map_err(|source| JudgeError::DirGlob {
+            let compiled =
+                crate::model::rule::path_glob(trimmed).map_err(|source| JudgeError::DirGlob {
                     key,
                     glob: glob.clone(),
                     source,
@@ -168,7 +166,7 @@ mod tests {
             glob in "/[a-zA-Z0-9 ._-]{0,6}(/[a-zA-Z0-9 ._-]{1,6}){0,2}",
             tail in "(/[a-zA-Z0-9 ._-]{0,4}){0,2}",
         ) {
-            let built = GlobBuilder::new(&glob).literal_separator(true).build().unwrap();
+            let built = crate::model::rule::path_glob(&glob).unwrap();
             let literal = DirMatcher::new(built.clone());
             proptest::prop_assert!(matches!(literal, DirMatcher::Literal(_)));
             let compiled = built.compile_matcher();

@@ -12,7 +12,7 @@
 //! [`RuleProblem`] into its own error, which names the file and key (a
 //! preferences file) or the entry (a fleet policy).
 
-use globset::{GlobBuilder, GlobMatcher};
+use globset::{Glob, GlobBuilder, GlobMatcher};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,15 +90,18 @@ impl RuleProblem {
     }
 }
 
-/// Compiles a rule's `Path` the way lenscap matches it: `*` and `?` stay
-/// inside one path component, `**` spans any number of components. The
-/// judge matches with this, and the loaders validate with it, so the
+/// Parses a path glob the way lenscap matches it: `*` and `?` stay inside
+/// one path component, `**` spans any number of components. Every path
+/// glob (rule paths, directory keys, `CameraDevices`) is built here, so the
 /// semantics documented in docs/configuration.md hold in one place.
+pub fn path_glob(pattern: &str) -> Result<Glob, globset::Error> {
+    GlobBuilder::new(pattern).literal_separator(true).build()
+}
+
+/// [`path_glob`], compiled: the judge matches rule paths with this, and the
+/// loaders validate with it.
 pub fn compile_path_glob(pattern: &str) -> Result<GlobMatcher, globset::Error> {
-    GlobBuilder::new(pattern)
-        .literal_separator(true)
-        .build()
-        .map(|glob| glob.compile_matcher())
+    path_glob(pattern).map(|glob| glob.compile_matcher())
 }
 
 /// A `TeamID` is ten ASCII capitals and digits (Apple's format).

@@ -99,13 +99,10 @@ impl CameraDevices {
         let globs = patterns
             .iter()
             .map(|p| {
-                globset::GlobBuilder::new(p.as_ref())
-                    .literal_separator(true)
-                    .build()
-                    .map_err(|source| CameraError::InvalidGlob {
-                        pattern: p.as_ref().to_string(),
-                        source,
-                    })
+                crate::config::path_glob(p.as_ref()).map_err(|source| CameraError::InvalidGlob {
+                    pattern: p.as_ref().to_string(),
+                    source,
+                })
             })
             .collect::<Result<_, _>>()?;
         Ok(CameraDevices {
